@@ -1,0 +1,309 @@
+"""The ``tokenswarm`` command: run | ui | report | engines | simengine.
+
+``run`` validates its options here (a bad value is one line and exit code 2,
+before anything starts), starts the embedded simulated engine when the
+target is the ``sim`` preset with no ``--host``, runs Locust headless in a
+child process with tokenswarm's locustfile and options (passed as
+``TOKENSWARM_*`` variables, so keys never show on a command line), then
+prints the results table and, as the last line, the run folder.
+This module imports neither locust nor gevent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from typing import Any
+
+from tokenswarm import __version__, runfolder
+from tokenswarm.exitstatus import ExitStatus
+from tokenswarm.options import OPTIONS, add_options, to_env
+from tokenswarm.settings import SettingsError, build
+
+DEFAULT_DURATION = "30s"
+
+
+def _packaged_locustfile() -> str:
+    spec = importlib.util.find_spec("tokenswarm.loadgen")
+    assert spec is not None and spec.submodule_search_locations
+    return os.path.join(list(spec.submodule_search_locations)[0], "locustfile.py")
+
+
+# -- run -----------------------------------------------------------------------------------
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", "-H", default=os.environ.get("TOKENSWARM_HOST", ""),
+                   help="base URL of the server (scheme://host:port); default: the preset's, or an embedded "
+                        "simulated engine for --engine sim")
+    p.add_argument("--users", "-u", type=int, default=int(os.environ.get("TOKENSWARM_USERS", "16")),
+                   help="concurrent streams (closed loop: one request in flight per user; default 16)")
+    p.add_argument("--spawn-rate", "-r", type=float, default=0.0,
+                   help="users started per second (default: all at once)")
+    p.add_argument("--stop-timeout", type=float, default=60.0,
+                   help="at the end, seconds that requests in flight may take to finish (default 60)")
+    p.add_argument("--locustfile", "-f", default="", help="a locustfile of your own (default: tokenswarm's chat user)")
+    p.add_argument("--sim-args", default=os.environ.get("TOKENSWARM_SIM_ARGS", ""),
+                   help="options for the embedded simulated engine, e.g. '--ttft-ms 200 --tpot-ms 20'")
+    p.add_argument("--loglevel", "-L", default="WARNING", help="Locust's log level (default WARNING)")
+    add_options(p)
+
+
+def _check_run_args(args: argparse.Namespace) -> float | None:
+    """Validate before anything starts; returns the duration in seconds (None: until --requests are done)."""
+    if args.users < 1:
+        raise SettingsError(f"bad --users {args.users}: must be at least 1")
+    if args.spawn_rate < 0:
+        raise SettingsError(f"bad --spawn-rate {args.spawn_rate}: must be positive")
+    if args.stop_timeout < 0:
+        raise SettingsError(f"bad --stop-timeout {args.stop_timeout}: must be 0 or more")
+    if args.locustfile and not os.path.isfile(args.locustfile):
+        raise SettingsError(f"bad --locustfile {args.locustfile!r}: no such file")
+    if not args.duration and not args.requests:
+        args.duration = DEFAULT_DURATION
+    return build(args, host=args.host or None).duration_s
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _check_run_args(args)
+    settings = build(args, host=args.host or None)
+    try:
+        run_dir = runfolder.make_run_dir(args.out, settings.engine.name, args.run_name)
+    except OSError as e:
+        raise SettingsError(f"cannot create the run folder {args.out or runfolder.DEFAULT_ROOT!r}: {e}") from None
+    with ExitStack() as stack:
+        host = args.host
+        if settings.engine.name == "sim" and not host:
+            from tokenswarm.simengine import SimProcess
+
+            sim = SimProcess(shlex.split(args.sim_args), log_path=os.path.join(run_dir, "simengine.log"))
+            sim.start()
+            stack.callback(sim.stop)
+            host = sim.url
+            print(f"tokenswarm: embedded simulated engine at {host}", flush=True)
+        code = _run_locust(args, run_dir, host)
+    _print_results(run_dir)
+    return code
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Locust's web UI with tokenswarm's options (a simulated engine is started for --engine sim)."""
+    settings = build(args, host=args.host or None)
+    if args.locustfile and not os.path.isfile(args.locustfile):
+        raise SettingsError(f"bad --locustfile {args.locustfile!r}: no such file")
+    with ExitStack() as stack:
+        host = args.host
+        if settings.engine.name == "sim" and not host:
+            from tokenswarm.simengine import SimProcess
+
+            sim = SimProcess(shlex.split(args.sim_args))
+            sim.start()
+            stack.callback(sim.stop)
+            host = sim.url
+            print(f"tokenswarm: embedded simulated engine at {host}", flush=True)
+        cmd = [sys.executable, "-m", "locust", "-f", args.locustfile or _packaged_locustfile(),
+               "--web-host", args.web_host, "--web-port", str(args.web_port), "-u", str(args.users),
+               "-r", f"{args.spawn_rate or args.users:g}", "--stop-timeout", f"{args.stop_timeout:g}"]
+        if host:
+            cmd += ["-H", host]
+        if args.web_host not in ("127.0.0.1", "localhost", "::1"):
+            print("tokenswarm: warning: the web UI listens beyond loopback; protect it (Locust --web-login, "
+                  "or a proxy with authentication)", file=sys.stderr)
+        print(f"tokenswarm: web UI at http://{args.web_host}:{args.web_port}", flush=True)
+        env = _locust_env(args, "")
+        env.pop("TOKENSWARM_CLI", None)
+        return run_child(cmd, env)
+
+
+def _locust_env(args: argparse.Namespace, run_dir: str) -> dict[str, str]:
+    values = {o.dest: getattr(args, o.dest) for o in OPTIONS}
+    if run_dir:
+        values["out"] = run_dir
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSWARM_")}
+    env.update(to_env(values))
+    env["TOKENSWARM_CLI"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _run_locust(args: argparse.Namespace, run_dir: str, host: str) -> int:
+    rate = args.spawn_rate or float(args.users)
+    cmd = [sys.executable, "-m", "locust", "-f", args.locustfile or _packaged_locustfile(), "--headless",
+           "-u", str(args.users), "-r", f"{rate:g}", "--stop-timeout", f"{args.stop_timeout:g}",
+           "--only-summary", "--loglevel", args.loglevel]
+    if host:
+        cmd += ["-H", host]
+    return run_child(cmd, _locust_env(args, run_dir))
+
+
+def run_child(cmd: list[str], env: dict[str, str]) -> int:
+    """Run Locust; the first Ctrl-C is the child's to handle (it writes its outputs), a second kills it."""
+    proc = subprocess.Popen(cmd, env=env)
+    interrupts = 0
+
+    def on_sigint(_sig: int, _frame: Any) -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:
+            proc.kill()
+
+    def on_sigterm(_sig: int, _frame: Any) -> None:
+        proc.send_signal(signal.SIGTERM)
+
+    old_int = signal.signal(signal.SIGINT, on_sigint)
+    old_term = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+    if interrupts and code not in (0, 1, 2):
+        return int(ExitStatus.INTERRUPTED)
+    return code if code >= 0 else int(ExitStatus.INTERRUPTED)
+
+
+def _print_results(run_dir: str) -> None:
+    from tokenswarm.report import ReportError, summary_text
+    from tokenswarm.report import build as build_report
+
+    table = summary_text(run_dir)
+    if not table and os.path.exists(os.path.join(run_dir, runfolder.REQUESTS_CSV)):
+        try:
+            build_report(run_dir)
+            table = summary_text(run_dir)
+        except ReportError:
+            table = ""
+    if table:
+        print("\n" + table + "\n", flush=True)
+    print(run_dir, flush=True)
+
+
+# -- report / engines ------------------------------------------------------------------------
+def cmd_report(args: argparse.Namespace) -> int:
+    from tokenswarm.report import build as build_report
+    from tokenswarm.report import summary_text
+
+    build_report(args.run_dir, warmup_s=args.warmup)
+    print(summary_text(args.run_dir))
+    print(args.run_dir)
+    return 0
+
+
+def cmd_engines(_args: argparse.Namespace) -> int:
+    from tokenswarm.engines import ENGINES, get_engine
+
+    rows = [("preset", "dialect", "default URL", "path", "metrics", "notes")]
+    for name in ENGINES:
+        e = get_engine(name)
+        rows.append((e.name, e.dialect, e.base_url, e.path, e.metrics_path or "-", e.notes))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    return 0
+
+
+# -- simengine -------------------------------------------------------------------------------
+def _add_sim_args(p: argparse.ArgumentParser) -> None:
+    from tokenswarm.simengine import BatchModel
+
+    d = BatchModel()
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (0: any free port; default 8000)")
+    p.add_argument("--model", default="tokenswarm-sim", help="model name /v1/models lists (any name is answered)")
+    p.add_argument("--strict-model", action="store_true", help="answer 404 for other model names, as vLLM does")
+    t = p.add_argument_group("fixed timing (both set: every request gets exactly this)")
+    t.add_argument("--ttft-ms", type=float, default=None, help="time to first token after admission")
+    t.add_argument("--tpot-ms", type=float, default=None, help="time between output tokens")
+    b = p.add_argument_group("continuous-batching model (used unless fixed timing is set)")
+    b.add_argument("--max-num-seqs", type=int, default=None,
+                   help=f"batch slots (default {d.max_num_seqs}; with fixed timing: 0, unlimited)")
+    b.add_argument("--prefill-tps", type=float, default=d.prefill_tps, help="prefill rate, prompt tokens/s")
+    b.add_argument("--step-base-ms", type=float, default=d.step_base_ms, help="decode step time, empty batch")
+    b.add_argument("--step-per-seq-ms", type=float, default=d.step_per_seq_ms, help="added per running sequence")
+    b.add_argument("--max-batched-tokens", type=int, default=d.max_batched_tokens, help="token budget per step")
+    b.add_argument("--kv-cache-tokens", type=int, default=d.kv_cache_tokens, help="KV cache capacity, tokens")
+    p.add_argument("--default-max-tokens", type=int, default=128, help="output length when a request sets none")
+    p.add_argument("--max-model-len", type=int, default=32768, help="context length: longer requests get 400")
+    p.add_argument("--truth-log", default=None, metavar="FILE",
+                   help="append per request: id, arrival, first and last write times (epoch s), tokens")
+
+
+def cmd_simengine(args: argparse.Namespace) -> int:
+    from tokenswarm.simengine import BatchModel, SimConfig, serve
+
+    for name in ("ttft_ms", "tpot_ms"):
+        v = getattr(args, name)
+        if v is not None and v < 0:
+            raise SettingsError(f"bad --{name.replace('_', '-')} {v}: must be 0 or more")
+    positive = ("prefill_tps", "max_batched_tokens", "kv_cache_tokens", "default_max_tokens", "max_model_len")
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise SettingsError(f"bad --{name.replace('_', '-')} {getattr(args, name)}: must be positive")
+    if args.max_num_seqs is not None and args.max_num_seqs < 0:
+        raise SettingsError(f"bad --max-num-seqs {args.max_num_seqs}: must be 0 or more")
+    fixed = args.ttft_ms is not None or args.tpot_ms is not None
+    if not fixed and args.max_num_seqs == 0:
+        raise SettingsError("bad --max-num-seqs 0: the batching model needs at least 1 slot")
+    batch = BatchModel(
+        max_num_seqs=args.max_num_seqs or BatchModel.max_num_seqs, prefill_tps=args.prefill_tps,
+        step_base_ms=args.step_base_ms, step_per_seq_ms=args.step_per_seq_ms,
+        max_batched_tokens=args.max_batched_tokens, kv_cache_tokens=args.kv_cache_tokens,
+    )
+    cfg = SimConfig(host=args.host, port=args.port, model=args.model, ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms,
+                    max_num_seqs=args.max_num_seqs, batch=batch, default_max_tokens=args.default_max_tokens,
+                    max_model_len=args.max_model_len, truth_log=args.truth_log, strict_model=args.strict_model)
+    try:
+        serve(cfg)
+    except OSError as e:
+        raise SettingsError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+    return 0
+
+
+# -- main ------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokenswarm", description="Load tests for LLM serving engines, on Locust.")
+    parser.add_argument("--version", action="version", version=f"tokenswarm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    p = sub.add_parser("run", help="one fixed concurrency level, headless; prints the table and the run folder")
+    _add_run_args(p)
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("ui", help="Locust's web UI with tokenswarm's users and options")
+    _add_run_args(p)
+    p.add_argument("--web-host", default="127.0.0.1", help="address of the web UI (default 127.0.0.1)")
+    p.add_argument("--web-port", type=int, default=8089, help="port of the web UI (default 8089)")
+    p.set_defaults(func=cmd_ui)
+    p = sub.add_parser("report", help="rebuild a run folder's derived files (levels.csv, report.md)")
+    p.add_argument("run_dir", help="the run folder (reports/<run_id>)")
+    p.add_argument("--warmup", type=float, default=None, help="seconds trimmed from the start of each level")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("engines", help="list the engine presets")
+    p.set_defaults(func=cmd_engines)
+    p = sub.add_parser("simengine", help="serve the simulated engine (an OpenAI-compatible streaming server)")
+    _add_sim_args(p)
+    p.set_defaults(func=cmd_simengine)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SettingsError as e:
+        print(f"tokenswarm: error: {e}", file=sys.stderr)
+        return int(ExitStatus.BAD_INPUT)
+    except KeyboardInterrupt:
+        return int(ExitStatus.INTERRUPTED)
+    except Exception as e:  # report errors and the like: one line, not a traceback
+        from tokenswarm.report import ReportError
+
+        if isinstance(e, ReportError):
+            print(f"tokenswarm: error: {e}", file=sys.stderr)
+            return int(ExitStatus.BAD_INPUT)
+        raise

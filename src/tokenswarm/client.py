@@ -1,0 +1,536 @@
+"""Streaming HTTP/1.1 client: one keep-alive connection per user, exact timestamps.
+
+Standard-library sockets only. Under Locust, gevent's monkey-patching makes
+them cooperative; in tests, preflight checks and benchmarks they are plain
+blocking sockets. Owning the socket lets the client take the send timestamp
+immediately before the request bytes are written and a timestamp for every
+``recv()`` as soon as it returns, with no buffering layer in between (library
+clients were seen batching SSE reads, or splitting lines on ``\\r\\n`` only).
+
+:class:`StreamCall` sends one request on a :class:`Connection`, feeds each
+stream line through a dialect into a :class:`~tokenswarm.metrics.StreamMeasure`
+and classifies the outcome into exactly one :class:`RequestRecord`.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+from tokenswarm.dialects.base import Dialect, MalformedEvent
+from tokenswarm.metrics import (
+    CONNECT_ERROR,
+    DISCONNECT,
+    EMPTY,
+    HTTP_ERROR,
+    MALFORMED,
+    SERVER_ERROR_EVENT,
+    STATUS_CANCELLED,
+    STATUS_OK,
+    TIMEOUT,
+    RequestRecord,
+    StreamMeasure,
+)
+
+RECV_SIZE = 65536
+MAX_ERROR_BODY = 65536  # bytes of an error response kept for its message
+ERROR_TEXT_LEN = 200  # characters of an error kept in a record
+DONE_GRACE_S = 2.0  # after the end marker, how long to wait for the end of the HTTP message
+
+perf_counter = time.perf_counter
+
+
+class BadURL(ValueError):
+    """A base URL that cannot be used (scheme, host or port)."""
+
+
+class ProtocolError(Exception):
+    """The server broke HTTP/1.1 framing."""
+
+
+class Target(NamedTuple):
+    """Where requests go: parsed from a base URL such as ``http://127.0.0.1:8000``."""
+
+    scheme: str
+    host: str
+    port: int
+    base_path: str
+
+    @classmethod
+    def parse(cls, url: str) -> Target:
+        if not url or "://" not in url:
+            raise BadURL(f"bad --host {url!r}: expected a URL such as http://127.0.0.1:8000")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise BadURL(f"bad --host {url!r}: scheme must be http or https, not {parts.scheme!r}")
+        if not parts.hostname:
+            raise BadURL(f"bad --host {url!r}: no host name")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise BadURL(f"bad --host {url!r}: the port is not a number in 1-65535") from None
+        return cls(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+    @property
+    def netloc(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
+
+    def url(self, path: str) -> str:
+        return f"{self.scheme}://{self.netloc}{self.base_path}{path}"
+
+
+class Head(NamedTuple):
+    """A response's status line and headers (names lower-cased)."""
+
+    status: int
+    reason: str
+    headers: dict[str, str]
+    keep_alive: bool
+
+
+def parse_head(raw: bytes) -> Head:
+    """Parse ``HTTP/1.1 200 OK\\r\\nName: value\\r\\n...`` (without the blank line)."""
+    try:
+        text = raw.decode("latin-1")
+        lines = text.split("\r\n")
+        version, _, rest = lines[0].partition(" ")
+        code, _, reason = rest.partition(" ")
+        status = int(code)
+    except (ValueError, IndexError):
+        raise ProtocolError(f"bad status line {raw[:60]!r}") from None
+    if not version.startswith("HTTP/"):
+        raise ProtocolError(f"bad status line {raw[:60]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    conn = headers.get("connection", "").lower()
+    keep_alive = "close" not in conn if version == "HTTP/1.1" else "keep-alive" in conn
+    return Head(status, reason, headers, keep_alive)
+
+
+class BodyDecoder:
+    """Incremental HTTP/1.1 body framing: chunked, Content-Length, or until close.
+
+    :meth:`feed` takes raw bytes and returns the body bytes they complete;
+    ``complete`` turns True at the end of the message.
+    """
+
+    __slots__ = ("mode", "remaining", "buf", "state", "complete")
+
+    _SIZE, _DATA, _CRLF, _TRAILER = 0, 1, 2, 3
+
+    def __init__(self, head: Head, method: str = "POST") -> None:
+        te = head.headers.get("transfer-encoding", "").lower()
+        self.buf = b""
+        self.state = self._SIZE
+        self.remaining = 0
+        self.complete = False
+        if "chunked" in te:
+            self.mode = "chunked"
+        elif "content-length" in head.headers:
+            self.mode = "length"
+            try:
+                self.remaining = int(head.headers["content-length"])
+            except ValueError:
+                raise ProtocolError(f"bad Content-Length {head.headers['content-length']!r}") from None
+            self.complete = self.remaining == 0
+        elif head.status in (204, 304) or 100 <= head.status < 200 or method == "HEAD":
+            self.mode = "length"
+            self.complete = True
+        else:
+            self.mode = "close"
+
+    def feed(self, data: bytes) -> bytes:
+        if self.mode == "chunked":
+            return self._chunked(data)
+        if self.mode == "length":
+            take = data[: self.remaining]
+            self.remaining -= len(take)
+            if self.remaining == 0:
+                self.complete = True
+            return take
+        return data
+
+    def eof(self) -> None:
+        """The peer closed the connection: that ends a close-delimited body only."""
+        if self.mode == "close":
+            self.complete = True
+
+    def _chunked(self, data: bytes) -> bytes:
+        buf = self.buf + data if self.buf else data
+        out: list[bytes] = []
+        pos, n = 0, len(buf)
+        state = self.state
+        while pos < n:
+            if state == self._DATA:
+                take = min(self.remaining, n - pos)
+                out.append(buf[pos : pos + take])
+                pos += take
+                self.remaining -= take
+                if self.remaining == 0:
+                    state = self._CRLF
+            elif state == self._SIZE:
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    if n - pos > 1024:
+                        raise ProtocolError("chunk size line too long")
+                    break
+                try:
+                    size = int(buf[pos:eol].split(b";", 1)[0], 16)
+                except ValueError:
+                    raise ProtocolError(f"bad chunk size {buf[pos:eol][:20]!r}") from None
+                pos = eol + 2
+                if size == 0:
+                    state = self._TRAILER
+                else:
+                    self.remaining = size
+                    state = self._DATA
+            elif state == self._CRLF:
+                if n - pos < 2:
+                    break
+                if buf[pos : pos + 2] != b"\r\n":
+                    raise ProtocolError("chunk not followed by CRLF")
+                pos += 2
+                state = self._SIZE
+            else:  # trailer section: lines until an empty one
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    break
+                if eol == pos:
+                    self.complete = True
+                    pos = n
+                    break
+                pos = eol + 2
+        self.state = state
+        self.buf = buf[pos:] if pos < n else b""
+        return out[0] if len(out) == 1 else b"".join(out)
+
+
+class Connection:
+    """One HTTP/1.1 connection to a target, opened lazily and kept alive between requests."""
+
+    def __init__(
+        self,
+        target: Target,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 120.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.target = target
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.sock: socket.socket | None = None
+        self.requests_on_sock = 0
+        if target.scheme == "https" and ssl_context is None:
+            ssl_context = ssl.create_default_context()
+        self.ssl_context = ssl_context
+
+    def open(self) -> float:
+        """Connect now; returns the seconds it took."""
+        t0 = perf_counter()
+        sock = socket.create_connection((self.target.host, self.target.port), timeout=self.connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(sock, server_hostname=self.target.host)
+            sock.settimeout(self.read_timeout)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self.requests_on_sock = 0
+        return perf_counter() - t0
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            finally:
+                self.sock = None
+
+
+def request_head(target: Target, method: str, path: str, headers: dict[str, str]) -> bytes:
+    """The request line and headers up to (not including) ``Content-Length``."""
+    lines = [f"{method} {target.base_path}{path} HTTP/1.1", f"Host: {target.netloc}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    for line in lines:
+        if "\r" in line or "\n" in line:
+            raise ValueError(f"header contains a line break: {line.split(':', 1)[0]!r}")
+    return ("\r\n".join(lines) + "\r\n").encode("latin-1")
+
+
+def simple_request(
+    conn: Connection, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[Head, bytes]:
+    """One plain (not measured) request, for preflight checks and tools; returns head and body."""
+    hdrs = {"Accept": "*/*", **(headers or {})}
+    if body is not None:
+        hdrs.setdefault("Content-Type", "application/json")
+    head = request_head(conn.target, method, path, hdrs)
+    payload = head + b"Content-Length: %d\r\n\r\n" % len(body or b"") + (body or b"")
+    if conn.sock is None:
+        conn.open()
+    assert conn.sock is not None
+    conn.sock.sendall(payload)
+    raw = b""
+    while b"\r\n\r\n" not in raw:
+        data = conn.sock.recv(RECV_SIZE)
+        if not data:
+            conn.close()
+            raise ProtocolError("connection closed before the response headers")
+        raw += data
+    head_raw, _, rest = raw.partition(b"\r\n\r\n")
+    rhead = parse_head(head_raw)
+    dec = BodyDecoder(rhead, method)
+    parts = [dec.feed(rest)]
+    while not dec.complete:
+        data = conn.sock.recv(RECV_SIZE)
+        if not data:
+            dec.eof()
+            break
+        parts.append(dec.feed(data))
+    if not rhead.keep_alive or not dec.complete:
+        conn.close()
+    return rhead, b"".join(parts)
+
+
+def error_message(body: bytes) -> str:
+    """The readable part of an error response body (JSON ``error.message`` and the like)."""
+    text = body[:MAX_ERROR_BODY].decode("utf-8", "replace").strip()
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return " ".join(text.split())[:ERROR_TEXT_LEN]
+    if isinstance(obj, dict):
+        for key in ("error", "message", "detail", "msg"):
+            val = obj.get(key)
+            if isinstance(val, dict):
+                val = val.get("message") or val.get("msg") or val
+            if val:
+                return str(val)[:ERROR_TEXT_LEN]
+    return text[:ERROR_TEXT_LEN]
+
+
+class StreamCall:
+    """One streamed request, sent on a connection and measured into a record.
+
+    ``run()`` never raises for anything the server or network did: every
+    outcome becomes exactly one record. If the caller is interrupted (a
+    greenlet killed at test end), it calls :meth:`abort` to get the record of
+    what was measured so far, marked ``cancelled``.
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        dialect: Dialect,
+        head: bytes,
+        body: bytes,
+        request_id: str,
+        input_tokens: int | None = None,
+        count_tokens: Callable[[str], int] | None = None,
+    ) -> None:
+        self.conn = conn
+        self.dialect = dialect
+        self.payload = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+        self.request_id = request_id
+        self.input_tokens = input_tokens
+        self.count_tokens = count_tokens
+        self.measure: StreamMeasure | None = None
+        self.connect_s: float | None = None
+        self.http_status: int | None = None
+
+    # -- outcome helpers -------------------------------------------------------
+    def _rec(self, status: str, error: str = "", closed: float | None = None) -> RequestRecord:
+        m = self.measure or StreamMeasure(perf_counter())
+        rec = m.record(
+            self.request_id,
+            status,
+            closed=closed,
+            http_status=self.http_status,
+            error=error[:ERROR_TEXT_LEN],
+            input_tokens=self.input_tokens,
+            count_tokens=self.count_tokens,
+        )
+        if self.connect_s is not None:
+            rec.connect_ms = self.connect_s * 1000.0
+        return rec
+
+    def abort(self, reason: str = "stopped by the client") -> RequestRecord:
+        """Record of an interrupted call (the connection is closed, its state unknown)."""
+        self.conn.close()
+        return self._rec(STATUS_CANCELLED, reason, closed=perf_counter())
+
+    # -- the request -------------------------------------------------------------
+    def run(self) -> RequestRecord:
+        conn = self.conn
+        retried = False
+        while True:
+            reused = conn.sock is not None
+            if not reused:
+                try:
+                    self.connect_s = conn.open()
+                except TimeoutError:
+                    return self._rec(CONNECT_ERROR, f"connect timeout after {conn.connect_timeout:g}s")
+                except OSError as e:
+                    return self._rec(CONNECT_ERROR, f"cannot connect to {conn.target.netloc}: {_oserr(e)}")
+            sock = conn.sock
+            assert sock is not None
+            send = perf_counter()
+            self.measure = StreamMeasure(send)
+            try:
+                sock.sendall(self.payload)
+                data = sock.recv(RECV_SIZE)
+            except TimeoutError:
+                conn.close()
+                return self._rec(TIMEOUT, f"no response within {conn.read_timeout:g}s", closed=perf_counter())
+            except OSError as e:
+                conn.close()
+                if reused and not retried:
+                    retried = True  # the server closed an idle keep-alive connection: retry once, fresh
+                    continue
+                return self._rec(DISCONNECT, f"connection lost before the response: {_oserr(e)}")
+            if not data:
+                conn.close()
+                if reused and not retried:
+                    retried = True
+                    continue
+                return self._rec(DISCONNECT, "connection closed before the response")
+            conn.requests_on_sock += 1
+            try:
+                return self._read(sock, data)
+            except TimeoutError:
+                conn.close()
+                return self._rec(TIMEOUT, f"no data for {conn.read_timeout:g}s", closed=perf_counter())
+            except ProtocolError as e:
+                conn.close()
+                return self._rec(MALFORMED, f"bad HTTP response: {e}", closed=perf_counter())
+            except OSError as e:
+                conn.close()
+                return self._rec(DISCONNECT, f"connection lost mid-stream: {_oserr(e)}", closed=perf_counter())
+
+    def _read(self, sock: socket.socket, raw: bytes) -> RequestRecord:
+        conn = self.conn
+        # headers
+        while True:
+            end = raw.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(raw) > 65536:
+                raise ProtocolError("response headers larger than 64 KiB")
+            data = sock.recv(RECV_SIZE)
+            if not data:
+                conn.close()
+                return self._rec(DISCONNECT, "connection closed inside the response headers")
+            raw += data
+        head = parse_head(raw[:end])
+        self.http_status = head.status
+        dec = BodyDecoder(head)
+        rest = raw[end + 4 :]
+        if not 200 <= head.status < 300:
+            return self._read_error(sock, head, dec, rest)
+        ctype = head.headers.get("content-type", "")
+        if "json" in ctype and "event-stream" not in ctype:
+            conn.close()
+            return self._rec(MALFORMED, f"got {ctype}, not an event stream (did the server ignore stream=true?)")
+        t = perf_counter()
+        return self._stream(sock, dec, rest, t)
+
+    def _stream(self, sock: socket.socket, dec: BodyDecoder, data: bytes, t: float) -> RequestRecord:
+        m = self.measure
+        assert m is not None
+        parse_line = self.dialect.parse_line
+        feed = m.feed
+        pending = b""
+        grace = False
+        while True:
+            if data:
+                body = dec.feed(data)
+                if body:
+                    if b"\n" in body:
+                        lines = (pending + body).split(b"\n") if pending else body.split(b"\n")
+                        pending = lines.pop()
+                        for line in lines:
+                            if line[-1:] == b"\r":
+                                line = line[:-1]
+                            try:
+                                ev = parse_line(line)
+                            except MalformedEvent as e:
+                                self.conn.close()
+                                return self._rec(MALFORMED, str(e), closed=t)
+                            if ev is not None:
+                                feed(t, ev)
+                                if m.error is not None:
+                                    self.conn.close()
+                                    return self._rec(SERVER_ERROR_EVENT, m.error, closed=t)
+                    else:
+                        pending += body
+            if dec.complete:
+                break
+            if m.done and not grace:
+                # the end marker is in: wait only briefly for the end of the HTTP message
+                grace = True
+                sock.settimeout(min(DONE_GRACE_S, self.conn.read_timeout))
+            try:
+                data = sock.recv(RECV_SIZE)
+            except TimeoutError:
+                if not grace:
+                    raise
+                self.conn.close()  # the server never ended the message; the stream itself is complete
+                break
+            t = perf_counter()
+            if not data:
+                dec.eof()
+                if dec.complete:
+                    break
+                self.conn.close()
+                return self._rec(DISCONNECT, "connection closed mid-stream", closed=t)
+        if pending.strip():  # a last line without its newline
+            try:
+                ev = parse_line(pending.rstrip(b"\r"))
+            except MalformedEvent as e:
+                self.conn.close()
+                return self._rec(MALFORMED, str(e), closed=t)
+            if ev is not None:
+                feed(t, ev)
+                if m.error is not None:
+                    self.conn.close()
+                    return self._rec(SERVER_ERROR_EVENT, m.error, closed=t)
+        if dec.mode == "close" or dec.buf:
+            self.conn.close()
+        elif grace and self.conn.sock is not None:
+            self.conn.sock.settimeout(self.conn.read_timeout)
+        if not m.done and self.dialect.needs_end_marker:
+            return self._rec(DISCONNECT, "stream ended without its end marker ([DONE])", closed=t)
+        if not m.output_events:
+            return self._rec(EMPTY, "stream carried no output", closed=t)
+        return self._rec(STATUS_OK, closed=t)
+
+    def _read_error(self, sock: socket.socket, head: Head, dec: BodyDecoder, data: bytes) -> RequestRecord:
+        parts = [dec.feed(data)]
+        size = len(parts[0])
+        while not dec.complete and size < MAX_ERROR_BODY:
+            data = sock.recv(RECV_SIZE)
+            if not data:
+                dec.eof()
+                break
+            part = dec.feed(data)
+            parts.append(part)
+            size += len(part)
+        if not dec.complete or not head.keep_alive:
+            self.conn.close()
+        msg = error_message(b"".join(parts)) or head.reason
+        return self._rec(HTTP_ERROR, f"HTTP {head.status}: {msg}", closed=perf_counter())
+
+
+def _oserr(e: OSError) -> str:
+    return e.strerror or type(e).__name__

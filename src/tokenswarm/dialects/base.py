@@ -1,0 +1,101 @@
+"""The dialect interface: how one API builds a request body and reads its stream.
+
+A dialect turns a :class:`~tokenswarm.datasets.Prompt` into a JSON body and
+one ``data:`` payload of the server's event stream into a
+:class:`~tokenswarm.metrics.Event`. SSE framing (``data:`` prefix, ``:``
+comments, blank separators, ``[DONE]``) is shared and lives here, so each
+dialect only reads its own JSON. Dialects are pure: no I/O, no locust.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from tokenswarm.metrics import Event, Usage
+
+DONE = Event(done=True)
+SKIP = None  # a line that is not an event (comment, blank, ``event:`` field)
+
+
+class MalformedEvent(ValueError):
+    """A stream line the dialect cannot read (not JSON, or not the expected shape)."""
+
+
+@dataclass
+class RequestOptions:
+    """What every request of a run shares: model and generation settings."""
+
+    model: str = ""
+    max_tokens: int = 128
+    temperature: float | None = None
+    ignore_eos: bool = False
+    include_usage: bool = True
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+
+class Dialect:
+    """Base class of API dialects. Subclasses set the class attributes and ``body``/``parse``."""
+
+    name: ClassVar[str] = ""
+    path: ClassVar[str] = ""  # the default endpoint path
+    #: True when a stream must end with an explicit marker (``[DONE]``, a
+    #: final event); a stream that stops before it is a failure.
+    needs_end_marker: ClassVar[bool] = True
+    chat: ClassVar[bool] = False  # takes messages rather than a prompt string
+
+    def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def parse(self, obj: dict[str, Any]) -> Event:
+        """Read one decoded JSON event."""
+        raise NotImplementedError
+
+    def parse_line(self, line: bytes) -> Event | None:
+        """Read one raw stream line (without its ``\\n``); None for non-event lines."""
+        if not line.startswith(b"data:"):
+            return SKIP  # comment (":"), blank separator, "event:", "id:", "retry:"
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            return DONE
+        if not payload:
+            return SKIP
+        try:
+            obj = json.loads(payload)
+        except ValueError:
+            raise MalformedEvent(f"not JSON: {_snippet(payload)}") from None
+        if not isinstance(obj, dict):
+            raise MalformedEvent(f"not a JSON object: {_snippet(payload)}")
+        return self.parse(obj)
+
+
+def error_text(obj: dict[str, Any]) -> str | None:
+    """The message of an in-stream error object, in the shapes servers use; None if not an error."""
+    err = obj.get("error")
+    if err:
+        if isinstance(err, dict):
+            return str(err.get("message") or err.get("msg") or err)
+        return str(err)
+    if obj.get("object") == "error":
+        return str(obj.get("message") or obj)
+    return None
+
+
+def usage_of(u: Any) -> Usage | None:
+    """An OpenAI-style usage object as :class:`Usage` (None if absent or not an object)."""
+    if not isinstance(u, dict):
+        return None
+    details = u.get("completion_tokens_details") or {}
+    pdetails = u.get("prompt_tokens_details") or {}
+    return Usage(
+        prompt_tokens=u.get("prompt_tokens"),
+        completion_tokens=u.get("completion_tokens"),
+        reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None,
+        cached_tokens=pdetails.get("cached_tokens") if isinstance(pdetails, dict) else None,
+    )
+
+
+def _snippet(b: bytes, n: int = 80) -> str:
+    s = b[:n].decode("utf-8", "replace")
+    return s + ("..." if len(b) > n else "")

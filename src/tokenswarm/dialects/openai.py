@@ -1,0 +1,99 @@
+"""OpenAI-compatible streams: ``/v1/chat/completions`` and ``/v1/completions``.
+
+Spoken by vLLM, SGLang, LMDeploy, TGI's Messages API, LiteLLM, Higress,
+llama.cpp and most gateways. Shapes handled (see DESIGN.md, "Wire formats"):
+a role-only first chunk, empty-content chunks, ``content`` and reasoning
+deltas (``reasoning_content`` or ``reasoning``), ``finish_reason``, a usage
+chunk with ``choices: []`` or with an empty delta (gateways rewrite it that
+way), usage on the finish chunk (LMDeploy), usage on every chunk
+(continuous usage stats), in-stream ``{"error": ...}`` objects, ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tokenswarm.dialects.base import Dialect, RequestOptions, error_text, usage_of
+from tokenswarm.metrics import Event
+
+
+def _common(body: dict[str, Any], prompt: Any, opts: RequestOptions) -> dict[str, Any]:
+    body["model"] = opts.model
+    body["max_tokens"] = prompt.max_tokens or opts.max_tokens
+    body["stream"] = True
+    if opts.include_usage:
+        body["stream_options"] = {"include_usage": True}
+    if opts.temperature is not None:
+        body["temperature"] = opts.temperature
+    if opts.ignore_eos:
+        body["ignore_eos"] = True
+    if opts.extra_body:
+        body.update(opts.extra_body)
+    return body
+
+
+def _event(obj: dict[str, Any], text: str, reasoning: str, finish: Any) -> Event:
+    usage = usage_of(obj.get("usage"))
+    tokens = None
+    if usage is not None and (text or reasoning):
+        # usage riding on an output chunk is a running count (continuous usage stats)
+        tokens = usage.completion_tokens
+    return Event(
+        text=text,
+        reasoning=reasoning,
+        usage=usage,
+        finish=finish,
+        response_id=obj.get("id"),
+        tokens=tokens,
+    )
+
+
+class OpenAIChat(Dialect):
+    """``POST /v1/chat/completions`` with ``stream: true``; text in ``choices[0].delta``."""
+
+    name = "openai-chat"
+    path = "/v1/chat/completions"
+    chat = True
+
+    def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
+        messages = prompt.messages or [{"role": "user", "content": prompt.text}]
+        return _common({"messages": messages}, prompt, opts)
+
+    def parse(self, obj: dict[str, Any]) -> Event:
+        err = error_text(obj)
+        if err is not None:
+            return Event(error=err)
+        text = reasoning = ""
+        finish = None
+        choices = obj.get("choices")
+        if choices:
+            choice = choices[0]
+            delta = choice.get("delta")
+            if delta:
+                text = delta.get("content") or ""
+                reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
+            finish = choice.get("finish_reason")
+        return _event(obj, text, reasoning, finish)
+
+
+class OpenAICompletions(Dialect):
+    """``POST /v1/completions`` with ``stream: true``; text in ``choices[0].text``."""
+
+    name = "openai-completions"
+    path = "/v1/completions"
+
+    def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
+        return _common({"prompt": prompt.text}, prompt, opts)
+
+    def parse(self, obj: dict[str, Any]) -> Event:
+        err = error_text(obj)
+        if err is not None:
+            return Event(error=err)
+        text = ""
+        finish = None
+        choices = obj.get("choices")
+        if choices:
+            choice = choices[0]
+            text = choice.get("text") or ""
+            finish = choice.get("finish_reason")
+        return _event(obj, text, "", finish)

@@ -1,0 +1,72 @@
+"""Engine presets as data: which dialect, port, path and metrics path each engine uses.
+
+``--engine NAME`` picks a row; ``--host``, ``--model``, ``--endpoint`` and
+``--dialect`` override any field. ``tokenswarm engines`` prints this table.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One preset. ``base_url`` is scheme, host and port (plus a path prefix for hosted APIs)."""
+
+    name: str
+    dialect: str
+    base_url: str
+    path: str
+    metrics_path: str = "/metrics"
+    model: str = ""  # default model name ("" : ask the server's /v1/models)
+    tokens: str = "usage"  # how output tokens are counted by default
+    notes: str = ""
+
+
+def _openai_base() -> str:
+    return os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/")
+
+
+ENGINES: dict[str, Engine] = {
+    e.name: e
+    for e in (
+        Engine("sim", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions", model="tokenswarm-sim",
+               notes="the embedded simulated engine; `tokenswarm run` starts one when --host is not given"),
+        Engine("vllm", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions",
+               notes="vLLM OpenAI server (vllm serve)"),
+        Engine("sglang", "openai-chat", "http://127.0.0.1:30000", "/v1/chat/completions",
+               notes="SGLang OpenAI server; metrics need --enable-metrics"),
+        Engine("tgi", "openai-chat", "http://127.0.0.1:8080", "/v1/chat/completions",
+               notes="Text Generation Inference Messages API"),
+        Engine("lmdeploy", "openai-chat", "http://127.0.0.1:23333", "/v1/chat/completions",
+               notes="LMDeploy api_server; usage rides on the finish chunk"),
+        Engine("trtllm", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions",
+               notes="TensorRT-LLM (trtllm-serve, OpenAI API)"),
+        Engine("litellm", "openai-chat", "http://127.0.0.1:4000", "/v1/chat/completions", metrics_path="",
+               notes="LiteLLM proxy in front of an engine"),
+        Engine("higress", "openai-chat", "http://127.0.0.1:8080", "/v1/chat/completions", metrics_path="",
+               notes="Higress AI gateway in front of an engine"),
+        Engine("fastchat", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions", metrics_path="",
+               notes="FastChat openai_api_server"),
+        Engine("llamacpp", "openai-chat", "http://127.0.0.1:8080", "/v1/chat/completions",
+               notes="llama.cpp llama-server (--metrics for /metrics)"),
+        Engine("openai", "openai-chat", "https://api.openai.com/v1", "/chat/completions", metrics_path="",
+               notes="any OpenAI-compatible API; base URL from $OPENAI_BASE_URL"),
+    )
+}
+
+
+class UnknownEngine(ValueError):
+    pass
+
+
+def get_engine(name: str) -> Engine:
+    """A preset by name; an unknown name lists the valid ones."""
+    try:
+        engine = ENGINES[name]
+    except KeyError:
+        raise UnknownEngine(f"unknown engine {name!r}; choose one of: {', '.join(ENGINES)}") from None
+    if name == "openai":
+        engine = Engine(**{**engine.__dict__, "base_url": _openai_base()})
+    return engine

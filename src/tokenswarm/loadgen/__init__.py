@@ -1,0 +1,11 @@
+"""The load-generation layer: the only tokenswarm code that imports locust or gevent.
+
+Importing it registers tokenswarm's Locust plugin (options, run folder,
+records, levels; see :mod:`tokenswarm.loadgen.plugin`) and exposes the user
+classes that locustfiles use.
+"""
+
+from tokenswarm.loadgen import plugin as _plugin  # noqa: F401  (registers the event listeners)
+from tokenswarm.loadgen.users import ChatUser, CompletionsUser, LLMUser
+
+__all__ = ["ChatUser", "CompletionsUser", "LLMUser"]

@@ -1,0 +1,226 @@
+"""Wires tokenswarm into Locust's events: options, test start/stop, records, levels, exit code.
+
+Importing :mod:`tokenswarm.loadgen` registers these listeners (the Locust
+plugin pattern), so a locustfile that imports tokenswarm's users gets the
+whole machinery: ``--engine`` and friends on the command line and in the web
+UI, a run folder per test, requests.csv, run.json and the report.
+
+Roles: the local runner has a :class:`Session` (users) and a
+:class:`RunController` (writes); a master has only the controller, a worker
+only a session whose rows are shipped to the master in batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from typing import Any
+
+import gevent
+from locust import events
+from locust.env import Environment
+from locust.runners import LocalRunner, MasterRunner, WorkerRunner
+
+from tokenswarm import runfolder
+from tokenswarm.exitstatus import ExitStatus
+from tokenswarm.loadgen.controller import RunController
+from tokenswarm.loadgen.session import Session
+from tokenswarm.options import add_options
+from tokenswarm.preflight import PreflightError, check
+from tokenswarm.settings import Settings, SettingsError, build
+
+log = logging.getLogger("tokenswarm")
+
+SHIP_S = 1.0  # a worker ships its records at least this often
+SHIP_MAX = 2000  # ... or as soon as this many are waiting
+
+MSG_RECORDS = "tokenswarm_records"
+MSG_LEVEL = "tokenswarm_level"
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser: Any) -> None:
+    add_options(parser, locust=True)
+    parser.add_argument("--no-preflight", action="store_true", default=False, env_var="TOKENSWARM_NO_PREFLIGHT",
+                        help="skip the check of the target before load starts", include_in_web_ui=False)
+
+
+def _user_dialect(environment: Environment) -> str:
+    names = {getattr(u, "dialect", "") for u in environment.user_classes}
+    return names.pop() if len(names) == 1 else ""
+
+
+def settings_for(environment: Environment) -> Settings:
+    """Build the settings from the current options (the web UI may have changed them)."""
+    opts = environment.parsed_options
+    if not opts.dialect and not opts.endpoint and _user_dialect(environment):
+        opts = argparse.Namespace(**{**vars(opts), "dialect": _user_dialect(environment)})
+    return build(opts, host=environment.host or None)
+
+
+def _fail(environment: Environment, msg: str) -> None:
+    """Bad input or a failed preflight: one line, exit code 2 (headless), or a stopped test (web UI)."""
+    log.error("tokenswarm: %s", msg)
+    print(f"tokenswarm: error: {msg}", file=sys.stderr, flush=True)
+    environment.process_exit_code = ExitStatus.BAD_INPUT
+    runner = environment.runner
+    headless = getattr(environment.parsed_options, "headless", False)
+    if runner is not None:
+        gevent.spawn(runner.quit if headless else runner.stop)
+
+
+@events.init.add_listener
+def _init(environment: Environment, **_kw: Any) -> None:
+    opts = environment.parsed_options
+    if opts is None or not hasattr(opts, "engine"):
+        return  # not started from a command line (library use without tokenswarm's options)
+    runner = environment.runner
+    if not isinstance(runner, WorkerRunner):
+        try:
+            settings_for(environment)
+        except SettingsError as e:
+            print(f"tokenswarm: error: {e}", file=sys.stderr, flush=True)
+            sys.exit(ExitStatus.BAD_INPUT)
+    if isinstance(runner, MasterRunner):
+        runner.register_message(MSG_RECORDS, _on_records)
+    elif isinstance(runner, WorkerRunner):
+        runner.register_message(MSG_LEVEL, _on_level)
+
+
+def _on_records(environment: Environment, msg: Any, **_kw: Any) -> None:
+    ctl: RunController | None = getattr(environment, "tokenswarm_controller", None)
+    if ctl is not None and not ctl.finished:
+        ctl.on_worker_rows(msg.data)
+    else:
+        log.warning("tokenswarm: %d records from %s arrived with no test running; dropped",
+                    len(msg.data.get("rows", [])), msg.data.get("worker"))
+
+
+def _on_level(environment: Environment, msg: Any, **_kw: Any) -> None:
+    environment.tokenswarm_level = msg.data["level"]
+    session: Session | None = getattr(environment, "tokenswarm_session", None)
+    if session is not None:
+        session.level = msg.data["level"]
+
+
+class Shipper:
+    """A worker's outgoing records: batched, sent to the master every second and at stop."""
+
+    def __init__(self, environment: Environment, worker: str) -> None:
+        self.runner = environment.runner
+        self.worker = worker
+        self.rows: list[list[str]] = []
+        self.shipped = 0
+        self.host = socket.gethostname()
+        self.greenlet = gevent.spawn(self._loop)
+
+    def add(self, rows: list[list[str]]) -> None:
+        self.rows.extend(rows)
+        if len(self.rows) >= SHIP_MAX:
+            self.flush()
+
+    def _loop(self) -> None:
+        while True:
+            gevent.sleep(SHIP_S)
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        rows, self.rows = self.rows, []
+        self.runner.send_message(MSG_RECORDS, {"worker": self.worker, "host": self.host, "pid": os.getpid(),
+                                               "rows": rows})
+        self.shipped += len(rows)
+
+    def close(self) -> None:
+        self.greenlet.kill(block=True)
+        self.flush()
+
+
+@events.test_start.add_listener
+def _test_start(environment: Environment, **_kw: Any) -> None:
+    opts = environment.parsed_options
+    if opts is None or not hasattr(opts, "engine"):
+        return
+    runner = environment.runner
+    environment.tokenswarm_session = None
+    try:
+        settings = settings_for(environment)
+    except SettingsError as e:
+        _fail(environment, str(e))
+        return
+    if isinstance(runner, WorkerRunner):
+        worker = f"w{runner.worker_index}"
+        shipper = Shipper(environment, worker)
+        environment.tokenswarm_shipper = shipper
+        session = Session(environment, settings, worker, shard=max(runner.worker_index, 0) + 1, sink=shipper.add)
+        session.level = getattr(environment, "tokenswarm_level", runner.target_user_count)
+        environment.tokenswarm_session = session
+        return
+    if not getattr(opts, "no_preflight", False):
+        try:
+            settings = check(settings)
+        except PreflightError as e:
+            _fail(environment, str(e))
+            return
+        opts.model = settings.request.model  # workers receive the resolved model with the spawn message
+    try:
+        run_dir = runfolder.make_run_dir(_out_dir(environment, opts.out), settings.engine.name, settings.run_name)
+    except OSError as e:
+        _fail(environment, f"cannot create the run folder: {e}")
+        return
+    ctl = RunController(environment, settings, run_dir)
+    environment.tokenswarm_controller = ctl
+    if isinstance(runner, LocalRunner):
+        session = Session(environment, settings, "local", shard=0, sink=ctl.add_rows)
+        if settings.requests:
+            session.tickets = settings.requests
+        ctl.session = session
+        environment.tokenswarm_session = session
+    ctl.start()
+
+
+def _out_dir(environment: Environment, out: str) -> str:
+    """--out for the first test of this process; later tests (web UI) get a numbered sibling."""
+    n = getattr(environment, "tokenswarm_tests", 0) + 1
+    environment.tokenswarm_tests = n
+    if not out or n == 1:
+        return out
+    return f"{out.rstrip('/')}-{n}"
+
+
+@events.test_stopping.add_listener
+def _test_stopping(environment: Environment, **_kw: Any) -> None:
+    ctl: RunController | None = getattr(environment, "tokenswarm_controller", None)
+    if ctl is not None:
+        ctl.stopping()
+
+
+@events.test_stop.add_listener
+def _test_stop(environment: Environment, **_kw: Any) -> None:
+    shipper: Shipper | None = getattr(environment, "tokenswarm_shipper", None)
+    if shipper is not None:
+        shipper.close()
+        environment.tokenswarm_shipper = None
+    ctl: RunController | None = getattr(environment, "tokenswarm_controller", None)
+    if ctl is not None:
+        ctl.finish(complete=True)
+
+
+@events.quitting.add_listener
+def _quitting(environment: Environment, **_kw: Any) -> None:
+    ctl: RunController | None = getattr(environment, "tokenswarm_controller", None)
+    if ctl is None:
+        return
+    if not ctl.finished:
+        # shutting down mid-test (Ctrl-C, SIGTERM): stop the users, keep what was measured
+        ctl.interrupted = True
+        runner = environment.runner
+        if runner is not None:
+            runner.stop()
+        ctl.finish(complete=False)
+    if environment.process_exit_code is None or environment.process_exit_code == 0:
+        environment.process_exit_code = ctl.exit_code()

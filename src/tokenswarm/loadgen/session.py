@@ -1,0 +1,127 @@
+"""Per-process state of a test: settings, prompts, request budget, level, record sink.
+
+One :class:`Session` lives on every process that runs users (the local runner
+or a worker) from test start to test stop. Users take prompts and request
+tickets from it and hand it their finished records; it stamps them (level,
+worker, user), fires Locust's ``request`` events and passes the rows on to the
+sink: the run writer in a single process, the shipper to the master on a
+worker.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tokenswarm import records
+from tokenswarm.client import Connection, StreamCall, request_head
+from tokenswarm.datasets import RandomPrompts
+from tokenswarm.metrics import FAILURE_KINDS, RequestRecord
+from tokenswarm.settings import Settings
+
+if TYPE_CHECKING:
+    from locust.env import Environment
+
+log = logging.getLogger("tokenswarm")
+
+REQUEST_TYPE = "LLM"  # the "Type" column of Locust's stats for tokenswarm's rows
+
+
+class LLMFailure(Exception):
+    """What Locust's failure table shows for a failed request: ``<kind>: <error>``."""
+
+
+class Session:
+    """Everything the users of one process share during one test."""
+
+    def __init__(self, environment: Environment, settings: Settings, worker: str, shard: int,
+                 sink: Callable[[list[records.Row]], None]) -> None:
+        self.env = environment
+        self.settings = settings
+        self.worker = worker
+        self.sink = sink
+        self.prompts = RandomPrompts(settings.input_len, settings.seed, shard)
+        self.head = request_head(
+            settings.target, "POST", settings.endpoint,
+            {"Content-Type": "application/json", "Accept": "text/event-stream", **settings.headers},
+        )
+        self.level = 0
+        self.in_flight = 0
+        self.sent = 0
+        self.count_tokens: Callable[[str], int] | None = None
+        self.tickets: int | None = None  # None: no request limit on this process
+        self.exhausted = False  # the request budget is spent
+        self.draining = False  # the test is ending: no new requests
+        self._ids = itertools.count(1)
+        self._users = itertools.count(0)
+        self._secrets = [v for v in settings.headers.values() if len(v) >= 6]
+        self._fire = environment.events.request.fire
+        self._prefix = f"{worker}-{os.getpid():x}-"
+
+    # -- users ------------------------------------------------------------------------
+    def next_user(self) -> int:
+        return next(self._users)
+
+    def connection(self) -> Connection:
+        s = self.settings
+        return Connection(s.target, s.connect_timeout, s.read_timeout)
+
+    def take_ticket(self) -> bool:
+        """May one more request be sent? (False once the budget is spent or the test is ending.)"""
+        if self.draining:
+            return False
+        if self.tickets is None:
+            return True
+        if self.tickets <= 0:
+            self.exhausted = True
+            return False
+        self.tickets -= 1
+        return True
+
+    def call(self, conn: Connection) -> StreamCall:
+        """The next request, ready to run on ``conn``."""
+        prompt = next(self.prompts)
+        s = self.settings
+        body = json.dumps(s.dialect.body(prompt, s.request), separators=(",", ":")).encode()
+        rid = self._prefix + str(next(self._ids))
+        call = StreamCall(conn, s.dialect, self.head + b"X-Request-Id: " + rid.encode() + b"\r\n", body, rid,
+                          input_tokens=prompt.input_tokens, count_tokens=self.count_tokens)
+        call.prompt_id = prompt.id  # type: ignore[attr-defined]
+        return call
+
+    def finish(self, rec: RequestRecord, user: int, prompt_id: str, level: int) -> None:
+        """Stamp a finished record, report it to Locust, and pass its row on."""
+        rec.level = level
+        rec.worker = self.worker
+        rec.user = user
+        rec.prompt_id = prompt_id
+        if self._secrets and rec.error:
+            rec.error = self.scrub(rec.error)
+        self.sent += 1
+        fire = self._fire
+        if rec.ok:
+            fire(request_type=REQUEST_TYPE, name="TTFT", response_time=rec.ttft_ms, response_length=0,
+                 exception=None, context={})
+            if rec.tpot_ms is not None:
+                fire(request_type=REQUEST_TYPE, name="TPOT", response_time=rec.tpot_ms, response_length=0,
+                     exception=None, context={})
+            fire(request_type=REQUEST_TYPE, name="E2E", response_time=rec.e2e_ms,
+                 response_length=rec.output_tokens or 0, exception=None, context={})
+        elif rec.status in FAILURE_KINDS:
+            fire(request_type=REQUEST_TYPE, name="E2E", response_time=rec.close_ms or 0.0, response_length=0,
+                 exception=LLMFailure(f"{rec.status}: {rec.error}"), context={})
+        self.sink([records.to_row(rec)])
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            token = secret.split()[-1]
+            if token and token in text:
+                text = text.replace(token, "<redacted>")
+        return text
+
+    def public(self) -> dict[str, Any]:
+        return {"worker": self.worker, "pid": os.getpid(), "sent": self.sent}

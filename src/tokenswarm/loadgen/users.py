@@ -1,0 +1,76 @@
+"""Locust user classes: each user is one closed-loop stream of LLM requests.
+
+A user holds one keep-alive connection and, in a loop with no wait, sends a
+request, reads its stream to the end and hands the record to the session.
+All measuring is in :mod:`tokenswarm.client` and :mod:`tokenswarm.metrics`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import gevent
+from gevent import GreenletExit
+from locust import User, constant, task
+from locust.exception import StopUser
+
+from tokenswarm.loadgen.session import Session
+
+IDLE_S = 0.5
+
+
+class LLMUser(User):
+    """Streams LLM requests back to back on one connection (a closed loop: concurrency = users).
+
+    Configure it with tokenswarm's options (``--engine``, ``--model``,
+    ``--max-tokens``, ...); the class attributes below set defaults for a
+    locustfile.
+    """
+
+    abstract = True
+    wait_time = constant(0)
+    #: dialect to use when ``--dialect`` is not given and the engine preset is the default
+    dialect: ClassVar[str] = ""
+
+    def on_start(self) -> None:
+        session: Session | None = getattr(self.environment, "tokenswarm_session", None)
+        self.session = session
+        self.conn = None
+        if session is not None:
+            self.uid = session.next_user()
+            self.conn = session.connection()
+
+    def on_stop(self) -> None:
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            conn.close()
+
+    @task
+    def generate(self) -> None:
+        session = self.session
+        if session is None:  # the test could not be set up (reason logged); it is being stopped
+            gevent.sleep(IDLE_S)
+            return
+        if not session.take_ticket():
+            raise StopUser()
+        call = session.call(self.conn)
+        level = session.level
+        session.in_flight += 1
+        try:
+            rec = call.run()
+        except GreenletExit:
+            session.in_flight -= 1
+            session.finish(call.abort("stopped at test end"), self.uid, call.prompt_id, level)
+            raise
+        session.in_flight -= 1
+        session.finish(rec, self.uid, call.prompt_id, level)
+
+
+class ChatUser(LLMUser):
+    """OpenAI chat completions (or whatever dialect the engine preset speaks)."""
+
+
+class CompletionsUser(LLMUser):
+    """OpenAI text completions (``/v1/completions``)."""
+
+    dialect = "openai-completions"

@@ -1,0 +1,298 @@
+"""Per-request metrics: the one place TTFT, TPOT, ITL and E2E are defined.
+
+A :class:`StreamMeasure` is fed the parsed events of one streamed response,
+each with the ``time.perf_counter()`` reading taken when its bytes arrived,
+and turns them into a :class:`RequestRecord`. Everything else (Locust events,
+requests.csv, reports, Prometheus) reads the record; nothing recomputes a
+metric. No locust, no gevent: this module is pure and tested on its own.
+
+Definitions (all times relative to ``send``, the moment just before the request
+is written to the socket):
+
+* TTFT: first event carrying generated output: non-empty ``content``, reasoning
+  text, or an increase of a per-event token count. Role-only and empty chunks
+  do not count. ``ttft_visible_ms`` is the first non-empty ``content``.
+* E2E: the last output-carrying event. The stream's close (after the usage
+  chunk or ``[DONE]``) is kept apart as ``close_ms``.
+* Output tokens: server usage, else a local tokenizer on the generated text,
+  else the number of output-carrying events (``token_source`` says which).
+* TPOT: ``(E2E - TTFT) / (output_tokens - 1)``, only when output_tokens > 1.
+* ITL: gaps between consecutive output-carrying events; an event carrying
+  k > 1 tokens (known from per-event token counts) splits its gap in k parts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+# --- status kinds -----------------------------------------------------------
+STATUS_OK = "ok"
+STATUS_CANCELLED = "cancelled"  # the client abandoned it on purpose (test end, cancel rate)
+HTTP_ERROR = "http_error"
+TIMEOUT = "timeout"
+CONNECT_ERROR = "connect_error"
+DISCONNECT = "disconnect"
+MALFORMED = "malformed"
+SERVER_ERROR_EVENT = "server_error_event"
+EMPTY = "empty"
+FAILURE_KINDS = (HTTP_ERROR, TIMEOUT, CONNECT_ERROR, DISCONNECT, MALFORMED, SERVER_ERROR_EVENT, EMPTY)
+STATUSES = (STATUS_OK, STATUS_CANCELLED, *FAILURE_KINDS)
+
+# --- token sources ------------------------------------------------------------
+SOURCE_USAGE = "usage"  # the server said how many tokens it generated
+SOURCE_TOKENIZER = "tokenizer"  # counted locally with --tokenizer
+SOURCE_EVENTS = "events"  # one token per output-carrying event (a lower bound)
+
+# Offset that turns perf_counter readings into Unix epoch seconds. Taken once
+# per process so every record of a process shares one clock.
+EPOCH_OFFSET = time.time() - time.perf_counter()
+
+
+def epoch(perf: float) -> float:
+    """Unix epoch seconds for a ``time.perf_counter()`` reading of this process."""
+    return perf + EPOCH_OFFSET
+
+
+class Usage(NamedTuple):
+    """Token usage as a server reported it (None where it said nothing)."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cached_tokens: int | None = None
+
+
+class Event(NamedTuple):
+    """What one stream line meant, as a dialect parsed it.
+
+    ``tokens`` is a cumulative count of generated tokens carried by this very
+    event (SGLang ``meta_info``, continuous usage stats); a closing usage
+    summary goes in ``usage`` instead, so it never counts as output.
+    """
+
+    text: str = ""
+    reasoning: str = ""
+    usage: Usage | None = None
+    finish: str | None = None
+    done: bool = False
+    error: str | None = None
+    response_id: str | None = None
+    tokens: int | None = None
+
+
+NOTHING = Event()  # a line that carries nothing (role-only chunk, keep-alive)
+
+
+def tpot_ms(e2e_ms: float | None, ttft_ms: float | None, output_tokens: int | None) -> float | None:
+    """Time per output token after the first: (E2E - TTFT) / (tokens - 1); None if tokens <= 1."""
+    if e2e_ms is None or ttft_ms is None or output_tokens is None or output_tokens <= 1:
+        return None
+    return (e2e_ms - ttft_ms) / (output_tokens - 1)
+
+
+def itl_ms(times: list[float], tokens: list[int]) -> list[float]:
+    """Inter-token latencies in ms from output-event times (s) and tokens per event.
+
+    The gap before event i is split into ``tokens[i]`` equal parts. Extra
+    tokens of the first event arrive with it and have no gap of their own.
+    """
+    out: list[float] = []
+    prev = None
+    for t, k in zip(times, tokens):
+        if prev is not None:
+            gap = (t - prev) * 1000.0
+            if k <= 1:
+                out.append(gap)
+            else:
+                part = gap / k
+                out.extend([part] * k)
+        prev = t
+    return out
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """One request, sent and finished: the row of requests.csv.
+
+    ``start_time`` is Unix epoch seconds at send; ``*_ms`` are milliseconds
+    after send. Failures keep whatever was measured before they happened.
+    """
+
+    request_id: str
+    start_time: float
+    status: str = STATUS_OK
+    http_status: int | None = None
+    ttft_ms: float | None = None
+    ttft_visible_ms: float | None = None
+    tpot_ms: float | None = None
+    e2e_ms: float | None = None
+    close_ms: float | None = None
+    itl_ms: list[float] = field(default_factory=list)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cached_tokens: int | None = None
+    token_source: str | None = None
+    output_events: int = 0
+    finish_reason: str | None = None
+    error: str = ""
+    level: int = 0
+    worker: str = ""
+    user: int = -1
+    prompt_id: str = ""
+    scheduled_time: float | None = None
+    connect_ms: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILURE_KINDS
+
+
+class StreamMeasure:
+    """Collects one response's event times; :meth:`record` computes the metrics once.
+
+    Feed it with :meth:`feed` for every parsed event, in arrival order, with
+    the perf_counter time its bytes arrived. It keeps only what the formulas
+    need: times of output-carrying events, tokens per event, and the text
+    (for a tokenizer, when one is configured).
+    """
+
+    __slots__ = (
+        "send",
+        "first",
+        "first_visible",
+        "times",
+        "ktokens",
+        "text",
+        "reasoning",
+        "cum_tokens",
+        "usage",
+        "finish",
+        "done",
+        "error",
+        "response_id",
+        "closed",
+    )
+
+    def __init__(self, send: float) -> None:
+        self.send = send
+        self.first: float | None = None
+        self.first_visible: float | None = None
+        self.times: list[float] = []
+        self.ktokens: list[int] = []
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.cum_tokens = 0
+        self.usage: Usage | None = None
+        self.finish: str | None = None
+        self.done = False
+        self.error: str | None = None
+        self.response_id: str | None = None
+        self.closed: float | None = None
+
+    def feed(self, t: float, ev: Event) -> None:
+        """Take one parsed event that arrived at perf_counter time ``t``."""
+        k = 0
+        tok = ev.tokens
+        # per-event counts are trusted only when they ran from the start; a count that first shows
+        # up late (usage riding on the finish chunk) is a total, and goes through ``usage`` instead
+        if tok is not None and tok > self.cum_tokens and (self.cum_tokens or not self.times):
+            k = tok - self.cum_tokens
+            self.cum_tokens = tok
+        if ev.text:
+            self.text.append(ev.text)
+            if self.first_visible is None:
+                self.first_visible = t
+            k = k or 1
+        if ev.reasoning:
+            self.reasoning.append(ev.reasoning)
+            k = k or 1
+        if k:
+            if self.first is None:
+                self.first = t
+            self.times.append(t)
+            self.ktokens.append(k)
+        if ev.usage is not None:
+            self.usage = _merge_usage(self.usage, ev.usage)
+        if ev.finish:
+            self.finish = ev.finish
+        if ev.response_id and self.response_id is None:
+            self.response_id = ev.response_id
+        if ev.error is not None and self.error is None:
+            self.error = ev.error
+        if ev.done:
+            self.done = True
+
+    @property
+    def output_events(self) -> int:
+        return len(self.times)
+
+    def record(
+        self,
+        request_id: str,
+        status: str,
+        *,
+        closed: float | None = None,
+        http_status: int | None = None,
+        error: str = "",
+        input_tokens: int | None = None,
+        count_tokens: Callable[[str], int] | None = None,
+    ) -> RequestRecord:
+        """Compute the request's metrics. ``count_tokens`` is the local tokenizer, if any."""
+        send = self.send
+        ttft = (self.first - send) * 1000.0 if self.first is not None else None
+        ttft_vis = (self.first_visible - send) * 1000.0 if self.first_visible is not None else None
+        e2e = (self.times[-1] - send) * 1000.0 if self.times else None
+        usage = self.usage
+        out_tokens: int | None
+        source: str | None
+        if usage is not None and usage.completion_tokens is not None:
+            out_tokens, source = usage.completion_tokens, SOURCE_USAGE
+        elif self.cum_tokens:
+            out_tokens, source = self.cum_tokens, SOURCE_USAGE
+        elif count_tokens is not None and self.times:
+            out_tokens = count_tokens("".join(self.reasoning) + "".join(self.text))
+            source = SOURCE_TOKENIZER
+        elif self.times:
+            out_tokens, source = sum(self.ktokens), SOURCE_EVENTS
+        else:
+            out_tokens, source = (0, SOURCE_EVENTS) if status == STATUS_OK else (None, None)
+        if usage is not None and usage.prompt_tokens is not None:
+            input_tokens = usage.prompt_tokens
+        reasoning_tokens = usage.reasoning_tokens if usage is not None else None
+        if reasoning_tokens is None and self.reasoning and count_tokens is not None:
+            reasoning_tokens = count_tokens("".join(self.reasoning))
+        return RequestRecord(
+            request_id=self.response_id or request_id,
+            start_time=epoch(send),
+            status=status,
+            http_status=http_status,
+            ttft_ms=ttft,
+            ttft_visible_ms=ttft_vis,
+            tpot_ms=tpot_ms(e2e, ttft, out_tokens),
+            e2e_ms=e2e,
+            close_ms=(closed - send) * 1000.0 if closed is not None else None,
+            itl_ms=itl_ms(self.times, self.ktokens),
+            input_tokens=input_tokens,
+            output_tokens=out_tokens,
+            reasoning_tokens=reasoning_tokens,
+            cached_tokens=usage.cached_tokens if usage is not None else None,
+            token_source=source,
+            output_events=len(self.times),
+            finish_reason=self.finish,
+            error=error,
+        )
+
+
+def _merge_usage(old: Usage | None, new: Usage) -> Usage:
+    """Later usage wins field by field; a field the new chunk omits keeps its old value."""
+    if old is None:
+        return new
+    return Usage(*(n if n is not None else o for n, o in zip(new, old)))

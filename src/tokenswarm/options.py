@@ -1,0 +1,141 @@
+"""Run options, declared once: the same table feeds ``tokenswarm run|sweep`` and Locust's parser.
+
+Each :class:`Opt` becomes ``--flag`` on the ``tokenswarm`` command line and on
+``locust -f locustfiles/chat.py`` (through Locust's ``init_command_line_parser``
+event, so it also shows in the web UI and reads ``TOKENSWARM_*`` variables,
+``.conf`` files, compose and Kubernetes environments). Values are plain
+strings, numbers and booleans so the web UI can edit them;
+:func:`tokenswarm.settings.build` validates them into one typed object.
+No locust import here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+ENV_PREFIX = "TOKENSWARM_"
+
+
+@dataclass(frozen=True)
+class Opt:
+    """One option: ``--flag`` with its type, default, help and ``TOKENSWARM_*`` variable."""
+
+    flag: str
+    type: Callable[[str], Any] | None
+    default: Any
+    help: str
+    secret: bool = False  # masked in the web UI, redacted everywhere it is written
+    web_ui: bool = True
+    action: str | None = None  # "store_true" / "append"
+    metavar: str | None = None
+    group: str = "target"
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.dest.upper()
+
+
+OPTIONS: tuple[Opt, ...] = (
+    # -- the target ------------------------------------------------------------------
+    Opt("--engine", str, "sim", "engine preset: sim, vllm, sglang, ... (`tokenswarm engines` lists them)",
+        metavar="NAME"),
+    Opt("--model", str, "", "model name sent in requests (default: the preset's, else the server's first model)"),
+    Opt("--endpoint", str, "", "request path, overriding the preset's (e.g. /v1/completions)", metavar="PATH"),
+    Opt("--dialect", str, "", "API dialect, overriding the preset's (openai-chat, openai-completions)"),
+    Opt("--api-key", str, "", "API key sent as 'Authorization: Bearer ...' (default: $TOKENSWARM_API_KEY, "
+        "then $OPENAI_API_KEY); never written anywhere", secret=True, metavar="KEY"),
+    Opt("--header", str, None, "extra request header 'Name: value' (repeatable; values are never written)",
+        action="append", web_ui=False, metavar="'K: V'"),
+    Opt("--connect-timeout", float, 10.0, "seconds to wait for a connection", metavar="S"),
+    Opt("--read-timeout", float, 120.0, "seconds to wait for the next bytes of a response", metavar="S"),
+    # -- the workload ----------------------------------------------------------------
+    Opt("--max-tokens", int, 128, "output tokens to ask for per request", metavar="N", group="workload"),
+    Opt("--input-len", int, 128, "prompt length in tokens for the random dataset", metavar="N", group="workload"),
+    Opt("--temperature", float, -1.0, "sampling temperature (negative: leave to the server)", metavar="T",
+        group="workload"),
+    Opt("--ignore-eos", None, False, "ask the server to ignore EOS so outputs have exactly --max-tokens "
+        "(vLLM, SGLang)", action="store_true", group="workload"),
+    Opt("--extra-body", str, "", "JSON object merged into every request body", metavar="JSON", group="workload"),
+    Opt("--seed", int, 0, "seed for prompt sampling (shifted per worker)", metavar="N", group="workload"),
+    Opt("--duration", str, "", "how long to send load (30s, 5m, 1h); then no new requests, those in flight "
+        "finish, and the test stops", metavar="SPAN", group="workload"),
+    Opt("--requests", int, 0, "stop after this many requests in all (0: no limit; use with or instead of a "
+        "duration)", metavar="N", group="workload"),
+    # -- outputs ---------------------------------------------------------------------
+    Opt("--out", str, "", "run folder (default: reports/<run_id>/)", metavar="DIR", group="output"),
+    Opt("--run-name", str, "", "label of the run, used in its folder name and reports", metavar="NAME",
+        group="output"),
+    Opt("--max-fail-ratio", float, 0.0, "exit with code 1 when more than this share of requests failed",
+        metavar="R", group="output"),
+)
+
+BY_DEST = {o.dest: o for o in OPTIONS}
+
+
+def env_default(opt: Opt, environ: dict[str, str] | None = None) -> Any:
+    """The option's default, taken from its ``TOKENSWARM_*`` variable when set."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get(opt.env)
+    if raw is None:
+        return opt.default
+    if opt.action == "store_true":
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if opt.action == "append":
+        return [line for line in raw.splitlines() if line.strip()]
+    return raw  # converted (and checked) by argparse's type
+
+
+def add_options(parser: Any, *, locust: bool = False) -> None:
+    """Add every option to an argparse parser, or to Locust's configargparse parser."""
+    groups: dict[str, Any] = {}
+    for opt in OPTIONS:
+        group = groups.get(opt.group)
+        if group is None:
+            # Locust's web-UI keywords only work on its parser itself, not on argument groups
+            group = groups[opt.group] = parser if locust else parser.add_argument_group(f"tokenswarm {opt.group}")
+        kw: dict[str, Any] = {"help": opt.help, "dest": opt.dest}
+        if opt.action:
+            kw["action"] = opt.action
+        if opt.type is not None and opt.action != "store_true":
+            kw["type"] = opt.type
+        if opt.metavar:
+            kw["metavar"] = opt.metavar
+        if locust:
+            if opt.action != "append":  # configargparse wants "[a, b]" for lists: settings reads it instead
+                kw["env_var"] = opt.env
+            kw["default"] = opt.default
+            kw["include_in_web_ui"] = opt.web_ui
+            if opt.secret:
+                kw["is_secret"] = True
+        else:
+            kw["default"] = env_default(opt)
+        group.add_argument(opt.flag, **kw)
+
+
+def to_env(values: dict[str, Any]) -> dict[str, str]:
+    """``TOKENSWARM_*`` variables carrying option values to a child process (secrets stay off argv)."""
+    env: dict[str, str] = {}
+    for dest, value in values.items():
+        opt = BY_DEST.get(dest)
+        if opt is None or value is None:
+            continue
+        if opt.action == "append":
+            env[opt.env] = "\n".join(value)
+        elif opt.action == "store_true":
+            env[opt.env] = "true" if value else "false"
+        else:
+            env[opt.env] = str(value)
+    return env
+
+
+def namespace_defaults() -> argparse.Namespace:
+    """A namespace holding every option's default (for code paths without a parser)."""
+    return argparse.Namespace(**{o.dest: env_default(o) for o in OPTIONS})

@@ -1,0 +1,83 @@
+"""Preflight: check the target before sending load, and fail in seconds with one clear line.
+
+Asks ``/v1/models`` (for the model name when none was given, and to catch a
+rejected key), then sends one tiny real request (``max_tokens`` 1) through
+the run's own dialect and endpoint, so a wrong path, a rejected key or an
+unknown model show the server's own error text before any load is sent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from tokenswarm.client import Connection, ProtocolError, StreamCall, request_head, simple_request
+from tokenswarm.datasets import Prompt
+from tokenswarm.metrics import CONNECT_ERROR, HTTP_ERROR, STATUS_OK
+from tokenswarm.settings import Settings
+
+PREFLIGHT_TIMEOUT_S = 30.0
+
+
+class PreflightError(RuntimeError):
+    """The target cannot take the test: one line saying why."""
+
+
+def list_models(settings: Settings) -> list[str] | None:
+    """Model ids from ``<base>/v1/models`` (None when the server has no such route)."""
+    conn = Connection(settings.target, settings.connect_timeout, min(settings.read_timeout, PREFLIGHT_TIMEOUT_S))
+    path = "/models" if settings.target.base_path.endswith("/v1") else "/v1/models"
+    try:
+        head, body = simple_request(conn, "GET", path, headers=settings.headers)
+    except TimeoutError:
+        raise PreflightError(f"{settings.target.url(path)} did not answer within "
+                             f"{min(settings.read_timeout, PREFLIGHT_TIMEOUT_S):g}s") from None
+    except OSError as e:
+        raise PreflightError(f"cannot reach {settings.base_url}: {e.strerror or e}") from None
+    except ProtocolError as e:
+        raise PreflightError(f"{settings.target.url(path)} sent a bad HTTP response: {e}") from None
+    finally:
+        conn.close()
+    if head.status in (401, 403):
+        raise PreflightError(f"the server rejected the API key (HTTP {head.status} from {settings.target.url(path)})")
+    if head.status != 200:
+        return None
+    try:
+        data = json.loads(body)
+        return [str(m["id"]) for m in data.get("data", []) if isinstance(m, dict) and "id" in m]
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def check(settings: Settings) -> Settings:
+    """Raise :class:`PreflightError` unless the target answers a tiny request; returns settings with
+    the model filled in from the server when none was given."""
+    models = list_models(settings)
+    if settings.model_from_server:
+        if not models:
+            raise PreflightError(f"no --model given and {settings.base_url} did not list any model at /v1/models; "
+                                 "pass --model NAME")
+        settings = replace(settings, request=replace(settings.request, model=models[0]), model_from_server=False)
+    conn = Connection(settings.target, settings.connect_timeout, min(settings.read_timeout, PREFLIGHT_TIMEOUT_S))
+    head = request_head(settings.target, "POST", settings.endpoint,
+                        {"Content-Type": "application/json", "Accept": "text/event-stream", **settings.headers})
+    probe = Prompt(id="preflight", text="Say hello.", max_tokens=1)
+    body = json.dumps(settings.dialect.body(probe, settings.request)).encode()
+    try:
+        rec = StreamCall(conn, settings.dialect, head, body, "preflight").run()
+    finally:
+        conn.close()
+    where = settings.url
+    if rec.status == CONNECT_ERROR:
+        raise PreflightError(f"cannot reach {where}: {rec.error}")
+    if rec.status == HTTP_ERROR:
+        code = rec.http_status
+        if code in (401, 403):
+            raise PreflightError(f"the server rejected the API key: {rec.error} ({where})")
+        if code == 404 and "model" not in rec.error.lower():
+            raise PreflightError(f"wrong path? {rec.error} ({where}); set --endpoint or --engine")
+        raise PreflightError(f"the server refused a test request: {rec.error} ({where}, model "
+                             f"{settings.request.model!r})")
+    if rec.status != STATUS_OK:
+        raise PreflightError(f"a test request to {where} failed: {rec.status}: {rec.error}")
+    return settings

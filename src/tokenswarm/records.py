@@ -1,0 +1,111 @@
+"""requests.csv: the per-request contract other tools read, and its incremental writer.
+
+Columns (DESIGN.md, "Per-request record"), in this order; ``itl_ms`` holds the
+inter-token latencies of a request as space-separated milliseconds and comes
+last because it is long. Rows are formatted to strings where records are made
+(on workers), so the process that writes the file only appends them.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable
+from typing import IO
+
+from tokenswarm.metrics import RequestRecord
+
+COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "start_time",
+    "level",
+    "worker",
+    "user",
+    "status",
+    "http_status",
+    "ttft_ms",
+    "ttft_visible_ms",
+    "tpot_ms",
+    "e2e_ms",
+    "close_ms",
+    "input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cached_tokens",
+    "token_source",
+    "output_events",
+    "finish_reason",
+    "scheduled_time",
+    "connect_ms",
+    "prompt_id",
+    "error",
+    "itl_ms",
+)
+
+Row = list[str]
+
+
+def _f(v: float | None, fmt: str = "%.3f") -> str:
+    return "" if v is None else fmt % v
+
+
+def _i(v: int | None) -> str:
+    return "" if v is None else str(v)
+
+
+def to_row(r: RequestRecord) -> Row:
+    """A record as strings, in COLUMNS order (ms to microsecond precision, epoch to the microsecond)."""
+    return [
+        r.request_id,
+        "%.6f" % r.start_time,
+        str(r.level),
+        r.worker,
+        str(r.user),
+        r.status,
+        _i(r.http_status),
+        _f(r.ttft_ms),
+        _f(r.ttft_visible_ms),
+        _f(r.tpot_ms),
+        _f(r.e2e_ms),
+        _f(r.close_ms),
+        _i(r.input_tokens),
+        _i(r.output_tokens),
+        _i(r.reasoning_tokens),
+        _i(r.cached_tokens),
+        r.token_source or "",
+        str(r.output_events),
+        r.finish_reason or "",
+        _f(r.scheduled_time, "%.6f"),
+        _f(r.connect_ms),
+        r.prompt_id,
+        r.error,
+        " ".join("%.3f" % x for x in r.itl_ms),
+    ]
+
+
+class RequestsWriter:
+    """Appends rows to requests.csv; the header is written once, when the file is new."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        new = not os.path.exists(path) or os.path.getsize(path) == 0
+        self._fh: IO[str] = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+        self._w = csv.writer(self._fh)
+        if new:
+            self._w.writerow(COLUMNS)
+        self.rows = 0
+
+    def write(self, rows: Iterable[Row]) -> None:
+        n = self.rows
+        for row in rows:
+            self._w.writerow(row)
+            n += 1
+        self.rows = n
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.flush()
+            self._fh.close()

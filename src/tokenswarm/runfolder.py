@@ -1,0 +1,70 @@
+"""The run folder, reports/<run_id>/: names, run ids, and run.json.
+
+run.json holds the settings (secrets redacted), versions, host, workers and
+the level timeline; it is written at start (``"complete": false``) and again
+at the end. Writes are atomic (temporary file, then rename), so a reader never
+sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from typing import Any
+
+RUN_JSON = "run.json"
+REQUESTS_CSV = "requests.csv"
+LOCUST_PREFIX = "locust"  # locust_stats.csv, locust_stats_history.csv, ...
+LEVELS_CSV = "levels.csv"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+PLOTS = "plots"
+DEFAULT_ROOT = "reports"
+
+
+def new_run_id(engine: str, label: str = "", now: float | None = None) -> str:
+    """``20261121-173000-sim`` (+ ``-label``): sortable, readable, safe in paths."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    parts = [stamp, engine] + ([label] if label else [])
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(parts))
+
+
+def make_run_dir(out: str, engine: str, label: str = "", root: str = DEFAULT_ROOT) -> str:
+    """Create the run folder (``out``, or a new one under ``root``) and return its path."""
+    path = out or os.path.join(root, new_run_id(engine, label))
+    if not out:
+        base, n = path, 1
+        while os.path.exists(path):
+            n += 1
+            path = f"{base}-{n}"
+    os.makedirs(path, exist_ok=True)
+    if not os.access(path, os.W_OK):
+        raise PermissionError(f"run folder {path} is not writable")
+    return path
+
+
+def write_json(path: str, data: Any) -> None:
+    """Write JSON atomically."""
+    folder = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    os.chmod(tmp, 0o644)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_run_json(run_dir: str) -> dict[str, Any]:
+    path = os.path.join(run_dir, RUN_JSON)
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)

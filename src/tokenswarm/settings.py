@@ -1,0 +1,186 @@
+"""Validated run settings: option values + engine preset -> one typed object.
+
+:func:`build` is where bad input becomes a one-line :class:`SettingsError`
+naming the option and the value. :meth:`Settings.public` is the redacted
+form written to run.json: API keys and header values never leave memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from tokenswarm import __version__
+from tokenswarm.client import BadURL, Target
+from tokenswarm.dialects import Dialect, RequestOptions, UnknownDialect, get_dialect
+from tokenswarm.engines import Engine, UnknownEngine, get_engine
+
+REDACTED = "<redacted>"
+
+
+class SettingsError(ValueError):
+    """Bad input: one line saying which option and value are wrong."""
+
+
+@dataclass
+class Settings:
+    engine: Engine
+    target: Target
+    dialect: Dialect
+    endpoint: str
+    request: RequestOptions
+    headers: dict[str, str] = field(default_factory=dict)  # includes Authorization: never print
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    input_len: int = 128
+    seed: int = 0
+    requests: int = 0
+    duration_s: float | None = None
+    out: str = ""
+    run_name: str = ""
+    max_fail_ratio: float = 0.0
+    model_from_server: bool = False  # the model name is still to be asked from /v1/models
+
+    @property
+    def base_url(self) -> str:
+        return self.target.url("")
+
+    @property
+    def url(self) -> str:
+        return self.target.url(self.endpoint)
+
+    def public(self) -> dict[str, Any]:
+        """Everything worth recording about the settings, with secrets redacted."""
+        return {
+            "engine": self.engine.name,
+            "base_url": self.base_url,
+            "endpoint": self.endpoint,
+            "dialect": self.dialect.name,
+            "model": self.request.model,
+            "max_tokens": self.request.max_tokens,
+            "input_len": self.input_len,
+            "temperature": self.request.temperature,
+            "ignore_eos": self.request.ignore_eos,
+            "extra_body": self.request.extra_body,
+            "headers": {k: REDACTED for k in self.headers},
+            "connect_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
+            "seed": self.seed,
+            "requests": self.requests,
+            "duration_s": self.duration_s,
+            "run_name": self.run_name,
+            "max_fail_ratio": self.max_fail_ratio,
+            "tokenswarm_version": __version__,
+        }
+
+
+_HEADER_RE = re.compile(r"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+)\s*:\s*(.*)$")
+
+
+def parse_header(raw: str) -> tuple[str, str]:
+    m = _HEADER_RE.match(raw.strip())
+    if not m or "\r" in raw or "\n" in raw.strip():
+        name = raw.split(":", 1)[0].strip()[:40]
+        raise SettingsError(f"bad --header for {name!r}: expected 'Name: value'")
+    return m.group(1), m.group(2)
+
+
+def api_key(opts: Any, environ: dict[str, str] | None = None) -> str:
+    """--api-key, else $TOKENSWARM_API_KEY, else $OPENAI_API_KEY."""
+    environ = os.environ if environ is None else environ
+    return (getattr(opts, "api_key", "") or environ.get("TOKENSWARM_API_KEY") or
+            environ.get("OPENAI_API_KEY") or "")
+
+
+def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Settings from parsed option values (argparse/Locust namespace) and the target URL."""
+    environ = os.environ if environ is None else environ
+    try:
+        engine = get_engine(opts.engine or "sim")
+    except UnknownEngine as e:
+        raise SettingsError(str(e)) from None
+    try:
+        dialect = get_dialect(opts.dialect or engine.dialect)
+    except UnknownDialect as e:
+        raise SettingsError(str(e)) from None
+    try:
+        target = Target.parse(host or engine.base_url)
+    except BadURL as e:
+        raise SettingsError(str(e)) from None
+    endpoint = opts.endpoint or (dialect.path if opts.dialect else engine.path)
+    if not endpoint.startswith("/"):
+        raise SettingsError(f"bad --endpoint {endpoint!r}: a path starts with '/'")
+    for name in ("max_tokens", "input_len"):
+        if getattr(opts, name) < 1:
+            raise SettingsError(f"bad --{name.replace('_', '-')} {getattr(opts, name)}: must be at least 1")
+    duration_s = parse_duration(opts.duration) if opts.duration else None
+    if opts.requests < 0:
+        raise SettingsError(f"bad --requests {opts.requests}: must be 0 (no limit) or more")
+    for name in ("connect_timeout", "read_timeout"):
+        if getattr(opts, name) <= 0:
+            raise SettingsError(f"bad --{name.replace('_', '-')} {getattr(opts, name)}: must be positive")
+    if not 0.0 <= opts.max_fail_ratio <= 1.0:
+        raise SettingsError(f"bad --max-fail-ratio {opts.max_fail_ratio}: must be between 0 and 1")
+    extra: dict[str, Any] = {}
+    if opts.extra_body:
+        try:
+            extra = json.loads(opts.extra_body)
+        except ValueError as e:
+            raise SettingsError(f"bad --extra-body: not JSON ({e})") from None
+        if not isinstance(extra, dict):
+            raise SettingsError("bad --extra-body: must be a JSON object")
+    headers: dict[str, str] = {}
+    raw_headers = list(opts.header or [])
+    env_headers = environ.get("TOKENSWARM_HEADER", "")
+    raw_headers = [h for h in env_headers.splitlines() if h.strip()] + [h for h in raw_headers if h not in env_headers]
+    for raw in raw_headers:
+        name, value = parse_header(raw)
+        headers[name] = value
+    key = api_key(opts, environ)
+    if key and not any(k.lower() == "authorization" for k in headers):
+        headers["Authorization"] = f"Bearer {key}"
+    model = opts.model or engine.model
+    request = RequestOptions(
+        model=model,
+        max_tokens=opts.max_tokens,
+        temperature=opts.temperature if opts.temperature >= 0 else None,
+        ignore_eos=opts.ignore_eos,
+        extra_body=extra,
+    )
+    return Settings(
+        engine=engine,
+        target=target,
+        dialect=dialect,
+        endpoint=endpoint,
+        request=request,
+        headers=headers,
+        connect_timeout=opts.connect_timeout,
+        read_timeout=opts.read_timeout,
+        input_len=opts.input_len,
+        seed=opts.seed,
+        requests=opts.requests,
+        duration_s=duration_s,
+        out=opts.out,
+        run_name=opts.run_name,
+        max_fail_ratio=opts.max_fail_ratio,
+        model_from_server=not model,
+    )
+
+
+_SPAN_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+
+
+def parse_duration(text: str, option: str = "--duration") -> float:
+    """Seconds in ``30``, ``30s``, ``2m``, ``1h30m``; a SettingsError names the option otherwise."""
+    raw = str(text).strip().lower()
+    m = _SPAN_RE.match(raw)
+    if not raw or not m or not any(m.groups()):
+        raise SettingsError(f"bad {option} {text!r}: use seconds or a span like 30s, 2m, 1h30m")
+    h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+    seconds = h * 3600 + mi * 60 + s
+    if seconds <= 0:
+        raise SettingsError(f"bad {option} {text!r}: must be more than zero")
+    return seconds

@@ -1,0 +1,465 @@
+"""The simulated engine's HTTP/1.1 server: asyncio protocol, routes, streams, truth log.
+
+A real server on a real socket (no locust, no gevent): keep-alive
+connections, chunked event streams written one event per ``write()``, and
+the routes an OpenAI-compatible engine serves (``/v1/chat/completions``,
+``/v1/completions``, ``/v1/models``, ``/health``, ``/metrics``). Token timing
+comes from :mod:`tokenswarm.simengine.scheduler`; byte formats from
+:mod:`tokenswarm.simengine.wire`.
+
+For timing checks it can log, per request, when it arrived and when its
+first and last output chunks were written (``--truth-log``), and it keeps
+its own schedule error (actual minus planned write time) at ``/sim/stats``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+import uuid
+from array import array
+from dataclasses import dataclass, field
+from typing import Any
+
+from tokenswarm.simengine.scheduler import BatchModel, BatchScheduler, FixedScheduler
+from tokenswarm.simengine.wire import ChatWriter, CompletionsWriter, Writer
+from tokenswarm.textgen import count_words
+
+log = logging.getLogger("tokenswarm.simengine")
+
+MAX_HEAD = 65536
+MAX_BODY = 64 << 20
+MAX_SCHED_SAMPLES = 20_000_000  # schedule-error samples kept (float32: 80 MB at most)
+TRUTH_FLUSH_S = 1.0
+
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required",
+           413: "Payload Too Large", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+           500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+@dataclass
+class SimConfig:
+    """Everything the simulated engine can be told (see ``tokenswarm simengine --help``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model: str = "tokenswarm-sim"
+    ttft_ms: float | None = None  # fixed timing when both are set
+    tpot_ms: float | None = None
+    max_num_seqs: int | None = None  # None: the batch model's default; 0 with fixed timing: unlimited
+    batch: BatchModel = field(default_factory=BatchModel)
+    default_max_tokens: int = 128
+    max_model_len: int = 32768
+    truth_log: str | None = None
+    strict_model: bool = False  # reject model names other than ``model`` (404), as vLLM does
+
+    @property
+    def fixed(self) -> bool:
+        return self.ttft_ms is not None or self.tpot_ms is not None
+
+    def describe(self) -> str:
+        if self.fixed:
+            cap = f", max {self.max_num_seqs} running" if self.max_num_seqs else ""
+            return f"fixed timing: TTFT {self.ttft_ms or 0:g} ms, TPOT {self.tpot_ms or 0:g} ms{cap}"
+        b = self.batch
+        return (
+            f"continuous batching: {b.max_num_seqs} slots, prefill {b.prefill_tps:g} tok/s, "
+            f"step {b.step_base_ms:g} ms + {b.step_per_seq_ms:g} ms/seq, KV cache {b.kv_cache_tokens} tokens"
+        )
+
+
+class HTTPFailure(Exception):
+    """A request the engine answers with an HTTP error (status and OpenAI-style body)."""
+
+    def __init__(self, status: int, message: str, kind: str = "BadRequestError") -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+
+    def body(self) -> bytes:
+        return json.dumps(
+            {"object": "error", "message": str(self), "type": self.kind, "param": None, "code": self.status}
+        ).encode()
+
+
+class Stream:
+    """One generation request in flight: the scheduler's item, writing to its connection."""
+
+    __slots__ = (
+        "engine", "conn", "writer", "stream", "prompt_tokens", "max_tokens", "emitted", "cancelled",
+        "cached_tokens", "arrival", "first_write", "last_write",
+    )
+
+    def __init__(self, engine: SimEngine, conn: _Conn, writer: Writer, stream: bool, prompt_tokens: int,
+                 max_tokens: int, arrival: float) -> None:
+        self.engine = engine
+        self.conn = conn
+        self.writer = writer
+        self.stream = stream
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = max_tokens
+        self.emitted = 0
+        self.cancelled = False
+        self.cached_tokens = 0
+        self.arrival = arrival
+        self.first_write = 0.0
+        self.last_write = 0.0
+
+    def admitted(self, now: float) -> None:
+        pass
+
+    def token(self, now: float, planned: float) -> bool:
+        i = self.emitted
+        self.emitted = i + 1
+        last = self.emitted >= self.max_tokens
+        engine = self.engine
+        t = engine.clock()
+        if self.stream:
+            self.conn.chunk(self.writer.token(i, last))
+        if i == 0:
+            self.first_write = t
+        self.last_write = t
+        if len(engine.sched_err) < MAX_SCHED_SAMPLES:
+            engine.sched_err.append((t - planned) * 1000.0)
+        engine.generation_tokens += 1
+        if last:
+            self.finish()
+        return last
+
+    def finish(self) -> None:
+        engine = self.engine
+        n = self.emitted
+        if self.stream:
+            self.conn.chunk(self.writer.end(n, self.cached_tokens))
+            self.conn.end_stream()
+        else:
+            self.conn.respond(200, self.writer.full(n, self.cached_tokens), extra=self.conn.rid_header)
+        engine.finished += 1
+        if engine.truth is not None:
+            off = engine.epoch_offset
+            engine.truth.append(
+                f"{self.writer.id},{self.arrival + off:.6f},{self.first_write + off:.6f},"
+                f"{self.last_write + off:.6f},{n},{self.prompt_tokens}\n"
+            )
+
+
+class _Conn(asyncio.Protocol):
+    """One client connection: parses requests (keep-alive, pipelined ones queued) and writes responses."""
+
+    def __init__(self, engine: SimEngine) -> None:
+        self.engine = engine
+        self.tr: asyncio.Transport | None = None
+        self.buf = b""
+        self.active: Stream | None = None
+        self.busy = False
+        self.close_after = False
+        self.rid_header = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.tr = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self.engine.connections += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.engine.connections -= 1
+        if self.active is not None:
+            self.engine.cancel(self.active)
+            self.active = None
+        self.tr = None
+
+    def data_received(self, data: bytes) -> None:
+        arrival = self.engine.clock()
+        self.buf += data
+        if not self.busy:
+            self._parse(arrival)
+
+    def _parse(self, arrival: float) -> None:
+        while not self.busy and self.tr is not None:
+            buf = self.buf
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > MAX_HEAD:
+                    self.respond(431, HTTPFailure(431, "request headers too large").body(), close=True)
+                return
+            try:
+                method, path, headers = _parse_request_head(buf[:end])
+            except ValueError as e:
+                self.respond(400, HTTPFailure(400, str(e)).body(), close=True)
+                return
+            if "chunked" in headers.get("transfer-encoding", "").lower():
+                self.respond(411, HTTPFailure(411, "chunked request bodies are not supported").body(), close=True)
+                return
+            try:
+                length = int(headers.get("content-length", "0"))
+            except ValueError:
+                self.respond(400, HTTPFailure(400, "bad Content-Length").body(), close=True)
+                return
+            if length > MAX_BODY:
+                self.respond(413, HTTPFailure(413, "request body too large").body(), close=True)
+                return
+            if len(buf) < end + 4 + length:
+                return
+            body = buf[end + 4 : end + 4 + length]
+            self.buf = buf[end + 4 + length :]
+            self.close_after = headers.get("connection", "").lower() == "close"
+            self.busy = True
+            self.engine.handle(self, method, path, headers, body, arrival)
+
+    # -- writing ------------------------------------------------------------------
+    def respond(self, status: int, body: bytes, ctype: str = "application/json", extra: str = "",
+                close: bool = False) -> None:
+        tr = self.tr
+        if tr is None:
+            return
+        close = close or self.close_after
+        head = (
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\ncontent-type: {ctype}\r\n"
+            f"content-length: {len(body)}\r\n{extra}"
+            + ("connection: close\r\n" if close else "")
+            + "\r\n"
+        )
+        tr.write(head.encode() + body)
+        self._done(close)
+
+    def start_stream(self, first: bytes, extra: str = "") -> None:
+        head = (
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+            f"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n{extra}\r\n"
+        ).encode()
+        if first:
+            head += b"%x\r\n%b\r\n" % (len(first), first)
+        if self.tr is not None:
+            self.tr.write(head)
+
+    def chunk(self, payload: bytes) -> None:
+        if self.tr is not None:
+            self.tr.write(b"%x\r\n%b\r\n" % (len(payload), payload))
+
+    def end_stream(self) -> None:
+        if self.tr is not None:
+            self.tr.write(b"0\r\n\r\n")
+        self._done(self.close_after)
+
+    def _done(self, close: bool) -> None:
+        self.active = None
+        self.busy = False
+        if close:
+            if self.tr is not None:
+                self.tr.close()
+            return
+        if self.buf:  # a pipelined request waits: take it on the next loop turn
+            self.engine.loop.call_soon(self._parse, self.engine.clock())
+
+
+def _parse_request_head(raw: bytes) -> tuple[str, str, dict[str, str]]:
+    lines = raw.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise ValueError(f"bad request line {lines[0][:80]!r}")
+    headers = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise ValueError(f"bad header line {line[:80]!r}")
+        headers[name.strip().lower()] = value.strip()
+    return parts[0], parts[1], headers
+
+
+class SimEngine:
+    """The simulated engine: routes requests to writers and the scheduler, keeps counters."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.cfg = config
+        self.loop = asyncio.get_event_loop()
+        self.clock = self.loop.time
+        self.epoch_offset = time.time() - self.loop.time()
+        if config.fixed:
+            self.sched: FixedScheduler | BatchScheduler = FixedScheduler(
+                self.loop, (config.ttft_ms or 0.0) / 1000.0, (config.tpot_ms or 0.0) / 1000.0,
+                config.max_num_seqs or 0,
+            )
+        else:
+            if config.max_num_seqs:
+                config.batch.max_num_seqs = config.max_num_seqs
+            self.sched = BatchScheduler(self.loop, config.batch)
+        self.sched_err = array("f")
+        self.truth: list[str] | None = [] if config.truth_log else None
+        self._truth_file = None
+        self.connections = 0
+        self.requests = 0
+        self.finished = 0
+        self.errors = 0
+        self.cancelled = 0
+        self.prompt_tokens = 0
+        self.generation_tokens = 0
+        self.server: asyncio.AbstractServer | None = None
+        self._seq = 0
+        self._prefix = uuid.uuid4().hex[:8]
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self, sock: socket.socket | None = None) -> int:
+        """Listen (on ``sock`` if given); returns the bound port."""
+        if self.cfg.truth_log:
+            self._truth_file = open(self.cfg.truth_log, "a", encoding="utf-8")  # noqa: SIM115
+            if self._truth_file.tell() == 0:
+                self._truth_file.write("request_id,arrival,first_write,last_write,tokens,prompt_tokens\n")
+            self.loop.call_later(TRUTH_FLUSH_S, self._flush_truth, True)
+        if sock is not None:
+            self.server = await self.loop.create_server(lambda: _Conn(self), sock=sock, backlog=4096)
+        else:
+            self.server = await self.loop.create_server(
+                lambda: _Conn(self), self.cfg.host, self.cfg.port, backlog=4096, reuse_address=True
+            )
+        return self.server.sockets[0].getsockname()[1]
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        self._flush_truth(False)
+        if self._truth_file is not None:
+            self._truth_file.close()
+            self._truth_file = None
+
+    def _flush_truth(self, again: bool) -> None:
+        if self.truth and self._truth_file is not None:
+            self._truth_file.write("".join(self.truth))
+            self._truth_file.flush()
+            self.truth.clear()
+        if again and self._truth_file is not None:
+            self.loop.call_later(TRUTH_FLUSH_S, self._flush_truth, True)
+
+    # -- requests -------------------------------------------------------------------------
+    def cancel(self, st: Stream) -> None:
+        if st.emitted < st.max_tokens:
+            self.cancelled += 1
+            self.sched.cancel(st)
+
+    def handle(self, conn: _Conn, method: str, path: str, headers: dict[str, str], body: bytes,
+               arrival: float) -> None:
+        path = path.split("?", 1)[0]
+        try:
+            if path in ("/v1/chat/completions", "/v1/completions"):
+                if method != "POST":
+                    raise HTTPFailure(405, f"{method} not allowed on {path}", "MethodNotAllowed")
+                self._generate(conn, path, headers, body, arrival)
+            elif path not in _GET_ROUTES:
+                raise HTTPFailure(404, f"Not Found: {path}", "NotFoundError")
+            elif method not in ("GET", "HEAD"):
+                raise HTTPFailure(405, f"{method} not allowed on {path}", "MethodNotAllowed")
+            elif path == "/health":
+                conn.respond(200, b"")
+            elif path == "/v1/models":
+                conn.respond(200, self._models())
+            elif path == "/metrics":
+                conn.respond(200, self._metrics(), ctype="text/plain; version=0.0.4; charset=utf-8")
+            else:  # /sim/stats
+                conn.respond(200, json.dumps(self.stats()).encode())
+        except HTTPFailure as e:
+            self.errors += 1
+            conn.respond(e.status, e.body())
+
+    def _generate(self, conn: _Conn, path: str, headers: dict[str, str], body: bytes, arrival: float) -> None:
+        self.requests += 1
+        try:
+            req = json.loads(body)
+        except ValueError:
+            raise HTTPFailure(400, "request body is not valid JSON") from None
+        if not isinstance(req, dict):
+            raise HTTPFailure(400, "request body must be a JSON object")
+        model = req.get("model") or self.cfg.model
+        if self.cfg.strict_model and model != self.cfg.model:
+            raise HTTPFailure(404, f"The model `{model}` does not exist.", "NotFoundError")
+        chat = path == "/v1/chat/completions"
+        if chat:
+            messages = req.get("messages")
+            if not isinstance(messages, list) or not messages:
+                raise HTTPFailure(400, "'messages' must be a non-empty list")
+            prompt_tokens = sum(_content_words(m.get("content")) for m in messages if isinstance(m, dict))
+        else:
+            prompt = req.get("prompt")
+            if isinstance(prompt, list):
+                prompt = " ".join(str(p) for p in prompt)
+            if not isinstance(prompt, str):
+                raise HTTPFailure(400, "'prompt' must be a string")
+            prompt_tokens = count_words(prompt)
+        max_tokens = req.get("max_completion_tokens")
+        if max_tokens is None:
+            max_tokens = req.get("max_tokens")
+        if max_tokens is None:
+            max_tokens = self.cfg.default_max_tokens
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            raise HTTPFailure(400, f"max_tokens must be a positive integer, got {max_tokens!r}")
+        if prompt_tokens + max_tokens > self.cfg.max_model_len:
+            raise HTTPFailure(
+                400,
+                f"This model's maximum context length is {self.cfg.max_model_len} tokens. However, you requested "
+                f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, {max_tokens} in the "
+                "completion). Please reduce the length of the messages or completion.",
+            )
+        stream = bool(req.get("stream", False))
+        opts = req.get("stream_options") or {}
+        include_usage = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
+        self._seq += 1
+        rid = headers.get("x-request-id") or f"{self._prefix}{self._seq:x}"
+        wcls = ChatWriter if chat else CompletionsWriter
+        writer = wcls(rid, model, prompt_tokens, include_usage, offset=self._seq)
+        st = Stream(self, conn, writer, stream, prompt_tokens, max_tokens, arrival)
+        if isinstance(self.sched, BatchScheduler) and not self.sched.fits(st):
+            raise HTTPFailure(400, f"request needs {prompt_tokens + max_tokens} tokens of KV cache, more than "
+                                   f"the engine's {self.cfg.batch.kv_cache_tokens}")
+        self.prompt_tokens += prompt_tokens
+        conn.active = st
+        conn.rid_header = f"x-request-id: {rid}\r\n"
+        if stream:
+            conn.start_stream(writer.start(), extra=conn.rid_header)
+        self.sched.submit(st, arrival)
+
+    # -- read-only routes -------------------------------------------------------------------
+    def _models(self) -> bytes:
+        return json.dumps(
+            {"object": "list", "data": [{"id": self.cfg.model, "object": "model", "created": 0,
+                                         "owned_by": "tokenswarm", "max_model_len": self.cfg.max_model_len}]}
+        ).encode()
+
+    def _metrics(self) -> bytes:
+        from tokenswarm.simengine.metrics import render
+
+        return render(self)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and the engine's own schedule error (actual minus planned write time)."""
+        out: dict[str, Any] = {
+            "requests": self.requests, "finished": self.finished, "errors": self.errors,
+            "cancelled": self.cancelled, "running": self.sched.running, "waiting": self.sched.num_waiting,
+            "prompt_tokens": self.prompt_tokens, "generation_tokens": self.generation_tokens,
+            "connections": self.connections, "timing": self.cfg.describe(),
+        }
+        errs = self.sched_err
+        if len(errs):
+            import numpy as np
+
+            a = np.frombuffer(errs, dtype=np.float32)
+            out["schedule_error_ms"] = {
+                "count": int(a.size), "p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)),
+                "p999": float(np.percentile(a, 99.9)), "max": float(a.max()), "min": float(a.min()),
+            }
+        return out
+
+
+_GET_ROUTES = ("/health", "/v1/models", "/metrics", "/sim/stats")
+
+
+def _content_words(content: Any) -> int:
+    if isinstance(content, str):
+        return count_words(content)
+    if isinstance(content, list):  # OpenAI content parts
+        return sum(count_words(p.get("text", "")) for p in content if isinstance(p, dict))
+    return 0

@@ -1,0 +1,88 @@
+"""`tokenswarm run` end to end: a real Locust process against the simulated engine on 127.0.0.1."""
+
+import json
+import os
+
+import pandas as pd
+import pytest
+
+from tokenswarm.records import COLUMNS
+
+
+def run_dir_of(proc):
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_fixed_timing_run_measures_exactly_and_books_every_request(cli, sim_factory, tmp_path):
+    sim = sim_factory("--ttft-ms", "200", "--tpot-ms", "20")
+    out = str(tmp_path / "run")
+    p = cli("run", "--host", sim.url, "--users", "32", "--duration", "8s", "--max-tokens", "64",
+            "--input-len", "32", "--out", out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert run_dir_of(p) == out
+    assert "Mean TTFT (ms)" in p.stdout and "Output Throughput (tok/s)" in p.stdout
+    df = pd.read_csv(os.path.join(out, "requests.csv"))
+    assert tuple(df.columns) == COLUMNS
+    ok = df[df.status == "ok"]
+    assert len(ok) == len(df) > 100
+    assert abs(ok.ttft_ms.median() - 200) <= 5
+    assert abs(ok.tpot_ms.median() - 20) <= 1
+    assert (ok.output_tokens == 64).all() and (ok.token_source == "usage").all()
+    assert (ok.input_tokens == 32).all() and (df.level == 32).all()
+    stats = pd.read_csv(os.path.join(out, "locust_stats.csv"))
+    e2e = stats[stats.Name == "E2E"].iloc[0]
+    assert e2e["Request Count"] == len(df)  # every request Locust counted has its row, and no more
+    with open(os.path.join(out, "run.json")) as fh:
+        run = json.load(fh)
+    assert run["complete"] is True and run["records"] == len(df)
+    assert run["settings"]["model"] == "tokenswarm-sim"
+    levels = pd.read_csv(os.path.join(out, "levels.csv"))
+    assert len(levels) == 1 and levels.level[0] == 32
+    assert levels.achieved_concurrency[0] > 0.95 * 32
+    for name in ("report.md", "locust_stats_history.csv", "locust_failures.csv"):
+        assert os.path.exists(os.path.join(out, name))
+
+
+def test_requests_budget_sends_exactly_that_many(cli, sim_fixed, tmp_path):
+    out = str(tmp_path / "run")
+    p = cli("run", "--host", sim_fixed.url, "--users", "4", "--requests", "23", "--max-tokens", "4", "--out", out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    df = pd.read_csv(os.path.join(out, "requests.csv"))
+    assert len(df) == 23 and (df.status == "ok").all()
+    assert sim_fixed.stats()["requests"] == 23 + 1  # + the preflight request
+
+
+def test_embedded_engine_starts_and_stops_by_itself(cli, tmp_path):
+    out = str(tmp_path / "run")
+    p = cli("run", "--users", "4", "--duration", "3s", "--max-tokens", "8", "--sim-args",
+            "--ttft-ms 20 --tpot-ms 5", "--out", out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "embedded simulated engine at http://127.0.0.1:" in p.stdout
+    with open(os.path.join(out, "simengine.log")) as fh:
+        assert "tokenswarm simengine stopped" in fh.read()
+    assert len(pd.read_csv(os.path.join(out, "requests.csv"))) > 0
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--engine", "nope"], "unknown engine 'nope'"),
+    (["--users", "0"], "bad --users 0"),
+    (["--duration=-5s"], "bad --duration"),
+    (["--host", "localhost:1"], "bad --host"),
+])
+def test_bad_input_exits_2_with_one_line(cli, args, msg, tmp_path):
+    p = cli("run", *args, "--out", str(tmp_path / "x"))
+    assert p.returncode == 2
+    assert msg in p.stderr and "Traceback" not in p.stderr
+
+
+def test_unreachable_host_fails_preflight_fast(cli, tmp_path):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    p = cli("run", "--engine", "vllm", "--model", "m", "--host", f"http://127.0.0.1:{port}", "--duration", "5s",
+            "--out", str(tmp_path / "x"), timeout=60)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "cannot reach" in p.stderr and "Traceback" not in p.stderr

@@ -1,0 +1,135 @@
+"""The simulated engine over real HTTP on 127.0.0.1: formats, routes, errors, timing, truth log."""
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tokenswarm.client import Connection, StreamCall, Target, request_head, simple_request
+from tokenswarm.datasets import Prompt
+from tokenswarm.dialects import RequestOptions, get_dialect
+
+
+def stream(url, dialect="openai-chat", max_tokens=5, prompt="one two three", conn=None, **req):
+    d = get_dialect(dialect)
+    target = Target.parse(url)
+    conn = conn or Connection(target, 2.0, 10.0)
+    head = request_head(target, "POST", d.path, {"Content-Type": "application/json"})
+    body = json.dumps(d.body(Prompt("p", prompt), RequestOptions(model="m", max_tokens=max_tokens, **req))).encode()
+    return StreamCall(conn, d, head, body, "client").run()
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.status, r.read()
+
+
+def test_chat_and_completions_streams_parse_into_ok_records(sim_fixed):
+    for dialect in ("openai-chat", "openai-completions"):
+        rec = stream(sim_fixed.url, dialect, max_tokens=7, prompt="a b c d")
+        assert rec.status == "ok", rec.error
+        assert rec.output_tokens == 7 and rec.token_source == "usage" and rec.output_events == 7
+        assert rec.input_tokens == 4
+        assert rec.finish_reason == "length"
+        assert rec.request_id.startswith("chatcmpl-" if dialect == "openai-chat" else "cmpl-")
+
+
+def test_without_include_usage_tokens_are_counted_from_events(sim_fixed):
+    rec = stream(sim_fixed.url, max_tokens=4, include_usage=False)
+    assert rec.status == "ok" and rec.output_tokens == 4 and rec.token_source == "events"
+
+
+def test_fixed_timing_is_kept(sim_factory):
+    sim = sim_factory("--ttft-ms", "100", "--tpot-ms", "10")
+    rec = stream(sim.url, max_tokens=11)
+    assert rec.ttft_ms == pytest.approx(100, abs=5)
+    assert rec.tpot_ms == pytest.approx(10, abs=0.5)
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(sim_fixed):
+    conn = Connection(Target.parse(sim_fixed.url), 2.0, 10.0)
+    for _ in range(3):
+        assert stream(sim_fixed.url, conn=conn).status == "ok"
+    assert conn.requests_on_sock == 3
+    conn.close()
+    assert sim_fixed.stats()["requests"] == 3
+
+
+def test_non_streaming_response(sim_fixed):
+    conn = Connection(Target.parse(sim_fixed.url), 2.0, 10.0)
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x y"}], "max_tokens": 3}).encode()
+    head, data = simple_request(conn, "POST", "/v1/chat/completions", body)
+    out = json.loads(data)
+    assert head.status == 200 and out["object"] == "chat.completion"
+    assert out["usage"] == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+    assert len(out["choices"][0]["message"]["content"].split()) == 3
+    assert head.headers["x-request-id"]
+
+
+def test_read_only_routes(sim_factory):
+    sim = sim_factory("--ttft-ms", "1", "--tpot-ms", "1", "--model", "my-model")
+    assert get(sim.url + "/health")[0] == 200
+    models = json.loads(get(sim.url + "/v1/models")[1])
+    assert [m["id"] for m in models["data"]] == ["my-model"]
+    stream(sim.url, max_tokens=3)
+    text = get(sim.url + "/metrics")[1].decode()
+    for name in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:gpu_cache_usage_perc",
+                 "vllm:generation_tokens_total", "vllm:prompt_tokens_total"):
+        assert name in text
+    assert 'vllm:generation_tokens_total{model_name="my-model"} 3.0' in text
+
+
+@pytest.mark.parametrize("path,body,status,msg", [
+    ("/v1/nope", b"{}", 404, "Not Found"),
+    ("/v1/chat/completions", b"{not json", 400, "not valid JSON"),
+    ("/v1/chat/completions", b'{"messages": []}', 400, "messages"),
+    ("/v1/chat/completions", b'{"messages": [{"role":"user","content":"x"}], "max_tokens": 0}', 400, "max_tokens"),
+    ("/v1/chat/completions", b'{"messages": [{"role":"user","content":"x"}], "max_tokens": 40000}', 400,
+     "maximum context length"),
+])
+def test_errors_are_openai_style_json(sim_fixed, path, body, status, msg):
+    req = urllib.request.Request(sim_fixed.url + path, data=body, headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=5)
+    assert e.value.code == status
+    assert msg in json.loads(e.value.read())["message"]
+
+
+def test_strict_model_rejects_other_names(sim_factory):
+    sim = sim_factory("--ttft-ms", "1", "--tpot-ms", "1", "--strict-model")
+    rec = stream(sim.url)  # asks for model "m"
+    assert rec.status == "http_error" and rec.http_status == 404 and "does not exist" in rec.error
+
+
+def test_truth_log_records_write_times(sim_factory, tmp_path):
+    log = tmp_path / "truth.csv"
+    sim = sim_factory("--ttft-ms", "50", "--tpot-ms", "5", "--truth-log", str(log))
+    t0 = time.time()
+    rec = stream(sim.url, max_tokens=6)
+    sim.stop()
+    lines = log.read_text().splitlines()
+    assert lines[0] == "request_id,arrival,first_write,last_write,tokens,prompt_tokens"
+    rid, arrival, first, last, tokens, ptok = lines[1].split(",")
+    assert rid == rec.request_id and tokens == "6" and ptok == "3"
+    assert float(first) - float(arrival) == pytest.approx(0.050, abs=0.003)
+    assert float(last) - float(first) == pytest.approx(0.025, abs=0.003)
+    assert t0 - 1 < float(arrival) < t0 + 5
+
+
+def test_batching_model_queues_beyond_its_slots(sim_factory):
+    """With 2 slots, a third concurrent request waits: its TTFT includes the queueing."""
+    import threading
+
+    sim = sim_factory("--max-num-seqs", "2", "--step-base-ms", "10", "--step-per-seq-ms", "0")
+    recs = []
+    threads = [threading.Thread(target=lambda: recs.append(stream(sim.url, max_tokens=20))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ttfts = sorted(r.ttft_ms for r in recs)
+    assert all(r.status == "ok" for r in recs)
+    # two start at once; the third waits for a slot (about 20 steps of 10 ms)
+    assert ttfts[2] > ttfts[1] + 150

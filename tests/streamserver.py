@@ -1,0 +1,91 @@
+"""Test helper: serve scripted HTTP response bytes over a socket pair, with delays.
+
+Lets a test run the real client (:class:`tokenswarm.client.StreamCall`) against
+exact bytes: recorded streams, odd chunk boundaries, disconnects, timing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable
+
+from tokenswarm.client import Connection, Target
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "streams")
+
+
+def fixture_events(name: str) -> list[bytes]:
+    """A recorded stream split into its SSE events (each with its trailing blank line)."""
+    with open(os.path.join(FIXTURES, name), "rb") as fh:
+        raw = fh.read()
+    sep = b"\r\n\r\n" if b"\r\n\r\n" in raw and b"\n\n" not in raw.replace(b"\r\n\r\n", b"") else b"\n\n"
+    parts = [p + sep for p in raw.split(sep) if p.strip()]
+    return parts
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def response_head(status: int = 200, ctype: str = "text/event-stream", chunked: bool = True,
+                  extra: str = "") -> bytes:
+    reason = {200: "OK", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error"}.get(status, "X")
+    te = "transfer-encoding: chunked\r\n" if chunked else ""
+    return f"HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\n{te}{extra}\r\n".encode()
+
+
+def sse_response(events: Iterable[bytes], end: bool = True) -> list[bytes]:
+    """Pieces of a chunked SSE response: head, one HTTP chunk per event, the last chunk."""
+    pieces = [response_head()] + [chunk(e) for e in events]
+    if end:
+        pieces.append(b"0\r\n\r\n")
+    return pieces
+
+
+class ScriptedServer:
+    """The far end of a socket pair: sends ``pieces`` (after reading the request), with delays."""
+
+    def __init__(self, pieces: list[bytes], delays: list[float] | None = None, close: bool = False) -> None:
+        self.client_sock, self.server_sock = socket.socketpair()
+        self.pieces = pieces
+        self.delays = delays or [0.0] * len(pieces)
+        self.close = close
+        self.sent_at: list[float] = []
+        self.request = b""
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        s = self.server_sock
+        while b"\r\n\r\n" not in self.request:
+            data = s.recv(65536)
+            if not data:
+                return
+            self.request += data
+        for piece, delay in zip(self.pieces, self.delays):
+            if delay:
+                time.sleep(delay)
+            self.sent_at.append(time.perf_counter())
+            try:
+                s.sendall(piece)
+            except OSError:  # the client gave up (a timeout test)
+                return
+        if self.close:
+            s.shutdown(socket.SHUT_WR)
+
+    def connection(self, read_timeout: float = 5.0) -> Connection:
+        conn = Connection(Target("http", "127.0.0.1", 9, ""), connect_timeout=1.0, read_timeout=read_timeout)
+        self.client_sock.settimeout(read_timeout)
+        conn.sock = self.client_sock
+        self.thread.start()
+        return conn
+
+    def stop(self) -> None:
+        self.thread.join(timeout=5)
+        for s in (self.client_sock, self.server_sock):
+            try:
+                s.close()
+            except OSError:
+                pass

@@ -1,0 +1,171 @@
+"""HTTP/1.1 framing of the client: heads, chunked bodies, keep-alive, stale-connection retry."""
+
+import random
+import socket
+import threading
+
+import pytest
+
+from tokenswarm.client import BadURL, BodyDecoder, Connection, Head, ProtocolError, StreamCall, Target, parse_head
+from tokenswarm.dialects import get_dialect
+
+
+def test_parse_head_and_keep_alive_rules():
+    h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-Request-Id: abc")
+    assert h.status == 200 and h.headers["x-request-id"] == "abc" and h.keep_alive
+    assert not parse_head(b"HTTP/1.1 200 OK\r\nConnection: close").keep_alive
+    assert not parse_head(b"HTTP/1.0 200 OK").keep_alive
+    with pytest.raises(ProtocolError):
+        parse_head(b"garbage")
+
+
+def test_chunked_decoder_any_split():
+    payload = b"".join(f"data: {i}\n\n".encode() for i in range(50))
+    framed = b""
+    pos = 0
+    rng = random.Random(1)
+    while pos < len(payload):
+        n = rng.randint(1, 40)
+        part = payload[pos : pos + n]
+        framed += b"%x;ext=1\r\n%b\r\n" % (len(part), part)
+        pos += n
+    framed += b"0\r\nTrailer: x\r\n\r\n"
+    for _ in range(20):
+        dec = BodyDecoder(Head(200, "OK", {"transfer-encoding": "chunked"}, True))
+        out = b""
+        i = 0
+        while i < len(framed):
+            step = rng.randint(1, 17)
+            out += dec.feed(framed[i : i + step])
+            i += step
+        assert out == payload and dec.complete
+
+
+def test_length_and_close_delimited_bodies():
+    dec = BodyDecoder(Head(200, "OK", {"content-length": "5"}, True))
+    assert dec.feed(b"hel") == b"hel" and not dec.complete
+    assert dec.feed(b"lo") == b"lo" and dec.complete
+    dec = BodyDecoder(Head(200, "OK", {}, False))
+    assert dec.feed(b"abc") == b"abc" and not dec.complete
+    dec.eof()
+    assert dec.complete
+
+
+def test_bad_chunk_size_is_a_protocol_error():
+    dec = BodyDecoder(Head(200, "OK", {"transfer-encoding": "chunked"}, True))
+    with pytest.raises(ProtocolError):
+        dec.feed(b"zz\r\nabc\r\n")
+
+
+@pytest.mark.parametrize("url,msg", [
+    ("localhost:8000", "expected a URL"),
+    ("ftp://x", "scheme must be http or https"),
+    ("http://", "no host name"),
+    ("http://x:99999", "port"),
+])
+def test_bad_urls_name_the_problem(url, msg):
+    with pytest.raises(BadURL, match=msg):
+        Target.parse(url)
+
+
+def test_target_keeps_a_path_prefix():
+    t = Target.parse("https://api.example.com/v1/")
+    assert (t.host, t.port, t.base_path) == ("api.example.com", 443, "/v1")
+    assert t.url("/chat/completions") == "https://api.example.com/v1/chat/completions"
+
+
+STREAM = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+          b"%x\r\n%b\r\n0\r\n\r\n")
+
+
+def _event(text):
+    body = ('data: {"choices":[{"index":0,"delta":{"content":"%s"}}]}\n\ndata: [DONE]\n\n' % text).encode()
+    return STREAM % (len(body), body)
+
+
+class TinyServer:
+    """A real loopback server: answers each request with one short stream; can drop idle connections."""
+
+    def __init__(self, drop_after_first: bool = False):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.drop_after_first = drop_after_first
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        buf = b""
+        n = 0
+        while True:
+            try:
+                data = c.recv(65536)
+            except OSError:
+                return
+            if not data:
+                c.close()
+                return
+            buf += data
+            while b"\r\n\r\n" in buf:
+                head, _, rest = buf.partition(b"\r\n\r\n")
+                lines = head.split(b"\r\n")
+                length = int([ln.split(b":")[1] for ln in lines if ln.lower().startswith(b"content-length")][0])
+                buf = rest[length:]
+                n += 1
+                c.sendall(_event(f"r{n}"))
+                if self.drop_after_first and n == 1:
+                    c.close()  # the server closes an idle keep-alive connection
+                    return
+
+    def close(self):
+        self.sock.close()
+
+
+def _call(conn):
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+    return StreamCall(conn, get_dialect("openai-chat"), head, b"{}", "c").run()
+
+
+def test_keep_alive_reuses_one_connection():
+    srv = TinyServer()
+    conn = Connection(Target.parse(f"http://127.0.0.1:{srv.port}"), 2.0, 2.0)
+    try:
+        recs = [_call(conn) for _ in range(5)]
+        assert all(r.status == "ok" for r in recs)
+        assert srv.accepted == 1
+    finally:
+        conn.close()
+        srv.close()
+
+
+def test_a_connection_the_server_closed_while_idle_is_retried_once_on_a_fresh_one():
+    srv = TinyServer(drop_after_first=True)
+    conn = Connection(Target.parse(f"http://127.0.0.1:{srv.port}"), 2.0, 2.0)
+    try:
+        assert _call(conn).status == "ok"
+        import time
+
+        time.sleep(0.05)  # let the close arrive
+        rec = _call(conn)
+        assert rec.status == "ok", rec.error
+        assert srv.accepted == 2
+    finally:
+        conn.close()
+        srv.close()
+
+
+def test_connection_refused_is_a_connect_error():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    rec = _call(Connection(Target.parse(f"http://127.0.0.1:{port}"), 1.0, 1.0))
+    assert rec.status == "connect_error" and "cannot connect" in rec.error

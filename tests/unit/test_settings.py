@@ -1,0 +1,101 @@
+"""Option values -> validated settings: one-line errors, headers, keys, redaction."""
+
+import argparse
+
+import pytest
+
+from tokenswarm.options import OPTIONS, add_options, env_default, to_env
+from tokenswarm.settings import REDACTED, SettingsError, build, parse_duration, parse_header
+
+
+def opts(**kw):
+    ns = argparse.Namespace(**{o.dest: o.default for o in OPTIONS})
+    for k, v in kw.items():
+        setattr(ns, k, v)
+    return ns
+
+
+def test_defaults_give_the_sim_preset():
+    s = build(opts(), environ={})
+    assert s.engine.name == "sim" and s.dialect.name == "openai-chat"
+    assert s.url == "http://127.0.0.1:8000/v1/chat/completions"
+    assert s.request.model == "tokenswarm-sim" and s.request.max_tokens == 128
+
+
+def test_preset_overrides():
+    s = build(opts(engine="sglang", model="Qwen", endpoint="/v1/completions", dialect="openai-completions"),
+              host="http://gpu-box:30000", environ={})
+    assert s.url == "http://gpu-box:30000/v1/completions" and s.dialect.name == "openai-completions"
+    assert s.request.model == "Qwen"
+    assert build(opts(engine="vllm"), environ={}).model_from_server  # no model: ask the server
+
+
+@pytest.mark.parametrize("kw,host,msg", [
+    ({"engine": "nope"}, None, "unknown engine 'nope'; choose one of: sim, vllm"),
+    ({"dialect": "nope"}, None, "unknown dialect 'nope'; choose one of: openai-chat, openai-completions"),
+    ({}, "localhost:8000", "bad --host 'localhost:8000'"),
+    ({"max_tokens": 0}, None, "bad --max-tokens 0"),
+    ({"input_len": -3}, None, "bad --input-len -3"),
+    ({"requests": -1}, None, "bad --requests -1"),
+    ({"read_timeout": 0.0}, None, "bad --read-timeout 0.0"),
+    ({"max_fail_ratio": 2.0}, None, "bad --max-fail-ratio 2.0"),
+    ({"extra_body": "{nope"}, None, "bad --extra-body: not JSON"),
+    ({"extra_body": "[1]"}, None, "bad --extra-body: must be a JSON object"),
+    ({"endpoint": "v1/chat"}, None, "bad --endpoint 'v1/chat'"),
+    ({"header": ["NoColon"]}, None, "bad --header for 'NoColon'"),
+])
+def test_bad_input_is_one_line_naming_option_and_value(kw, host, msg):
+    with pytest.raises(SettingsError) as e:
+        build(opts(**kw), host=host, environ={})
+    assert msg in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_api_key_from_flag_then_environment_and_redacted():
+    s = build(opts(), environ={"OPENAI_API_KEY": "sk-env-openai"})
+    assert s.headers["Authorization"] == "Bearer sk-env-openai"
+    s = build(opts(), environ={"OPENAI_API_KEY": "sk-a", "TOKENSWARM_API_KEY": "sk-b"})
+    assert s.headers["Authorization"] == "Bearer sk-b"
+    s = build(opts(api_key="sk-flag"), environ={"TOKENSWARM_API_KEY": "sk-b"})
+    assert s.headers["Authorization"] == "Bearer sk-flag"
+    pub = s.public()
+    assert pub["headers"] == {"Authorization": REDACTED}
+    assert "sk-flag" not in repr(pub)
+
+
+def test_headers_from_flags_and_environment():
+    s = build(opts(header=["X-A: 1", "Authorization: Basic abc"]), environ={"TOKENSWARM_HEADER": "X-B: two"})
+    assert s.headers == {"X-B": "two", "X-A": "1", "Authorization": "Basic abc"}
+    assert parse_header("K:  v  with spaces") == ("K", "v  with spaces")
+
+
+@pytest.mark.parametrize("text,seconds", [("30", 30), ("30s", 30), ("2m", 120), ("1h30m", 5400), ("1.5s", 1.5)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "0", "0s", "-5", "5x"])
+def test_bad_durations(text):
+    with pytest.raises(SettingsError, match="bad --duration"):
+        parse_duration(text)
+
+
+def test_options_round_trip_through_the_environment():
+    values = {"engine": "vllm", "max_tokens": 7, "ignore_eos": True, "header": ["A: 1", "B: 2"], "api_key": "k"}
+    env = to_env(values)
+    assert env["TOKENSWARM_ENGINE"] == "vllm" and env["TOKENSWARM_IGNORE_EOS"] == "true"
+    by_dest = {o.dest: o for o in OPTIONS}
+    assert env_default(by_dest["header"], env) == ["A: 1", "B: 2"]
+    assert env_default(by_dest["ignore_eos"], env) is True
+    p = argparse.ArgumentParser()
+    import os
+
+    old = dict(os.environ)
+    try:
+        os.environ.update(env)
+        add_options(p)
+        ns = p.parse_args([])
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    assert ns.engine == "vllm" and ns.max_tokens == 7 and ns.ignore_eos is True and ns.api_key == "k"
