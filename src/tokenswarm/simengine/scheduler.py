@@ -148,7 +148,7 @@ class BatchModel:
     """Parameters of the continuous-batching model (defaults: a mid-size model on one GPU)."""
 
     max_num_seqs: int = 256
-    prefill_tps: float = 12000.0  # prompt tokens per second of prefill
+    prefill_tps: float = 30000.0  # prompt tokens per second of prefill
     step_base_ms: float = 12.0  # decode step time with an empty batch
     step_per_seq_ms: float = 0.08  # added per running sequence
     max_batched_tokens: int = 8192  # chunked-prefill budget per step
