@@ -1,4 +1,4 @@
-"""The ``tokenswarm`` command: run | ui | report | engines | simengine.
+"""The ``tokenswarm`` command: run | sweep | ui | worker | report | engines | simengine.
 
 ``run`` validates its options here (a bad value is one line and exit code 2,
 before anything starts), starts the embedded simulated engine when the
@@ -16,6 +16,7 @@ import importlib.util
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -25,99 +26,149 @@ from typing import Any
 from tokenswarm import __version__, runfolder
 from tokenswarm.exitstatus import ExitStatus
 from tokenswarm.options import OPTIONS, add_options, to_env
-from tokenswarm.settings import SettingsError, build
+from tokenswarm.settings import Settings, SettingsError, build
+from tokenswarm.sweep import DEFAULT_LEVELS
 
 DEFAULT_DURATION = "30s"
+DEFAULT_LEVEL_DURATION = "30s"
 
 
-def _packaged_locustfile() -> str:
+def _packaged(name: str) -> str:
+    """Path of a locustfile shipped inside tokenswarm.loadgen (found without importing locust)."""
     spec = importlib.util.find_spec("tokenswarm.loadgen")
     assert spec is not None and spec.submodule_search_locations
-    return os.path.join(list(spec.submodule_search_locations)[0], "locustfile.py")
+    return os.path.join(list(spec.submodule_search_locations)[0], name)
 
 
-# -- run -----------------------------------------------------------------------------------
-def _add_run_args(p: argparse.ArgumentParser) -> None:
+# -- run / sweep / ui / worker ----------------------------------------------------------------
+def _add_load_args(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument("--host", "-H", default=os.environ.get("TOKENSWARM_HOST", ""),
                    help="base URL of the server (scheme://host:port); default: the preset's, or an embedded "
                         "simulated engine for --engine sim")
-    p.add_argument("--users", "-u", type=int, default=int(os.environ.get("TOKENSWARM_USERS", "16")),
-                   help="concurrent streams (closed loop: one request in flight per user; default 16)")
+    if kind != "sweep":
+        p.add_argument("--users", "-u", type=int, default=int(os.environ.get("TOKENSWARM_USERS", "16")),
+                       help="concurrent streams (closed loop: one request in flight per user; default 16)")
     p.add_argument("--spawn-rate", "-r", type=float, default=0.0,
                    help="users started per second (default: all at once)")
     p.add_argument("--stop-timeout", type=float, default=60.0,
                    help="at the end, seconds that requests in flight may take to finish (default 60)")
-    p.add_argument("--locustfile", "-f", default="", help="a locustfile of your own (default: tokenswarm's chat user)")
+    p.add_argument("--locustfile", "-f", default="", help="a locustfile of your own (default: tokenswarm's)")
     p.add_argument("--sim-args", default=os.environ.get("TOKENSWARM_SIM_ARGS", ""),
                    help="options for the embedded simulated engine, e.g. '--ttft-ms 200 --tpot-ms 20'")
     p.add_argument("--loglevel", "-L", default="WARNING", help="Locust's log level (default WARNING)")
+    d = p.add_argument_group("distributed (Locust master and workers)")
+    d.add_argument("--workers", type=int, default=int(os.environ.get("TOKENSWARM_WORKERS", "0") or 0),
+                   help="run a master and this many local worker processes (0: one process)")
+    d.add_argument("--master", action="store_true", help="run as a master only; workers connect with "
+                   "`tokenswarm worker --master-host HOST`")
+    d.add_argument("--expect-workers", type=int, default=1, help="with --master: workers to wait for (default 1)")
+    d.add_argument("--master-bind-host", default="*", help="with --master: address to listen on (default all)")
+    d.add_argument("--master-bind-port", type=int, default=5557, help="with --master: port (default 5557)")
     add_options(p)
 
 
-def _check_run_args(args: argparse.Namespace) -> float | None:
-    """Validate before anything starts; returns the duration in seconds (None: until --requests are done)."""
-    if args.users < 1:
-        raise SettingsError(f"bad --users {args.users}: must be at least 1")
+def _prepare(args: argparse.Namespace, kind: str) -> Settings:
+    """Validate everything before anything starts; fills in the defaults of the command."""
+    if kind == "sweep":
+        if not args.levels and not args.rates:
+            args.levels = DEFAULT_LEVELS
+        if not args.level_duration and not args.level_requests:
+            args.level_duration = DEFAULT_LEVEL_DURATION
+        args.users = 1  # set by the levels
+    else:
+        if args.users < 1:
+            raise SettingsError(f"bad --users {args.users}: must be at least 1")
+        if kind == "run" and (args.levels or args.rates):
+            raise SettingsError("--levels/--rates make a sweep: use `tokenswarm sweep`")
+        if kind == "run" and not args.duration and not args.requests:
+            args.duration = DEFAULT_DURATION
     if args.spawn_rate < 0:
         raise SettingsError(f"bad --spawn-rate {args.spawn_rate}: must be positive")
     if args.stop_timeout < 0:
         raise SettingsError(f"bad --stop-timeout {args.stop_timeout}: must be 0 or more")
+    if args.workers < 0:
+        raise SettingsError(f"bad --workers {args.workers}: must be 0 or more")
+    if args.master and args.workers:
+        raise SettingsError("--master waits for remote workers; --workers starts local ones: choose one")
+    if args.expect_workers < 1:
+        raise SettingsError(f"bad --expect-workers {args.expect_workers}: must be at least 1")
     if args.locustfile and not os.path.isfile(args.locustfile):
         raise SettingsError(f"bad --locustfile {args.locustfile!r}: no such file")
-    if not args.duration and not args.requests:
-        args.duration = DEFAULT_DURATION
-    return build(args, host=args.host or None).duration_s
+    return build(args, host=args.host or None)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    _check_run_args(args)
-    settings = build(args, host=args.host or None)
+def _target(args: argparse.Namespace, settings: Settings, stack: ExitStack, log_path: str | None) -> str:
+    """The base URL to load: --host, or an embedded simulated engine for --engine sim."""
+    if settings.engine.name != "sim" or args.host:
+        return args.host
+    from tokenswarm.simengine import SimProcess
+
+    sim = SimProcess(shlex.split(args.sim_args), log_path=log_path)
+    sim.start()
+    stack.callback(sim.stop)
+    print(f"tokenswarm: embedded simulated engine at {sim.url}", flush=True)
+    return sim.url
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    """`run` and `sweep`: headless, then the table and (last line) the run folder."""
+    kind = args.command
+    settings = _prepare(args, kind)
     try:
         run_dir = runfolder.make_run_dir(args.out, settings.engine.name, args.run_name)
     except OSError as e:
         raise SettingsError(f"cannot create the run folder {args.out or runfolder.DEFAULT_ROOT!r}: {e}") from None
     with ExitStack() as stack:
-        host = args.host
-        if settings.engine.name == "sim" and not host:
-            from tokenswarm.simengine import SimProcess
-
-            sim = SimProcess(shlex.split(args.sim_args), log_path=os.path.join(run_dir, "simengine.log"))
-            sim.start()
-            stack.callback(sim.stop)
-            host = sim.url
-            print(f"tokenswarm: embedded simulated engine at {host}", flush=True)
-        code = _run_locust(args, run_dir, host)
+        host = _target(args, settings, stack, os.path.join(run_dir, "simengine.log"))
+        locustfile = args.locustfile or _packaged("sweepfile.py" if kind == "sweep" else "locustfile.py")
+        cmd = _locust_cmd(args, locustfile, host) + ["--headless", "--only-summary"]
+        if kind != "sweep":
+            rate = args.spawn_rate or float(args.users)
+            cmd += ["-u", str(args.users), "-r", f"{rate:g}"]
+        code = _launch(args, cmd, _locust_env(args, run_dir), run_dir)
     _print_results(run_dir)
     return code
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """Locust's web UI with tokenswarm's options (a simulated engine is started for --engine sim)."""
+    args.command = "ui"
+    _prepare(args, "ui")
     settings = build(args, host=args.host or None)
-    if args.locustfile and not os.path.isfile(args.locustfile):
-        raise SettingsError(f"bad --locustfile {args.locustfile!r}: no such file")
     with ExitStack() as stack:
-        host = args.host
-        if settings.engine.name == "sim" and not host:
-            from tokenswarm.simengine import SimProcess
-
-            sim = SimProcess(shlex.split(args.sim_args))
-            sim.start()
-            stack.callback(sim.stop)
-            host = sim.url
-            print(f"tokenswarm: embedded simulated engine at {host}", flush=True)
-        cmd = [sys.executable, "-m", "locust", "-f", args.locustfile or _packaged_locustfile(),
-               "--web-host", args.web_host, "--web-port", str(args.web_port), "-u", str(args.users),
-               "-r", f"{args.spawn_rate or args.users:g}", "--stop-timeout", f"{args.stop_timeout:g}"]
-        if host:
-            cmd += ["-H", host]
-        if args.web_host not in ("127.0.0.1", "localhost", "::1"):
-            print("tokenswarm: warning: the web UI listens beyond loopback; protect it (Locust --web-login, "
-                  "or a proxy with authentication)", file=sys.stderr)
+        host = _target(args, settings, stack, None)
+        locustfile = args.locustfile or _packaged("sweepfile.py" if settings.plan else "locustfile.py")
+        cmd = _locust_cmd(args, locustfile, host) + [
+            "--web-host", args.web_host, "--web-port", str(args.web_port), "-u", str(args.users),
+            "-r", f"{args.spawn_rate or args.users:g}"]
+        if args.web_host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get("LOCUST_WEB_AUTH") \
+                and not os.environ.get("LOCUST_WEB_LOGIN"):
+            print("tokenswarm: warning: the web UI listens beyond loopback without a login; set LOCUST_WEB_AUTH="
+                  "user:password (basic auth) or put it behind an authenticating proxy", file=sys.stderr)
         print(f"tokenswarm: web UI at http://{args.web_host}:{args.web_port}", flush=True)
         env = _locust_env(args, "")
         env.pop("TOKENSWARM_CLI", None)
-        return run_child(cmd, env)
+        return _launch(args, cmd, env, None)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A worker (or --processes of them) connecting to a master; settings come from the master."""
+    if args.locustfile and not os.path.isfile(args.locustfile):
+        raise SettingsError(f"bad --locustfile {args.locustfile!r}: no such file")
+    cmd = [sys.executable, "-m", "locust", "-f", args.locustfile or _packaged("locustfile.py"), "--worker",
+           "--master-host", args.master_host, "--master-port", str(args.master_port), "--loglevel", args.loglevel]
+    if args.processes > 1:
+        cmd += ["--processes", str(args.processes)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return run_child(cmd, env)
+
+
+def _locust_cmd(args: argparse.Namespace, locustfile: str, host: str) -> list[str]:
+    cmd = [sys.executable, "-m", "locust", "-f", locustfile, "--stop-timeout", f"{args.stop_timeout:g}",
+           "--loglevel", args.loglevel]
+    if host:
+        cmd += ["-H", host]
+    return cmd
 
 
 def _locust_env(args: argparse.Namespace, run_dir: str) -> dict[str, str]:
@@ -131,18 +182,51 @@ def _locust_env(args: argparse.Namespace, run_dir: str) -> dict[str, str]:
     return env
 
 
-def _run_locust(args: argparse.Namespace, run_dir: str, host: str) -> int:
-    rate = args.spawn_rate or float(args.users)
-    cmd = [sys.executable, "-m", "locust", "-f", args.locustfile or _packaged_locustfile(), "--headless",
-           "-u", str(args.users), "-r", f"{rate:g}", "--stop-timeout", f"{args.stop_timeout:g}",
-           "--only-summary", "--loglevel", args.loglevel]
-    if host:
-        cmd += ["-H", host]
-    return run_child(cmd, _locust_env(args, run_dir))
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(args: argparse.Namespace, cmd: list[str], env: dict[str, str], run_dir: str | None) -> int:
+    """One process; or a master and --workers local workers; or a master waiting for remote workers."""
+    if args.master:
+        cmd = cmd + ["--master", "--expect-workers", str(args.expect_workers), "--master-bind-host",
+                     args.master_bind_host, "--master-bind-port", str(args.master_bind_port), "--enable-rebalancing"]
+        print(f"tokenswarm: master waiting for {args.expect_workers} worker(s) on port {args.master_bind_port}",
+              flush=True)
+        return run_child(cmd, env)
+    if not args.workers:
+        return run_child(cmd, env)
+    port = _free_port()
+    master = cmd + ["--master", "--expect-workers", str(args.workers), "--master-bind-host", "127.0.0.1",
+                    "--master-bind-port", str(port), "--enable-rebalancing", "--expect-workers-max-wait", "60"]
+    worker = [sys.executable, "-m", "locust", "-f", _packaged("locustfile.py") if not args.locustfile
+              else args.locustfile, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port),
+              "--loglevel", args.loglevel]
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = []
+    try:
+        for i in range(args.workers):
+            log = open(os.path.join(run_dir, f"worker-{i}.log") if run_dir else os.devnull, "wb")  # noqa: SIM115
+            logs.append(log)
+            procs.append(subprocess.Popen(worker, env=env, stdout=log, stderr=subprocess.STDOUT))
+        print(f"tokenswarm: master and {args.workers} local workers (pids "
+              f"{', '.join(str(p.pid) for p in procs)})", flush=True)
+        return run_child(master, env)
+    finally:
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for log in logs:
+            log.close()
 
 
 def run_child(cmd: list[str], env: dict[str, str]) -> int:
-    """Run Locust; the first Ctrl-C is the child's to handle (it writes its outputs), a second kills it."""
+    """Run a Locust process; the first Ctrl-C is its to handle (it writes its outputs), a second kills it."""
     proc = subprocess.Popen(cmd, env=env)
     interrupts = 0
 
@@ -271,13 +355,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     p = sub.add_parser("run", help="one fixed concurrency level, headless; prints the table and the run folder")
-    _add_run_args(p)
-    p.set_defaults(func=cmd_run)
+    _add_load_args(p, "run")
+    p.set_defaults(func=cmd_load)
+    p = sub.add_parser("sweep", help="a concurrency (--levels) or request-rate (--rates) sweep, headless, "
+                                     "with the report")
+    _add_load_args(p, "sweep")
+    p.set_defaults(func=cmd_load)
     p = sub.add_parser("ui", help="Locust's web UI with tokenswarm's users and options")
-    _add_run_args(p)
+    _add_load_args(p, "ui")
     p.add_argument("--web-host", default="127.0.0.1", help="address of the web UI (default 127.0.0.1)")
     p.add_argument("--web-port", type=int, default=8089, help="port of the web UI (default 8089)")
     p.set_defaults(func=cmd_ui)
+    p = sub.add_parser("worker", help="a worker process for a master elsewhere (`--master` on run/sweep/ui)")
+    p.add_argument("--master-host", default=os.environ.get("LOCUST_MASTER_NODE_HOST", "127.0.0.1"),
+                   help="the master's address (default 127.0.0.1)")
+    p.add_argument("--master-port", type=int, default=int(os.environ.get("LOCUST_MASTER_NODE_PORT", "5557")),
+                   help="the master's port (default 5557)")
+    p.add_argument("--processes", type=int, default=1, help="worker processes to fork (default 1)")
+    p.add_argument("--locustfile", "-f", default="", help="a locustfile of your own (default: tokenswarm's)")
+    p.add_argument("--loglevel", "-L", default="WARNING", help="Locust's log level (default WARNING)")
+    p.set_defaults(func=cmd_worker)
     p = sub.add_parser("report", help="rebuild a run folder's derived files (levels.csv, report.md)")
     p.add_argument("run_dir", help="the run folder (reports/<run_id>)")
     p.add_argument("--warmup", type=float, default=None, help="seconds trimmed from the start of each level")

@@ -139,7 +139,7 @@ class RequestRecord:
     output_events: int = 0
     finish_reason: str | None = None
     error: str = ""
-    level: int = 0
+    level: float = 0
     worker: str = ""
     user: int = -1
     prompt_id: str = ""

@@ -69,6 +69,28 @@ OPTIONS: tuple[Opt, ...] = (
         "finish, and the test stops", metavar="SPAN", group="workload"),
     Opt("--requests", int, 0, "stop after this many requests in all (0: no limit; use with or instead of a "
         "duration)", metavar="N", group="workload"),
+    # -- sweeps -----------------------------------------------------------------------
+    Opt("--levels", str, "", "concurrency levels to step through, e.g. 1,2,4,...,1024 (a sweep)", metavar="LIST",
+        group="sweep"),
+    Opt("--rates", str, "", "request rates (req/s) to step through in open-loop mode, e.g. 1,2,4", metavar="LIST",
+        group="sweep"),
+    Opt("--level-duration", str, "", "how long each level lasts (30s, 2m)", metavar="SPAN", group="sweep"),
+    Opt("--level-requests", int, 0, "end each level once this many of its requests finished", metavar="N",
+        group="sweep"),
+    Opt("--warmup", float, -1.0, "seconds trimmed from the start of each level's measurement window (negative: "
+        "20%% of --level-duration in sweeps, none otherwise)", metavar="S", group="sweep"),
+    Opt("--arrival", str, "poisson", "rate mode arrivals: poisson, gamma (with --burstiness) or constant",
+        group="sweep"),
+    Opt("--burstiness", float, 1.0, "gamma arrivals' shape: <1 burstier than Poisson, >1 more regular",
+        metavar="B", group="sweep"),
+    Opt("--max-concurrency", int, 256, "rate mode: most requests in flight at once (users spawned)", metavar="N",
+        group="sweep"),
+    Opt("--slo", str, "", "service-level objectives in ms for goodput, e.g. ttft=2000,tpot=100,e2e=30000",
+        metavar="K=MS,...", group="sweep"),
+    Opt("--slo-attainment", float, 0.99, "share of a level's requests that must meet every SLO for the level "
+        "to meet them", metavar="R", group="sweep"),
+    Opt("--knee-pct", float, 10.0, "saturation: the level after which output throughput grows by less than "
+        "this percentage while TTFT p99 still rises", metavar="P", group="sweep"),
     # -- outputs ---------------------------------------------------------------------
     Opt("--out", str, "", "run folder (default: reports/<run_id>/)", metavar="DIR", group="output"),
     Opt("--run-name", str, "", "label of the run, used in its folder name and reports", metavar="NAME",

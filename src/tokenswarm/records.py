@@ -58,7 +58,7 @@ def to_row(r: RequestRecord) -> Row:
     return [
         r.request_id,
         "%.6f" % r.start_time,
-        str(r.level),
+        "%g" % r.level,
         r.worker,
         str(r.user),
         r.status,

@@ -14,15 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tokenswarm import __version__
+from tokenswarm.arrivals import KINDS as ARRIVAL_KINDS
 from tokenswarm.client import BadURL, Target
 from tokenswarm.dialects import Dialect, RequestOptions, UnknownDialect, get_dialect
 from tokenswarm.engines import Engine, UnknownEngine, get_engine
+from tokenswarm.errors import SettingsError
+from tokenswarm.sweep import CONCURRENCY, RATE, SweepPlan, level_str, parse_levels, parse_slo
 
 REDACTED = "<redacted>"
-
-
-class SettingsError(ValueError):
-    """Bad input: one line saying which option and value are wrong."""
 
 
 @dataclass
@@ -43,6 +42,17 @@ class Settings:
     run_name: str = ""
     max_fail_ratio: float = 0.0
     model_from_server: bool = False  # the model name is still to be asked from /v1/models
+    plan: SweepPlan | None = None  # a sweep (--levels / --rates); None: one level set by the user count
+    warmup_s: float = 0.0
+    arrival: str = "poisson"
+    burstiness: float = 1.0
+    slo: dict[str, float] = field(default_factory=dict)
+    slo_attainment: float = 0.99
+    knee_pct: float = 10.0
+
+    @property
+    def mode(self) -> str:
+        return self.plan.mode if self.plan is not None else CONCURRENCY
 
     @property
     def base_url(self) -> str:
@@ -73,6 +83,18 @@ class Settings:
             "duration_s": self.duration_s,
             "run_name": self.run_name,
             "max_fail_ratio": self.max_fail_ratio,
+            "mode": self.mode,
+            "levels": [level_str(v) for v in self.plan.levels] if self.plan and self.plan.mode == CONCURRENCY else None,
+            "rates": [level_str(v) for v in self.plan.levels] if self.plan and self.plan.mode == RATE else None,
+            "level_duration_s": self.plan.level_duration_s if self.plan else None,
+            "level_requests": self.plan.level_requests if self.plan else None,
+            "max_concurrency": self.plan.max_concurrency if self.plan and self.plan.mode == RATE else None,
+            "arrival": self.arrival if self.mode == RATE else None,
+            "burstiness": self.burstiness if self.mode == RATE else None,
+            "warmup_s": self.warmup_s,
+            "slo": self.slo or None,
+            "slo_attainment": self.slo_attainment,
+            "knee_pct": self.knee_pct,
             "tokenswarm_version": __version__,
         }
 
@@ -142,6 +164,18 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
     key = api_key(opts, environ)
     if key and not any(k.lower() == "authorization" for k in headers):
         headers["Authorization"] = f"Bearer {key}"
+    plan = _plan(opts, duration_s)
+    warmup = opts.warmup
+    if warmup < 0:
+        warmup = 0.2 * plan.level_duration_s if plan is not None and plan.level_duration_s else 0.0
+    if opts.arrival not in ARRIVAL_KINDS:
+        raise SettingsError(f"bad --arrival {opts.arrival!r}: choose one of {', '.join(ARRIVAL_KINDS)}")
+    if opts.burstiness <= 0:
+        raise SettingsError(f"bad --burstiness {opts.burstiness}: must be more than zero")
+    if not 0.0 < opts.slo_attainment <= 1.0:
+        raise SettingsError(f"bad --slo-attainment {opts.slo_attainment}: must be in (0, 1]")
+    if opts.knee_pct < 0:
+        raise SettingsError(f"bad --knee-pct {opts.knee_pct}: must be 0 or more")
     model = opts.model or engine.model
     request = RequestOptions(
         model=model,
@@ -167,7 +201,37 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
         run_name=opts.run_name,
         max_fail_ratio=opts.max_fail_ratio,
         model_from_server=not model,
+        plan=plan,
+        warmup_s=warmup,
+        arrival=opts.arrival,
+        burstiness=opts.burstiness,
+        slo=parse_slo(opts.slo),
+        slo_attainment=opts.slo_attainment,
+        knee_pct=opts.knee_pct,
     )
+
+
+def _plan(opts: Any, duration_s: float | None) -> SweepPlan | None:
+    """The sweep plan of --levels/--rates, or None for a single level."""
+    if opts.levels and opts.rates:
+        raise SettingsError("give --levels (concurrency) or --rates (request rate), not both")
+    if not opts.levels and not opts.rates:
+        for name in ("level_duration", "level_requests"):
+            if getattr(opts, name):
+                raise SettingsError(f"--{name.replace('_', '-')} needs --levels or --rates")
+        return None
+    if opts.requests:
+        raise SettingsError("--requests is for a single level; in a sweep use --level-requests")
+    if opts.level_requests < 0:
+        raise SettingsError(f"bad --level-requests {opts.level_requests}: must be 0 or more")
+    if opts.max_concurrency < 1:
+        raise SettingsError(f"bad --max-concurrency {opts.max_concurrency}: must be at least 1")
+    level_s = parse_duration(opts.level_duration, "--level-duration") if opts.level_duration else None
+    if duration_s is not None:
+        raise SettingsError("--duration is for a single level; in a sweep use --level-duration")
+    mode = CONCURRENCY if opts.levels else RATE
+    levels = parse_levels(opts.levels, "--levels") if opts.levels else parse_levels(opts.rates, "--rates", False)
+    return SweepPlan(mode, levels, level_s, opts.level_requests, opts.max_concurrency)
 
 
 _SPAN_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")

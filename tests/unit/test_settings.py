@@ -99,3 +99,32 @@ def test_options_round_trip_through_the_environment():
         os.environ.clear()
         os.environ.update(old)
     assert ns.engine == "vllm" and ns.max_tokens == 7 and ns.ignore_eos is True and ns.api_key == "k"
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"levels": "1,2", "rates": "1"}, "not both"),
+    ({"level_duration": "10s"}, "--level-duration needs --levels or --rates"),
+    ({"levels": "1,2"}, "--level-duration and/or --level-requests"),
+    ({"levels": "1,2", "level_duration": "5s", "requests": 10}, "--requests is for a single level"),
+    ({"levels": "1,2", "level_duration": "5s", "duration": "1m"}, "--duration is for a single level"),
+    ({"levels": "1,2", "level_duration": "0s"}, "bad --level-duration"),
+    ({"rates": "1", "level_duration": "5s", "max_concurrency": 0}, "bad --max-concurrency 0"),
+    ({"arrival": "uniform"}, "bad --arrival 'uniform'"),
+    ({"burstiness": 0.0}, "bad --burstiness"),
+    ({"slo": "ttfx=3"}, "bad --slo"),
+])
+def test_bad_sweep_input(kw, msg):
+    with pytest.raises(SettingsError) as e:
+        build(opts(**kw), environ={})
+    assert msg in str(e.value)
+
+
+def test_sweep_settings_and_default_warmup():
+    s = build(opts(levels="1,2,4", level_duration="30s", slo="ttft=500"), environ={})
+    assert s.mode == "concurrency" and s.plan.levels == [1, 2, 4]
+    assert s.warmup_s == pytest.approx(6.0)  # 20 % of the level duration
+    pub = s.public()
+    assert pub["levels"] == ["1", "2", "4"] and pub["slo"] == {"ttft": 500.0} and pub["warmup_s"] == 6.0
+    r = build(opts(rates="0.5,2", level_requests=40, warmup=1.5), environ={})
+    assert r.mode == "rate" and r.plan.levels == [0.5, 2.0] and r.warmup_s == 1.5
+    assert r.public()["rates"] == ["0.5", "2"]

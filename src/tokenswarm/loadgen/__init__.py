@@ -6,6 +6,7 @@ classes that locustfiles use.
 """
 
 from tokenswarm.loadgen import plugin as _plugin  # noqa: F401  (registers the event listeners)
+from tokenswarm.loadgen.shapes import SweepShape
 from tokenswarm.loadgen.users import ChatUser, CompletionsUser, LLMUser
 
-__all__ = ["ChatUser", "CompletionsUser", "LLMUser"]
+__all__ = ["ChatUser", "CompletionsUser", "LLMUser", "SweepShape"]

@@ -1,15 +1,17 @@
 """The writing side of a test, on the master or the single local process.
 
 A :class:`RunController` owns the run folder from test start to test stop:
-it checks the target (preflight), creates ``reports/<run_id>/``, appends
-rows to requests.csv (its own users' rows, or batches shipped by workers)
-and flushes them every second, keeps the level timeline, writes Locust's CSV
-files and run.json, and at the end builds the report and sets the exit code.
-It is the only writer of a run folder.
+it creates ``reports/<run_id>/``, appends rows to requests.csv (its own
+users' rows, or batches shipped by workers) and flushes them every second,
+keeps the level timeline and steps a sweep through its levels, ends the test
+cleanly (no new requests, those in flight finish), writes Locust's CSV files
+and run.json, and at the end builds the report and sets the exit code. It is
+the only writer of a run folder.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import platform
@@ -25,8 +27,10 @@ from locust.runners import MasterRunner
 
 from tokenswarm import __version__, runfolder
 from tokenswarm.exitstatus import ExitStatus
+from tokenswarm.loadgen.cluster import MSG_LEVEL, MasterBooks
 from tokenswarm.records import RequestsWriter, Row
 from tokenswarm.settings import Settings
+from tokenswarm.sweep import level_str
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -36,8 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tokenswarm")
 
 FLUSH_S = 1.0  # requests.csv is flushed at least this often
-WATCH_S = 0.05  # how often the level and the request budget are checked
-
+WATCH_S = 0.05  # how often levels, budget, drain and workers are checked
 
 
 class RunController:
@@ -46,12 +49,15 @@ class RunController:
     def __init__(self, environment: Environment, settings: Settings, run_dir: str) -> None:
         self.env = environment
         self.settings = settings
+        self.plan = settings.plan
         self.run_dir = run_dir
         self.run_id = os.path.basename(os.path.normpath(run_dir))
         self.writer = RequestsWriter(os.path.join(run_dir, runfolder.REQUESTS_CSV))
         self.timeline: list[dict[str, Any]] = []
-        self.workers: dict[str, dict[str, Any]] = {}
         self.session: Session | None = None  # the local runner's own users
+        self.is_master = isinstance(environment.runner, MasterRunner)
+        self.books = MasterBooks(environment, settings.requests) if self.is_master else None
+        self.headless = bool(getattr(environment.parsed_options, "headless", False))
         self.started = time.time()
         self.ended: float | None = None
         self.complete = False
@@ -59,14 +65,19 @@ class RunController:
         self.interrupted = False
         self.draining = False
         self.status_counts: dict[str, int] = {}
+        self.done_by_level: dict[str, int] = {}  # finished (not cancelled) requests per level
+        self.level_index: int | None = None  # position in the sweep plan
+        self._level_t0 = 0.0
+        self._workers_seen = 0
         self._greenlets: list[gevent.Greenlet] = []
         self._csv: locust_stats.StatsCSVFileWriter | None = None
-        self.is_master = isinstance(environment.runner, MasterRunner)
-        self.headless = bool(getattr(environment.parsed_options, "headless", False))
 
     # -- start ---------------------------------------------------------------------------
     def start(self) -> None:
-        self.set_level(self.env.runner.target_user_count if self.env.runner else 0)
+        if self.plan is None:
+            self.set_level(self.env.runner.target_user_count if self.env.runner else 0)
+        else:
+            self._enter_level(0, time.monotonic())
         self.write_run_json()
         self._csv = locust_stats.StatsCSVFileWriter(
             self.env, locust_stats.PERCENTILES_TO_REPORT, os.path.join(self.run_dir, runfolder.LOCUST_PREFIX),
@@ -81,76 +92,145 @@ class RunController:
             gevent.sleep(FLUSH_S)
             self.writer.flush()
 
-    def _watcher(self) -> None:
-        """Follow the target user count (levels) and end the test when its duration or request budget
-        is used up: no new requests, those in flight finish (up to --stop-timeout), then stop."""
-        runner = self.env.runner
-        duration = self.settings.duration_s
-        deadline = time.monotonic() + duration if duration else None
-        drain_since = 0.0
-        while True:
-            gevent.sleep(WATCH_S)
-            if runner is None:
-                continue
-            target = runner.target_user_count
-            if self.timeline and target != self.timeline[-1]["level"] and not self.timeline[-1].get("end"):
-                self.set_level(target)
-            now = time.monotonic()
-            s = self.session
-            if not self.draining:
-                if deadline is not None and now >= deadline:
-                    log.info("tokenswarm: duration reached; waiting for requests in flight")
-                    self.stopping()  # the measurement window ends here
-                    self._drain(now)
-                elif s is not None and s.exhausted:
-                    log.info("tokenswarm: all %d requests sent; waiting for requests in flight", self.settings.requests)
-                    self._drain(now)
-                drain_since = now
-                continue
-            if self.in_flight() == 0 or now - drain_since > self.env.stop_timeout:
-                self.stopping()
-                gevent.spawn(runner.quit if self.headless else runner.stop)
-                return
+    # -- sweeps ----------------------------------------------------------------------------
+    def sweep_tick(self) -> tuple[int, float] | None:
+        """The sweep shape's tick: (users, spawn rate) for now; None once the test has ended."""
+        plan = self.plan
+        if plan is None or self.finished:
+            return None
+        now = time.monotonic()
+        if self.level_index is None:
+            self._enter_level(0, now)
+        elif not self.draining:
+            i = self.level_index
+            done = self.done_by_level.get(level_str(plan.levels[i]), 0)
+            if plan.level_done(i, now - self._level_t0, done):
+                if i + 1 < len(plan.levels):
+                    self._enter_level(i + 1, now)
+                else:
+                    log.info("tokenswarm: last level done; waiting for requests in flight")
+                    self.stopping()
+                    self._drain()
+        users = plan.users(self.level_index or 0)
+        rate = float(getattr(self.env.parsed_options, "spawn_rate", 0) or 0)
+        return users, rate if rate > 0 else float(max(users, 1))
 
-    def _drain(self, now: float) -> None:
-        self.draining = True
-        if self.session is not None:
-            self.session.draining = True
+    def _enter_level(self, i: int, now: float) -> None:
+        assert self.plan is not None
+        self.level_index = i
+        self._level_t0 = now
+        level = self.plan.levels[i]
+        log.info("tokenswarm: level %s (%d of %d)", level_str(level), i + 1, len(self.plan.levels))
+        self.set_level(level)
 
-    def in_flight(self) -> int:
-        return self.session.in_flight if self.session is not None else 0
-
-    # -- levels --------------------------------------------------------------------------
-    def set_level(self, level: int, t: float | None = None) -> None:
+    # -- levels ----------------------------------------------------------------------------
+    def set_level(self, level: float, t: float | None = None) -> None:
         """Start a new level now (or at epoch ``t``): closes the previous one, tells workers and users."""
         t = time.time() if t is None else t
         if self.timeline and self.timeline[-1].get("end") is None:
             self.timeline[-1]["end"] = t
         self.timeline.append({"level": level, "start": t, "end": None})
+        self._announce(level)
+
+    def _announce(self, level: float) -> None:
         if self.session is not None:
-            self.session.level = level
-        if self.is_master:
-            self.env.runner.send_message("tokenswarm_level", {"level": level})
+            self.session.set_level(level)
+        if self.books is not None:
+            workers = max(len(self.books.alive()), 1)
+            self._workers_seen = workers
+            self.env.runner.send_message(MSG_LEVEL, {"level": level, "workers": workers})
+
+    @property
+    def level(self) -> float | None:
+        return self.timeline[-1]["level"] if self.timeline else None
 
     def stopping(self) -> None:
         """Load stops now: the last level's window ends (in-flight requests still finish)."""
         if self.timeline and self.timeline[-1].get("end") is None:
             self.timeline[-1]["end"] = time.time()
 
+    # -- ending ----------------------------------------------------------------------------
+    def _drain(self) -> None:
+        self.draining = True
+        if self.session is not None:
+            self.session.draining = True
+        if self.books is not None:
+            self.books.start_drain()
+
+    def in_flight(self) -> int:
+        return self.session.in_flight if self.session is not None else 0
+
+    def _drained(self) -> bool:
+        if self.books is not None:
+            return self.books.all_drained()
+        return self.in_flight() == 0
+
+    def _budget_spent(self) -> bool:
+        """--requests: every ticket was handed out and has turned into a record (or was lost with a worker)."""
+        if self.books is not None:
+            b = self.books
+            if b.remaining > 0:
+                return False
+            return all(w["records"] >= w["leased"] for cid, w in b.workers.items() if cid in b.alive())
+        s = self.session
+        return s is not None and s.exhausted and s.in_flight == 0
+
+    def _watcher(self) -> None:
+        """Follow the target user count (levels, when no sweep drives them), worker losses, and end the test
+        when its duration or request budget is used up: no new requests, those in flight finish (up to
+        --stop-timeout), then stop."""
+        runner = self.env.runner
+        duration = self.settings.duration_s if self.plan is None else None
+        deadline = time.monotonic() + duration if duration else None
+        drain_since = 0.0
+        while True:
+            gevent.sleep(WATCH_S)
+            if runner is None:
+                continue
+            if self.books is not None:
+                if self.books.check_lost() and self.level is not None:
+                    self._announce(self.level)  # rate mode: the others take over the lost worker's share
+                elif len(self.books.alive()) != self._workers_seen and self.level is not None:
+                    self._announce(self.level)
+            if self.plan is None and self.timeline and self.timeline[-1].get("end") is None:
+                target = runner.target_user_count
+                if target != self.timeline[-1]["level"]:
+                    self.set_level(target)
+            now = time.monotonic()
+            if not self.draining:
+                drain_since = now
+                if deadline is not None and now >= deadline:
+                    log.info("tokenswarm: duration reached; waiting for requests in flight")
+                    self.stopping()  # the measurement window ends here
+                    self._drain()
+                elif self.settings.requests and self._budget_spent():
+                    self.stopping()
+                    self._drain()
+                continue
+            if self._drained() or now - drain_since > self.env.stop_timeout:
+                if not self._drained():
+                    log.warning("tokenswarm: requests still in flight after --stop-timeout %gs; stopping them",
+                                self.env.stop_timeout)
+                self.stopping()
+                gevent.spawn(runner.quit if self.headless else runner.stop)
+                return
+
     # -- records -------------------------------------------------------------------------
     def add_rows(self, rows: list[Row]) -> None:
         self.writer.write(rows)
         counts = self.status_counts
+        done = self.done_by_level
         for row in rows:
             st = row[5]
             counts[st] = counts.get(st, 0) + 1
+            if st != "cancelled":
+                done[row[2]] = done.get(row[2], 0) + 1
 
-    def on_worker_rows(self, data: dict[str, Any]) -> None:
-        info = self.workers.setdefault(data["worker"], {"id": data["worker"], "host": data.get("host"),
-                                                         "pid": data.get("pid"), "records": 0})
-        info["records"] += len(data["rows"])
-        info["last_seen"] = time.time()
-        self.add_rows(data["rows"])
+    def on_worker_rows(self, client_id: str, data: dict[str, Any]) -> None:
+        if self.books is not None:
+            self.books.on_records(client_id, data)
+        if data["rows"]:
+            self.add_rows(data["rows"])
 
     # -- end -----------------------------------------------------------------------------
     def finish(self, complete: bool = True) -> None:
@@ -163,11 +243,10 @@ class RunController:
         self.complete = complete and not self.interrupted
         for g in self._greenlets:
             g.kill(block=True)
+        if self.books is not None:
+            self.books.check_lost()
         self._final_locust_csvs()
         self.writer.close()
-        if self.session is not None:
-            self.workers.setdefault("local", {"id": "local", "host": socket.gethostname(), "pid": os.getpid(),
-                                              "records": self.writer.rows})
         self.write_run_json()
         try:
             from tokenswarm.report import build, summary_text
@@ -191,8 +270,6 @@ class RunController:
             pass
         csv_writer.close_files()
         base = os.path.join(self.run_dir, runfolder.LOCUST_PREFIX)
-        import csv
-
         for suffix, fn in (("_stats.csv", csv_writer.requests_csv), ("_failures.csv", csv_writer.failures_csv),
                            ("_exceptions.csv", csv_writer.exceptions_csv)):
             with open(base + suffix, "w", newline="", encoding="utf-8") as fh:
@@ -203,11 +280,17 @@ class RunController:
         c = self.status_counts
         total = sum(c.values())
         parts = ", ".join(f"{k} {v}" for k, v in sorted(c.items()))
-        print(f"tokenswarm: {total} requests ({parts or 'none'}); run folder {self.run_dir}", flush=True)
+        lost = ""
+        if self.books is not None and self.books.lost:
+            lost = (f"; {len(self.books.lost)} worker(s) lost with {self.books.lost_in_flight} requests in flight "
+                    "(see run.json)")
+        print(f"tokenswarm: {total} requests ({parts or 'none'}){lost}; run folder {self.run_dir}", flush=True)
 
     def failure_ratio(self) -> float:
-        total = sum(v for k, v in self.status_counts.items() if k != "cancelled")
-        failed = sum(v for k, v in self.status_counts.items() if k not in ("ok", "cancelled"))
+        """Failed share of finished requests; requests lost with a worker count as failed."""
+        lost = self.books.lost_in_flight if self.books is not None else 0
+        total = sum(v for k, v in self.status_counts.items() if k != "cancelled") + lost
+        failed = sum(v for k, v in self.status_counts.items() if k not in ("ok", "cancelled")) + lost
         return failed / total if total else 0.0
 
     def exit_code(self) -> int:
@@ -220,24 +303,33 @@ class RunController:
     def write_run_json(self) -> None:
         opts = self.env.parsed_options
         runner = self.env.runner
+        if self.books is not None:
+            workers = self.books.public()
+        elif self.session is not None:
+            workers = [{"id": "local", "host": socket.gethostname(), "pid": os.getpid(), "records": self.writer.rows,
+                        "sent": self.session.sent_started}]
+        else:
+            workers = []
         data = {
             "run_id": self.run_id,
             "complete": self.complete,
-            "mode": "concurrency",
+            "mode": self.settings.mode,
             "started": self.started,
             "ended": self.ended,
             "settings": self.settings.public(),
             "locust": {
                 "users": getattr(opts, "num_users", None),
                 "spawn_rate": getattr(opts, "spawn_rate", None),
-                "run_time": getattr(opts, "run_time", None),
                 "stop_timeout": self.env.stop_timeout,
                 "headless": self.headless,
                 "role": "master" if self.is_master else "local",
                 "expect_workers": getattr(opts, "expect_workers", None) if self.is_master else None,
             },
             "timeline": self.timeline,
-            "workers": list(self.workers.values()),
+            "workers": workers,
+            "lost_workers": [{"id": w["id"], "lost_at": w["lost_at"], "records": w["records"],
+                              "lost_in_flight": w.get("lost_in_flight", 0)} for w in self.books.lost]
+            if self.books is not None else [],
             "records": self.writer.rows,
             "status_counts": self.status_counts,
             "versions": {"tokenswarm": __version__, "locust": locust.__version__, "python": sys.version.split()[0]},

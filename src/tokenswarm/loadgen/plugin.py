@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import socket
 import sys
 from typing import Any
 
@@ -26,6 +24,15 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from tokenswarm import runfolder
 from tokenswarm.exitstatus import ExitStatus
+from tokenswarm.loadgen.cluster import (
+    MSG_DRAIN,
+    MSG_DRAINED,
+    MSG_GRANT,
+    MSG_LEASE,
+    MSG_LEVEL,
+    MSG_RECORDS,
+    WorkerAgent,
+)
 from tokenswarm.loadgen.controller import RunController
 from tokenswarm.loadgen.session import Session
 from tokenswarm.options import add_options
@@ -33,13 +40,6 @@ from tokenswarm.preflight import PreflightError, check
 from tokenswarm.settings import Settings, SettingsError, build
 
 log = logging.getLogger("tokenswarm")
-
-SHIP_S = 1.0  # a worker ships its records at least this often
-SHIP_MAX = 2000  # ... or as soon as this many are waiting
-
-MSG_RECORDS = "tokenswarm_records"
-MSG_LEVEL = "tokenswarm_level"
-
 
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
@@ -85,59 +85,42 @@ def _init(environment: Environment, **_kw: Any) -> None:
             print(f"tokenswarm: error: {e}", file=sys.stderr, flush=True)
             sys.exit(ExitStatus.BAD_INPUT)
     if isinstance(runner, MasterRunner):
-        runner.register_message(MSG_RECORDS, _on_records)
+        runner.register_message(MSG_RECORDS, _master(lambda ctl, cid, d: ctl.on_worker_rows(cid, d)))
+        runner.register_message(MSG_LEASE, _master(lambda ctl, cid, d: ctl.books.on_lease(cid, d)))
+        runner.register_message(MSG_DRAINED, _master(lambda ctl, cid, d: ctl.books.on_drained(cid, d)))
     elif isinstance(runner, WorkerRunner):
         runner.register_message(MSG_LEVEL, _on_level)
+        runner.register_message(MSG_GRANT, _worker(lambda agent, d: agent.on_grant(d)))
+        runner.register_message(MSG_DRAIN, _worker(lambda agent, d: agent.on_drain()))
 
 
-def _on_records(environment: Environment, msg: Any, **_kw: Any) -> None:
-    ctl: RunController | None = getattr(environment, "tokenswarm_controller", None)
-    if ctl is not None and not ctl.finished:
-        ctl.on_worker_rows(msg.data)
-    else:
-        log.warning("tokenswarm: %d records from %s arrived with no test running; dropped",
-                    len(msg.data.get("rows", [])), msg.data.get("worker"))
+def _master(handler: Any) -> Any:
+    def on_message(environment: Environment, msg: Any, **_kw: Any) -> None:
+        ctl: RunController | None = getattr(environment, "tokenswarm_controller", None)
+        if ctl is None or ctl.finished:
+            rows = len(msg.data.get("rows", [])) if isinstance(msg.data, dict) else 0
+            if rows:
+                log.warning("tokenswarm: %d records from %s arrived with no test running; dropped", rows, msg.node_id)
+            return
+        handler(ctl, msg.node_id, msg.data)
+
+    return on_message
+
+
+def _worker(handler: Any) -> Any:
+    def on_message(environment: Environment, msg: Any, **_kw: Any) -> None:
+        agent: WorkerAgent | None = getattr(environment, "tokenswarm_agent", None)
+        if agent is not None:
+            handler(agent, msg.data)
+
+    return on_message
 
 
 def _on_level(environment: Environment, msg: Any, **_kw: Any) -> None:
-    environment.tokenswarm_level = msg.data["level"]
+    environment.tokenswarm_level = (msg.data["level"], msg.data.get("workers", 1))
     session: Session | None = getattr(environment, "tokenswarm_session", None)
     if session is not None:
-        session.level = msg.data["level"]
-
-
-class Shipper:
-    """A worker's outgoing records: batched, sent to the master every second and at stop."""
-
-    def __init__(self, environment: Environment, worker: str) -> None:
-        self.runner = environment.runner
-        self.worker = worker
-        self.rows: list[list[str]] = []
-        self.shipped = 0
-        self.host = socket.gethostname()
-        self.greenlet = gevent.spawn(self._loop)
-
-    def add(self, rows: list[list[str]]) -> None:
-        self.rows.extend(rows)
-        if len(self.rows) >= SHIP_MAX:
-            self.flush()
-
-    def _loop(self) -> None:
-        while True:
-            gevent.sleep(SHIP_S)
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.rows:
-            return
-        rows, self.rows = self.rows, []
-        self.runner.send_message(MSG_RECORDS, {"worker": self.worker, "host": self.host, "pid": os.getpid(),
-                                               "rows": rows})
-        self.shipped += len(rows)
-
-    def close(self) -> None:
-        self.greenlet.kill(block=True)
-        self.flush()
+        session.set_level(msg.data["level"], msg.data.get("workers", 1))
 
 
 @events.test_start.add_listener
@@ -154,10 +137,15 @@ def _test_start(environment: Environment, **_kw: Any) -> None:
         return
     if isinstance(runner, WorkerRunner):
         worker = f"w{runner.worker_index}"
-        shipper = Shipper(environment, worker)
-        environment.tokenswarm_shipper = shipper
-        session = Session(environment, settings, worker, shard=max(runner.worker_index, 0) + 1, sink=shipper.add)
-        session.level = getattr(environment, "tokenswarm_level", runner.target_user_count)
+        agent = WorkerAgent(environment, worker)
+        environment.tokenswarm_agent = agent
+        session = Session(environment, settings, worker, shard=max(runner.worker_index, 0) + 1, sink=agent.add)
+        agent.session = session
+        if settings.requests:
+            session.tickets = 0
+            session.agent = agent
+        level, workers = getattr(environment, "tokenswarm_level", (runner.target_user_count, 1))
+        session.set_level(level, workers)
         environment.tokenswarm_session = session
         return
     if not getattr(opts, "no_preflight", False):
@@ -201,10 +189,10 @@ def _test_stopping(environment: Environment, **_kw: Any) -> None:
 
 @events.test_stop.add_listener
 def _test_stop(environment: Environment, **_kw: Any) -> None:
-    shipper: Shipper | None = getattr(environment, "tokenswarm_shipper", None)
-    if shipper is not None:
-        shipper.close()
-        environment.tokenswarm_shipper = None
+    agent: WorkerAgent | None = getattr(environment, "tokenswarm_agent", None)
+    if agent is not None:
+        agent.close()
+        environment.tokenswarm_agent = None
     ctl: RunController | None = getattr(environment, "tokenswarm_controller", None)
     if ctl is not None:
         ctl.finish(complete=True)

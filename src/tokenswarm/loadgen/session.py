@@ -14,17 +14,26 @@ import itertools
 import json
 import logging
 import os
+import random
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from gevent.event import Event
+from gevent.lock import Semaphore
+
 from tokenswarm import records
+from tokenswarm.arrivals import Arrivals
 from tokenswarm.client import Connection, StreamCall, request_head
 from tokenswarm.datasets import RandomPrompts
-from tokenswarm.metrics import FAILURE_KINDS, RequestRecord
+from tokenswarm.metrics import FAILURE_KINDS, RequestRecord, epoch
 from tokenswarm.settings import Settings
+from tokenswarm.sweep import RATE
 
 if TYPE_CHECKING:
     from locust.env import Environment
+
+    from tokenswarm.loadgen.cluster import WorkerAgent
 
 log = logging.getLogger("tokenswarm")
 
@@ -49,18 +58,53 @@ class Session:
             settings.target, "POST", settings.endpoint,
             {"Content-Type": "application/json", "Accept": "text/event-stream", **settings.headers},
         )
-        self.level = 0
+        self.level: float = 0
         self.in_flight = 0
-        self.sent = 0
+        self.sent = 0  # records finished
+        self.sent_started = 0  # requests started
         self.count_tokens: Callable[[str], int] | None = None
         self.tickets: int | None = None  # None: no request limit on this process
         self.exhausted = False  # the request budget is spent
         self.draining = False  # the test is ending: no new requests
+        self.agent: WorkerAgent | None = None  # on a worker with --requests: leases tickets from the master
         self._ids = itertools.count(1)
         self._users = itertools.count(0)
         self._secrets = [v for v in settings.headers.values() if len(v) >= 6]
         self._fire = environment.events.request.fire
         self._prefix = f"{worker}-{os.getpid():x}-"
+        # rate mode: one user at a time waits for the next planned arrival
+        self.rate_mode = settings.mode == RATE
+        self.arrivals: Arrivals | None = None
+        self._gate = Semaphore(1)
+        self._wake = Event()
+        self._rng = random.Random(settings.seed * 7919 + shard)
+
+    def set_level(self, level: float, workers: int = 1) -> None:
+        """New requests belong to ``level``; in rate mode this process now sends level/workers req/s."""
+        changed = level != self.level
+        self.level = level
+        if self.rate_mode and (changed or self.arrivals is None or workers != getattr(self, "_workers", 1)):
+            self._workers = workers
+            s = self.settings
+            self.arrivals = Arrivals(level / max(workers, 1), time.perf_counter(), s.arrival, s.burstiness, self._rng)
+            self._wake.set()
+            self._wake = Event()
+
+    def next_arrival(self) -> float | None:
+        """Rate mode: wait for the next planned send time and return it (None once the test is ending)."""
+        with self._gate:
+            while not self.draining:
+                arrivals, wake = self.arrivals, self._wake
+                if arrivals is None:
+                    wake.wait(0.05)
+                    continue
+                delay = arrivals.t - time.perf_counter()
+                if delay > 0 and wake.wait(delay):
+                    continue  # the level changed while waiting: take the new schedule
+                if arrivals is not self.arrivals or self.draining:
+                    continue
+                return arrivals.next()
+        return None
 
     # -- users ------------------------------------------------------------------------
     def next_user(self) -> int:
@@ -72,15 +116,29 @@ class Session:
 
     def take_ticket(self) -> bool:
         """May one more request be sent? (False once the budget is spent or the test is ending.)"""
-        if self.draining:
-            return False
-        if self.tickets is None:
-            return True
-        if self.tickets <= 0:
-            self.exhausted = True
-            return False
-        self.tickets -= 1
-        return True
+        while True:
+            if self.draining:
+                return False
+            if self.tickets is None:
+                return True
+            agent = self.agent
+            if self.tickets > 0:
+                self.tickets -= 1
+                if agent is not None and self.tickets < self._lease_size() // 2:
+                    agent.lease(self._lease_size())  # fetch the next batch ahead of need
+                return True
+            if agent is None or agent.master_exhausted:
+                self.exhausted = True
+                return False
+            agent.lease(self._lease_size())
+            agent.wait_grant()
+
+    def add_tickets(self, n: int) -> None:
+        self.tickets = (self.tickets or 0) + n
+
+    def _lease_size(self) -> int:
+        runner = self.env.runner
+        return max(4, getattr(runner, "user_count", 1) or 1)
 
     def call(self, conn: Connection) -> StreamCall:
         """The next request, ready to run on ``conn``."""
@@ -93,9 +151,12 @@ class Session:
         call.prompt_id = prompt.id  # type: ignore[attr-defined]
         return call
 
-    def finish(self, rec: RequestRecord, user: int, prompt_id: str, level: int) -> None:
+    def finish(self, rec: RequestRecord, user: int, prompt_id: str, level: float,
+               scheduled: float | None = None) -> None:
         """Stamp a finished record, report it to Locust, and pass its row on."""
         rec.level = level
+        if scheduled is not None:
+            rec.scheduled_time = epoch(scheduled)
         rec.worker = self.worker
         rec.user = user
         rec.prompt_id = prompt_id

@@ -51,19 +51,25 @@ class LLMUser(User):
         if session is None:  # the test could not be set up (reason logged); it is being stopped
             gevent.sleep(IDLE_S)
             return
-        if not session.take_ticket():
+        scheduled = None
+        if session.rate_mode:
+            scheduled = session.next_arrival()  # open loop: wait for the planned send time
+            if scheduled is None:
+                raise StopUser()
+        elif not session.take_ticket():
             raise StopUser()
         call = session.call(self.conn)
         level = session.level
         session.in_flight += 1
+        session.sent_started += 1
         try:
             rec = call.run()
         except GreenletExit:
             session.in_flight -= 1
-            session.finish(call.abort("stopped at test end"), self.uid, call.prompt_id, level)
+            session.finish(call.abort("stopped at test end"), self.uid, call.prompt_id, level, scheduled)
             raise
         session.in_flight -= 1
-        session.finish(rec, self.uid, call.prompt_id, level)
+        session.finish(rec, self.uid, call.prompt_id, level, scheduled)
 
 
 class ChatUser(LLMUser):

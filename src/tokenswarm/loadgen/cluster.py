@@ -1,0 +1,209 @@
+"""Master <-> worker protocol: records, levels, request leases, drain, worker loss.
+
+All of it rides on Locust's custom messages (``runner.send_message`` and
+``register_message``); nothing else connects the processes. Messages:
+
+* ``tokenswarm_records`` worker -> master, every second and at stop:
+  ``{"worker", "host", "pid", "rows", "sent", "in_flight"}``. Also a heartbeat
+  of the worker's books (sent, in flight), so a lost worker's in-flight
+  requests can be counted.
+* ``tokenswarm_level`` master -> workers: ``{"level", "workers"}``: the
+  level new requests are stamped with; in rate mode each worker sends
+  ``level / workers`` requests per second.
+* ``tokenswarm_lease`` / ``tokenswarm_grant``: with ``--requests N``, workers
+  lease request tickets from the master in small batches, so the cluster
+  sends exactly N.
+* ``tokenswarm_drain`` / ``tokenswarm_drained``: the test is ending; workers
+  send no new requests and report once their requests in flight are done.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+import gevent
+from gevent.event import Event
+
+if TYPE_CHECKING:
+    from locust.env import Environment
+
+    from tokenswarm.loadgen.session import Session
+
+log = logging.getLogger("tokenswarm")
+
+MSG_RECORDS = "tokenswarm_records"
+MSG_LEVEL = "tokenswarm_level"
+MSG_LEASE = "tokenswarm_lease"
+MSG_GRANT = "tokenswarm_grant"
+MSG_DRAIN = "tokenswarm_drain"
+MSG_DRAINED = "tokenswarm_drained"
+
+SHIP_S = 1.0  # a worker ships its records at least this often
+SHIP_MAX = 2000  # ... or as soon as this many are waiting
+
+
+class WorkerAgent:
+    """A worker's side: ships records, leases request tickets, reports when drained."""
+
+    def __init__(self, environment: Environment, worker: str) -> None:
+        self.env = environment
+        self.runner = environment.runner
+        self.worker = worker
+        self.rows: list[list[str]] = []
+        self.shipped = 0
+        self.host = socket.gethostname()
+        self.session: Session | None = None
+        self._lease_pending = False
+        self._granted = Event()
+        self.master_exhausted = False
+        self._greenlets = [gevent.spawn(self._ship_loop)]
+
+    # -- records ---------------------------------------------------------------------------
+    def add(self, rows: list[list[str]]) -> None:
+        self.rows.extend(rows)
+        if len(self.rows) >= SHIP_MAX:
+            self.flush()
+
+    def _ship_loop(self) -> None:
+        while True:
+            gevent.sleep(SHIP_S)
+            self.flush(heartbeat=True)
+
+    def flush(self, heartbeat: bool = False) -> None:
+        if not self.rows and not heartbeat:
+            return
+        rows, self.rows = self.rows, []
+        s = self.session
+        self.runner.send_message(MSG_RECORDS, {
+            "worker": self.worker, "host": self.host, "pid": os.getpid(), "rows": rows,
+            "sent": s.sent_started if s is not None else 0, "in_flight": s.in_flight if s is not None else 0,
+        })
+        self.shipped += len(rows)
+
+    # -- request leases ---------------------------------------------------------------------
+    def lease(self, n: int) -> None:
+        """Ask the master for ``n`` more request tickets (one request outstanding at a time)."""
+        if self._lease_pending or self.master_exhausted:
+            return
+        self._lease_pending = True
+        self._granted = Event()
+        self.runner.send_message(MSG_LEASE, {"worker": self.worker, "n": n})
+
+    def wait_grant(self, timeout: float = 5.0) -> None:
+        self._granted.wait(timeout)
+
+    def on_grant(self, data: dict[str, Any]) -> None:
+        self._lease_pending = False
+        if self.session is not None:
+            self.session.add_tickets(int(data["n"]))
+        if data.get("exhausted"):
+            self.master_exhausted = True
+        self._granted.set()
+
+    # -- drain ------------------------------------------------------------------------------
+    def on_drain(self) -> None:
+        s = self.session
+        if s is None:
+            self.runner.send_message(MSG_DRAINED, {"worker": self.worker})
+            return
+        s.draining = True
+        self._greenlets.append(gevent.spawn(self._drained_when_idle, s))
+
+    def _drained_when_idle(self, s: Session) -> None:
+        while s.in_flight > 0:
+            gevent.sleep(0.05)
+        self.flush()
+        # Locust's workers report stats every few seconds; send the last ones now, so the master's
+        # Locust CSVs count every request before it stops the test
+        send_stats = getattr(self.runner, "_send_stats", None)
+        if send_stats is not None:
+            send_stats()
+        self.runner.send_message(MSG_DRAINED, {"worker": self.worker})
+
+    def close(self) -> None:
+        for g in self._greenlets:
+            g.kill(block=True)
+        self.flush()
+
+
+class MasterBooks:
+    """The master's view of its workers: who shipped what, leases, drain, and who was lost."""
+
+    def __init__(self, environment: Environment, requests: int = 0) -> None:
+        self.env = environment
+        self.runner = environment.runner
+        self.workers: dict[str, dict[str, Any]] = {}  # by Locust client id
+        self.lost: list[dict[str, Any]] = []
+        self.remaining = requests  # tickets not yet leased (--requests)
+        self.budget = requests
+        self.draining = False
+        self.drained: set[str] = set()
+        for client_id in list(self.runner.clients.keys()):
+            self._info(client_id)
+
+    def _info(self, client_id: str, label: str | None = None) -> dict[str, Any]:
+        info = self.workers.get(client_id)
+        if info is None:
+            index = getattr(self.runner, "worker_indexes", {}).get(client_id)
+            info = self.workers[client_id] = {
+                "id": label or (f"w{index}" if index is not None else client_id), "client_id": client_id,
+                "host": None, "pid": None, "records": 0, "sent": 0, "in_flight": 0, "leased": 0,
+                "lost_at": None,
+            }
+        elif label:
+            info["id"] = label
+        return info
+
+    def on_records(self, client_id: str, data: dict[str, Any]) -> int:
+        info = self._info(client_id, data.get("worker"))
+        info.update(host=data.get("host"), pid=data.get("pid"), sent=data.get("sent", info["sent"]),
+                    in_flight=data.get("in_flight", 0), last_seen=time.time())
+        info["records"] += len(data["rows"])
+        return len(data["rows"])
+
+    def on_lease(self, client_id: str, data: dict[str, Any]) -> None:
+        grant = min(int(data.get("n", 1)), self.remaining)
+        self.remaining -= grant
+        self._info(client_id, data.get("worker"))["leased"] += grant
+        self.runner.send_message(MSG_GRANT, {"n": grant, "exhausted": self.remaining == 0}, client_id=client_id)
+
+    def on_drained(self, client_id: str, data: dict[str, Any]) -> None:
+        self._info(client_id, data.get("worker"))
+        self.drained.add(client_id)
+
+    def start_drain(self) -> None:
+        if not self.draining:
+            self.draining = True
+            self.runner.send_message(MSG_DRAIN, {})
+
+    def alive(self) -> list[str]:
+        return [cid for cid, node in self.runner.clients.items() if node.state != "missing"]
+
+    def all_drained(self) -> bool:
+        return all(cid in self.drained for cid in self.alive())
+
+    def check_lost(self) -> list[dict[str, Any]]:
+        """Workers Locust now marks missing (no heartbeat): recorded once each, with what they had in flight."""
+        new = []
+        for cid, node in list(self.runner.clients.items()):
+            info = self._info(cid)
+            if node.state == "missing" and info["lost_at"] is None:
+                info["lost_at"] = time.time()
+                # requests it started but never shipped: in flight when it died (as of its last report)
+                info["lost_in_flight"] = max(info["sent"] - info["records"], 0)
+                self.lost.append(info)
+                new.append(info)
+                log.warning("tokenswarm: worker %s lost (no heartbeat); %d records kept, %d requests in flight "
+                            "counted as lost", info["id"], info["records"], info["lost_in_flight"])
+        return new
+
+    @property
+    def lost_in_flight(self) -> int:
+        return sum(w.get("lost_in_flight", 0) for w in self.lost)
+
+    def public(self) -> list[dict[str, Any]]:
+        return [{k: v for k, v in w.items() if k != "last_seen"} for w in self.workers.values()]

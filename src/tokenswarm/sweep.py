@@ -1,0 +1,100 @@
+"""Sweep plans: which levels a run steps through and when each level ends.
+
+A level is a target concurrency (closed loop: that many users, each with one
+request in flight) or a request rate (open loop: arrivals at R req/s, at most
+``max_concurrency`` in flight). A level ends when its duration has passed
+and/or when enough requests that started in it have finished, whichever
+comes first when both are set. Pure: the Locust shape and the controller
+drive it; tests drive it with plain numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tokenswarm.errors import SettingsError
+
+DEFAULT_LEVELS = "1,2,4,8,16,32,64,128,256,512,1024"
+CONCURRENCY, RATE = "concurrency", "rate"
+SLO_KEYS = ("ttft", "tpot", "itl", "e2e")
+
+
+def level_str(level: float) -> str:
+    """How a level is written in requests.csv and run.json: ``8``, ``0.5``."""
+    return f"{level:g}"
+
+
+def parse_levels(text: str, option: str = "--levels", integers: bool = True) -> list[float]:
+    """``1,2,4`` -> [1, 2, 4]; a bad item is a SettingsError naming the option and the item."""
+    items = [t.strip() for t in str(text).split(",")]
+    if not text or not any(items):
+        raise SettingsError(f"bad {option} {text!r}: give comma-separated numbers, e.g. 1,2,4,8")
+    out: list[float] = []
+    for item in items:
+        try:
+            v = float(item)
+        except ValueError:
+            raise SettingsError(f"bad {option} {text!r}: {item!r} is not a number") from None
+        if not math.isfinite(v) or v <= 0:
+            raise SettingsError(f"bad {option} {text!r}: {item!r} must be more than zero")
+        if integers and v != int(v):
+            raise SettingsError(f"bad {option} {text!r}: {item!r} must be a whole number of users")
+        out.append(int(v) if integers else v)
+    return out
+
+
+def parse_slo(text: str) -> dict[str, float]:
+    """``ttft=2000,tpot=100`` (ms) -> {"ttft": 2000.0, "tpot": 100.0}."""
+    out: dict[str, float] = {}
+    if not text:
+        return out
+    for item in str(text).split(","):
+        key, sep, val = item.partition("=")
+        key = key.strip().lower().removesuffix("_ms")
+        if not sep or key not in SLO_KEYS:
+            raise SettingsError(f"bad --slo {text!r}: {item.strip()!r} is not KEY=MS with KEY one of "
+                                f"{', '.join(SLO_KEYS)}")
+        try:
+            ms = float(val)
+        except ValueError:
+            raise SettingsError(f"bad --slo {text!r}: {val.strip()!r} is not a number of milliseconds") from None
+        if ms <= 0:
+            raise SettingsError(f"bad --slo {text!r}: {key} must be more than zero")
+        out[key] = ms
+    return out
+
+
+@dataclass
+class SweepPlan:
+    """The levels of a run and the rule that ends each one."""
+
+    mode: str  # CONCURRENCY or RATE
+    levels: list[float]
+    level_duration_s: float | None = None
+    level_requests: int = 0
+    max_concurrency: int = 256  # users in rate mode: the in-flight cap
+
+    def __post_init__(self) -> None:
+        if self.level_duration_s is None and not self.level_requests:
+            raise SettingsError("a sweep needs --level-duration and/or --level-requests to end each level")
+
+    def users(self, i: int) -> int:
+        """Users to run at level ``i``."""
+        return int(self.levels[i]) if self.mode == CONCURRENCY else self.max_concurrency
+
+    def level_done(self, i: int, elapsed_s: float, completed: int) -> bool:
+        """Has level ``i`` ended, ``elapsed_s`` after it began, with ``completed`` of its requests done?"""
+        if self.level_duration_s is not None and elapsed_s >= self.level_duration_s:
+            return True
+        return bool(self.level_requests) and completed >= self.level_requests
+
+    def describe(self) -> str:
+        unit = "users" if self.mode == CONCURRENCY else "req/s"
+        ends = []
+        if self.level_duration_s is not None:
+            ends.append(f"{self.level_duration_s:g}s")
+        if self.level_requests:
+            ends.append(f"{self.level_requests} requests")
+        return f"{self.mode} sweep over {','.join(level_str(v) for v in self.levels)} {unit}, each " + \
+            " or ".join(ends)

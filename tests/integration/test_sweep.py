@@ -1,0 +1,95 @@
+"""Sweeps end to end against the simulated engine: levels, request-count levels, rate mode, the web UI."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pandas as pd
+import pytest
+
+
+def load(out):
+    with open(os.path.join(out, "run.json")) as fh:
+        run = json.load(fh)
+    return run, pd.read_csv(os.path.join(out, "requests.csv"))
+
+
+def test_level_requests_sweep_stamps_each_record_with_its_level(cli, sim_fixed, tmp_path):
+    out = str(tmp_path / "run")
+    p = cli("sweep", "--host", sim_fixed.url, "--levels", "1,2,4", "--level-requests", "6", "--max-tokens", "4",
+            "--out", out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    run, df = load(out)
+    assert run["mode"] == "concurrency" and [seg["level"] for seg in run["timeline"]] == [1, 2, 4]
+    counts = df.groupby("level").size()
+    assert (counts >= 6).all() and list(counts.index) == [1, 2, 4]
+    for seg in run["timeline"]:
+        started = df[df.level == seg["level"]].start_time
+        # every request of a level was sent after the level began and before it ended
+        assert started.min() >= seg["start"] - 0.01 and started.max() <= seg["end"] + 0.01
+    levels = pd.read_csv(os.path.join(out, "levels.csv"))
+    assert list(levels.level) == [1, 2, 4]
+    assert (df.status == "ok").all()
+
+
+def test_rate_sweep_keeps_schedule_and_send_times(cli, sim_fixed, tmp_path):
+    out = str(tmp_path / "run")
+    p = cli("sweep", "--host", sim_fixed.url, "--rates", "10,40", "--level-duration", "3s", "--arrival", "constant",
+            "--max-concurrency", "32", "--max-tokens", "4", "--warmup", "0", "--out", out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    run, df = load(out)
+    assert run["mode"] == "rate" and run["settings"]["rates"] == ["10", "40"]
+    assert df.scheduled_time.notna().all()
+    lag = (df.start_time - df.scheduled_time) * 1000
+    assert lag.min() > -1.0  # never sent before its time
+    for rate in (10, 40):
+        seg = next(s for s in run["timeline"] if s["level"] == rate)
+        n = int((df.level == rate).sum())
+        expected = rate * (seg["end"] - seg["start"])
+        assert abs(n - expected) <= 2, (rate, n, expected)  # constant arrivals: one per 1/rate seconds
+        sched = df[df.level == rate].scheduled_time.sort_values().diff().dropna()
+        assert sched.median() == pytest.approx(1 / rate, rel=0.01)
+
+
+def test_sweep_in_the_web_ui_advances_levels(tmp_path):
+    """The sweep shape drives the user count in web-UI mode too: started from the UI's API, it steps 1 -> 2 -> 4."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSWARM_", "LOCUST_"))}
+    out = str(tmp_path / "ui")
+    proc = subprocess.Popen([sys.executable, "-m", "tokenswarm", "ui", "--levels", "1,2,4", "--level-duration", "2s",
+                             "--max-tokens", "4", "--sim-args", "--ttft-ms 10 --tpot-ms 5", "--web-port", str(port),
+                             "--out", out], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base + "/", timeout=2)
+                break
+            except OSError:
+                assert time.time() < deadline, "web UI did not come up"
+                time.sleep(0.3)
+        data = b"user_count=1&spawn_rate=1"
+        urllib.request.urlopen(urllib.request.Request(base + "/swarm", data=data), timeout=5)
+        seen = set()
+        deadline = time.time() + 30
+        while time.time() < deadline and not {1, 2, 4} <= seen:
+            with urllib.request.urlopen(base + "/stats/requests", timeout=5) as r:
+                seen.add(json.loads(r.read())["user_count"])
+            time.sleep(0.2)
+        assert {1, 2, 4} <= seen, seen
+        deadline = time.time() + 30
+        while not os.path.exists(os.path.join(out, "levels.csv")) and time.time() < deadline:
+            time.sleep(0.3)  # the shape ends the test after the last level; the run folder is finished
+        levels = pd.read_csv(os.path.join(out, "levels.csv"))
+        assert list(levels.level) == [1, 2, 4]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
