@@ -8,19 +8,28 @@ BIN      := $(VENV)/bin
 ENGINE   ?= sim
 HOST     ?=
 MODEL    ?=
-USERS    ?= 16
-DURATION ?= 20s
+USERS    ?=
+DURATION ?= 30s
+LEVELS   ?= 1,2,4,8,16,32,64
+LEVEL_DURATION ?= 8s
+SWEEP_LEVELS ?= 1,2,4,8,16,32,64,128,256,512,1024
+SWEEP_LEVEL_DURATION ?= 30s
 WORKERS  ?=
+RUN      ?=
+RUNS     ?=
+LABELS   ?=
 ARGS     ?=
 SIM_PORT ?= 8000
 SIM_ARGS ?=
 
-TARGET_FLAGS = --engine $(ENGINE) $(if $(HOST),--host $(HOST)) $(if $(MODEL),--model $(MODEL))
+TARGET_FLAGS = --engine $(ENGINE) $(if $(HOST),--host $(HOST)) $(if $(MODEL),--model $(MODEL)) \
+               $(if $(WORKERS),--workers $(WORKERS))
 
-.PHONY: help install loadtest run ui simengine test test-fast lint bench clean check-python
+.PHONY: help install loadtest run sweep report compare ui simengine test test-fast lint bench clean check-python
 
 help: ## list the targets and knobs
-	@echo "tokenswarm make targets (knobs: ENGINE=$(ENGINE) HOST=$(HOST) MODEL=$(MODEL) USERS=$(USERS) DURATION=$(DURATION) WORKERS=$(WORKERS) ARGS=...)"
+	@echo "tokenswarm make targets. Knobs: ENGINE=$(ENGINE) HOST= MODEL= LEVELS=$(LEVELS) LEVEL_DURATION=$(LEVEL_DURATION)"
+	@echo "  USERS= DURATION=$(DURATION) (one level instead of a sweep) WORKERS= (local worker processes) ARGS= (more options)"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 check-python:
@@ -35,8 +44,22 @@ $(VENV)/.installed: pyproject.toml | check-python
 
 install: $(VENV)/.installed ## create .venv and install tokenswarm (editable) with its dev tools
 
-loadtest: install ## headless load test, embedded simulated engine by default; prints the table and the run folder
-	$(BIN)/tokenswarm run $(TARGET_FLAGS) --users $(USERS) --duration $(DURATION) $(ARGS)
+loadtest: install ## short sweep (LEVELS, LEVEL_DURATION) or one level (USERS, DURATION); prints the table, then the run folder
+	$(BIN)/tokenswarm $(if $(USERS),run --users $(USERS) --duration $(DURATION),sweep --levels $(LEVELS) --level-duration $(LEVEL_DURATION)) $(TARGET_FLAGS) $(ARGS)
+
+run: install ## one concurrency level: USERS (default 16) for DURATION
+	$(BIN)/tokenswarm run --users $(or $(USERS),16) --duration $(DURATION) $(TARGET_FLAGS) $(ARGS)
+
+sweep: install ## full concurrency sweep: SWEEP_LEVELS (1..1024), SWEEP_LEVEL_DURATION each, with the report
+	$(BIN)/tokenswarm sweep --levels $(SWEEP_LEVELS) --level-duration $(SWEEP_LEVEL_DURATION) $(TARGET_FLAGS) $(ARGS)
+
+report: install ## rebuild a run folder's report: make report RUN=reports/<run_id>
+	@test -n "$(RUN)" || { echo "usage: make report RUN=reports/<run_id>"; exit 2; }
+	$(BIN)/tokenswarm report $(RUN)
+
+compare: install ## engines side by side: make compare RUNS="reports/a reports/b" [LABELS=vllm,sglang]
+	@test -n "$(RUNS)" || { echo 'usage: make compare RUNS="reports/a reports/b" [LABELS=a,b]'; exit 2; }
+	$(BIN)/tokenswarm compare $(RUNS) $(if $(LABELS),--labels $(LABELS))
 
 ui: install ## Locust web UI on http://127.0.0.1:8089 (ENGINE=sim starts the simulated engine)
 	$(BIN)/tokenswarm ui $(TARGET_FLAGS) $(ARGS)
@@ -58,3 +81,31 @@ bench: install ## client timing accuracy against the simulated engine (prints fi
 
 clean: ## remove the virtualenv and caches (run folders under reports/ are kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache build src/*.egg-info
+
+# -- distributed cluster: docker compose (deploy/README.md) ----------------------------------
+MODE     ?= ui
+OBS      ?=
+COMPOSE  ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+CLUSTER_WORKERS  = $(or $(WORKERS),4)
+CLUSTER_PROFILES = $(if $(filter sim,$(ENGINE)),--profile sim) $(if $(OBS),--profile obs)
+CLUSTER_ENV      = ENGINE=$(ENGINE) $(if $(HOST),HOST=$(HOST)) $(if $(MODEL),MODEL=$(MODEL)) MODE=$(MODE) \
+                   WORKERS=$(CLUSTER_WORKERS) REPORTS_UID=$$(id -u) REPORTS_GID=$$(id -g)
+
+.PHONY: cluster-up cluster-down check-docker
+
+check-docker:
+	@command -v docker >/dev/null || { echo "error: no docker command: install Docker with the Compose plugin to run the cluster (make loadtest needs neither)"; exit 2; }
+	@docker info >/dev/null 2>&1 || { echo "error: no Docker engine is reachable ('docker info' failed): start Docker, or use 'make loadtest' (no Docker needed)"; exit 2; }
+	@$(COMPOSE) version >/dev/null 2>&1 || { echo "error: neither 'docker compose' nor 'docker-compose' works: install the Docker Compose plugin"; exit 2; }
+
+cluster-up: check-docker ## master + WORKERS workers in docker compose (ENGINE=sim adds the simulated engine, OBS=1 Prometheus; MODE=ui|sweep|run)
+	@test -n "$$WEB_PASSWORD" || { echo "error: set WEB_PASSWORD, the web UI's login password (export WEB_PASSWORD=...)"; exit 2; }
+ifeq ($(MODE),ui)
+	$(CLUSTER_ENV) $(COMPOSE) $(CLUSTER_PROFILES) up --build --detach --scale worker=$(CLUSTER_WORKERS)
+	@echo "web UI: http://127.0.0.1:8089 (user tokenswarm, password \$$WEB_PASSWORD); run folders in reports/; make cluster-down stops it"
+else
+	$(CLUSTER_ENV) $(COMPOSE) $(CLUSTER_PROFILES) up --build --scale worker=$(CLUSTER_WORKERS) --exit-code-from master
+endif
+
+cluster-down: check-docker ## stop and remove the docker compose cluster (run folders in reports/ are kept)
+	WEB_PASSWORD=$${WEB_PASSWORD:-unused} $(COMPOSE) --profile sim --profile obs down --remove-orphans

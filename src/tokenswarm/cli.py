@@ -141,10 +141,15 @@ def cmd_ui(args: argparse.Namespace) -> int:
         cmd = _locust_cmd(args, locustfile, host) + [
             "--web-host", args.web_host, "--web-port", str(args.web_port), "-u", str(args.users),
             "-r", f"{args.spawn_rate or args.users:g}"]
-        if args.web_host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get("LOCUST_WEB_AUTH") \
-                and not os.environ.get("LOCUST_WEB_LOGIN"):
-            print("tokenswarm: warning: the web UI listens beyond loopback without a login; set LOCUST_WEB_AUTH="
-                  "user:password (basic auth) or put it behind an authenticating proxy", file=sys.stderr)
+        login = os.environ.get("LOCUST_WEB_LOGIN", "").lower() in ("1", "true", "yes")
+        if args.web_login or login:
+            if not os.environ.get("TOKENSWARM_WEB_PASSWORD"):
+                raise SettingsError("--web-login needs TOKENSWARM_WEB_PASSWORD (and TOKENSWARM_WEB_USERNAME, "
+                                    "default tokenswarm) in the environment")
+            cmd.append("--web-login")
+        elif args.web_host not in ("127.0.0.1", "localhost", "::1"):
+            print("tokenswarm: warning: the web UI listens beyond loopback without a login; use --web-login "
+                  "with TOKENSWARM_WEB_PASSWORD set, or an authenticating proxy", file=sys.stderr)
         print(f"tokenswarm: web UI at http://{args.web_host}:{args.web_port}", flush=True)
         env = _locust_env(args, "")
         env.pop("TOKENSWARM_CLI", None)
@@ -175,7 +180,8 @@ def _locust_env(args: argparse.Namespace, run_dir: str) -> dict[str, str]:
     values = {o.dest: getattr(args, o.dest) for o in OPTIONS}
     if run_dir:
         values["out"] = run_dir
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSWARM_")}
+    keep = ("TOKENSWARM_WEB_USERNAME", "TOKENSWARM_WEB_PASSWORD")  # for the web login; not options
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSWARM_") or k in keep}
     env.update(to_env(values))
     env["TOKENSWARM_CLI"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
@@ -300,6 +306,8 @@ def _add_sim_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (0: any free port; default 8000)")
     p.add_argument("--model", default="tokenswarm-sim", help="model name /v1/models lists (any name is answered)")
     p.add_argument("--strict-model", action="store_true", help="answer 404 for other model names, as vLLM does")
+    p.add_argument("--api-key", default=os.environ.get("TOKENSWARM_SIM_API_KEY", ""),
+                   help="require 'Authorization: Bearer KEY' (else 401); default $TOKENSWARM_SIM_API_KEY")
     t = p.add_argument_group("fixed timing (both set: every request gets exactly this)")
     t.add_argument("--ttft-ms", type=float, default=None, help="time to first token after admission")
     t.add_argument("--tpot-ms", type=float, default=None, help="time between output tokens")
@@ -340,7 +348,8 @@ def cmd_simengine(args: argparse.Namespace) -> int:
     )
     cfg = SimConfig(host=args.host, port=args.port, model=args.model, ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms,
                     max_num_seqs=args.max_num_seqs, batch=batch, default_max_tokens=args.default_max_tokens,
-                    max_model_len=args.max_model_len, truth_log=args.truth_log, strict_model=args.strict_model)
+                    max_model_len=args.max_model_len, truth_log=args.truth_log, strict_model=args.strict_model,
+                    api_key=args.api_key)
     try:
         serve(cfg)
     except OSError as e:
@@ -365,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_load_args(p, "ui")
     p.add_argument("--web-host", default="127.0.0.1", help="address of the web UI (default 127.0.0.1)")
     p.add_argument("--web-port", type=int, default=8089, help="port of the web UI (default 8089)")
+    p.add_argument("--web-login", action="store_true", help="require a login (TOKENSWARM_WEB_USERNAME, "
+                   "TOKENSWARM_WEB_PASSWORD from the environment); on by default with LOCUST_WEB_LOGIN=true")
     p.set_defaults(func=cmd_ui)
     p = sub.add_parser("worker", help="a worker process for a master elsewhere (`--master` on run/sweep/ui)")
     p.add_argument("--master-host", default=os.environ.get("LOCUST_MASTER_NODE_HOST", "127.0.0.1"),

@@ -73,10 +73,14 @@ def _fail(environment: Environment, msg: str) -> None:
 
 
 @events.init.add_listener
-def _init(environment: Environment, **_kw: Any) -> None:
+def _init(environment: Environment, web_ui: Any = None, **_kw: Any) -> None:
     opts = environment.parsed_options
     if opts is None or not hasattr(opts, "engine"):
         return  # not started from a command line (library use without tokenswarm's options)
+    if web_ui is not None and getattr(opts, "web_login", False):
+        from tokenswarm.loadgen import weblogin
+
+        weblogin.install(web_ui)
     runner = environment.runner
     if not isinstance(runner, WorkerRunner):
         try:

@@ -1,0 +1,62 @@
+"""The web UI's login (--web-login): what the compose and k8s files turn on when the UI leaves loopback."""
+
+import http.cookiejar
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_login_is_required_and_checks_the_password(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSWARM_", "LOCUST_"))}
+    env.update(TOKENSWARM_WEB_USERNAME="alice", TOKENSWARM_WEB_PASSWORD="s3cret-pw", LOCUST_WEB_LOGIN="true")
+    proc = subprocess.Popen([sys.executable, "-m", "tokenswarm", "ui", "--web-port", str(port), "--sim-args",
+                             "--ttft-ms 5 --tpot-ms 1"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base + "/login", timeout=2)
+                break
+            except OSError:
+                assert time.time() < deadline, "web UI did not start"
+                time.sleep(0.3)
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        r = opener.open(base + "/", timeout=5)
+        assert r.url.startswith(base + "/login")  # not logged in: sent to the login page
+        with urllib.request.urlopen(base + "/stats/requests", timeout=5) as r:
+            assert "/login" in r.url  # the API is protected too
+
+        def login(user, pw):
+            data = urllib.parse.urlencode({"username": user, "password": pw}).encode()
+            return opener.open(base + "/tokenswarm-login", data=data, timeout=5)
+
+        assert "/login" in login("alice", "wrong").url
+        assert "/login" in login("bob", "s3cret-pw").url
+        r = login("alice", "s3cret-pw")
+        assert r.status == 200 and "/login" not in r.url
+        with opener.open(base + "/stats/requests", timeout=5) as r:
+            assert r.status == 200 and b"user_count" in r.read()
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert "s3cret-pw" not in out
+
+
+def test_login_without_a_password_is_refused(cli):
+    p = cli("ui", "--web-login", "--web-port", str(free_port()), timeout=60)
+    assert p.returncode == 2 and "TOKENSWARM_WEB_PASSWORD" in p.stderr
