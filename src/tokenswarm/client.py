@@ -448,7 +448,7 @@ class StreamCall:
     def _stream(self, sock: socket.socket, dec: BodyDecoder, data: bytes, t: float) -> RequestRecord:
         m = self.measure
         assert m is not None
-        parse_line = self.dialect.parse_line
+        parse_line = self.dialect.stream().parse_line
         feed = m.feed
         pending = b""
         grace = False

@@ -21,6 +21,7 @@ class Engine:
     metrics_path: str = "/metrics"
     model: str = ""  # default model name ("" : ask the server's /v1/models)
     tokens: str = "usage"  # how output tokens are counted by default
+    # metrics_path: a path on the engine's port ("/metrics"), or ":PORT/path" for another port ("" : none)
     notes: str = ""
 
 
@@ -34,21 +35,24 @@ ENGINES: dict[str, Engine] = {
         Engine("sim", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions", model="tokenswarm-sim",
                notes="the embedded simulated engine; `tokenswarm run` starts one when --host is not given"),
         Engine("vllm", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions",
-               notes="vLLM OpenAI server (vllm serve)"),
+               notes="vLLM OpenAI server (vllm serve); --dialect openai-completions for /v1/completions"),
         Engine("sglang", "openai-chat", "http://127.0.0.1:30000", "/v1/chat/completions",
-               notes="SGLang OpenAI server; metrics need --enable-metrics"),
+               notes="SGLang (--enable-metrics for /metrics); native API: --dialect sglang-generate"),
         Engine("tgi", "openai-chat", "http://127.0.0.1:8080", "/v1/chat/completions",
-               notes="Text Generation Inference Messages API"),
+               tokens="usage (TGI >= 2.3), else --tokenizer",
+               notes="Text Generation Inference Messages API; native: --dialect tgi-generate-stream"),
         Engine("lmdeploy", "openai-chat", "http://127.0.0.1:23333", "/v1/chat/completions",
-               notes="LMDeploy api_server; usage rides on the finish chunk"),
-        Engine("trtllm", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions",
-               notes="TensorRT-LLM (trtllm-serve, OpenAI API)"),
+               tokens="usage on the finish chunk", notes="LMDeploy api_server (--enable-metrics for /metrics)"),
+        Engine("trtllm", "triton-generate-stream", "http://127.0.0.1:8000", "/v2/models/{model}/generate_stream",
+               metrics_path=":8002/metrics", model="ensemble", tokens="--tokenizer, else one per event",
+               notes="TensorRT-LLM on Triton (generate_stream; no usage, no [DONE]); trtllm-serve: --dialect "
+                     "openai-chat"),
         Engine("litellm", "openai-chat", "http://127.0.0.1:4000", "/v1/chat/completions", metrics_path="",
-               notes="LiteLLM proxy in front of an engine"),
+               tokens="usage from the backend", notes="LiteLLM proxy in front of an engine"),
         Engine("higress", "openai-chat", "http://127.0.0.1:8080", "/v1/chat/completions", metrics_path="",
-               notes="Higress AI gateway in front of an engine"),
+               tokens="usage from the backend", notes="Higress AI gateway in front of an engine"),
         Engine("fastchat", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions", metrics_path="",
-               notes="FastChat openai_api_server"),
+               tokens="--tokenizer, else one per event", notes="FastChat openai_api_server (no usage in streams)"),
         Engine("llamacpp", "openai-chat", "http://127.0.0.1:8080", "/v1/chat/completions",
                notes="llama.cpp llama-server (--metrics for /metrics)"),
         Engine("openai", "openai-chat", "https://api.openai.com/v1", "/chat/completions", metrics_path="",

@@ -50,6 +50,11 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("--model", str, "", "model name sent in requests (default: the preset's, else the server's first model)"),
     Opt("--endpoint", str, "", "request path, overriding the preset's (e.g. /v1/completions)", metavar="PATH"),
     Opt("--dialect", str, "", "API dialect, overriding the preset's (openai-chat, openai-completions)"),
+    Opt("--body-template", str, "", "template dialect: the JSON request body with \"{prompt}\", {max_tokens} "
+        "and \"{model}\" placeholders", metavar="JSON"),
+    Opt("--text-path", str, "", "template dialect: where each stream event holds its text (e.g. outputs.0.text)",
+        metavar="PATH"),
+    Opt("--text-mode", str, "auto", "template dialect: each event's text is a delta, cumulative, or auto"),
     Opt("--api-key", str, "", "API key sent as 'Authorization: Bearer ...' (default: $TOKENSWARM_API_KEY, "
         "then $OPENAI_API_KEY); never written anywhere", secret=True, metavar="KEY"),
     Opt("--header", str, None, "extra request header 'Name: value' (repeatable; values are never written)",
@@ -58,7 +63,24 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("--read-timeout", float, 120.0, "seconds to wait for the next bytes of a response", metavar="S"),
     # -- the workload ----------------------------------------------------------------
     Opt("--max-tokens", int, 128, "output tokens to ask for per request", metavar="N", group="workload"),
+    Opt("--dataset", str, "random", "prompts: random, sharegpt, openqa, longalpaca, jsonl, csv", metavar="NAME",
+        group="workload"),
+    Opt("--dataset-path", str, "", "the dataset file (sharegpt, openqa, longalpaca, jsonl, csv)", metavar="FILE",
+        group="workload"),
     Opt("--input-len", int, 128, "prompt length in tokens for the random dataset", metavar="N", group="workload"),
+    Opt("--output-len", int, 0, "output tokens per request for the random dataset (0: --max-tokens); with "
+        "file datasets, 0 keeps --max-tokens and -1 uses each sample's reference answer length",
+        metavar="N", group="workload"),
+    Opt("--range-ratio", float, 0.0, "random dataset: lengths drawn uniformly within +-ratio of "
+        "--input-len/--output-len, as vLLM's random dataset", metavar="R", group="workload"),
+    Opt("--prompt-field", str, "", "jsonl/csv: the field holding the prompt (default: prompt)", metavar="NAME",
+        group="workload"),
+    Opt("--min-prompt-tokens", int, 0, "drop dataset prompts shorter than this", metavar="N", group="workload"),
+    Opt("--max-prompt-tokens", int, 0, "drop dataset prompts longer than this (0: no limit)", metavar="N",
+        group="workload"),
+    Opt("--tokenizer", str, "", "a Hugging Face tokenizer.json (or a folder holding one): exact random prompt "
+        "lengths, and output tokens counted locally when the server sends no usage; never downloaded",
+        metavar="PATH", group="workload"),
     Opt("--temperature", float, -1.0, "sampling temperature (negative: leave to the server)", metavar="T",
         group="workload"),
     Opt("--ignore-eos", None, False, "ask the server to ignore EOS so outputs have exactly --max-tokens "

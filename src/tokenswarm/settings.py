@@ -124,8 +124,12 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
         engine = get_engine(opts.engine or "sim")
     except UnknownEngine as e:
         raise SettingsError(str(e)) from None
+    name = opts.dialect or engine.dialect
+    config = {}
+    if name == "template":
+        config = {"body_template": opts.body_template, "text_path": opts.text_path, "text_mode": opts.text_mode}
     try:
-        dialect = get_dialect(opts.dialect or engine.dialect)
+        dialect = get_dialect(name, **config)
     except UnknownDialect as e:
         raise SettingsError(str(e)) from None
     try:
@@ -177,6 +181,10 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
     if opts.knee_pct < 0:
         raise SettingsError(f"bad --knee-pct {opts.knee_pct}: must be 0 or more")
     model = opts.model or engine.model
+    if "{model}" in endpoint:
+        if not model:
+            raise SettingsError(f"--endpoint {endpoint!r} needs the model name: pass --model")
+        endpoint = endpoint.replace("{model}", model)
     request = RequestOptions(
         model=model,
         max_tokens=opts.max_tokens,

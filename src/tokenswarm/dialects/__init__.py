@@ -8,21 +8,28 @@ Each dialect builds a request body and parses one stream line into a
 from __future__ import annotations
 
 from tokenswarm.dialects.base import Dialect, MalformedEvent, RequestOptions
+from tokenswarm.dialects.native import SGLangGenerate, TGIGenerateStream, TritonGenerateStream
 from tokenswarm.dialects.openai import OpenAIChat, OpenAICompletions
+from tokenswarm.dialects.template import Template
 
-DIALECTS: dict[str, type[Dialect]] = {d.name: d for d in (OpenAIChat, OpenAICompletions)}
+DIALECTS: dict[str, type[Dialect]] = {
+    d.name: d
+    for d in (OpenAIChat, OpenAICompletions, SGLangGenerate, TGIGenerateStream, TritonGenerateStream, Template)
+}
 
 
 class UnknownDialect(ValueError):
     pass
 
 
-def get_dialect(name: str) -> Dialect:
-    """A dialect instance by registered name; an unknown name lists the valid ones."""
+def get_dialect(name: str, **config: str) -> Dialect:
+    """A dialect instance by registered name (``config`` for the template dialect); an unknown name lists
+    the valid ones."""
     try:
-        return DIALECTS[name]()
+        cls = DIALECTS[name]
     except KeyError:
-        raise UnknownDialect(f"unknown dialect {name!r}; choose one of: {', '.join(sorted(DIALECTS))}") from None
+        raise UnknownDialect(f"unknown dialect {name!r}; choose one of: {', '.join(DIALECTS)}") from None
+    return cls(**config) if cls is Template else cls()
 
 
 __all__ = ["DIALECTS", "Dialect", "MalformedEvent", "RequestOptions", "UnknownDialect", "get_dialect"]

@@ -48,6 +48,11 @@ class Dialect:
     def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
         raise NotImplementedError
 
+    def stream(self) -> Dialect:
+        """A parser for one response. Stateless dialects are their own parser; dialects whose events carry
+        cumulative text return a fresh object that remembers what it has seen."""
+        return self
+
     def parse(self, obj: dict[str, Any]) -> Event:
         """Read one decoded JSON event."""
         raise NotImplementedError
@@ -94,6 +99,36 @@ def usage_of(u: Any) -> Usage | None:
         reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None,
         cached_tokens=pdetails.get("cached_tokens") if isinstance(pdetails, dict) else None,
     )
+
+
+class StreamText:
+    """The new text of each event, whether events hold a delta or everything so far (cumulative).
+
+    ``mode`` is ``delta``, ``cumulative``, or ``auto``: cumulative once an event repeats all the text
+    seen so far and adds to it (decided on the second non-empty event).
+    """
+
+    __slots__ = ("seen", "cumulative")
+
+    def __init__(self, mode: str = "auto") -> None:
+        self.seen = ""
+        self.cumulative: bool | None = {"delta": False, "cumulative": True}.get(mode)
+
+    def take(self, text: str) -> str:
+        seen = self.seen
+        if self.cumulative is None and seen:
+            self.cumulative = len(text) > len(seen) and text.startswith(seen)
+        if not self.cumulative:
+            self.seen = seen + text
+            return text
+        self.seen = text
+        if text.startswith(seen):
+            return text[len(seen):]
+        # the server rewrote earlier text (a detokenizer fix-up): what is new starts at the first difference
+        i, n = 0, min(len(seen), len(text))
+        while i < n and seen[i] == text[i]:
+            i += 1
+        return text[i:]
 
 
 def _snippet(b: bytes, n: int = 80) -> str:

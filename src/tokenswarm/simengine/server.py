@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tokenswarm.simengine.scheduler import BatchModel, BatchScheduler, FixedScheduler
-from tokenswarm.simengine.wire import ChatWriter, CompletionsWriter, Writer
+from tokenswarm.simengine.wire import ChatWriter, CompletionsWriter, SGLangWriter, TGIWriter, TritonWriter, Writer
 from tokenswarm.textgen import count_words
 
 log = logging.getLogger("tokenswarm.simengine")
@@ -55,6 +55,7 @@ class SimConfig:
     max_model_len: int = 32768
     truth_log: str | None = None
     strict_model: bool = False  # reject model names other than ``model`` (404), as vLLM does
+    api_key: str = ""  # when set, generation routes and /v1/models need "Authorization: Bearer <key>"
 
     @property
     def fixed(self) -> bool:
@@ -346,10 +347,14 @@ class SimEngine:
                arrival: float) -> None:
         path = path.split("?", 1)[0]
         try:
-            if path in ("/v1/chat/completions", "/v1/completions"):
+            api = self._api(path)
+            if self.cfg.api_key and (api is not None or path == "/v1/models") and \
+                    headers.get("authorization", "") != f"Bearer {self.cfg.api_key}":
+                raise HTTPFailure(401, "Incorrect API key provided.", "AuthenticationError")
+            if api is not None:
                 if method != "POST":
                     raise HTTPFailure(405, f"{method} not allowed on {path}", "MethodNotAllowed")
-                self._generate(conn, path, headers, body, arrival)
+                self._generate(conn, api, path, headers, body, arrival)
             elif path not in _GET_ROUTES:
                 raise HTTPFailure(404, f"Not Found: {path}", "NotFoundError")
             elif method not in ("GET", "HEAD"):
@@ -366,7 +371,20 @@ class SimEngine:
             self.errors += 1
             conn.respond(e.status, e.body())
 
-    def _generate(self, conn: _Conn, path: str, headers: dict[str, str], body: bytes, arrival: float) -> None:
+    def _api(self, path: str) -> str | None:
+        """Which API a generation path belongs to (None: not a generation route)."""
+        if path in _OPENAI:
+            return _OPENAI[path]
+        if path == "/generate":
+            return "generate"  # SGLang or TGI: told apart by the body
+        if path == "/generate_stream":
+            return "tgi"
+        if path.startswith("/v2/models/") and path.endswith(("/generate_stream", "/generate")):
+            return "triton"
+        return None
+
+    def _generate(self, conn: _Conn, api: str, path: str, headers: dict[str, str], body: bytes,
+                  arrival: float) -> None:
         self.requests += 1
         try:
             req = json.loads(body)
@@ -375,24 +393,36 @@ class SimEngine:
         if not isinstance(req, dict):
             raise HTTPFailure(400, "request body must be a JSON object")
         model = req.get("model") or self.cfg.model
-        if self.cfg.strict_model and model != self.cfg.model:
-            raise HTTPFailure(404, f"The model `{model}` does not exist.", "NotFoundError")
-        chat = path == "/v1/chat/completions"
-        if chat:
+        if api == "generate":
+            api = "tgi" if "inputs" in req else "sglang"
+        stream = bool(req.get("stream", False))
+        include_usage = False
+        if api == "chat":
             messages = req.get("messages")
             if not isinstance(messages, list) or not messages:
                 raise HTTPFailure(400, "'messages' must be a non-empty list")
             prompt_tokens = sum(_content_words(m.get("content")) for m in messages if isinstance(m, dict))
-        else:
-            prompt = req.get("prompt")
-            if isinstance(prompt, list):
-                prompt = " ".join(str(p) for p in prompt)
-            if not isinstance(prompt, str):
-                raise HTTPFailure(400, "'prompt' must be a string")
-            prompt_tokens = count_words(prompt)
-        max_tokens = req.get("max_completion_tokens")
-        if max_tokens is None:
-            max_tokens = req.get("max_tokens")
+            max_tokens = _first(req, "max_completion_tokens", "max_tokens")
+        elif api == "completions":
+            prompt_tokens = _words(req.get("prompt"), "prompt")
+            max_tokens = _first(req, "max_tokens")
+        elif api == "sglang":
+            prompt_tokens = _words(req.get("text"), "text")
+            max_tokens = _first(req.get("sampling_params") or {}, "max_new_tokens")
+        elif api == "tgi":
+            prompt_tokens = _words(req.get("inputs"), "inputs")
+            max_tokens = _first(req.get("parameters") or {}, "max_new_tokens")
+            stream = path == "/generate_stream" or stream
+        else:  # triton: /v2/models/<model>/generate[_stream]
+            model = path.split("/")[3] or model
+            prompt_tokens = _words(req.get("text_input"), "text_input")
+            max_tokens = _first(req, "max_tokens")
+            stream = path.endswith("/generate_stream")
+        if api in ("chat", "completions"):
+            if self.cfg.strict_model and model != self.cfg.model:
+                raise HTTPFailure(404, f"The model `{model}` does not exist.", "NotFoundError")
+            opts = req.get("stream_options") or {}
+            include_usage = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
         if max_tokens is None:
             max_tokens = self.cfg.default_max_tokens
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
@@ -404,13 +434,13 @@ class SimEngine:
                 f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, {max_tokens} in the "
                 "completion). Please reduce the length of the messages or completion.",
             )
-        stream = bool(req.get("stream", False))
-        opts = req.get("stream_options") or {}
-        include_usage = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
         self._seq += 1
         rid = headers.get("x-request-id") or f"{self._prefix}{self._seq:x}"
-        wcls = ChatWriter if chat else CompletionsWriter
-        writer = wcls(rid, model, prompt_tokens, include_usage, offset=self._seq)
+        if api == "triton":
+            writer: Writer = TritonWriter(rid, model, prompt_tokens, include_usage, offset=self._seq,
+                                          cumulative=headers.get("x-sim-text") == "cumulative")
+        else:
+            writer = _WRITERS[api](rid, model, prompt_tokens, include_usage, offset=self._seq)
         st = Stream(self, conn, writer, stream, prompt_tokens, max_tokens, arrival)
         if isinstance(self.sched, BatchScheduler) and not self.sched.fits(st):
             raise HTTPFailure(400, f"request needs {prompt_tokens + max_tokens} tokens of KV cache, more than "
@@ -455,6 +485,25 @@ class SimEngine:
 
 
 _GET_ROUTES = ("/health", "/v1/models", "/metrics", "/sim/stats")
+_OPENAI = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
+_WRITERS: dict[str, type[Writer]] = {"chat": ChatWriter, "completions": CompletionsWriter, "sglang": SGLangWriter,
+                                     "tgi": TGIWriter}
+
+
+def _first(obj: dict[str, Any], *keys: str) -> Any:
+    for k in keys:
+        v = obj.get(k)
+        if v is not None:
+            return v
+    return None
+
+
+def _words(text: Any, field: str) -> int:
+    if isinstance(text, list):
+        text = " ".join(str(p) for p in text)
+    if not isinstance(text, str):
+        raise HTTPFailure(400, f"'{field}' must be a string")
+    return count_words(text)
 
 
 def _content_words(content: Any) -> int:

@@ -181,3 +181,85 @@ class CompletionsWriter(Writer):
                 "usage": self.usage(n, cached),
             }
         ).encode()
+
+
+class SGLangWriter(Writer):
+    """SGLang ``/generate``: ``{"text": <cumulative>, "meta_info": {...}}`` per token, then ``[DONE]``."""
+
+    def __init__(self, request_id: str, model: str, prompt_tokens: int, include_usage: bool, offset: int = 0):
+        super().__init__(request_id, model, prompt_tokens, include_usage)
+        self.offset = offset
+        self.parts: list[str] = []
+
+    def _obj(self, n: int, finish: Any, cached: int = 0) -> dict[str, Any]:
+        return {"text": "".join(self.parts), "meta_info": {
+            "id": self.id, "finish_reason": finish, "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": n, "cached_tokens": cached, "e2e_latency": 0.0}}
+
+    def token(self, i: int, last: bool) -> bytes:
+        self.parts.append(TOKEN_TEXT[(self.offset + i) % len(TOKEN_TEXT)])
+        finish = {"type": "length", "length": i + 1} if last else None
+        return sse(self._obj(i + 1, finish))
+
+    def end(self, n: int, cached: int = 0) -> bytes:
+        return DONE
+
+    def full(self, n: int, cached: int = 0) -> bytes:
+        self.parts = [self.text(n, self.offset)]
+        return json.dumps(self._obj(n, {"type": "length", "length": n}, cached)).encode()
+
+
+class TGIWriter(Writer):
+    """TGI ``/generate_stream``: one ``{"index", "token", "generated_text": null, "details": null}`` per token;
+    the last carries ``generated_text`` and ``details``; no ``[DONE]``."""
+
+    def __init__(self, request_id: str, model: str, prompt_tokens: int, include_usage: bool, offset: int = 0):
+        super().__init__(request_id, model, prompt_tokens, include_usage)
+        self.offset = offset
+        self.parts: list[str] = []
+
+    def token(self, i: int, last: bool) -> bytes:
+        k = (self.offset + i) % len(TOKEN_TEXT)
+        text = TOKEN_TEXT[k]
+        self.parts.append(text)
+        obj: dict[str, Any] = {"index": i + 1, "token": {"id": 1000 + k, "text": text, "logprob": -0.25,
+                                                        "special": False},
+                               "generated_text": None, "details": None}
+        if last:
+            obj["generated_text"] = "".join(self.parts)
+            obj["details"] = {"finish_reason": "length", "generated_tokens": i + 1, "seed": None}
+        return b"data:" + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+    def end(self, n: int, cached: int = 0) -> bytes:
+        return b""
+
+    def full(self, n: int, cached: int = 0) -> bytes:
+        return json.dumps({"generated_text": self.text(n, self.offset),
+                           "details": {"finish_reason": "length", "generated_tokens": n, "seed": None}}).encode()
+
+
+class TritonWriter(Writer):
+    """Triton ``generate_stream``: ``{"model_name", "model_version", "text_output"}`` per token, delta or
+    cumulative text; no ``[DONE]``, no usage."""
+
+    def __init__(self, request_id: str, model: str, prompt_tokens: int, include_usage: bool, offset: int = 0,
+                 cumulative: bool = False):
+        super().__init__(request_id, model, prompt_tokens, include_usage)
+        self.offset = offset
+        self.cumulative = cumulative
+        self.parts: list[str] = []
+
+    def token(self, i: int, last: bool) -> bytes:
+        text = TOKEN_TEXT[(self.offset + i) % len(TOKEN_TEXT)]
+        self.parts.append(text)
+        out = "".join(self.parts) if self.cumulative else text
+        return sse({"context_logits": 0.0, "cum_log_probs": 0.0, "generation_logits": 0.0,
+                    "model_name": self.model, "model_version": "1", "output_log_probs": [0.0],
+                    "sequence_end": False, "sequence_id": 0, "sequence_start": False, "text_output": out})
+
+    def end(self, n: int, cached: int = 0) -> bytes:
+        return b""
+
+    def full(self, n: int, cached: int = 0) -> bytes:
+        return json.dumps({"model_name": self.model, "model_version": "1",
+                           "text_output": self.text(n, self.offset)}).encode()
