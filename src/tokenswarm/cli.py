@@ -216,7 +216,8 @@ def _launch(args: argparse.Namespace, cmd: list[str], env: dict[str, str], run_d
         for i in range(args.workers):
             log = open(os.path.join(run_dir, f"worker-{i}.log") if run_dir else os.devnull, "wb")  # noqa: SIM115
             logs.append(log)
-            procs.append(subprocess.Popen(worker, env=env, stdout=log, stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen(worker, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True))
         print(f"tokenswarm: master and {args.workers} local workers (pids "
               f"{', '.join(str(p.pid) for p in procs)})", flush=True)
         return run_child(master, env)
@@ -232,21 +233,21 @@ def _launch(args: argparse.Namespace, cmd: list[str], env: dict[str, str], run_d
 
 
 def run_child(cmd: list[str], env: dict[str, str]) -> int:
-    """Run a Locust process; the first Ctrl-C is its to handle (it writes its outputs), a second kills it."""
-    proc = subprocess.Popen(cmd, env=env)
+    """Run a Locust process in its own session and pass it our SIGINT/SIGTERM, one for one: the first Ctrl-C
+    makes it stop and write its outputs (exit 130), a second makes it exit at once."""
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     interrupts = 0
 
-    def on_sigint(_sig: int, _frame: Any) -> None:
+    def forward(sig: int, _frame: Any) -> None:
         nonlocal interrupts
         interrupts += 1
-        if interrupts > 1:
-            proc.kill()
+        try:
+            proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
 
-    def on_sigterm(_sig: int, _frame: Any) -> None:
-        proc.send_signal(signal.SIGTERM)
-
-    old_int = signal.signal(signal.SIGINT, on_sigint)
-    old_term = signal.signal(signal.SIGTERM, on_sigterm)
+    old_int = signal.signal(signal.SIGINT, forward)
+    old_term = signal.signal(signal.SIGTERM, forward)
     try:
         code = proc.wait()
     finally:
@@ -321,6 +322,13 @@ def _add_sim_args(p: argparse.ArgumentParser) -> None:
     b.add_argument("--kv-cache-tokens", type=int, default=d.kv_cache_tokens, help="KV cache capacity, tokens")
     p.add_argument("--default-max-tokens", type=int, default=128, help="output length when a request sets none")
     p.add_argument("--max-model-len", type=int, default=32768, help="context length: longer requests get 400")
+    f = p.add_argument_group("fault injection (see tokenswarm/simengine/faults.py)")
+    f.add_argument("--fault", action="append", default=[], metavar="KIND=RATE",
+                   help="inject a fault in this share of requests (repeatable): http_429, http_500, slow_headers, "
+                        "disconnect, malformed, error_event, stall, truncate; a request can also ask for one with "
+                        "the header X-Sim-Fault: KIND")
+    f.add_argument("--fault-delay", type=float, default=5.0, help="seconds slow_headers and stall hold (default 5)")
+    f.add_argument("--fault-seed", type=int, default=None, help="seed for drawing faults")
     p.add_argument("--truth-log", default=None, metavar="FILE",
                    help="append per request: id, arrival, first and last write times (epoch s), tokens")
 
@@ -338,6 +346,14 @@ def cmd_simengine(args: argparse.Namespace) -> int:
             raise SettingsError(f"bad --{name.replace('_', '-')} {getattr(args, name)}: must be positive")
     if args.max_num_seqs is not None and args.max_num_seqs < 0:
         raise SettingsError(f"bad --max-num-seqs {args.max_num_seqs}: must be 0 or more")
+    from tokenswarm.simengine.faults import parse_faults
+
+    try:
+        faults = parse_faults(args.fault)
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
+    if args.fault_delay < 0:
+        raise SettingsError(f"bad --fault-delay {args.fault_delay}: must be 0 or more")
     fixed = args.ttft_ms is not None or args.tpot_ms is not None
     if not fixed and args.max_num_seqs == 0:
         raise SettingsError("bad --max-num-seqs 0: the batching model needs at least 1 slot")
@@ -349,7 +365,8 @@ def cmd_simengine(args: argparse.Namespace) -> int:
     cfg = SimConfig(host=args.host, port=args.port, model=args.model, ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms,
                     max_num_seqs=args.max_num_seqs, batch=batch, default_max_tokens=args.default_max_tokens,
                     max_model_len=args.max_model_len, truth_log=args.truth_log, strict_model=args.strict_model,
-                    api_key=args.api_key)
+                    api_key=args.api_key, faults=faults, fault_delay_s=args.fault_delay,
+                    fault_seed=args.fault_seed)
     try:
         serve(cfg)
     except OSError as e:

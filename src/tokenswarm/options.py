@@ -56,9 +56,12 @@ OPTIONS: tuple[Opt, ...] = (
         metavar="PATH"),
     Opt("--text-mode", str, "auto", "template dialect: each event's text is a delta, cumulative, or auto"),
     Opt("--api-key", str, "", "API key sent as 'Authorization: Bearer ...' (default: $TOKENSWARM_API_KEY, "
-        "then $OPENAI_API_KEY); never written anywhere", secret=True, metavar="KEY"),
+        "then $OPENAI_API_KEY); never written anywhere nor shown in the web UI", secret=True, web_ui=False,
+        metavar="KEY"),
     Opt("--header", str, None, "extra request header 'Name: value' (repeatable; values are never written)",
         action="append", web_ui=False, metavar="'K: V'"),
+    Opt("--no-preflight", None, False, "skip the check of the target before load starts", action="store_true",
+        web_ui=False),
     Opt("--connect-timeout", float, 10.0, "seconds to wait for a connection", metavar="S"),
     Opt("--read-timeout", float, 120.0, "seconds to wait for the next bytes of a response", metavar="S"),
     # -- the workload ----------------------------------------------------------------

@@ -60,13 +60,15 @@ def check(settings: Settings) -> Settings:
         settings = replace(settings, request=replace(settings.request, model=models[0]), model_from_server=False)
     conn = Connection(settings.target, settings.connect_timeout, min(settings.read_timeout, PREFLIGHT_TIMEOUT_S))
     head = request_head(settings.target, "POST", settings.endpoint,
-                        {"Content-Type": "application/json", "Accept": "text/event-stream", **settings.headers})
+                        {"Content-Type": "application/json", "Accept": "text/event-stream",
+                         "X-Sim-Fault": "none", **settings.headers})  # the simulated engine injects no fault here
     probe = Prompt(id="preflight", text="Say hello.", max_tokens=1)
     body = json.dumps(settings.dialect.body(probe, settings.request)).encode()
     try:
         rec = StreamCall(conn, settings.dialect, head, body, "preflight").run()
     finally:
         conn.close()
+    rec.error = settings.scrub(rec.error)
     where = settings.url
     if rec.status == CONNECT_ERROR:
         raise PreflightError(f"cannot reach {where}: {rec.error}")

@@ -9,6 +9,7 @@ last because it is long. Rows are formatted to strings where records are made
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Iterable
 from typing import IO
@@ -84,28 +85,39 @@ def to_row(r: RequestRecord) -> Row:
 
 
 class RequestsWriter:
-    """Appends rows to requests.csv; the header is written once, when the file is new."""
+    """Appends rows to requests.csv; the header is written once, when the file is new.
+
+    Rows wait in memory until :meth:`flush` (the run controller calls it every
+    second), which writes them with a single ``write`` and flushes: the file
+    always ends at a row boundary, and a crash loses at most the unflushed second.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         new = not os.path.exists(path) or os.path.getsize(path) == 0
         self._fh: IO[str] = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115
-        self._w = csv.writer(self._fh)
-        if new:
-            self._w.writerow(COLUMNS)
+        self._pending: list[Row] = []
         self.rows = 0
+        if new:
+            self._emit([list(COLUMNS)])
 
     def write(self, rows: Iterable[Row]) -> None:
-        n = self.rows
-        for row in rows:
-            self._w.writerow(row)
-            n += 1
-        self.rows = n
+        before = len(self._pending)
+        self._pending.extend(rows)
+        self.rows += len(self._pending) - before
+
+    def _emit(self, rows: list[Row]) -> None:
+        buf = io.StringIO()
+        csv.writer(buf).writerows(rows)
+        self._fh.write(buf.getvalue())
+        self._fh.flush()
 
     def flush(self) -> None:
-        self._fh.flush()
+        if self._pending:
+            rows, self._pending = self._pending, []
+            self._emit(rows)
 
     def close(self) -> None:
         if not self._fh.closed:
-            self._fh.flush()
+            self.flush()
             self._fh.close()

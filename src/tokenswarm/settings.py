@@ -62,6 +62,14 @@ class Settings:
     def url(self) -> str:
         return self.target.url(self.endpoint)
 
+    def scrub(self, text: str) -> str:
+        """``text`` with every header value (API key included) replaced by ``<redacted>``."""
+        for value in self.headers.values():
+            for secret in {value, value.split()[-1] if value.split() else value}:
+                if len(secret) >= 6 and secret in text:
+                    text = text.replace(secret, REDACTED)
+        return text
+
     def public(self) -> dict[str, Any]:
         """Everything worth recording about the settings, with secrets redacted."""
         return {

@@ -52,9 +52,10 @@ def parse_slo(text: str) -> dict[str, float]:
     for item in str(text).split(","):
         key, sep, val = item.partition("=")
         key = key.strip().lower().removesuffix("_ms")
-        if not sep or key not in SLO_KEYS:
-            raise SettingsError(f"bad --slo {text!r}: {item.strip()!r} is not KEY=MS with KEY one of "
-                                f"{', '.join(SLO_KEYS)}")
+        if not sep:
+            raise SettingsError(f"bad --slo {text!r}: {item.strip()!r} is not KEY=MS (e.g. ttft=2000)")
+        if key not in SLO_KEYS:
+            raise SettingsError(f"bad --slo {text!r}: unknown key {key!r}; use {', '.join(SLO_KEYS)}")
         try:
             ms = float(val)
         except ValueError:

@@ -15,6 +15,8 @@ All of it rides on Locust's custom messages (``runner.send_message`` and
   sends exactly N.
 * ``tokenswarm_drain`` / ``tokenswarm_drained``: the test is ending; workers
   send no new requests and report once their requests in flight are done.
+* ``tokenswarm_abort``: the master was interrupted; the stop that follows
+  cancels requests in flight (recorded as ``cancelled``) instead of waiting.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ MSG_LEASE = "tokenswarm_lease"
 MSG_GRANT = "tokenswarm_grant"
 MSG_DRAIN = "tokenswarm_drain"
 MSG_DRAINED = "tokenswarm_drained"
+MSG_ABORT = "tokenswarm_abort"  # master -> workers: interrupted, cancel requests in flight at the stop
 
 SHIP_S = 1.0  # a worker ships its records at least this often
 SHIP_MAX = 2000  # ... or as soon as this many are waiting

@@ -112,8 +112,7 @@ class RunController:
                     self.stopping()
                     self._drain()
         users = plan.users(self.level_index or 0)
-        rate = float(getattr(self.env.parsed_options, "spawn_rate", 0) or 0)
-        return users, rate if rate > 0 else float(max(users, 1))
+        return users, float(max(users, 1))  # each level's users start within a second
 
     def _enter_level(self, i: int, now: float) -> None:
         assert self.plan is not None

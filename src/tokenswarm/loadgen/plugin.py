@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 from typing import Any
 
@@ -25,6 +27,7 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from tokenswarm import runfolder
 from tokenswarm.exitstatus import ExitStatus
 from tokenswarm.loadgen.cluster import (
+    MSG_ABORT,
     MSG_DRAIN,
     MSG_DRAINED,
     MSG_GRANT,
@@ -44,8 +47,6 @@ log = logging.getLogger("tokenswarm")
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
     add_options(parser, locust=True)
-    parser.add_argument("--no-preflight", action="store_true", default=False, env_var="TOKENSWARM_NO_PREFLIGHT",
-                        help="skip the check of the target before load starts", include_in_web_ui=False)
 
 
 def _user_dialect(environment: Environment) -> str:
@@ -88,6 +89,14 @@ def _init(environment: Environment, web_ui: Any = None, **_kw: Any) -> None:
         except SettingsError as e:
             print(f"tokenswarm: error: {e}", file=sys.stderr, flush=True)
             sys.exit(ExitStatus.BAD_INPUT)
+    if not isinstance(runner, WorkerRunner):
+        # added now, after the runner's own: quitting runs its listeners in reverse, so this one stops the
+        # test (and collects the workers' last records) before a master's listener sends them "quit"
+        environment.events.quitting.add_listener(_quitting)
+        gevent.signal_handler(signal.SIGINT, _on_sigint, environment)
+        # Locust installs its SIGTERM handler only once a headless start returns, which a sweep's shape never
+        # does before the end: until then SIGTERM is handled like Ctrl-C. (Locust's handler replaces this one.)
+        signal.signal(signal.SIGTERM, lambda _s, _f: gevent.spawn(_on_sigint, environment))
     if isinstance(runner, MasterRunner):
         runner.register_message(MSG_RECORDS, _master(lambda ctl, cid, d: ctl.on_worker_rows(cid, d)))
         runner.register_message(MSG_LEASE, _master(lambda ctl, cid, d: ctl.books.on_lease(cid, d)))
@@ -96,6 +105,7 @@ def _init(environment: Environment, web_ui: Any = None, **_kw: Any) -> None:
         runner.register_message(MSG_LEVEL, _on_level)
         runner.register_message(MSG_GRANT, _worker(lambda agent, d: agent.on_grant(d)))
         runner.register_message(MSG_DRAIN, _worker(lambda agent, d: agent.on_drain()))
+        runner.register_message(MSG_ABORT, _on_abort)
 
 
 def _master(handler: Any) -> Any:
@@ -118,6 +128,10 @@ def _worker(handler: Any) -> Any:
             handler(agent, msg.data)
 
     return on_message
+
+
+def _on_abort(environment: Environment, msg: Any, **_kw: Any) -> None:
+    environment.stop_timeout = 0  # the master was interrupted: the coming stop cancels requests in flight
 
 
 def _on_level(environment: Environment, msg: Any, **_kw: Any) -> None:
@@ -202,17 +216,42 @@ def _test_stop(environment: Environment, **_kw: Any) -> None:
         ctl.finish(complete=True)
 
 
-@events.quitting.add_listener
 def _quitting(environment: Environment, **_kw: Any) -> None:
     ctl: RunController | None = getattr(environment, "tokenswarm_controller", None)
     if ctl is None:
         return
     if not ctl.finished:
-        # shutting down mid-test (Ctrl-C, SIGTERM): stop the users, keep what was measured
-        ctl.interrupted = True
+        # shutting down mid-test (Ctrl-C, SIGTERM): requests in flight are cancelled and recorded as such,
+        # what was measured is written, run.json says "complete": false; a second Ctrl-C exits at once
+        signal.signal(signal.SIGINT, _exit_now)
+        if not ctl.interrupted:
+            _interrupt(environment, ctl)
         runner = environment.runner
         if runner is not None:
             runner.stop()
         ctl.finish(complete=False)
     if environment.process_exit_code is None or environment.process_exit_code == 0:
         environment.process_exit_code = ctl.exit_code()
+
+
+def _exit_now(_sig: int, _frame: Any) -> None:
+    os._exit(ExitStatus.INTERRUPTED)
+
+
+def _on_sigint(environment: Environment) -> None:
+    """Ctrl-C: note the interruption (so the test is recorded as incomplete and requests in flight are
+    cancelled at the stop), then let Locust shut down as usual; a second Ctrl-C exits at once."""
+    ctl: RunController | None = getattr(environment, "tokenswarm_controller", None)
+    if ctl is not None and not ctl.finished:
+        if ctl.interrupted:
+            _exit_now(signal.SIGINT, None)
+        _interrupt(environment, ctl)
+    gevent.get_hub().parent.throw(KeyboardInterrupt)  # what Ctrl-C does to Locust's main greenlet
+
+
+def _interrupt(environment: Environment, ctl: RunController) -> None:
+    log.warning("tokenswarm: interrupted; writing what was measured (Ctrl-C again to exit at once)")
+    ctl.interrupted = True
+    environment.stop_timeout = 0
+    if isinstance(environment.runner, MasterRunner):
+        environment.runner.send_message(MSG_ABORT, {})

@@ -43,6 +43,9 @@ REQUEST_TYPE = "LLM"  # the "Type" column of Locust's stats for tokenswarm's row
 class LLMFailure(Exception):
     """What Locust's failure table shows for a failed request: ``<kind>: <error>``."""
 
+    def __repr__(self) -> str:  # Locust's failure table shows repr(); keep it to the message
+        return str(self)
+
 
 class Session:
     """Everything the users of one process share during one test."""
@@ -161,7 +164,7 @@ class Session:
         rec.user = user
         rec.prompt_id = prompt_id
         if self._secrets and rec.error:
-            rec.error = self.scrub(rec.error)
+            rec.error = self.settings.scrub(rec.error)
         self.sent += 1
         fire = self._fire
         if rec.ok:
@@ -176,13 +179,6 @@ class Session:
             fire(request_type=REQUEST_TYPE, name="E2E", response_time=rec.close_ms or 0.0, response_length=0,
                  exception=LLMFailure(f"{rec.status}: {rec.error}"), context={})
         self.sink([records.to_row(rec)])
-
-    def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            token = secret.split()[-1]
-            if token and token in text:
-                text = text.replace(token, "<redacted>")
-        return text
 
     def public(self) -> dict[str, Any]:
         return {"worker": self.worker, "pid": os.getpid(), "sent": self.sent}

@@ -73,10 +73,13 @@ class LLMUser(User):
 
 
 class ChatUser(LLMUser):
-    """OpenAI chat completions (or whatever dialect the engine preset speaks)."""
+    """OpenAI chat completions (or whatever dialect the engine preset speaks). Subclass it in a locustfile."""
+
+    abstract = True
 
 
 class CompletionsUser(LLMUser):
-    """OpenAI text completions (``/v1/completions``)."""
+    """OpenAI text completions (``/v1/completions``). Subclass it in a locustfile."""
 
+    abstract = True
     dialect = "openai-completions"

@@ -47,6 +47,11 @@ class _EngineCollector(Collector):
         yield counter("tokenswarm_sim:requests", "Generation requests received.", e.requests)
         yield counter("tokenswarm_sim:requests_cancelled", "Requests whose client went away.", e.cancelled)
         yield counter("tokenswarm_sim:http_errors", "Requests answered with an HTTP error.", e.errors)
+        faults = CounterMetricFamily("tokenswarm_sim:faults_injected", "Faults injected, by kind.",
+                                     labels=["model_name", "kind"])
+        for kind, n in e.faults.injected.items():
+            faults.add_metric([e.cfg.model, kind], n)
+        yield faults
 
 
 def render(engine: SimEngine) -> bytes:

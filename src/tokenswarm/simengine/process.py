@@ -39,8 +39,9 @@ def serve(config: SimConfig, out: IO[str] = sys.stdout) -> dict[str, Any]:
         f"; schedule error p50 {sched['p50']:.3f} ms, p99 {sched['p99']:.3f} ms, max {sched['max']:.3f} ms"
         if sched else ""
     )
+    faults = ", ".join(f"{k} {v}" for k, v in stats.get("faults_injected", {}).items()) or "none"
     print(f"tokenswarm simengine stopped: {stats['requests']} requests, {stats['generation_tokens']} tokens"
-          f"{sched_txt}", file=out, flush=True)
+          f"{sched_txt}; faults injected: {faults}", file=out, flush=True)
     return stats
 
 
@@ -71,7 +72,9 @@ class SimProcess:
         cmd = [sys.executable, "-m", "tokenswarm", "simengine", "--host", self.host, "--port", str(self.port),
                *self.args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        # its own session: a Ctrl-C meant for the load test must not stop the engine under requests in flight
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                     start_new_session=True)
         deadline = time.monotonic() + self.startup_timeout
         assert self.proc.stdout is not None
         while True:

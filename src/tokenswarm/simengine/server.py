@@ -24,6 +24,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
+from tokenswarm.simengine.faults import FaultPlan
 from tokenswarm.simengine.scheduler import BatchModel, BatchScheduler, FixedScheduler
 from tokenswarm.simengine.wire import ChatWriter, CompletionsWriter, SGLangWriter, TGIWriter, TritonWriter, Writer
 from tokenswarm.textgen import count_words
@@ -56,6 +57,9 @@ class SimConfig:
     truth_log: str | None = None
     strict_model: bool = False  # reject model names other than ``model`` (404), as vLLM does
     api_key: str = ""  # when set, generation routes and /v1/models need "Authorization: Bearer <key>"
+    faults: dict[str, float] = field(default_factory=dict)  # kind -> rate (see faults.py)
+    fault_delay_s: float = 5.0  # slow_headers and stall hold for this long
+    fault_seed: int | None = None
 
     @property
     def fixed(self) -> bool:
@@ -75,10 +79,11 @@ class SimConfig:
 class HTTPFailure(Exception):
     """A request the engine answers with an HTTP error (status and OpenAI-style body)."""
 
-    def __init__(self, status: int, message: str, kind: str = "BadRequestError") -> None:
+    def __init__(self, status: int, message: str, kind: str = "BadRequestError", extra: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind
+        self.extra = extra
 
     def body(self) -> bytes:
         return json.dumps(
@@ -91,7 +96,7 @@ class Stream:
 
     __slots__ = (
         "engine", "conn", "writer", "stream", "prompt_tokens", "max_tokens", "emitted", "cancelled",
-        "cached_tokens", "arrival", "first_write", "last_write",
+        "cached_tokens", "arrival", "first_write", "last_write", "fault", "fault_at",
     )
 
     def __init__(self, engine: SimEngine, conn: _Conn, writer: Writer, stream: bool, prompt_tokens: int,
@@ -108,12 +113,17 @@ class Stream:
         self.arrival = arrival
         self.first_write = 0.0
         self.last_write = 0.0
+        self.fault: str | None = None
+        self.fault_at = -1
 
     def admitted(self, now: float) -> None:
         pass
 
     def token(self, now: float, planned: float) -> bool:
         i = self.emitted
+        if i == self.fault_at:
+            self._mid_stream_fault()
+            return True
         self.emitted = i + 1
         last = self.emitted >= self.max_tokens
         engine = self.engine
@@ -129,6 +139,23 @@ class Stream:
         if last:
             self.finish()
         return last
+
+    def _mid_stream_fault(self) -> None:
+        """Break the stream the way ``self.fault`` says (see faults.py); the scheduler drops it."""
+        conn, kind = self.conn, self.fault
+        if kind == "disconnect":
+            conn.drop()
+        elif kind == "malformed":
+            conn.chunk(b'data: {"id": "' + self.writer.id.encode() + b'", "choices": [{"delta": \n\n')
+            conn.drop(after=self.engine.cfg.fault_delay_s)
+        elif kind == "error_event":
+            conn.chunk(b'data: {"error": {"message": "injected server error", "type": "InternalServerError", '
+                       b'"code": 500}}\n\n')
+            conn.end_stream()
+        elif kind == "stall":
+            conn.drop(after=self.engine.cfg.fault_delay_s)
+        else:  # truncate: the response ends cleanly, without finish, usage or [DONE]
+            conn.end_stream()
 
     def finish(self) -> None:
         engine = self.engine
@@ -244,6 +271,17 @@ class _Conn(asyncio.Protocol):
         if self.tr is not None:
             self.tr.write(b"%x\r\n%b\r\n" % (len(payload), payload))
 
+    def drop(self, after: float = 0.0) -> None:
+        """Close the connection (now, or ``after`` seconds with nothing more sent)."""
+        self.active = None
+        tr = self.tr
+        if tr is None:
+            return
+        if after > 0:
+            self.engine.loop.call_later(after, tr.close)
+        else:
+            tr.close()
+
     def end_stream(self) -> None:
         if self.tr is not None:
             self.tr.write(b"0\r\n\r\n")
@@ -292,6 +330,7 @@ class SimEngine:
                 config.batch.max_num_seqs = config.max_num_seqs
             self.sched = BatchScheduler(self.loop, config.batch)
         self.sched_err = array("f")
+        self.faults = FaultPlan(config.faults, config.fault_seed)
         self.truth: list[str] | None = [] if config.truth_log else None
         self._truth_file = None
         self.connections = 0
@@ -348,9 +387,12 @@ class SimEngine:
         path = path.split("?", 1)[0]
         try:
             api = self._api(path)
-            if self.cfg.api_key and (api is not None or path == "/v1/models") and \
-                    headers.get("authorization", "") != f"Bearer {self.cfg.api_key}":
-                raise HTTPFailure(401, "Incorrect API key provided.", "AuthenticationError")
+            if self.cfg.api_key and (api is not None or path == "/v1/models"):
+                auth = headers.get("authorization", "")
+                if auth != f"Bearer {self.cfg.api_key}":
+                    # echoes the key it got, as some gateways do: the client must keep it out of its outputs
+                    given = auth.split()[-1] if auth.split() else "none"
+                    raise HTTPFailure(401, f"Incorrect API key provided: {given}.", "AuthenticationError")
             if api is not None:
                 if method != "POST":
                     raise HTTPFailure(405, f"{method} not allowed on {path}", "MethodNotAllowed")
@@ -369,7 +411,8 @@ class SimEngine:
                 conn.respond(200, json.dumps(self.stats()).encode())
         except HTTPFailure as e:
             self.errors += 1
-            conn.respond(e.status, e.body())
+            conn.active = None
+            conn.respond(e.status, e.body(), extra=e.extra)
 
     def _api(self, path: str) -> str | None:
         """Which API a generation path belongs to (None: not a generation route)."""
@@ -448,8 +491,27 @@ class SimEngine:
         self.prompt_tokens += prompt_tokens
         conn.active = st
         conn.rid_header = f"x-request-id: {rid}\r\n"
-        if stream:
-            conn.start_stream(writer.start(), extra=conn.rid_header)
+        fault = self.faults.pick(headers.get("x-sim-fault"), stream)
+        if fault == "http_429":
+            raise HTTPFailure(429, "Too many requests: rate limit reached (injected)", "RateLimitError",
+                              extra="retry-after: 1\r\n")
+        if fault == "http_500":
+            raise HTTPFailure(500, "Internal server error (injected)", "InternalServerError")
+        if fault is not None:
+            st.fault = fault
+            st.fault_at = max(1, min(max_tokens // 2, max_tokens - 1)) if fault != "slow_headers" else -1
+        if fault == "slow_headers":
+            self.loop.call_later(self.cfg.fault_delay_s, self._begin, conn, st, None)
+            return
+        self._begin(conn, st, arrival)
+
+    def _begin(self, conn: _Conn, st: Stream, arrival: float | None) -> None:
+        if conn.tr is None or conn.active is not st:
+            return  # the client gave up (slow_headers): nothing to send
+        if arrival is None:  # held headers: the schedule starts now
+            arrival = st.arrival = self.clock()
+        if st.stream:
+            conn.start_stream(st.writer.start(), extra=conn.rid_header)
         self.sched.submit(st, arrival)
 
     # -- read-only routes -------------------------------------------------------------------
@@ -471,6 +533,7 @@ class SimEngine:
             "cancelled": self.cancelled, "running": self.sched.running, "waiting": self.sched.num_waiting,
             "prompt_tokens": self.prompt_tokens, "generation_tokens": self.generation_tokens,
             "connections": self.connections, "timing": self.cfg.describe(),
+            "faults_injected": {k: v for k, v in self.faults.injected.items() if v},
         }
         errs = self.sched_err
         if len(errs):

@@ -1,0 +1,74 @@
+"""Ctrl-C / SIGTERM mid-run: outputs complete and parseable, marked incomplete, exit code 130."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+
+def start(args, out):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSWARM_", "LOCUST_"))}
+    return subprocess.Popen([sys.executable, "-m", "tokenswarm", *args, "--out", out], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def check_incomplete(out, output):
+    with open(os.path.join(out, "run.json")) as fh:
+        run = json.load(fh)
+    assert run["complete"] is False and run["ended"] is not None
+    df = pd.read_csv(os.path.join(out, "requests.csv"))
+    assert len(df) == run["records"] > 0
+    assert set(df.status) <= {"ok", "cancelled"}
+    assert run["status_counts"] == df.status.value_counts().to_dict()
+    levels = pd.read_csv(os.path.join(out, "levels.csv"))
+    assert len(levels) >= 1
+    with open(os.path.join(out, "report.md")) as fh:
+        assert "did not complete" in fh.read()
+    assert "Traceback" not in output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_at_a_random_moment_single_process(sig, tmp_path):
+    out = str(tmp_path / "run")
+    p = start(["sweep", "--levels", "2,4,8", "--level-duration", "4s", "--max-tokens", "32",
+               "--sim-args", "--ttft-ms 50 --tpot-ms 20"], out)
+    time.sleep(random.uniform(3.0, 8.0))
+    p.send_signal(sig)
+    output, _ = p.communicate(timeout=120)
+    assert p.returncode == 130, output[-3000:]
+    check_incomplete(out, output)
+
+
+@pytest.mark.slow
+def test_sigint_on_a_distributed_master(tmp_path):
+    out = str(tmp_path / "run")
+    p = start(["run", "--workers", "2", "--users", "16", "--duration", "60s", "--max-tokens", "64",
+               "--sim-args", "--ttft-ms 50 --tpot-ms 20"], out)
+    time.sleep(random.uniform(5.0, 9.0))
+    p.send_signal(signal.SIGINT)
+    output, _ = p.communicate(timeout=120)
+    assert p.returncode == 130, output[-3000:]
+    check_incomplete(out, output)
+    df = pd.read_csv(os.path.join(out, "requests.csv"))
+    assert set(df.worker) == {"w0", "w1"}
+    assert (df.status == "cancelled").sum() > 0  # the requests in flight were cancelled, not dropped
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_exits_at_once(tmp_path):
+    out = str(tmp_path / "run")
+    p = start(["run", "--users", "4", "--duration", "60s", "--sim-args", "--ttft-ms 50 --tpot-ms 20"], out)
+    time.sleep(4)
+    p.send_signal(signal.SIGINT)
+    p.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    p.communicate(timeout=60)
+    assert p.returncode == 130
+    assert time.monotonic() - t0 < 10
