@@ -8,7 +8,16 @@ import pytest
 
 from tokenswarm.metrics import RequestRecord
 from tokenswarm.records import COLUMNS, RequestsWriter, to_row
-from tokenswarm.report.levels import Window, level_stats, load_requests, windows_from
+from tokenswarm.report.errors import ReportError
+from tokenswarm.report.levels import (
+    Window,
+    check_slo,
+    late_threshold_ms,
+    level_stats,
+    load_requests,
+    parse_itl,
+    windows_from,
+)
 
 CONTRACT = ("request_id", "start_time", "level", "worker", "status", "http_status", "ttft_ms", "ttft_visible_ms",
             "tpot_ms", "e2e_ms", "input_tokens", "output_tokens", "token_source", "error")
@@ -89,6 +98,11 @@ def test_level_statistics_equal_a_hand_computation(tmp_path):
         assert row["request_throughput"] == pytest.approx(len(done) / 10.0)
         assert row["goodput"] == pytest.approx((done.ttft_ms <= 100.0).sum() / 10.0)
         assert row["mean_input_len"] == pytest.approx(mine.input_tokens.mean())
+        judged = df[(df.level == lvl) & (df.status != "cancelled")]  # failures count against attainment
+        attained = ((judged.status == "ok") & (judged.ttft_ms <= 100.0)).sum() / len(judged)
+        assert row["slo_attainment"] == pytest.approx(attained)
+        assert row["meets_slo"] is False  # level 1 had a failure; level 2 has slow requests
+        assert row["target"] == lvl and row["under_target"] == (row["achieved_concurrency"] < 0.95 * lvl)
     assert levels.loc[0, "failed"] == 1 and levels.loc[0, "cancelled"] == 0
     assert levels.loc[1, "failed"] == 0 and levels.loc[1, "cancelled"] == 1
 
@@ -109,3 +123,105 @@ def test_warmup_excludes_early_requests_from_latency():
     w = windows_from(df, [{"level": 1, "start": 0.0, "end": 10.0}], warmup_s=2.0)
     row = level_stats(df, w).iloc[0]
     assert row["ttft_max"] == 10.0 and row["window_s"] == 8.0
+
+
+def first(levels: pd.DataFrame) -> dict:
+    """The first row with Python values (bools stay bools, None stays None)."""
+    return levels.to_dict("records")[0]
+
+
+def _frame(rows, **extra):
+    """A requests DataFrame from (start, level, status, ttft, tpot, e2e, itl) tuples."""
+    cols = ("start_time", "level", "status", "ttft_ms", "tpot_ms", "e2e_ms", "itl_ms")
+    df = pd.DataFrame(rows, columns=cols)
+    df["close_ms"] = df["e2e_ms"].fillna(1.0)
+    df["input_tokens"] = 10
+    df["output_tokens"] = [len(i.split()) + 1 if i else 1 for i in df["itl_ms"]]
+    for k, v in extra.items():
+        df[k] = v
+    return df
+
+
+def test_slo_attainment_goodput_and_meets_slo_follow_every_limit():
+    rows = [
+        (0.0, 4, "ok", 100.0, 10.0, 500.0, "10 10 10"),   # meets all
+        (0.1, 4, "ok", 300.0, 10.0, 700.0, "10 10 10"),   # TTFT too slow
+        (0.2, 4, "ok", 100.0, 30.0, 900.0, "30 30 30"),   # TPOT too slow
+        (0.3, 4, "ok", 100.0, np.nan, 100.0, ""),         # one token: no TPOT or ITL, passes them
+        (0.4, 4, "ok", 100.0, 12.0, 500.0, "5 5 80"),     # one gap over the ITL limit
+        (0.5, 4, "cancelled", np.nan, np.nan, np.nan, ""),  # not judged
+    ]
+    df = _frame(rows)
+    w = [Window(4, 0.0, 10.0, 0.0)]
+    row = first(level_stats(df, w, slo={"ttft": 200, "tpot": 20}))
+    assert row["slo_attainment"] == pytest.approx(3 / 5)
+    assert row["goodput"] == pytest.approx(3 / 10.0)
+    assert row["meets_slo"] is False
+    row = first(level_stats(df, w, slo={"ttft": 200, "tpot": 20, "itl": 50}))
+    assert row["slo_attainment"] == pytest.approx(2 / 5)
+    lenient = first(level_stats(df, w, slo={"ttft": 1000, "tpot": 100}, slo_attainment=0.99))
+    assert lenient["slo_attainment"] == 1.0 and lenient["meets_slo"] is True
+    # the attainment threshold is a parameter; one failure fails the level whatever the attainment
+    assert first(level_stats(df, w, slo={"ttft": 200}, slo_attainment=0.75))["meets_slo"] is True
+    failed = pd.concat([df, _frame([(0.6, 4, "timeout", np.nan, np.nan, np.nan, "")])], ignore_index=True)
+    row = first(level_stats(failed, w, slo={"ttft": 1000, "tpot": 100}))
+    assert row["slo_attainment"] == pytest.approx(5 / 6) and row["meets_slo"] is False
+    none = first(level_stats(df, w))
+    assert np.isnan(none["goodput"]) and np.isnan(none["slo_attainment"]) and none["meets_slo"] is None
+
+
+@pytest.mark.parametrize("slo, message", [({"ttfb": 10}, "unknown SLO 'ttfb'"), ({"ttft": "fast"}, "ttft = 'fast'"),
+                                          ({"tpot": -1}, "must be a positive")])
+def test_bad_slos_name_the_field_and_value(slo, message):
+    with pytest.raises(ReportError, match=message):
+        check_slo(slo)
+
+
+def test_rate_levels_report_send_lag_and_flag_late_ones():
+    # rate 10 req/s: inter-arrival 100 ms, so the late threshold is 10 + 5 ms = 15 ms
+    sched = 100.0 + np.arange(100) / 10.0
+    lag_ms = np.r_[np.full(95, 1.0), np.full(5, 40.0)]
+    df = _frame([(s + lag / 1000, 10, "ok", 50.0, 5.0, 100.0, "5 5") for s, lag in zip(sched, lag_ms)],
+                scheduled_time=sched)
+    row = first(level_stats(df, [Window(10, 100.0, 110.0, 100.0)], mode="rate"))
+    lag = (df.start_time - df.scheduled_time).to_numpy() * 1000
+    assert row["send_lag_p50_ms"] == pytest.approx(np.percentile(lag, 50))
+    assert row["send_lag_p99_ms"] == pytest.approx(np.percentile(lag, 99))
+    assert row["late_threshold_ms"] == pytest.approx(15.0) == late_threshold_ms(10)
+    assert row["late"] is True and "under_target" not in row
+    on_time = df.assign(start_time=sched + 0.001)
+    assert first(level_stats(on_time, [Window(10, 100.0, 110.0, 100.0)], mode="rate"))["late"] is False
+    assert late_threshold_ms(0.5) == pytest.approx(10 + 0.05 * 2000)
+
+
+def test_a_closed_loop_level_holding_too_few_in_flight_is_under_target():
+    df = pd.DataFrame({"start_time": [0.0, 0.0, 0.0], "close_ms": [10000.0] * 3, "e2e_ms": [10000.0] * 3,
+                       "level": [4, 4, 4], "status": ["ok"] * 3, "ttft_ms": [1.0] * 3, "tpot_ms": [1.0] * 3,
+                       "itl_ms": [""] * 3, "input_tokens": [1] * 3, "output_tokens": [1] * 3})
+    row = first(level_stats(df, [Window(4, 0.0, 10.0, 0.0)]))
+    assert row["achieved_concurrency"] == pytest.approx(3.0) and row["under_target"] is True  # 3 < 0.95 * 4
+    df4 = pd.concat([df, df.iloc[:1]], ignore_index=True)
+    assert first(level_stats(df4, [Window(4, 0.0, 10.0, 0.0)]))["under_target"] is False
+
+
+def test_itl_parsing_matches_a_plain_split_and_names_a_bad_cell():
+    rng = np.random.default_rng(3)
+    cells = [" ".join("%.3f" % x for x in rng.uniform(0, 100, rng.integers(0, 9))) for _ in range(500)]
+    values, counts = parse_itl(cells + [None, ""])
+    expect = [float(x) for c in cells for x in c.split()]
+    assert values.tolist() == expect
+    assert counts.tolist() == [len(c.split()) for c in cells] + [0, 0]
+    odd, odd_counts = parse_itl(["1.5  2.5", " 4", "3"])  # stray spaces: the careful path
+    assert odd.tolist() == [1.5, 2.5, 4.0, 3.0] and odd_counts.tolist() == [2, 1, 1]
+    with pytest.raises(ReportError, match=r"data row 2: '7,5' is not a number"):
+        parse_itl(["1 2", "3 7,5"])
+
+
+def test_load_requests_names_the_file_column_and_value(tmp_path):
+    p = tmp_path / "requests.csv"
+    p.write_text("start_time,level,status,ttft_ms\n1.0,2,ok,12.5\n2.0,2,ok,fast\n")
+    with pytest.raises(ReportError, match=r"requests.csv: column 'ttft_ms', data row 2: 'fast' is not a number"):
+        load_requests(str(p))
+    p.write_text("start_time,status\n1.0,ok\n")
+    with pytest.raises(ReportError, match="column 'level' is missing"):
+        load_requests(str(p))

@@ -1,70 +1,500 @@
-"""Rebuild a run folder's derived files (levels.csv, report.md) from requests.csv and run.json."""
+"""Rebuild a run folder's derived files from its raw ones: levels.csv, summary.json, report.md,
+report.html and plots/*.png.
+
+:func:`analyse` reads a run folder without writing: requests.csv and run.json
+when there is a requests.csv (exact figures, :mod:`tokenswarm.report.levels`),
+else Locust's ``*_stats_history.csv`` (Locust's rounded percentiles,
+:mod:`tokenswarm.report.locustcsv`), else an existing levels.csv. It names the
+saturation level and the highest level meeting the SLOs
+(:mod:`tokenswarm.report.saturation`). :func:`build` writes every derived file;
+``tokenswarm report DIR`` calls it. Settings come from run.json ``settings``
+(``warmup_s``, ``slo``, ``slo_attainment``, ``knee_pct``), each optional, with
+the defaults of the modules above.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from tokenswarm import runfolder
-from tokenswarm.report import tables
-from tokenswarm.report.levels import level_stats, load_requests, windows_from
+from tokenswarm import health, runfolder
+from tokenswarm.report import locustcsv, plots, samples, saturation, tables
+from tokenswarm.report.document import Document
+from tokenswarm.report.errors import ReportError
+from tokenswarm.report.levels import (
+    DEFAULT_SLO_ATTAINMENT,
+    LATE_BASE_MS,
+    LATE_SHARE,
+    UNDER_TARGET,
+    check_slo,
+    level_stats,
+    load_requests,
+    windows_from,
+)
+
+SUMMARY_JSON = "summary.json"
+SOURCE_REQUESTS, SOURCE_LOCUST, SOURCE_LEVELS = "requests.csv", "locust_csv", "levels.csv"
+SLO_LABELS = {"ttft": "TTFT", "tpot": "TPOT", "e2e": "E2E", "itl": "every ITL"}
+
+__all__ = ["SUMMARY_JSON", "Analysis", "ReportError", "analyse", "build", "read_meta", "summary_text"]
 
 
-class ReportError(ValueError):
-    """A run folder that cannot be reported on (missing or unreadable files)."""
+@dataclass
+class Analysis:
+    """Everything the report says about one run folder, computed without writing anything."""
+
+    run_dir: str
+    meta: dict[str, Any]
+    levels: pd.DataFrame
+    source: str  # requests.csv | locust_csv | levels.csv
+    source_file: str
+    mode: str
+    knee: saturation.Knee
+    knee_pct: float
+    slo: dict[str, float]
+    slo_attainment: float
+    warmup_s: float
+    failures: dict[float | None, dict[str, int]] = field(default_factory=dict)  # level (None: all) -> kind -> n
+    client: dict[float, str] = field(default_factory=dict)  # level -> why the load generator was saturated
+    tokenizer_check: dict[str, Any] = field(default_factory=dict)  # usage vs --tokenizer output token counts
+
+    @property
+    def run_id(self) -> str:
+        return str(self.meta.get("run_id") or os.path.basename(os.path.normpath(self.run_dir)))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        s = self.meta.get("settings")
+        return s if isinstance(s, dict) else {}
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.meta.get("complete", True))
+
+    @property
+    def max_level_meeting_slo(self) -> float | None:
+        return saturation.max_level_meeting_slo(self.levels) if self.slo else None
+
+    def summary(self) -> dict[str, Any]:
+        """The machine-readable summary (summary.json)."""
+        lv = self.levels
+        peak = None
+        if len(lv) and "output_throughput" in lv.columns and lv["output_throughput"].notna().any():
+            i = lv["output_throughput"].astype(float).idxmax()
+            peak = {"level": float(lv.loc[i, "level"]), "output_throughput": float(lv.loc[i, "output_throughput"])}
+        return {
+            "run_id": self.run_id,
+            "mode": self.mode,
+            "complete": self.complete,
+            "source": self.source,
+            "levels": [float(x) for x in lv["level"]] if "level" in lv.columns else [],
+            "saturation": self.knee.to_dict(),
+            "saturation_level": self.knee.level,
+            "knee_pct": self.knee_pct,
+            "slo": self.slo or None,
+            "slo_attainment_target": self.slo_attainment,
+            "max_level_meeting_slo": self.max_level_meeting_slo,
+            "peak_output_throughput": peak,
+            "under_target_levels": saturation.flagged(lv, "under_target"),
+            "late_levels": saturation.flagged(lv, "late"),
+            "client_saturated_levels": {f"{k:g}": v for k, v in sorted(self.client.items())},
+            "tokenizer_check": self.tokenizer_check or None,
+            "warmup_s": self.warmup_s,
+            "failures_by_kind": _total_failures(self.failures),
+            "lost_workers": self.meta.get("lost_workers") or [],
+        }
 
 
-def build(run_dir: str, warmup_s: float | None = None) -> pd.DataFrame:
-    """Write levels.csv and report.md for ``run_dir``; returns the levels table."""
+def read_meta(run_dir: str) -> dict[str, Any]:
+    """run.json as a dict ({} when absent); ReportError naming the file when it is not JSON."""
+    try:
+        meta = runfolder.read_run_json(run_dir)
+    except (OSError, ValueError) as e:
+        raise ReportError(f"{os.path.join(run_dir, runfolder.RUN_JSON)}: not readable JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise ReportError(f"{os.path.join(run_dir, runfolder.RUN_JSON)}: expected a JSON object")
+    return meta
+
+
+def _number(settings: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
+    value = settings.get(key)
+    if value is None:
+        return default
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ReportError(f"run.json settings.{key} = {value!r}: not a number") from None
+    if not lo <= out <= hi:
+        raise ReportError(f"run.json settings.{key} = {value!r}: must be between {lo:g} and {hi:g}")
+    return out
+
+
+def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool = False) -> Analysis:
+    """Read a run folder and compute its levels, saturation and SLO verdicts (nothing is written).
+
+    ``prefer_levels_csv``: take an existing levels.csv that is at least as new as requests.csv and
+    run.json instead of recomputing it (what :mod:`tokenswarm.report.compare` does).
+    """
     if not os.path.isdir(run_dir):
         raise ReportError(f"no run folder at {run_dir}")
-    meta = runfolder.read_run_json(run_dir)
-    req_path = os.path.join(run_dir, runfolder.REQUESTS_CSV)
-    if not os.path.exists(req_path):
-        raise ReportError(f"{req_path} is missing: nothing to report")
-    df = load_requests(req_path)
+    meta = read_meta(run_dir)
+    s = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}
     if warmup_s is None:
-        warmup_s = float(meta.get("settings", {}).get("warmup_s", 0) or 0)
-    windows = windows_from(df, meta.get("timeline"), warmup_s)
-    slo = meta.get("settings", {}).get("slo") or None
-    levels = level_stats(df, windows, slo=slo, mode=meta.get("mode", "concurrency"))
-    levels.to_csv(os.path.join(run_dir, runfolder.LEVELS_CSV), index=False, float_format="%.4f")
+        warmup_s = _number(s, "warmup_s", 0.0, 0.0, float("inf"))
+    knee_pct = _number(s, "knee_pct", saturation.DEFAULT_KNEE_PCT, 0.0, 1000.0)
+    target = _number(s, "slo_attainment", DEFAULT_SLO_ATTAINMENT, 0.0, 1.0)
+    slo = check_slo(s.get("slo"))
+    mode = str(meta.get("mode") or "concurrency")
+    if mode not in ("concurrency", "rate"):
+        raise ReportError(f"{os.path.join(run_dir, runfolder.RUN_JSON)}: mode = {mode!r}: "
+                          "expected 'concurrency' or 'rate'")
+    req_path = os.path.join(run_dir, runfolder.REQUESTS_CSV)
+    lv_path = os.path.join(run_dir, runfolder.LEVELS_CSV)
+    failures: dict[float | None, dict[str, int]] = {}
+    client: dict[float, str] = {}
+    tok_check: dict[str, Any] = {}
+    if prefer_levels_csv and os.path.exists(lv_path) and _newest(lv_path, req_path, os.path.join(
+            run_dir, runfolder.RUN_JSON)):
+        levels, source, source_file = _read_levels_csv(lv_path), SOURCE_LEVELS, lv_path
+    elif os.path.exists(req_path):
+        df = load_requests(req_path)
+        windows = windows_from(df, meta.get("timeline"), warmup_s)
+        try:
+            levels = level_stats(df, windows, slo=slo, mode=mode, slo_attainment=target)
+        except ReportError as e:  # a bad itl_ms cell: say which file
+            raise ReportError(f"{req_path}: {e}") from None
+        failures = _failures_by_level(df)
+        levels, client = samples.fold(levels, run_dir, windows)
+        tok_check = tokenizer_check(req_path)
+        source, source_file = SOURCE_REQUESTS, req_path
+    else:
+        hist = locustcsv.find_history(run_dir)
+        if hist is not None:
+            levels = locustcsv.levels_from_history(hist)
+            fails = locustcsv.failures_by_kind(hist)
+            failures = {None: fails} if fails else {}
+            source, source_file, mode = SOURCE_LOCUST, hist, "concurrency"
+        elif os.path.exists(lv_path):
+            levels, source, source_file = _read_levels_csv(lv_path), SOURCE_LEVELS, lv_path
+        else:
+            raise ReportError(f"{run_dir} is not a tokenswarm run folder: it has no requests.csv, "
+                              "*_stats_history.csv or levels.csv")
+    if len(levels) and "mode" in levels.columns and str(levels["mode"].iloc[0]) in ("concurrency", "rate"):
+        mode = str(levels["mode"].iloc[0])
+    knee = saturation.find_knee(levels, knee_pct)
+    return Analysis(run_dir, meta, levels, source, source_file, mode, knee, knee_pct, slo, target, warmup_s,
+                    failures, client, tok_check)
+
+
+TOKENIZER_TOLERANCE = 0.02  # usage and the local tokenizer may differ this much before the report says so
+
+
+def tokenizer_check(req_path: str) -> dict[str, Any]:
+    """Output tokens by the server's usage vs the local --tokenizer, over requests that have both."""
+    try:
+        df = pd.read_csv(req_path, usecols=["status", "token_source", "output_tokens", "output_tokens_tokenizer"],
+                         dtype={"status": str, "token_source": str})
+    except (ValueError, OSError):
+        return {}  # an older requests.csv without the column
+    both = df[(df["status"] == "ok") & (df["token_source"] == "usage")].dropna(
+        subset=["output_tokens", "output_tokens_tokenizer"])
+    if both.empty:
+        return {}
+    usage, local = float(both["output_tokens"].sum()), float(both["output_tokens_tokenizer"].sum())
+    diff = (local - usage) / usage if usage else 0.0
+    return {"requests": int(len(both)), "usage_tokens": usage, "tokenizer_tokens": local, "difference": diff,
+            "disagree": abs(diff) > TOKENIZER_TOLERANCE}
+
+
+def _newest(path: str, *others: str) -> bool:
+    t = os.path.getmtime(path)
+    return all(not os.path.exists(o) or os.path.getmtime(o) <= t for o in others)
+
+
+def _read_levels_csv(path: str) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError) as e:
+        raise ReportError(f"{path}: cannot read levels.csv ({e})") from None
+    if "level" not in df.columns:
+        raise ReportError(f"{path}: column 'level' is missing: not a tokenswarm levels.csv")
+    return df
+
+
+def _failures_by_level(df: pd.DataFrame) -> dict[float | None, dict[str, int]]:
+    failed = df[~df["status"].isin(["ok", "cancelled"])]
+    out: dict[float | None, dict[str, int]] = {}
+    for (level, kind), n in failed.groupby(["level", "status"]).size().items():
+        out.setdefault(float(level), {})[str(kind) or "unknown"] = int(n)
+    return out
+
+
+def _total_failures(failures: dict[float | None, dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for kinds in failures.values():
+        for k, n in kinds.items():
+            total[k] = total.get(k, 0) + n
+    return dict(sorted(total.items(), key=lambda kv: -kv[1]))
+
+
+# -- writing ---------------------------------------------------------------------------------
+def build(run_dir: str, warmup_s: float | None = None, with_plots: bool = True) -> pd.DataFrame:
+    """Write levels.csv, summary.json, report.md, report.html and plots/*.png (for two levels or more) into
+    ``run_dir``; returns the levels table. ``warmup_s`` overrides run.json's ``settings.warmup_s``."""
+    a = analyse(run_dir, warmup_s)
+    if a.source != SOURCE_LEVELS:
+        a.levels.to_csv(os.path.join(run_dir, runfolder.LEVELS_CSV), index=False, float_format="%.4f")
+    runfolder.write_json(os.path.join(run_dir, SUMMARY_JSON), a.summary())
+    plot_paths: list[str] = []
+    if with_plots and len(a.levels) > 1:  # a single level has no curve to draw
+        plot_paths = plots.sweep_plots(a.levels, os.path.join(run_dir, runfolder.PLOTS), a.knee.level, a.mode)
+        server = samples.server_plot(a.levels, os.path.join(run_dir, runfolder.PLOTS), a.mode)
+        if server:
+            plot_paths.append(server)
+    doc = report_document(a, plot_paths)
     with open(os.path.join(run_dir, runfolder.REPORT_MD), "w", encoding="utf-8") as fh:
-        fh.write(markdown_report(meta, levels, df))
-    return levels
+        fh.write(doc.markdown())
+    with open(os.path.join(run_dir, runfolder.REPORT_HTML), "w", encoding="utf-8") as fh:
+        fh.write(doc.html())
+    return a.levels
 
 
-def markdown_report(meta: dict[str, Any], levels: pd.DataFrame, df: pd.DataFrame) -> str:
-    s = meta.get("settings", {})
-    title = meta.get("run_id", "run")
-    lines = [f"# tokenswarm report: {title}", ""]
-    if s:
-        lines.append(f"Engine `{s.get('engine')}` at {s.get('base_url')}{s.get('endpoint', '')}, model "
-                     f"`{s.get('model')}`, dialect {s.get('dialect')}, max_tokens {s.get('max_tokens')}, "
-                     f"input length {s.get('input_len')}.")
-        lines.append("")
-    if not meta.get("complete", True):
-        lines += ["**This run did not complete** (interrupted or crashed): figures cover what was measured.", ""]
-    lines += [tables.markdown(levels), ""]
-    n_fail = int((~df["status"].isin(["ok", "cancelled"])).sum()) if len(df) else 0
-    if n_fail:
-        kinds = df[~df["status"].isin(["ok", "cancelled"])]["status"].value_counts()
-        lines.append("Failures by kind: " + ", ".join(f"{k} {v}" for k, v in kinds.items()) + ".")
-        lines.append("")
-    lines += [
-        "Latency percentiles are exact, from every request in requests.csv. TTFT: first output-carrying "
-        "event minus send; TPOT: (E2E - TTFT) / (output tokens - 1); throughput: tokens of requests "
-        "completed inside each level's measurement window / window seconds.",
-        "",
-    ]
-    return "\n".join(lines)
+def level_word(mode: str) -> str:
+    return "rate" if mode == "rate" else "concurrency"
+
+
+def _fmt_level(level: float, mode: str) -> str:
+    return f"{level:g} req/s" if mode == "rate" else f"{level:g}"
+
+
+def _levels_list(levels: list[float], mode: str) -> str:
+    return ", ".join(f"{x:g}" for x in levels) + (" req/s" if mode == "rate" else "")
+
+
+def saturation_line(a: Analysis) -> str:
+    k = a.knee
+    if k.level is None:
+        return f"**Saturation:** not found: {k.reason}."
+    rise = (f"by up to {k.later_ttft_rise_pct:,.0f} %" if k.later_ttft_rise_pct is not None
+            and k.later_ttft_rise_pct != float("inf") else "from 0")
+    return (f"**Saturation:** {level_word(a.mode)} {_fmt_level(k.level, a.mode)}, at "
+            f"{k.output_throughput:,.0f} output tok/s: no later level adds {a.knee_pct:g} % output (the best "
+            f"{k.later_gain_pct:+.1f} %) while TTFT p99 rises {rise} (from {k.ttft_p99_ms:,.0f} ms).")
+
+
+def slo_line(a: Analysis) -> str:
+    if not a.slo:
+        return ("**SLOs:** none given (run.json `settings.slo`), so no goodput, attainment or "
+                "highest level meeting them.")
+    limits = ", ".join(f"{SLO_LABELS[k]} ≤ {v:g} ms" for k, v in a.slo.items())
+    rule = (f"a level meets them when at least {a.slo_attainment:.1%} of its requests do and none failed")
+    best = a.max_level_meeting_slo
+    verdict = (f"highest level meeting them: **{_fmt_level(best, a.mode)}**" if best is not None
+               else "**no level meets them**")
+    return f"**SLOs:** {limits}; {rule}; {verdict}."
+
+
+def flag_items(a: Analysis) -> list[str]:
+    """The report's flags, each with what it means and what to do."""
+    items = []
+    under = saturation.flagged(a.levels, "under_target")
+    if under:
+        lv = a.levels.set_index("level")
+        held = "; ".join(f"{x:g}: {lv.loc[x, 'achieved_concurrency']:.1f} in flight" for x in under)
+        items.append(f"**Under target** ({held}): these levels held fewer than {UNDER_TARGET:.0%} of their target "
+                     "requests in flight, so the client, not the server, set the pace and their latencies understate "
+                     "what the server would show at that load. Add workers (`--workers N`) or load machines, check "
+                     "the client's CPU, or lengthen the levels if requests are long next to them.")
+    late = saturation.flagged(a.levels, "late")
+    if late:
+        lv = a.levels.set_index("level")
+        lags = "; ".join(f"{x:g} req/s: p99 {lv.loc[x, 'send_lag_p99_ms']:.1f} ms "
+                         f"(limit {lv.loc[x, 'late_threshold_ms']:.1f} ms)" for x in late)
+        items.append(f"**Late sends** ({lags}): the client sent these levels' requests behind schedule (limit: "
+                     f"{LATE_BASE_MS:g} ms + {LATE_SHARE:.0%} of the mean gap between arrivals), so the offered rate "
+                     "was lower than asked. Add workers (`--workers N`) or load machines, or check the client's CPU.")
+    if a.client:
+        why = "; ".join(f"{lvl:g}: {reason}" for lvl, reason in sorted(a.client.items()))
+        items.append(f"**Client saturated** ({why}): a load-generating process ran at or above "
+                     f"{health.CPU_SATURATED_PCT:g} % of a core or its event loop lagged "
+                     f"{health.LAG_SATURATED_MS:g} ms or more (p99), so these levels' latencies include the client's "
+                     "own delay: "
+                     f"{health.ADVICE}. client_health.csv has the samples.")
+    tc = a.tokenizer_check
+    if tc.get("disagree"):
+        items.append(f"**Token counts disagree**: over {tc['requests']} requests the server's usage says "
+                     f"{tc['usage_tokens']:,.0f} output tokens and the local tokenizer {tc['tokenizer_tokens']:,.0f} "
+                     f"({tc['difference']:+.1%}, more than {TOKENIZER_TOLERANCE:.0%}): check that --tokenizer is the "
+                     "served model's tokenizer (the throughput figures use the server's usage).")
+    if a.source == SOURCE_REQUESTS and "failed" in a.levels.columns and a.levels["failed"].sum() > 0:
+        bad = a.levels[a.levels["failed"] > 0]
+        items.append("**Failures** at " + ", ".join(f"{r.level:g} ({int(r.failed)})" for r in bad.itertuples())
+                     + ": see Failures by kind below; a level with failures never meets the SLOs.")
+    return items
+
+
+def lost_workers_line(a: Analysis) -> str:
+    """run.json ``lost_workers`` (id, lost_at, records, lost_in_flight) as one sentence; '' when none."""
+    lost = a.meta.get("lost_workers")
+    if not isinstance(lost, list) or not lost:
+        return ""
+    timeline = a.meta.get("timeline") if isinstance(a.meta.get("timeline"), list) else []
+    parts = []
+    for w in lost:
+        if not isinstance(w, dict):
+            continue
+        at = w.get("lost_at")
+        level = next((seg.get("level") for seg in reversed(timeline) if isinstance(seg, dict) and at is not None
+                      and isinstance(seg.get("start"), (int, float)) and seg["start"] <= at), None)
+        where = f" during {level_word(a.mode)} {_fmt_level(float(level), a.mode)}" if level is not None else ""
+        parts.append(f"`{w.get('id')}`{where} ({w.get('records', 0)} records kept, "
+                     f"{w.get('lost_in_flight', 0)} requests in flight lost)")
+    if not parts:
+        return ""
+    return (f"**{len(parts)} worker{'s' if len(parts) != 1 else ''} lost:** " + "; ".join(parts) +
+            ". Levels after that ran with fewer load generators; requests lost in flight count as failed in the "
+            "run's failure ratio but have no row in requests.csv.")
+
+
+def _target_line(s: dict[str, Any]) -> str:
+    """``Engine `vllm` at `URL`, model `M`, ...`` from whichever settings the run recorded."""
+    parts = []
+    if s.get("engine"):
+        where = f"{s.get('base_url') or ''}{s.get('endpoint') or ''}"
+        parts.append(f"Engine `{s['engine']}`" + (f" at `{where}`" if where else ""))
+    for key, label in (("model", "model"), ("dialect", "dialect"), ("max_tokens", "max_tokens"),
+                       ("input_len", "input length")):
+        if s.get(key) not in (None, ""):
+            parts.append(f"{label} `{s[key]}`" if key == "model" else f"{label} {s[key]}")
+    return (", ".join(parts) + ".") if parts else ""
+
+
+def report_document(a: Analysis, plot_paths: list[str]) -> Document:
+    """report.md / report.html as one :class:`Document`."""
+    s = a.settings
+    doc = Document(f"tokenswarm report: {a.run_id}")
+    target = _target_line(s)
+    if target:
+        doc.para(target)
+    lv = [float(x) for x in a.levels["level"]] if "level" in a.levels.columns else []
+    kind = "Request-rate sweep" if a.mode == "rate" else "Concurrency sweep"
+    if len(lv) == 1:
+        kind = "Request-rate run" if a.mode == "rate" else "Concurrency run"
+    desc = f"{kind}, {len(lv)} level{'s' if len(lv) != 1 else ''} ({_levels_list(lv, a.mode)})"
+    if s.get("level_duration_s"):
+        desc += f", {float(s['level_duration_s']):g} s each"
+    elif s.get("level_requests"):
+        desc += f", {s['level_requests']} requests each"
+    if a.warmup_s:
+        desc += f"; the first {a.warmup_s:g} s of each level are warm-up, left out"
+    workers = a.meta.get("workers")
+    if isinstance(workers, list) and workers:
+        desc += f"; {len(workers)} worker{'s' if len(workers) != 1 else ''}"
+    doc.para(desc + ".")
+    if not a.complete:
+        planned = s.get("rates" if a.mode == "rate" else "levels")
+        missing = [float(x) for x in planned if float(x) not in lv] if isinstance(planned, list) else []
+        extra = f" Levels planned but not reached: {_levels_list(missing, a.mode)}." if missing else ""
+        doc.warn("**This run did not complete** (interrupted or crashed): figures cover what was measured, and "
+                 f"the last level may be cut short.{extra}")
+    lost = lost_workers_line(a)
+    if lost:
+        doc.warn(lost)
+    if a.source == SOURCE_LOCUST:
+        doc.warn(f"Built from Locust's CSV files (`{os.path.basename(a.source_file)}`; there is no requests.csv): "
+                 "percentiles are **Locust's rounded ones** (about two significant figures, over its last ~10 s "
+                 "at the end of each level), requests count in the level where they completed, throughput uses "
+                 "1-second timestamps, and input tokens, ITL and achieved concurrency are unknown. Run with "
+                 "tokenswarm's run folder (requests.csv) for exact figures.")
+    elif a.source == SOURCE_LEVELS:
+        doc.warn("Built from an existing levels.csv (no requests.csv or Locust history in this folder).")
+    doc.heading("Results")
+    doc.table(*tables.rows(a.levels, tables.PUBLISHED, a.mode))
+    peak = a.summary()["peak_output_throughput"]
+    lines = [saturation_line(a)] if len(a.levels) > 1 else []
+    lines.append(slo_line(a))
+    if peak:
+        lines.append(f"**Peak output throughput:** {peak['output_throughput']:,.1f} tok/s at {level_word(a.mode)} "
+                     f"{_fmt_level(peak['level'], a.mode)}.")
+    doc.bullets(lines)
+    flags = flag_items(a)
+    if flags:
+        doc.heading("Flags")
+        doc.bullets(flags)
+    doc.heading("Per-level detail")
+    doc.para("Latency in ms; percentiles " + ("exact, from every request in requests.csv." if a.source !=
+                                              SOURCE_LOCUST else "rounded by Locust."))
+    doc.table(*tables.rows(a.levels, tables.DETAIL, a.mode, drop_empty=True))
+    total = _total_failures(a.failures)
+    if total:
+        doc.heading("Failures by kind")
+        kinds = list(total)
+        if None in a.failures:
+            doc.table(["Kind", "Count"], [[k, str(total[k])] for k in kinds], left=1)
+        else:
+            body = [[f"{lvl:g}", *(str(a.failures[lvl].get(k, 0)) for k in kinds), str(sum(a.failures[lvl].values()))]
+                    for lvl in sorted(x for x in a.failures if x is not None)]
+            body.append(["all", *(str(total[k]) for k in kinds), str(sum(total.values()))])
+            doc.table([tables.LEVEL_HEADING[a.mode], *kinds, "Total"], body)
+    if plot_paths:
+        doc.heading("Plots")
+        captions = {"throughput.png": "Output throughput", "ttft.png": "TTFT p50 / p99",
+                    "tpot.png": "TPOT p50 / p99", "latency_vs_throughput.png": "Latency vs throughput",
+                    "server_metrics.png": "Engine metrics: running and waiting requests, KV cache"}
+        for p in plot_paths:
+            name = os.path.basename(p)
+            doc.image(p, f"{runfolder.PLOTS}/{name}", captions.get(name, name))
+    doc.heading("How these figures are computed")
+    doc.bullets([
+        "TTFT: first output-carrying event minus send; TPOT: (E2E - TTFT) / (output tokens - 1); ITL: gaps "
+        "between output events; E2E: last output event minus send. Client clock, per request.",
+        "Throughput: output tokens generated inside each level's measurement window (warm-up excluded) / window "
+        "seconds; Req/s: requests completed in it.",
+        f"Saturation: the lowest level beyond which output throughput never grows by {a.knee_pct:g} % or more while "
+        f"TTFT p99 rises by more than {saturation.TTFT_RISE_PCT:g} %.",
+        "Achieved concurrency: time-averaged requests in flight in the window; a closed-loop level under "
+        f"{UNDER_TARGET:.0%} of its target is flagged.",
+    ])
+    return doc
 
 
 def summary_text(run_dir: str) -> str:
-    """The published-style table of a built run folder, as aligned text."""
+    """The published-style table of a built run folder as aligned text, then its saturation and SLO lines."""
     path = os.path.join(run_dir, runfolder.LEVELS_CSV)
     if not os.path.exists(path):
         return ""
-    return tables.text(pd.read_csv(path))
+    levels = pd.read_csv(path)
+    out = tables.text(levels)
+    spath = os.path.join(run_dir, SUMMARY_JSON)
+    if len(levels) > 1 and os.path.exists(spath):
+        try:
+            with open(spath, encoding="utf-8") as fh:
+                summ = json.load(fh)
+        except (OSError, ValueError):
+            return out
+        mode = str(summ.get("mode") or tables.mode_of(levels))
+        sat = summ.get("saturation") or {}
+        if summ.get("saturation_level") is not None:
+            out += f"\n\nSaturation: {level_word(mode)} {_fmt_level(summ['saturation_level'], mode)}"
+        else:
+            out += f"\n\nSaturation: not found ({sat.get('reason', 'no knee')})"
+        if summ.get("slo"):
+            best = summ.get("max_level_meeting_slo")
+            out += ("\nHighest level meeting the SLOs: " + (_fmt_level(best, mode) if best is not None else "none"))
+        for key, word in (("under_target_levels", "under target"), ("late_levels", "late")):
+            if summ.get(key):
+                out += f"\nFlagged {word}: {_levels_list(summ[key], mode)} (see report.md)"
+    if os.path.exists(spath):
+        try:
+            with open(spath, encoding="utf-8") as fh:
+                sat_levels = json.load(fh).get("client_saturated_levels") or {}
+        except (OSError, ValueError):
+            sat_levels = {}
+        if sat_levels:
+            out += (f"\nWarning: the load generator was saturated at level {', '.join(sat_levels)} "
+                    f"({'; '.join(sat_levels.values())}): those timings include client delay; {health.ADVICE}")
+    return out

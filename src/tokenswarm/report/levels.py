@@ -1,11 +1,13 @@
 """Per-level statistics from requests.csv, computed exactly (numpy linear interpolation).
 
-A *level* is one target concurrency (or rate) of a run. Its measurement
-window runs from the level's start plus the warm-up to the level's end (from
-run.json's timeline; from the records themselves when there is none).
+A *level* is one target concurrency (or, in rate mode, one request rate in
+req/s) of a run. Its measurement window runs from the level's start plus the
+warm-up to the level's end (from run.json's timeline; from the records
+themselves when there is none).
 
-* Latency statistics use the ``ok`` requests that started in the level after
-  its warm-up.
+* Latency statistics (TTFT, TPOT, ITL, E2E: mean, std, min, max, p50, p90,
+  p95, p99, p99.9) use the ``ok`` requests that started in the level after
+  its warm-up (the level's *sample*).
 * Output throughput counts the output tokens generated inside the window by
   ``ok`` requests, whichever level they started in: a request's first token
   at its TTFT, the others spread evenly up to its last token (exact for a
@@ -13,48 +15,113 @@ run.json's timeline; from the records themselves when there is none).
   share). Counting whole requests at completion instead makes the figure
   jump by a full wave of requests when requests are long next to the window.
   Input throughput counts a request's prompt when its first token (the end of
-  its prefill) falls in the window; request throughput, requests completed in it.
+  its prefill) falls in the window; request throughput, ``ok`` requests
+  completed in it; ``send_rate``, requests of any status sent in it.
 * Achieved concurrency is the time-averaged number of requests in flight
-  inside the window (from each request's send and close times).
-* Goodput is the rate of window-completed requests meeting every SLO.
+  inside the window (from each request's send and close times). A closed-loop
+  level holding less than ``UNDER_TARGET`` (95 %) of its target is flagged
+  ``under_target``: the client, not the server, set the pace.
+* SLOs (run.json ``settings.slo``, milliseconds, any of ``ttft``, ``tpot``,
+  ``e2e``, ``itl``): a request *meets the SLOs* when it is ``ok`` and its TTFT,
+  TPOT and E2E are at most their limits and none of its inter-token gaps
+  exceeds the ITL limit (a request with one output token has no TPOT/ITL and
+  passes those two). ``goodput`` is the rate of window-completed requests
+  meeting the SLOs; ``slo_attainment`` the share of the level's sample
+  (requests started after warm-up, failures included, cancelled ones not)
+  meeting them; ``meets_slo`` is true when attainment is at least
+  ``settings.slo_attainment`` (default 0.99) and the level had no failure.
+  Without SLOs these three columns are empty.
+* Rate mode: ``send_lag_*_ms`` is actual send minus scheduled send
+  (``start_time - scheduled_time``) over the level's sample; the level is
+  ``late`` when the p99 lag exceeds ``LATE_BASE_MS`` (10 ms) plus
+  ``LATE_SHARE`` (5 %) of the mean inter-arrival time (1000 / rate ms): past
+  that, the client shifted the arrivals by a visible part of their spacing,
+  so the offered rate was not the one asked for.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-PERCENTILES = (50, 90, 95, 99, 99.9)
-METRICS = ("ttft", "tpot", "itl", "e2e")
-UNDER_TARGET = 0.95  # a closed-loop level holding fewer in flight than this share of its target is flagged
+from tokenswarm.report.errors import ReportError
 
-NUMERIC = (
+PERCENTILES: tuple[float, ...] = (50, 90, 95, 99, 99.9)
+METRICS: tuple[str, ...] = ("ttft", "tpot", "itl", "e2e")
+SLO_KEYS: tuple[str, ...] = ("ttft", "tpot", "e2e", "itl")
+UNDER_TARGET = 0.95  # a closed-loop level holding fewer in flight than this share of its target is flagged
+LATE_BASE_MS = 10.0  # a rate level is late when its p99 send lag exceeds this ...
+LATE_SHARE = 0.05  # ... plus this share of the mean inter-arrival time
+DEFAULT_SLO_ATTAINMENT = 0.99
+OK, CANCELLED = "ok", "cancelled"
+
+NUMERIC: tuple[str, ...] = (
     "start_time", "level", "user", "http_status", "ttft_ms", "ttft_visible_ms", "tpot_ms", "e2e_ms", "close_ms",
     "input_tokens", "output_tokens", "reasoning_tokens", "cached_tokens", "output_events", "scheduled_time",
     "connect_ms",
 )
+#: the columns the report reads; others (ids, errors, prompt ids) are skipped when loading
+READ: tuple[str, ...] = (
+    "start_time", "level", "status", "ttft_ms", "tpot_ms", "e2e_ms", "close_ms", "input_tokens", "output_tokens",
+    "scheduled_time", "itl_ms",
+)
+REQUIRED: tuple[str, ...] = ("start_time", "level", "status")
 
 
 def pct_name(p: float) -> str:
-    return f"p{p:g}".replace(".", "")  # p50, p99, p999
+    """``p50``, ``p99``, ``p999`` (for 99.9): the suffix of a percentile column."""
+    return f"p{p:g}".replace(".", "")
 
 
-def load_requests(path: str) -> pd.DataFrame:
-    """requests.csv as a DataFrame with numeric columns typed (empty cells are NaN)."""
-    df = pd.read_csv(path, dtype={"request_id": str, "worker": str, "error": str, "itl_ms": str,
-                                  "prompt_id": str, "token_source": str, "finish_reason": str, "status": str},
-                     keep_default_na=False, na_values={c: [""] for c in NUMERIC})
-    for col in NUMERIC:
-        if col in df.columns:
-            df[col] = pd.to_numeric(df[col], errors="coerce")
+# -- loading ---------------------------------------------------------------------------------
+def load_requests(path: str, columns: tuple[str, ...] | None = READ) -> pd.DataFrame:
+    """requests.csv as a DataFrame: numeric columns as float64 (empty cells NaN), ``status`` and
+    ``itl_ms`` as strings. Only ``columns`` are read (all when None); missing optional ones are NaN.
+
+    Raises :class:`ReportError` naming the file, column, row and value when a required column is
+    missing or a numeric cell is not a number.
+    """
+    try:
+        header = pd.read_csv(path, nrows=0).columns.tolist()
+    except (OSError, ValueError) as e:
+        raise ReportError(f"{path}: cannot read requests.csv ({e})") from None
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise ReportError(f"{path}: column {missing[0]!r} is missing (columns: {', '.join(header) or 'none'})")
+    use = header if columns is None else [c for c in header if c in columns]
+    num = {c: "float64" for c in use if c in NUMERIC}
+    strs = {c: object for c in use if c not in NUMERIC}
+    try:
+        df = pd.read_csv(path, usecols=use, dtype={**num, **strs}, keep_default_na=False,
+                         na_values={c: [""] for c in num}, engine="c")
+    except ValueError:  # a numeric cell that is not a number: find it and say where
+        df = pd.read_csv(path, usecols=use, dtype=str, keep_default_na=False)
+        for col in num:
+            conv = pd.to_numeric(df[col].replace("", np.nan), errors="coerce")
+            bad = conv.isna() & (df[col] != "")
+            if bad.any():
+                i = int(np.flatnonzero(bad.to_numpy())[0])
+                raise ReportError(f"{path}: column {col!r}, data row {i + 1}: {df[col].iloc[i]!r} is not a number"
+                                  ) from None
+            df[col] = conv.astype("float64")
+    for col in columns or ():
+        if col not in df.columns:
+            df[col] = "" if col in ("status", "itl_ms") else np.nan
     return df
 
 
+# -- windows ---------------------------------------------------------------------------------
 @dataclass
 class Window:
+    """A level's measurement window, epoch seconds: [start, end), warm-up excluded."""
+
     level: float
     start: float  # epoch seconds, warm-up excluded
     end: float
@@ -66,23 +133,37 @@ class Window:
 
 
 def windows_from(df: pd.DataFrame, timeline: list[dict[str, Any]] | None, warmup_s: float = 0.0) -> list[Window]:
-    """Measurement windows per level: from the run's timeline, else from the records' span."""
+    """Measurement windows per level: from the run's timeline, else from the records' span.
+
+    A timeline entry without an ``end`` (an interrupted run) ends at the next entry's start, or, for
+    the last one, at the last request sent: what follows is requests draining, not the level's load.
+    """
     out: list[Window] = []
     if timeline:
         for i, seg in enumerate(timeline):
+            try:
+                level, start = float(seg["level"]), float(seg["start"])
+            except (KeyError, TypeError, ValueError):
+                raise ReportError(f"run.json: timeline[{i}] = {seg!r}: needs numeric 'level' and 'start'") from None
             end = seg.get("end")
-            if end is None:
-                end = timeline[i + 1]["start"] if i + 1 < len(timeline) else _last_end(df)
-            start = seg["start"]
-            out.append(Window(seg["level"], min(start + warmup_s, end), end, start))
+            if end is None:  # an interrupted level: it ends at the next level's start, else at its last send
+                end = timeline[i + 1]["start"] if i + 1 < len(timeline) else _last_send(df, start)
+            end = float(end)
+            out.append(Window(level, min(start + warmup_s, end), end, start))
         return out
     if df.empty:
         return out
     for level, g in df.groupby("level", sort=True):
         start = float(g["start_time"].min())
         end = float((g["start_time"] + g["close_ms"].fillna(0) / 1000.0).max())
-        out.append(Window(level, min(start + warmup_s, end), end, start))
+        out.append(Window(float(level), min(start + warmup_s, end), end, start))
     return out
+
+
+def _last_send(df: pd.DataFrame, after: float) -> float:
+    """The last send at or after ``after`` (the draining tail is not load); the last close when none."""
+    sent = df["start_time"][df["start_time"] >= after] if not df.empty else df.get("start_time", pd.Series())
+    return float(sent.max()) if len(sent) else _last_end(df)
 
 
 def _last_end(df: pd.DataFrame) -> float:
@@ -91,6 +172,102 @@ def _last_end(df: pd.DataFrame) -> float:
     return float((df["start_time"] + df["close_ms"].fillna(0) / 1000.0).max())
 
 
+# -- inter-token latencies --------------------------------------------------------------------
+def parse_itl(cells: pd.Series | np.ndarray | list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Parse ``itl_ms`` cells: (all values in cell order, how many values each cell holds).
+
+    Fast path (about 60 ns a value): the cells are joined with single spaces and handed to pandas'
+    C parser with the space as its line terminator, one value a line; the per-cell counts are the
+    cells' single spaces plus one. If parsing fails or the two disagree (odd whitespace, a bad
+    token), each cell is split on its own, and a token that is not a number raises
+    :class:`ReportError` naming the data row and the value.
+    """
+    arr = np.asarray(cells, dtype=object)
+    lst = arr.tolist()
+    if not all(isinstance(c, str) for c in lst):
+        lst = [c if isinstance(c, str) else "" for c in lst]
+    counts = np.array([c.count(" ") for c in lst], dtype=np.int64) + 1
+    counts[np.asarray(lst, dtype=object) == ""] = 0
+    if not counts.any():
+        return np.empty(0), np.zeros(arr.size, dtype=np.int64)
+    data = " ".join(lst).encode("ascii", "replace")  # empty cells make blank lines, which are skipped
+    try:
+        values = pd.read_csv(io.BytesIO(data), header=None, names=["v"], dtype={"v": np.float64}, engine="c",
+                             sep="\x1f", lineterminator=" ", quoting=csv.QUOTE_NONE, na_filter=False,
+                             skip_blank_lines=True).iloc[:, 0].to_numpy()
+    except (ValueError, pd.errors.ParserError):
+        values = np.empty(0)
+    if values.size == int(counts.sum()):
+        return values, counts
+    parts: list[np.ndarray] = []
+    for i, c in enumerate(lst):
+        toks = c.split()
+        try:
+            parts.append(np.array(toks, dtype=np.float64))
+        except ValueError:
+            bad = next(t for t in toks if not _is_number(t))
+            raise ReportError(f"itl_ms, data row {i + 1}: {bad!r} is not a number") from None
+        counts[i] = len(toks)
+    return (np.concatenate(parts) if parts else np.empty(0)), counts
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def itl_values(series: pd.Series) -> np.ndarray:
+    """All inter-token latencies of the given ``itl_ms`` cells, as one float array."""
+    return parse_itl(series)[0]
+
+
+# -- SLOs ------------------------------------------------------------------------------------
+def check_slo(slo: Mapping[str, Any] | None, where: str = "run.json settings.slo") -> dict[str, float]:
+    """The SLO limits as ``{key: ms}``; unknown keys or non-positive/non-numeric limits raise ReportError."""
+    if not slo:
+        return {}
+    if not isinstance(slo, Mapping):
+        raise ReportError(f"{where} = {slo!r}: expected an object such as {{\"ttft\": 2000, \"tpot\": 100}}")
+    out: dict[str, float] = {}
+    for key, limit in slo.items():
+        if limit is None:
+            continue
+        if key not in SLO_KEYS:
+            raise ReportError(f"{where}: unknown SLO {key!r} (known: {', '.join(SLO_KEYS)})")
+        try:
+            value = float(limit)
+        except (TypeError, ValueError):
+            raise ReportError(f"{where}.{key} = {limit!r}: not a number of milliseconds") from None
+        if not value > 0 or math.isinf(value):
+            raise ReportError(f"{where}.{key} = {limit!r}: must be a positive number of milliseconds")
+        out[key] = value
+    return out
+
+
+def slo_mask(df: pd.DataFrame, slo: Mapping[str, float], itl: tuple[np.ndarray, np.ndarray] | None = None
+             ) -> np.ndarray:
+    """Per request: ``ok`` and meeting every SLO (see the module docstring for the rules)."""
+    good = np.array(df["status"].to_numpy(object) == OK, dtype=bool)
+    for key, limit in slo.items():
+        if key == "itl":
+            values, counts = itl if itl is not None else parse_itl(df["itl_ms"])
+            worst = np.zeros(len(df))
+            has = counts > 0
+            if has.any():
+                starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[has]
+                worst[has] = np.maximum.reduceat(values, starts)
+            good = good & (worst <= limit)
+            continue
+        col = df[f"{key}_ms"].to_numpy(float)
+        with np.errstate(invalid="ignore"):
+            good = good & ((np.isnan(col) | (col <= limit)) if key == "tpot" else (col <= limit))
+    return good
+
+
+# -- statistics ------------------------------------------------------------------------------
 def _stats(values: np.ndarray, prefix: str, row: dict[str, Any]) -> None:
     if values.size:
         row[f"{prefix}_mean"] = float(values.mean())
@@ -105,76 +282,106 @@ def _stats(values: np.ndarray, prefix: str, row: dict[str, Any]) -> None:
             row[f"{prefix}_{k}"] = np.nan
 
 
-def itl_values(series: pd.Series) -> np.ndarray:
-    """All inter-token latencies of the given ``itl_ms`` cells, as one float array."""
-    cells = [c for c in series if isinstance(c, str) and c]
-    if not cells:
-        return np.empty(0)
-    return np.array(" ".join(cells).split(), dtype=float)
-
-
-def _tokens_in_window(first: pd.Series, last: pd.Series, ok: pd.DataFrame, lo: float, hi: float
+def _tokens_in_window(f: np.ndarray, e: np.ndarray, n: np.ndarray, inp: np.ndarray, lo: float, hi: float
                       ) -> tuple[float, float]:
     """(input, output) tokens inside [lo, hi): prompts at their first token; outputs spread first..last."""
-    f = first.to_numpy(float)
-    e = last.to_numpy(float)
-    n = ok["output_tokens"].fillna(0).to_numpy(float)
     first_in = (f >= lo) & (f < hi)
     span = e - f
     overlap = np.clip(np.minimum(e, hi) - np.maximum(f, lo), 0.0, None)
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where(span > 0, overlap / span, ((e >= lo) & (e < hi)).astype(float))
     out = float((first_in * np.minimum(n, 1)).sum() + (np.maximum(n - 1, 0) * frac).sum())
-    inp = float(ok["input_tokens"].fillna(0).to_numpy(float)[first_in].sum())
-    return inp, out
+    return float(inp[first_in].sum()), out
 
 
-def level_stats(df: pd.DataFrame, windows: list[Window], slo: dict[str, float] | None = None,
-                mode: str = "concurrency") -> pd.DataFrame:
-    """One row per level: counts, throughput, goodput, latency statistics, lengths, concurrency."""
-    slo = slo or {}
-    ok = df[df["status"] == "ok"]
-    ok_end = ok["start_time"] + ok["e2e_ms"].fillna(0) / 1000.0
-    ok_first = ok["start_time"] + ok["ttft_ms"].fillna(0) / 1000.0
-    close_end = df["start_time"] + df["close_ms"].fillna(0) / 1000.0
+def _mean(values: np.ndarray) -> float:
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else np.nan
+
+
+def late_threshold_ms(rate: float) -> float:
+    """The p99 send lag past which a rate level is flagged late: 10 ms + 5 % of 1000/rate ms."""
+    return LATE_BASE_MS + (LATE_SHARE * 1000.0 / rate if rate > 0 else 0.0)
+
+
+def _col(df: pd.DataFrame, name: str) -> np.ndarray:
+    return df[name].to_numpy(float) if name in df.columns else np.full(len(df), np.nan)
+
+
+def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] | None = None,
+                mode: str = "concurrency", slo_attainment: float = DEFAULT_SLO_ATTAINMENT) -> pd.DataFrame:
+    """One row per level (the levels.csv columns; see the module docstring for every rule)."""
+    limits = check_slo(slo)
+    status = df["status"].to_numpy(object)
+    is_ok = status == OK
+    is_cancelled = status == CANCELLED
+    is_failed = ~(is_ok | is_cancelled)
+    start = _col(df, "start_time")
+    lvl = _col(df, "level")
+    ttft, e2e, close = _col(df, "ttft_ms"), _col(df, "e2e_ms"), _col(df, "close_ms")
+    n_out, n_in = _col(df, "output_tokens"), _col(df, "input_tokens")
+    sched = _col(df, "scheduled_time")
+    ok_end = start + np.nan_to_num(e2e) / 1000.0
+    ok_first = start + np.nan_to_num(ttft) / 1000.0
+    close_end = start + np.nan_to_num(close) / 1000.0
+    # output tokens of ok requests only (others contribute nothing)
+    ok_f, ok_e = ok_first[is_ok], ok_end[is_ok]
+    ok_n, ok_in = np.nan_to_num(n_out[is_ok]), np.nan_to_num(n_in[is_ok])
+    itl = parse_itl(df["itl_ms"]) if "itl_ms" in df.columns else (np.empty(0), np.zeros(len(df), np.int64))
+    good = slo_mask(df, limits, itl) if limits else None
     rows = []
     for w in windows:
-        mine = df[df["level"] == w.level]
-        in_level = mine[mine["start_time"] >= w.start] if w.start > w.level_start else mine
-        sample = in_level[in_level["status"] == "ok"]
+        mine = lvl == w.level
+        in_level = mine & (start >= w.start) if w.start > w.level_start else mine
+        sample = in_level & is_ok
         secs = w.seconds
-        done = ok[(ok_end >= w.start) & (ok_end < w.end)] if secs > 0 else ok.iloc[0:0]
+        done = is_ok & (ok_end >= w.start) & (ok_end < w.end) if secs > 0 else np.zeros(len(df), bool)
         row: dict[str, Any] = {
             "level": w.level,
+            "target": w.level,
             "mode": mode,
-            "requests": int(len(mine)),
-            "completed": int((mine["status"] == "ok").sum()),
-            "failed": int((~mine["status"].isin(["ok", "cancelled"])).sum()),
-            "cancelled": int((mine["status"] == "cancelled").sum()),
+            "requests": int(mine.sum()),
+            "completed": int((mine & is_ok).sum()),
+            "failed": int((mine & is_failed).sum()),
+            "cancelled": int((mine & is_cancelled).sum()),
             "window_s": secs,
         }
-        in_tok, out_tok = _tokens_in_window(ok_first, ok_end, ok, w.start, w.end) if secs else (0.0, 0.0)
-        row["request_throughput"] = len(done) / secs if secs else np.nan
+        in_tok, out_tok = _tokens_in_window(ok_f, ok_e, ok_n, ok_in, w.start, w.end) if secs else (0.0, 0.0)
+        row["request_throughput"] = done.sum() / secs if secs else np.nan
+        row["send_rate"] = ((start >= w.start) & (start < w.end)).sum() / secs if secs else np.nan
         row["input_throughput"] = in_tok / secs if secs else np.nan
         row["output_throughput"] = out_tok / secs if secs else np.nan
         row["total_throughput"] = (in_tok + out_tok) / secs if secs else np.nan
-        if slo:
-            good = done
-            for key, limit in slo.items():
-                col = f"{key}_ms"
-                good = good[good[col].isna() | (good[col] <= limit)] if key == "tpot" else good[good[col] <= limit]
-            row["goodput"] = len(good) / secs if secs else np.nan
+        if good is not None:
+            judged = in_level & ~is_cancelled
+            row["goodput"] = (done & good).sum() / secs if secs else np.nan
+            row["slo_attainment"] = (good & judged).sum() / judged.sum() if judged.any() else np.nan
+            row["meets_slo"] = bool(judged.any() and row["slo_attainment"] >= slo_attainment and row["failed"] == 0)
+        else:
+            row["goodput"] = row["slo_attainment"] = np.nan
+            row["meets_slo"] = None
         for m in METRICS:
-            vals = itl_values(sample["itl_ms"]) if m == "itl" else sample[f"{m}_ms"].dropna().to_numpy(float)
+            if m == "itl":
+                vals = itl[0][np.repeat(sample, itl[1])] if itl[0].size else itl[0]
+            else:
+                vals = _col(df, f"{m}_ms")[sample]
+                vals = vals[~np.isnan(vals)]
             _stats(vals, m, row)
-        row["mean_input_len"] = float(sample["input_tokens"].mean()) if len(sample) else np.nan
-        row["mean_output_len"] = float(sample["output_tokens"].mean()) if len(sample) else np.nan
-        # time-averaged requests in flight inside the window
-        if secs:
-            lo = np.maximum(df["start_time"].to_numpy(float), w.start)
-            hi = np.minimum(close_end.to_numpy(float), w.end)
-            row["achieved_concurrency"] = float(np.clip(hi - lo, 0, None).sum() / secs)
+        row["mean_input_len"] = _mean(n_in[sample])
+        row["mean_output_len"] = _mean(n_out[sample])
+        if secs:  # time-averaged requests in flight inside the window
+            row["achieved_concurrency"] = float(
+                np.clip(np.minimum(close_end, w.end) - np.maximum(start, w.start), 0, None).sum() / secs)
         else:
             row["achieved_concurrency"] = np.nan
+        if mode == "rate":
+            lag = (start - sched)[in_level & ~np.isnan(sched)] * 1000.0
+            row["send_lag_p50_ms"] = float(np.percentile(lag, 50)) if lag.size else np.nan
+            row["send_lag_p99_ms"] = float(np.percentile(lag, 99)) if lag.size else np.nan
+            row["late_threshold_ms"] = late_threshold_ms(w.level)
+            row["late"] = bool(lag.size and row["send_lag_p99_ms"] > row["late_threshold_ms"])
+        else:
+            ach = row["achieved_concurrency"]
+            row["under_target"] = bool(not np.isnan(ach) and ach < UNDER_TARGET * w.level)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -1,14 +1,28 @@
-"""Tables of per-level results: the columns engineers publish, as Markdown or aligned text."""
+"""Tables of per-level results as heads and cells, rendered as Markdown, aligned text or HTML.
+
+A table is a tuple of columns ``(levels.csv column, heading, format)``:
+:data:`PUBLISHED` is the table engineers publish (first column "Concurrency",
+or "Rate (req/s)" for a rate sweep), :data:`DETAIL` the fuller per-level
+percentiles. Missing values print as ``-``. The same heads and cells feed
+report.md, report.html and the text the CLI prints, so they cannot disagree.
+"""
 
 from __future__ import annotations
 
+import html
 import math
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+Column = tuple[str, str, str]
+
+LEVEL_HEADING = {"concurrency": "Concurrency", "rate": "Rate (req/s)"}
+
 #: (levels.csv column, heading, format) in the order of the published tables
-PUBLISHED: tuple[tuple[str, str, str], ...] = (
+PUBLISHED: tuple[Column, ...] = (
     ("level", "Concurrency", "{:g}"),
     ("ttft_mean", "Mean TTFT (ms)", "{:.1f}"),
     ("input_throughput", "Input Throughput (tok/s)", "{:.1f}"),
@@ -23,10 +37,50 @@ PUBLISHED: tuple[tuple[str, str, str], ...] = (
     ("failed", "Failed", "{:d}"),
 )
 
+#: the fuller per-level table; columns absent from (or empty in) the levels table are left out
+DETAIL: tuple[Column, ...] = (
+    ("level", "Concurrency", "{:g}"),
+    ("achieved_concurrency", "Achieved conc.", "{:.1f}"),
+    ("send_rate", "Sent req/s", "{:.2f}"),
+    ("send_lag_p50_ms", "Send lag p50 (ms)", "{:.1f}"),
+    ("send_lag_p99_ms", "Send lag p99 (ms)", "{:.1f}"),
+    ("ttft_p50", "TTFT p50", "{:.1f}"),
+    ("ttft_p90", "TTFT p90", "{:.1f}"),
+    ("ttft_p99", "TTFT p99", "{:.1f}"),
+    ("tpot_p50", "TPOT p50", "{:.2f}"),
+    ("tpot_p90", "TPOT p90", "{:.2f}"),
+    ("tpot_p99", "TPOT p99", "{:.2f}"),
+    ("itl_p50", "ITL p50", "{:.2f}"),
+    ("itl_p90", "ITL p90", "{:.2f}"),
+    ("itl_p99", "ITL p99", "{:.2f}"),
+    ("e2e_p50", "E2E p50", "{:.0f}"),
+    ("e2e_p90", "E2E p90", "{:.0f}"),
+    ("e2e_p99", "E2E p99", "{:.0f}"),
+    ("goodput", "Goodput (req/s)", "{:.2f}"),
+    ("slo_attainment", "SLO attainment", "{:.1%}"),
+    ("meets_slo", "Meets SLO", "{}"),
+    ("server_running", "Engine running", "{:.1f}"),
+    ("server_waiting", "Engine waiting", "{:.1f}"),
+    ("server_kv_cache_usage", "Engine KV used", "{:.0%}"),
+    ("client_cpu_max_pct", "Client CPU max %", "{:.0f}"),
+    ("client_lag_p99_ms", "Client loop lag p99 (ms)", "{:.1f}"),
+    ("client_saturated", "Client saturated", "{}"),
+)
 
-def _cell(value: Any, fmt: str) -> str:
+
+def mode_of(levels: pd.DataFrame) -> str:
+    """``rate`` when the levels table says so, else ``concurrency``."""
+    if "mode" in levels.columns and len(levels) and str(levels["mode"].iloc[0]) == "rate":
+        return "rate"
+    return "concurrency"
+
+
+def cell(value: Any, fmt: str) -> str:
+    """One formatted cell: ``-`` for a missing value, yes/no for booleans."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
+    if isinstance(value, (bool, np.bool_)) or (fmt == "{}" and str(value) in ("True", "False")):
+        return "yes" if str(value) == "True" else "no"
     try:
         if fmt == "{:d}":
             return str(int(value))
@@ -35,24 +89,61 @@ def _cell(value: Any, fmt: str) -> str:
         return str(value)
 
 
-def rows(levels: pd.DataFrame, columns=PUBLISHED) -> tuple[list[str], list[list[str]]]:
-    cols = [c for c in columns if c[0] in levels.columns]
-    heads = [h for _, h, _ in cols]
-    body = [[_cell(rec[c], f) for c, _, f in cols] for rec in levels.to_dict("records")]
+def _present(levels: pd.DataFrame, col: str) -> bool:
+    return col in levels.columns and not levels[col].isna().all()
+
+
+def rows(levels: pd.DataFrame, columns: Sequence[Column] = PUBLISHED, mode: str | None = None,
+         drop_empty: bool = False) -> tuple[list[str], list[list[str]]]:
+    """(headings, formatted rows) for the columns the table has; the level heading follows ``mode``."""
+    mode = mode or mode_of(levels)
+    cols = [c for c in columns if c[0] in levels.columns and (not drop_empty or c[0] == "level" or
+                                                              _present(levels, c[0]))]
+    heads = [LEVEL_HEADING.get(mode, h) if c == "level" else h for c, h, _ in cols]
+    body = [[cell(rec[c], f) for c, _, f in cols] for rec in levels.to_dict("records")]
     return heads, body
 
 
-def markdown(levels: pd.DataFrame, columns=PUBLISHED) -> str:
-    heads, body = rows(levels, columns)
-    out = ["| " + " | ".join(heads) + " |", "|" + "|".join("---:" for _ in heads) + "|"]
+def markdown_grid(heads: Sequence[str], body: Sequence[Sequence[str]], left: int = 0) -> str:
+    """A Markdown table; the first ``left`` columns left-aligned, the rest right-aligned."""
+    out = ["| " + " | ".join(heads) + " |",
+           "|" + "|".join(":---" if i < left else "---:" for i in range(len(heads))) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in body]
     return "\n".join(out)
 
 
-def text(levels: pd.DataFrame, columns=PUBLISHED) -> str:
-    heads, body = rows(levels, columns)
-    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(heads)]
-    line = "  ".join(h.rjust(w) for h, w in zip(heads, widths))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in body]
+def html_grid(heads: Sequence[str], body: Sequence[Sequence[str]], left: int = 0, css_class: str = "") -> str:
+    """An HTML ``<table>`` (cells escaped); the first ``left`` columns left-aligned."""
+    cls = f' class="{html.escape(css_class)}"' if css_class else ""
+    out = [f"<table{cls}>", "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in heads) + "</tr></thead>",
+           "<tbody>"]
+    for r in body:
+        out.append("<tr>" + "".join(f'<td class="{"l" if i < left else "r"}">{html.escape(c)}</td>'
+                                    for i, c in enumerate(r)) + "</tr>")
+    out.append("</tbody></table>")
     return "\n".join(out)
+
+
+def text_grid(heads: Sequence[str], body: Sequence[Sequence[str]], left: int = 0) -> str:
+    """Aligned plain text with a dashed rule under the headings."""
+    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(heads)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return "\n".join([line(heads), "  ".join("-" * w for w in widths), *(line(r) for r in body)])
+
+
+def markdown(levels: pd.DataFrame, columns: Sequence[Column] = PUBLISHED, mode: str | None = None,
+             drop_empty: bool = False) -> str:
+    return markdown_grid(*rows(levels, columns, mode, drop_empty))
+
+
+def text(levels: pd.DataFrame, columns: Sequence[Column] = PUBLISHED, mode: str | None = None,
+         drop_empty: bool = False) -> str:
+    return text_grid(*rows(levels, columns, mode, drop_empty))
+
+
+def html_table(levels: pd.DataFrame, columns: Sequence[Column] = PUBLISHED, mode: str | None = None,
+               drop_empty: bool = False, css_class: str = "") -> str:
+    return html_grid(*rows(levels, columns, mode, drop_empty), css_class=css_class)

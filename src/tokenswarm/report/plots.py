@@ -1,0 +1,191 @@
+"""PNG plots of a sweep (and of several sweeps side by side), drawn with matplotlib's Agg canvas.
+
+Figures are made with :class:`matplotlib.figure.Figure` and
+:class:`~matplotlib.backends.backend_agg.FigureCanvasAgg` directly: no
+pyplot, no global backend switch, no display needed, nothing left open.
+The level axis is log2 when the levels are all powers of two (1, 2, 4, ...
+or 0.5, 1, 2 req/s) or span more than 8x, with the levels themselves as
+ticks. The saturation level, when there is one, is marked on every plot.
+
+Files: ``throughput.png`` (output tok/s vs level), ``ttft.png`` (TTFT p50
+and p99), ``tpot.png`` (TPOT p50 and p99), ``latency_vs_throughput.png`` (p99
+TTFT and p99 TPOT against output tok/s). The compare plots carry the same
+names with a ``compare_`` prefix and one line per run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tokenswarm.report.tables import LEVEL_HEADING
+
+FIGSIZE = (7.0, 4.2)
+DPI = 100
+KNEE_COLOR = "#c0392b"
+FILES = ("throughput.png", "ttft.png", "tpot.png", "latency_vs_throughput.png")
+
+
+def use_log2(levels: Sequence[float]) -> bool:
+    """Log2 axis when the positive levels are all powers of two, or span more than 8x."""
+    lv = np.array([x for x in levels if x is not None and not math.isnan(x)], dtype=float)
+    if lv.size < 2 or (lv <= 0).any():
+        return False
+    exps = np.log2(lv)
+    return bool(np.allclose(exps, np.round(exps)) or lv.max() / lv.min() > 8)
+
+
+def _figure(ncols: int = 1) -> tuple[Any, Any]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(FIGSIZE[0] * (1.0 if ncols == 1 else 1.55), FIGSIZE[1]), dpi=DPI)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, ncols)
+    return fig, axes
+
+
+def _level_axis(ax: Any, levels: Sequence[float], mode: str) -> None:
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    lv = sorted({float(x) for x in levels if not math.isnan(x)})
+    if use_log2(lv):
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_minor_locator(NullLocator())
+    if lv:
+        ax.xaxis.set_major_locator(FixedLocator(lv))
+        ax.set_xticklabels([f"{x:g}" for x in lv], fontsize=8)
+    ax.set_xlabel(LEVEL_HEADING.get(mode, "Level"))
+    ax.grid(True, alpha=0.3)
+
+
+def _mark_level(ax: Any, level: float | None) -> None:
+    if level is not None:
+        ax.axvline(level, color=KNEE_COLOR, linestyle="--", linewidth=1, label=f"saturation ({level:g})")
+
+
+def _ylim0(ax: Any) -> None:
+    """Start the y axis at 0, with headroom above the highest point."""
+    _lo, hi = ax.get_ylim()
+    ax.set_ylim(0, hi * 1.06 if hi > 0 else 1.0)
+
+
+def _save(fig: Any, path: str) -> str:
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    return path
+
+
+def _xy(levels: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
+    if col not in levels.columns:
+        return np.empty(0), np.empty(0)
+    d = levels[["level", col]].astype(float).dropna().sort_values("level")
+    return d["level"].to_numpy(), d[col].to_numpy()
+
+
+def sweep_plots(levels: pd.DataFrame, out_dir: str, knee: float | None = None, mode: str = "concurrency",
+                title: str = "") -> list[str]:
+    """Write the four plots of one sweep into ``out_dir`` (created); returns their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    lv = levels["level"].astype(float).tolist() if "level" in levels.columns else []
+    paths = []
+    suffix = f" - {title}" if title else ""
+
+    fig, ax = _figure()
+    x, y = _xy(levels, "output_throughput")
+    ax.plot(x, y, marker="o", color="#1f77b4", label="output tok/s")
+    _level_axis(ax, lv, mode)
+    _mark_level(ax, knee)
+    ax.set_ylabel("Output throughput (tok/s)")
+    _ylim0(ax)
+    ax.set_title("Output throughput" + suffix, fontsize=10)
+    ax.legend(fontsize=8)
+    paths.append(_save(fig, os.path.join(out_dir, FILES[0])))
+
+    for name, metric, label in ((FILES[1], "ttft", "TTFT"), (FILES[2], "tpot", "TPOT")):
+        fig, ax = _figure()
+        for pct, style in (("p50", "-"), ("p99", "--")):
+            x, y = _xy(levels, f"{metric}_{pct}")
+            ax.plot(x, y, marker="o", linestyle=style, label=f"{label} {pct}")
+        _level_axis(ax, lv, mode)
+        _mark_level(ax, knee)
+        ax.set_ylabel(f"{label} (ms)")
+        _ylim0(ax)
+        ax.set_title(f"{label} percentiles" + suffix, fontsize=10)
+        ax.legend(fontsize=8)
+        paths.append(_save(fig, os.path.join(out_dir, name)))
+
+    fig, axes = _figure(2)
+    for ax, metric, label in ((axes[0], "ttft_p99", "p99 TTFT (ms)"), (axes[1], "tpot_p99", "p99 TPOT (ms)")):
+        cols = [c for c in ("level", "output_throughput", metric) if c in levels.columns]
+        d = levels[cols].astype(float).dropna().sort_values("level") if len(cols) == 3 else pd.DataFrame()
+        if len(d):
+            ax.plot(d["output_throughput"], d[metric], marker="o", color="#2c3e50")
+            for _, r in d.iterrows():
+                ax.annotate(f"{r['level']:g}", (r["output_throughput"], r[metric]), fontsize=7,
+                            textcoords="offset points", xytext=(4, 4))
+            k = d[d["level"] == knee] if knee is not None else d.iloc[0:0]
+            if len(k):
+                ax.plot(k["output_throughput"], k[metric], marker="o", markersize=11, markerfacecolor="none",
+                        color=KNEE_COLOR, linestyle="none", label=f"saturation ({knee:g})")
+                ax.legend(fontsize=8)
+        ax.set_xlabel("Output throughput (tok/s)")
+        ax.set_ylabel(label)
+        _ylim0(ax)
+        ax.grid(True, alpha=0.3)
+    axes[0].set_title("Latency vs throughput" + suffix, fontsize=10)
+    paths.append(_save(fig, os.path.join(out_dir, FILES[3])))
+    return paths
+
+
+def compare_plots(runs: Sequence[tuple[str, pd.DataFrame, float | None]], out_dir: str, mode: str = "concurrency"
+                  ) -> list[str]:
+    """One line per run (label, levels, saturation level); the files of :data:`FILES` prefixed ``compare_``."""
+    os.makedirs(out_dir, exist_ok=True)
+    all_levels = sorted({float(x) for _, d, _ in runs for x in d["level"].astype(float)})
+    paths = []
+    specs = (
+        (FILES[0], (("output_throughput", "-"),), "Output throughput (tok/s)", "Output throughput"),
+        (FILES[1], (("ttft_mean", "-"), ("ttft_p99", "--")), "TTFT (ms)", "TTFT: mean (solid), p99 (dashed)"),
+        (FILES[2], (("tpot_mean", "-"), ("tpot_p99", "--")), "TPOT (ms)", "TPOT: mean (solid), p99 (dashed)"),
+    )
+    colors = [f"C{i % 10}" for i in range(len(runs))]
+    for name, series, ylabel, title in specs:
+        fig, ax = _figure()
+        for (label, d, knee), color in zip(runs, colors):
+            for col, style in series:
+                x, y = _xy(d, col)
+                ax.plot(x, y, marker="o", linestyle=style, color=color, label=label if style == "-" else None)
+            if knee is not None:
+                x, y = _xy(d, series[0][0])
+                k = y[x == knee]
+                if k.size:
+                    ax.plot([knee], [k[0]], marker="o", markersize=11, markerfacecolor="none", color=color,
+                            linestyle="none")
+        _level_axis(ax, all_levels, mode)
+        ax.set_ylabel(ylabel)
+        _ylim0(ax)
+        ax.set_title(title + " (circle: saturation)", fontsize=10)
+        ax.legend(fontsize=8)
+        paths.append(_save(fig, os.path.join(out_dir, "compare_" + name)))
+    fig, axes = _figure(2)
+    for ax, metric, label in ((axes[0], "ttft_p99", "p99 TTFT (ms)"), (axes[1], "tpot_p99", "p99 TPOT (ms)")):
+        for (run_label, d, _knee), color in zip(runs, colors):
+            cols = [c for c in ("level", "output_throughput", metric) if c in d.columns]
+            if len(cols) < 3:
+                continue
+            dd = d[cols].astype(float).dropna().sort_values("level")
+            ax.plot(dd["output_throughput"], dd[metric], marker="o", color=color, label=run_label)
+        ax.set_xlabel("Output throughput (tok/s)")
+        ax.set_ylabel(label)
+        _ylim0(ax)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_title("Latency vs throughput", fontsize=10)
+    paths.append(_save(fig, os.path.join(out_dir, "compare_" + FILES[3])))
+    return paths

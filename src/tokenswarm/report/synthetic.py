@@ -1,0 +1,156 @@
+"""Synthetic run folders (requests.csv + run.json) with a known shape, for tests, benchmarks and demos.
+
+:func:`write_run` models an engine with ``capacity`` concurrent streams: up
+to it, each added stream adds throughput and TPOT grows a little; past it,
+requests queue, so output throughput stays flat and TTFT grows with the
+queue: the curve real engines show, with the knee at ``capacity``. In
+closed-loop mode ``level`` users (``client_limit`` when the level is above it:
+a client that cannot keep up, which the report flags as under target) send
+requests back to back; users persist across levels, as in a Locust run, so a
+level ends when its first user has sent its share and the others' last
+requests run on into the next level. In rate mode arrivals are scheduled
+every ``1/rate`` s and sent ``send_lag_ms`` (median, lognormal) late; past
+the engine's request rate (``capacity`` streams / base E2E) they queue, so
+TTFT grows through the level and output throughput stays at capacity. ITLs
+come from a pool of sequences per level so a million rows generate in seconds.
+Nothing here imports locust; the columns are :data:`tokenswarm.records.COLUMNS`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tokenswarm import runfolder
+from tokenswarm.records import COLUMNS
+
+FAILURE_KINDS = ("http_error", "timeout", "disconnect")
+POOL = 512  # distinct ITL sequences per level
+
+
+def write_run(run_dir: str, levels: Sequence[float] = (1, 2, 4, 8, 16), mode: str = "concurrency",
+              requests_per_level: int | Sequence[int] | None = None, capacity: float = 8,
+              itl: tuple[int, int] = (16, 64),
+              ttft_ms: float = 40.0, tpot_ms: float = 8.0, fail_share: float = 0.0, cancel_share: float = 0.0,
+              client_limit: float | None = None, send_lag_ms: float = 0.5, warmup_s: float = 0.0,
+              slo: dict[str, float] | None = None, settings: dict[str, Any] | None = None, complete: bool = True,
+              seed: int = 0, t0: float = 1_790_000_000.0) -> dict[str, Any]:
+    """Write requests.csv and run.json into ``run_dir`` (created); returns run.json's content.
+
+    ``requests_per_level`` defaults to 20 per user in closed loop (fewer makes each user's cycles line
+    up with the level's edges and the throughput noisy) and to 10 s worth of requests in rate mode.
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    if requests_per_level is None:  # 20 per user (closed loop), or 10 s worth (rate)
+        per_level = [int(20 * x) if mode != "rate" else max(20, int(10 * x)) for x in levels]
+    elif isinstance(requests_per_level, (int, np.integer)):
+        per_level = [int(requests_per_level)] * len(levels)
+    else:
+        per_level = [int(x) for x in requests_per_level]
+    frames, timeline = [], []
+    lo_itl, hi_itl = itl
+    next_free = 0.0  # rate mode: when the engine can admit the next request
+    free = np.empty(0)  # closed loop: when each user has finished its last request
+    for level, k in zip(levels, per_level):
+        load = float(level)
+        if mode == "concurrency" and client_limit is not None:
+            load = min(load, client_limit)
+        tpot = tpot_ms * (1.0 + 0.05 * min(load, capacity))
+        pool_len = rng.integers(lo_itl, hi_itl + 1, POOL)
+        pool_vals = [tpot * rng.gamma(16.0, 1 / 16.0, m) for m in pool_len]
+        pool_str = np.array([" ".join("%.3f" % x for x in v) for v in pool_vals], dtype=object)
+        pool_sum = np.array([v.sum() for v in pool_vals])
+        e2e_base = ttft_ms + tpot * (lo_itl + hi_itl) / 2.0
+        if mode == "rate":
+            capacity_rate = capacity / (e2e_base / 1000.0)  # req/s the engine can serve
+            duration = k / float(level)
+            i = np.arange(k)
+            sched = t0 + i / float(level)
+            start = sched + rng.lognormal(np.log(max(send_lag_ms, 1e-3)), 0.5, k) / 1000.0
+            # one queue for the whole run: the engine admits a request every 1/capacity_rate s at most
+            gap = 1.0 / capacity_rate
+            admit = i * gap + np.maximum(next_free, np.maximum.accumulate(start - i * gap))
+            queue = (admit - start) * 1000.0
+            next_free = float(admit[-1]) + gap
+        else:
+            queue = max(load / capacity - 1.0, 0.0) * e2e_base
+            sched = np.full(k, np.nan)
+        pick = rng.integers(0, POOL, k)
+        n_itl = pool_len[pick]
+        ttft = ttft_ms * rng.lognormal(0.0, 0.2, k) + queue * (rng.uniform(0.5, 1.5, k) if mode != "rate" else 1.0)
+        e2e = ttft + pool_sum[pick]
+        status = np.full(k, "ok", dtype=object)
+        u = rng.random(k)
+        fail = u < fail_share
+        status[fail] = rng.choice(FAILURE_KINDS, int(fail.sum()))
+        cancel = (u >= fail_share) & (u < fail_share + cancel_share)
+        status[cancel] = "cancelled"
+        ok = status == "ok"
+        out_tok = n_itl + 1
+        close = np.where(ok, e2e + 0.5, np.where(status == "cancelled", e2e / 2, 3.0))
+        user = np.arange(k) % max(int(level), 1)
+        if mode != "rate":  # closed loop: `users` users, each sending its requests back to back
+            users = max(min(int(load), k), 1)
+            user = np.arange(k) % users
+            order = np.argsort(user, kind="stable")
+            busy = close[order] / 1000.0
+            done = np.cumsum(busy)
+            first = np.searchsorted(user[order], np.arange(users))
+            offset = np.concatenate(([0.0], done))[first]  # time the user's earlier requests took
+            # users already running finish their last request first; new ones are spawned at once
+            begin = t0 + rng.uniform(0.0, 0.01, users)
+            carried = min(users, free.size)
+            begin[:carried] = np.maximum(begin[:carried], free[:carried])
+            start = np.empty(k)
+            start[order] = begin[user[order]] + (done - busy) - offset[user[order]]
+            totals = np.bincount(user, weights=close / 1000.0, minlength=users)
+            duration = float((begin - t0 + totals).min())  # the level ends when the first user runs out
+            free = begin + totals
+        frame = pd.DataFrame({
+            "request_id": [f"r{level:g}-{i}" for i in range(k)],
+            "start_time": start,
+            "level": float(level),
+            "worker": rng.integers(0, 4, k).astype(str),
+            "user": user,
+            "status": status,
+            "http_status": np.where(status == "http_error", 500, 200),
+            "ttft_ms": np.where(ok, ttft, np.nan),
+            "ttft_visible_ms": np.where(ok, ttft, np.nan),
+            "tpot_ms": np.where(ok, (e2e - ttft) / (out_tok - 1), np.nan),
+            "e2e_ms": np.where(ok, e2e, np.nan),
+            "close_ms": close,
+            "input_tokens": pd.array(rng.integers(100, 2000, k), dtype="Int64"),
+            "output_tokens": pd.array(out_tok, dtype="Int64"),
+            "reasoning_tokens": "",
+            "cached_tokens": "",
+            "token_source": np.where(ok, "usage", ""),
+            "output_tokens_tokenizer": "",
+            "output_events": np.where(ok, out_tok, 0),
+            "finish_reason": np.where(ok, "length", ""),
+            "scheduled_time": sched,
+            "connect_ms": "",
+            "prompt_id": rng.integers(0, 10_000, k).astype(str),
+            "error": np.where(ok | cancel, "", "synthetic failure"),
+            "itl_ms": np.where(ok, pool_str[pick], ""),
+        })
+        frame.loc[~ok, "output_tokens"] = pd.NA
+        frames.append(frame)
+        timeline.append({"level": level, "start": t0, "end": t0 + duration})
+        t0 += duration
+    df = pd.concat(frames, ignore_index=True)
+    df = df.sort_values("start_time", kind="stable")
+    for col in ("start_time", "scheduled_time"):
+        df[col] = [("%.6f" % x) if x == x else "" for x in df[col].to_numpy(float)]
+    df[list(COLUMNS)].to_csv(os.path.join(run_dir, runfolder.REQUESTS_CSV), index=False, float_format="%.3f")
+    s: dict[str, Any] = {"engine": "sim", "model": "synthetic", "warmup_s": warmup_s, "slo": slo,
+                         "rates" if mode == "rate" else "levels": list(levels)}
+    s.update(settings or {})
+    meta = {"run_id": os.path.basename(os.path.normpath(run_dir)), "complete": complete, "mode": mode,
+            "timeline": timeline, "settings": s, "workers": [{"id": "local"}]}
+    runfolder.write_json(os.path.join(run_dir, runfolder.RUN_JSON), meta)
+    return meta

@@ -1,0 +1,154 @@
+"""build(): levels.csv, summary.json, report.md, a self-contained report.html and the plots, on synthetic runs."""
+
+import base64
+import json
+import os
+import re
+import struct
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tokenswarm.report import ReportError, analyse, build, summary_text
+from tokenswarm.report.plots import FILES, use_log2
+from tokenswarm.report.synthetic import write_run
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == PNG_MAGIC
+    return struct.unpack(">II", data[16:24])
+
+
+def resource_refs(html: str) -> list[str]:
+    """Every place a browser would fetch something: src/href/srcset/poster/action, url(), @import, tags."""
+    refs = re.findall(r"""\b(?:src|href|srcset|poster|action|data)\s*=\s*["']?([^"'\s>]+)""", html, re.I)
+    refs += re.findall(r"url\(\s*['\"]?([^'\")]+)", html, re.I)
+    refs += re.findall(r"@import\s+['\"]?([^'\";]+)", html, re.I)
+    return refs
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """A synthetic sweep, built once for the tests that only read its outputs."""
+    run = str(tmp_path_factory.mktemp("report") / "sweep")
+    write_run(run, levels=(1, 2, 4, 8, 16, 32), capacity=8, warmup_s=0.5,
+              slo={"ttft": 300, "tpot": 20}, fail_share=0.01, seed=0,
+              settings={"base_url": "http://gpu-box:8000", "endpoint": "/v1/chat/completions", "engine": "vllm",
+                        "level_duration_s": 10})
+    build(run)
+    return run
+
+
+def test_build_writes_every_file_with_knee_slo_and_flags(sweep):
+    levels = analyse(sweep).levels  # what build() wrote, recomputed without writing
+    for name in ("levels.csv", "summary.json", "report.md", "report.html", *(f"plots/{f}" for f in FILES)):
+        assert os.path.getsize(os.path.join(sweep, name)) > 0, name
+    back = pd.read_csv(os.path.join(sweep, "levels.csv"))
+    assert back["level"].tolist() == [1, 2, 4, 8, 16, 32]
+    for col in ("goodput", "slo_attainment", "meets_slo", "target", "under_target", "send_rate"):
+        assert col in back.columns, col
+    with open(os.path.join(sweep, "summary.json")) as fh:
+        summary = json.load(fh)
+    assert summary["saturation_level"] == 8.0  # the synthetic engine has 8 slots
+    assert summary["slo"] == {"ttft": 300, "tpot": 20}
+    # levels meeting the SLOs: no failure and 99 % within limits; the report names the highest
+    meets = levels[levels["meets_slo"].astype(bool)]["level"]
+    assert summary["max_level_meeting_slo"] == (float(meets.max()) if len(meets) else None)
+    assert summary["failures_by_kind"] and sum(summary["failures_by_kind"].values()) == levels["failed"].sum()
+
+
+def test_report_md_puts_the_published_table_first_then_the_verdicts(sweep):
+    md = Path(os.path.join(sweep, "report.md")).read_text(encoding="utf-8")
+    table = md.index("| Concurrency | Mean TTFT (ms) | Input Throughput (tok/s) | Output Throughput (tok/s) | "
+                     "Mean TPOT (ms) | Mean Input Len | Mean Output Len | P99 TTFT (ms) | P99 TPOT (ms)")
+    assert table < md.index("**Saturation:** concurrency 8") < md.index("## Per-level detail")
+    assert "**SLOs:** TTFT ≤ 300 ms, TPOT ≤ 20 ms" in md
+    assert md.index("## Per-level detail") < md.index("## Failures by kind") < md.index("## Plots")
+    assert "TTFT p90" in md and "ITL p99" in md and "Goodput (req/s)" in md
+    assert "![Output throughput](plots/throughput.png)" in md
+    assert "did not complete" not in md
+
+
+def test_report_html_is_one_self_contained_file(sweep):
+    html = Path(os.path.join(sweep, "report.html")).read_text(encoding="utf-8")
+    refs = resource_refs(html)
+    imgs = [r for r in refs if r.startswith("data:image/png;base64,")]
+    assert len(imgs) == len(FILES) and refs == imgs  # nothing but embedded PNGs
+    assert "<script" not in html.lower() and "<link" not in html.lower()
+    assert "http://gpu-box:8000" in html  # the target URL is text, not a resource
+    assert "<th>Output Throughput (tok/s)</th>" in html and "<th>Concurrency</th>" in html
+    for uri in imgs:
+        w, h = png_size(base64.b64decode(uri.split(",", 1)[1]))
+        assert w >= 600 and h >= 300
+    # the checker is not vacuous: an external image or stylesheet is found
+    assert resource_refs('<img src="https://cdn.example/x.png"><style>@import "http://x/y.css"</style>') == [
+        "https://cdn.example/x.png", "http://x/y.css"]
+
+
+def test_plots_are_real_pngs_and_the_axis_rule(sweep):
+    for name in FILES:
+        with open(os.path.join(sweep, "plots", name), "rb") as fh:
+            data = fh.read()
+        w, h = png_size(data)
+        assert w >= 600 and h >= 300 and len(data) > 10_000, name
+    assert use_log2([1, 2, 4, 8]) and use_log2([0.5, 1, 2]) and use_log2([1, 10, 100])
+    assert not use_log2([10, 20, 30, 40]) and not use_log2([5])
+
+
+def test_rate_mode_titles_and_late_flags(tmp_path):
+    run = str(tmp_path / "rate")
+    write_run(run, levels=(1, 2, 4, 8), mode="rate", capacity=4, requests_per_level=40, send_lag_ms=30, seed=2)
+    levels = build(run, with_plots=False)
+    assert "late" in levels.columns and "under_target" not in levels.columns
+    md = Path(os.path.join(run, "report.md")).read_text(encoding="utf-8")
+    assert "| Rate (req/s) | Mean TTFT (ms) |" in md
+    late = levels[levels["late"]]["level"].tolist()
+    assert late and "**Late sends**" in md and "Add workers" in md
+    assert summary_text(run).splitlines()[0].startswith("Rate (req/s)")
+    assert json.loads(Path(os.path.join(run, "summary.json")).read_text())["late_levels"] == late
+
+
+def test_under_target_levels_are_flagged_with_advice(tmp_path):
+    run = str(tmp_path / "limited")
+    write_run(run, levels=(2, 4, 8, 16), capacity=64, client_limit=6, seed=1)
+    levels = build(run, with_plots=False)
+    assert levels.set_index("level")["under_target"].to_dict() == {2: False, 4: False, 8: True, 16: True}
+    md = Path(os.path.join(run, "report.md")).read_text(encoding="utf-8")
+    assert "**Under target** (8: " in md and "the client, not the server, set the pace" in md
+    assert "Flagged under target: 8, 16" in summary_text(run)
+
+
+def test_an_incomplete_run_says_so_and_names_the_levels_it_missed(tmp_path):
+    run = str(tmp_path / "cut")
+    write_run(run, levels=(1, 2), requests_per_level=50, complete=False, settings={"levels": [1, 2, 4, 8]})
+    build(run, with_plots=False)
+    md = Path(os.path.join(run, "report.md")).read_text(encoding="utf-8")
+    assert "**This run did not complete**" in md and "not reached: 4, 8" in md
+    assert json.loads(Path(os.path.join(run, "summary.json")).read_text())["complete"] is False
+
+
+def test_bad_settings_name_the_field(tmp_path):
+    run = str(tmp_path / "bad")
+    write_run(run, levels=(1, 2), requests_per_level=20, settings={"knee_pct": "ten"})
+    with pytest.raises(ReportError, match=r"settings.knee_pct = 'ten'"):
+        analyse(run)
+    write_run(run, levels=(1, 2), requests_per_level=20, slo={"ttft": 0})
+    with pytest.raises(ReportError, match=r"settings.slo.ttft = 0"):
+        build(run, with_plots=False)
+    with pytest.raises(ReportError, match="no run folder"):
+        build(str(tmp_path / "nowhere"))
+
+
+def test_lost_workers_are_named_with_their_level(tmp_path):
+    run = str(tmp_path / "lost")
+    meta = write_run(run, levels=(1, 2, 4), requests_per_level=30)
+    lost_at = meta["timeline"][1]["start"] + 0.1
+    meta["lost_workers"] = [{"id": "w2", "lost_at": lost_at, "records": 17, "lost_in_flight": 2}]
+    Path(os.path.join(run, "run.json")).write_text(json.dumps(meta))
+    build(run, with_plots=False)
+    md = Path(os.path.join(run, "report.md")).read_text(encoding="utf-8")
+    assert "**1 worker lost:** `w2` during concurrency 2 (17 records kept, 2 requests in flight lost)" in md
+    assert json.loads(Path(os.path.join(run, "summary.json")).read_text())["lost_workers"][0]["id"] == "w2"

@@ -1,0 +1,101 @@
+"""compare(): several run folders side by side, levels outer-joined, one self-contained HTML page."""
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tokenswarm.report import ReportError, analyse, compare
+from tokenswarm.report.compare import default_labels, parse_labels
+from tokenswarm.report.synthetic import write_run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    a, b = str(root / "vllm-run"), str(root / "sglang-run")
+    write_run(a, levels=(1, 2, 4, 8), capacity=4, seed=1, settings={"engine": "vllm"})
+    write_run(b, levels=(2, 4, 8, 16), capacity=8, seed=2,
+              settings={"engine": "sglang", "run_name": "sglang-fp8"})
+    return a, b, root
+
+
+def test_levels_are_outer_joined_and_values_match_each_run(runs):
+    a, b, root = runs
+    out = str(root / "out")
+    res = compare([a, b], None, out)
+    assert res.labels == ["vllm", "sglang-fp8"]  # engine, and run_name where set
+    t = res.table
+    assert t["level"].tolist() == [1, 1, 2, 2, 4, 4, 8, 8, 16, 16]
+    assert t["run"].tolist() == ["vllm", "sglang-fp8"] * 5
+    la, lb = analyse(a).levels.set_index("level"), analyse(b).levels.set_index("level")
+    for rec in t.to_dict("records"):
+        src = la if rec["run"] == "vllm" else lb
+        for col in ("output_throughput", "ttft_mean", "ttft_p99", "tpot_mean", "tpot_p99"):
+            if rec["level"] in src.index:
+                assert rec[col] == pytest.approx(src.loc[rec["level"], col])
+            else:
+                assert np.isnan(rec[col])  # that run has no such level
+    pivot = res.pivot()
+    assert list(pivot.columns) == ["vllm", "sglang-fp8"] and np.isnan(pivot.loc[16, "vllm"])
+    assert np.isnan(pivot.loc[1, "sglang-fp8"]) and pivot.loc[8].notna().all()
+    back = pd.read_csv(os.path.join(out, "compare.csv"))
+    assert len(back) == 10 and back["output_throughput"].isna().sum() == 2
+    text = res.text()
+    assert text.splitlines()[0].split() == ["Concurrency", "vllm", "tok/s", "sglang-fp8", "tok/s"]
+
+
+def test_compare_writes_md_html_and_one_line_per_run_plots(runs):
+    a, b, root = runs
+    out = str(root / "out2")
+    res = compare([a, b], ["A", "B"], out)
+    names = sorted(os.path.basename(f) for f in res.files)
+    assert names == ["compare.csv", "compare.html", "compare.md", "compare_latency_vs_throughput.png",
+                     "compare_throughput.png", "compare_tpot.png", "compare_ttft.png"]
+    for f in res.files:
+        assert os.path.getsize(f) > 200, f
+    md = Path(os.path.join(out, "compare.md")).read_text(encoding="utf-8")
+    assert "| Concurrency | A | B |" in md and "| 16 | - |" in md
+    assert ("| Concurrency | Run | Output tok/s | Mean TTFT (ms) | P99 TTFT (ms) | Mean TPOT (ms) | "
+            "P99 TPOT (ms) |") in md
+    html = Path(os.path.join(out, "compare.html")).read_text(encoding="utf-8")
+    srcs = re.findall(r"""\bsrc\s*=\s*["']?([^"'\s>]+)""", html)
+    assert len(srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert not re.search(r"""\b(?:href|srcset)\s*=|url\(|@import|<script|<link""", html, re.I)
+    # nothing was written into the run folders
+    assert not os.path.exists(os.path.join(a, "compare.md")) and not os.path.exists(os.path.join(a, "levels.csv"))
+
+
+def test_labels_default_and_errors(runs, tmp_path):
+    a, b, _ = runs
+    twin = str(tmp_path / "vllm-again")
+    write_run(twin, levels=(1, 2), requests_per_level=20, settings={"engine": "vllm"})
+    assert default_labels([analyse(a), analyse(twin)]) == ["vllm-run", "vllm-again"]  # same engine: folder names
+    assert parse_labels("x, y") == ["x", "y"] and parse_labels("") is None
+    with pytest.raises(ReportError, match="2 labels for 3 run folders"):
+        compare([a, b, twin], ["x", "y"], str(tmp_path / "o"))
+    with pytest.raises(ReportError, match="'x' appears twice"):
+        compare([a, b], ["x", "x"], str(tmp_path / "o"))
+    not_a_run = tmp_path / "photos"
+    not_a_run.mkdir()
+    (not_a_run / "cat.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(ReportError, match=r"photos is not a tokenswarm run folder"):
+        compare([a, str(not_a_run)], None, str(tmp_path / "o"))
+    with pytest.raises(ReportError, match="no such folder"):
+        compare([a, str(tmp_path / "missing")], None, str(tmp_path / "o"))
+
+
+def test_a_fresh_levels_csv_is_reused_and_a_stale_one_is_not(tmp_path):
+    run = str(tmp_path / "r")
+    write_run(run, levels=(1, 2), requests_per_level=30)
+    fresh = analyse(run).levels
+    fake = fresh.assign(output_throughput=12345.0)
+    fake.to_csv(os.path.join(run, "levels.csv"), index=False)
+    assert analyse(run, prefer_levels_csv=True).levels["output_throughput"].tolist() == [12345.0, 12345.0]
+    past = os.path.getmtime(os.path.join(run, "requests.csv")) - 100
+    os.utime(os.path.join(run, "levels.csv"), (past, past))
+    again = analyse(run, prefer_levels_csv=True).levels["output_throughput"]
+    assert again.tolist() == pytest.approx(fresh["output_throughput"].tolist())
