@@ -94,7 +94,23 @@ def _prepare(args: argparse.Namespace, kind: str) -> Settings:
         raise SettingsError(f"bad --expect-workers {args.expect_workers}: must be at least 1")
     if args.locustfile and not os.path.isfile(args.locustfile):
         raise SettingsError(f"bad --locustfile {args.locustfile!r}: no such file")
-    return build(args, host=args.host or None)
+    settings = build(args, host=args.host or None)
+    _check_dataset(settings)
+    return settings
+
+
+def _check_dataset(settings: Settings) -> None:
+    """Load the tokenizer and read the dataset once now, so a bad file stops the run before anything starts."""
+    from tokenswarm.datasets import open_dataset
+
+    tokenizer = None
+    if settings.tokenizer:
+        from tokenswarm.tokencount import load_tokenizer
+
+        tokenizer = load_tokenizer(settings.tokenizer)
+    if settings.dataset.name != "random":
+        open_dataset(settings.dataset, tokenizer=tokenizer, default_max_tokens=settings.request.max_tokens,
+                     max_prompts=1)
 
 
 def _target(args: argparse.Namespace, settings: Settings, stack: ExitStack, log_path: str | None) -> str:
@@ -285,6 +301,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tokenswarm.report.compare import compare, default_out_dir, parse_labels
+
+    result = compare(args.run_dirs, parse_labels(args.labels) or None, args.out or default_out_dir())
+    print(result.text())
+    print(result.out_dir)
+    return 0
+
+
 def cmd_engines(_args: argparse.Namespace) -> int:
     from tokenswarm.engines import ENGINES, get_engine
 
@@ -403,10 +428,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--locustfile", "-f", default="", help="a locustfile of your own (default: tokenswarm's)")
     p.add_argument("--loglevel", "-L", default="WARNING", help="Locust's log level (default WARNING)")
     p.set_defaults(func=cmd_worker)
-    p = sub.add_parser("report", help="rebuild a run folder's derived files (levels.csv, report.md)")
+    p = sub.add_parser("report", help="rebuild a run folder's derived files (levels.csv, summary.json, "
+                                      "report.md, report.html, plots)")
     p.add_argument("run_dir", help="the run folder (reports/<run_id>)")
     p.add_argument("--warmup", type=float, default=None, help="seconds trimmed from the start of each level")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("compare", help="put run folders side by side (compare.md/.html/.csv and plots)")
+    p.add_argument("run_dirs", nargs="+", help="run folders (reports/<run_id>) to compare")
+    p.add_argument("--labels", default="", help="comma-separated names, one per run (default: run name, engine "
+                                                 "or folder)")
+    p.add_argument("--out", default="", help="where to write (default: reports/compare-<time>/)")
+    p.set_defaults(func=cmd_compare)
     p = sub.add_parser("engines", help="list the engine presets")
     p.set_defaults(func=cmd_engines)
     p = sub.add_parser("simengine", help="serve the simulated engine (an OpenAI-compatible streaming server)")

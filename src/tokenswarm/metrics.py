@@ -136,6 +136,7 @@ class RequestRecord:
     reasoning_tokens: int | None = None
     cached_tokens: int | None = None
     token_source: str | None = None
+    tokenizer_tokens: int | None = None  # the local tokenizer's count beside the server's (--tokenizer)
     output_events: int = 0
     finish_reason: str | None = None
     error: str = ""
@@ -264,6 +265,11 @@ class StreamMeasure:
             out_tokens, source = sum(self.ktokens), SOURCE_EVENTS
         else:
             out_tokens, source = (0, SOURCE_EVENTS) if status == STATUS_OK else (None, None)
+        local = None
+        if source == SOURCE_USAGE and count_tokens is not None and self.times:
+            local = count_tokens("".join(self.reasoning) + "".join(self.text))
+        elif source == SOURCE_TOKENIZER:
+            local = out_tokens
         if usage is not None and usage.prompt_tokens is not None:
             input_tokens = usage.prompt_tokens
         reasoning_tokens = usage.reasoning_tokens if usage is not None else None
@@ -285,6 +291,7 @@ class StreamMeasure:
             reasoning_tokens=reasoning_tokens,
             cached_tokens=usage.cached_tokens if usage is not None else None,
             token_source=source,
+            tokenizer_tokens=local,
             output_events=len(self.times),
             finish_reason=self.finish,
             error=error,

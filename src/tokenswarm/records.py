@@ -34,6 +34,7 @@ COLUMNS: tuple[str, ...] = (
     "reasoning_tokens",
     "cached_tokens",
     "token_source",
+    "output_tokens_tokenizer",
     "output_events",
     "finish_reason",
     "scheduled_time",
@@ -44,6 +45,8 @@ COLUMNS: tuple[str, ...] = (
 )
 
 Row = list[str]
+STATUS_COL = COLUMNS.index("status")
+LEVEL_COL = COLUMNS.index("level")
 
 
 def _f(v: float | None, fmt: str = "%.3f") -> str:
@@ -74,6 +77,7 @@ def to_row(r: RequestRecord) -> Row:
         _i(r.reasoning_tokens),
         _i(r.cached_tokens),
         r.token_source or "",
+        _i(r.tokenizer_tokens),
         str(r.output_events),
         r.finish_reason or "",
         _f(r.scheduled_time, "%.6f"),

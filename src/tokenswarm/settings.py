@@ -16,9 +16,11 @@ from typing import Any
 from tokenswarm import __version__
 from tokenswarm.arrivals import KINDS as ARRIVAL_KINDS
 from tokenswarm.client import BadURL, Target
+from tokenswarm.datasets import DatasetSpec, validate_spec
 from tokenswarm.dialects import Dialect, RequestOptions, UnknownDialect, get_dialect
 from tokenswarm.engines import Engine, UnknownEngine, get_engine
 from tokenswarm.errors import SettingsError
+from tokenswarm.servermetrics import metrics_url
 from tokenswarm.sweep import CONCURRENCY, RATE, SweepPlan, level_str, parse_levels, parse_slo
 
 REDACTED = "<redacted>"
@@ -49,6 +51,12 @@ class Settings:
     slo: dict[str, float] = field(default_factory=dict)
     slo_attainment: float = 0.99
     knee_pct: float = 10.0
+    server_metrics: str = ""  # URL of the engine's metrics ("" : none)
+    server_metrics_interval: float = 2.0
+    metrics_port: int = 0
+    progress_interval: float = 5.0
+    dataset: DatasetSpec = field(default_factory=DatasetSpec)
+    tokenizer: str = ""  # path of a tokenizer.json / model folder ("" : none)
 
     @property
     def mode(self) -> str:
@@ -80,6 +88,8 @@ class Settings:
             "model": self.request.model,
             "max_tokens": self.request.max_tokens,
             "input_len": self.input_len,
+            "dataset": {k: v for k, v in self.dataset.__dict__.items() if v not in ("", 0, 0.0) or k == "name"},
+            "tokenizer": self.tokenizer or None,
             "temperature": self.request.temperature,
             "ignore_eos": self.request.ignore_eos,
             "extra_body": self.request.extra_body,
@@ -103,6 +113,7 @@ class Settings:
             "slo": self.slo or None,
             "slo_attainment": self.slo_attainment,
             "knee_pct": self.knee_pct,
+            "server_metrics": self.server_metrics or None,
             "tokenswarm_version": __version__,
         }
 
@@ -176,6 +187,11 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
     key = api_key(opts, environ)
     if key and not any(k.lower() == "authorization" for k in headers):
         headers["Authorization"] = f"Bearer {key}"
+    spec = DatasetSpec(name=opts.dataset or "random", path=opts.dataset_path, input_len=opts.input_len,
+                       output_len=opts.output_len, range_ratio=opts.range_ratio, prompt_field=opts.prompt_field,
+                       min_prompt_tokens=opts.min_prompt_tokens, max_prompt_tokens=opts.max_prompt_tokens,
+                       seed=opts.seed)
+    validate_spec(spec)
     plan = _plan(opts, duration_s)
     warmup = opts.warmup
     if warmup < 0:
@@ -188,6 +204,22 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
         raise SettingsError(f"bad --slo-attainment {opts.slo_attainment}: must be in (0, 1]")
     if opts.knee_pct < 0:
         raise SettingsError(f"bad --knee-pct {opts.knee_pct}: must be 0 or more")
+    server_metrics = opts.server_metrics
+    if server_metrics.lower() == "none":
+        server_metrics = ""
+    elif not server_metrics and engine.metrics_path:
+        server_metrics = metrics_url(target.url(""), engine.metrics_path)
+    if server_metrics:
+        try:
+            Target.parse(server_metrics)
+        except BadURL as e:
+            raise SettingsError(str(e).replace("--host", "--server-metrics")) from None
+    if opts.server_metrics_interval <= 0:
+        raise SettingsError(f"bad --server-metrics-interval {opts.server_metrics_interval}: must be positive")
+    if not 0 <= opts.metrics_port <= 65535:
+        raise SettingsError(f"bad --metrics-port {opts.metrics_port}: must be a port number (0: off)")
+    if opts.progress_interval < 0:
+        raise SettingsError(f"bad --progress-interval {opts.progress_interval}: must be 0 (off) or more")
     model = opts.model or engine.model
     if "{model}" in endpoint:
         if not model:
@@ -224,6 +256,12 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
         slo=parse_slo(opts.slo),
         slo_attainment=opts.slo_attainment,
         knee_pct=opts.knee_pct,
+        server_metrics=server_metrics,
+        server_metrics_interval=opts.server_metrics_interval,
+        metrics_port=opts.metrics_port,
+        progress_interval=opts.progress_interval,
+        dataset=spec,
+        tokenizer=opts.tokenizer,
     )
 
 

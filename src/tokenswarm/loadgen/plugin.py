@@ -25,6 +25,7 @@ from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from tokenswarm import runfolder
+from tokenswarm.datasets import open_dataset
 from tokenswarm.exitstatus import ExitStatus
 from tokenswarm.loadgen.cluster import (
     MSG_ABORT,
@@ -82,6 +83,14 @@ def _init(environment: Environment, web_ui: Any = None, **_kw: Any) -> None:
         from tokenswarm.loadgen import weblogin
 
         weblogin.install(web_ui)
+    if not isinstance(environment.runner, WorkerRunner):
+        from tokenswarm.loadgen.observe import Exporter, install_web_ui
+
+        environment.tokenswarm_exporter = Exporter(environment)
+        if web_ui is not None:
+            install_web_ui(web_ui, environment)
+        elif getattr(opts, "metrics_port", 0):
+            environment.tokenswarm_exporter.serve("0.0.0.0", opts.metrics_port)
     runner = environment.runner
     if not isinstance(runner, WorkerRunner):
         try:
@@ -157,7 +166,12 @@ def _test_start(environment: Environment, **_kw: Any) -> None:
         worker = f"w{runner.worker_index}"
         agent = WorkerAgent(environment, worker)
         environment.tokenswarm_agent = agent
-        session = Session(environment, settings, worker, shard=max(runner.worker_index, 0) + 1, sink=agent.add)
+        shards = int(getattr(opts, "tokenswarm_shards", 1) or 1)
+        try:
+            session = _session(environment, settings, worker, max(runner.worker_index, 0), shards, agent.add)
+        except SettingsError as e:
+            _fail(environment, str(e))
+            return
         agent.session = session
         if settings.requests:
             session.tickets = 0
@@ -178,15 +192,51 @@ def _test_start(environment: Environment, **_kw: Any) -> None:
     except OSError as e:
         _fail(environment, f"cannot create the run folder: {e}")
         return
+    if isinstance(runner, MasterRunner):
+        # every worker takes its own share of the dataset: worker i of n takes prompts i, i+n, ...
+        opts.tokenswarm_shards = max(len(runner.clients), 1)
+        try:
+            _tokenizer(settings)
+            if settings.dataset.name != "random":
+                open_dataset(settings.dataset, default_max_tokens=settings.request.max_tokens, max_prompts=1)
+        except SettingsError as e:
+            _fail(environment, str(e))
+            return
+    session = None
+    if isinstance(runner, LocalRunner):
+        try:
+            session = _session(environment, settings, "local", 0, 1, lambda rows: ctl.add_rows(rows))
+        except SettingsError as e:
+            _fail(environment, str(e))
+            return
     ctl = RunController(environment, settings, run_dir)
     environment.tokenswarm_controller = ctl
-    if isinstance(runner, LocalRunner):
-        session = Session(environment, settings, "local", shard=0, sink=ctl.add_rows)
+    if session is not None:
         if settings.requests:
             session.tickets = settings.requests
         ctl.session = session
         environment.tokenswarm_session = session
     ctl.start()
+
+
+_TOKENIZERS: dict[str, Any] = {}
+
+
+def _tokenizer(settings: Settings) -> Any:
+    """The --tokenizer, loaded once per process (None without one)."""
+    if not settings.tokenizer:
+        return None
+    if settings.tokenizer not in _TOKENIZERS:
+        from tokenswarm.tokencount import load_tokenizer
+
+        _TOKENIZERS[settings.tokenizer] = load_tokenizer(settings.tokenizer)
+    return _TOKENIZERS[settings.tokenizer]
+
+
+def _session(environment: Environment, settings: Settings, worker: str, shard: int, shards: int,
+             sink: Any) -> Session:
+    """This process's session: its share of the dataset, the tokenizer; SettingsError for a bad file."""
+    return Session(environment, settings, worker, shard=shard, sink=sink, shards=shards, tokenizer=_tokenizer(settings))
 
 
 def _out_dir(environment: Environment, out: str) -> str:
@@ -230,6 +280,7 @@ def _quitting(environment: Environment, **_kw: Any) -> None:
         if runner is not None:
             runner.stop()
         ctl.finish(complete=False)
+    ctl.wait_done()  # finish() may be running in another greenlet (the stop that ended the test)
     if environment.process_exit_code is None or environment.process_exit_code == 0:
         environment.process_exit_code = ctl.exit_code()
 

@@ -25,7 +25,7 @@ from gevent.lock import Semaphore
 from tokenswarm import records
 from tokenswarm.arrivals import Arrivals
 from tokenswarm.client import Connection, StreamCall, request_head
-from tokenswarm.datasets import RandomPrompts
+from tokenswarm.datasets import open_dataset
 from tokenswarm.metrics import FAILURE_KINDS, RequestRecord, epoch
 from tokenswarm.settings import Settings
 from tokenswarm.sweep import RATE
@@ -51,12 +51,15 @@ class Session:
     """Everything the users of one process share during one test."""
 
     def __init__(self, environment: Environment, settings: Settings, worker: str, shard: int,
-                 sink: Callable[[list[records.Row]], None]) -> None:
+                 sink: Callable[[list[records.Row]], None], shards: int = 1, tokenizer: Any = None) -> None:
         self.env = environment
         self.settings = settings
         self.worker = worker
         self.sink = sink
-        self.prompts = RandomPrompts(settings.input_len, settings.seed, shard)
+        # the dataset is split among the workers: this process takes shard ``shard`` of ``shards``
+        self.prompts = open_dataset(settings.dataset, shard % max(shards, 1), max(shards, 1), tokenizer,
+                                    settings.request.max_tokens)
+        self.prompts.prefetch(min(settings.requests or 256, 10000))  # token-exact prompts cost an encode each
         self.head = request_head(
             settings.target, "POST", settings.endpoint,
             {"Content-Type": "application/json", "Accept": "text/event-stream", **settings.headers},
@@ -65,7 +68,7 @@ class Session:
         self.in_flight = 0
         self.sent = 0  # records finished
         self.sent_started = 0  # requests started
-        self.count_tokens: Callable[[str], int] | None = None
+        self.count_tokens: Callable[[str], int] | None = tokenizer.count if tokenizer is not None else None
         self.tickets: int | None = None  # None: no request limit on this process
         self.exhausted = False  # the request budget is spent
         self.draining = False  # the test is ending: no new requests
