@@ -116,6 +116,15 @@ OPTIONS: tuple[Opt, ...] = (
         "to meet them", metavar="R", group="sweep"),
     Opt("--knee-pct", float, 10.0, "saturation: the level after which output throughput grows by less than "
         "this percentage while TTFT p99 still rises", metavar="P", group="sweep"),
+    # -- observing -------------------------------------------------------------------
+    Opt("--server-metrics", str, "", "the engine's Prometheus metrics URL, sampled into server_metrics.csv "
+        "(default: the preset's metrics path on --host; 'none' to skip)", metavar="URL", group="observe"),
+    Opt("--server-metrics-interval", float, 2.0, "seconds between samples of the engine's metrics", metavar="S",
+        group="observe"),
+    Opt("--metrics-port", int, 0, "headless runs: serve tokenswarm's own Prometheus metrics on this port "
+        "(0: off; the web UI serves them at /metrics)", metavar="PORT", group="observe"),
+    Opt("--progress-interval", float, 5.0, "headless runs: print a progress line this often (0: never)",
+        metavar="S", group="observe"),
     # -- outputs ---------------------------------------------------------------------
     Opt("--out", str, "", "run folder (default: reports/<run_id>/)", metavar="DIR", group="output"),
     Opt("--run-name", str, "", "label of the run, used in its folder name and reports", metavar="NAME",

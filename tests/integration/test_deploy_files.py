@@ -980,3 +980,45 @@ def test_promtool_accepts_the_prometheus_config():
     p = subprocess.run(["promtool", "check", "config", PROMETHEUS_CONFIG], capture_output=True, text=True,
                        timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+# -- Grafana -----------------------------------------------------------------------------------
+GRAFANA = os.path.join(ROOT, "deploy", "grafana")
+
+
+def test_grafana_dashboard_queries_metrics_that_exist():
+    """Every metric the dashboard queries is one tokenswarm exports or an engine name servermetrics maps."""
+    import json
+    import re
+
+    from tokenswarm.servermetrics import MAPPING
+
+    with open(os.path.join(GRAFANA, "dashboards", "tokenswarm.json")) as fh:
+        dash = json.load(fh)
+    exported = {"tokenswarm_ttft_seconds_bucket", "tokenswarm_tpot_seconds_bucket", "tokenswarm_itl_seconds_bucket",
+                "tokenswarm_e2e_seconds_bucket", "tokenswarm_output_tokens_total", "tokenswarm_input_tokens_total",
+                "tokenswarm_requests_total", "tokenswarm_users", "tokenswarm_level", "tokenswarm_worker_cpu_percent",
+                "tokenswarm_worker_loop_lag_seconds"}
+    engine = {name for name, *_ in MAPPING}
+    titles = [p["title"] for p in dash["panels"]]
+    for want in ("Output tokens/s", "TTFT p50 / p99", "TPOT p50 / p99", "Users and level", "Requests by status",
+                 "Engine KV-cache use"):
+        assert want in titles
+    for panel in dash["panels"]:
+        assert panel["datasource"]["uid"] == "prometheus"
+        for t in panel["targets"]:
+            names = set(re.findall(r"\b([a-z_]+:[a-z_:]+|tokenswarm_[a-z_]+)\b", t["expr"]))
+            assert names, t["expr"]
+            for n in names:
+                assert n in exported or n in engine, (panel["title"], n)
+    with open(os.path.join(GRAFANA, "provisioning", "datasources", "prometheus.yml")) as fh:
+        ds = yaml.safe_load(fh)
+    assert ds["datasources"][0]["uid"] == "prometheus" and ds["datasources"][0]["url"] == "http://prometheus:9090"
+
+
+def test_grafana_is_wired_into_the_obs_profile():
+    g = compose()["services"]["grafana"]
+    assert g["profiles"] == ["obs"] and "prometheus" in g["depends_on"]
+    mounts = " ".join(g["volumes"])
+    assert "./deploy/grafana/provisioning" in mounts and "./deploy/grafana/dashboards" in mounts
+    assert all(p.startswith("127.0.0.1:") for p in g["ports"])

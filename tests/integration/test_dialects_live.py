@@ -6,8 +6,8 @@ import os
 
 import pandas as pd
 import pytest
-from streamserver import ScriptedServer, fixture_events, sse_response
 
+from streamserver import ScriptedServer, fixture_events, sse_response
 from tokenswarm.client import Connection, StreamCall, Target, request_head
 from tokenswarm.datasets import Prompt
 from tokenswarm.dialects import RequestOptions, get_dialect

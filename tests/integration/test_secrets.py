@@ -31,13 +31,15 @@ def test_no_output_file_or_log_holds_the_key(workers, cli, sim_factory, tmp_path
     p = cli("run", "--host", sim.url, "--requests", "12", "--users", "3", "--workers", workers,
             "--header", f"X-Team-Token: {HDR}", "--loglevel", "DEBUG", "--out", out, env={"TOKENSWARM_API_KEY": KEY})
     assert p.returncode == 0, p.stderr[-3000:]
-    assert len(open(os.path.join(out, "requests.csv")).read().splitlines()) == 13
+    with open(os.path.join(out, "requests.csv")) as fh:
+        assert len(fh.read().splitlines()) == 13
     # a run whose key is rejected on every request: the server echoes the key in its error text
     bad = str(tmp_path / "bad")
     q = cli("run", "--host", sim.url, "--requests", "4", "--users", "2", "--no-preflight", "--max-fail-ratio", "1",
             "--workers", workers, "--out", bad, env={"OPENAI_API_KEY": KEY + "-WRONG"})
     assert q.returncode == 0, q.stderr[-3000:]
-    assert "<redacted>" in open(os.path.join(bad, "requests.csv")).read()
+    with open(os.path.join(bad, "requests.csv")) as fh:
+        assert "<redacted>" in fh.read()
     hits = grep_tree(str(tmp_path), [KEY, HDR])
     hits += [f"output: {n}" for n in (KEY, HDR) if n in p.stdout + p.stderr + q.stdout + q.stderr]
     assert not hits, hits
@@ -51,7 +53,8 @@ def test_the_web_ui_never_shows_the_key(tmp_path):
     env["TOKENSWARM_API_KEY"] = KEY
     proc = subprocess.Popen([sys.executable, "-m", "tokenswarm", "ui", "--web-port", str(port), "--header",
                              f"X-Team-Token: {HDR}", "--sim-args", "--ttft-ms 5 --tpot-ms 1", "--out",
-                             str(tmp_path / "ui")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             str(tmp_path / "ui")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     base = f"http://127.0.0.1:{port}"
     pages = []
     try:

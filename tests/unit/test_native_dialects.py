@@ -3,8 +3,8 @@
 import json
 
 import pytest
-from streamserver import ScriptedServer, fixture_events, sse_response
 
+from streamserver import ScriptedServer, fixture_events, sse_response
 from tokenswarm.client import StreamCall
 from tokenswarm.datasets import Prompt
 from tokenswarm.dialects import DIALECTS, RequestOptions, UnknownDialect, get_dialect

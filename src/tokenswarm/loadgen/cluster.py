@@ -4,9 +4,9 @@ All of it rides on Locust's custom messages (``runner.send_message`` and
 ``register_message``); nothing else connects the processes. Messages:
 
 * ``tokenswarm_records`` worker -> master, every second and at stop:
-  ``{"worker", "host", "pid", "rows", "sent", "in_flight"}``. Also a heartbeat
-  of the worker's books (sent, in flight), so a lost worker's in-flight
-  requests can be counted.
+  ``{"worker", "host", "pid", "rows", "health", "sent", "in_flight"}``. Also a
+  heartbeat of the worker's books (sent, in flight), so a lost worker's
+  in-flight requests can be counted, and its self-check samples (CPU, loop lag).
 * ``tokenswarm_level`` master -> workers: ``{"level", "workers"}``: the
   level new requests are stamped with; in rate mode each worker sends
   ``level / workers`` requests per second.
@@ -60,10 +60,14 @@ class WorkerAgent:
         self.shipped = 0
         self.host = socket.gethostname()
         self.session: Session | None = None
+        self.health: list[list[Any]] = []
         self._lease_pending = False
         self._granted = Event()
         self.master_exhausted = False
         self._greenlets = [gevent.spawn(self._ship_loop)]
+        from tokenswarm.loadgen.observe import HealthSampler
+
+        self._greenlets.append(HealthSampler(worker, self.add_health).greenlet)
 
     # -- records ---------------------------------------------------------------------------
     def add(self, rows: list[list[str]]) -> None:
@@ -80,9 +84,10 @@ class WorkerAgent:
         if not self.rows and not heartbeat:
             return
         rows, self.rows = self.rows, []
+        samples, self.health = self.health, []
         s = self.session
         self.runner.send_message(MSG_RECORDS, {
-            "worker": self.worker, "host": self.host, "pid": os.getpid(), "rows": rows,
+            "worker": self.worker, "host": self.host, "pid": os.getpid(), "rows": rows, "health": samples,
             "sent": s.sent_started if s is not None else 0, "in_flight": s.in_flight if s is not None else 0,
         })
         self.shipped += len(rows)
@@ -126,6 +131,10 @@ class WorkerAgent:
         if send_stats is not None:
             send_stats()
         self.runner.send_message(MSG_DRAINED, {"worker": self.worker})
+
+    def add_health(self, sample: Any) -> None:
+        self.health.append([sample.time, sample.worker, sample.cpu_pct, sample.loop_lag_p99_ms,
+                            sample.loop_lag_max_ms])
 
     def close(self) -> None:
         for g in self._greenlets:

@@ -22,13 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import gevent
 import locust
+from gevent.event import Event
 from locust import stats as locust_stats
 from locust.runners import MasterRunner
 
-from tokenswarm import __version__, runfolder
+from tokenswarm import __version__, health, runfolder
 from tokenswarm.exitstatus import ExitStatus
 from tokenswarm.loadgen.cluster import MSG_LEVEL, MasterBooks
-from tokenswarm.records import RequestsWriter, Row
+from tokenswarm.loadgen.observe import Exporter, HealthSampler, LiveBooks, ServerMetricsSampler
+from tokenswarm.records import LEVEL_COL, STATUS_COL, RequestsWriter, Row
 from tokenswarm.settings import Settings
 from tokenswarm.sweep import level_str
 
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("tokenswarm")
 
 FLUSH_S = 1.0  # requests.csv is flushed at least this often
+HEALTH_CSV = "client_health.csv"
+SERVER_METRICS_CSV = "server_metrics.csv"
 WATCH_S = 0.05  # how often levels, budget, drain and workers are checked
 
 
@@ -61,7 +65,8 @@ class RunController:
         self.started = time.time()
         self.ended: float | None = None
         self.complete = False
-        self.finished = False
+        self.finished = False  # finish() has begun
+        self.done = Event()  # ... and has written everything
         self.interrupted = False
         self.draining = False
         self.status_counts: dict[str, int] = {}
@@ -71,6 +76,17 @@ class RunController:
         self._workers_seen = 0
         self._greenlets: list[gevent.Greenlet] = []
         self._csv: locust_stats.StatsCSVFileWriter | None = None
+        exporter = getattr(environment, "tokenswarm_exporter", None)
+        if exporter is None:
+            exporter = environment.tokenswarm_exporter = Exporter(environment)
+        self.exporter: Exporter = exporter
+        self.live = LiveBooks(exporter)
+        self.health: list[health.Sample] = []
+        self._health_fh = open(os.path.join(run_dir, HEALTH_CSV), "w", newline="", encoding="utf-8")  # noqa: SIM115
+        self._health_w = csv.writer(self._health_fh)
+        self._health_w.writerow(health.CSV_COLUMNS)
+        self.flags: dict[str, str] = {}  # level -> why the client was saturated during it
+        self._samplers: list[Any] = []
 
     # -- start ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -85,12 +101,59 @@ class RunController:
         )
         self._greenlets = [gevent.spawn(self._csv.stats_writer), gevent.spawn(self._flusher),
                            gevent.spawn(self._watcher)]
+        if self.session is not None:
+            self._samplers.append(HealthSampler("local", self.add_health))
+        if self.settings.server_metrics:
+            self._samplers.append(ServerMetricsSampler(
+                self.settings.server_metrics, os.path.join(self.run_dir, SERVER_METRICS_CSV), lambda: self.level,
+                self.settings.server_metrics_interval, self.settings.headers))
         log.info("tokenswarm run folder: %s", self.run_dir)
 
     def _flusher(self) -> None:
+        progress = self.settings.progress_interval if self.headless else 0.0
+        next_progress = time.monotonic() + progress
+        t0 = time.monotonic()
         while True:
             gevent.sleep(FLUSH_S)
             self.writer.flush()
+            self.live.digest()
+            self._health_fh.flush()
+            self._check_client()
+            if progress and time.monotonic() >= next_progress:
+                next_progress += progress
+                print(self.progress_line(time.monotonic() - t0), flush=True)
+
+    def progress_line(self, elapsed: float) -> str:
+        runner = self.env.runner
+        index = ""
+        if self.plan is not None and self.level_index is not None:
+            index = f" ({self.level_index + 1}/{len(self.plan.levels)})"
+        return self.live.progress_line(self.level, int(getattr(runner, "user_count", 0) or 0), elapsed, index)
+
+    # -- client self-check ------------------------------------------------------------------
+    def add_health(self, sample: health.Sample) -> None:
+        self.health.append(sample)
+        self._health_w.writerow(sample.row())
+        self.exporter.health(sample)
+
+    def _check_client(self) -> None:
+        """Flag the current level when a load generator is saturated (and say so once, live)."""
+        if not self.timeline:
+            return
+        seg = self.timeline[-1]
+        key = level_str(seg["level"])
+        if key in self.flags:
+            return
+        bad, why = health.verdict([h for h in self.health if h.time >= seg["start"]])
+        if bad:
+            self.flags[key] = why
+            print(f"tokenswarm: warning: the load generator is saturated at level {key} ({why}): its timings "
+                  f"include client delay; {health.ADVICE}", flush=True)
+
+    def ui_table(self) -> list[dict[str, Any]]:
+        self.live.digest()
+        flags = {k: "SATURATED: " + v for k, v in self.flags.items()}
+        return self.live.table(self.level, flags)
 
     # -- sweeps ----------------------------------------------------------------------------
     def sweep_tick(self) -> tuple[int, float] | None:
@@ -217,17 +280,20 @@ class RunController:
     # -- records -------------------------------------------------------------------------
     def add_rows(self, rows: list[Row]) -> None:
         self.writer.write(rows)
+        self.live.add(rows)
         counts = self.status_counts
         done = self.done_by_level
         for row in rows:
-            st = row[5]
+            st = row[STATUS_COL]
             counts[st] = counts.get(st, 0) + 1
             if st != "cancelled":
-                done[row[2]] = done.get(row[2], 0) + 1
+                done[row[LEVEL_COL]] = done.get(row[LEVEL_COL], 0) + 1
 
     def on_worker_rows(self, client_id: str, data: dict[str, Any]) -> None:
         if self.books is not None:
             self.books.on_records(client_id, data)
+        for h in data.get("health", ()):
+            self.add_health(health.Sample(*h))
         if data["rows"]:
             self.add_rows(data["rows"])
 
@@ -242,6 +308,11 @@ class RunController:
         self.complete = complete and not self.interrupted
         for g in self._greenlets:
             g.kill(block=True)
+        for sampler in self._samplers:
+            sampler.stop()
+        self._check_client()
+        self._health_fh.close()
+        self.live.digest()
         if self.books is not None:
             self.books.check_lost()
         self._final_locust_csvs()
@@ -258,6 +329,12 @@ class RunController:
         if table and not os.environ.get("TOKENSWARM_CLI"):  # `tokenswarm run` prints it last itself
             print("\n" + table, flush=True)
         self._print_books()
+        self.done.set()
+
+    def wait_done(self, timeout: float = 300.0) -> None:
+        """Block (this greenlet) until finish() has written everything: shutdown must not outrun it."""
+        if self.finished:
+            self.done.wait(timeout)
 
     def _final_locust_csvs(self) -> None:
         if self._csv is None:
@@ -331,6 +408,7 @@ class RunController:
             if self.books is not None else [],
             "records": self.writer.rows,
             "status_counts": self.status_counts,
+            "client_saturated": self.flags,
             "versions": {"tokenswarm": __version__, "locust": locust.__version__, "python": sys.version.split()[0]},
             "host": {"name": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count()},
             "runner_state": getattr(runner, "state", None),

@@ -1,0 +1,65 @@
+"""Client self-check: when are a load generator's own timings untrustworthy?
+
+Every process that runs users samples its event-loop lag (a greenlet sleeps
+``LAG_INTERVAL_S`` and measures how late it wakes: the delay a chunk arriving
+at that moment would have waited before being timestamped) and its CPU use.
+A level during which any such process was saturated is flagged: the client,
+not the server, set part of the measured latency. Thresholds:
+
+* CPU at or above ``CPU_SATURATED_PCT`` percent of one core (Python runs on one)
+  in at least ``MIN_BAD_SAMPLES`` samples of the level, or
+* event-loop lag p99 over the level at or above ``LAG_SATURATED_MS``.
+
+The advice is always the same: more workers (``--workers N``), or fewer
+users per worker. Pure: the samplers live in the load generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LAG_INTERVAL_S = 0.05  # the lag sampler's sleep
+REPORT_S = 1.0  # samples are summarised (max lag, CPU) this often
+CPU_SATURATED_PCT = 90.0
+LAG_SATURATED_MS = 20.0
+MIN_BAD_SAMPLES = 2
+CSV_COLUMNS = ("time", "worker", "cpu_pct", "loop_lag_p99_ms", "loop_lag_max_ms")
+ADVICE = "add workers (--workers N, or more worker processes/pods) or lower the users per worker"
+
+
+@dataclass
+class Sample:
+    """One second of one process: its CPU (% of a core) and event-loop lag (ms)."""
+
+    time: float
+    worker: str
+    cpu_pct: float
+    loop_lag_p99_ms: float
+    loop_lag_max_ms: float
+
+    def row(self) -> list[str]:
+        return [f"{self.time:.3f}", self.worker, f"{self.cpu_pct:.1f}", f"{self.loop_lag_p99_ms:.3f}",
+                f"{self.loop_lag_max_ms:.3f}"]
+
+
+def verdict(samples: list[Sample]) -> tuple[bool, str]:
+    """Were these samples (one level, any workers) saturated? Returns (flag, one-line reason)."""
+    by_worker: dict[str, list[Sample]] = {}
+    for s in samples:
+        by_worker.setdefault(s.worker, []).append(s)
+    reasons = []
+    for worker, ss in sorted(by_worker.items()):
+        hot = sum(1 for s in ss if s.cpu_pct >= CPU_SATURATED_PCT)
+        lags = sorted(s.loop_lag_p99_ms for s in ss)
+        lag99 = lags[min(len(lags) - 1, int(0.99 * len(lags)))] if lags else 0.0
+        if hot >= MIN_BAD_SAMPLES or lag99 >= LAG_SATURATED_MS:
+            cpu = max(s.cpu_pct for s in ss)
+            reasons.append(f"{worker} CPU {cpu:.0f}%, loop lag p99 {lag99:.0f} ms")
+    return bool(reasons), "; ".join(reasons)
+
+
+def lag_p99(values: list[float]) -> float:
+    if not values:
+        return 0.0
+    v = sorted(values)
+    return v[min(len(v) - 1, int(0.99 * len(v)))]

@@ -1,0 +1,332 @@
+"""Watching a test live: per-level figures, progress lines, the client self-check, engine metrics,
+the Prometheus exporter and the web UI's tokenswarm tab.
+
+* :class:`LiveBooks` (master or local process) digests record rows once a
+  second into per-level figures: request and output-token rates, exact TTFT
+  and TPOT percentiles so far, failures. Headless runs print
+  :meth:`LiveBooks.progress_line` every few seconds; the web UI shows
+  :meth:`LiveBooks.table`.
+* :class:`HealthSampler` (every process running users) measures its own
+  event-loop lag and CPU; :mod:`tokenswarm.health` says when that makes a
+  level untrustworthy.
+* :class:`ServerMetricsSampler` scrapes the engine's ``/metrics`` into
+  server_metrics.csv.
+* :class:`Exporter` serves tokenswarm's own metrics to Prometheus: latency
+  histograms with LLM-sized buckets, token and request counters, users,
+  level, per-worker CPU and loop lag.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import gevent
+import numpy as np
+import psutil
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+from tokenswarm import health, servermetrics
+from tokenswarm.records import COLUMNS, Row
+from tokenswarm.sweep import level_str
+
+if TYPE_CHECKING:
+    from locust.env import Environment
+
+log = logging.getLogger("tokenswarm")
+
+I = {name: i for i, name in enumerate(COLUMNS)}  # noqa: E741  (column index by name)
+RATE_WINDOW_S = 10.0  # live rates count the last this-many seconds
+
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0,
+                30.0, 60.0)
+TPOT_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
+E2E_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0,
+               300.0, 600.0)
+
+
+def _f(s: str) -> float | None:
+    return float(s) if s else None
+
+
+class _Level:
+    __slots__ = ("level", "ttft", "tpot", "ok", "failed", "cancelled", "done_t", "done_tok", "started")
+
+    def __init__(self, level: str) -> None:
+        self.level = level
+        self.ttft: list[float] = []
+        self.tpot: list[float] = []
+        self.ok = self.failed = self.cancelled = 0
+        self.done_t: list[float] = []  # completion times (epoch) of ok requests
+        self.done_tok: list[int] = []
+        self.started = time.time()
+
+
+class LiveBooks:
+    """Per-level figures from the rows seen so far, for progress lines, the web UI and Prometheus."""
+
+    def __init__(self, exporter: Exporter | None = None) -> None:
+        self.levels: dict[str, _Level] = {}
+        self.pending: list[Row] = []
+        self.exporter = exporter
+        self.totals = {"ok": 0, "failed": 0, "cancelled": 0}
+
+    def add(self, rows: list[Row]) -> None:
+        self.pending.extend(rows)
+
+    def digest(self) -> None:
+        """Fold the rows received since the last call into the figures (about once a second)."""
+        rows, self.pending = self.pending, []
+        if not rows:
+            return
+        for row in rows:
+            key = row[I["level"]]
+            lv = self.levels.get(key)
+            if lv is None:
+                lv = self.levels[key] = _Level(key)
+            status = row[I["status"]]
+            if status == "ok":
+                lv.ok += 1
+                self.totals["ok"] += 1
+                ttft = _f(row[I["ttft_ms"]])
+                if ttft is not None:
+                    lv.ttft.append(ttft)
+                tpot = _f(row[I["tpot_ms"]])
+                if tpot is not None:
+                    lv.tpot.append(tpot)
+                e2e = _f(row[I["e2e_ms"]]) or 0.0
+                lv.done_t.append(float(row[I["start_time"]]) + e2e / 1000.0)
+                lv.done_tok.append(int(row[I["output_tokens"]] or 0))
+            elif status == "cancelled":
+                lv.cancelled += 1
+                self.totals["cancelled"] += 1
+            else:
+                lv.failed += 1
+                self.totals["failed"] += 1
+        if self.exporter is not None:
+            self.exporter.observe(rows)
+
+    def figures(self, key: str, now: float | None = None) -> dict[str, Any]:
+        """One level's live figures: rates over the last RATE_WINDOW_S seconds, exact percentiles so far."""
+        lv = self.levels.get(key)
+        now = time.time() if now is None else now
+        out: dict[str, Any] = {"level": key, "ok": 0, "failed": 0, "req_s": 0.0, "out_tok_s": 0.0,
+                               "ttft_p50": None, "ttft_p99": None, "tpot_p50": None, "tpot_p99": None}
+        if lv is None:
+            return out
+        out.update(ok=lv.ok, failed=lv.failed)
+        if lv.done_t:
+            t = np.asarray(lv.done_t)
+            span = min(RATE_WINDOW_S, max(now - lv.started, 1e-3))
+            recent = t >= now - span
+            out["req_s"] = float(recent.sum() / span)
+            out["out_tok_s"] = float(np.asarray(lv.done_tok)[recent].sum() / span)
+        if lv.ttft:
+            out["ttft_p50"], out["ttft_p99"] = (float(x) for x in np.percentile(lv.ttft, [50, 99]))
+        if lv.tpot:
+            out["tpot_p50"], out["tpot_p99"] = (float(x) for x in np.percentile(lv.tpot, [50, 99]))
+        return out
+
+    def progress_line(self, level: float | None, users: int, elapsed: float, index: str = "") -> str:
+        f = self.figures(level_str(level) if level is not None else "")
+
+        def ms(v: float | None) -> str:
+            return "-" if v is None else f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+        m, s = divmod(int(elapsed), 60)
+        lvl = level_str(level) if level is not None else "-"
+        return (f"tokenswarm {m:02d}:{s:02d} | level {lvl}{index} | users {users} | {f['req_s']:.1f} req/s | "
+                f"out {f['out_tok_s']:,.0f} tok/s | TTFT p50 {ms(f['ttft_p50'])} p99 {ms(f['ttft_p99'])} ms | "
+                f"TPOT p50 {ms(f['tpot_p50'])} ms | ok {self.totals['ok']} failed {self.totals['failed']}")
+
+    def table(self, current: float | None, flags: dict[str, str]) -> list[dict[str, Any]]:
+        """Rows for the web UI's tokenswarm tab, newest level first."""
+        out = []
+        cur = level_str(current) if current is not None else None
+        for key in reversed(list(self.levels)):
+            f = self.figures(key)
+
+            def r(v: float | None, nd: int = 1) -> Any:
+                return "" if v is None else round(v, nd)
+
+            out.append({
+                "level": key + (" (now)" if key == cur else ""), "ok": f["ok"], "failed": f["failed"],
+                "reqs": r(f["req_s"], 2), "tokens": r(f["out_tok_s"], 0), "ttft50": r(f["ttft_p50"]),
+                "ttft99": r(f["ttft_p99"]), "tpot50": r(f["tpot_p50"], 2), "tpot99": r(f["tpot_p99"], 2),
+                "client": flags.get(key, "ok"),
+            })
+        return out
+
+
+class HealthSampler:
+    """This process's event-loop lag and CPU, summarised every second into :class:`health.Sample`."""
+
+    def __init__(self, worker: str, sink: Callable[[health.Sample], None]) -> None:
+        self.worker = worker
+        self.sink = sink
+        self.proc = psutil.Process(os.getpid())
+        self.proc.cpu_percent(None)
+        self.greenlet = gevent.spawn(self._loop)
+
+    def _loop(self) -> None:
+        interval = health.LAG_INTERVAL_S
+        lags: list[float] = []
+        next_report = time.monotonic() + health.REPORT_S
+        while True:
+            t0 = time.monotonic()
+            gevent.sleep(interval)
+            t1 = time.monotonic()
+            lags.append(max(0.0, (t1 - t0 - interval) * 1000.0))
+            if t1 >= next_report:
+                self.sink(health.Sample(time.time(), self.worker, self.proc.cpu_percent(None),
+                                        health.lag_p99(lags), max(lags) if lags else 0.0))
+                lags = []
+                next_report = t1 + health.REPORT_S
+
+    def stop(self) -> None:
+        self.greenlet.kill(block=True)
+
+
+class ServerMetricsSampler:
+    """Scrapes the engine's metrics every ``interval`` seconds into server_metrics.csv."""
+
+    def __init__(self, url: str, path: str, level: Callable[[], float | None], interval: float = 2.0,
+                 headers: dict[str, str] | None = None) -> None:
+        self.scraper = servermetrics.Scraper(url, headers)
+        self.level = level
+        self.interval = interval
+        self.rows = 0
+        self.failures = 0
+        self._fh = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+        self._w = csv.writer(self._fh)
+        if self._fh.tell() == 0:
+            self._w.writerow(servermetrics.CSV_COLUMNS)
+        self.greenlet = gevent.spawn(self._loop)
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                values = self.scraper.scrape()
+            except (OSError, ValueError) as e:
+                self.failures += 1
+                if self.failures == 1:
+                    log.warning("tokenswarm: cannot read the engine's metrics at %s (%s); will keep trying",
+                                self.scraper.url, e)
+            else:
+                lvl = self.level()
+                self._w.writerow([f"{time.time():.3f}", level_str(lvl) if lvl is not None else "",
+                                  *("" if values.get(k) is None else f"{values[k]:g}" for k in servermetrics.COMMON)])
+                self._fh.flush()
+                self.rows += 1
+            gevent.sleep(self.interval)
+
+    def stop(self) -> None:
+        self.greenlet.kill(block=True)
+        self.scraper.close()
+        self._fh.close()
+
+
+class Exporter:
+    """tokenswarm's Prometheus metrics (prometheus-client, its own registry)."""
+
+    def __init__(self, environment: Environment) -> None:
+        self.env = environment
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self.ttft = Histogram("tokenswarm_ttft_seconds", "Time to first token.", buckets=TTFT_BUCKETS, registry=reg)
+        self.tpot = Histogram("tokenswarm_tpot_seconds", "Time per output token after the first.",
+                              buckets=TPOT_BUCKETS, registry=reg)
+        self.itl = Histogram("tokenswarm_itl_seconds", "Inter-token latency.", buckets=TPOT_BUCKETS, registry=reg)
+        self.e2e = Histogram("tokenswarm_e2e_seconds", "Request latency to the last token.", buckets=E2E_BUCKETS,
+                             registry=reg)
+        self.in_tok = Counter("tokenswarm_input_tokens", "Prompt tokens of finished requests.", registry=reg)
+        self.out_tok = Counter("tokenswarm_output_tokens", "Output tokens of finished requests.", registry=reg)
+        self.requests = Counter("tokenswarm_requests", "Finished requests by status.", ["status"], registry=reg)
+        self.users = Gauge("tokenswarm_users", "Users (concurrent streams) running.", registry=reg)
+        self.level = Gauge("tokenswarm_level", "Current level (target concurrency, or rate in req/s).", registry=reg)
+        self.cpu = Gauge("tokenswarm_worker_cpu_percent", "Load-generator CPU, percent of one core.", ["worker"],
+                         registry=reg)
+        self.lag = Gauge("tokenswarm_worker_loop_lag_seconds", "Load-generator event-loop lag (p99 over 1 s).",
+                         ["worker"], registry=reg)
+        self.users.set_function(lambda: float(getattr(self.env.runner, "user_count", 0) or 0))
+
+    def observe(self, rows: list[Row]) -> None:
+        for row in rows:
+            status = row[I["status"]]
+            self.requests.labels(status).inc()
+            if status != "ok":
+                continue
+            if row[I["ttft_ms"]]:
+                self.ttft.observe(float(row[I["ttft_ms"]]) / 1000.0)
+            if row[I["tpot_ms"]]:
+                self.tpot.observe(float(row[I["tpot_ms"]]) / 1000.0)
+            if row[I["e2e_ms"]]:
+                self.e2e.observe(float(row[I["e2e_ms"]]) / 1000.0)
+            for x in row[I["itl_ms"]].split():
+                self.itl.observe(float(x) / 1000.0)
+            self.in_tok.inc(int(row[I["input_tokens"]] or 0))
+            self.out_tok.inc(int(row[I["output_tokens"]] or 0))
+
+    def health(self, s: health.Sample) -> None:
+        self.cpu.labels(s.worker).set(s.cpu_pct)
+        self.lag.labels(s.worker).set(s.loop_lag_p99_ms / 1000.0)
+
+    def wsgi_app(self) -> Any:
+        return make_wsgi_app(self.registry)
+
+    def serve(self, host: str, port: int) -> Any:
+        """A standalone /metrics server (headless runs), on gevent's WSGI server."""
+        from gevent.pywsgi import WSGIServer
+
+        server = WSGIServer((host, port), self.wsgi_app(), log=None)
+        server.start()
+        return server
+
+
+UI_TAB = "tokenswarm"
+UI_STRUCTURE = [
+    {"key": "level", "title": "Level"}, {"key": "ok", "title": "OK"}, {"key": "failed", "title": "Failed"},
+    {"key": "reqs", "title": "Req/s"}, {"key": "tokens", "title": "Output tok/s"},
+    {"key": "ttft50", "title": "TTFT p50 (ms)"}, {"key": "ttft99", "title": "TTFT p99 (ms)"},
+    {"key": "tpot50", "title": "TPOT p50 (ms)"}, {"key": "tpot99", "title": "TPOT p99 (ms)"},
+    {"key": "client", "title": "Client"},
+]
+
+
+def install_web_ui(web_ui: Any, environment: Environment) -> None:
+    """Add the tokenswarm tab (exact per-level figures) and /metrics (Prometheus) to Locust's web UI."""
+    from flask import request
+
+    web_ui.template_args["extendedTabs"] = [{"title": "tokenswarm", "key": UI_TAB}]
+    web_ui.template_args["extendedTables"] = [{"key": UI_TAB, "structure": UI_STRUCTURE}]
+
+    @web_ui.app.after_request
+    def _extend_stats(response: Any) -> Any:
+        if request.path != "/stats/requests" or response.status_code != 200:
+            return response
+        ctl = getattr(environment, "tokenswarm_controller", None)
+        rows = ctl.ui_table() if ctl is not None else []
+        data = response.get_json(silent=True)
+        if isinstance(data, dict):
+            data["extended_stats"] = [{"key": UI_TAB, "data": rows}]
+            response.set_data(json.dumps(data))
+        return response
+
+    @web_ui.app.route("/metrics")
+    def _metrics() -> Any:  # not behind the login: Prometheus scrapes it
+        from flask import Response
+
+        exporter = getattr(environment, "tokenswarm_exporter", None)
+        if exporter is None:
+            return Response("# no test has started yet\n", mimetype="text/plain")
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        ctl = getattr(environment, "tokenswarm_controller", None)
+        if ctl is not None and not ctl.finished:
+            ctl.live.digest()
+        return Response(generate_latest(exporter.registry), mimetype=CONTENT_TYPE_LATEST)

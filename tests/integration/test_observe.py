@@ -1,0 +1,162 @@
+"""Watching a test live: Prometheus, the engine's /metrics, the client self-check, the web UI, progress lines."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+import pandas as pd
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ARTIFACTS = os.path.join(ROOT, "reports", "test-artifacts")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env_clean():
+    return {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSWARM_", "LOCUST_"))}
+
+
+def wait_http(url, timeout=30):
+    deadline = time.time() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return r.read()
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+@pytest.mark.skipif(not shutil.which("prometheus"), reason="Debian's prometheus is not installed (.ci/run installs it)")
+def test_prometheus_scrapes_the_exporter_and_promql_answers(cli, sim_factory, tmp_path):
+    sim = sim_factory("--ttft-ms", "50", "--tpot-ms", "10")
+    mport, pport = free_port(), free_port()
+    cfg = tmp_path / "prometheus.yml"
+    cfg.write_text("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: tokenswarm\n"
+                   f"    static_configs:\n      - targets: ['127.0.0.1:{mport}']\n")
+    prom = subprocess.Popen(["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{pport}"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{pport}"
+    try:
+        wait_http(base + "/-/ready")
+        t0 = time.time()
+        p = cli("run", "--host", sim.url, "--users", "8", "--duration", "15s", "--max-tokens", "16",
+                "--metrics-port", str(mport), "--out", str(tmp_path / "run"))
+        assert p.returncode == 0, p.stderr[-2000:]
+        t1 = time.time()
+        query = "histogram_quantile(0.5, sum(rate(tokenswarm_ttft_seconds_bucket[10s])) by (le))"
+        url = base + "/api/v1/query_range?" + urllib.parse.urlencode(
+            {"query": query, "start": t0, "end": t1, "step": "1"})
+        values = json.loads(wait_http(url))["data"]["result"]
+        assert values, "PromQL over the TTFT histogram returned nothing"
+        medians = [float(v) for _, v in values[0]["values"] if v not in ("NaN",)]
+        assert medians and all(0.025 <= m <= 0.1 for m in medians)  # the engine's TTFT is 50 ms
+        count = json.loads(wait_http(base + "/api/v1/query?" + urllib.parse.urlencode(
+            {"query": "max_over_time(tokenswarm_requests_total{status=\"ok\"}[1m])", "time": t1})))
+        assert count["data"]["result"] and float(count["data"]["result"][0]["value"][1]) > 0
+    finally:
+        prom.terminate()
+        prom.wait(timeout=30)
+
+
+def test_a_sweep_samples_the_engines_metrics_per_level(cli, sim_factory, tmp_path):
+    sim = sim_factory("--max-num-seqs", "4", "--step-base-ms", "10", "--step-per-seq-ms", "1")
+    out = str(tmp_path / "run")
+    p = cli("sweep", "--host", sim.url, "--levels", "2,8", "--level-duration", "4s", "--max-tokens", "16",
+            "--server-metrics-interval", "0.5", "--out", out)
+    assert p.returncode == 0, p.stderr[-2000:]
+    sm = pd.read_csv(os.path.join(out, "server_metrics.csv"))
+    assert len(sm) >= 8 and set(sm.level.dropna().astype(int)) == {2, 8}
+    levels = pd.read_csv(os.path.join(out, "levels.csv")).set_index("level")
+    # 8 users on 4 slots: 4 running, about 4 waiting; 2 users: 2 running, none waiting
+    assert levels.loc[8, "server_running"] > levels.loc[2, "server_running"]
+    assert levels.loc[8, "server_waiting"] > 1.0 and levels.loc[2, "server_waiting"] < 0.5
+    assert os.path.getsize(os.path.join(out, "plots", "server_metrics.png")) > 5000
+
+
+def test_an_overloaded_worker_is_flagged_and_a_light_run_is_not(cli, sim_factory, tmp_path):
+    light = str(tmp_path / "light")
+    sim = sim_factory("--ttft-ms", "20", "--tpot-ms", "20")
+    p = cli("run", "--host", sim.url, "--users", "4", "--duration", "6s", "--max-tokens", "16", "--out", light)
+    assert p.returncode == 0, p.stderr[-2000:]
+    with open(os.path.join(light, "summary.json")) as fh:
+        assert not json.load(fh)["client_saturated_levels"]
+    assert "saturated" not in p.stdout
+    # one process, 400 streams of 1 ms tokens: far more than one core can time
+    hot = sim_factory("--ttft-ms", "5", "--tpot-ms", "1")
+    heavy = str(tmp_path / "heavy")
+    p = cli("run", "--host", hot.url, "--users", "400", "--duration", "8s", "--max-tokens", "64", "--out", heavy,
+            "--max-fail-ratio", "1")
+    assert p.returncode == 0, p.stderr[-2000:]
+    with open(os.path.join(heavy, "summary.json")) as fh:
+        flagged = json.load(fh)["client_saturated_levels"]
+    assert list(flagged) == ["400"]
+    assert "warning: the load generator is saturated at level 400" in p.stdout  # said live, too
+    levels = pd.read_csv(os.path.join(heavy, "levels.csv"))
+    assert bool(levels.client_saturated.iloc[0]) is True
+    with open(os.path.join(heavy, "report.md")) as fh:
+        assert "Client saturated" in fh.read()
+
+
+def test_headless_runs_print_progress_lines(cli, sim_fixed, tmp_path):
+    p = cli("run", "--host", sim_fixed.url, "--users", "4", "--duration", "5s", "--progress-interval", "1",
+            "--out", str(tmp_path / "run"))
+    assert p.returncode == 0
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("tokenswarm 00:")]
+    assert len(lines) >= 3
+    assert all("level 4" in ln and "req/s" in ln and "TTFT p50" in ln for ln in lines)
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="Debian's chromium is not installed "
+                    "(.ci/run installs it)")
+def test_the_web_ui_shows_tokenswarms_figures(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tokenswarm", "ui", "--web-port", str(port), "--users", "4",
+                             "--sim-args", "--ttft-ms 50 --tpot-ms 10", "--out", str(tmp_path / "ui")],
+                            env=env_clean(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base + "/")
+        urllib.request.urlopen(urllib.request.Request(base + "/swarm", data=b"user_count=4&spawn_rate=4"), timeout=5)
+        deadline = time.time() + 30
+        while True:
+            data = json.loads(wait_http(base + "/stats/requests"))
+            rows = data.get("extended_stats", [{}])[0].get("data", [])
+            if rows and rows[0]["ok"] > 4:
+                break
+            assert time.time() < deadline, data
+            time.sleep(0.5)
+        assert rows[0]["level"] == "4 (now)" and 45 <= rows[0]["ttft50"] <= 60 and rows[0]["tokens"] > 0
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        shot = os.path.join(ARTIFACTS, "webui-tokenswarm-tab.png")
+        profile = tempfile.mkdtemp()
+        r = subprocess.run(["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                            f"--user-data-dir={profile}", "--window-size=1500,900", "--virtual-time-budget=6000",
+                            f"--screenshot={shot}", f"{base}/?tab=tokenswarm"], capture_output=True, text=True,
+                           timeout=120)
+        shutil.rmtree(profile, ignore_errors=True)
+        assert os.path.exists(shot) and os.path.getsize(shot) > 10000, r.stderr[-2000:]
+        dom = subprocess.run(["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                              f"--user-data-dir={tempfile.mkdtemp()}", "--virtual-time-budget=6000", "--dump-dom",
+                              f"{base}/?tab=tokenswarm"], capture_output=True, text=True, timeout=120).stdout
+        for heading in ("Output tok/s", "TTFT p50 (ms)", "TPOT p99 (ms)", "4 (now)"):
+            assert heading in dom, heading
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
