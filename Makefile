@@ -76,8 +76,10 @@ test-fast: install ## unit and integration tests, skipping the slow end-to-end o
 lint: install ## ruff
 	$(BIN)/ruff check src tests bench locustfiles
 
-bench: install ## client timing accuracy against the simulated engine (prints figures)
-	$(BIN)/python bench/client_overhead.py $(ARGS)
+bench: install ## timing accuracy of the client and the simulated engine's capacity (prints figures; ~10 min)
+	$(BIN)/python bench/client_overhead.py --users 64,256 $(ARGS)
+	$(BIN)/python bench/client_overhead.py --users 1024 --tpot-ms 100 --tokens 64 $(ARGS)
+	$(BIN)/python bench/simengine_capacity.py --streams 1024 --tpot-ms 50
 
 clean: ## remove the virtualenv and caches (run folders under reports/ are kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache build src/*.egg-info

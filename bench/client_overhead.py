@@ -1,18 +1,26 @@
 """How much delay does the client add? tokenswarm against the simulated engine's ground truth.
 
 Starts the simulated engine with fixed timing and a truth log, runs
-``tokenswarm run`` at each concurrency, joins requests.csv with the truth log
-by request id, and prints per concurrency:
+``tokenswarm run`` at each concurrency (one process, and a master with local
+workers), joins requests.csv with the truth log by request id, and prints:
 
-* TTFT error: measured TTFT minus configured TTFT, and minus the engine's own
-  TTFT (first write - arrival; the engine's lateness taken out);
+* TTFT error: measured TTFT minus the engine's own (first write - arrival):
+  the delay the client adds, sending and reading;
 * TPOT error: measured TPOT minus the engine's (last - first write) / (n - 1);
 * output throughput achieved inside the measurement window vs the ideal
   C * N / (TTFT + (N - 1) * TPOT);
-* client CPU (the load-generating processes, per wall second) and the engine's schedule error.
+* client CPU (the load-generating processes, per wall second), the worst
+  one-second event-loop lag p99 of any of them, and the engine's own schedule
+  error (actual minus planned write time).
 
-    python bench/client_overhead.py --users 64,256 --duration 20s
-    make bench ARGS="--users 1024 --tpot-ms 100 --tokens 64"
+By default the engine runs on one half of the cores and the client on the
+other (``--no-pin`` to share), users start over one request's duration (a
+steady state; ``--burst`` starts them all at once, so requests end in waves),
+and figures leave out the ramp plus one request.
+
+    python bench/client_overhead.py                                   # 64 and 256 users; 1 and 2 workers
+    python bench/client_overhead.py --users 1024 --tpot-ms 100 --tokens 64 --workers 2
+    make bench ARGS="--users 256 --workers 0 --burst"
 
 It prints figures; nothing here asserts a wall time.
 """
@@ -29,10 +37,15 @@ import time
 
 import numpy as np
 import pandas as pd
+import psutil
 
 from tokenswarm.report import build
 from tokenswarm.settings import parse_duration
 from tokenswarm.simengine import SimProcess
+
+CPUS = sorted(os.sched_getaffinity(0))
+ENGINE_CPUS = set(CPUS[: max(1, len(CPUS) // 2)])  # the engine on one half of the cores ...
+CLIENT_CPUS = set(CPUS[len(ENGINE_CPUS):]) or ENGINE_CPUS  # ... the client on the other
 
 
 def child_cpu() -> float:
@@ -44,28 +57,42 @@ def pct(a: np.ndarray, q: float) -> float:
     return float(np.percentile(a, q)) if a.size else float("nan")
 
 
-def one(c: int, args: argparse.Namespace, workdir: str) -> dict[str, float]:
-    truth = os.path.join(workdir, f"truth-{c}.csv")
-    out = os.path.join(workdir, f"run-{c}")
-    sim = SimProcess(["--ttft-ms", str(args.ttft_ms), "--tpot-ms", str(args.tpot_ms), "--truth-log", truth])
+def one(c: int, workers: int, args: argparse.Namespace, workdir: str) -> dict[str, float]:
+    truth = os.path.join(workdir, f"truth-{c}-{workers}.csv")
+    out = os.path.join(workdir, f"run-{c}-{workers}")
+    sim = SimProcess(["--ttft-ms", str(args.ttft_ms), "--tpot-ms", str(args.tpot_ms), "--truth-log", truth,
+                      "--workers", str(args.sim_workers)])
     sim.start()
+    if args.pin:
+        for pid in [sim.proc.pid] + [c.pid for c in psutil.Process(sim.proc.pid).children(recursive=True)]:
+            os.sched_setaffinity(pid, ENGINE_CPUS)
     try:
+        request_s = (args.ttft_ms + (args.tokens - 1) * args.tpot_ms) / 1000.0
+        # ramped: users start over one request's duration, so their requests do not all end together
+        ramp = ["--spawn-rate", f"{c / request_s:.2f}"] if not args.burst else []
         cmd = [sys.executable, "-m", "tokenswarm", "run", "--host", sim.url, "--users", str(c), "--duration",
                args.duration, "--max-tokens", str(args.tokens), "--input-len", str(args.input_len), "--out", out,
-               *(["--workers", str(args.workers)] if args.workers else []), *args.extra]
+               "--workers", str(workers), *ramp, *args.extra]
         cpu0, t0 = child_cpu(), time.monotonic()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        pin = (lambda: os.sched_setaffinity(0, CLIENT_CPUS)) if args.pin else None
+        proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=pin)
         cpu1, t1 = child_cpu(), time.monotonic()
         if proc.returncode not in (0, 1):
             print(proc.stdout[-2000:], proc.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"tokenswarm run failed with code {proc.returncode}")
-        stats = sim.stats()
     finally:
         sim.stop()
-    levels = build(out, warmup_s=args.warmup)
+    stats = sim.final_stats()
+    request_s = (args.ttft_ms + (args.tokens - 1) * args.tpot_ms) / 1000.0
+    warmup = args.warmup if args.warmup >= 0 else (1.0 if args.burst else 0.0) + 2 * request_s
+    levels = build(out, warmup_s=warmup)
+    health = pd.read_csv(os.path.join(out, "client_health.csv"))
+    t_first = pd.read_csv(os.path.join(out, "requests.csv"), usecols=["start_time"]).start_time.min()
+    health = health[health.time >= t_first + warmup]  # the steady state, as the other figures
     df = pd.read_csv(os.path.join(out, "requests.csv"))
     tr = pd.read_csv(truth)
     j = df[df.status == "ok"].merge(tr, on="request_id", how="inner")
+    j = j[j.start_time >= df.start_time.min() + warmup]  # the steady state: after the ramp and warm-up
     true_ttft = (j.first_write - j.arrival) * 1000.0
     true_tpot = (j.last_write - j.first_write) * 1000.0 / (j.tokens - 1)
     n = args.tokens
@@ -73,6 +100,8 @@ def one(c: int, args: argparse.Namespace, workdir: str) -> dict[str, float]:
     sched = stats.get("schedule_error_ms", {})
     return {
         "users": c,
+        "workers": workers,
+        "loop_lag_ms": float(health.loop_lag_p99_ms.max()) if len(health) else float("nan"),
         "requests": len(df),
         "joined": len(j),
         "ttft_vs_cfg_p50": pct((j.ttft_ms - args.ttft_ms).to_numpy(), 50),
@@ -91,31 +120,41 @@ def one(c: int, args: argparse.Namespace, workdir: str) -> dict[str, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--users", default="64,256", help="comma-separated concurrencies (default 64,256)")
-    p.add_argument("--duration", default="20s", help="per concurrency (default 20s)")
-    p.add_argument("--warmup", type=float, default=3.0, help="seconds left out of the throughput window")
+    p.add_argument("--users", default="64,256", help="comma-separated concurrencies (default 64,256; for 1024 "
+                   "use a TPOT one core can serve: --tpot-ms 100 --tokens 64)")
+    p.add_argument("--duration", default="30s", help="per concurrency (default 30s)")
+    p.add_argument("--warmup", type=float, default=-1.0, help="seconds left out of every figure (default: the "
+                   "ramp plus one request)")
+    p.add_argument("--burst", action="store_true", help="start all users at once instead of over one "
+                   "request's duration (their requests then end in waves)")
     p.add_argument("--ttft-ms", type=float, default=200.0)
     p.add_argument("--tpot-ms", type=float, default=20.0)
     p.add_argument("--tokens", type=int, default=128, help="output tokens per request")
     p.add_argument("--input-len", type=int, default=64)
-    p.add_argument("--workers", type=int, default=0, help="local worker processes (0: one process)")
+    p.add_argument("--workers", default="0,2", help="comma-separated local worker counts to try (0: one "
+                   "process; default 0,2)")
+    p.add_argument("--sim-workers", type=int, default=1, help="simulated engine processes (SO_REUSEPORT)")
+    p.add_argument("--no-pin", dest="pin", action="store_false",
+                   help="do not pin the engine and the client to separate cores (pinned by default)")
     p.add_argument("--keep", action="store_true", help="keep the run folders and truth logs")
     p.add_argument("extra", nargs="*", help="more `tokenswarm run` options after --")
     args = p.parse_args()
     parse_duration(args.duration)
     workdir = tempfile.mkdtemp(prefix="tokenswarm-bench-")
+    pins = (f"engine on CPU {','.join(map(str, sorted(ENGINE_CPUS)))}, client on CPU "
+            f"{','.join(map(str, sorted(CLIENT_CPUS)))}" if args.pin else "not pinned")
     print(f"engine: TTFT {args.ttft_ms:g} ms, TPOT {args.tpot_ms:g} ms, {args.tokens} tokens; "
-          f"{args.duration} per level, {args.workers or 'no'} workers; files in {workdir}")
-    head = (f"{'users':>6} {'reqs':>6} {'TTFT-cfg p50/p99 ms':>20} {'TTFT err p50/p99 ms':>20} "
-            f"{'TPOT err p50/p99 ms':>20} {'out tok/s':>10} {'% ideal':>8} {'client CPU':>10} "
-            f"{'sched p99/max ms':>17}")
+          f"{args.duration} per level, {args.workers or 'no'} workers; {pins}; files in {workdir}")
+    head = (f"{'users':>6} {'workers':>7} {'reqs':>6} {'TTFT err p50/p99 ms':>20} {'TPOT err p50/p99 ms':>20} "
+            f"{'out tok/s':>10} {'% ideal':>8} {'client CPU':>10} {'loop lag ms':>11} {'engine sched p99/max ms':>24}")
     print(head)
     for c in (int(x) for x in args.users.split(",")):
-        r = one(c, args, workdir)
-        print(f"{r['users']:>6} {r['requests']:>6} {r['ttft_vs_cfg_p50']:>9.2f}/{r['ttft_vs_cfg_p99']:<10.2f}"
-              f"{r['ttft_err_p50']:>9.2f}/{r['ttft_err_p99']:<10.2f}{r['tpot_err_p50']:>9.3f}/{r['tpot_err_p99']:<10.3f}"
-              f"{r['out_tok_s']:>10.0f} {100 * r['out_tok_s'] / r['ideal_tok_s']:>7.1f}% {r['client_cpu']:>9.2f}c "
-              f"{r['sched_p99_ms']:>8.2f}/{r['sched_max_ms']:<8.2f}", flush=True)
+        for w in (int(x) for x in str(args.workers).split(",")):
+            r = one(c, w, args, workdir)
+            print(f"{r['users']:>6} {r['workers']:>7} {r['requests']:>6} "
+                  f"{r['ttft_err_p50']:>9.2f}/{r['ttft_err_p99']:<10.2f}{r['tpot_err_p50']:>9.3f}/{r['tpot_err_p99']:<10.3f}"
+                  f"{r['out_tok_s']:>10.0f} {100 * r['out_tok_s'] / r['ideal_tok_s']:>7.1f}% {r['client_cpu']:>9.2f}c "
+                  f"{r['loop_lag_ms']:>11.1f} {r['sched_p99_ms']:>11.2f}/{r['sched_max_ms']:<8.2f}", flush=True)
     if not args.keep:
         import shutil
 

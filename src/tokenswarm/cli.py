@@ -354,6 +354,8 @@ def _add_sim_args(p: argparse.ArgumentParser) -> None:
                         "the header X-Sim-Fault: KIND")
     f.add_argument("--fault-delay", type=float, default=5.0, help="seconds slow_headers and stall hold (default 5)")
     f.add_argument("--fault-seed", type=int, default=None, help="seed for drawing faults")
+    p.add_argument("--workers", type=int, default=1, help="engine processes sharing the port (SO_REUSEPORT), "
+                                                           "for more than one core can write (default 1)")
     p.add_argument("--truth-log", default=None, metavar="FILE",
                    help="append per request: id, arrival, first and last write times (epoch s), tokens")
 
@@ -377,6 +379,8 @@ def cmd_simengine(args: argparse.Namespace) -> int:
         faults = parse_faults(args.fault)
     except ValueError as e:
         raise SettingsError(str(e)) from None
+    if args.workers < 1:
+        raise SettingsError(f"bad --workers {args.workers}: must be at least 1")
     if args.fault_delay < 0:
         raise SettingsError(f"bad --fault-delay {args.fault_delay}: must be 0 or more")
     fixed = args.ttft_ms is not None or args.tpot_ms is not None
@@ -391,7 +395,7 @@ def cmd_simengine(args: argparse.Namespace) -> int:
                     max_num_seqs=args.max_num_seqs, batch=batch, default_max_tokens=args.default_max_tokens,
                     max_model_len=args.max_model_len, truth_log=args.truth_log, strict_model=args.strict_model,
                     api_key=args.api_key, faults=faults, fault_delay_s=args.fault_delay,
-                    fault_seed=args.fault_seed)
+                    fault_seed=args.fault_seed, workers=args.workers)
     try:
         serve(cfg)
     except OSError as e:

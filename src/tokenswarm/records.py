@@ -84,8 +84,22 @@ def to_row(r: RequestRecord) -> Row:
         _f(r.connect_ms),
         r.prompt_id,
         r.error,
-        " ".join("%.3f" % x for x in r.itl_ms),
+        _itl(r.itl_ms),
     ]
+
+
+_ITL_FORMATS: dict[int, str] = {}
+
+
+def _itl(values: list[float]) -> str:
+    """``"20.013 19.998 ..."``: one %-format call with a cached format string (twice as fast as a join)."""
+    n = len(values)
+    fmt = _ITL_FORMATS.get(n)
+    if fmt is None:
+        fmt = " ".join(["%.3f"] * n)
+        if n <= 1024:  # the usual output lengths; longer ones are formatted without caching
+            _ITL_FORMATS[n] = fmt
+    return fmt % tuple(values)
 
 
 class RequestsWriter:

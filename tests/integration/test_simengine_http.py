@@ -133,3 +133,17 @@ def test_batching_model_queues_beyond_its_slots(sim_factory):
     assert all(r.status == "ok" for r in recs)
     # two start at once; the third waits for a slot (about 20 steps of 10 ms)
     assert ttfts[2] > ttfts[1] + 150
+
+
+def test_several_engine_processes_share_one_port(sim_factory, tmp_path):
+    """--workers N: N processes on one port (SO_REUSEPORT); truth log and final stats cover them all."""
+    log = tmp_path / "truth.csv"
+    sim = sim_factory("--workers", "3", "--ttft-ms", "5", "--tpot-ms", "2", "--truth-log", str(log))
+    recs = [stream(sim.url, max_tokens=3) for _ in range(30)]  # a new connection each: spread by the kernel
+    assert all(r.status == "ok" for r in recs)
+    sim.stop()
+    final = sim.final_stats()
+    assert final["workers"] == 3 and final["requests"] == 30 and final["generation_tokens"] == 90
+    lines = log.read_text().splitlines()
+    assert lines[0].startswith("request_id,") and len(lines) == 31
+    assert {ln.split(",")[0] for ln in lines[1:]} == {r.request_id for r in recs}

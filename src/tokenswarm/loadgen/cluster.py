@@ -124,6 +124,7 @@ class WorkerAgent:
     def _drained_when_idle(self, s: Session) -> None:
         while s.in_flight > 0:
             gevent.sleep(0.05)
+        s.flush()
         self.flush()
         # Locust's workers report stats every few seconds; send the last ones now, so the master's
         # Locust CSVs count every request before it stops the test
@@ -139,6 +140,8 @@ class WorkerAgent:
     def close(self) -> None:
         for g in self._greenlets:
             g.kill(block=True)
+        if self.session is not None:
+            self.session.close()
         self.flush()
 
 

@@ -29,7 +29,7 @@ from locust.runners import MasterRunner
 from tokenswarm import __version__, health, runfolder
 from tokenswarm.exitstatus import ExitStatus
 from tokenswarm.loadgen.cluster import MSG_LEVEL, MasterBooks
-from tokenswarm.loadgen.observe import Exporter, HealthSampler, LiveBooks, ServerMetricsSampler
+from tokenswarm.loadgen.observe import HealthSampler, LiveBooks, ServerMetricsSampler
 from tokenswarm.records import LEVEL_COL, STATUS_COL, RequestsWriter, Row
 from tokenswarm.settings import Settings
 from tokenswarm.sweep import level_str
@@ -37,6 +37,7 @@ from tokenswarm.sweep import level_str
 if TYPE_CHECKING:
     from locust.env import Environment
 
+    from tokenswarm.loadgen.observe import Exporter
     from tokenswarm.loadgen.session import Session
 
 log = logging.getLogger("tokenswarm")
@@ -76,11 +77,8 @@ class RunController:
         self._workers_seen = 0
         self._greenlets: list[gevent.Greenlet] = []
         self._csv: locust_stats.StatsCSVFileWriter | None = None
-        exporter = getattr(environment, "tokenswarm_exporter", None)
-        if exporter is None:
-            exporter = environment.tokenswarm_exporter = Exporter(environment)
-        self.exporter: Exporter = exporter
-        self.live = LiveBooks(exporter)
+        self.exporter: Exporter | None = getattr(environment, "tokenswarm_exporter", None)
+        self.live = LiveBooks(self.exporter)
         self.health: list[health.Sample] = []
         self._health_fh = open(os.path.join(run_dir, HEALTH_CSV), "w", newline="", encoding="utf-8")  # noqa: SIM115
         self._health_w = csv.writer(self._health_fh)
@@ -134,7 +132,8 @@ class RunController:
     def add_health(self, sample: health.Sample) -> None:
         self.health.append(sample)
         self._health_w.writerow(sample.row())
-        self.exporter.health(sample)
+        if self.exporter is not None:
+            self.exporter.health(sample)
 
     def _check_client(self) -> None:
         """Flag the current level when a load generator is saturated (and say so once, live)."""
@@ -308,6 +307,8 @@ class RunController:
         self.complete = complete and not self.interrupted
         for g in self._greenlets:
             g.kill(block=True)
+        if self.session is not None:
+            self.session.close()
         for sampler in self._samplers:
             sampler.stop()
         self._check_client()

@@ -42,6 +42,7 @@ log = logging.getLogger("tokenswarm")
 
 I = {name: i for i, name in enumerate(COLUMNS)}  # noqa: E741  (column index by name)
 RATE_WINDOW_S = 10.0  # live rates count the last this-many seconds
+DIGEST_SLICE = 64  # rows digested between yields to the event loop
 
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0,
                 30.0, 60.0)
@@ -84,7 +85,9 @@ class LiveBooks:
         rows, self.pending = self.pending, []
         if not rows:
             return
-        for row in rows:
+        for n, row in enumerate(rows):
+            if n and not n % DIGEST_SLICE:
+                gevent.sleep(0)  # let the streams' greenlets read what arrived meanwhile
             key = row[I["level"]]
             lv = self.levels.get(key)
             if lv is None:
@@ -109,7 +112,9 @@ class LiveBooks:
                 lv.failed += 1
                 self.totals["failed"] += 1
         if self.exporter is not None:
-            self.exporter.observe(rows)
+            for i in range(0, len(rows), DIGEST_SLICE):
+                self.exporter.observe(rows[i:i + DIGEST_SLICE])
+                gevent.sleep(0)
 
     def figures(self, key: str, now: float | None = None) -> dict[str, Any]:
         """One level's live figures: rates over the last RATE_WINDOW_S seconds, exact percentiles so far."""

@@ -16,9 +16,11 @@ import logging
 import os
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import gevent
 from gevent.event import Event
 from gevent.lock import Semaphore
 
@@ -38,6 +40,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("tokenswarm")
 
 REQUEST_TYPE = "LLM"  # the "Type" column of Locust's stats for tokenswarm's rows
+BOOK_DELAY_S = 0.02  # finished records are reported this soon after the first of a batch
+BOOK_SLICE = 32  # records reported between yields to the event loop
+READY_MIN = 64  # request bodies kept built ahead (at least; twice the users otherwise)
+REFILL_SLICE = 16  # bodies built per idle moment
+REFILL_S = 0.05
 
 
 class LLMFailure(Exception):
@@ -59,7 +66,7 @@ class Session:
         # the dataset is split among the workers: this process takes shard ``shard`` of ``shards``
         self.prompts = open_dataset(settings.dataset, shard % max(shards, 1), max(shards, 1), tokenizer,
                                     settings.request.max_tokens)
-        self.prompts.prefetch(min(settings.requests or 256, 10000))  # token-exact prompts cost an encode each
+
         self.head = request_head(
             settings.target, "POST", settings.endpoint,
             {"Content-Type": "application/json", "Accept": "text/event-stream", **settings.headers},
@@ -77,6 +84,10 @@ class Session:
         self._users = itertools.count(0)
         self._secrets = [v for v in settings.headers.values() if len(v) >= 6]
         self._fire = environment.events.request.fire
+        self._done: list[RequestRecord] = []  # finished, not yet reported
+        self._book: gevent.Greenlet | None = None
+        self._ready: deque[tuple[str, int | None, bytes]] = deque()  # request bodies built ahead
+        self._refiller: gevent.Greenlet | None = gevent.spawn(self._refill)
         self._prefix = f"{worker}-{os.getpid():x}-"
         # rate mode: one user at a time waits for the next planned arrival
         self.rate_mode = settings.mode == RATE
@@ -146,29 +157,84 @@ class Session:
         runner = self.env.runner
         return max(4, getattr(runner, "user_count", 1) or 1)
 
-    def call(self, conn: Connection) -> StreamCall:
-        """The next request, ready to run on ``conn``."""
+    def _prepare(self) -> tuple[str, int | None, bytes]:
+        """The next prompt as (prompt id, its token count, the request body bytes)."""
         prompt = next(self.prompts)
         s = self.settings
         body = json.dumps(s.dialect.body(prompt, s.request), separators=(",", ":")).encode()
+        return prompt.id, prompt.input_tokens, body
+
+    def _refill(self) -> None:
+        """Keep request bodies ready, built while the event loop is idle: a user that finishes a request
+        sends the next at once, without building a prompt in the middle of other streams' reads."""
+        ready = self._ready
+        while True:
+            want = max(READY_MIN, 2 * int(getattr(self.env.runner, "user_count", 0) or 0))
+            if len(ready) >= want:
+                gevent.sleep(REFILL_S)
+                continue
+            gevent.idle()
+            for _ in range(min(REFILL_SLICE, want - len(ready))):
+                ready.append(self._prepare())
+
+    def call(self, conn: Connection) -> StreamCall:
+        """The next request, ready to run on ``conn``."""
+        prompt_id, input_tokens, body = self._ready.popleft() if self._ready else self._prepare()
         rid = self._prefix + str(next(self._ids))
-        call = StreamCall(conn, s.dialect, self.head + b"X-Request-Id: " + rid.encode() + b"\r\n", body, rid,
-                          input_tokens=prompt.input_tokens, count_tokens=self.count_tokens)
-        call.prompt_id = prompt.id  # type: ignore[attr-defined]
+        call = StreamCall(conn, self.settings.dialect, self.head + b"X-Request-Id: " + rid.encode() + b"\r\n", body,
+                          rid, input_tokens=input_tokens, count_tokens=self.count_tokens)
+        call.prompt_id = prompt_id  # type: ignore[attr-defined]
         return call
+
+    def close(self) -> None:
+        """Stop the background greenlets and report what is queued."""
+        if self._refiller is not None:
+            self._refiller.kill(block=False)
+            self._refiller = None
+        self.flush()
 
     def finish(self, rec: RequestRecord, user: int, prompt_id: str, level: float,
                scheduled: float | None = None) -> None:
-        """Stamp a finished record, report it to Locust, and pass its row on."""
+        """Stamp a finished record and queue it: the bookkeeper reports it to Locust and passes its row on,
+        between other greenlets' reads, so a user sends its next request without waiting for that work."""
         rec.level = level
         if scheduled is not None:
             rec.scheduled_time = epoch(scheduled)
         rec.worker = self.worker
         rec.user = user
         rec.prompt_id = prompt_id
+        self.sent += 1
+        self._done.append(rec)
+        if self._book is None:
+            self._book = gevent.spawn_later(BOOK_DELAY_S, self._bookkeeper)
+
+    def _bookkeeper(self) -> None:
+        """Report queued records in small slices, each when the event loop is idle (streams' reads first)."""
+        while self._done:
+            gevent.idle()
+            batch, self._done = self._done[:BOOK_SLICE], self._done[BOOK_SLICE:]
+            self._report(batch)
+        self._book = None
+
+    def flush(self) -> None:
+        """Report every queued record now (test stop, drain): nothing is left behind."""
+        if self._book is not None and self._book is not gevent.getcurrent():
+            self._book.kill(block=False)
+            self._book = None
+        batch, self._done = self._done, []
+        if batch:
+            self._report(batch)
+
+    def _report(self, batch: list[RequestRecord]) -> None:
+        rows = []
+        for rec in batch:
+            self._fire_events(rec)
+            rows.append(records.to_row(rec))
+        self.sink(rows)
+
+    def _fire_events(self, rec: RequestRecord) -> None:
         if self._secrets and rec.error:
             rec.error = self.settings.scrub(rec.error)
-        self.sent += 1
         fire = self._fire
         if rec.ok:
             fire(request_type=REQUEST_TYPE, name="TTFT", response_time=rec.ttft_ms, response_length=0,
@@ -181,7 +247,6 @@ class Session:
         elif rec.status in FAILURE_KINDS:
             fire(request_type=REQUEST_TYPE, name="E2E", response_time=rec.close_ms or 0.0, response_length=0,
                  exception=LLMFailure(f"{rec.status}: {rec.error}"), context={})
-        self.sink([records.to_row(rec)])
 
     def public(self) -> dict[str, Any]:
         return {"worker": self.worker, "pid": os.getpid(), "sent": self.sent}

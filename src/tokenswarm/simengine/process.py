@@ -6,34 +6,124 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from typing import IO, Any
 
-from tokenswarm.simengine.server import SimConfig, SimEngine
+from tokenswarm.simengine.server import TRUTH_HEADER, SimConfig, SimEngine
 
 READY_PREFIX = "tokenswarm simengine listening on "
 
 
-def serve(config: SimConfig, out: IO[str] = sys.stdout) -> dict[str, Any]:
-    """Serve until SIGINT/SIGTERM; prints the URL when ready and a summary at exit. Returns the stats."""
+STATS_PREFIX = "tokenswarm simengine stats: "
+
+
+def _listen(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+def _serve_one(config: SimConfig, sock: socket.socket, on_ready: Any = None) -> dict[str, Any]:
+    """Run one engine on ``sock`` until SIGINT/SIGTERM; returns its stats."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     engine = SimEngine(config)
-    port = loop.run_until_complete(engine.start())
+    loop.run_until_complete(engine.start(sock))
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"{READY_PREFIX}http://{_urlhost(config.host)}:{port} ({config.describe()}; model {config.model})",
-          file=out, flush=True)
+    if on_ready is not None:
+        on_ready()
     try:
         loop.run_until_complete(stop.wait())
     finally:
         engine.close()
         stats = engine.stats()
         loop.close()
+    return stats
+
+
+def combine(all_stats: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stats of several engine processes as one: counts summed; schedule error percentiles are the worst
+    process's (an upper bound), the maximum is exact."""
+    out: dict[str, Any] = dict(all_stats[0])
+    for key in ("requests", "finished", "errors", "cancelled", "running", "waiting", "prompt_tokens",
+                "generation_tokens", "connections"):
+        out[key] = sum(s.get(key, 0) for s in all_stats)
+    faults: dict[str, int] = {}
+    for s in all_stats:
+        for k, v in s.get("faults_injected", {}).items():
+            faults[k] = faults.get(k, 0) + v
+    out["faults_injected"] = faults
+    errs = [s["schedule_error_ms"] for s in all_stats if s.get("schedule_error_ms")]
+    if errs:
+        out["schedule_error_ms"] = {k: (sum(e[k] for e in errs) if k == "count" else
+                                        min(e[k] for e in errs) if k == "min" else max(e[k] for e in errs))
+                                    for k in errs[0]}
+    out["workers"] = len(all_stats)
+    return out
+
+
+def serve(config: SimConfig, out: IO[str] = sys.stdout) -> dict[str, Any]:
+    """Serve until SIGINT/SIGTERM; prints the URL when ready and a summary at exit. Returns the stats.
+
+    With ``config.workers`` > 1 the engine runs in that many processes sharing one port (SO_REUSEPORT,
+    the kernel spreads connections); each is an independent engine with its own batch and clock.
+    """
+    workers = max(1, config.workers)
+    sock = _listen(config.host, config.port, reuse_port=workers > 1)
+    port = sock.getsockname()[1]
+    if config.truth_log and not os.path.exists(config.truth_log):
+        with open(config.truth_log, "w", encoding="utf-8") as fh:
+            fh.write(TRUTH_HEADER)
+    children: list[tuple[int, int]] = []
+    for i in range(1, workers):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # a child engine: its own socket on the same port
+            os.close(r)
+            code = 0
+            try:
+                csock = _listen(config.host, port, reuse_port=True)
+                sock.close()
+                stats = _serve_one(config, csock)
+                stats["worker"] = i
+                os.write(w, json.dumps(stats).encode())
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(w)
+        children.append((pid, r))
+
+    def ready() -> None:
+        more = f", {workers} processes" if workers > 1 else ""
+        print(f"{READY_PREFIX}http://{_urlhost(config.host)}:{port} ({config.describe()}{more}; "
+              f"model {config.model})", file=out, flush=True)
+
+    stats = _serve_one(config, sock, ready)
+    all_stats = [stats]
+    for pid, r in children:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        with os.fdopen(r, "rb") as fh:
+            data = fh.read()
+        os.waitpid(pid, 0)
+        if data:
+            all_stats.append(json.loads(data))
+    stats = combine(all_stats) if len(all_stats) > 1 else stats
     sched = stats.get("schedule_error_ms")
     sched_txt = (
         f"; schedule error p50 {sched['p50']:.3f} ms, p99 {sched['p99']:.3f} ms, max {sched['max']:.3f} ms"
@@ -42,6 +132,7 @@ def serve(config: SimConfig, out: IO[str] = sys.stdout) -> dict[str, Any]:
     faults = ", ".join(f"{k} {v}" for k, v in stats.get("faults_injected", {}).items()) or "none"
     print(f"tokenswarm simengine stopped: {stats['requests']} requests, {stats['generation_tokens']} tokens"
           f"{sched_txt}; faults injected: {faults}", file=out, flush=True)
+    print(STATS_PREFIX + json.dumps(stats), file=out, flush=True)
     return stats
 
 
@@ -112,6 +203,13 @@ class SimProcess:
 
         with urlopen(self.url + "/sim/stats", timeout=10) as r:
             return json.loads(r.read())
+
+    def final_stats(self) -> dict[str, Any]:
+        """The stats the engine printed as it stopped (all its processes combined); {} before it stopped."""
+        for line in reversed(self.lines):
+            if line.startswith(STATS_PREFIX):
+                return json.loads(line[len(STATS_PREFIX):])
+        return {}
 
     def stop(self) -> int | None:
         if self.proc is None:

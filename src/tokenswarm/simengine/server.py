@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 import time
 import uuid
@@ -35,6 +36,7 @@ MAX_HEAD = 65536
 MAX_BODY = 64 << 20
 MAX_SCHED_SAMPLES = 20_000_000  # schedule-error samples kept (float32: 80 MB at most)
 TRUTH_FLUSH_S = 1.0
+TRUTH_HEADER = "request_id,arrival,first_write,last_write,tokens,prompt_tokens\n"
 
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required",
            413: "Payload Too Large", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
@@ -60,6 +62,7 @@ class SimConfig:
     faults: dict[str, float] = field(default_factory=dict)  # kind -> rate (see faults.py)
     fault_delay_s: float = 5.0  # slow_headers and stall hold for this long
     fault_seed: int | None = None
+    workers: int = 1  # processes serving one port (SO_REUSEPORT), each an independent engine
 
     @property
     def fixed(self) -> bool:
@@ -332,7 +335,7 @@ class SimEngine:
         self.sched_err = array("f")
         self.faults = FaultPlan(config.faults, config.fault_seed)
         self.truth: list[str] | None = [] if config.truth_log else None
-        self._truth_file = None
+        self._truth_fd: int | None = None
         self.connections = 0
         self.requests = 0
         self.finished = 0
@@ -348,9 +351,10 @@ class SimEngine:
     async def start(self, sock: socket.socket | None = None) -> int:
         """Listen (on ``sock`` if given); returns the bound port."""
         if self.cfg.truth_log:
-            self._truth_file = open(self.cfg.truth_log, "a", encoding="utf-8")  # noqa: SIM115
-            if self._truth_file.tell() == 0:
-                self._truth_file.write("request_id,arrival,first_write,last_write,tokens,prompt_tokens\n")
+            # appended with one write() per flush: several engine processes can share the file
+            self._truth_fd = os.open(self.cfg.truth_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            if os.fstat(self._truth_fd).st_size == 0:
+                os.write(self._truth_fd, TRUTH_HEADER.encode())
             self.loop.call_later(TRUTH_FLUSH_S, self._flush_truth, True)
         if sock is not None:
             self.server = await self.loop.create_server(lambda: _Conn(self), sock=sock, backlog=4096)
@@ -364,16 +368,15 @@ class SimEngine:
         if self.server is not None:
             self.server.close()
         self._flush_truth(False)
-        if self._truth_file is not None:
-            self._truth_file.close()
-            self._truth_file = None
+        if self._truth_fd is not None:
+            os.close(self._truth_fd)
+            self._truth_fd = None
 
     def _flush_truth(self, again: bool) -> None:
-        if self.truth and self._truth_file is not None:
-            self._truth_file.write("".join(self.truth))
-            self._truth_file.flush()
+        if self.truth and self._truth_fd is not None:
+            os.write(self._truth_fd, "".join(self.truth).encode())
             self.truth.clear()
-        if again and self._truth_file is not None:
+        if again and self._truth_fd is not None:
             self.loop.call_later(TRUTH_FLUSH_S, self._flush_truth, True)
 
     # -- requests -------------------------------------------------------------------------
