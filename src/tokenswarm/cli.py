@@ -80,7 +80,7 @@ def _prepare(args: argparse.Namespace, kind: str) -> Settings:
             raise SettingsError(f"bad --users {args.users}: must be at least 1")
         if kind == "run" and (args.levels or args.rates):
             raise SettingsError("--levels/--rates make a sweep: use `tokenswarm sweep`")
-        if kind == "run" and not args.duration and not args.requests:
+        if kind == "run" and not args.duration and not args.requests and not args.trace:
             args.duration = DEFAULT_DURATION
     if args.spawn_rate < 0:
         raise SettingsError(f"bad --spawn-rate {args.spawn_rate}: must be positive")
@@ -136,9 +136,10 @@ def cmd_load(args: argparse.Namespace) -> int:
         raise SettingsError(f"cannot create the run folder {args.out or runfolder.DEFAULT_ROOT!r}: {e}") from None
     with ExitStack() as stack:
         host = _target(args, settings, stack, os.path.join(run_dir, "simengine.log"))
-        locustfile = args.locustfile or _packaged("sweepfile.py" if kind == "sweep" else "locustfile.py")
+        # a sweep, or a trace replay (one open-loop level), is driven by the sweep shape
+        locustfile = args.locustfile or _packaged("sweepfile.py" if settings.plan else "locustfile.py")
         cmd = _locust_cmd(args, locustfile, host) + ["--headless", "--only-summary"]
-        if kind != "sweep":
+        if settings.plan is None:
             rate = args.spawn_rate or float(args.users)
             cmd += ["-u", str(args.users), "-r", f"{rate:g}"]
         code = _launch(args, cmd, _locust_env(args, run_dir), run_dir)
@@ -346,6 +347,8 @@ def _add_sim_args(p: argparse.ArgumentParser) -> None:
     b.add_argument("--max-batched-tokens", type=int, default=d.max_batched_tokens, help="token budget per step")
     b.add_argument("--kv-cache-tokens", type=int, default=d.kv_cache_tokens, help="KV cache capacity, tokens")
     p.add_argument("--default-max-tokens", type=int, default=128, help="output length when a request sets none")
+    p.add_argument("--prefix-cache-blocks", type=int, default=8192,
+                   help="prefix cache size in 16-token blocks, LRU (0: no prefix cache; default 8192)")
     p.add_argument("--max-model-len", type=int, default=32768, help="context length: longer requests get 400")
     f = p.add_argument_group("fault injection (see tokenswarm/simengine/faults.py)")
     f.add_argument("--fault", action="append", default=[], metavar="KIND=RATE",
@@ -381,6 +384,8 @@ def cmd_simengine(args: argparse.Namespace) -> int:
         raise SettingsError(str(e)) from None
     if args.workers < 1:
         raise SettingsError(f"bad --workers {args.workers}: must be at least 1")
+    if args.prefix_cache_blocks < 0:
+        raise SettingsError(f"bad --prefix-cache-blocks {args.prefix_cache_blocks}: must be 0 (off) or more")
     if args.fault_delay < 0:
         raise SettingsError(f"bad --fault-delay {args.fault_delay}: must be 0 or more")
     fixed = args.ttft_ms is not None or args.tpot_ms is not None
@@ -395,7 +400,7 @@ def cmd_simengine(args: argparse.Namespace) -> int:
                     max_num_seqs=args.max_num_seqs, batch=batch, default_max_tokens=args.default_max_tokens,
                     max_model_len=args.max_model_len, truth_log=args.truth_log, strict_model=args.strict_model,
                     api_key=args.api_key, faults=faults, fault_delay_s=args.fault_delay,
-                    fault_seed=args.fault_seed, workers=args.workers)
+                    fault_seed=args.fault_seed, workers=args.workers, prefix_cache_blocks=args.prefix_cache_blocks)
     try:
         serve(cfg)
     except OSError as e:

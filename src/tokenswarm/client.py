@@ -338,8 +338,10 @@ class StreamCall:
         request_id: str,
         input_tokens: int | None = None,
         count_tokens: Callable[[str], int] | None = None,
+        cancel_after: int | None = None,
     ) -> None:
         self.conn = conn
+        self.cancel_after = cancel_after  # abandon the stream after this many output events (a user leaving)
         self.dialect = dialect
         self.payload = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
         self.request_id = request_id
@@ -364,6 +366,10 @@ class StreamCall:
         if self.connect_s is not None:
             rec.connect_ms = self.connect_s * 1000.0
         return rec
+
+    def text(self) -> str:
+        """The generated text received so far (reasoning excluded)."""
+        return "".join(self.measure.text) if self.measure is not None else ""
 
     def abort(self, reason: str = "stopped by the client") -> RequestRecord:
         """Record of an interrupted call (the connection is closed, its state unknown)."""
@@ -452,6 +458,7 @@ class StreamCall:
         feed = m.feed
         pending = b""
         grace = False
+        cancel_at = self.cancel_after or 0
         while True:
             if data:
                 body = dec.feed(data)
@@ -472,6 +479,10 @@ class StreamCall:
                                 if m.error is not None:
                                     self.conn.close()
                                     return self._rec(SERVER_ERROR_EVENT, m.error, closed=t)
+                                if cancel_at and len(m.times) >= cancel_at and not m.done:
+                                    self.conn.close()  # the user went away: the server sees the connection close
+                                    return self._rec(STATUS_CANCELLED, f"cancelled by the client after {cancel_at} "
+                                                     "tokens", closed=t)
                     else:
                         pending += body
             if dec.complete:
@@ -509,7 +520,9 @@ class StreamCall:
             self.conn.close()
         elif grace and self.conn.sock is not None:
             self.conn.sock.settimeout(self.conn.read_timeout)
-        if not m.done and self.dialect.needs_end_marker:
+        # a stream missing its end marker failed, unless the HTTP message ended in order after a finish
+        # reason (`transformers serve` sends no [DONE]); a stream cut short has no finish reason
+        if not m.done and self.dialect.needs_end_marker and not (m.finish and dec.complete):
             return self._rec(DISCONNECT, "stream ended without its end marker ([DONE])", closed=t)
         if not m.output_events:
             return self._rec(EMPTY, "stream carried no output", closed=t)

@@ -55,6 +55,9 @@ ENGINES: dict[str, Engine] = {
                tokens="--tokenizer, else one per event", notes="FastChat openai_api_server (no usage in streams)"),
         Engine("llamacpp", "openai-chat", "http://127.0.0.1:8080", "/v1/chat/completions",
                notes="llama.cpp llama-server (--metrics for /metrics)"),
+        Engine("transformers", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions", metrics_path="",
+               notes="Hugging Face `transformers serve --continuous-batching` (usage on the finish chunk, no "
+                     "[DONE], no /metrics; pass --model: its /v1/models lists only the hub cache)"),
         Engine("openai", "openai-chat", "https://api.openai.com/v1", "/chat/completions", metrics_path="",
                notes="any OpenAI-compatible API; base URL from $OPENAI_BASE_URL"),
     )

@@ -144,6 +144,9 @@ class RequestRecord:
     worker: str = ""
     user: int = -1
     prompt_id: str = ""
+    prefix_id: str = ""
+    conversation_id: str = ""
+    turn: int = 0
     scheduled_time: float | None = None
     connect_ms: float | None = None
 

@@ -90,6 +90,21 @@ OPTIONS: tuple[Opt, ...] = (
         "(vLLM, SGLang)", action="store_true", group="workload"),
     Opt("--extra-body", str, "", "JSON object merged into every request body", metavar="JSON", group="workload"),
     Opt("--seed", int, 0, "seed for prompt sampling (shifted per worker)", metavar="N", group="workload"),
+    Opt("--prefix-len", int, 0, "shared-prefix workload: every prompt starts with one of --num-prefixes shared "
+        "prefixes of this many tokens (a system prompt in chat)", metavar="N", group="workload"),
+    Opt("--num-prefixes", int, 1, "how many different shared prefixes (with --prefix-len)", metavar="K",
+        group="workload"),
+    Opt("--turns", int, 0, "multi-turn workload: each user holds conversations of this many turns, each turn "
+        "sending the whole history (0: single requests)", metavar="T", group="workload"),
+    Opt("--turn-input-len", int, 64, "multi-turn: tokens of each synthetic user turn", metavar="N",
+        group="workload"),
+    Opt("--think-time", float, 0.0, "multi-turn: seconds a user waits between turns", metavar="S",
+        group="workload"),
+    Opt("--trace", str, "", "replay the arrivals of a trace (JSONL: plain or Mooncake layout; BurstGPT CSV) "
+        "open-loop, with its input and output lengths", metavar="FILE", group="workload"),
+    Opt("--trace-speed", float, 1.0, "trace replay speed: 2 sends twice as fast", metavar="X", group="workload"),
+    Opt("--cancel-rate", float, 0.0, "share of requests the client abandons after a random number of tokens "
+        "(recorded as cancelled, not failed), as users closing a chat tab", metavar="R", group="workload"),
     Opt("--duration", str, "", "how long to send load (30s, 5m, 1h); then no new requests, those in flight "
         "finish, and the test stops", metavar="SPAN", group="workload"),
     Opt("--requests", int, 0, "stop after this many requests in all (0: no limit; use with or instead of a "
@@ -99,7 +114,8 @@ OPTIONS: tuple[Opt, ...] = (
         group="sweep"),
     Opt("--rates", str, "", "request rates (req/s) to step through in open-loop mode, e.g. 1,2,4", metavar="LIST",
         group="sweep"),
-    Opt("--level-duration", str, "", "how long each level lasts (30s, 2m)", metavar="SPAN", group="sweep"),
+    Opt("--level-duration", str, "", "how long each level lasts (30s, 2m), or one span per level (30s,30s,2m): "
+        "a level should last several times its requests' latency", metavar="SPAN", group="sweep"),
     Opt("--level-requests", int, 0, "end each level once this many of its requests finished", metavar="N",
         group="sweep"),
     Opt("--warmup", float, -1.0, "seconds trimmed from the start of each level's measurement window (negative: "

@@ -40,6 +40,9 @@ COLUMNS: tuple[str, ...] = (
     "scheduled_time",
     "connect_ms",
     "prompt_id",
+    "prefix_id",
+    "conversation_id",
+    "turn",
     "error",
     "itl_ms",
 )
@@ -83,6 +86,9 @@ def to_row(r: RequestRecord) -> Row:
         _f(r.scheduled_time, "%.6f"),
         _f(r.connect_ms),
         r.prompt_id,
+        r.prefix_id,
+        r.conversation_id,
+        str(r.turn) if r.turn else "",
         r.error,
         _itl(r.itl_ms),
     ]

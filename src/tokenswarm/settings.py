@@ -46,6 +46,8 @@ class Settings:
     model_from_server: bool = False  # the model name is still to be asked from /v1/models
     plan: SweepPlan | None = None  # a sweep (--levels / --rates); None: one level set by the user count
     warmup_s: float = 0.0
+    #: per-level warm-ups (20 % of each level) when levels last differently and --warmup is not given
+    warmups_s: list[float] | None = None
     arrival: str = "poisson"
     burstiness: float = 1.0
     slo: dict[str, float] = field(default_factory=dict)
@@ -57,6 +59,15 @@ class Settings:
     progress_interval: float = 5.0
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
     tokenizer: str = ""  # path of a tokenizer.json / model folder ("" : none)
+    prefix_len: int = 0  # shared-prefix workload (0: off)
+    num_prefixes: int = 1
+    turns: int = 0  # multi-turn workload (0: off)
+    turn_input_len: int = 64
+    think_time: float = 0.0
+    trace: str = ""  # trace replay (a file)
+    trace_speed: float = 1.0
+    trace_requests: int = 0
+    cancel_rate: float = 0.0
 
     @property
     def mode(self) -> str:
@@ -70,6 +81,18 @@ class Settings:
     def url(self) -> str:
         return self.target.url(self.endpoint)
 
+    def workload(self) -> dict[str, Any]:
+        """The workload's shape, for run.json and the report."""
+        if self.trace:
+            return {"kind": "trace", "trace": self.trace, "speed": self.trace_speed, "requests": self.trace_requests}
+        if self.turns:
+            return {"kind": "multi-turn", "turns": self.turns, "turn_input_len": self.turn_input_len,
+                    "think_time_s": self.think_time, "cancel_rate": self.cancel_rate}
+        if self.prefix_len:
+            return {"kind": "shared-prefix", "prefix_len": self.prefix_len, "num_prefixes": self.num_prefixes,
+                    "cancel_rate": self.cancel_rate}
+        return {"kind": "single", "cancel_rate": self.cancel_rate}
+
     def scrub(self, text: str) -> str:
         """``text`` with every header value (API key included) replaced by ``<redacted>``."""
         for value in self.headers.values():
@@ -77,6 +100,12 @@ class Settings:
                 if len(secret) >= 6 and secret in text:
                     text = text.replace(secret, REDACTED)
         return text
+
+    def warmup_at(self, index: int | None) -> float:
+        """The warm-up of the level at ``index`` of the plan (None: a single level)."""
+        if self.warmups_s and index is not None and index < len(self.warmups_s):
+            return self.warmups_s[index]
+        return self.warmup_s
 
     def public(self) -> dict[str, Any]:
         """Everything worth recording about the settings, with secrets redacted."""
@@ -90,6 +119,7 @@ class Settings:
             "input_len": self.input_len,
             "dataset": {k: v for k, v in self.dataset.__dict__.items() if v not in ("", 0, 0.0) or k == "name"},
             "tokenizer": self.tokenizer or None,
+            "workload": self.workload(),
             "temperature": self.request.temperature,
             "ignore_eos": self.request.ignore_eos,
             "extra_body": self.request.extra_body,
@@ -105,11 +135,13 @@ class Settings:
             "levels": [level_str(v) for v in self.plan.levels] if self.plan and self.plan.mode == CONCURRENCY else None,
             "rates": [level_str(v) for v in self.plan.levels] if self.plan and self.plan.mode == RATE else None,
             "level_duration_s": self.plan.level_duration_s if self.plan else None,
+            "level_durations_s": self.plan.level_durations_s if self.plan else None,
             "level_requests": self.plan.level_requests if self.plan else None,
             "max_concurrency": self.plan.max_concurrency if self.plan and self.plan.mode == RATE else None,
             "arrival": self.arrival if self.mode == RATE else None,
             "burstiness": self.burstiness if self.mode == RATE else None,
             "warmup_s": self.warmup_s,
+            "warmups_s": self.warmups_s,
             "slo": self.slo or None,
             "slo_attainment": self.slo_attainment,
             "knee_pct": self.knee_pct,
@@ -191,11 +223,28 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
                        output_len=opts.output_len, range_ratio=opts.range_ratio, prompt_field=opts.prompt_field,
                        min_prompt_tokens=opts.min_prompt_tokens, max_prompt_tokens=opts.max_prompt_tokens,
                        seed=opts.seed)
+    _check_workload(opts)
     validate_spec(spec)
-    plan = _plan(opts, duration_s)
+    trace_requests = 0
+    if opts.trace:
+        from tokenswarm.workloads import load_trace
+
+        entries = load_trace(opts.trace, opts.trace_speed)
+        trace_requests = len(entries)
+        span = entries[-1].offset_s
+        # one open-loop level at the trace's mean rate; it lasts as long as the (scaled) trace
+        plan = SweepPlan(RATE, [round(len(entries) / max(span, 1.0), 3)], span + 2.0, 0, opts.max_concurrency)
+        if duration_s is not None or opts.requests or opts.levels or opts.rates:
+            raise SettingsError("--trace sets the arrivals and the length: leave out --duration, --requests, "
+                                "--levels and --rates")
+    else:
+        plan = _plan(opts, duration_s)
     warmup = opts.warmup
+    warmups = None
     if warmup < 0:
-        warmup = 0.2 * plan.level_duration_s if plan is not None and plan.level_duration_s else 0.0
+        warmup = 0.2 * plan.shortest() if plan is not None and plan.shortest() else 0.0
+        if plan is not None and plan.level_durations_s:
+            warmups = [0.2 * d for d in plan.level_durations_s]
     if opts.arrival not in ARRIVAL_KINDS:
         raise SettingsError(f"bad --arrival {opts.arrival!r}: choose one of {', '.join(ARRIVAL_KINDS)}")
     if opts.burstiness <= 0:
@@ -251,6 +300,7 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
         model_from_server=not model,
         plan=plan,
         warmup_s=warmup,
+        warmups_s=warmups,
         arrival=opts.arrival,
         burstiness=opts.burstiness,
         slo=parse_slo(opts.slo),
@@ -262,7 +312,38 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
         progress_interval=opts.progress_interval,
         dataset=spec,
         tokenizer=opts.tokenizer,
+        prefix_len=opts.prefix_len,
+        num_prefixes=opts.num_prefixes,
+        turns=opts.turns,
+        turn_input_len=opts.turn_input_len,
+        think_time=opts.think_time,
+        trace=opts.trace,
+        trace_speed=opts.trace_speed,
+        trace_requests=trace_requests,
+        cancel_rate=opts.cancel_rate,
     )
+
+
+def _check_workload(opts: Any) -> None:
+    """The workload options: ranges, and which combine."""
+    for name, lo in (("prefix_len", 0), ("num_prefixes", 1), ("turns", 0), ("turn_input_len", 1)):
+        if getattr(opts, name) < lo:
+            raise SettingsError(f"bad --{name.replace('_', '-')} {getattr(opts, name)}: must be {lo} or more")
+    if opts.think_time < 0:
+        raise SettingsError(f"bad --think-time {opts.think_time}: must be 0 or more")
+    if not 0.0 <= opts.cancel_rate < 1.0:
+        raise SettingsError(f"bad --cancel-rate {opts.cancel_rate}: must be at least 0 and below 1")
+    if opts.trace_speed <= 0:
+        raise SettingsError(f"bad --trace-speed {opts.trace_speed}: must be more than zero")
+    kinds = [name for name, on in (("--trace", opts.trace), ("--turns", opts.turns), ("--prefix-len", opts.prefix_len))
+             if on]
+    if len(kinds) > 1:
+        raise SettingsError(f"{' and '.join(kinds)} are different workloads: choose one")
+    if opts.turns and (opts.dataset or "random") not in ("random", "sharegpt"):
+        raise SettingsError("--turns makes synthetic conversations (--dataset random) or replays ShareGPT's "
+                            f"human turns (--dataset sharegpt), not --dataset {opts.dataset}")
+    if opts.trace and (opts.dataset or "random") != "random":
+        raise SettingsError("--trace builds prompts of the trace's lengths: leave out --dataset")
 
 
 def _plan(opts: Any, duration_s: float | None) -> SweepPlan | None:
@@ -280,12 +361,15 @@ def _plan(opts: Any, duration_s: float | None) -> SweepPlan | None:
         raise SettingsError(f"bad --level-requests {opts.level_requests}: must be 0 or more")
     if opts.max_concurrency < 1:
         raise SettingsError(f"bad --max-concurrency {opts.max_concurrency}: must be at least 1")
-    level_s = parse_duration(opts.level_duration, "--level-duration") if opts.level_duration else None
+    spans = [parse_duration(t, "--level-duration") for t in str(opts.level_duration).split(",")] \
+        if opts.level_duration else []
     if duration_s is not None:
         raise SettingsError("--duration is for a single level; in a sweep use --level-duration")
     mode = CONCURRENCY if opts.levels else RATE
     levels = parse_levels(opts.levels, "--levels") if opts.levels else parse_levels(opts.rates, "--rates", False)
-    return SweepPlan(mode, levels, level_s, opts.level_requests, opts.max_concurrency)
+    if len(spans) > 1:  # one per level
+        return SweepPlan(mode, levels, None, opts.level_requests, opts.max_concurrency, spans)
+    return SweepPlan(mode, levels, spans[0] if spans else None, opts.level_requests, opts.max_concurrency)
 
 
 _SPAN_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")

@@ -75,10 +75,23 @@ class SweepPlan:
     level_duration_s: float | None = None
     level_requests: int = 0
     max_concurrency: int = 256  # users in rate mode: the in-flight cap
+    #: one duration per level, overriding ``level_duration_s`` (long levels where requests are long)
+    level_durations_s: list[float] | None = None
 
     def __post_init__(self) -> None:
-        if self.level_duration_s is None and not self.level_requests:
+        if self.level_duration_s is None and not self.level_durations_s and not self.level_requests:
             raise SettingsError("a sweep needs --level-duration and/or --level-requests to end each level")
+        if self.level_durations_s is not None and len(self.level_durations_s) != len(self.levels):
+            raise SettingsError(f"--level-duration gives {len(self.level_durations_s)} durations for "
+                                f"{len(self.levels)} levels: give one, or one per level")
+
+    def duration(self, i: int) -> float | None:
+        """How long level ``i`` lasts (None: until its requests are done)."""
+        return self.level_durations_s[i] if self.level_durations_s else self.level_duration_s
+
+    def shortest(self) -> float | None:
+        """The shortest level duration (None when levels end by request count only)."""
+        return min(self.level_durations_s) if self.level_durations_s else self.level_duration_s
 
     def users(self, i: int) -> int:
         """Users to run at level ``i``."""
@@ -86,14 +99,17 @@ class SweepPlan:
 
     def level_done(self, i: int, elapsed_s: float, completed: int) -> bool:
         """Has level ``i`` ended, ``elapsed_s`` after it began, with ``completed`` of its requests done?"""
-        if self.level_duration_s is not None and elapsed_s >= self.level_duration_s:
+        duration = self.duration(i)
+        if duration is not None and elapsed_s >= duration:
             return True
         return bool(self.level_requests) and completed >= self.level_requests
 
     def describe(self) -> str:
         unit = "users" if self.mode == CONCURRENCY else "req/s"
         ends = []
-        if self.level_duration_s is not None:
+        if self.level_durations_s:
+            ends.append("/".join(f"{d:g}" for d in self.level_durations_s) + "s")
+        elif self.level_duration_s is not None:
             ends.append(f"{self.level_duration_s:g}s")
         if self.level_requests:
             ends.append(f"{self.level_requests} requests")

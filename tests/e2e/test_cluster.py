@@ -85,3 +85,21 @@ def _locustfile():
 
     spec = importlib.util.find_spec("tokenswarm.loadgen")
     return os.path.join(list(spec.submodule_search_locations)[0], "locustfile.py")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 2])
+def test_requests_outlasting_the_stop_timeout_are_cancelled_and_recorded(cli, sim_factory, tmp_path, workers):
+    # every request takes 20 s; the test ends after 2 s and gives those in flight 1 s more
+    sim = sim_factory("--ttft-ms", "50", "--tpot-ms", "200")
+    out = str(tmp_path / "run")
+    p = cli("run", "--host", sim.url, "--workers", str(workers), "--users", "8", "--duration", "2s",
+            "--max-tokens", "100", "--stop-timeout", "1", "--out", out, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]  # cancelled requests are not failures
+    assert "cancelling them" in p.stderr
+    df = pd.read_csv(os.path.join(out, "requests.csv"))
+    assert len(df) == 8 and (df.status == "cancelled").all()
+    assert df.error.str.contains("stopped at test end").all()
+    assert df.output_events.between(1, 99).all()  # cut mid-stream, nobody waited for the 100 tokens
+    sim.stop()
+    assert sim.final_stats()["requests"] == len(df) + 1  # every request the engine saw is a row (+ preflight)

@@ -80,6 +80,14 @@ def test_stream_without_done_is_a_disconnect_not_ok():
     assert rec.ttft_ms is not None  # what was measured is kept
 
 
+def test_stream_ending_in_order_after_its_finish_reason_is_ok_without_done():
+    # transformers serve: role-only first chunk, deltas, finish_reason with usage, then the message ends
+    rec, _ = run(sse_response(fixture_events("transformers_serve.sse")))
+    assert rec.status == "ok", rec.error
+    assert rec.output_tokens == 8 and rec.token_source == "usage" and rec.finish_reason == "length"
+    assert rec.input_tokens == 18
+
+
 def test_connection_dropped_mid_stream():
     pieces = sse_response(fixture_events("vllm_chat.sse"), end=False)[:3]
     rec, _ = run(pieces, close=True)

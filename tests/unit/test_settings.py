@@ -128,3 +128,49 @@ def test_sweep_settings_and_default_warmup():
     r = build(opts(rates="0.5,2", level_requests=40, warmup=1.5), environ={})
     assert r.mode == "rate" and r.plan.levels == [0.5, 2.0] and r.warmup_s == 1.5
     assert r.public()["rates"] == ["0.5", "2"]
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"prefix_len": -1}, "bad --prefix-len -1"),
+    ({"prefix_len": 64, "num_prefixes": 0}, "bad --num-prefixes 0"),
+    ({"turns": -2}, "bad --turns -2"),
+    ({"turns": 3, "turn_input_len": 0}, "bad --turn-input-len 0"),
+    ({"turns": 3, "think_time": -1.0}, "bad --think-time -1.0"),
+    ({"cancel_rate": 1.0}, "bad --cancel-rate 1.0"),
+    ({"trace_speed": 0.0}, "bad --trace-speed 0.0"),
+    ({"turns": 3, "prefix_len": 64}, "--turns and --prefix-len are different workloads"),
+    ({"turns": 3, "dataset": "sonnet"}, "not --dataset sonnet"),
+    ({"trace": "tests/fixtures/traces/plain.jsonl", "dataset": "sharegpt"}, "leave out --dataset"),
+    ({"trace": "tests/fixtures/traces/plain.jsonl", "levels": "1,2"}, "leave out --duration, --requests"),
+    ({"trace": "tests/fixtures/traces/missing.jsonl"}, "missing.jsonl"),
+])
+def test_bad_workload_input(kw, msg):
+    with pytest.raises(SettingsError) as e:
+        build(opts(**kw), environ={})
+    assert msg in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_trace_gives_one_rate_level_lasting_the_trace():
+    from tokenswarm.workloads import load_trace
+
+    path = "tests/fixtures/traces/plain.jsonl"
+    entries = load_trace(path)
+    s = build(opts(trace=path), environ={})
+    assert s.mode == "rate" and len(s.plan.levels) == 1
+    assert s.plan.level_duration_s == pytest.approx(entries[-1].offset_s + 2.0)
+    fast = build(opts(trace=path, trace_speed=2.0), environ={})
+    assert fast.plan.level_duration_s == pytest.approx(entries[-1].offset_s / 2 + 2.0)
+
+
+def test_one_level_duration_per_level():
+    s = build(opts(levels="1,8,64", level_duration="10s,20s,1m"), environ={})
+    assert s.plan.level_durations_s == [10, 20, 60] and s.plan.duration(2) == 60
+    assert not s.plan.level_done(1, 19.9, 0) and s.plan.level_done(1, 20.0, 0)
+    assert s.warmups_s == pytest.approx([2, 4, 12])  # 20 % of each level
+    assert s.public()["level_durations_s"] == [10, 20, 60]
+    assert build(opts(levels="1,8,64", level_duration="10s,20s,1m", warmup=5), environ={}).warmups_s is None
+    with pytest.raises(SettingsError, match="gives 2 durations for 3 levels"):
+        build(opts(levels="1,8,64", level_duration="10s,20s"), environ={})
+    with pytest.raises(SettingsError, match="bad --level-duration 'x'"):
+        build(opts(levels="1,8", level_duration="10s,x"), environ={})

@@ -47,3 +47,6 @@ class Prompt:
     input_tokens: int | None = None
     max_tokens: int | None = None  # per-prompt output length; None: the run's --max-tokens
     messages: list[dict[str, Any]] | None = None  # chat history; None: one user message of ``text``
+    prefix_id: str = ""  # which shared prefix it starts with (--prefix-len)
+    conversation_id: str = ""  # multi-turn: its conversation ...
+    turn: int = 0  # ... and turn (1-based)

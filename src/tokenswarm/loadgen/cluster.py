@@ -118,7 +118,7 @@ class WorkerAgent:
         if s is None:
             self.runner.send_message(MSG_DRAINED, {"worker": self.worker})
             return
-        s.draining = True
+        s.stop_sending()
         self._greenlets.append(gevent.spawn(self._drained_when_idle, s))
 
     def _drained_when_idle(self, s: Session) -> None:

@@ -28,7 +28,7 @@ from locust.runners import MasterRunner
 
 from tokenswarm import __version__, health, runfolder
 from tokenswarm.exitstatus import ExitStatus
-from tokenswarm.loadgen.cluster import MSG_LEVEL, MasterBooks
+from tokenswarm.loadgen.cluster import MSG_ABORT, MSG_LEVEL, MasterBooks
 from tokenswarm.loadgen.observe import HealthSampler, LiveBooks, ServerMetricsSampler
 from tokenswarm.records import LEVEL_COL, STATUS_COL, RequestsWriter, Row
 from tokenswarm.settings import Settings
@@ -143,7 +143,9 @@ class RunController:
         key = level_str(seg["level"])
         if key in self.flags:
             return
-        bad, why = health.verdict([h for h in self.health if h.time >= seg["start"]])
+        # after the level's warm-up, as the report: the ramp spawning users stalls no measured request
+        since = seg["start"] + self.settings.warmup_at(self.level_index)
+        bad, why = health.verdict([h for h in self.health if h.time >= since])
         if bad:
             self.flags[key] = why
             print(f"tokenswarm: warning: the load generator is saturated at level {key} ({why}): its timings "
@@ -194,12 +196,13 @@ class RunController:
         self._announce(level)
 
     def _announce(self, level: float) -> None:
+        start = self.timeline[-1]["start"] if self.timeline else time.time()  # one clock for every worker
         if self.session is not None:
-            self.session.set_level(level)
+            self.session.set_level(level, start=start)
         if self.books is not None:
             workers = max(len(self.books.alive()), 1)
             self._workers_seen = workers
-            self.env.runner.send_message(MSG_LEVEL, {"level": level, "workers": workers})
+            self.env.runner.send_message(MSG_LEVEL, {"level": level, "workers": workers, "start": start})
 
     @property
     def level(self) -> float | None:
@@ -214,7 +217,7 @@ class RunController:
     def _drain(self) -> None:
         self.draining = True
         if self.session is not None:
-            self.session.draining = True
+            self.session.stop_sending()
         if self.books is not None:
             self.books.start_drain()
 
@@ -269,12 +272,32 @@ class RunController:
                     self._drain()
                 continue
             if self._drained() or now - drain_since > self.env.stop_timeout:
-                if not self._drained():
-                    log.warning("tokenswarm: requests still in flight after --stop-timeout %gs; stopping them",
-                                self.env.stop_timeout)
+                cut = not self._drained()
+                if cut:
+                    log.warning("tokenswarm: requests still in flight after --stop-timeout %gs; cancelling them "
+                                "(recorded as cancelled)", self.env.stop_timeout)
                 self.stopping()
-                gevent.spawn(runner.quit if self.headless else runner.stop)
+                gevent.spawn(self._end, cut)
                 return
+
+    def _end(self, cut: bool) -> None:
+        """Stop the test. Requests still in flight (``cut``) are cancelled and recorded first: every user is
+        stopped at once and the workers ship those records before they report stopped, which the master's
+        stop waits for. (Locust's quit alone fires the master's test end before the workers' last records
+        arrive, and they would be lost.)"""
+        runner = self.env.runner
+        if runner is None:
+            return
+        if cut:
+            stop_timeout, self.env.stop_timeout = self.env.stop_timeout, 0
+            if self.books is not None:
+                runner.send_message(MSG_ABORT, {})  # the workers' own stop then cancels at once too
+            runner.stop()
+            self.env.stop_timeout = stop_timeout
+        if self.headless:
+            runner.quit()
+        elif not cut:
+            runner.stop()
 
     # -- records -------------------------------------------------------------------------
     def add_rows(self, rows: list[Row]) -> None:

@@ -64,6 +64,27 @@ def settings_for(environment: Environment) -> Settings:
     return build(opts, host=environment.host or None)
 
 
+def _cache_default_args() -> None:
+    """Locust 2.47's worker rebuilds and parses its whole argument parser once for every option the master
+    sends, on every spawn message (``default_args_dict()`` inside a comprehension): with tokenswarm's
+    options that blocked the event loop for 100-300 ms a spawn step, a stall every stream in flight saw.
+    The defaults never change within a process, so build them once."""
+    from locust import argument_parser
+
+    build_defaults = argument_parser.default_args_dict
+    if getattr(build_defaults, "tokenswarm_cached", False):
+        return
+    cached: dict[str, Any] = {}
+
+    def default_args_dict() -> dict:
+        if not cached:
+            cached.update(build_defaults())
+        return cached
+
+    default_args_dict.tokenswarm_cached = True  # type: ignore[attr-defined]
+    argument_parser.default_args_dict = default_args_dict
+
+
 def _fail(environment: Environment, msg: str) -> None:
     """Bad input or a failed preflight: one line, exit code 2 (headless), or a stopped test (web UI)."""
     log.error("tokenswarm: %s", msg)
@@ -95,6 +116,8 @@ def _init(environment: Environment, web_ui: Any = None, **_kw: Any) -> None:
             environment.tokenswarm_exporter = Exporter(environment)
             environment.tokenswarm_exporter.serve("0.0.0.0", opts.metrics_port)
     runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        _cache_default_args()
     if not isinstance(runner, WorkerRunner):
         try:
             settings_for(environment)
@@ -147,10 +170,10 @@ def _on_abort(environment: Environment, msg: Any, **_kw: Any) -> None:
 
 
 def _on_level(environment: Environment, msg: Any, **_kw: Any) -> None:
-    environment.tokenswarm_level = (msg.data["level"], msg.data.get("workers", 1))
+    environment.tokenswarm_level = (msg.data["level"], msg.data.get("workers", 1), msg.data.get("start"))
     session: Session | None = getattr(environment, "tokenswarm_session", None)
     if session is not None:
-        session.set_level(msg.data["level"], msg.data.get("workers", 1))
+        session.set_level(msg.data["level"], msg.data.get("workers", 1), msg.data.get("start"))
 
 
 @events.test_start.add_listener
@@ -179,8 +202,8 @@ def _test_start(environment: Environment, **_kw: Any) -> None:
         if settings.requests:
             session.tickets = 0
             session.agent = agent
-        level, workers = getattr(environment, "tokenswarm_level", (runner.target_user_count, 1))
-        session.set_level(level, workers)
+        level, workers, start = getattr(environment, "tokenswarm_level", (runner.target_user_count, 1, None))
+        session.set_level(level, workers, start)
         environment.tokenswarm_session = session
         return
     if not getattr(opts, "no_preflight", False):

@@ -27,10 +27,18 @@ from gevent.lock import Semaphore
 from tokenswarm import records
 from tokenswarm.arrivals import Arrivals
 from tokenswarm.client import Connection, StreamCall, request_head
-from tokenswarm.datasets import open_dataset
+from tokenswarm.datasets import Prompt, open_dataset
 from tokenswarm.metrics import FAILURE_KINDS, RequestRecord, epoch
 from tokenswarm.settings import Settings
 from tokenswarm.sweep import RATE
+from tokenswarm.workloads import (
+    Conversations,
+    SharedPrefixes,
+    TraceArrivals,
+    TraceEntry,
+    TracePrompts,
+    load_trace,
+)
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -45,6 +53,7 @@ BOOK_SLICE = 32  # records reported between yields to the event loop
 READY_MIN = 64  # request bodies kept built ahead (at least; twice the users otherwise)
 REFILL_SLICE = 16  # bodies built per idle moment
 REFILL_S = 0.05
+TRACE_LEAD_S = 1.0  # a trace's first arrival comes this long after its level starts
 
 
 class LLMFailure(Exception):
@@ -63,9 +72,26 @@ class Session:
         self.settings = settings
         self.worker = worker
         self.sink = sink
-        # the dataset is split among the workers: this process takes shard ``shard`` of ``shards``
-        self.prompts = open_dataset(settings.dataset, shard % max(shards, 1), max(shards, 1), tokenizer,
-                                    settings.request.max_tokens)
+        # the dataset (or trace) is split among the workers: this process takes shard ``shard`` of ``shards``
+        shards = max(shards, 1)
+        shard %= shards
+        self.shard = shard
+        self.tokenizer = tokenizer
+        self.prompts: Any = None  # single requests: the prompt source
+        self.conversations: Conversations | None = None  # multi-turn
+        self.trace: list[TraceEntry] | None = None  # trace replay: this process's share of the arrivals
+        if settings.trace:
+            self.trace = load_trace(settings.trace, settings.trace_speed)[shard::shards]
+            self.trace_prompts = TracePrompts(settings.seed, tokenizer)
+        elif settings.turns:
+            path = settings.dataset.path if settings.dataset.name == "sharegpt" else ""
+            self.conversations = Conversations(settings.turns, settings.turn_input_len, settings.seed, shard,
+                                               tokenizer, path, shards)
+        else:
+            self.prompts = open_dataset(settings.dataset, shard, shards, tokenizer, settings.request.max_tokens)
+            if settings.prefix_len:
+                self.prompts = SharedPrefixes(self.prompts, settings.prefix_len, settings.num_prefixes,
+                                              settings.seed, shard, tokenizer)
 
         self.head = request_head(
             settings.target, "POST", settings.endpoint,
@@ -96,10 +122,20 @@ class Session:
         self._wake = Event()
         self._rng = random.Random(settings.seed * 7919 + shard)
 
-    def set_level(self, level: float, workers: int = 1) -> None:
-        """New requests belong to ``level``; in rate mode this process now sends level/workers req/s."""
+    def set_level(self, level: float, workers: int = 1, start: float | None = None) -> None:
+        """New requests belong to ``level``, which began at epoch ``start`` (the master's clock; None: now);
+        in rate mode this process now sends level/workers req/s (a trace: its share of the trace's arrivals)."""
         changed = level != self.level
         self.level = level
+        if self.trace is not None:
+            if self.arrivals is None:
+                # the trace starts a moment after its level, once the users are up to send it; every worker
+                # counts from the level's start, so their shares keep the trace's own spacing
+                begin = time.perf_counter() + (0.0 if start is None else start - time.time()) + TRACE_LEAD_S
+                self.arrivals = TraceArrivals(self.trace, begin, self.trace_prompts, self.shard)
+                self._wake.set()
+                self._wake = Event()
+            return
         if self.rate_mode and (changed or self.arrivals is None or workers != getattr(self, "_workers", 1)):
             self._workers = workers
             s = self.settings
@@ -107,8 +143,14 @@ class Session:
             self._wake.set()
             self._wake = Event()
 
-    def next_arrival(self) -> float | None:
-        """Rate mode: wait for the next planned send time and return it (None once the test is ending)."""
+    def stop_sending(self) -> None:
+        """The test is ending: no new requests; users waiting for their next send time give up now."""
+        self.draining = True
+        self._wake.set()
+
+    def next_arrival(self) -> tuple[float, Prompt | None] | None:
+        """Rate mode: wait for the next planned send time; returns it and, replaying a trace, the prompt the
+        trace gives it (None once the test is ending)."""
         with self._gate:
             while not self.draining:
                 arrivals, wake = self.arrivals, self._wake
@@ -116,11 +158,12 @@ class Session:
                     wake.wait(0.05)
                     continue
                 delay = arrivals.t - time.perf_counter()
-                if delay > 0 and wake.wait(delay):
+                if delay > 0 and wake.wait(delay if delay != float("inf") else None):
                     continue  # the level changed while waiting: take the new schedule
                 if arrivals is not self.arrivals or self.draining:
                     continue
-                return arrivals.next()
+                t = arrivals.next()
+                return t, getattr(arrivals, "last_prompt", None)
         return None
 
     # -- users ------------------------------------------------------------------------
@@ -157,17 +200,19 @@ class Session:
         runner = self.env.runner
         return max(4, getattr(runner, "user_count", 1) or 1)
 
-    def _prepare(self) -> tuple[str, int | None, bytes]:
-        """The next prompt as (prompt id, its token count, the request body bytes)."""
-        prompt = next(self.prompts)
+    def _prepare(self, prompt: Prompt | None = None) -> tuple[Prompt, bytes]:
+        """The next prompt (or ``prompt``) and its request body bytes."""
+        if prompt is None:
+            prompt = next(self.prompts)
         s = self.settings
-        body = json.dumps(s.dialect.body(prompt, s.request), separators=(",", ":")).encode()
-        return prompt.id, prompt.input_tokens, body
+        return prompt, json.dumps(s.dialect.body(prompt, s.request), separators=(",", ":")).encode()
 
     def _refill(self) -> None:
         """Keep request bodies ready, built while the event loop is idle: a user that finishes a request
         sends the next at once, without building a prompt in the middle of other streams' reads."""
         ready = self._ready
+        if self.prompts is None:
+            return  # conversations and traces build each request when it is due
         while True:
             want = max(READY_MIN, 2 * int(getattr(self.env.runner, "user_count", 0) or 0))
             if len(ready) >= want:
@@ -177,13 +222,22 @@ class Session:
             for _ in range(min(REFILL_SLICE, want - len(ready))):
                 ready.append(self._prepare())
 
-    def call(self, conn: Connection) -> StreamCall:
-        """The next request, ready to run on ``conn``."""
-        prompt_id, input_tokens, body = self._ready.popleft() if self._ready else self._prepare()
+    def call(self, conn: Connection, prompt: Prompt | None = None) -> StreamCall:
+        """The next request (of ``prompt``, else the next prompt of the source), ready to run on ``conn``."""
+        if prompt is not None:
+            prompt, body = self._prepare(prompt)
+        else:
+            prompt, body = self._ready.popleft() if self._ready else self._prepare()
         rid = self._prefix + str(next(self._ids))
+        cancel_after = None
+        rate = self.settings.cancel_rate
+        if rate and self._rng.random() < rate:  # this user will close the tab after a few tokens
+            n = prompt.max_tokens or self.settings.request.max_tokens
+            cancel_after = self._rng.randint(1, max(1, n - 1))
         call = StreamCall(conn, self.settings.dialect, self.head + b"X-Request-Id: " + rid.encode() + b"\r\n", body,
-                          rid, input_tokens=input_tokens, count_tokens=self.count_tokens)
-        call.prompt_id = prompt_id  # type: ignore[attr-defined]
+                          rid, input_tokens=prompt.input_tokens, count_tokens=self.count_tokens,
+                          cancel_after=cancel_after)
+        call.prompt = prompt  # type: ignore[attr-defined]
         return call
 
     def close(self) -> None:
@@ -193,7 +247,7 @@ class Session:
             self._refiller = None
         self.flush()
 
-    def finish(self, rec: RequestRecord, user: int, prompt_id: str, level: float,
+    def finish(self, rec: RequestRecord, user: int, prompt: Prompt, level: float,
                scheduled: float | None = None) -> None:
         """Stamp a finished record and queue it: the bookkeeper reports it to Locust and passes its row on,
         between other greenlets' reads, so a user sends its next request without waiting for that work."""
@@ -202,7 +256,10 @@ class Session:
             rec.scheduled_time = epoch(scheduled)
         rec.worker = self.worker
         rec.user = user
-        rec.prompt_id = prompt_id
+        rec.prompt_id = prompt.id
+        rec.prefix_id = prompt.prefix_id
+        rec.conversation_id = prompt.conversation_id
+        rec.turn = prompt.turn
         self.sent += 1
         self._done.append(rec)
         if self._book is None:

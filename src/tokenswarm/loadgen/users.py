@@ -36,6 +36,7 @@ class LLMUser(User):
         session: Session | None = getattr(self.environment, "tokenswarm_session", None)
         self.session = session
         self.conn = None
+        self.conv = None  # multi-turn: this user's conversation
         if session is not None:
             self.uid = session.next_user()
             self.conn = session.connection()
@@ -52,13 +53,21 @@ class LLMUser(User):
             gevent.sleep(IDLE_S)
             return
         scheduled = None
+        prompt = None
         if session.rate_mode:
-            scheduled = session.next_arrival()  # open loop: wait for the planned send time
-            if scheduled is None:
+            due = session.next_arrival()  # open loop: wait for the planned send time
+            if due is None:
                 raise StopUser()
+            scheduled, prompt = due
         elif not session.take_ticket():
             raise StopUser()
-        call = session.call(self.conn)
+        conv = None
+        if session.conversations is not None:
+            if self.conv is None or self.conv.done:
+                self.conv = session.conversations.new()
+            conv = self.conv
+            prompt = conv.next_prompt(session.tokenizer)
+        call = session.call(self.conn, prompt)
         level = session.level
         session.in_flight += 1
         session.sent_started += 1
@@ -66,10 +75,17 @@ class LLMUser(User):
             rec = call.run()
         except GreenletExit:
             session.in_flight -= 1
-            session.finish(call.abort("stopped at test end"), self.uid, call.prompt_id, level, scheduled)
+            session.finish(call.abort("stopped at test end"), self.uid, call.prompt, level, scheduled)
             raise
         session.in_flight -= 1
-        session.finish(rec, self.uid, call.prompt_id, level, scheduled)
+        session.finish(rec, self.uid, call.prompt, level, scheduled)
+        if conv is not None:
+            if rec.ok:  # the model's own answer joins the history the next turn sends
+                conv.add_reply(call.prompt.messages[-1]["content"], call.text())
+                if session.settings.think_time and not conv.done:
+                    gevent.sleep(session.settings.think_time)
+            else:
+                self.conv = None  # a failed or cancelled turn ends the conversation
 
 
 class ChatUser(LLMUser):

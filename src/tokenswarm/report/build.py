@@ -61,6 +61,8 @@ class Analysis:
     failures: dict[float | None, dict[str, int]] = field(default_factory=dict)  # level (None: all) -> kind -> n
     client: dict[float, str] = field(default_factory=dict)  # level -> why the load generator was saturated
     tokenizer_check: dict[str, Any] = field(default_factory=dict)  # usage vs --tokenizer output token counts
+    turns: pd.DataFrame | None = None  # multi-turn: TTFT by turn
+    trace: dict[str, Any] = field(default_factory=dict)  # trace replay: actual vs scheduled sends
 
     @property
     def run_id(self) -> str:
@@ -103,6 +105,9 @@ class Analysis:
             "late_levels": saturation.flagged(lv, "late"),
             "client_saturated_levels": {f"{k:g}": v for k, v in sorted(self.client.items())},
             "tokenizer_check": self.tokenizer_check or None,
+            "cache_hit_ratio_by_level": _by_level(lv, "cache_hit_ratio"),
+            "ttft_by_turn": self.turns.to_dict("records") if self.turns is not None else None,
+            "trace_replay": self.trace or None,
             "warmup_s": self.warmup_s,
             "failures_by_kind": _total_failures(self.failures),
             "lost_workers": self.meta.get("lost_workers") or [],
@@ -133,6 +138,17 @@ def _number(settings: dict[str, Any], key: str, default: float, lo: float, hi: f
     return out
 
 
+def _warmups(s: dict[str, Any]) -> dict[float, float] | None:
+    """Per-level warm-ups from run.json (levels of different lengths), keyed by level."""
+    raw, levels = s.get("warmups_s"), s.get("levels") or s.get("rates")
+    if not isinstance(raw, list) or not isinstance(levels, list) or len(raw) != len(levels):
+        return None
+    try:
+        return {float(lv): float(w) for lv, w in zip(levels, raw)}
+    except (TypeError, ValueError):
+        return None
+
+
 def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool = False) -> Analysis:
     """Read a run folder and compute its levels, saturation and SLO verdicts (nothing is written).
 
@@ -143,8 +159,10 @@ def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool
         raise ReportError(f"no run folder at {run_dir}")
     meta = read_meta(run_dir)
     s = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}
+    warmups = None
     if warmup_s is None:
         warmup_s = _number(s, "warmup_s", 0.0, 0.0, float("inf"))
+        warmups = _warmups(s)
     knee_pct = _number(s, "knee_pct", saturation.DEFAULT_KNEE_PCT, 0.0, 1000.0)
     target = _number(s, "slo_attainment", DEFAULT_SLO_ATTAINMENT, 0.0, 1.0)
     slo = check_slo(s.get("slo"))
@@ -157,12 +175,14 @@ def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool
     failures: dict[float | None, dict[str, int]] = {}
     client: dict[float, str] = {}
     tok_check: dict[str, Any] = {}
+    turns: pd.DataFrame | None = None
+    trace: dict[str, Any] = {}
     if prefer_levels_csv and os.path.exists(lv_path) and _newest(lv_path, req_path, os.path.join(
             run_dir, runfolder.RUN_JSON)):
         levels, source, source_file = _read_levels_csv(lv_path), SOURCE_LEVELS, lv_path
     elif os.path.exists(req_path):
         df = load_requests(req_path)
-        windows = windows_from(df, meta.get("timeline"), warmup_s)
+        windows = windows_from(df, meta.get("timeline"), warmup_s, warmups)
         try:
             levels = level_stats(df, windows, slo=slo, mode=mode, slo_attainment=target)
         except ReportError as e:  # a bad itl_ms cell: say which file
@@ -170,6 +190,8 @@ def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool
         failures = _failures_by_level(df)
         levels, client = samples.fold(levels, run_dir, windows)
         tok_check = tokenizer_check(req_path)
+        turns = samples.turn_table(req_path)
+        trace = samples.trace_check(req_path) if (s.get("workload") or {}).get("kind") == "trace" else {}
         source, source_file = SOURCE_REQUESTS, req_path
     else:
         hist = locustcsv.find_history(run_dir)
@@ -187,7 +209,7 @@ def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool
         mode = str(levels["mode"].iloc[0])
     knee = saturation.find_knee(levels, knee_pct)
     return Analysis(run_dir, meta, levels, source, source_file, mode, knee, knee_pct, slo, target, warmup_s,
-                    failures, client, tok_check)
+                    failures, client, tok_check, turns, trace)
 
 
 TOKENIZER_TOLERANCE = 0.02  # usage and the local tokenizer may differ this much before the report says so
@@ -208,6 +230,13 @@ def tokenizer_check(req_path: str) -> dict[str, Any]:
     diff = (local - usage) / usage if usage else 0.0
     return {"requests": int(len(both)), "usage_tokens": usage, "tokenizer_tokens": local, "difference": diff,
             "disagree": abs(diff) > TOKENIZER_TOLERANCE}
+
+
+def _by_level(levels: pd.DataFrame, col: str) -> dict[str, float]:
+    if col not in levels.columns:
+        return {}
+    d = levels[["level", col]].dropna()
+    return {f"{float(r.level):g}": float(getattr(r, col)) for r in d.itertuples()}
 
 
 def _newest(path: str, *others: str) -> bool:
@@ -385,11 +414,15 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
     if len(lv) == 1:
         kind = "Request-rate run" if a.mode == "rate" else "Concurrency run"
     desc = f"{kind}, {len(lv)} level{'s' if len(lv) != 1 else ''} ({_levels_list(lv, a.mode)})"
-    if s.get("level_duration_s"):
+    if s.get("level_durations_s"):
+        desc += ", lasting " + ", ".join(f"{float(d):g}" for d in s["level_durations_s"]) + " s"
+    elif s.get("level_duration_s"):
         desc += f", {float(s['level_duration_s']):g} s each"
     elif s.get("level_requests"):
         desc += f", {s['level_requests']} requests each"
-    if a.warmup_s:
+    if s.get("warmups_s") and _warmups(s):
+        desc += "; the first 20 % of each level is warm-up, left out"
+    elif a.warmup_s:
         desc += f"; the first {a.warmup_s:g} s of each level are warm-up, left out"
     workers = a.meta.get("workers")
     if isinstance(workers, list) and workers:
@@ -429,6 +462,33 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
     doc.para("Latency in ms; percentiles " + ("exact, from every request in requests.csv." if a.source !=
                                               SOURCE_LOCUST else "rounded by Locust."))
     doc.table(*tables.rows(a.levels, tables.DETAIL, a.mode, drop_empty=True))
+    cache = _by_level(a.levels, "cache_hit_ratio")
+    if cache:
+        lv = a.levels.set_index("level")
+        parts = "; ".join(f"{_fmt_level(float(k), a.mode)}: {v:.0%} of prompt tokens, TTFT p50 "
+                          f"{lv.loc[float(k), 'ttft_p50_cache_hit']:.1f} ms with a hit vs "
+                          f"{lv.loc[float(k), 'ttft_p50_cache_miss']:.1f} ms without"
+                          for k, v in cache.items())
+        doc.heading("Prefix cache")
+        doc.para("Prompt tokens the server served from its prefix cache (usage `cached_tokens`), per level: "
+                 + parts + ". (A hit is a request with any cached tokens; `-` or `nan`: none of that kind.)")
+    if a.turns is not None:
+        doc.heading("TTFT by turn")
+        doc.para("Multi-turn conversations: each turn sends the whole history, so later turns are longer and "
+                 "have more of it cached.")
+        doc.table(["Turn", "Requests", "TTFT p50 (ms)", "TTFT p99 (ms)", "Mean input tokens", "Cache hit"],
+                  [[str(int(r.turn)), str(int(r.requests)), tables.cell(r.ttft_p50, "{:.1f}"),
+                    tables.cell(r.ttft_p99, "{:.1f}"), tables.cell(r.mean_input_tokens, "{:.0f}"),
+                    tables.cell(r.cache_hit_ratio, "{:.0%}")] for r in a.turns.itertuples()])
+    if a.trace:
+        t = a.trace
+        w = s.get("workload") or {}
+        doc.heading("Trace replay")
+        doc.para(f"Replayed {t['requests']} requests from `{os.path.basename(str(w.get('trace', '')))}` at speed "
+                 f"{w.get('speed', 1):g}: each was sent {t['send_lag_p50_ms']:.1f} ms (p50) / "
+                 f"{t['send_lag_p99_ms']:.1f} ms (p99) after its scheduled time (max {t['send_lag_max_ms']:.1f} "
+                 f"ms); gaps between arrivals differ from the trace's by {t['gap_error_p50_ms']:.2f} ms (p50) / "
+                 f"{t['gap_error_p99_ms']:.2f} ms (p99).")
     total = _total_failures(a.failures)
     if total:
         doc.heading("Failures by kind")

@@ -70,7 +70,7 @@ NUMERIC: tuple[str, ...] = (
 #: the columns the report reads; others (ids, errors, prompt ids) are skipped when loading
 READ: tuple[str, ...] = (
     "start_time", "level", "status", "ttft_ms", "tpot_ms", "e2e_ms", "close_ms", "input_tokens", "output_tokens",
-    "scheduled_time", "itl_ms",
+    "cached_tokens", "scheduled_time", "itl_ms",
 )
 REQUIRED: tuple[str, ...] = ("start_time", "level", "status")
 
@@ -132,8 +132,10 @@ class Window:
         return max(self.end - self.start, 0.0)
 
 
-def windows_from(df: pd.DataFrame, timeline: list[dict[str, Any]] | None, warmup_s: float = 0.0) -> list[Window]:
-    """Measurement windows per level: from the run's timeline, else from the records' span.
+def windows_from(df: pd.DataFrame, timeline: list[dict[str, Any]] | None, warmup_s: float = 0.0,
+                 warmups: Mapping[float, float] | None = None) -> list[Window]:
+    """Measurement windows per level: from the run's timeline, else from the records' span. ``warmups``
+    gives a level its own warm-up (levels of different lengths), else ``warmup_s`` applies.
 
     A timeline entry without an ``end`` (an interrupted run) ends at the next entry's start, or, for
     the last one, at the last request sent: what follows is requests draining, not the level's load.
@@ -149,14 +151,16 @@ def windows_from(df: pd.DataFrame, timeline: list[dict[str, Any]] | None, warmup
             if end is None:  # an interrupted level: it ends at the next level's start, else at its last send
                 end = timeline[i + 1]["start"] if i + 1 < len(timeline) else _last_send(df, start)
             end = float(end)
-            out.append(Window(level, min(start + warmup_s, end), end, start))
+            w = warmups.get(level, warmup_s) if warmups else warmup_s
+            out.append(Window(level, min(start + w, end), end, start))
         return out
     if df.empty:
         return out
     for level, g in df.groupby("level", sort=True):
         start = float(g["start_time"].min())
         end = float((g["start_time"] + g["close_ms"].fillna(0) / 1000.0).max())
-        out.append(Window(float(level), min(start + warmup_s, end), end, start))
+        w = warmups.get(float(level), warmup_s) if warmups else warmup_s
+        out.append(Window(float(level), min(start + w, end), end, start))
     return out
 
 
@@ -308,6 +312,24 @@ def _col(df: pd.DataFrame, name: str) -> np.ndarray:
     return df[name].to_numpy(float) if name in df.columns else np.full(len(df), np.nan)
 
 
+def _cache_stats(cached: np.ndarray, n_in: np.ndarray, ttft: np.ndarray, row: dict[str, Any]) -> None:
+    """Prefix-cache figures of a level's sample: the share of prompt tokens the server served from its cache
+    (usage ``cached_tokens``), how many requests hit it, and TTFT p50 of hits and misses. Empty when the
+    server reported no cached tokens at all."""
+    row["cache_hit_ratio"] = row["cache_hits"] = row["ttft_p50_cache_hit"] = row["ttft_p50_cache_miss"] = np.nan
+    known = ~np.isnan(cached)
+    if not known.any():
+        return
+    c, inp = np.nan_to_num(cached), np.nan_to_num(n_in)
+    row["cache_hit_ratio"] = float(c.sum() / inp.sum()) if inp.sum() else np.nan
+    hit = c > 0
+    row["cache_hits"] = int(hit.sum())
+    for key, mask in (("ttft_p50_cache_hit", hit), ("ttft_p50_cache_miss", ~hit)):
+        t = ttft[mask]
+        t = t[~np.isnan(t)]
+        row[key] = float(np.percentile(t, 50)) if t.size else np.nan
+
+
 def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] | None = None,
                 mode: str = "concurrency", slo_attainment: float = DEFAULT_SLO_ATTAINMENT) -> pd.DataFrame:
     """One row per level (the levels.csv columns; see the module docstring for every rule)."""
@@ -321,6 +343,7 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
     ttft, e2e, close = _col(df, "ttft_ms"), _col(df, "e2e_ms"), _col(df, "close_ms")
     n_out, n_in = _col(df, "output_tokens"), _col(df, "input_tokens")
     sched = _col(df, "scheduled_time")
+    cached = _col(df, "cached_tokens")
     ok_end = start + np.nan_to_num(e2e) / 1000.0
     ok_first = start + np.nan_to_num(ttft) / 1000.0
     close_end = start + np.nan_to_num(close) / 1000.0
@@ -369,6 +392,7 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
             _stats(vals, m, row)
         row["mean_input_len"] = _mean(n_in[sample])
         row["mean_output_len"] = _mean(n_out[sample])
+        _cache_stats(cached[sample], n_in[sample], ttft[sample], row)
         if secs:  # time-averaged requests in flight inside the window
             row["achieved_concurrency"] = float(
                 np.clip(np.minimum(close_end, w.end) - np.maximum(start, w.start), 0, None).sum() / secs)

@@ -51,8 +51,9 @@ def fold(levels: pd.DataFrame, run_dir: str, windows: list[Window]) -> tuple[pd.
     for lvl in levels["level"].astype(float):
         w = by_level.get(lvl)
         if hdf is not None and w is not None:
-            # the whole level, warm-up included: a saturated ramp also distorts what follows it
-            part = hdf[(hdf["time"] >= w.level_start) & (hdf["time"] <= w.end)]
+            # the measurement window: its requests start after the warm-up, so a stall before (the ramp
+            # spawning the level's users) cannot touch them; a client saturated for longer shows here too
+            part = hdf[(hdf["time"] >= w.start) & (hdf["time"] <= w.end)]
             samples = [health.Sample(float(r.time), str(r.worker), float(r.cpu_pct), float(r.loop_lag_p99_ms),
                                      float(r.loop_lag_max_ms)) for r in part.itertuples()]
             bad, why = health.verdict(samples)
@@ -108,3 +109,45 @@ def server_plot(levels: pd.DataFrame, out_dir: str, mode: str) -> str | None:
     ax.legend(lines, [h.get_label() for h in lines], fontsize=8, loc="upper left")
     ax.set_title("Engine metrics (server_metrics.csv)", fontsize=10)
     return plots._save(fig, os.path.join(out_dir, "server_metrics.png"))
+
+
+def turn_table(req_path: str) -> pd.DataFrame | None:
+    """Multi-turn runs: per turn index, requests, TTFT p50/p99 (ms), mean input tokens and cache-hit share
+    (from requests.csv's ``turn`` column); None when the run had no turns."""
+    try:
+        df = pd.read_csv(req_path, usecols=["status", "turn", "ttft_ms", "input_tokens", "cached_tokens"])
+    except (ValueError, OSError):
+        return None
+    df = df[(df["status"] == "ok") & df["turn"].notna()]
+    if df.empty:
+        return None
+    rows = []
+    for turn, g in df.groupby("turn"):
+        t = g["ttft_ms"].dropna().to_numpy(float)
+        inp = g["input_tokens"].fillna(0).sum()
+        rows.append({"turn": int(turn), "requests": len(g),
+                     "ttft_p50": float(np.percentile(t, 50)) if t.size else np.nan,
+                     "ttft_p99": float(np.percentile(t, 99)) if t.size else np.nan,
+                     "mean_input_tokens": float(g["input_tokens"].mean()),
+                     "cache_hit_ratio": float(g["cached_tokens"].fillna(0).sum() / inp) if inp else np.nan})
+    return pd.DataFrame(rows)
+
+
+def trace_check(req_path: str) -> dict[str, Any]:
+    """Trace replay (scheduled send times): how closely actual sends followed the trace's schedule."""
+    try:
+        df = pd.read_csv(req_path, usecols=["start_time", "scheduled_time", "worker"])
+    except (ValueError, OSError):
+        return {}
+    df = df.dropna(subset=["scheduled_time"])
+    if len(df) < 2:
+        return {}
+    lag = (df["start_time"] - df["scheduled_time"]).to_numpy(float) * 1000.0
+    gaps = []
+    for _, g in df.sort_values("scheduled_time").groupby("worker"):  # each worker replays its share
+        gaps.append(np.abs(np.diff(g["start_time"].to_numpy(float)) - np.diff(g["scheduled_time"].to_numpy(float))))
+    gap_err = np.concatenate(gaps) * 1000.0 if gaps else np.empty(0)
+    return {"requests": int(len(df)), "send_lag_p50_ms": float(np.percentile(lag, 50)),
+            "send_lag_p99_ms": float(np.percentile(lag, 99)), "send_lag_max_ms": float(lag.max()),
+            "gap_error_p50_ms": float(np.percentile(gap_err, 50)) if gap_err.size else np.nan,
+            "gap_error_p99_ms": float(np.percentile(gap_err, 99)) if gap_err.size else np.nan}

@@ -135,6 +135,9 @@ def write_run(run_dir: str, levels: Sequence[float] = (1, 2, 4, 8, 16), mode: st
             "scheduled_time": sched,
             "connect_ms": "",
             "prompt_id": rng.integers(0, 10_000, k).astype(str),
+            "prefix_id": "",
+            "conversation_id": "",
+            "turn": "",
             "error": np.where(ok | cancel, "", "synthetic failure"),
             "itl_ms": np.where(ok, pool_str[pick], ""),
         })

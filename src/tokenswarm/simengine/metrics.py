@@ -44,6 +44,9 @@ class _EngineCollector(Collector):
         yield counter("vllm:prompt_tokens", "Number of prefill tokens processed.", e.prompt_tokens)
         yield counter("vllm:generation_tokens", "Number of generation tokens processed.", e.generation_tokens)
         yield counter("vllm:request_success", "Count of successfully processed requests.", e.finished)
+        yield counter("vllm:prefix_cache_queries", "Prompt tokens looked up in the prefix cache.",
+                      e.prefix_cache.prompt_tokens)
+        yield counter("vllm:prefix_cache_hits", "Prompt tokens found in the prefix cache.", e.prefix_cache.hit_tokens)
         yield counter("tokenswarm_sim:requests", "Generation requests received.", e.requests)
         yield counter("tokenswarm_sim:requests_cancelled", "Requests whose client went away.", e.cancelled)
         yield counter("tokenswarm_sim:http_errors", "Requests answered with an HTTP error.", e.errors)

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tokenswarm.simengine.faults import FaultPlan
+from tokenswarm.simengine.prefixcache import PrefixCache
 from tokenswarm.simengine.scheduler import BatchModel, BatchScheduler, FixedScheduler
 from tokenswarm.simengine.wire import ChatWriter, CompletionsWriter, SGLangWriter, TGIWriter, TritonWriter, Writer
-from tokenswarm.textgen import count_words
 
 log = logging.getLogger("tokenswarm.simengine")
 
@@ -63,6 +63,7 @@ class SimConfig:
     fault_delay_s: float = 5.0  # slow_headers and stall hold for this long
     fault_seed: int | None = None
     workers: int = 1  # processes serving one port (SO_REUSEPORT), each an independent engine
+    prefix_cache_blocks: int = 8192  # LRU prefix cache, 16-token blocks (0: off)
 
     @property
     def fixed(self) -> bool:
@@ -333,6 +334,7 @@ class SimEngine:
                 config.batch.max_num_seqs = config.max_num_seqs
             self.sched = BatchScheduler(self.loop, config.batch)
         self.sched_err = array("f")
+        self.prefix_cache = PrefixCache(config.prefix_cache_blocks)
         self.faults = FaultPlan(config.faults, config.fault_seed)
         self.truth: list[str] | None = [] if config.truth_log else None
         self._truth_fd: int | None = None
@@ -447,23 +449,24 @@ class SimEngine:
             messages = req.get("messages")
             if not isinstance(messages, list) or not messages:
                 raise HTTPFailure(400, "'messages' must be a non-empty list")
-            prompt_tokens = sum(_content_words(m.get("content")) for m in messages if isinstance(m, dict))
+            words = [w for m in messages if isinstance(m, dict) for w in _content_words(m.get("content"))]
             max_tokens = _first(req, "max_completion_tokens", "max_tokens")
         elif api == "completions":
-            prompt_tokens = _words(req.get("prompt"), "prompt")
+            words = _words(req.get("prompt"), "prompt")
             max_tokens = _first(req, "max_tokens")
         elif api == "sglang":
-            prompt_tokens = _words(req.get("text"), "text")
+            words = _words(req.get("text"), "text")
             max_tokens = _first(req.get("sampling_params") or {}, "max_new_tokens")
         elif api == "tgi":
-            prompt_tokens = _words(req.get("inputs"), "inputs")
+            words = _words(req.get("inputs"), "inputs")
             max_tokens = _first(req.get("parameters") or {}, "max_new_tokens")
             stream = path == "/generate_stream" or stream
         else:  # triton: /v2/models/<model>/generate[_stream]
             model = path.split("/")[3] or model
-            prompt_tokens = _words(req.get("text_input"), "text_input")
+            words = _words(req.get("text_input"), "text_input")
             max_tokens = _first(req, "max_tokens")
             stream = path.endswith("/generate_stream")
+        prompt_tokens = len(words)
         if api in ("chat", "completions"):
             if self.cfg.strict_model and model != self.cfg.model:
                 raise HTTPFailure(404, f"The model `{model}` does not exist.", "NotFoundError")
@@ -488,6 +491,8 @@ class SimEngine:
         else:
             writer = _WRITERS[api](rid, model, prompt_tokens, include_usage, offset=self._seq)
         st = Stream(self, conn, writer, stream, prompt_tokens, max_tokens, arrival)
+        st.cached_tokens = writer.cached = self.prefix_cache.lookup_and_insert(words)
+        writer.report_cached = bool(self.prefix_cache.capacity)
         if isinstance(self.sched, BatchScheduler) and not self.sched.fits(st):
             raise HTTPFailure(400, f"request needs {prompt_tokens + max_tokens} tokens of KV cache, more than "
                                    f"the engine's {self.cfg.batch.kv_cache_tokens}")
@@ -537,6 +542,7 @@ class SimEngine:
             "prompt_tokens": self.prompt_tokens, "generation_tokens": self.generation_tokens,
             "connections": self.connections, "timing": self.cfg.describe(),
             "faults_injected": {k: v for k, v in self.faults.injected.items() if v},
+            "prefix_cache_hit_ratio": round(self.prefix_cache.hit_ratio, 4),
         }
         errs = self.sched_err
         if len(errs):
@@ -564,17 +570,18 @@ def _first(obj: dict[str, Any], *keys: str) -> Any:
     return None
 
 
-def _words(text: Any, field: str) -> int:
+def _words(text: Any, field: str) -> list[str]:
+    """The prompt's tokens as the engine counts them: its whitespace-separated words."""
     if isinstance(text, list):
         text = " ".join(str(p) for p in text)
     if not isinstance(text, str):
         raise HTTPFailure(400, f"'{field}' must be a string")
-    return count_words(text)
+    return text.split()
 
 
-def _content_words(content: Any) -> int:
+def _content_words(content: Any) -> list[str]:
     if isinstance(content, str):
-        return count_words(content)
+        return content.split()
     if isinstance(content, list):  # OpenAI content parts
-        return sum(count_words(p.get("text", "")) for p in content if isinstance(p, dict))
-    return 0
+        return [w for p in content if isinstance(p, dict) for w in str(p.get("text", "")).split()]
+    return []

@@ -39,6 +39,8 @@ class Writer:
         self.prompt_tokens = prompt_tokens
         self.include_usage = include_usage
         self.created = int(time.time())
+        self.cached = 0  # prompt tokens served from the prefix cache
+        self.report_cached = False  # say cached_tokens even when 0 (the engine has a prefix cache)
 
     def start(self) -> bytes:
         """Events sent as soon as the request arrives (may be empty)."""
@@ -56,12 +58,13 @@ class Writer:
         raise NotImplementedError
 
     def usage(self, n: int, cached: int = 0) -> dict[str, Any]:
+        cached = cached or self.cached
         u: dict[str, Any] = {
             "prompt_tokens": self.prompt_tokens,
             "total_tokens": self.prompt_tokens + n,
             "completion_tokens": n,
         }
-        if cached:
+        if cached or self.report_cached:
             u["prompt_tokens_details"] = {"cached_tokens": cached}
         return u
 
@@ -194,7 +197,7 @@ class SGLangWriter(Writer):
     def _obj(self, n: int, finish: Any, cached: int = 0) -> dict[str, Any]:
         return {"text": "".join(self.parts), "meta_info": {
             "id": self.id, "finish_reason": finish, "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": n, "cached_tokens": cached, "e2e_latency": 0.0}}
+            "completion_tokens": n, "cached_tokens": cached or self.cached, "e2e_latency": 0.0}}
 
     def token(self, i: int, last: bool) -> bytes:
         self.parts.append(TOKEN_TEXT[(self.offset + i) % len(TOKEN_TEXT)])
