@@ -25,7 +25,7 @@ SIM_ARGS ?=
 TARGET_FLAGS = --engine $(ENGINE) $(if $(HOST),--host $(HOST)) $(if $(MODEL),--model $(MODEL)) \
                $(if $(WORKERS),--workers $(WORKERS))
 
-.PHONY: help install loadtest run sweep report compare ui simengine test test-fast lint bench clean check-python
+.PHONY: help install loadtest run sweep report compare ui simengine real-engine test test-fast lint bench clean check-python
 
 help: ## list the targets and knobs
 	@echo "tokenswarm make targets. Knobs: ENGINE=$(ENGINE) HOST= MODEL= LEVELS=$(LEVELS) LEVEL_DURATION=$(LEVEL_DURATION)"
@@ -66,6 +66,9 @@ ui: install ## Locust web UI on http://127.0.0.1:8089 (ENGINE=sim starts the sim
 
 simengine: install ## serve the simulated engine on 127.0.0.1:$(SIM_PORT) (SIM_ARGS='--ttft-ms 200 --tpot-ms 20')
 	$(BIN)/tokenswarm simengine --port $(SIM_PORT) $(SIM_ARGS)
+
+real-engine: ## build llama.cpp's llama-server + SmolLM2-135M (CPU) into ~/.cache/tokenswarm/llamacpp (~7 min once; reused)
+	deploy/llamacpp/build.sh
 
 test: install ## all tests: unit, integration and the slow end-to-end ones
 	$(BIN)/pytest -q

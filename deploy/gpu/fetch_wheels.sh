@@ -27,5 +27,5 @@ pkgs=(
 )
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$py" --implementation cp \
     "${platforms[@]}" -d "$dest" "${pkgs[@]}"
-ls "$dest" | wc -l
+find "$dest" -name "*.whl" | wc -l
 du -sh "$dest"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import filecmp
+import glob
 import importlib.util
 import os
 import re
@@ -939,10 +940,14 @@ def test_master_script_builds_each_mode(tmp_path):
         assert p.returncode == 2 and "error" in p.stderr and not p.stdout, (bad, p.stdout, p.stderr)
 
 
-def test_master_script_passes_shellcheck():
+def test_shell_scripts_pass_shellcheck():
+    """The compose master's entry point, the engine build and GPU scripts, and CI's entry point."""
+    scripts = [MASTER_SCRIPT, os.path.join(ROOT, ".ci", "run"),
+               *glob.glob(os.path.join(ROOT, "deploy", "*", "*.sh"))]
+    assert os.path.join(ROOT, "deploy", "llamacpp", "build.sh") in scripts
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck not installed (Debian: apt-get install shellcheck); `sh -n` still ran")
-    p = subprocess.run(["shellcheck", MASTER_SCRIPT], capture_output=True, text=True, timeout=60)
+    p = subprocess.run(["shellcheck", *scripts], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stdout
 
 

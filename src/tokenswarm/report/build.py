@@ -405,7 +405,9 @@ def _target_line(s: dict[str, Any]) -> str:
 def report_document(a: Analysis, plot_paths: list[str]) -> Document:
     """report.md / report.html as one :class:`Document`."""
     s = a.settings
-    doc = Document(f"tokenswarm report: {a.run_id}")
+    name = str(s.get("run_name") or "")
+    doc = Document(f"tokenswarm report: {name}" + (f" ({a.run_id})" if name and name not in a.run_id else "")
+                   if name else f"tokenswarm report: {a.run_id}")
     target = _target_line(s)
     if target:
         doc.para(target)
@@ -466,12 +468,12 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
     if cache:
         lv = a.levels.set_index("level")
         parts = "; ".join(f"{_fmt_level(float(k), a.mode)}: {v:.0%} of prompt tokens, TTFT p50 "
-                          f"{lv.loc[float(k), 'ttft_p50_cache_hit']:.1f} ms with a hit vs "
-                          f"{lv.loc[float(k), 'ttft_p50_cache_miss']:.1f} ms without"
+                          f"{tables.cell(lv.loc[float(k), 'ttft_p50_cache_hit'], '{:.1f}')} ms with a hit vs "
+                          f"{tables.cell(lv.loc[float(k), 'ttft_p50_cache_miss'], '{:.1f}')} ms without"
                           for k, v in cache.items())
         doc.heading("Prefix cache")
         doc.para("Prompt tokens the server served from its prefix cache (usage `cached_tokens`), per level: "
-                 + parts + ". (A hit is a request with any cached tokens; `-` or `nan`: none of that kind.)")
+                 + parts + ". (A hit is a request with any cached tokens; `-`: no request of that kind.)")
     if a.turns is not None:
         doc.heading("TTFT by turn")
         doc.para("Multi-turn conversations: each turn sends the whole history, so later turns are longer and "
