@@ -157,6 +157,8 @@ class BodyDecoder:
             self.remaining -= len(take)
             if self.remaining == 0:
                 self.complete = True
+                if len(data) > len(take):
+                    self.buf = data[len(take) :]  # bytes after the message: the connection is not reusable
             return take
         return data
 
@@ -207,7 +209,7 @@ class BodyDecoder:
                     break
                 if eol == pos:
                     self.complete = True
-                    pos = n
+                    pos = eol + 2  # bytes after the message stay in buf: the connection is not reusable
                     break
                 pos = eol + 2
         self.state = state
@@ -298,7 +300,7 @@ def simple_request(
             dec.eof()
             break
         parts.append(dec.feed(data))
-    if not rhead.keep_alive or not dec.complete:
+    if not rhead.keep_alive or not dec.complete or dec.buf:
         conn.close()
     return rhead, b"".join(parts)
 
@@ -539,7 +541,7 @@ class StreamCall:
             part = dec.feed(data)
             parts.append(part)
             size += len(part)
-        if not dec.complete or not head.keep_alive:
+        if not dec.complete or not head.keep_alive or dec.buf:
             self.conn.close()
         msg = error_message(b"".join(parts)) or head.reason
         return self._rec(HTTP_ERROR, f"HTTP {head.status}: {msg}", closed=perf_counter())

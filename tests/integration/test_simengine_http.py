@@ -1,6 +1,7 @@
 """The simulated engine over real HTTP on 127.0.0.1: formats, routes, errors, timing, truth log."""
 
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -55,6 +56,28 @@ def test_keep_alive_serves_many_requests_on_one_connection(sim_fixed):
     assert conn.requests_on_sock == 3
     conn.close()
     assert sim_fixed.stats()["requests"] == 3
+
+
+@pytest.mark.parametrize("dialect", ["openai-chat", "openai-completions", "sglang-generate", "tgi-generate-stream",
+                                     "triton-generate-stream"])
+def test_a_stream_ends_with_one_terminator_and_leaves_the_connection_clean(sim_fixed, dialect):
+    # The TGI and Triton streams end with an empty event; the engine once wrote it as an empty chunk, which is
+    # chunked encoding's terminator, then the real one: the second was read as the next response's status line.
+    conn = Connection(Target.parse(sim_fixed.url), 2.0, 10.0)
+    for _ in range(3):
+        rec = stream(sim_fixed.url, dialect, max_tokens=3, conn=conn)
+        assert rec.status == "ok", rec.error
+        assert conn.sock is not None  # kept alive: nothing followed the message in its last read
+        time.sleep(0.05)
+        conn.sock.setblocking(False)
+        try:
+            stray = conn.sock.recv(64, socket.MSG_PEEK)
+        except BlockingIOError:
+            stray = b""
+        conn.sock.setblocking(True)
+        conn.sock.settimeout(conn.read_timeout)
+        assert stray == b"", stray
+    assert conn.requests_on_sock == 3
 
 
 def test_non_streaming_response(sim_fixed):

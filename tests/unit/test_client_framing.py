@@ -51,6 +51,17 @@ def test_length_and_close_delimited_bodies():
     assert dec.complete
 
 
+def test_bytes_after_a_complete_message_stay_in_the_buffer():
+    # they belong to no response: the connection carrying them must not be reused (callers check dec.buf)
+    dec = BodyDecoder(Head(200, "OK", {"transfer-encoding": "chunked"}, True))
+    assert dec.feed(b"3\r\nabc\r\n0\r\n\r\n") == b"abc" and dec.complete and dec.buf == b""
+    dec = BodyDecoder(Head(200, "OK", {"transfer-encoding": "chunked"}, True))
+    assert dec.feed(b"3\r\nabc\r\n0\r\n\r\n0\r\n\r\n") == b"abc" and dec.complete
+    assert dec.buf == b"0\r\n\r\n"
+    dec = BodyDecoder(Head(200, "OK", {"content-length": "2"}, True))
+    assert dec.feed(b"okHTTP") == b"ok" and dec.complete and dec.buf == b"HTTP"
+
+
 def test_bad_chunk_size_is_a_protocol_error():
     dec = BodyDecoder(Head(200, "OK", {"transfer-encoding": "chunked"}, True))
     with pytest.raises(ProtocolError):

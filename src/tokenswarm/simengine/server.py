@@ -272,7 +272,9 @@ class _Conn(asyncio.Protocol):
             self.tr.write(head)
 
     def chunk(self, payload: bytes) -> None:
-        if self.tr is not None:
+        # an empty chunk is the end of the message: writing one (a dialect whose end event is empty) before
+        # end_stream's would leave a second terminator on the keep-alive connection for the next response
+        if self.tr is not None and payload:
             self.tr.write(b"%x\r\n%b\r\n" % (len(payload), payload))
 
     def drop(self, after: float = 0.0) -> None:
