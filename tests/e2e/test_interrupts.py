@@ -58,7 +58,12 @@ def test_sigint_on_a_distributed_master(tmp_path):
     check_incomplete(out, output)
     df = pd.read_csv(os.path.join(out, "requests.csv"))
     assert set(df.worker) == {"w0", "w1"}
-    assert (df.status == "cancelled").sum() > 0  # the requests in flight were cancelled, not dropped
+    with open(os.path.join(out, "run.json")) as fh:
+        workers = json.load(fh)["workers"]
+    # every request a worker started is a record: those in flight at the stop were cancelled, not dropped
+    assert sum(w["sent"] for w in workers) == len(df), (workers, output[-3000:])
+    assert all(w.get("final") for w in workers), workers
+    assert (df.status == "cancelled").sum() > 0, output[-3000:]
 
 
 @pytest.mark.slow

@@ -80,8 +80,8 @@ class WorkerAgent:
             gevent.sleep(SHIP_S)
             self.flush(heartbeat=True)
 
-    def flush(self, heartbeat: bool = False) -> None:
-        if not self.rows and not heartbeat:
+    def flush(self, heartbeat: bool = False, final: bool = False) -> None:
+        if not self.rows and not heartbeat and not final:
             return
         rows, self.rows = self.rows, []
         samples, self.health = self.health, []
@@ -89,6 +89,7 @@ class WorkerAgent:
         self.runner.send_message(MSG_RECORDS, {
             "worker": self.worker, "host": self.host, "pid": os.getpid(), "rows": rows, "health": samples,
             "sent": s.sent_started if s is not None else 0, "in_flight": s.in_flight if s is not None else 0,
+            "final": final,
         })
         self.shipped += len(rows)
 
@@ -142,7 +143,7 @@ class WorkerAgent:
             g.kill(block=True)
         if self.session is not None:
             self.session.close()
-        self.flush()
+        self.flush(final=True)  # the test stopped here: the master waits for this message before it writes
 
 
 class MasterBooks:
@@ -178,6 +179,8 @@ class MasterBooks:
         info.update(host=data.get("host"), pid=data.get("pid"), sent=data.get("sent", info["sent"]),
                     in_flight=data.get("in_flight", 0), last_seen=time.time())
         info["records"] += len(data["rows"])
+        if data.get("final"):
+            info["final"] = True
         return len(data["rows"])
 
     def on_lease(self, client_id: str, data: dict[str, Any]) -> None:
@@ -200,6 +203,28 @@ class MasterBooks:
 
     def all_drained(self) -> bool:
         return all(cid in self.drained for cid in self.alive())
+
+    def awaiting_records(self) -> list[str]:
+        """Live workers whose last records may still be on their way: neither drained (every request
+        finished and shipped) nor stopped with their final batch sent."""
+        return [cid for cid in self.alive() if cid not in self.drained and not self._info(cid).get("final")]
+
+    def wait_records(self, timeout: float) -> list[str]:
+        """Wait (up to ``timeout`` s) for :meth:`awaiting_records` to empty; returns those still awaited.
+        Called by the master when a test stops: Locust's stop returns once the workers report no users,
+        which can come before their last records (the requests cancelled at the stop)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            waiting = self.awaiting_records()
+            if not waiting or time.monotonic() >= deadline:
+                break
+            gevent.sleep(0.05)
+        for cid in waiting:
+            info = self._info(cid)
+            info["unshipped"] = max(info["sent"] - info["records"], 0)
+            log.warning("tokenswarm: worker %s sent no final records within %gs of the stop; %d requests it "
+                        "started are not in requests.csv", info["id"], timeout, info["unshipped"])
+        return waiting
 
     def check_lost(self) -> list[dict[str, Any]]:
         """Workers Locust now marks missing (no heartbeat): recorded once each, with what they had in flight."""

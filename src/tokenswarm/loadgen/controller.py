@@ -46,6 +46,7 @@ FLUSH_S = 1.0  # requests.csv is flushed at least this often
 HEALTH_CSV = "client_health.csv"
 SERVER_METRICS_CSV = "server_metrics.csv"
 WATCH_S = 0.05  # how often levels, budget, drain and workers are checked
+FINAL_RECORDS_WAIT_S = 10.0  # how long a stopping master waits for each worker's last records
 
 
 class RunController:
@@ -320,12 +321,23 @@ class RunController:
             self.add_rows(data["rows"])
 
     # -- end -----------------------------------------------------------------------------
+    def _await_worker_records(self) -> None:
+        """On a master: the workers' last records (requests cancelled at the stop) before anything is written.
+        Not from one of the runner's own greenlets, which receive those records."""
+        runner = self.env.runner
+        if self.books is None or runner is None:
+            return
+        if gevent.getcurrent() in getattr(runner, "greenlet", ()):
+            return
+        self.books.wait_records(FINAL_RECORDS_WAIT_S)
+
     def finish(self, complete: bool = True) -> None:
         """Flush and close everything, write run.json and the report. Safe to call twice."""
         if self.finished:
             return
         self.finished = True
         self.stopping()
+        self._await_worker_records()
         self.ended = time.time()
         self.complete = complete and not self.interrupted
         for g in self._greenlets:
