@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -49,3 +51,16 @@ def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None,
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def wait_http(url: str, timeout: float = 30) -> bytes:
+    """GET ``url`` until it answers (a server a test started is coming up); its body. Raises after ``timeout``."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return r.read()
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.3)

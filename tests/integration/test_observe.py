@@ -14,6 +14,8 @@ import urllib.request
 import pandas as pd
 import pytest
 
+from conftest import wait_http
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ARTIFACTS = os.path.join(ROOT, "reports", "test-artifacts")
 
@@ -26,18 +28,6 @@ def free_port():
 
 def env_clean():
     return {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSWARM_", "LOCUST_"))}
-
-
-def wait_http(url, timeout=30):
-    deadline = time.time() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                return r.read()
-        except OSError:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.3)
 
 
 @pytest.mark.skipif(not shutil.which("prometheus"), reason="Debian's prometheus is not installed (.ci/run installs it)")

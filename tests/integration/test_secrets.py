@@ -9,6 +9,8 @@ import urllib.request
 
 import pytest
 
+from conftest import wait_http
+
 KEY = "sk-SENTINEL-7f3a9c1e"
 HDR = "hdr-SENTINEL-b2d4e6"
 
@@ -58,14 +60,7 @@ def test_the_web_ui_never_shows_the_key(tmp_path):
     base = f"http://127.0.0.1:{port}"
     pages = []
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                urllib.request.urlopen(base + "/", timeout=2)
-                break
-            except OSError:
-                assert time.time() < deadline
-                time.sleep(0.3)
+        wait_http(base + "/")
         urllib.request.urlopen(urllib.request.Request(base + "/swarm", data=b"user_count=2&spawn_rate=2"), timeout=5)
         time.sleep(2)
         for path in ("/", "/stats/requests", "/stats/report", "/stats/requests/csv", "/exceptions"):

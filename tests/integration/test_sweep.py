@@ -10,6 +10,8 @@ import urllib.request
 import pandas as pd
 import pytest
 
+from conftest import wait_http
+
 
 def load(out):
     with open(os.path.join(out, "run.json")) as fh:
@@ -68,14 +70,7 @@ def test_sweep_in_the_web_ui_advances_levels(tmp_path):
                              "--out", out], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                urllib.request.urlopen(base + "/", timeout=2)
-                break
-            except OSError:
-                assert time.time() < deadline, "web UI did not come up"
-                time.sleep(0.3)
+        wait_http(base + "/")
         data = b"user_count=1&spawn_rate=1"
         urllib.request.urlopen(urllib.request.Request(base + "/swarm", data=data), timeout=5)
         seen = set()

@@ -5,10 +5,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
+
+from conftest import wait_http
 
 
 def free_port():
@@ -26,14 +27,7 @@ def test_login_is_required_and_checks_the_password(tmp_path):
                             stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                urllib.request.urlopen(base + "/login", timeout=2)
-                break
-            except OSError:
-                assert time.time() < deadline, "web UI did not start"
-                time.sleep(0.3)
+        wait_http(base + "/login")
         jar = http.cookiejar.CookieJar()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
         r = opener.open(base + "/", timeout=5)
