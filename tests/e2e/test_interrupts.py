@@ -49,8 +49,11 @@ def test_signal_at_a_random_moment_single_process(sig, tmp_path):
 @pytest.mark.slow
 def test_sigint_on_a_distributed_master(tmp_path):
     out = str(tmp_path / "run")
-    p = start(["run", "--workers", "2", "--users", "16", "--duration", "60s", "--max-tokens", "64",
-               "--sim-args", "--ttft-ms 50 --tpot-ms 20"], out)
+    # lengths spread +-90%: the users fall out of step, so requests are mid-stream whenever the signal lands
+    # (with equal lengths all 16 finish together, and a worker starved for ~100 ms right then could see its
+    # requests complete before it read the stop: all ok, none cancelled)
+    p = start(["run", "--workers", "2", "--users", "16", "--duration", "60s", "--output-len", "64",
+               "--range-ratio", "0.9", "--sim-args", "--ttft-ms 50 --tpot-ms 20"], out)
     time.sleep(random.uniform(5.0, 9.0))
     p.send_signal(signal.SIGINT)
     output, _ = p.communicate(timeout=120)
