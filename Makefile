@@ -44,6 +44,11 @@ $(VENV)/.installed: pyproject.toml | check-python
 
 install: $(VENV)/.installed ## create .venv and install tokenswarm (editable) with its dev tools
 
+# the tests also validate deploy/k8s against the Kubernetes schemas: installed for them only
+$(VENV)/.checks: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,checks]'
+	@touch $@
+
 loadtest: install ## short sweep (LEVELS, LEVEL_DURATION) or one level (USERS, DURATION); prints the table, then the run folder
 	$(BIN)/tokenswarm $(if $(USERS),run --users $(USERS) --duration $(DURATION),sweep --levels $(LEVELS) --level-duration $(LEVEL_DURATION)) $(TARGET_FLAGS) $(ARGS)
 
@@ -70,10 +75,10 @@ simengine: install ## serve the simulated engine on 127.0.0.1:$(SIM_PORT) (SIM_A
 real-engine: ## build llama.cpp's llama-server + SmolLM2-135M (CPU) into ~/.cache/tokenswarm/llamacpp (~7 min once; reused)
 	deploy/llamacpp/build.sh
 
-test: install ## all tests: unit, integration and the slow end-to-end ones
+test: $(VENV)/.checks ## all tests: unit, integration and the slow end-to-end ones
 	$(BIN)/pytest -q
 
-test-fast: install ## unit and integration tests, skipping the slow end-to-end ones
+test-fast: $(VENV)/.checks ## unit and integration tests, skipping the slow end-to-end ones
 	$(BIN)/pytest -q -m "not slow"
 
 lint: install ## ruff

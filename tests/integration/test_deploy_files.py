@@ -6,7 +6,8 @@ lists) and to tokenswarm's own contract (subcommands and flags, locustfile copie
 plaintext secrets). Each check is a function returning its problems, and each is shown to catch a
 broken copy. External validators run when installed and are skipped, with the reason, otherwise:
 ``docker-compose`` (Debian package docker-compose), ``kubectl``/``kustomize``, the
-``kubernetes-validate`` Python package, ``promtool`` (Debian package prometheus) and ``shellcheck``.
+``kubernetes-validate`` Python package (the ``checks`` extra, which ``make test`` installs), ``promtool``
+(Debian package prometheus) and ``shellcheck``.
 Nothing here needs a network, a Docker engine or a cluster.
 """
 
