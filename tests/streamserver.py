@@ -21,7 +21,20 @@ def fixture_events(name: str) -> list[bytes]:
     """A recorded stream split into its SSE events (each with its trailing blank line)."""
     with open(os.path.join(FIXTURES, name), "rb") as fh:
         raw = fh.read()
-    sep = b"\r\n\r\n" if b"\r\n\r\n" in raw and b"\n\n" not in raw.replace(b"\r\n\r\n", b"") else b"\n\n"
+    bom = raw[:3] if raw.startswith(b"\xef\xbb\xbf") else b""  # a byte order mark stays on the first event
+    events = _split_events(raw[len(bom):])
+    if bom and events:
+        events[0] = bom + events[0]
+    return events
+
+
+def _split_events(raw: bytes) -> list[bytes]:
+    if b"\n" not in raw:
+        sep = b"\r\r"  # bare CR line ends
+    elif b"\r\n\r\n" in raw and b"\n\n" not in raw.replace(b"\r\n\r\n", b""):
+        sep = b"\r\n\r\n"
+    else:
+        sep = b"\n\n"
     parts = [p + sep for p in raw.split(sep) if p.strip()]
     return parts
 
@@ -89,3 +102,16 @@ class ScriptedServer:
                 s.close()
             except OSError:
                 pass
+
+
+def run_stream(pieces: list[bytes], dialect, delays: list[float] | None = None, close: bool = False,
+               read_timeout: float = 5.0, head: bytes = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"):
+    """One request through the real client against ``pieces``: (record, server)."""
+    from tokenswarm.client import StreamCall
+
+    srv = ScriptedServer(pieces, delays, close=close)
+    try:
+        call = StreamCall(srv.connection(read_timeout), dialect, head, b"{}", "client-1", input_tokens=11)
+        return call.run(), srv
+    finally:
+        srv.stop()

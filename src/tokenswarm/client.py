@@ -14,7 +14,9 @@ and classifies the outcome into exactly one :class:`RequestRecord`.
 
 from __future__ import annotations
 
+import email.utils
 import json
+import re
 import socket
 import ssl
 import time
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from tokenswarm.dialects.base import Dialect, MalformedEvent
+from tokenswarm.dialects.base import Dialect, MalformedEvent, error_text
 from tokenswarm.metrics import (
     CONNECT_ERROR,
     DISCONNECT,
@@ -36,6 +38,7 @@ from tokenswarm.metrics import (
     RequestRecord,
     StreamMeasure,
 )
+from tokenswarm.sse import SSEDecoder
 
 RECV_SIZE = 65536
 MAX_ERROR_BODY = 65536  # bytes of an error response kept for its message
@@ -311,7 +314,7 @@ def error_message(body: bytes) -> str:
     try:
         obj = json.loads(text)
     except ValueError:
-        return " ".join(text.split())[:ERROR_TEXT_LEN]
+        return _readable(body)
     if isinstance(obj, dict):
         for key in ("error", "message", "detail", "msg"):
             val = obj.get(key)
@@ -446,47 +449,46 @@ class StreamCall:
         rest = raw[end + 4 :]
         if not 200 <= head.status < 300:
             return self._read_error(sock, head, dec, rest)
-        ctype = head.headers.get("content-type", "")
+        ctype = head.headers.get("content-type", "").lower()
         if "json" in ctype and "event-stream" not in ctype:
-            conn.close()
-            return self._rec(MALFORMED, f"got {ctype}, not an event stream (did the server ignore stream=true?)")
+            return self._read_json(sock, head, dec, rest, ctype)
         t = perf_counter()
         return self._stream(sock, dec, rest, t)
 
     def _stream(self, sock: socket.socket, dec: BodyDecoder, data: bytes, t: float) -> RequestRecord:
+        """Read the event stream to its end: each server-sent event is parsed by the dialect and fed to the
+        measure with the time of the read that completed it."""
         m = self.measure
         assert m is not None
-        parse_line = self.dialect.stream().parse_line
+        parse = self.dialect.stream().parse_event
+        sse = SSEDecoder()
         feed = m.feed
-        pending = b""
         grace = False
         cancel_at = self.cancel_after or 0
+        events = 0
+        first_bytes = b""  # the body's first bytes, for the message when no event ever comes
         while True:
             if data:
                 body = dec.feed(data)
                 if body:
-                    if b"\n" in body:
-                        lines = (pending + body).split(b"\n") if pending else body.split(b"\n")
-                        pending = lines.pop()
-                        for line in lines:
-                            if line[-1:] == b"\r":
-                                line = line[:-1]
-                            try:
-                                ev = parse_line(line)
-                            except MalformedEvent as e:
+                    if not events and len(first_bytes) < ERROR_TEXT_LEN:
+                        first_bytes += body[:ERROR_TEXT_LEN]
+                    for sev in sse.feed(body):
+                        events += 1
+                        try:
+                            ev = parse(sev)
+                        except MalformedEvent as e:
+                            self.conn.close()
+                            return self._rec(MALFORMED, str(e), closed=t)
+                        if ev is not None:
+                            feed(t, ev)
+                            if m.error is not None:
                                 self.conn.close()
-                                return self._rec(MALFORMED, str(e), closed=t)
-                            if ev is not None:
-                                feed(t, ev)
-                                if m.error is not None:
-                                    self.conn.close()
-                                    return self._rec(SERVER_ERROR_EVENT, m.error, closed=t)
-                                if cancel_at and len(m.times) >= cancel_at and not m.done:
-                                    self.conn.close()  # the user went away: the server sees the connection close
-                                    return self._rec(STATUS_CANCELLED, f"cancelled by the client after {cancel_at} "
-                                                     "tokens", closed=t)
-                    else:
-                        pending += body
+                                return self._rec(SERVER_ERROR_EVENT, m.error, closed=t)
+                            if cancel_at and len(m.times) >= cancel_at and not m.done:
+                                self.conn.close()  # the user went away: the server sees the connection close
+                                return self._rec(STATUS_CANCELLED, f"cancelled by the client after {cancel_at} "
+                                                 "tokens", closed=t)
             if dec.complete:
                 break
             if m.done and not grace:
@@ -507,9 +509,11 @@ class StreamCall:
                     break
                 self.conn.close()
                 return self._rec(DISCONNECT, "connection closed mid-stream", closed=t)
-        if pending.strip():  # a last line without its newline
+        last = sse.close()  # an event whose final blank line never came (read leniently)
+        if last is not None:
+            events += 1
             try:
-                ev = parse_line(pending.rstrip(b"\r"))
+                ev = parse(last)
             except MalformedEvent as e:
                 self.conn.close()
                 return self._rec(MALFORMED, str(e), closed=t)
@@ -522,6 +526,13 @@ class StreamCall:
             self.conn.close()
         elif grace and self.conn.sock is not None:
             self.conn.sock.settimeout(self.conn.read_timeout)
+        if not events:
+            if first_bytes.strip():
+                return self._rec(MALFORMED, f"no server-sent events in the 200 response: "
+                                 f"{_readable(first_bytes)}", closed=t)
+            return self._rec(EMPTY, "the server's 200 event stream ended with no events", closed=t)
+        if not m.output_events and dec.complete:
+            return self._rec(EMPTY, "stream carried no output", closed=t)
         # a stream missing its end marker failed, unless the HTTP message ended in order after a finish
         # reason (`transformers serve` sends no [DONE]); a stream cut short has no finish reason
         if not m.done and self.dialect.needs_end_marker and not (m.finish and dec.complete):
@@ -530,7 +541,9 @@ class StreamCall:
             return self._rec(EMPTY, "stream carried no output", closed=t)
         return self._rec(STATUS_OK, closed=t)
 
-    def _read_error(self, sock: socket.socket, head: Head, dec: BodyDecoder, data: bytes) -> RequestRecord:
+    def _body(self, sock: socket.socket, head: Head, dec: BodyDecoder, data: bytes) -> bytes:
+        """A whole (not streamed) response body, up to MAX_ERROR_BODY bytes; the connection is closed unless
+        the message ended in order and may be reused."""
         parts = [dec.feed(data)]
         size = len(parts[0])
         while not dec.complete and size < MAX_ERROR_BODY:
@@ -543,8 +556,72 @@ class StreamCall:
             size += len(part)
         if not dec.complete or not head.keep_alive or dec.buf:
             self.conn.close()
-        msg = error_message(b"".join(parts)) or head.reason
-        return self._rec(HTTP_ERROR, f"HTTP {head.status}: {msg}", closed=perf_counter())
+        return b"".join(parts)
+
+    def _read_json(self, sock: socket.socket, head: Head, dec: BodyDecoder, data: bytes, ctype: str
+                   ) -> RequestRecord:
+        """A 2xx JSON body where a stream was asked for: a gateway's error in a 200 (its own words kept), or
+        a whole answer from a server that ignored ``stream: true``."""
+        body = self._body(sock, head, dec, data)
+        t = perf_counter()
+        msg = json_error(body)
+        if msg is not None:
+            return self._rec(SERVER_ERROR_EVENT, f"HTTP {head.status} with an error body: {msg}", closed=t)
+        return self._rec(MALFORMED, f"got {ctype or 'JSON'}, not an event stream (did the server ignore "
+                         f"stream=true?): {_readable(body)}", closed=t)
+
+    def _read_error(self, sock: socket.socket, head: Head, dec: BodyDecoder, data: bytes) -> RequestRecord:
+        body = self._body(sock, head, dec, data)
+        msg = error_message(body) or head.reason
+        rec = self._rec(HTTP_ERROR, f"HTTP {head.status}: {msg}", closed=perf_counter())
+        if head.status in (429, 503):
+            rec.retry_after_s = retry_after_s(head.headers.get("retry-after", ""))
+        return rec
+
+
+def json_error(body: bytes) -> str | None:
+    """The message of a JSON error body (``{"error": ...}``, ``{"object": "error", ...}``, ``{"detail": ...}``
+    without a ``choices`` list); None when the body is not such an error."""
+    try:
+        obj = json.loads(body[:MAX_ERROR_BODY].decode("utf-8", "replace"))
+    except ValueError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    msg = error_text(obj)
+    if msg is None and "detail" in obj and "choices" not in obj:
+        msg = str(obj["detail"])
+    return msg[:ERROR_TEXT_LEN] if msg is not None else None
+
+
+def retry_after_s(value: str, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait: delta-seconds or an HTTP date (RFC 9110 10.2.3); None
+    when absent or unreadable."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+
+
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _readable(body: bytes) -> str:
+    """A short readable form of a body: HTML tags and runs of white space removed."""
+    text = body[:MAX_ERROR_BODY].decode("utf-8", "replace")
+    if text.lstrip().startswith("<"):
+        text = _TAG.sub(" ", text)
+    return " ".join(text.split())[:ERROR_TEXT_LEN]
 
 
 def _oserr(e: OSError) -> str:

@@ -9,9 +9,11 @@ metric. No locust, no gevent: this module is pure and tested on its own.
 Definitions (all times relative to ``send``, the moment just before the request
 is written to the socket):
 
-* TTFT: first event carrying generated output: non-empty ``content``, reasoning
-  text, or an increase of a per-event token count. Role-only and empty chunks
-  do not count. ``ttft_visible_ms`` is the first non-empty ``content``.
+* TTFT: first event carrying generated output of any kind: visible content,
+  reasoning text, a tool call's name or argument piece (also the legacy
+  ``function_call``), a refusal, or an increase of a per-event token count.
+  Role-only and empty chunks do not count. ``ttft_visible_ms`` is the first
+  non-empty ``content``. ``output_kind`` says which kinds a request produced.
 * E2E: the last output-carrying event. The stream's close (after the usage
   chunk or ``[DONE]``) is kept apart as ``close_ms``.
 * Output tokens: server usage, else a local tokenizer on the generated text,
@@ -46,6 +48,12 @@ SOURCE_USAGE = "usage"  # the server said how many tokens it generated
 SOURCE_TOKENIZER = "tokenizer"  # counted locally with --tokenizer
 SOURCE_EVENTS = "events"  # one token per output-carrying event (a lower bound)
 
+# --- output kinds (requests.csv ``output_kind``: the kinds a request produced, "+"-joined, in order) ---------
+KIND_CONTENT = "content"  # visible text
+KIND_REASONING = "reasoning"  # reasoning text (reasoning_content / reasoning)
+KIND_TOKENS = "tokens"  # output known only by a token count (a special token with no text)
+# other kinds are named by the dialect: tool_calls, function_call, refusal
+
 # Offset that turns perf_counter readings into Unix epoch seconds. Taken once
 # per process so every record of a process shares one clock.
 EPOCH_OFFSET = time.time() - time.perf_counter()
@@ -66,11 +74,14 @@ class Usage(NamedTuple):
 
 
 class Event(NamedTuple):
-    """What one stream line meant, as a dialect parsed it.
+    """What one server-sent event meant, as a dialect parsed it.
 
-    ``tokens`` is a cumulative count of generated tokens carried by this very
-    event (SGLang ``meta_info``, continuous usage stats); a closing usage
-    summary goes in ``usage`` instead, so it never counts as output.
+    ``text`` is visible content (chat ``content``, completions ``text``, a native dialect's token text);
+    ``reasoning`` is reasoning text; ``extra`` is any other generated output, of the kind ``kind``
+    names (``tool_calls``: function names and argument pieces; ``function_call``, the legacy form;
+    ``refusal``). ``tokens`` is a cumulative count of generated tokens carried by this very event
+    (SGLang ``meta_info``, TGI's token index, continuous usage stats); a closing usage summary goes in
+    ``usage`` instead, so it never counts as output.
     """
 
     text: str = ""
@@ -81,6 +92,8 @@ class Event(NamedTuple):
     error: str | None = None
     response_id: str | None = None
     tokens: int | None = None
+    extra: str = ""
+    kind: str = ""
 
 
 NOTHING = Event()  # a line that carries nothing (role-only chunk, keep-alive)
@@ -138,8 +151,11 @@ class RequestRecord:
     token_source: str | None = None
     tokenizer_tokens: int | None = None  # the local tokenizer's count beside the server's (--tokenizer)
     output_events: int = 0
+    output_kind: str = ""  # the kinds of output, "+"-joined in order of appearance: content, reasoning, tool_calls ...
     finish_reason: str | None = None
     error: str = ""
+    retry_after_s: float | None = None  # the server's Retry-After on a 429/503 (not a requests.csv column)
+    backoff_ms: float | None = None  # how long the user waited after this request before its next
     level: float = 0
     worker: str = ""
     user: int = -1
@@ -176,6 +192,8 @@ class StreamMeasure:
         "ktokens",
         "text",
         "reasoning",
+        "extra",
+        "kinds",
         "cum_tokens",
         "usage",
         "finish",
@@ -193,6 +211,8 @@ class StreamMeasure:
         self.ktokens: list[int] = []
         self.text: list[str] = []
         self.reasoning: list[str] = []
+        self.extra: list[str] = []  # other generated output (tool calls, refusals)
+        self.kinds: list[str] = []  # the kinds of output seen, in order
         self.cum_tokens = 0
         self.usage: Usage | None = None
         self.finish: str | None = None
@@ -210,19 +230,31 @@ class StreamMeasure:
         if tok is not None and tok > self.cum_tokens and (self.cum_tokens or not self.times):
             k = tok - self.cum_tokens
             self.cum_tokens = tok
+        kinds = self.kinds
         if ev.text:
             self.text.append(ev.text)
             if self.first_visible is None:
                 self.first_visible = t
             k = k or 1
+            if KIND_CONTENT not in kinds:
+                kinds.append(KIND_CONTENT)
         if ev.reasoning:
             self.reasoning.append(ev.reasoning)
             k = k or 1
+            if KIND_REASONING not in kinds:
+                kinds.append(KIND_REASONING)
+        if ev.extra:
+            self.extra.append(ev.extra)
+            k = k or 1
+            if ev.kind not in kinds:
+                kinds.append(ev.kind)
         if k:
             if self.first is None:
                 self.first = t
             self.times.append(t)
             self.ktokens.append(k)
+            if not (ev.text or ev.reasoning or ev.extra) and KIND_TOKENS not in kinds:
+                kinds.append(KIND_TOKENS)  # output known only by its token count
         if ev.usage is not None:
             self.usage = _merge_usage(self.usage, ev.usage)
         if ev.finish:
@@ -237,6 +269,10 @@ class StreamMeasure:
     @property
     def output_events(self) -> int:
         return len(self.times)
+
+    def generated(self) -> str:
+        """All generated text, every kind (reasoning, content, tool calls ...): what a tokenizer counts."""
+        return "".join(self.reasoning) + "".join(self.text) + "".join(self.extra)
 
     def record(
         self,
@@ -262,7 +298,7 @@ class StreamMeasure:
         elif self.cum_tokens:
             out_tokens, source = self.cum_tokens, SOURCE_USAGE
         elif count_tokens is not None and self.times:
-            out_tokens = count_tokens("".join(self.reasoning) + "".join(self.text))
+            out_tokens = count_tokens(self.generated())
             source = SOURCE_TOKENIZER
         elif self.times:
             out_tokens, source = sum(self.ktokens), SOURCE_EVENTS
@@ -270,7 +306,7 @@ class StreamMeasure:
             out_tokens, source = (0, SOURCE_EVENTS) if status == STATUS_OK else (None, None)
         local = None
         if source == SOURCE_USAGE and count_tokens is not None and self.times:
-            local = count_tokens("".join(self.reasoning) + "".join(self.text))
+            local = count_tokens(self.generated())
         elif source == SOURCE_TOKENIZER:
             local = out_tokens
         if usage is not None and usage.prompt_tokens is not None:
@@ -296,6 +332,7 @@ class StreamMeasure:
             token_source=source,
             tokenizer_tokens=local,
             output_events=len(self.times),
+            output_kind="+".join(self.kinds),
             finish_reason=self.finish,
             error=error,
         )

@@ -36,6 +36,7 @@ COLUMNS: tuple[str, ...] = (
     "token_source",
     "output_tokens_tokenizer",
     "output_events",
+    "output_kind",
     "finish_reason",
     "scheduled_time",
     "connect_ms",
@@ -43,6 +44,7 @@ COLUMNS: tuple[str, ...] = (
     "prefix_id",
     "conversation_id",
     "turn",
+    "backoff_ms",
     "error",
     "itl_ms",
 )
@@ -82,6 +84,7 @@ def to_row(r: RequestRecord) -> Row:
         r.token_source or "",
         _i(r.tokenizer_tokens),
         str(r.output_events),
+        r.output_kind,
         r.finish_reason or "",
         _f(r.scheduled_time, "%.6f"),
         _f(r.connect_ms),
@@ -89,6 +92,7 @@ def to_row(r: RequestRecord) -> Row:
         r.prefix_id,
         r.conversation_id,
         str(r.turn) if r.turn else "",
+        _f(r.backoff_ms),
         r.error,
         _itl(r.itl_ms),
     ]

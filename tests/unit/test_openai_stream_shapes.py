@@ -2,8 +2,7 @@
 
 import pytest
 
-from streamserver import ScriptedServer, chunk, fixture_events, response_head, sse_response
-from tokenswarm.client import StreamCall
+from streamserver import chunk, fixture_events, response_head, run_stream, sse_response
 from tokenswarm.dialects import get_dialect
 
 CHAT = get_dialect("openai-chat")
@@ -12,12 +11,7 @@ HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
 
 
 def run(pieces, dialect=CHAT, delays=None, close=False, read_timeout=5.0):
-    srv = ScriptedServer(pieces, delays, close=close)
-    try:
-        call = StreamCall(srv.connection(read_timeout), dialect, HEAD, b"{}", "client-1", input_tokens=11)
-        return call.run(), srv
-    finally:
-        srv.stop()
+    return run_stream(pieces, dialect, delays, close, read_timeout, HEAD)
 
 
 @pytest.mark.parametrize("name,text_tokens,input_tokens", [

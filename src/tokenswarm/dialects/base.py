@@ -1,10 +1,11 @@
 """The dialect interface: how one API builds a request body and reads its stream.
 
 A dialect turns a :class:`~tokenswarm.datasets.Prompt` into a JSON body and
-one ``data:`` payload of the server's event stream into a
-:class:`~tokenswarm.metrics.Event`. SSE framing (``data:`` prefix, ``:``
-comments, blank separators, ``[DONE]``) is shared and lives here, so each
-dialect only reads its own JSON. Dialects are pure: no I/O, no locust.
+one server-sent event of the response into a :class:`~tokenswarm.metrics.Event`.
+SSE framing is :mod:`tokenswarm.sse`'s; what every dialect shares (``[DONE]``,
+``event: error``, JSON objects, error shapes, finish reasons meaning the engine
+gave up) lives here, so each dialect only reads its own JSON. Dialects are
+pure: no I/O, no locust.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from tokenswarm.metrics import Event, Usage
+from tokenswarm.sse import SSEEvent
 
 DONE = Event(done=True)
-SKIP = None  # a line that is not an event (comment, blank, ``event:`` field)
+SKIP = None  # an event that carries nothing (a keep-alive with empty data)
 
 
 class MalformedEvent(ValueError):
@@ -57,22 +59,42 @@ class Dialect:
         """Read one decoded JSON event."""
         raise NotImplementedError
 
-    def parse_line(self, line: bytes) -> Event | None:
-        """Read one raw stream line (without its ``\\n``); None for non-event lines."""
-        if not line.startswith(b"data:"):
-            return SKIP  # comment (":"), blank separator, "event:", "id:", "retry:"
-        payload = line[5:].strip()
-        if payload == b"[DONE]":
+    def parse_event(self, ev: SSEEvent) -> Event | None:
+        """Read one dispatched server-sent event; None for events that carry nothing (keep-alives).
+
+        ``data: [DONE]`` ends the stream; an event of type ``error`` is the server saying the request
+        failed, in its own words (its JSON ``error.message`` or its plain text); any other event's data
+        must be a JSON object, read by :meth:`parse`. Raises :class:`MalformedEvent` otherwise.
+        """
+        data = ev.data
+        if ev.event == "error":
+            return Event(error=_error_data(data))
+        if data == "[DONE]" or data.strip() == "[DONE]":
             return DONE
-        if not payload:
+        if not data or data.isspace():
             return SKIP
         try:
-            obj = json.loads(payload)
+            obj = json.loads(data)
         except ValueError:
-            raise MalformedEvent(f"not JSON: {_snippet(payload)}") from None
+            raise MalformedEvent(f"not JSON: {_snippet(data)}") from None
         if not isinstance(obj, dict):
-            raise MalformedEvent(f"not a JSON object: {_snippet(payload)}")
+            raise MalformedEvent(f"not a JSON object: {_snippet(data)}")
         return self.parse(obj)
+
+
+#: ``finish_reason`` values meaning the engine gave up on the request rather than finished it: vLLM's
+#: ``abort`` (aborted in the engine) and ``error`` (its v1 engine's request errors), SGLang's
+#: ``{"type": "abort", "message": ...}``. ``stop``, ``length``, ``tool_calls``, ``function_call`` and
+#: ``content_filter`` are finished answers. A stream ending with one of these is ``server_error_event``.
+FAILED_FINISH = frozenset({"abort", "error"})
+
+
+def finish_error(finish: Any, detail: Any = None) -> str | None:
+    """The failure message when ``finish`` means the engine gave up (see :data:`FAILED_FINISH`), else None."""
+    if finish not in FAILED_FINISH:
+        return None
+    msg = f"the engine gave up (finish_reason {finish!r})"
+    return f"{msg}: {detail}" if detail else msg
 
 
 def error_text(obj: dict[str, Any]) -> str | None:
@@ -131,6 +153,19 @@ class StreamText:
         return text[i:]
 
 
-def _snippet(b: bytes, n: int = 80) -> str:
-    s = b[:n].decode("utf-8", "replace")
-    return s + ("..." if len(b) > n else "")
+def _snippet(text: str, n: int = 80) -> str:
+    return text[:n] + ("..." if len(text) > n else "")
+
+
+def _error_data(data: str) -> str:
+    """The message of an ``event: error`` event: JSON error shapes, else the text itself."""
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        obj = None
+    if isinstance(obj, dict):
+        msg = error_text(obj)
+        if msg is None:
+            msg = str(obj.get("message") or obj.get("detail") or data)
+        return msg or "the server sent an error event"
+    return " ".join(data.split()) or "the server sent an error event"

@@ -2,7 +2,8 @@
 
 * ``sglang-generate``: ``data: {"text": <cumulative text>, "meta_info": {"id", "prompt_tokens",
   "completion_tokens", "finish_reason": null | {...}}}`` then ``data: [DONE]``. The delta is the new suffix;
-  ``completion_tokens`` is a running count (so multi-token events split their ITL gap).
+  ``completion_tokens`` is a running count (so multi-token events split their ITL gap); a
+  ``finish_reason`` of type ``abort`` (with its ``message``) is the engine giving up: a failure.
 * ``tgi-generate-stream``: ``data:{"index", "token": {"id", "text", "logprob", "special"},
   "generated_text": null, "details": null}``; the last event carries ``generated_text`` and
   ``details.generated_tokens`` and ends the stream (no ``[DONE]``). Special tokens have empty text but are
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenswarm.dialects.base import Dialect, RequestOptions, StreamText, error_text
+from tokenswarm.dialects.base import Dialect, RequestOptions, StreamText, error_text, finish_error
 from tokenswarm.metrics import Event, Usage
 
 
@@ -57,13 +58,15 @@ class _SGLangStream(SGLangGenerate):
         delta = self.text.take(text) if isinstance(text, str) else ""
         meta = obj.get("meta_info") or {}
         finish = meta.get("finish_reason")
+        detail = None
         if isinstance(finish, dict):
+            detail = finish.get("message")
             finish = finish.get("type") or "stop"
         ctok = meta.get("completion_tokens")
         usage = Usage(prompt_tokens=meta.get("prompt_tokens"), completion_tokens=ctok,
                       cached_tokens=meta.get("cached_tokens")) if meta else None
         return Event(text=delta, usage=usage, finish=finish, response_id=meta.get("id"),
-                     tokens=ctok if isinstance(ctok, int) else None)
+                     tokens=ctok if isinstance(ctok, int) else None, error=finish_error(finish, detail))
 
 
 class TGIGenerateStream(Dialect):

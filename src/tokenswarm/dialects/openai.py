@@ -3,7 +3,9 @@
 Spoken by vLLM, SGLang, LMDeploy, TGI's Messages API, LiteLLM, Higress,
 llama.cpp and most gateways. Shapes handled (see DESIGN.md, "Wire formats"):
 a role-only first chunk, empty-content chunks, ``content`` and reasoning
-deltas (``reasoning_content`` or ``reasoning``), ``finish_reason``, a usage
+deltas (``reasoning_content`` or ``reasoning``), tool calls (``tool_calls``
+pieces, the legacy ``function_call``), ``refusal``, ``finish_reason`` (``abort``
+and ``error`` mean the engine gave up: a failure), a usage
 chunk with ``choices: []`` or with an empty delta (gateways rewrite it that
 way), usage on the finish chunk (LMDeploy), usage on every chunk
 (continuous usage stats), in-stream ``{"error": ...}`` objects, ``[DONE]``.
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenswarm.dialects.base import Dialect, RequestOptions, error_text, usage_of
+from tokenswarm.dialects.base import Dialect, RequestOptions, error_text, finish_error, usage_of
 from tokenswarm.metrics import Event
 
 
@@ -32,12 +34,13 @@ def _common(body: dict[str, Any], prompt: Any, opts: RequestOptions) -> dict[str
     return body
 
 
-def _event(obj: dict[str, Any], text: str, reasoning: str, finish: Any) -> Event:
+def _event(obj: dict[str, Any], text: str, reasoning: str, finish: Any, extra: str = "", kind: str = "") -> Event:
     usage = usage_of(obj.get("usage"))
     tokens = None
-    if usage is not None and (text or reasoning):
+    if usage is not None and (text or reasoning or extra):
         # usage riding on an output chunk is a running count (continuous usage stats)
         tokens = usage.completion_tokens
+    gave_up = finish_error(finish, obj.get("error") or None)
     return Event(
         text=text,
         reasoning=reasoning,
@@ -45,7 +48,34 @@ def _event(obj: dict[str, Any], text: str, reasoning: str, finish: Any) -> Event
         finish=finish,
         response_id=obj.get("id"),
         tokens=tokens,
+        extra=extra,
+        kind=kind,
+        error=gave_up,
     )
+
+
+def _tool_text(delta: dict[str, Any]) -> tuple[str, str]:
+    """Generated output of a delta that is neither content nor reasoning: (text, kind). ``tool_calls``
+    pieces (each call's function name and argument fragment), the legacy ``function_call``, ``refusal``."""
+    calls = delta.get("tool_calls")
+    if calls and isinstance(calls, list):
+        parts = []
+        for call in calls:
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict):
+                parts.append((fn.get("name") or "") + (fn.get("arguments") or ""))
+        text = "".join(parts)
+        if text:
+            return text, "tool_calls"
+    fn = delta.get("function_call")
+    if isinstance(fn, dict):
+        text = (fn.get("name") or "") + (fn.get("arguments") or "")
+        if text:
+            return text, "function_call"
+    refusal = delta.get("refusal")
+    if refusal and isinstance(refusal, str):
+        return refusal, "refusal"
+    return "", ""
 
 
 class OpenAIChat(Dialect):
@@ -63,7 +93,7 @@ class OpenAIChat(Dialect):
         err = error_text(obj)
         if err is not None:
             return Event(error=err)
-        text = reasoning = ""
+        text = reasoning = extra = kind = ""
         finish = None
         choices = obj.get("choices")
         if choices:
@@ -72,8 +102,10 @@ class OpenAIChat(Dialect):
             if delta:
                 text = delta.get("content") or ""
                 reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
+                if len(delta) > 1 or not (text or reasoning):  # a lone content delta is the common case
+                    extra, kind = _tool_text(delta)
             finish = choice.get("finish_reason")
-        return _event(obj, text, reasoning, finish)
+        return _event(obj, text, reasoning, finish, extra, kind)
 
 
 class OpenAICompletions(Dialect):

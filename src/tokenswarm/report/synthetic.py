@@ -131,6 +131,7 @@ def write_run(run_dir: str, levels: Sequence[float] = (1, 2, 4, 8, 16), mode: st
             "token_source": np.where(ok, "usage", ""),
             "output_tokens_tokenizer": "",
             "output_events": np.where(ok, out_tok, 0),
+            "output_kind": np.where(ok, "content", ""),
             "finish_reason": np.where(ok, "length", ""),
             "scheduled_time": sched,
             "connect_ms": "",
@@ -138,6 +139,7 @@ def write_run(run_dir: str, levels: Sequence[float] = (1, 2, 4, 8, 16), mode: st
             "prefix_id": "",
             "conversation_id": "",
             "turn": "",
+            "backoff_ms": "",
             "error": np.where(ok | cancel, "", "synthetic failure"),
             "itl_ms": np.where(ok, pool_str[pick], ""),
         })
