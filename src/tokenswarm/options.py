@@ -64,6 +64,11 @@ OPTIONS: tuple[Opt, ...] = (
         web_ui=False),
     Opt("--connect-timeout", float, 10.0, "seconds to wait for a connection", metavar="S"),
     Opt("--read-timeout", float, 120.0, "seconds to wait for the next bytes of a response", metavar="S"),
+    Opt("--no-backoff", None, False, "on HTTP 429/503, send the next request at once instead of waiting what "
+        "Retry-After says (or backing off); a run of failures still backs off, so no user spins",
+        action="store_true"),
+    Opt("--max-backoff", float, 60.0, "longest wait, in seconds, after a 429/503 (Retry-After included) or a run "
+        "of failures", metavar="S"),
     # -- the workload ----------------------------------------------------------------
     Opt("--max-tokens", int, 128, "output tokens to ask for per request", metavar="N", group="workload"),
     Opt("--dataset", str, "random", "prompts: random, sharegpt, openqa, longalpaca, jsonl, csv", metavar="NAME",

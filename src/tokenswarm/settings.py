@@ -36,6 +36,8 @@ class Settings:
     headers: dict[str, str] = field(default_factory=dict)  # includes Authorization: never print
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
+    backoff: bool = True  # wait what 429/503 ask for (Retry-After, else backoff); --no-backoff: off
+    max_backoff_s: float = 60.0
     input_len: int = 128
     seed: int = 0
     requests: int = 0
@@ -126,6 +128,8 @@ class Settings:
             "headers": {k: REDACTED for k in self.headers},
             "connect_timeout": self.connect_timeout,
             "read_timeout": self.read_timeout,
+            "backoff": self.backoff,
+            "max_backoff_s": self.max_backoff_s,
             "seed": self.seed,
             "requests": self.requests,
             "duration_s": self.duration_s,
@@ -199,6 +203,8 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
     for name in ("connect_timeout", "read_timeout"):
         if getattr(opts, name) <= 0:
             raise SettingsError(f"bad --{name.replace('_', '-')} {getattr(opts, name)}: must be positive")
+    if opts.max_backoff < 0:
+        raise SettingsError(f"bad --max-backoff {opts.max_backoff}: must be 0 or more seconds")
     if not 0.0 <= opts.max_fail_ratio <= 1.0:
         raise SettingsError(f"bad --max-fail-ratio {opts.max_fail_ratio}: must be between 0 and 1")
     extra: dict[str, Any] = {}
@@ -290,6 +296,8 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
         headers=headers,
         connect_timeout=opts.connect_timeout,
         read_timeout=opts.read_timeout,
+        backoff=not opts.no_backoff,
+        max_backoff_s=opts.max_backoff,
         input_len=opts.input_len,
         seed=opts.seed,
         requests=opts.requests,

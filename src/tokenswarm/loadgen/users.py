@@ -2,7 +2,9 @@
 
 A user holds one keep-alive connection and, in a loop with no wait, sends a
 request, reads its stream to the end and hands the record to the session.
-All measuring is in :mod:`tokenswarm.client` and :mod:`tokenswarm.metrics`.
+After a failure it may wait first (:mod:`tokenswarm.pushback`: what a 429/503's
+Retry-After asks, or a backoff, so no user spins on errors). All measuring is
+in :mod:`tokenswarm.client` and :mod:`tokenswarm.metrics`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from gevent import GreenletExit
 from locust import User, constant, task
 from locust.exception import StopUser
 
+from tokenswarm.loadgen import plugin as _plugin  # noqa: F401  (registers tokenswarm's Locust listeners)
 from tokenswarm.loadgen.session import Session
 
 IDLE_S = 0.5
@@ -37,9 +40,11 @@ class LLMUser(User):
         self.session = session
         self.conn = None
         self.conv = None  # multi-turn: this user's conversation
+        self.wait_s = 0.0  # backoff before the next request
         if session is not None:
             self.uid = session.next_user()
             self.conn = session.connection()
+            self.backoff = session.backoff()
 
     def on_stop(self) -> None:
         conn = getattr(self, "conn", None)
@@ -52,6 +57,9 @@ class LLMUser(User):
         if session is None:  # the test could not be set up (reason logged); it is being stopped
             gevent.sleep(IDLE_S)
             return
+        if self.wait_s:  # the last request failed: wait what the server asked, or back off
+            session.pause(self.wait_s)
+            self.wait_s = 0.0
         scheduled = None
         prompt = None
         if session.rate_mode:
@@ -59,7 +67,7 @@ class LLMUser(User):
             if due is None:
                 raise StopUser()
             scheduled, prompt = due
-        elif not session.take_ticket():
+        if not session.take_ticket():  # on a worker: granted by the master before it is sent
             raise StopUser()
         conv = None
         if session.conversations is not None:
@@ -78,6 +86,9 @@ class LLMUser(User):
             session.finish(call.abort("stopped at test end"), self.uid, call.prompt, level, scheduled)
             raise
         session.in_flight -= 1
+        self.wait_s = self.backoff.after(rec)
+        if self.wait_s:
+            rec.backoff_ms = self.wait_s * 1000.0
         session.finish(rec, self.uid, call.prompt, level, scheduled)
         if conv is not None:
             if rec.ok:  # the model's own answer joins the history the next turn sends
