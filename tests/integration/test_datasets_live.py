@@ -25,7 +25,21 @@ def test_a_file_dataset_is_split_between_workers(cli, sim_fixed, tmp_path):
     if len(by_worker) == 2:  # each worker sent prompts from its own share only
         assert not (by_worker.iloc[0] & by_worker.iloc[1])
     with open(os.path.join(out, "run.json")) as fh:
-        assert json.load(fh)["settings"]["dataset"]["name"] == "sharegpt"
+        run = json.load(fh)
+    assert run["settings"]["dataset"]["name"] == "sharegpt"
+    # the dataset's books, in run.json and on the console: records read, used, skipped by reason
+    assert run["dataset_books"]["records"] == 7 and run["dataset_books"]["usable"] == 5
+    assert run["dataset_books"]["skipped"] == {"fewer than 2 turns": 2}
+    assert "dataset sharegpt: 7 records read, 5 used, 2 skipped (fewer than 2 turns 2)" in p.stdout
+
+
+def test_dataset_books_of_a_single_process(cli, sim_fixed, tmp_path):
+    out = str(tmp_path / "run")
+    p = cli("run", "--host", sim_fixed.url, "--dataset", "sharegpt", "--dataset-path",
+            os.path.join(FIX, "sharegpt.json"), "--users", "1", "--requests", "2", "--max-tokens", "4", "--out", out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    with open(os.path.join(out, "run.json")) as fh:
+        assert json.load(fh)["dataset_books"]["skipped"] == {"fewer than 2 turns": 2}
 
 
 def char_level_tokenizer(folder):

@@ -69,6 +69,31 @@ def test_sharegpt_first_human_turn_and_its_answer(tok):
         assert p.input_tokens == tok.count(turns[h]["value"])
         assert p.max_tokens == tok.count(turns[h + 1]["value"])
     assert src.describe()["records"] == 7 and src.describe()["usable"] == 5
+    assert src.describe()["skipped"] == {"fewer than 2 turns": 2}  # records 3 (one turn) and 4 (none)
+
+
+def test_sharegpt_books_count_every_skipped_record_by_reason(tmp_path):
+    from tokenswarm.datasets.files import books_line
+
+    path = tmp_path / "sg.json"
+    path.write_text(json.dumps([
+        {"conversations": [{"role": "user", "content": "openai form"}, {"role": "assistant", "content": "ok"}]},
+        {"conversations": [{"speaker": "human", "text": "unknown keys"}, {"speaker": "gpt", "text": "x"}]},
+        {"conversations": [{"from": "human", "value": "q1"}, {"from": "human", "value": "q2"}]},
+        {"conversations": [{"from": "gpt", "value": "hello"}, {"from": "gpt", "value": "again"}]},
+        {"conversations": [{"from": "human", "value": " "}, {"from": "gpt", "value": "x"}]},
+        {"conversations": [{"from": "human", "value": "fine"}, {"from": "gpt", "value": "y"}]},
+        {"conversations": []},
+    ]), encoding="utf-8")
+    src = open_("sharegpt", str(path))
+    assert sorted(p.text for p in all_prompts(src)) == ["fine", "openai form"]
+    info = src.describe()
+    assert info["records"] == 7 and info["usable"] == 2
+    assert info["skipped"] == {"turns without from/value or role/content": 1, "no answer after the question": 1,
+                               "no human turn": 1, "empty prompt": 1, "fewer than 2 turns": 1}
+    line = books_line(info)
+    assert line.startswith("sharegpt: 7 records read, 2 used, 5 skipped (")
+    assert "turns without from/value or role/content 1" in line
 
 
 def test_blank_reference_answers_fall_back_to_max_tokens(tmp_path):
@@ -273,7 +298,7 @@ def test_json_list_errors_name_the_record(tmp_path):
     assert err("longalpaca", write([{"output": "x"}])) == f"{path}: record 1: no 'instruction' field"
     assert err("sharegpt", write([])) == f"{path}: no records"
     assert err("sharegpt", write([raw[2], raw[3]])) == (
-        f"{path}: no usable prompts (2 records, all skipped: empty prompts, fewer than 2 turns or no answer)")
+        f"{path}: no usable prompts (2 records, all skipped: fewer than 2 turns 2)")
 
 
 def test_json_syntax_errors_give_the_line(tmp_path):

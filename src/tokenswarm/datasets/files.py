@@ -21,29 +21,50 @@ from typing import TYPE_CHECKING
 
 from tokenswarm.datasets.base import DatasetError, DatasetSpec, Prompt
 from tokenswarm.datasets.formats import RecordFile
-from tokenswarm.datasets.layouts import DEFAULT_PROMPT_FIELD, LAYOUTS, OUTPUT_LEN_FIELDS, Bad, Item, LayoutOptions
+from tokenswarm.datasets.layouts import (
+    DEFAULT_PROMPT_FIELD,
+    LAYOUTS,
+    OUTPUT_LEN_FIELDS,
+    Bad,
+    Item,
+    LayoutOptions,
+    Skip,
+)
 
 if TYPE_CHECKING:
     from tokenswarm.tokencount import TokenCounter
 
 
-def read_items(spec: DatasetSpec) -> tuple[list[Item], int]:
-    """Every usable record of the file, in file order, and how many records it has in all."""
+def read_items(spec: DatasetSpec) -> tuple[list[Item], int, dict[str, int]]:
+    """Every usable record of the file, in file order; how many records it has in all; and the records the
+    layout skipped, counted by reason (``{"fewer than 2 turns": 3100, ...}``)."""
     layout, reader = LAYOUTS[spec.name]
     opts = LayoutOptions(spec.prompt_field or DEFAULT_PROMPT_FIELD, spec.output_len == -1)
     file = RecordFile(spec.path)
     records = file.csv_records(opts.prompt_field) if reader == "csv" else file.json_records()
     items: list[Item] = []
+    skipped: dict[str, int] = {}
     total = 0
     for n, rec in records:
         total += 1
         try:
-            item = layout(n, rec, opts)
+            items.append(layout(n, rec, opts))
+        except Skip as e:
+            skipped[str(e)] = skipped.get(str(e), 0) + 1
         except Bad as e:
             raise DatasetError(f"{file.where(n)}: {e}")
-        if item is not None:
-            items.append(item)
-    return items, total
+    return items, total, skipped
+
+
+def books_line(info: dict[str, object]) -> str:
+    """``sharegpt: 94,145 records read, 90,665 used, 3,480 skipped (fewer than 2 turns 3,100; ...)``."""
+    skipped = info.get("skipped") or {}
+    assert isinstance(skipped, dict)
+    line = f"{info.get('dataset')}: {info.get('records', 0):,} records read, {info.get('usable', 0):,} used"
+    if skipped:
+        reasons = "; ".join(f"{why} {n:,}" for why, n in sorted(skipped.items(), key=lambda kv: -kv[1]))
+        line += f", {sum(skipped.values()):,} skipped ({reasons})"
+    return line
 
 
 # one CJK ideograph, kana or hangul syllable, or a run of other non-space characters
@@ -166,9 +187,9 @@ def open_file(spec: DatasetSpec, shard: int, shards: int, tokenizer: TokenCounte
     ``max_prompts`` > 0 keeps only the shard's first that many prompts that
     pass the filters (and tokenizes no further): a shorter start on big files.
     """
-    items, total = read_items(spec)
+    items, total, skipped = read_items(spec)
     if not items:
-        why = "empty prompts" + (", fewer than 2 turns or no answer" if spec.name == "sharegpt" else "")
+        why = "; ".join(f"{reason} {n}" for reason, n in skipped.items())
         raise DatasetError(f"{spec.path}: no usable prompts ({total} records, all skipped: {why})" if total
                            else f"{spec.path}: no records")
     if spec.output_len == -1 and not any(it.reference is not None or it.output_len is not None for it in items):
@@ -185,7 +206,7 @@ def open_file(spec: DatasetSpec, shard: int, shards: int, tokenizer: TokenCounte
                                f"{'tokens' if tokenizer is not None else 'words: give --tokenizer for tokens'})")
         prompts = [survivors[shard % len(survivors)]]
     info: dict[str, object] = {
-        "dataset": spec.name, "path": spec.path, "records": total, "usable": len(items),
+        "dataset": spec.name, "path": spec.path, "records": total, "usable": len(items), "skipped": skipped,
         "shard": shard, "shards": shards, "shard_prompts": len(prompts),
         "counted_with": tokenizer.path if tokenizer is not None else "words",
         "output_len": spec.output_len,

@@ -1,12 +1,16 @@
 """What a record of each file dataset means: its prompt, its reference answer, its output length.
 
-One function per layout turns a parsed record into an :class:`Item` (or
-``None`` for a record the layout skips, such as a ShareGPT conversation with
-fewer than two turns) and raises :class:`Bad` with the field and problem; the
-loader adds the file and line. The layouts:
+One function per layout turns a parsed record into an :class:`Item`, raises
+:class:`Skip` with the reason for a record it passes over (a ShareGPT
+conversation with fewer than two turns, an empty prompt: counted by reason in
+the dataset's books, run.json ``dataset``), and raises :class:`Bad` with the
+field and problem for a record that is wrong; the loader adds the file and
+line. The layouts:
 
 * ``sharegpt``: ``{"conversations": [{"from": "human", "value": ...}, {"from": "gpt", ...}]}``;
-  the first human turn is the prompt, the turn after it the reference answer.
+  the first human turn is the prompt, the turn after it the reference answer. Turns written as
+  OpenAI messages (``{"role": "user", "content": ...}``) are read too; a turn with neither form
+  makes the record skipped as "turns without from/value or role/content".
 * ``openqa`` (HC3 ``open_qa.jsonl``): ``question`` is the prompt, ``human_answers[0]`` the reference.
 * ``longalpaca`` (LongAlpaca-12k): ``instruction`` (plus ``input`` when not empty) is the prompt,
   ``output`` the reference.
@@ -26,6 +30,10 @@ _HUMAN = ("human", "user")
 
 class Bad(Exception):
     """A record that cannot be used: the message names the field and the problem (the loader adds where)."""
+
+
+class Skip(Exception):
+    """A record the layout passes over; the message is the reason, counted in the dataset's books."""
 
 
 class Item(NamedTuple):
@@ -81,7 +89,16 @@ def _length(rec: dict[str, Any], field: str) -> int | None:
     return n
 
 
-def sharegpt(n: int, rec: Any, opts: LayoutOptions) -> Item | None:
+def _turn(turn: dict[str, Any]) -> tuple[Any, str] | None:
+    """(speaker, text field) of a conversation turn: ShareGPT's from/value, or OpenAI's role/content."""
+    if "from" in turn or "value" in turn:
+        return turn.get("from"), "value"
+    if "role" in turn or "content" in turn:
+        return turn.get("role"), "content"
+    return None
+
+
+def sharegpt(n: int, rec: Any, opts: LayoutOptions) -> Item:
     rec = _obj(rec)
     if "conversations" not in rec:
         raise Bad("no 'conversations' field")
@@ -89,31 +106,38 @@ def sharegpt(n: int, rec: Any, opts: LayoutOptions) -> Item | None:
     if not isinstance(turns, list):
         raise Bad(f"'conversations' is {_kind(turns)}, not a list")
     if len(turns) < 2:
-        return None
+        raise Skip("fewer than 2 turns")
     for k, turn in enumerate(turns):
         if not isinstance(turn, dict):
             raise Bad(f"conversations[{k}] is {_kind(turn)}, not an object")
-        if turn.get("from") in _HUMAN:
-            prompt = _text(turn, "value")
+        form = _turn(turn)
+        if form is None:
+            raise Skip("turns without from/value or role/content")
+        speaker, field = form
+        if speaker in _HUMAN:
+            prompt = _text(turn, field)
             if k + 1 >= len(turns):
-                return None
+                raise Skip("no answer after the question")
             answer = turns[k + 1]
             if not isinstance(answer, dict):
                 raise Bad(f"conversations[{k + 1}] is {_kind(answer)}, not an object")
-            if answer.get("from") in _HUMAN:
-                return None  # no answer follows the question
-            reference = _answer(_text(answer, "value")) if opts.want_reference else None
+            aform = _turn(answer)
+            if aform is None:
+                raise Skip("turns without from/value or role/content")
+            if aform[0] in _HUMAN:
+                raise Skip("no answer after the question")
+            reference = _answer(_text(answer, aform[1])) if opts.want_reference else None
             if not prompt.strip():
-                return None
+                raise Skip("empty prompt")
             return Item(n, prompt, reference)
-    return None  # no human turn
+    raise Skip("no human turn")
 
 
-def openqa(n: int, rec: Any, opts: LayoutOptions) -> Item | None:
+def openqa(n: int, rec: Any, opts: LayoutOptions) -> Item:
     rec = _obj(rec)
     question = _text(rec, "question")
     if not question.strip():
-        return None
+        raise Skip("empty prompt")
     reference = None
     if opts.want_reference:
         answers = rec.get("human_answers")
@@ -126,23 +150,23 @@ def openqa(n: int, rec: Any, opts: LayoutOptions) -> Item | None:
     return Item(n, question, reference)
 
 
-def longalpaca(n: int, rec: Any, opts: LayoutOptions) -> Item | None:
+def longalpaca(n: int, rec: Any, opts: LayoutOptions) -> Item:
     rec = _obj(rec)
     text = _text(rec, "instruction")
     extra = _text(rec, "input", required=False)
     if extra and extra.strip():
         text = f"{text}\n\n{extra}"
     if not text.strip():
-        return None
+        raise Skip("empty prompt")
     reference = _answer(_text(rec, "output", required=False)) if opts.want_reference else None
     return Item(n, text, reference)
 
 
-def fields(n: int, rec: Any, opts: LayoutOptions) -> Item | None:
+def fields(n: int, rec: Any, opts: LayoutOptions) -> Item:
     rec = _obj(rec)
     text = _text(rec, opts.prompt_field)
     if not text.strip():
-        return None
+        raise Skip("empty prompt")
     output_len = None
     if opts.want_reference:
         for field in OUTPUT_LEN_FIELDS:
@@ -159,7 +183,7 @@ class LayoutOptions(NamedTuple):
     want_reference: bool = False  # --output-len -1: keep reference answers and output lengths
 
 
-Layout = Callable[[int, Any, LayoutOptions], "Item | None"]
+Layout = Callable[[int, Any, LayoutOptions], Item]
 
 #: --dataset name -> (layout, reader: "json" for JSON lists or lines, "csv")
 LAYOUTS: dict[str, tuple[Layout, str]] = {

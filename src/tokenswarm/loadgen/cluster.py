@@ -10,9 +10,12 @@ All of it rides on Locust's custom messages (``runner.send_message`` and
 * ``tokenswarm_level`` master -> workers: ``{"level", "workers"}``: the
   level new requests are stamped with; in rate mode each worker sends
   ``level / workers`` requests per second.
-* ``tokenswarm_lease`` / ``tokenswarm_grant``: with ``--requests N``, workers
-  lease request tickets from the master in small batches, so the cluster
-  sends exactly N.
+* ``tokenswarm_lease`` / ``tokenswarm_grant``: ``{"worker", "n"}`` /
+  ``{"n", "exhausted"}``. A worker sends no request the master has not granted
+  (:class:`~tokenswarm.loadgen.budget.LeasedBudget`): the master knows every
+  request a worker started before the server does, so one killed at any moment
+  is accounted for exactly (granted = records + requests lost with it); with
+  ``--requests N`` the master grants N in all.
 * ``tokenswarm_drain`` / ``tokenswarm_drained``: the test is ending; workers
   send no new requests and report once their requests in flight are done.
 * ``tokenswarm_abort``: the master was interrupted; the stop that follows
@@ -28,7 +31,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import gevent
-from gevent.event import Event
+
+from tokenswarm.loadgen.budget import LeasedBudget
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -50,7 +54,7 @@ SHIP_MAX = 2000  # ... or as soon as this many are waiting
 
 
 class WorkerAgent:
-    """A worker's side: ships records, leases request tickets, reports when drained."""
+    """A worker's side: ships records and its books, reports when drained. (Grants: its session's budget.)"""
 
     def __init__(self, environment: Environment, worker: str) -> None:
         self.env = environment
@@ -61,9 +65,6 @@ class WorkerAgent:
         self.host = socket.gethostname()
         self.session: Session | None = None
         self.health: list[list[Any]] = []
-        self._lease_pending = False
-        self._granted = Event()
-        self.master_exhausted = False
         self._greenlets = [gevent.spawn(self._ship_loop)]
         from tokenswarm.loadgen.observe import HealthSampler
 
@@ -93,25 +94,15 @@ class WorkerAgent:
         })
         self.shipped += len(rows)
 
-    # -- request leases ---------------------------------------------------------------------
-    def lease(self, n: int) -> None:
-        """Ask the master for ``n`` more request tickets (one request outstanding at a time)."""
-        if self._lease_pending or self.master_exhausted:
-            return
-        self._lease_pending = True
-        self._granted = Event()
+    # -- request grants ---------------------------------------------------------------------
+    def ask(self, n: int) -> None:
+        """Ask the master to grant ``n`` requests (the budget's lease)."""
         self.runner.send_message(MSG_LEASE, {"worker": self.worker, "n": n})
 
-    def wait_grant(self, timeout: float = 5.0) -> None:
-        self._granted.wait(timeout)
-
     def on_grant(self, data: dict[str, Any]) -> None:
-        self._lease_pending = False
-        if self.session is not None:
-            self.session.add_tickets(int(data["n"]))
-        if data.get("exhausted"):
-            self.master_exhausted = True
-        self._granted.set()
+        s = self.session
+        if s is not None and isinstance(s.budget, LeasedBudget):
+            s.budget.on_grant(int(data["n"]), bool(data.get("exhausted")))
 
     # -- drain ------------------------------------------------------------------------------
     def on_drain(self) -> None:
@@ -154,7 +145,7 @@ class MasterBooks:
         self.runner = environment.runner
         self.workers: dict[str, dict[str, Any]] = {}  # by Locust client id
         self.lost: list[dict[str, Any]] = []
-        self.remaining = requests  # tickets not yet leased (--requests)
+        self.remaining = requests  # requests not yet granted (--requests; 0: no limit)
         self.budget = requests
         self.draining = False
         self.drained: set[str] = set()
@@ -184,10 +175,14 @@ class MasterBooks:
         return len(data["rows"])
 
     def on_lease(self, client_id: str, data: dict[str, Any]) -> None:
-        grant = min(int(data.get("n", 1)), self.remaining)
-        self.remaining -= grant
+        """Grant a worker's requests before it sends them: every one is in the books from now on."""
+        n = max(int(data.get("n", 1)), 0)
+        grant = min(n, self.remaining) if self.budget else n
+        if self.budget:
+            self.remaining -= grant
         self._info(client_id, data.get("worker"))["leased"] += grant
-        self.runner.send_message(MSG_GRANT, {"n": grant, "exhausted": self.remaining == 0}, client_id=client_id)
+        exhausted = bool(self.budget) and self.remaining == 0
+        self.runner.send_message(MSG_GRANT, {"n": grant, "exhausted": exhausted}, client_id=client_id)
 
     def on_drained(self, client_id: str, data: dict[str, Any]) -> None:
         self._info(client_id, data.get("worker"))
@@ -233,8 +228,9 @@ class MasterBooks:
             info = self._info(cid)
             if node.state == "missing" and info["lost_at"] is None:
                 info["lost_at"] = time.time()
-                # requests it started but never shipped: in flight when it died (as of its last report)
-                info["lost_in_flight"] = max(info["sent"] - info["records"], 0)
+                # requests it started (each granted here before it was sent) with no record shipped: in flight
+                # when it died, or finished and not yet shipped
+                info["lost_in_flight"] = max(max(info["leased"], info["sent"]) - info["records"], 0)
                 self.lost.append(info)
                 new.append(info)
                 log.warning("tokenswarm: worker %s lost (no heartbeat); %d records kept, %d requests in flight "

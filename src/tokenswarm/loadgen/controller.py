@@ -27,6 +27,7 @@ from locust import stats as locust_stats
 from locust.runners import MasterRunner
 
 from tokenswarm import __version__, health, runfolder
+from tokenswarm.datasets.files import books_line
 from tokenswarm.exitstatus import ExitStatus
 from tokenswarm.loadgen.cluster import MSG_ABORT, MSG_LEVEL, MasterBooks
 from tokenswarm.loadgen.observe import HealthSampler, LiveBooks, ServerMetricsSampler
@@ -86,6 +87,7 @@ class RunController:
         self._health_w.writerow(health.CSV_COLUMNS)
         self.flags: dict[str, str] = {}  # level -> why the client was saturated during it
         self._samplers: list[Any] = []
+        self.dataset_books: dict[str, Any] | None = None  # a file dataset: records read, used, skipped by reason
 
     # -- start ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -107,6 +109,12 @@ class RunController:
                 self.settings.server_metrics, os.path.join(self.run_dir, SERVER_METRICS_CSV), lambda: self.level,
                 self.settings.server_metrics_interval, self.settings.headers))
         log.info("tokenswarm run folder: %s", self.run_dir)
+        if self.dataset_books:
+            line = f"tokenswarm: dataset {books_line(self.dataset_books)}"
+            if self.headless:
+                print(line, flush=True)
+            else:
+                log.warning(line)
 
     def _flusher(self) -> None:
         progress = self.settings.progress_interval if self.headless else 0.0
@@ -444,6 +452,8 @@ class RunController:
             if self.books is not None else [],
             "records": self.writer.rows,
             "status_counts": self.status_counts,
+            "dataset_books": {k: self.dataset_books.get(k) for k in ("dataset", "path", "records", "usable", "skipped")}
+            if self.dataset_books else None,
             "client_saturated": self.flags,
             "versions": {"tokenswarm": __version__, "locust": locust.__version__, "python": sys.version.split()[0]},
             "host": {"name": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count()},

@@ -28,6 +28,7 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from tokenswarm import runfolder
 from tokenswarm.datasets import open_dataset
 from tokenswarm.exitstatus import ExitStatus
+from tokenswarm.loadgen.budget import LeasedBudget
 from tokenswarm.loadgen.cluster import (
     MSG_ABORT,
     MSG_DRAIN,
@@ -194,14 +195,12 @@ def _test_start(environment: Environment, **_kw: Any) -> None:
         environment.tokenswarm_agent = agent
         shards = int(getattr(opts, "tokenswarm_shards", 1) or 1)
         try:
-            session = _session(environment, settings, worker, max(runner.worker_index, 0), shards, agent.add)
+            session = _session(environment, settings, worker, max(runner.worker_index, 0), shards, agent.add,
+                               LeasedBudget(agent.ask))
         except SettingsError as e:
             _fail(environment, str(e))
             return
         agent.session = session
-        if settings.requests:
-            session.tickets = 0
-            session.agent = agent
         level, workers, start = getattr(environment, "tokenswarm_level", (runner.target_user_count, 1, None))
         session.set_level(level, workers, start)
         environment.tokenswarm_session = session
@@ -218,13 +217,15 @@ def _test_start(environment: Environment, **_kw: Any) -> None:
     except OSError as e:
         _fail(environment, f"cannot create the run folder: {e}")
         return
+    dataset_books: dict[str, Any] | None = None  # records read, used, skipped by reason (file datasets)
     if isinstance(runner, MasterRunner):
         # every worker takes its own share of the dataset: worker i of n takes prompts i, i+n, ...
         opts.tokenswarm_shards = max(len(runner.clients), 1)
         try:
             _tokenizer(settings)
             if settings.dataset.name != "random":
-                open_dataset(settings.dataset, default_max_tokens=settings.request.max_tokens, max_prompts=1)
+                dataset_books = open_dataset(settings.dataset, default_max_tokens=settings.request.max_tokens,
+                                             max_prompts=1).describe()
         except SettingsError as e:
             _fail(environment, str(e))
             return
@@ -238,10 +239,10 @@ def _test_start(environment: Environment, **_kw: Any) -> None:
     ctl = RunController(environment, settings, run_dir)
     environment.tokenswarm_controller = ctl
     if session is not None:
-        if settings.requests:
-            session.tickets = settings.requests
         ctl.session = session
         environment.tokenswarm_session = session
+        dataset_books = session.dataset_books()
+    ctl.dataset_books = dataset_books
     ctl.start()
 
 
@@ -260,9 +261,10 @@ def _tokenizer(settings: Settings) -> Any:
 
 
 def _session(environment: Environment, settings: Settings, worker: str, shard: int, shards: int,
-             sink: Any) -> Session:
+             sink: Any, budget: LeasedBudget | None = None) -> Session:
     """This process's session: its share of the dataset, the tokenizer; SettingsError for a bad file."""
-    return Session(environment, settings, worker, shard=shard, sink=sink, shards=shards, tokenizer=_tokenizer(settings))
+    return Session(environment, settings, worker, shard=shard, sink=sink, shards=shards,
+                   tokenizer=_tokenizer(settings), budget=budget)
 
 
 def _out_dir(environment: Environment, out: str) -> str:

@@ -28,7 +28,9 @@ from tokenswarm import records
 from tokenswarm.arrivals import Arrivals
 from tokenswarm.client import Connection, StreamCall, request_head
 from tokenswarm.datasets import Prompt, open_dataset
+from tokenswarm.loadgen.budget import LeasedBudget, LocalBudget
 from tokenswarm.metrics import FAILURE_KINDS, RequestRecord, epoch
+from tokenswarm.pushback import Backoff
 from tokenswarm.settings import Settings
 from tokenswarm.sweep import RATE
 from tokenswarm.workloads import (
@@ -42,8 +44,6 @@ from tokenswarm.workloads import (
 
 if TYPE_CHECKING:
     from locust.env import Environment
-
-    from tokenswarm.loadgen.cluster import WorkerAgent
 
 log = logging.getLogger("tokenswarm")
 
@@ -67,7 +67,8 @@ class Session:
     """Everything the users of one process share during one test."""
 
     def __init__(self, environment: Environment, settings: Settings, worker: str, shard: int,
-                 sink: Callable[[list[records.Row]], None], shards: int = 1, tokenizer: Any = None) -> None:
+                 sink: Callable[[list[records.Row]], None], shards: int = 1, tokenizer: Any = None,
+                 budget: LocalBudget | LeasedBudget | None = None) -> None:
         self.env = environment
         self.settings = settings
         self.worker = worker
@@ -102,10 +103,10 @@ class Session:
         self.sent = 0  # records finished
         self.sent_started = 0  # requests started
         self.count_tokens: Callable[[str], int] | None = tokenizer.count if tokenizer is not None else None
-        self.tickets: int | None = None  # None: no request limit on this process
-        self.exhausted = False  # the request budget is spent
+        #: may one more request be sent: this process's own (``--requests``), or granted by the master
+        self.budget: LocalBudget | LeasedBudget = budget or LocalBudget(settings.requests or None)
         self.draining = False  # the test is ending: no new requests
-        self.agent: WorkerAgent | None = None  # on a worker with --requests: leases tickets from the master
+        self._stopping = Event()  # set when the test ends: users waiting (backoff, grants) give up
         self._ids = itertools.count(1)
         self._users = itertools.count(0)
         self._secrets = [v for v in settings.headers.values() if len(v) >= 6]
@@ -121,6 +122,13 @@ class Session:
         self._gate = Semaphore(1)
         self._wake = Event()
         self._rng = random.Random(settings.seed * 7919 + shard)
+
+    def dataset_books(self) -> dict[str, Any] | None:
+        """The file dataset's books (records read, used, skipped by reason); None for other sources."""
+        source = getattr(self.prompts, "base", self.prompts)  # shared prefixes wrap the dataset
+        describe = getattr(source, "describe", None)
+        info = describe() if describe is not None else None
+        return info if info and "records" in info else None
 
     def set_level(self, level: float, workers: int = 1, start: float | None = None) -> None:
         """New requests belong to ``level``, which began at epoch ``start`` (the master's clock; None: now);
@@ -144,9 +152,21 @@ class Session:
             self._wake = Event()
 
     def stop_sending(self) -> None:
-        """The test is ending: no new requests; users waiting for their next send time give up now."""
+        """The test is ending: no new requests; users waiting for their next send time, a grant or the end
+        of a backoff give up now."""
         self.draining = True
         self._wake.set()
+        self._stopping.set()
+        self.budget.close()
+
+    def pause(self, seconds: float) -> None:
+        """Wait ``seconds`` (a backoff after a failure), or less if the test ends meanwhile."""
+        self._stopping.wait(seconds)
+
+    @property
+    def exhausted(self) -> bool:
+        """The request budget is spent."""
+        return self.budget.exhausted
 
     def next_arrival(self) -> tuple[float, Prompt | None] | None:
         """Rate mode: wait for the next planned send time; returns it and, replaying a trace, the prompt the
@@ -174,31 +194,21 @@ class Session:
         s = self.settings
         return Connection(s.target, s.connect_timeout, s.read_timeout)
 
+    def backoff(self) -> Backoff:
+        """A user's waits after failures (--no-backoff, --max-backoff)."""
+        return Backoff(self.settings.backoff, self.settings.max_backoff_s, random.Random(self._rng.random()))
+
     def take_ticket(self) -> bool:
-        """May one more request be sent? (False once the budget is spent or the test is ending.)"""
-        while True:
-            if self.draining:
-                return False
-            if self.tickets is None:
-                return True
-            agent = self.agent
-            if self.tickets > 0:
-                self.tickets -= 1
-                if agent is not None and self.tickets < self._lease_size() // 2:
-                    agent.lease(self._lease_size())  # fetch the next batch ahead of need
-                return True
-            if agent is None or agent.master_exhausted:
-                self.exhausted = True
-                return False
-            agent.lease(self._lease_size())
-            agent.wait_grant()
-
-    def add_tickets(self, n: int) -> None:
-        self.tickets = (self.tickets or 0) + n
-
-    def _lease_size(self) -> int:
-        runner = self.env.runner
-        return max(4, getattr(runner, "user_count", 1) or 1)
+        """May one more request be sent now? False once the budget is spent or the test is ending. On a worker
+        this waits for the master's grant, so the master learns of the request before the server does."""
+        if self.draining:
+            return False
+        if not self.budget.acquire():
+            return False
+        if self.draining:  # the test ended while the grant was on its way
+            self.budget.release()
+            return False
+        return True
 
     def _prepare(self, prompt: Prompt | None = None) -> tuple[Prompt, bytes]:
         """The next prompt (or ``prompt``) and its request body bytes."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from locust import LoadTestShape
 
+from tokenswarm.loadgen import plugin as _plugin  # noqa: F401  (registers tokenswarm's Locust listeners)
 from tokenswarm.settings import SettingsError
 
 
