@@ -12,6 +12,7 @@ This module imports neither locust nor gevent.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib.util
 import os
 import shlex
@@ -21,7 +22,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, NoReturn
 
 from tokenswarm import __version__, runfolder
 from tokenswarm.exitstatus import ExitStatus
@@ -113,29 +114,59 @@ def _check_dataset(settings: Settings) -> None:
                      max_prompts=1)
 
 
-def _target(args: argparse.Namespace, settings: Settings, stack: ExitStack, log_path: str | None) -> str:
-    """The base URL to load: --host, or an embedded simulated engine for --engine sim."""
+def _target(args: argparse.Namespace, settings: Settings, stack: ExitStack) -> tuple[str, Any]:
+    """The base URL to load: --host, or an embedded simulated engine for --engine sim (then also its process)."""
     if settings.engine.name != "sim" or args.host:
-        return args.host
+        return args.host, None
     from tokenswarm.simengine import SimProcess
 
-    sim = SimProcess(shlex.split(args.sim_args), log_path=log_path)
+    sim = SimProcess(shlex.split(args.sim_args))
     sim.start()
     stack.callback(sim.stop)
     print(f"tokenswarm: embedded simulated engine at {sim.url}", flush=True)
-    return sim.url
+    return sim.url, sim
+
+
+def _preflight(args: argparse.Namespace, settings: Settings, host: str) -> None:
+    """Check the target before anything is written: a failure is one line and exit code 2, with no run folder.
+    The model the server names (when none was given) goes to Locust, which then skips its own preflight."""
+    if args.no_preflight:
+        return
+    from tokenswarm.preflight import PreflightError, check
+
+    try:
+        checked = check(build(args, host=host or None))
+    except PreflightError as e:
+        raise SettingsError(str(e)) from None
+    args.model = checked.request.model
+    args.no_preflight = True
+
+
+def _check_out(out: str) -> None:
+    """The run folder can be made (its nearest existing parent is a writable folder); nothing is created yet."""
+    where = out or runfolder.DEFAULT_ROOT
+    path = os.path.abspath(where)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path) or not os.access(path, os.W_OK):
+        raise SettingsError(f"cannot create the run folder {where!r}: {path} is not a writable folder")
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    """`run` and `sweep`: headless, then the table and (last line) the run folder."""
+    """`run` and `sweep`: headless, then the table and (last line) the run folder. Nothing is written before
+    the target passed its preflight."""
     kind = args.command
     settings = _prepare(args, kind)
-    try:
-        run_dir = runfolder.make_run_dir(args.out, settings.engine.name, args.run_name)
-    except OSError as e:
-        raise SettingsError(f"cannot create the run folder {args.out or runfolder.DEFAULT_ROOT!r}: {e}") from None
+    _check_out(args.out)
     with ExitStack() as stack:
-        host = _target(args, settings, stack, os.path.join(run_dir, "simengine.log"))
+        host, sim = _target(args, settings, stack)
+        _preflight(args, settings, host)
+        try:
+            run_dir = runfolder.make_run_dir(args.out, settings.engine.name, args.run_name)
+        except OSError as e:
+            raise SettingsError(f"cannot create the run folder {args.out or runfolder.DEFAULT_ROOT!r}: {e}") from None
+        if sim is not None:
+            sim.log_to(os.path.join(run_dir, "simengine.log"))
         # a sweep, or a trace replay (one open-loop level), is driven by the sweep shape
         locustfile = args.locustfile or _packaged("sweepfile.py" if settings.plan else "locustfile.py")
         cmd = _locust_cmd(args, locustfile, host) + ["--headless", "--only-summary"]
@@ -143,6 +174,9 @@ def cmd_load(args: argparse.Namespace) -> int:
             rate = args.spawn_rate or float(args.users)
             cmd += ["-u", str(args.users), "-r", f"{rate:g}"]
         code = _launch(args, cmd, _locust_env(args, run_dir), run_dir)
+    if runfolder.remove_if_unused(run_dir):
+        # no test started (interrupted while a master waited for workers, or refused at its start): no folder
+        return code if code else int(ExitStatus.BAD_INPUT)
     _print_results(run_dir)
     return code
 
@@ -153,7 +187,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     _prepare(args, "ui")
     settings = build(args, host=args.host or None)
     with ExitStack() as stack:
-        host = _target(args, settings, stack, None)
+        host, _sim = _target(args, settings, stack)
         locustfile = args.locustfile or _packaged("sweepfile.py" if settings.plan else "locustfile.py")
         cmd = _locust_cmd(args, locustfile, host) + [
             "--web-host", args.web_host, "--web-port", str(args.web_port), "-u", str(args.users),
@@ -409,8 +443,39 @@ def cmd_simengine(args: argparse.Namespace) -> int:
 
 
 # -- main ------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """Bad command lines get one line and exit code 2, not the whole usage: an unknown option comes with the
+    closest known ones ("did you mean"), an ambiguous abbreviation with what it could mean."""
+
+    argv: Sequence[str] = ()
+
+    def error(self, message: str) -> NoReturn:
+        hint = ""
+        if message.startswith("unrecognized arguments:"):
+            hint = _did_you_mean(self, message)
+        print(f"{self.prog}: error: {message}{hint} (`{self.prog} --help` lists the options)", file=sys.stderr)
+        sys.exit(int(ExitStatus.BAD_INPUT))
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
+    """``; did you mean --max-tokens?`` for the unknown options in ``message``, from the subcommand's options."""
+    known: list[str] = []
+    sub = next((a for a in getattr(parser, "argv", ()) if not a.startswith("-")), None)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and sub in action.choices:
+            known = [o for a in action.choices[sub]._actions for o in a.option_strings]
+    known = known or [o for a in parser._actions for o in a.option_strings]
+    tips = []
+    for word in message.split(":", 1)[1].split():
+        if word.startswith("--"):
+            close = difflib.get_close_matches(word.split("=")[0], known, n=2, cutoff=0.6)
+            if close:
+                tips.append(f"{word.split('=')[0]}: did you mean {' or '.join(close)}?")
+    return "; " + "; ".join(tips) if tips else ""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tokenswarm", description="Load tests for LLM serving engines, on Locust.")
+    parser = _Parser(prog="tokenswarm", description="Load tests for LLM serving engines, on Locust.")
     parser.add_argument("--version", action="version", version=f"tokenswarm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -458,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    parser.argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -152,6 +152,9 @@ OPTIONS: tuple[Opt, ...] = (
         group="output"),
     Opt("--max-fail-ratio", float, 0.0, "exit with code 1 when more than this share of requests failed",
         metavar="R", group="output"),
+    Opt("--locust-tables", None, False, "tokenswarm run/sweep: also print Locust's own stats tables at the end "
+        "(rounded; tokenswarm's table is printed either way, and locust_stats.csv is written)",
+        action="store_true", web_ui=False, group="output"),
 )
 
 BY_DEST = {o.dest: o for o in OPTIONS}

@@ -23,10 +23,14 @@ class PreflightError(RuntimeError):
     """The target cannot take the test: one line saying why."""
 
 
+def _models_path(settings: Settings) -> str:
+    return "/models" if settings.target.base_path.endswith("/v1") else "/v1/models"
+
+
 def list_models(settings: Settings) -> list[str] | None:
     """Model ids from ``<base>/v1/models`` (None when the server has no such route)."""
     conn = Connection(settings.target, settings.connect_timeout, min(settings.read_timeout, PREFLIGHT_TIMEOUT_S))
-    path = "/models" if settings.target.base_path.endswith("/v1") else "/v1/models"
+    path = _models_path(settings)
     try:
         head, body = simple_request(conn, "GET", path, headers=settings.headers)
     except TimeoutError:
@@ -55,7 +59,7 @@ def check(settings: Settings) -> Settings:
     models = list_models(settings)
     if settings.model_from_server:
         if not models:
-            raise PreflightError(f"no --model given and {settings.base_url} did not list any model at /v1/models; "
+            raise PreflightError(f"no --model given and {settings.target.url(_models_path(settings))} lists no model; "
                                  "pass --model NAME")
         settings = replace(settings, request=replace(settings.request, model=models[0]), model_from_server=False)
     conn = Connection(settings.target, settings.connect_timeout, min(settings.read_timeout, PREFLIGHT_TIMEOUT_S))
@@ -77,9 +81,16 @@ def check(settings: Settings) -> Settings:
         if code in (401, 403):
             raise PreflightError(f"the server rejected the API key: {rec.error} ({where})")
         if code == 404 and "model" not in rec.error.lower():
-            raise PreflightError(f"wrong path? {rec.error} ({where}); set --endpoint or --engine")
+            hint = "set --endpoint or --engine"
+            if settings.target.base_path:
+                hint = (f"--host is the server's base URL ({settings.target.url('')} has the path "
+                        f"{settings.target.base_path!r}); the request path comes from --endpoint or the preset")
+            raise PreflightError(f"wrong path? {rec.error} ({where}); {hint}")
+        offered = ""
+        if "model" in rec.error.lower() and models and settings.request.model not in models:
+            offered = f"; the server offers: {', '.join(models[:10])}{' ...' if len(models) > 10 else ''}"
         raise PreflightError(f"the server refused a test request: {rec.error} ({where}, model "
-                             f"{settings.request.model!r})")
+                             f"{settings.request.model!r}){offered}")
     if rec.status != STATUS_OK:
         raise PreflightError(f"a test request to {where} failed: {rec.status}: {rec.error}")
     return settings

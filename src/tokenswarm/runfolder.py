@@ -46,6 +46,21 @@ def make_run_dir(out: str, engine: str, label: str = "", root: str = DEFAULT_ROO
     return path
 
 
+def remove_if_unused(run_dir: str) -> bool:
+    """Remove a run folder in which no test started (no run.json): the logs tokenswarm put there, then the folder
+    if that left it empty. Anything else in it stays. True when the folder is gone."""
+    if os.path.exists(os.path.join(run_dir, RUN_JSON)):
+        return False
+    try:
+        for name in os.listdir(run_dir):
+            if name == "simengine.log" or re.fullmatch(r"worker-\d+\.log", name):
+                os.unlink(os.path.join(run_dir, name))
+        os.rmdir(run_dir)
+    except OSError:
+        return False
+    return True
+
+
 def write_json(path: str, data: Any) -> None:
     """Write JSON atomically."""
     folder = os.path.dirname(path) or "."

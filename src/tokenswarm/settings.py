@@ -158,10 +158,13 @@ _HEADER_RE = re.compile(r"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+)\s*:\s*(.*)$")
 
 
 def parse_header(raw: str) -> tuple[str, str]:
+    """``Name: value`` as (name, value). An error names the header by its first word only: what follows may be
+    a secret (``Authorization Bearer sk-...`` with the colon forgotten)."""
     m = _HEADER_RE.match(raw.strip())
     if not m or "\r" in raw or "\n" in raw.strip():
-        name = raw.split(":", 1)[0].strip()[:40]
-        raise SettingsError(f"bad --header for {name!r}: expected 'Name: value'")
+        words = re.split(r"[\s:]", raw.strip(), maxsplit=1)
+        name = words[0][:40] if words and words[0] else "(empty)"
+        raise SettingsError(f"bad --header starting {name!r}: expected 'Name: value' (the value is not shown)")
     return m.group(1), m.group(2)
 
 
@@ -194,6 +197,7 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
     endpoint = opts.endpoint or (dialect.path if opts.dialect else engine.path)
     if not endpoint.startswith("/"):
         raise SettingsError(f"bad --endpoint {endpoint!r}: a path starts with '/'")
+    target, endpoint = join_paths(target, endpoint)
     for name in ("max_tokens", "input_len"):
         if getattr(opts, name) < 1:
             raise SettingsError(f"bad --{name.replace('_', '-')} {getattr(opts, name)}: must be at least 1")
@@ -330,6 +334,25 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
         trace_requests=trace_requests,
         cancel_rate=opts.cancel_rate,
     )
+
+
+def join_paths(target: Target, endpoint: str) -> tuple[Target, str]:
+    """Where a base URL's path and the endpoint meet, as users write them (OpenAI clients take a base URL
+    ending in ``/v1``; some paste the whole request URL):
+
+    * ``--host http://h:8000/v1/chat/completions`` (the endpoint's own path at the end of the host): the base is
+      ``http://h:8000``, not a prefix that would double the path;
+    * ``--host http://h:8000/v1`` with an endpoint ``/v1/chat/completions``: one ``/v1``, not two.
+    """
+    base = target.base_path
+    if not base:
+        return target, endpoint
+    for tail in (endpoint, endpoint[3:] if endpoint.startswith("/v1/") else None):
+        if tail and base.endswith(tail):
+            return target._replace(base_path=base[: -len(tail)]), endpoint if tail == endpoint else tail
+    if base.endswith("/v1") and endpoint.startswith("/v1/"):
+        return target, endpoint[3:]
+    return target, endpoint
 
 
 def _check_workload(opts: Any) -> None:

@@ -102,6 +102,9 @@ def _init(environment: Environment, web_ui: Any = None, **_kw: Any) -> None:
     opts = environment.parsed_options
     if opts is None or not hasattr(opts, "engine"):
         return  # not started from a command line (library use without tokenswarm's options)
+    if os.environ.get("TOKENSWARM_CLI") and not getattr(opts, "locust_tables", False):
+        # `tokenswarm run/sweep` prints its own exact table last; Locust's rounded ones only on request
+        logging.getLogger("locust.stats_logger").setLevel(logging.WARNING)
     if web_ui is not None and getattr(opts, "web_login", False):
         from tokenswarm.loadgen import weblogin
 
@@ -327,8 +330,16 @@ def _exit_now(_sig: int, _frame: Any) -> None:
 
 def _on_sigint(environment: Environment) -> None:
     """Ctrl-C: note the interruption (so the test is recorded as incomplete and requests in flight are
-    cancelled at the stop), then let Locust shut down as usual; a second Ctrl-C exits at once."""
+    cancelled at the stop), then let Locust shut down as usual; a second Ctrl-C exits at once. Before any test
+    started (a master still waiting for its workers) there is nothing to write: the workers that joined are
+    told to quit and the process exits 130, without Locust's traceback."""
     ctl: RunController | None = getattr(environment, "tokenswarm_controller", None)
+    runner = environment.runner
+    if ctl is None and getattr(environment.parsed_options, "headless", False) and isinstance(runner, MasterRunner):
+        print("tokenswarm: interrupted while waiting for workers; no test ran", file=sys.stderr, flush=True)
+        runner.quit()
+        gevent.get_hub().parent.throw(SystemExit(int(ExitStatus.INTERRUPTED)))
+        return
     if ctl is not None and not ctl.finished:
         if ctl.interrupted:
             _exit_now(signal.SIGINT, None)

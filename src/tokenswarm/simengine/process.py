@@ -158,6 +158,8 @@ class SimProcess:
         self.url = ""
         self.lines: list[str] = []
         self._reader: threading.Thread | None = None
+        self._sink: Any = None
+        self._lock = threading.Lock()
 
     def start(self) -> SimProcess:
         cmd = [sys.executable, "-m", "tokenswarm", "simengine", "--host", self.host, "--port", str(self.port),
@@ -184,18 +186,33 @@ class SimProcess:
         self._reader.start()
         return self
 
+    def log_to(self, path: str) -> None:
+        """Write the engine's output so far to ``path``, and what follows as it comes (a run folder made
+        after the engine started)."""
+        with self._lock:
+            if self._sink is not None:
+                self._sink.close()
+            self.log_path = path
+            self._sink = open(path, "a", encoding="utf-8")  # noqa: SIM115  (closed when the engine's output ends)
+            self._sink.writelines(self.lines)
+            self._sink.flush()
+
     def _drain(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
-        sink = open(self.log_path, "a", encoding="utf-8") if self.log_path else None  # noqa: SIM115
+        if self.log_path:
+            self.log_to(self.log_path)
         try:
             for line in self.proc.stdout:
-                self.lines.append(line)
-                if sink is not None:
-                    sink.write(line)
-                    sink.flush()
+                with self._lock:
+                    self.lines.append(line)
+                    if self._sink is not None:
+                        self._sink.write(line)
+                        self._sink.flush()
         finally:
-            if sink is not None:
-                sink.close()
+            with self._lock:
+                if self._sink is not None:
+                    self._sink.close()
+                    self._sink = None
 
     def stats(self) -> dict[str, Any]:
         """The engine's ``/sim/stats`` (counters and schedule error)."""

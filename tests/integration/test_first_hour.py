@@ -1,0 +1,63 @@
+"""What a newcomer meets on the command line: one line per mistake, hints that point the right way, no
+secrets echoed, no tracebacks, no empty run folders, and tokenswarm's table rather than Locust's."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+def one_error_line(p):
+    assert p.returncode == 2, p.stdout[-1000:] + p.stderr[-1000:]
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, p.stderr  # no usage dump, no traceback
+    return lines[0]
+
+
+def test_a_misspelt_option_gets_a_did_you_mean(cli):
+    line = one_error_line(cli("sweep", "--levelz", "1,2"))
+    assert "unrecognized arguments: --levelz" in line and "did you mean --levels" in line
+
+
+def test_an_ambiguous_option_is_one_line(cli):
+    line = one_error_line(cli("run", "--max", "5"))
+    assert "ambiguous option: --max could match" in line and "--max-tokens" in line
+
+
+def test_a_header_without_its_colon_never_echoes_the_value(cli):
+    line = one_error_line(cli("run", "--header", "Authorization Bearer sk-secret-1234567"))
+    assert "sk-secret" not in line and "Bearer" not in line
+    assert "'Authorization'" in line and "Name: value" in line
+
+
+def test_locust_tables_only_on_request(cli, sim_fixed, tmp_path):
+    p = cli("run", "--host", sim_fixed.url, "--requests", "4", "--users", "2", "--out", str(tmp_path / "a"))
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "Response time percentiles" not in p.stdout + p.stderr
+    assert "Concurrency" in p.stdout and p.stdout.strip().splitlines()[-1] == str(tmp_path / "a")
+    p = cli("run", "--host", sim_fixed.url, "--requests", "4", "--users", "2", "--out", str(tmp_path / "b"),
+            "--locust-tables")
+    assert "Response time percentiles" in p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_master_stopped_while_waiting_for_workers_exits_cleanly_with_no_folder(sim_fixed, tmp_path, sig):
+    port = 5600 + os.getpid() % 300 + (sig == signal.SIGTERM)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSWARM_", "LOCUST_"))}
+    p = subprocess.Popen([sys.executable, "-m", "tokenswarm", "run", "--master", "--expect-workers", "2",
+                          "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--host",
+                          sim_fixed.url, "--users", "2", "--duration", "5s"], cwd=str(tmp_path), env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not os.path.isdir(tmp_path / "reports") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # the Locust master is up and waiting
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, out + err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "no test ran" in err
+    assert not os.path.exists(tmp_path / "reports") or os.listdir(tmp_path / "reports") == []
