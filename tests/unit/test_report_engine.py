@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -159,3 +160,23 @@ def test_opinions_table_joins_the_three_on_the_level(tmp_path):
     assert row.client_ttft_mean_ms == 600.0 and row.engine_ttft_mean_ms == 500.0 and row.level_ttft_mean_ms == 610.0
     assert row.bench_ttft_mean_ms == 3599.0
     assert np.isnan(t.iloc[1].engine_ttft_mean_ms) and t.iloc[1].bench_ttft_mean_ms == 3599.0
+
+
+def test_a_recorded_vllm_bench_result_and_the_engine_scrapes_around_it():
+    """tests/fixtures/vllm_bench: `vllm bench serve` (vLLM 0.26.0, --save-result --save-detailed, 12 prompts at
+    --max-concurrency 4, 128 tokens each) against the simulated engine, with its /metrics before and after
+    (deploy/gpu/vllm/sweep.sh's bench step)."""
+    folder = os.path.join(os.path.dirname(__file__), "..", "fixtures", "vllm_bench")
+    with open(os.path.join(folder, "vllm-bench-c4.json"), encoding="utf-8") as fh:
+        raw = json.load(fh)
+    r = engine.read_vllm_bench(folder).iloc[0]
+    assert r.concurrency == 4 and r.bench_completed == raw["completed"] == 12
+    assert r.bench_ttft_mean_ms == raw["mean_ttft_ms"] and r.bench_e2e_p99_ms == raw["p99_e2el_ms"]
+    assert r.bench_output_throughput == raw["output_throughput"]
+    assert r.bench_max_concurrent_requests == 8  # twice --max-concurrency: its per-second bucket count
+    assert r.bench_output_events_mean == 128 and r.bench_coalesced_share == 0
+    assert r.bench_engine_ttft_count == 12 and r.bench_engine_itl_count == 12 * 127
+    # the simulated engine writes the role chunk at once, which vLLM bench takes for the first token
+    # (vLLM sends it with the first token): bench TTFT below the engine's
+    assert r.bench_ttft_mean_ms < r.bench_engine_ttft_mean_ms
+    assert r.bench_engine_e2e_mean_ms == pytest.approx(r.bench_e2e_mean_ms, rel=0.02)
