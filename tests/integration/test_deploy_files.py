@@ -942,13 +942,16 @@ def test_master_script_builds_each_mode(tmp_path):
 
 
 def test_shell_scripts_pass_shellcheck():
-    """The compose master's entry point, the engine build and GPU scripts, and CI's entry point."""
+    """The compose master's entry point, the engine build and GPU scripts (deploy/gpu/vllm/ too, following the
+    files they source), and CI's entry point."""
     scripts = [MASTER_SCRIPT, os.path.join(ROOT, ".ci", "run"),
-               *glob.glob(os.path.join(ROOT, "deploy", "*", "*.sh"))]
+               *glob.glob(os.path.join(ROOT, "deploy", "*", "*.sh")),
+               *glob.glob(os.path.join(ROOT, "deploy", "*", "*", "*.sh"))]
     assert os.path.join(ROOT, "deploy", "llamacpp", "build.sh") in scripts
+    assert os.path.join(ROOT, "deploy", "gpu", "vllm", "sweep.sh") in scripts
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck not installed (Debian: apt-get install shellcheck); `sh -n` still ran")
-    p = subprocess.run(["shellcheck", *scripts], capture_output=True, text=True, timeout=60)
+    p = subprocess.run(["shellcheck", "-x", *scripts], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert p.returncode == 0, p.stdout
 
 

@@ -30,7 +30,8 @@ from tokenswarm import __version__, health, runfolder
 from tokenswarm.datasets.files import books_line
 from tokenswarm.exitstatus import ExitStatus
 from tokenswarm.loadgen.cluster import MSG_ABORT, MSG_LEVEL, MasterBooks
-from tokenswarm.loadgen.observe import HealthSampler, LiveBooks, ServerMetricsSampler
+from tokenswarm.loadgen.enginemetrics import ServerMetricsSampler
+from tokenswarm.loadgen.observe import HealthSampler, LiveBooks
 from tokenswarm.records import LEVEL_COL, STATUS_COL, RequestsWriter, Row
 from tokenswarm.settings import Settings
 from tokenswarm.sweep import level_str
@@ -88,6 +89,7 @@ class RunController:
         self.flags: dict[str, str] = {}  # level -> why the client was saturated during it
         self._samplers: list[Any] = []
         self.dataset_books: dict[str, Any] | None = None  # a file dataset: records read, used, skipped by reason
+        self.engine_metrics: ServerMetricsSampler | None = None  # scrapes /metrics, also at each level's edges
 
     # -- start ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -105,9 +107,10 @@ class RunController:
         if self.session is not None:
             self._samplers.append(HealthSampler("local", self.add_health))
         if self.settings.server_metrics:
-            self._samplers.append(ServerMetricsSampler(
+            self.engine_metrics = ServerMetricsSampler(
                 self.settings.server_metrics, os.path.join(self.run_dir, SERVER_METRICS_CSV), lambda: self.level,
-                self.settings.server_metrics_interval, self.settings.headers))
+                self.settings.server_metrics_interval, self.settings.headers)
+            self._samplers.append(self.engine_metrics)
         log.info("tokenswarm run folder: %s", self.run_dir)
         if self.dataset_books:
             line = f"tokenswarm: dataset {books_line(self.dataset_books)}"
@@ -203,6 +206,8 @@ class RunController:
             self.timeline[-1]["end"] = t
         self.timeline.append({"level": level, "start": t, "end": None})
         self._announce(level)
+        if self.engine_metrics is not None:
+            self.engine_metrics.mark(level, t)
 
     def _announce(self, level: float) -> None:
         start = self.timeline[-1]["start"] if self.timeline else time.time()  # one clock for every worker
@@ -221,6 +226,8 @@ class RunController:
         """Load stops now: the last level's window ends (in-flight requests still finish)."""
         if self.timeline and self.timeline[-1].get("end") is None:
             self.timeline[-1]["end"] = time.time()
+            if self.engine_metrics is not None:
+                self.engine_metrics.mark(None, self.timeline[-1]["end"])
 
     # -- ending ----------------------------------------------------------------------------
     def _drain(self) -> None:

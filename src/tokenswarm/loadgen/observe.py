@@ -1,5 +1,5 @@
-"""Watching a test live: per-level figures, progress lines, the client self-check, engine metrics,
-the Prometheus exporter and the web UI's tokenswarm tab.
+"""Watching a test live: per-level figures, progress lines, the client self-check, the Prometheus
+exporter and the web UI's tokenswarm tab (the engine's metrics: :mod:`tokenswarm.loadgen.enginemetrics`).
 
 * :class:`LiveBooks` (master or local process) digests record rows once a
   second into per-level figures: request and output-token rates, exact TTFT
@@ -9,8 +9,6 @@ the Prometheus exporter and the web UI's tokenswarm tab.
 * :class:`HealthSampler` (every process running users) measures its own
   event-loop lag and CPU; :mod:`tokenswarm.health` says when that makes a
   level untrustworthy.
-* :class:`ServerMetricsSampler` scrapes the engine's ``/metrics`` into
-  server_metrics.csv.
 * :class:`Exporter` serves tokenswarm's own metrics to Prometheus: latency
   histograms with LLM-sized buckets, token and request counters, users,
   level, per-worker CPU and loop lag.
@@ -18,7 +16,6 @@ the Prometheus exporter and the web UI's tokenswarm tab.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -31,7 +28,7 @@ import numpy as np
 import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
-from tokenswarm import health, servermetrics
+from tokenswarm import health
 from tokenswarm.records import COLUMNS, Row
 from tokenswarm.sweep import level_str
 
@@ -195,45 +192,6 @@ class HealthSampler:
 
     def stop(self) -> None:
         self.greenlet.kill(block=True)
-
-
-class ServerMetricsSampler:
-    """Scrapes the engine's metrics every ``interval`` seconds into server_metrics.csv."""
-
-    def __init__(self, url: str, path: str, level: Callable[[], float | None], interval: float = 2.0,
-                 headers: dict[str, str] | None = None) -> None:
-        self.scraper = servermetrics.Scraper(url, headers)
-        self.level = level
-        self.interval = interval
-        self.rows = 0
-        self.failures = 0
-        self._fh = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115
-        self._w = csv.writer(self._fh)
-        if self._fh.tell() == 0:
-            self._w.writerow(servermetrics.CSV_COLUMNS)
-        self.greenlet = gevent.spawn(self._loop)
-
-    def _loop(self) -> None:
-        while True:
-            try:
-                values = self.scraper.scrape()
-            except (OSError, ValueError) as e:
-                self.failures += 1
-                if self.failures == 1:
-                    log.warning("tokenswarm: cannot read the engine's metrics at %s (%s); will keep trying",
-                                self.scraper.url, e)
-            else:
-                lvl = self.level()
-                self._w.writerow([f"{time.time():.3f}", level_str(lvl) if lvl is not None else "",
-                                  *("" if values.get(k) is None else f"{values[k]:g}" for k in servermetrics.COMMON)])
-                self._fh.flush()
-                self.rows += 1
-            gevent.sleep(self.interval)
-
-    def stop(self) -> None:
-        self.greenlet.kill(block=True)
-        self.scraper.close()
-        self._fh.close()
 
 
 class Exporter:

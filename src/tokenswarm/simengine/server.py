@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tokenswarm.simengine.faults import FaultPlan
+from tokenswarm.simengine.metrics import LatencyHistograms
 from tokenswarm.simengine.prefixcache import PrefixCache
 from tokenswarm.simengine.scheduler import BatchModel, BatchScheduler, FixedScheduler
 from tokenswarm.simengine.wire import ChatWriter, CompletionsWriter, SGLangWriter, TGIWriter, TritonWriter, Writer
@@ -100,7 +101,7 @@ class Stream:
 
     __slots__ = (
         "engine", "conn", "writer", "stream", "prompt_tokens", "max_tokens", "emitted", "cancelled",
-        "cached_tokens", "arrival", "first_write", "last_write", "fault", "fault_at",
+        "cached_tokens", "arrival", "admitted_at", "first_write", "last_write", "fault", "fault_at",
     )
 
     def __init__(self, engine: SimEngine, conn: _Conn, writer: Writer, stream: bool, prompt_tokens: int,
@@ -115,13 +116,14 @@ class Stream:
         self.cancelled = False
         self.cached_tokens = 0
         self.arrival = arrival
+        self.admitted_at = arrival
         self.first_write = 0.0
         self.last_write = 0.0
         self.fault: str | None = None
         self.fault_at = -1
 
     def admitted(self, now: float) -> None:
-        pass
+        self.admitted_at = now
 
     def token(self, now: float, planned: float) -> bool:
         i = self.emitted
@@ -136,6 +138,9 @@ class Stream:
             self.conn.chunk(self.writer.token(i, last))
         if i == 0:
             self.first_write = t
+            engine.hist.ttft.observe(t - self.arrival)
+        else:
+            engine.hist.itl.observe(t - self.last_write)
         self.last_write = t
         if len(engine.sched_err) < MAX_SCHED_SAMPLES:
             engine.sched_err.append((t - planned) * 1000.0)
@@ -170,6 +175,7 @@ class Stream:
         else:
             self.conn.respond(200, self.writer.full(n, self.cached_tokens), extra=self.conn.rid_header)
         engine.finished += 1
+        engine.hist.finished(self.arrival, self.admitted_at, self.first_write, self.last_write, n)
         if engine.truth is not None:
             off = engine.epoch_offset
             engine.truth.append(
@@ -347,6 +353,7 @@ class SimEngine:
         self.cancelled = 0
         self.prompt_tokens = 0
         self.generation_tokens = 0
+        self.hist = LatencyHistograms()  # vLLM's four latency histograms, from this engine's own schedule
         self.server: asyncio.AbstractServer | None = None
         self._seq = 0
         self._prefix = uuid.uuid4().hex[:8]

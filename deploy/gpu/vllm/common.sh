@@ -1,0 +1,84 @@
+# Shared defaults and helpers of deploy/gpu/vllm/*.sh (sourced, not run). Every default is an environment
+# variable, so install.sh, serve.sh and sweep.sh agree on paths without being told twice.
+# shellcheck shell=bash
+
+KIT_DIR=${KIT_DIR:-/tmp/kit}                      # where the kit's parts were copied; unpacked in $KIT_DIR/kit
+SITE=${SITE:-/tmp/vllm-site}                      # pip install --target: vLLM, Locust, tokenswarm
+MODEL_DIR=${MODEL_DIR:-$KIT_DIR/kit/model/llama-8b-shape}
+SERVED_NAME=${SERVED_NAME:-llama-8b}              # the model name in requests
+HOST=${HOST:-127.0.0.1}
+PORT=${PORT:-8000}
+WORK=${WORK:-/tmp/vllm-work}                      # server.log, server.pid, run/ (the run folder)
+PY=${PY:-python3}
+NCPU=$(nproc 2>/dev/null || echo 1)
+SERVER_CPUS=${SERVER_CPUS:-0-5}                   # vLLM's API server and engine core
+CLIENT_CPUS=${CLIENT_CPUS:-6-$((NCPU - 1))}       # tokenswarm's master and workers, vllm bench
+
+_me=$(basename "$0" .sh)
+say() { echo "[$_me] $*"; }
+die() { echo "[$_me] error: $*" >&2; exit 2; }
+
+# The environment every vLLM process here needs: no network, no usage reports, and NVLink multicast off
+# (NCCL, PyTorch, NVSHMEM): on shared GPU hosts a program using it can take the host's GPUs down.
+offline_env() {
+    export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
+    export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 VLLM_ALLREDUCE_USE_SYMM_MEM=0
+    # flashinfer is not in the kit: without this vLLM 0.26 imports it for top-k/top-p sampling and fails
+    export VLLM_USE_FLASHINFER_SAMPLER=0
+    export PYTHONUNBUFFERED=1
+}
+
+# cpus_ok LIST: whether every CPU of a taskset list (0-5,8) exists on this machine
+cpus_ok() {
+    local part lo hi
+    [[ $1 =~ ^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$ ]] || return 1
+    IFS=, read -ra parts <<<"$1"
+    for part in "${parts[@]}"; do
+        lo=${part%-*}; hi=${part#*-}
+        ((lo <= hi && hi < NCPU)) || return 1
+    done
+}
+
+# pin_prefix CPUS: set PIN to the command prefix that runs a command on those CPUs (taskset -c CPUS), or to
+# nothing, with a warning, where that cannot be done
+PIN=()
+pin_prefix() {
+    if command -v taskset >/dev/null && cpus_ok "$1"; then
+        PIN=(taskset -c "$1")
+    else
+        echo "[$_me] warning: not pinning to CPUs $1 (this machine has $NCPU, or no taskset)" >&2
+        PIN=()
+    fi
+}
+
+# pin CPUS CMD...: run CMD on those CPUs
+pin() {
+    pin_prefix "$1"
+    shift
+    "${PIN[@]}" "$@"
+}
+
+# http_ok URL: whether URL answers 200 within 3 s
+http_ok() {
+    "$PY" - "$1" <<'EOF' 2>/dev/null
+import sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=3) as r:
+        sys.exit(0 if r.status == 200 else 1)
+except Exception:
+    sys.exit(1)
+EOF
+}
+
+# http_get URL FILE: save URL's body to FILE (exit 1 on failure)
+http_get() {
+    "$PY" - "$1" "$2" <<'EOF'
+import sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=30) as r, open(sys.argv[2], "wb") as fh:
+        fh.write(r.read())
+except Exception as e:
+    print(f"GET {sys.argv[1]}: {e}", file=sys.stderr)
+    sys.exit(1)
+EOF
+}

@@ -1,0 +1,88 @@
+"""The engine's ``/metrics`` during a run: :class:`ServerMetricsSampler` writes server_metrics.csv.
+
+It scrapes every ``interval`` seconds, and at once when the controller marks a
+level's edge (:meth:`ServerMetricsSampler.mark`: a level starts, or the load
+stops), so the engine's histogram sums and counts are read close to each
+measurement window's edges. Each row holds the common gauges and counters and
+the histograms' ``_sum``/``_count`` (:mod:`tokenswarm.servermetrics`), how long
+the scrape took (``scrape_ms``: an API server that is slow to answer /metrics
+is slow to answer everything) and, for a marked scrape, the edge's time
+(``edge_time``). Runs on the master or the single local process, in a greenlet.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from collections.abc import Callable
+
+import gevent
+from gevent.event import Event
+
+from tokenswarm import servermetrics
+from tokenswarm.sweep import level_str
+
+log = logging.getLogger("tokenswarm")
+
+
+class ServerMetricsSampler:
+    """Scrapes the engine's metrics every ``interval`` seconds, and at each marked level edge, into ``path``."""
+
+    def __init__(self, url: str, path: str, level: Callable[[], float | None], interval: float = 2.0,
+                 headers: dict[str, str] | None = None) -> None:
+        self.scraper = servermetrics.Scraper(url, headers)
+        self.level = level
+        self.interval = interval
+        self.rows = 0
+        self.failures = 0
+        self._edges: list[float] = []  # marked edges (epoch s) not yet scraped
+        self._wake = Event()
+        self._fh = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+        self._w = csv.writer(self._fh)
+        if self._fh.tell() == 0:
+            self._w.writerow(servermetrics.CSV_COLUMNS)
+        self.greenlet = gevent.spawn(self._loop)
+
+    def mark(self, level: float | None, t: float | None = None) -> None:
+        """A level's edge at epoch ``t`` (now when None): scrape at once, without blocking the caller.
+        ``level`` is the level starting there (None: the load stops); rows take their level from the
+        ``level`` callable when scraped."""
+        self._edges.append(time.time() if t is None else t)
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            self._scrape()
+            self._wake.wait(self.interval)
+
+    def _scrape(self) -> None:
+        edges, self._edges = self._edges, []
+        t0 = time.time()
+        try:
+            values = self.scraper.scrape()
+        except (OSError, ValueError) as e:
+            self.failures += 1
+            if self.failures == 1:
+                log.warning("tokenswarm: cannot read the engine's metrics at %s (%s); will keep trying",
+                            self.scraper.url, e)
+            return
+        t1 = time.time()
+        lvl = self.level()
+        self._w.writerow([
+            f"{t1:.3f}", level_str(lvl) if lvl is not None else "",
+            *("" if values.get(k) is None else f"{values[k]:.12g}" for k in servermetrics.COMMON),
+            *("" if values.get(k) is None else f"{values[k]:.12g}" for k in servermetrics.HISTOGRAM_COLUMNS),
+            f"{(t1 - t0) * 1000.0:.1f}", f"{edges[-1]:.3f}" if edges else "",
+        ])
+        self._fh.flush()
+        self.rows += 1
+
+    def stop(self) -> None:
+        """Stop sampling; an edge marked since the last scrape is scraped now."""
+        self.greenlet.kill(block=True)
+        if self._edges:
+            self._scrape()
+        self.scraper.close()
+        self._fh.close()
