@@ -182,7 +182,7 @@ def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool
         levels, source, source_file = _read_levels_csv(lv_path), SOURCE_LEVELS, lv_path
     elif os.path.exists(req_path):
         df = load_requests(req_path)
-        windows = windows_from(df, meta.get("timeline"), warmup_s, warmups)
+        windows = windows_from(df, meta.get("timeline"), warmup_s, warmups, budget=bool(s.get("requests")))
         try:
             levels = level_stats(df, windows, slo=slo, mode=mode, slo_attainment=target)
         except ReportError as e:  # a bad itl_ms cell: say which file
