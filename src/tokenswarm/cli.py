@@ -72,7 +72,7 @@ def _prepare(args: argparse.Namespace, kind: str) -> Settings:
     if kind == "sweep":
         if not args.levels and not args.rates:
             args.levels = DEFAULT_LEVELS
-        if not args.level_duration and not args.level_requests:
+        if not args.level_duration and str(args.level_requests or "").strip() in ("", "0"):
             args.level_duration = DEFAULT_LEVEL_DURATION
         args.users = 1  # set by the levels
     else:
@@ -143,7 +143,7 @@ def cmd_load(args: argparse.Namespace) -> int:
             rate = args.spawn_rate or float(args.users)
             cmd += ["-u", str(args.users), "-r", f"{rate:g}"]
         code = _launch(args, cmd, _locust_env(args, run_dir), run_dir)
-    _print_results(run_dir)
+    _print_results(run_dir, code)
     return code
 
 
@@ -275,7 +275,7 @@ def run_child(cmd: list[str], env: dict[str, str]) -> int:
     return code if code >= 0 else int(ExitStatus.INTERRUPTED)
 
 
-def _print_results(run_dir: str) -> None:
+def _print_results(run_dir: str, code: int = 0) -> None:
     from tokenswarm.report import ReportError, summary_text
     from tokenswarm.report import build as build_report
 
@@ -288,6 +288,13 @@ def _print_results(run_dir: str) -> None:
             table = ""
     if table:
         print("\n" + table + "\n", flush=True)
+    if code == ExitStatus.FAILURES:  # why: which levels failed, how much, of which kinds (run.json)
+        try:
+            reason = runfolder.read_run_json(run_dir).get("exit_reason")
+        except (OSError, ValueError, AttributeError):
+            reason = None
+        if reason:
+            print(f"tokenswarm: {reason}", file=sys.stderr, flush=True)
     print(run_dir, flush=True)
 
 

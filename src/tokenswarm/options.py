@@ -116,8 +116,8 @@ OPTIONS: tuple[Opt, ...] = (
         group="sweep"),
     Opt("--level-duration", str, "", "how long each level lasts (30s, 2m), or one span per level (30s,30s,2m): "
         "a level should last several times its requests' latency", metavar="SPAN", group="sweep"),
-    Opt("--level-requests", int, 0, "end each level once this many of its requests finished", metavar="N",
-        group="sweep"),
+    Opt("--level-requests", str, "", "end each level once this many of its requests finished, or one count "
+        "per level (50,50,200; 0: that level ends by --level-duration)", metavar="N", group="sweep"),
     Opt("--warmup", float, -1.0, "seconds trimmed from the start of each level's measurement window (negative: "
         "20%% of --level-duration in sweeps, none otherwise)", metavar="S", group="sweep"),
     Opt("--arrival", str, "poisson", "rate mode arrivals: poisson, gamma (with --burstiness) or constant",

@@ -137,6 +137,7 @@ class Settings:
             "level_duration_s": self.plan.level_duration_s if self.plan else None,
             "level_durations_s": self.plan.level_durations_s if self.plan else None,
             "level_requests": self.plan.level_requests if self.plan else None,
+            "level_requests_each": self.plan.level_requests_each if self.plan else None,
             "max_concurrency": self.plan.max_concurrency if self.plan and self.plan.mode == RATE else None,
             "arrival": self.arrival if self.mode == RATE else None,
             "burstiness": self.burstiness if self.mode == RATE else None,
@@ -352,24 +353,43 @@ def _plan(opts: Any, duration_s: float | None) -> SweepPlan | None:
         raise SettingsError("give --levels (concurrency) or --rates (request rate), not both")
     if not opts.levels and not opts.rates:
         for name in ("level_duration", "level_requests"):
-            if getattr(opts, name):
+            if getattr(opts, name) and str(getattr(opts, name)).strip() != "0":
                 raise SettingsError(f"--{name.replace('_', '-')} needs --levels or --rates")
         return None
     if opts.requests:
         raise SettingsError("--requests is for a single level; in a sweep use --level-requests")
-    if opts.level_requests < 0:
-        raise SettingsError(f"bad --level-requests {opts.level_requests}: must be 0 or more")
     if opts.max_concurrency < 1:
         raise SettingsError(f"bad --max-concurrency {opts.max_concurrency}: must be at least 1")
     spans = [parse_duration(t, "--level-duration") for t in str(opts.level_duration).split(",")] \
         if opts.level_duration else []
     if duration_s is not None:
         raise SettingsError("--duration is for a single level; in a sweep use --level-duration")
+    counts = parse_counts(opts.level_requests, "--level-requests")
     mode = CONCURRENCY if opts.levels else RATE
     levels = parse_levels(opts.levels, "--levels") if opts.levels else parse_levels(opts.rates, "--rates", False)
+    each = counts if len(counts) > 1 else None  # one per level
+    one = counts[0] if len(counts) == 1 else 0
     if len(spans) > 1:  # one per level
-        return SweepPlan(mode, levels, None, opts.level_requests, opts.max_concurrency, spans)
-    return SweepPlan(mode, levels, spans[0] if spans else None, opts.level_requests, opts.max_concurrency)
+        return SweepPlan(mode, levels, None, one, opts.max_concurrency, spans, each)
+    return SweepPlan(mode, levels, spans[0] if spans else None, one, opts.max_concurrency, None, each)
+
+
+def parse_counts(text: Any, option: str) -> list[int]:
+    """``"50"`` -> [50], ``"50,50,200"`` -> [50, 50, 200], ``""`` or ``0`` -> []: whole numbers, 0 or more;
+    a bad item is a SettingsError naming the option and the item."""
+    raw = str(text if text is not None else "").strip()
+    if raw in ("", "0"):
+        return []
+    out = []
+    for item in raw.split(","):
+        try:
+            n = int(item.strip())
+        except ValueError:
+            raise SettingsError(f"bad {option} {raw!r}: {item.strip()!r} is not a whole number") from None
+        if n < 0:
+            raise SettingsError(f"bad {option} {raw!r}: {item.strip()!r} must be 0 or more")
+        out.append(n)
+    return out
 
 
 _SPAN_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")

@@ -86,3 +86,23 @@ def test_unreachable_host_fails_preflight_fast(cli, tmp_path):
             "--out", str(tmp_path / "x"), timeout=60)
     assert p.returncode == 2, p.stdout + p.stderr
     assert "cannot reach" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_failures_over_the_limit_exit_1_and_say_where_and_what(cli, sim_factory, tmp_path):
+    sim = sim_factory("--ttft-ms", "5", "--tpot-ms", "1", "--fault", "http_500=0.3", "--fault-seed", "1")
+    out = str(tmp_path / "run")
+    p = cli("run", "--host", sim.url, "--users", "4", "--requests", "60", "--max-tokens", "4", "--no-preflight",
+            "--max-fail-ratio", "0.05", "--out", out)
+    assert p.returncode == 1, p.stderr[-3000:]
+    df = pd.read_csv(os.path.join(out, "requests.csv"))
+    failed = int((df.status == "http_error").sum())
+    share = failed / len(df)
+    assert share > 0.05 and run_dir_of(p) == out  # the run folder stays the last line
+    why = f"exit code 1: {share:.1%} of finished requests failed, above --max-fail-ratio 0.05: level 4: " \
+          f"{share:.1%} failed (http_error {failed})"
+    assert why in p.stderr
+    with open(os.path.join(out, "run.json")) as fh:
+        assert json.load(fh)["exit_reason"] == why
+    levels = pd.read_csv(os.path.join(out, "levels.csv"))
+    assert levels.failed_pct[0] == pytest.approx(100 * share, abs=0.01)
+    assert "Failed %" in p.stdout

@@ -27,7 +27,7 @@ from locust import stats as locust_stats
 from locust.runners import MasterRunner
 
 from tokenswarm import __version__, health, runfolder
-from tokenswarm.exitstatus import ExitStatus
+from tokenswarm.exitstatus import ExitStatus, failure_ratio, failures_message
 from tokenswarm.loadgen.cluster import MSG_ABORT, MSG_LEVEL, MasterBooks
 from tokenswarm.loadgen.observe import HealthSampler, LiveBooks, ServerMetricsSampler
 from tokenswarm.records import LEVEL_COL, STATUS_COL, RequestsWriter, Row
@@ -72,6 +72,8 @@ class RunController:
         self.interrupted = False
         self.draining = False
         self.status_counts: dict[str, int] = {}
+        self.status_by_level: dict[str, dict[str, int]] = {}  # level -> status -> requests
+        self.exit_reason = ""  # why the exit code is 1 (failures over --max-fail-ratio); '' otherwise
         self.done_by_level: dict[str, int] = {}  # finished (not cancelled) requests per level
         self.level_index: int | None = None  # position in the sweep plan
         self._level_t0 = 0.0
@@ -306,9 +308,14 @@ class RunController:
         self.live.add(rows)
         counts = self.status_counts
         done = self.done_by_level
+        by_level = self.status_by_level
         for row in rows:
             st = row[STATUS_COL]
             counts[st] = counts.get(st, 0) + 1
+            mine = by_level.get(row[LEVEL_COL])
+            if mine is None:
+                mine = by_level[row[LEVEL_COL]] = {}
+            mine[st] = mine.get(st, 0) + 1
             if st != "cancelled":
                 done[row[LEVEL_COL]] = done.get(row[LEVEL_COL], 0) + 1
 
@@ -353,6 +360,9 @@ class RunController:
             self.books.check_lost()
         self._final_locust_csvs()
         self.writer.close()
+        lost = self.books.lost_in_flight if self.books is not None else 0
+        self.exit_reason = failures_message(self.status_by_level, self.settings.max_fail_ratio, lost,
+                                            "rate" if self.settings.mode == "rate" else "level")
         self.write_run_json()
         try:
             from tokenswarm.report import build, summary_text
@@ -364,6 +374,8 @@ class RunController:
             table = ""
         if table and not os.environ.get("TOKENSWARM_CLI"):  # `tokenswarm run` prints it last itself
             print("\n" + table, flush=True)
+        if self.exit_reason and self.complete and not os.environ.get("TOKENSWARM_CLI"):
+            print(f"tokenswarm: {self.exit_reason}", file=sys.stderr, flush=True)
         self._print_books()
         self.done.set()
 
@@ -401,9 +413,7 @@ class RunController:
     def failure_ratio(self) -> float:
         """Failed share of finished requests; requests lost with a worker count as failed."""
         lost = self.books.lost_in_flight if self.books is not None else 0
-        total = sum(v for k, v in self.status_counts.items() if k != "cancelled") + lost
-        failed = sum(v for k, v in self.status_counts.items() if k not in ("ok", "cancelled")) + lost
-        return failed / total if total else 0.0
+        return failure_ratio({"": self.status_counts}, lost)
 
     def exit_code(self) -> int:
         if not self.complete:
@@ -444,6 +454,7 @@ class RunController:
             if self.books is not None else [],
             "records": self.writer.rows,
             "status_counts": self.status_counts,
+            "exit_reason": self.exit_reason or None,
             "client_saturated": self.flags,
             "versions": {"tokenswarm": __version__, "locust": locust.__version__, "python": sys.version.split()[0]},
             "host": {"name": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count()},
