@@ -89,7 +89,9 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("--ignore-eos", None, False, "ask the server to ignore EOS so outputs have exactly --max-tokens "
         "(vLLM, SGLang)", action="store_true", group="workload"),
     Opt("--extra-body", str, "", "JSON object merged into every request body", metavar="JSON", group="workload"),
-    Opt("--seed", int, 0, "seed for prompt sampling (shifted per worker)", metavar="N", group="workload"),
+    Opt("--seed", str, "", "seed for the prompts (shifted per worker); default: a fresh one drawn for every run "
+        "and recorded in run.json, so a repeated run is not served from the engine's prefix cache; give the "
+        "recorded one to send the same prompts again", metavar="N", group="workload"),
     Opt("--prefix-len", int, 0, "shared-prefix workload: every prompt starts with one of --num-prefixes shared "
         "prefixes of this many tokens (a system prompt in chat)", metavar="N", group="workload"),
     Opt("--num-prefixes", int, 1, "how many different shared prefixes (with --prefix-len)", metavar="K",

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+import secrets
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tokenswarm import __version__
@@ -38,6 +39,7 @@ class Settings:
     read_timeout: float = 120.0
     input_len: int = 128
     seed: int = 0
+    seed_drawn: bool = False  # the seed was drawn for this run (no --seed)
     requests: int = 0
     duration_s: float | None = None
     out: str = ""
@@ -127,6 +129,7 @@ class Settings:
             "connect_timeout": self.connect_timeout,
             "read_timeout": self.read_timeout,
             "seed": self.seed,
+            "seed_drawn": self.seed_drawn,
             "requests": self.requests,
             "duration_s": self.duration_s,
             "run_name": self.run_name,
@@ -220,10 +223,11 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
     key = api_key(opts, environ)
     if key and not any(k.lower() == "authorization" for k in headers):
         headers["Authorization"] = f"Bearer {key}"
+    seed, seed_drawn = parse_seed(opts)
     spec = DatasetSpec(name=opts.dataset or "random", path=opts.dataset_path, input_len=opts.input_len,
                        output_len=opts.output_len, range_ratio=opts.range_ratio, prompt_field=opts.prompt_field,
                        min_prompt_tokens=opts.min_prompt_tokens, max_prompt_tokens=opts.max_prompt_tokens,
-                       seed=opts.seed)
+                       seed=seed)
     _check_workload(opts)
     validate_spec(spec)
     trace_requests = 0
@@ -292,7 +296,8 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
         connect_timeout=opts.connect_timeout,
         read_timeout=opts.read_timeout,
         input_len=opts.input_len,
-        seed=opts.seed,
+        seed=seed,
+        seed_drawn=seed_drawn,
         requests=opts.requests,
         duration_s=duration_s,
         out=opts.out,
@@ -323,6 +328,39 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
         trace_requests=trace_requests,
         cancel_rate=opts.cancel_rate,
     )
+
+
+#: the seed a master drew for the test in progress, on the options it sends its workers with every spawn message
+RUN_SEED_OPTION = "tokenswarm_seed"
+SEED_MAX = 2**31 - 1
+
+
+def parse_seed(opts: Any) -> tuple[int, bool]:
+    """(seed, drawn): ``--seed N`` as given; else the seed the master drew for this test (a worker finds it on
+    the options the master sent); else 0 until :func:`with_run_seed` draws one. SettingsError for a seed that
+    is not a whole number."""
+    raw = getattr(opts, "seed", "")
+    text = str(raw).strip() if raw is not None else ""
+    if text:
+        try:
+            return int(text), False
+        except ValueError:
+            raise SettingsError(f"bad --seed {raw!r}: give a whole number, or leave it out for a fresh seed "
+                                "per run") from None
+    drawn = getattr(opts, RUN_SEED_OPTION, None)
+    return (int(drawn), True) if drawn is not None else (0, True)
+
+
+def with_run_seed(settings: Settings, opts: Any) -> Settings:
+    """The settings of a test about to start, on the master or the single local process: without ``--seed``
+    a fresh seed is drawn (every test, so a repeated run sends new prompts) and put on ``opts``, which the
+    master sends its workers with every spawn message, so that every process shares it."""
+    if not settings.seed_drawn:
+        setattr(opts, RUN_SEED_OPTION, None)
+        return settings
+    seed = secrets.randbelow(SEED_MAX) + 1
+    setattr(opts, RUN_SEED_OPTION, seed)
+    return replace(settings, seed=seed, dataset=replace(settings.dataset, seed=seed))
 
 
 def _check_workload(opts: Any) -> None:

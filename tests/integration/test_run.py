@@ -106,3 +106,28 @@ def test_failures_over_the_limit_exit_1_and_say_where_and_what(cli, sim_factory,
     levels = pd.read_csv(os.path.join(out, "levels.csv"))
     assert levels.failed_pct[0] == pytest.approx(100 * share, abs=0.01)
     assert "Failed %" in p.stdout
+
+
+def test_every_run_draws_fresh_prompts_and_a_repeated_seed_is_flagged_as_cached(cli, sim_factory, tmp_path):
+    sim = sim_factory("--ttft-ms", "20", "--tpot-ms", "2")  # with its prefix cache, as vLLM's
+
+    def run(name, *extra):
+        out = str(tmp_path / name)
+        p = cli("run", "--host", sim.url, "--users", "4", "--requests", "40", "--max-tokens", "4", "--input-len",
+                "64", "--out", out, *extra)
+        assert p.returncode == 0, p.stderr[-3000:]
+        with open(os.path.join(out, "run.json")) as fh:
+            seed = json.load(fh)["settings"]
+        return p, seed, pd.read_csv(os.path.join(out, "levels.csv")).iloc[0]
+
+    # the master draws the seed; its two workers must both send that seed's prompts
+    _, first, lv = run("first", "--workers", "2")
+    assert first["seed_drawn"] is True and lv.cache_hit_ratio < 0.1 and not lv.served_from_cache
+    _, fresh, lv = run("fresh")  # the same command again: new prompts, nothing cached
+    assert fresh["seed"] != first["seed"] and lv.cache_hit_ratio < 0.1 and not lv.served_from_cache
+    p, again, lv = run("again", "--workers", "2", "--seed", str(first["seed"]))
+    assert again["seed"] == first["seed"] and again["seed_drawn"] is False
+    assert lv.cache_hit_ratio > 0.9 and lv.served_from_cache  # the very prompts of the first run
+    table = p.stdout.splitlines()
+    assert any(line.strip().startswith("4^") for line in table) and any(line.startswith("^ most prompt tokens")
+                                                                       for line in table)

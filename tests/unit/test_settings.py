@@ -193,3 +193,24 @@ def test_one_request_count_per_level():
                     ({"level_requests": "20,0,5"}, "gives 0 for a level and there is no --level-duration")):
         with pytest.raises(SettingsError, match=msg):
             build(opts(levels="1,8,64", **kw), environ={})
+
+
+def test_a_fresh_seed_per_test_unless_given_and_workers_take_the_masters():
+    from tokenswarm.settings import RUN_SEED_OPTION, with_run_seed
+
+    master_opts = opts()
+    first = with_run_seed(build(master_opts, environ={}), master_opts)
+    again = with_run_seed(build(master_opts, environ={}), master_opts)  # the next test (web UI): a new one
+    assert first.seed_drawn and first.seed != again.seed and first.dataset.seed == first.seed
+    assert getattr(master_opts, RUN_SEED_OPTION) == again.seed
+    assert again.public()["seed"] == again.seed and again.public()["seed_drawn"] is True
+    # a worker builds its settings from the options the master sent with its spawn message
+    worker_opts = opts(**{RUN_SEED_OPTION: again.seed})
+    worker = build(worker_opts, environ={})
+    assert worker.seed == again.seed and worker.dataset.seed == again.seed
+    given_opts = opts(seed="1234")
+    given = with_run_seed(build(given_opts, environ={}), given_opts)
+    assert given.seed == 1234 and not given.seed_drawn and getattr(given_opts, RUN_SEED_OPTION) is None
+    assert build(opts(seed=7), environ={}).seed == 7  # an int from code paths without a parser
+    with pytest.raises(SettingsError, match="bad --seed 'x1': give a whole number"):
+        build(opts(seed="x1"), environ={})
