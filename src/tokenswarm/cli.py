@@ -313,7 +313,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from tokenswarm.report.compare import compare, default_out_dir, parse_labels
 
     result = compare(args.run_dirs, parse_labels(args.labels) or None, args.out or default_out_dir())
-    print(result.text())
+    print(result.text(), flush=True)
+    for line in result.warnings:
+        print(f"tokenswarm: warning: {line}", file=sys.stderr, flush=True)
+    for line in result.notes:
+        print(f"tokenswarm: note: {line}", file=sys.stderr, flush=True)
     print(result.out_dir)
     return 0
 
