@@ -129,7 +129,9 @@ class RunController:
         index = ""
         if self.plan is not None and self.level_index is not None:
             index = f" ({self.level_index + 1}/{len(self.plan.levels)})"
-        return self.live.progress_line(self.level, int(getattr(runner, "user_count", 0) or 0), elapsed, index)
+        seg = self.timeline[-1] if self.timeline else None
+        return self.live.progress_line(seg, self.settings.warmup_at(self.level_index),
+                                       int(getattr(runner, "user_count", 0) or 0), elapsed, index)
 
     # -- client self-check ------------------------------------------------------------------
     def add_health(self, sample: health.Sample) -> None:
@@ -157,7 +159,9 @@ class RunController:
     def ui_table(self) -> list[dict[str, Any]]:
         self.live.digest()
         flags = {k: "SATURATED: " + v for k, v in self.flags.items()}
-        return self.live.table(self.level, flags)
+        # a sweep's timeline follows its plan, so segment i has level i's warm-up
+        return self.live.table([(seg, self.settings.warmup_at(i if self.plan is not None else None))
+                                for i, seg in enumerate(self.timeline)], flags)
 
     # -- sweeps ----------------------------------------------------------------------------
     def sweep_tick(self) -> tuple[int, float] | None:
