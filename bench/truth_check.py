@@ -15,9 +15,11 @@ write, tokens), then:
 3. for both, TTFT, TPOT, ITL and E2E (means) beside the engine's own: first write minus arrival,
    (last - first write) / (tokens - 1), the same per gap, last write minus arrival.
 
-``--check`` exits 1 when a throughput figure is more than 1 % off the truth, or a TPOT, ITL or E2E mean
-more than 0.1 % (TTFT: 2 %, which is well under the 4-12 % the peers' own send overhead adds at this
-TTFT). Nothing else here asserts a time; it prints figures.
+``--check`` exits 1 when a throughput figure is more than 1 % off the truth, a TPOT or ITL mean more than
+0.1 %, E2E more than 0.25 % (it carries the TTFT's few ms of send and read overhead: 2-3 ms when this
+2-core machine is busy) or TTFT more than 2 % (well under the 4-12 % the peers' own send overhead adds at
+this TTFT). Nothing else here asserts a time; it prints figures. ``--again DIR`` rebuilds the reports of
+a kept folder with the code now installed: the same runs read before and after a change to the report.
 
     python bench/truth_check.py                      # levels 1,4,16 of 16 s; single runs at 1, 4, 16 users
     python bench/truth_check.py --levels 4,16 --level-duration 16s --runs 16 --check
@@ -42,7 +44,8 @@ from tokenswarm.report.levels import load_requests, windows_from
 from tokenswarm.simengine import SimProcess
 
 THROUGHPUT_TOL = 0.01  # the README's "throughput within 1 %"
-TIMING_TOL = 0.001  # "TPOT, ITL and E2E within 0.1 %"
+TIMING_TOL = 0.001  # "TPOT and ITL within 0.1 %"
+E2E_TOL = 0.0025
 TTFT_TOL = 0.02
 
 
@@ -166,7 +169,7 @@ def main() -> None:
             worst = max((r[k] / r["truth"] - 1 for k in ("req", "input", "output")), key=abs)
             mark = judge(f"level {r['level']:g} throughput", worst, THROUGHPUT_TOL)
             marks = [judge(f"level {r['level']:g} {k.upper()}", r.get(k, np.nan), tol) for k, tol in
-                     (("ttft", TTFT_TOL), ("tpot", TIMING_TOL), ("itl", TIMING_TOL), ("e2e", TIMING_TOL))]
+                     (("ttft", TTFT_TOL), ("tpot", TIMING_TOL), ("itl", TIMING_TOL), ("e2e", E2E_TOL))]
             print(f"{r['level']:>6g} {r['window_s']:>9.2f} {r['lifetimes']:>9.2f} {r['req']:>8.3f} "
                   f"{r['input']:>8.3f} {r['output']:>8.3f} {r['truth']:>8.3f} {worst:>+7.2%}{mark}  "
                   + " ".join(f"{r.get(k, np.nan):>+6.2%}{m}" for k, m in zip(("ttft", "tpot", "itl", "e2e"), marks)),
@@ -182,7 +185,7 @@ def main() -> None:
             m1 = judge(f"run {c} output throughput", e_out, THROUGHPUT_TOL)
             m2 = judge(f"run {c} request throughput", e_req, THROUGHPUT_TOL)
             marks = [judge(f"run {c} {k.upper()}", r.get(k, np.nan), tol) for k, tol in
-                     (("ttft", TTFT_TOL), ("tpot", TIMING_TOL), ("itl", TIMING_TOL), ("e2e", TIMING_TOL))]
+                     (("ttft", TTFT_TOL), ("tpot", TIMING_TOL), ("itl", TIMING_TOL), ("e2e", E2E_TOL))]
             print(f"{c:>6} {r['requests']:>5} {r['out']:>10.1f} {r['truth_out']:>10.1f} {e_out:>+7.2%}{m1} "
                   f"{r['req']:>7.3f} {r['truth_req']:>7.3f} {e_req:>+7.2%}{m2}  "
                   + " ".join(f"{r.get(k, np.nan):>+6.2%}{m}" for k, m in zip(("ttft", "tpot", "itl", "e2e"), marks)),

@@ -34,10 +34,12 @@ req/s) of a run.
   one over time, so in a steady state the weighted sum over a window of T
   seconds is an unbiased estimate of rate x T whatever the requests' length
   (the time-average form of Little's law). Counting a request at one instant
-  instead (its first token, its completion) made a level's columns disagree
-  by up to 25 % when requests run in waves: measured at 16 users against an
-  exact-timing engine, req/s implied by the output, input and request
-  columns read 7.74 / 8.00 / 6.00 where the truth was 7.77.
+  instead (input at its first token, requests at completion) made a level's
+  columns disagree when requests run in waves: against an exact-timing
+  engine (bench/truth_check.py), the req/s implied by the request, input and
+  output columns read 1.87 / 1.87 / 1.95 at 4 users and 7.49 / 7.49 / 7.79 at
+  16, where the engine's own log gave 1.95 and 7.79; weighted, all three read
+  the truth within 0.1 %.
   ``send_rate`` is the one count of instants: requests of any status *sent*
   in the window per second, the offered load.
 * **Steady or not.** ``window_lifetimes`` is the window's length in mean

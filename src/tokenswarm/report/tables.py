@@ -115,8 +115,11 @@ def rows(levels: pd.DataFrame, columns: Sequence[Column] = PUBLISHED, mode: str 
     cols = [c for c in columns if c[0] in levels.columns and (not drop_empty or c[0] == "level" or
                                                               _present(levels, c[0]))]
     heads = [LEVEL_HEADING.get(mode, h) if c == "level" else h for c, h, _ in cols]
-    body = [[cell(rec[c], f) + (marks(rec) if c == "level" else "") for c, _, f in cols]
-            for rec in levels.to_dict("records")]
+    recs = levels.to_dict("records")
+    flags = [marks(rec) for rec in recs]
+    width = max((len(m) for m in flags), default=0)  # unmarked levels padded, so the numbers stay aligned
+    body = [[cell(rec[c], f) + (m.ljust(width) if c == "level" else "") for c, _, f in cols]
+            for rec, m in zip(recs, flags)]
     return heads, body
 
 
