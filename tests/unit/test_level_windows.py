@@ -150,5 +150,11 @@ def test_a_high_cache_hit_ratio_is_flagged_unless_the_workload_shares_prompts():
     assert not level_stats(df, w, expect_cache=True).iloc[0]["served_from_cache"]
     df["cached_tokens"] = 16.0  # a chat template's first block: fresh prompts
     assert not level_stats(df, w).iloc[0]["served_from_cache"]
+    # short prompts behind a long chat template: over half the tokens cached, yet each prompt's own part not
+    df["input_tokens"], df["cached_tokens"] = 46.0, 24.0
+    row = level_stats(df, w).iloc[0]
+    assert row["cache_hit_ratio"] > 0.5 and not row["served_from_cache"]
+    df["cached_tokens"] = 32.0  # vLLM's blocks over all but the last part of the prompt: served again
+    assert level_stats(df, w).iloc[0]["served_from_cache"]
     df["cached_tokens"] = np.nan  # a server that reports nothing
     assert not level_stats(df, w).iloc[0]["served_from_cache"]

@@ -394,7 +394,8 @@ def flag_items(a: Analysis) -> list[str]:
         seed = a.settings.get("seed")
         items.append(f"**Served from the prefix cache** ({ratios} of prompt tokens; marked `^`): the workload "
                      f"asked for unique prompts, yet the engine served at least {CACHE_HIT_FLAG:.0%} of their "
-                     "tokens from its prefix cache, so TTFT reads lower than fresh prompts would give. The usual "
+                     "tokens, each prompt's own part included, from its prefix cache, so TTFT reads lower than "
+                     "fresh prompts would give. The usual "
                      f"cause is a repeated seed (this run's: {seed}): the same prompts again on the same engine. "
                      "Leave out `--seed` (a fresh one per run) or restart the engine.")
     if a.source == SOURCE_REQUESTS and "failed" in a.levels.columns and a.levels["failed"].sum() > 0:

@@ -44,9 +44,9 @@ PUBLISHED: tuple[Column, ...] = (
 MARKS: tuple[tuple[str, str, str], ...] = (
     ("short_window", "*", "not steady: the window held fewer than 3 request lifetimes (mean E2E) or fewer than "
      "10 completed requests; lengthen the level (--level-duration, or --level-requests per level)"),
-    ("served_from_cache", "^", "most prompt tokens were served from the engine's prefix cache although the "
-     "workload asked for unique prompts (a repeated --seed?): TTFT and input throughput read better than fresh "
-     "prompts would"),
+    ("served_from_cache", "^", "the engine served these prompts from its prefix cache although the workload "
+     "asked for unique prompts (a repeated --seed?): TTFT and input throughput read better than fresh prompts "
+     "would"),
 )
 
 #: the fuller per-level table; columns absent from (or empty in) the levels table are left out
