@@ -73,7 +73,7 @@ def _prepare(args: argparse.Namespace, kind: str) -> Settings:
     if kind == "sweep":
         if not args.levels and not args.rates:
             args.levels = DEFAULT_LEVELS
-        if not args.level_duration and not args.level_requests:
+        if not args.level_duration and str(args.level_requests or "").strip() in ("", "0"):
             args.level_duration = DEFAULT_LEVEL_DURATION
         args.users = 1  # set by the levels
     else:
@@ -177,7 +177,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     if runfolder.remove_if_unused(run_dir):
         # no test started (interrupted while a master waited for workers, or refused at its start): no folder
         return code if code else int(ExitStatus.BAD_INPUT)
-    _print_results(run_dir)
+    _print_results(run_dir, code)
     return code
 
 
@@ -309,7 +309,7 @@ def run_child(cmd: list[str], env: dict[str, str]) -> int:
     return code if code >= 0 else int(ExitStatus.INTERRUPTED)
 
 
-def _print_results(run_dir: str) -> None:
+def _print_results(run_dir: str, code: int = 0) -> None:
     from tokenswarm.report import ReportError, summary_text
     from tokenswarm.report import build as build_report
 
@@ -322,6 +322,13 @@ def _print_results(run_dir: str) -> None:
             table = ""
     if table:
         print("\n" + table + "\n", flush=True)
+    if code == ExitStatus.FAILURES:  # why: which levels failed, how much, of which kinds (run.json)
+        try:
+            reason = runfolder.read_run_json(run_dir).get("exit_reason")
+        except (OSError, ValueError, AttributeError):
+            reason = None
+        if reason:
+            print(f"tokenswarm: {reason}", file=sys.stderr, flush=True)
     print(run_dir, flush=True)
 
 
@@ -340,7 +347,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from tokenswarm.report.compare import compare, default_out_dir, parse_labels
 
     result = compare(args.run_dirs, parse_labels(args.labels) or None, args.out or default_out_dir())
-    print(result.text())
+    print(result.text(), flush=True)
+    for line in result.warnings:
+        print(f"tokenswarm: warning: {line}", file=sys.stderr, flush=True)
+    for line in result.notes:
+        print(f"tokenswarm: note: {line}", file=sys.stderr, flush=True)
     print(result.out_dir)
     return 0
 

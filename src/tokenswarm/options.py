@@ -94,7 +94,9 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("--ignore-eos", None, False, "ask the server to ignore EOS so outputs have exactly --max-tokens "
         "(vLLM, SGLang)", action="store_true", group="workload"),
     Opt("--extra-body", str, "", "JSON object merged into every request body", metavar="JSON", group="workload"),
-    Opt("--seed", int, 0, "seed for prompt sampling (shifted per worker)", metavar="N", group="workload"),
+    Opt("--seed", str, "", "seed for the prompts (shifted per worker); default: a fresh one drawn for every run "
+        "and recorded in run.json, so a repeated run is not served from the engine's prefix cache; give the "
+        "recorded one to send the same prompts again", metavar="N", group="workload"),
     Opt("--prefix-len", int, 0, "shared-prefix workload: every prompt starts with one of --num-prefixes shared "
         "prefixes of this many tokens (a system prompt in chat)", metavar="N", group="workload"),
     Opt("--num-prefixes", int, 1, "how many different shared prefixes (with --prefix-len)", metavar="K",
@@ -121,8 +123,8 @@ OPTIONS: tuple[Opt, ...] = (
         group="sweep"),
     Opt("--level-duration", str, "", "how long each level lasts (30s, 2m), or one span per level (30s,30s,2m): "
         "a level should last several times its requests' latency", metavar="SPAN", group="sweep"),
-    Opt("--level-requests", int, 0, "end each level once this many of its requests finished", metavar="N",
-        group="sweep"),
+    Opt("--level-requests", str, "", "end each level once this many of its requests finished, or one count "
+        "per level (50,50,200; 0: that level ends by --level-duration)", metavar="N", group="sweep"),
     Opt("--warmup", float, -1.0, "seconds trimmed from the start of each level's measurement window (negative: "
         "20%% of --level-duration in sweeps, none otherwise)", metavar="S", group="sweep"),
     Opt("--arrival", str, "poisson", "rate mode arrivals: poisson, gamma (with --burstiness) or constant",

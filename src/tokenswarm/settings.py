@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+import secrets
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tokenswarm import __version__
@@ -40,6 +41,7 @@ class Settings:
     max_backoff_s: float = 60.0
     input_len: int = 128
     seed: int = 0
+    seed_drawn: bool = False  # the seed was drawn for this run (no --seed)
     requests: int = 0
     duration_s: float | None = None
     out: str = ""
@@ -131,6 +133,7 @@ class Settings:
             "backoff": self.backoff,
             "max_backoff_s": self.max_backoff_s,
             "seed": self.seed,
+            "seed_drawn": self.seed_drawn,
             "requests": self.requests,
             "duration_s": self.duration_s,
             "run_name": self.run_name,
@@ -141,6 +144,7 @@ class Settings:
             "level_duration_s": self.plan.level_duration_s if self.plan else None,
             "level_durations_s": self.plan.level_durations_s if self.plan else None,
             "level_requests": self.plan.level_requests if self.plan else None,
+            "level_requests_each": self.plan.level_requests_each if self.plan else None,
             "max_concurrency": self.plan.max_concurrency if self.plan and self.plan.mode == RATE else None,
             "arrival": self.arrival if self.mode == RATE else None,
             "burstiness": self.burstiness if self.mode == RATE else None,
@@ -229,10 +233,11 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
     key = api_key(opts, environ)
     if key and not any(k.lower() == "authorization" for k in headers):
         headers["Authorization"] = f"Bearer {key}"
+    seed, seed_drawn = parse_seed(opts)
     spec = DatasetSpec(name=opts.dataset or "random", path=opts.dataset_path, input_len=opts.input_len,
                        output_len=opts.output_len, range_ratio=opts.range_ratio, prompt_field=opts.prompt_field,
                        min_prompt_tokens=opts.min_prompt_tokens, max_prompt_tokens=opts.max_prompt_tokens,
-                       seed=opts.seed)
+                       seed=seed)
     _check_workload(opts)
     validate_spec(spec)
     trace_requests = 0
@@ -303,7 +308,8 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
         backoff=not opts.no_backoff,
         max_backoff_s=opts.max_backoff,
         input_len=opts.input_len,
-        seed=opts.seed,
+        seed=seed,
+        seed_drawn=seed_drawn,
         requests=opts.requests,
         duration_s=duration_s,
         out=opts.out,
@@ -355,6 +361,39 @@ def join_paths(target: Target, endpoint: str) -> tuple[Target, str]:
     return target, endpoint
 
 
+#: the seed a master drew for the test in progress, on the options it sends its workers with every spawn message
+RUN_SEED_OPTION = "tokenswarm_seed"
+SEED_MAX = 2**31 - 1
+
+
+def parse_seed(opts: Any) -> tuple[int, bool]:
+    """(seed, drawn): ``--seed N`` as given; else the seed the master drew for this test (a worker finds it on
+    the options the master sent); else 0 until :func:`with_run_seed` draws one. SettingsError for a seed that
+    is not a whole number."""
+    raw = getattr(opts, "seed", "")
+    text = str(raw).strip() if raw is not None else ""
+    if text:
+        try:
+            return int(text), False
+        except ValueError:
+            raise SettingsError(f"bad --seed {raw!r}: give a whole number, or leave it out for a fresh seed "
+                                "per run") from None
+    drawn = getattr(opts, RUN_SEED_OPTION, None)
+    return (int(drawn), True) if drawn is not None else (0, True)
+
+
+def with_run_seed(settings: Settings, opts: Any) -> Settings:
+    """The settings of a test about to start, on the master or the single local process: without ``--seed``
+    a fresh seed is drawn (every test, so a repeated run sends new prompts) and put on ``opts``, which the
+    master sends its workers with every spawn message, so that every process shares it."""
+    if not settings.seed_drawn:
+        setattr(opts, RUN_SEED_OPTION, None)
+        return settings
+    seed = secrets.randbelow(SEED_MAX) + 1
+    setattr(opts, RUN_SEED_OPTION, seed)
+    return replace(settings, seed=seed, dataset=replace(settings.dataset, seed=seed))
+
+
 def _check_workload(opts: Any) -> None:
     """The workload options: ranges, and which combine."""
     for name, lo in (("prefix_len", 0), ("num_prefixes", 1), ("turns", 0), ("turn_input_len", 1)):
@@ -383,24 +422,43 @@ def _plan(opts: Any, duration_s: float | None) -> SweepPlan | None:
         raise SettingsError("give --levels (concurrency) or --rates (request rate), not both")
     if not opts.levels and not opts.rates:
         for name in ("level_duration", "level_requests"):
-            if getattr(opts, name):
+            if getattr(opts, name) and str(getattr(opts, name)).strip() != "0":
                 raise SettingsError(f"--{name.replace('_', '-')} needs --levels or --rates")
         return None
     if opts.requests:
         raise SettingsError("--requests is for a single level; in a sweep use --level-requests")
-    if opts.level_requests < 0:
-        raise SettingsError(f"bad --level-requests {opts.level_requests}: must be 0 or more")
     if opts.max_concurrency < 1:
         raise SettingsError(f"bad --max-concurrency {opts.max_concurrency}: must be at least 1")
     spans = [parse_duration(t, "--level-duration") for t in str(opts.level_duration).split(",")] \
         if opts.level_duration else []
     if duration_s is not None:
         raise SettingsError("--duration is for a single level; in a sweep use --level-duration")
+    counts = parse_counts(opts.level_requests, "--level-requests")
     mode = CONCURRENCY if opts.levels else RATE
     levels = parse_levels(opts.levels, "--levels") if opts.levels else parse_levels(opts.rates, "--rates", False)
+    each = counts if len(counts) > 1 else None  # one per level
+    one = counts[0] if len(counts) == 1 else 0
     if len(spans) > 1:  # one per level
-        return SweepPlan(mode, levels, None, opts.level_requests, opts.max_concurrency, spans)
-    return SweepPlan(mode, levels, spans[0] if spans else None, opts.level_requests, opts.max_concurrency)
+        return SweepPlan(mode, levels, None, one, opts.max_concurrency, spans, each)
+    return SweepPlan(mode, levels, spans[0] if spans else None, one, opts.max_concurrency, None, each)
+
+
+def parse_counts(text: Any, option: str) -> list[int]:
+    """``"50"`` -> [50], ``"50,50,200"`` -> [50, 50, 200], ``""`` or ``0`` -> []: whole numbers, 0 or more;
+    a bad item is a SettingsError naming the option and the item."""
+    raw = str(text if text is not None else "").strip()
+    if raw in ("", "0"):
+        return []
+    out = []
+    for item in raw.split(","):
+        try:
+            n = int(item.strip())
+        except ValueError:
+            raise SettingsError(f"bad {option} {raw!r}: {item.strip()!r} is not a whole number") from None
+        if n < 0:
+            raise SettingsError(f"bad {option} {raw!r}: {item.strip()!r} must be 0 or more")
+        out.append(n)
+    return out
 
 
 _SPAN_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")

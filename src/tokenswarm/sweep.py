@@ -4,7 +4,9 @@ A level is a target concurrency (closed loop: that many users, each with one
 request in flight) or a request rate (open loop: arrivals at R req/s, at most
 ``max_concurrency`` in flight). A level ends when its duration has passed
 and/or when enough requests that started in it have finished, whichever
-comes first when both are set. Pure: the Locust shape and the controller
+comes first when both are set; both can be given once for every level or
+once per level (long requests at high concurrency need longer levels: a
+level's window should hold several request lifetimes). Pure: the Locust shape and the controller
 drive it; tests drive it with plain numbers.
 """
 
@@ -77,13 +79,27 @@ class SweepPlan:
     max_concurrency: int = 256  # users in rate mode: the in-flight cap
     #: one duration per level, overriding ``level_duration_s`` (long levels where requests are long)
     level_durations_s: list[float] | None = None
+    #: one request count per level (0: none for that level), overriding ``level_requests``
+    level_requests_each: list[int] | None = None
 
     def __post_init__(self) -> None:
-        if self.level_duration_s is None and not self.level_durations_s and not self.level_requests:
+        if (self.level_duration_s is None and not self.level_durations_s and not self.level_requests
+                and not any(self.level_requests_each or ())):
             raise SettingsError("a sweep needs --level-duration and/or --level-requests to end each level")
         if self.level_durations_s is not None and len(self.level_durations_s) != len(self.levels):
             raise SettingsError(f"--level-duration gives {len(self.level_durations_s)} durations for "
                                 f"{len(self.levels)} levels: give one, or one per level")
+        if self.level_requests_each is not None:
+            if len(self.level_requests_each) != len(self.levels):
+                raise SettingsError(f"--level-requests gives {len(self.level_requests_each)} counts for "
+                                    f"{len(self.levels)} levels: give one, or one per level")
+            if self._has_endless_level():
+                raise SettingsError("--level-requests gives 0 for a level and there is no --level-duration: "
+                                    "that level would never end")
+
+    def _has_endless_level(self) -> bool:
+        """A level with neither a duration nor a request count (it would never end)."""
+        return any(self.duration(i) is None and not self.requests(i) for i in range(len(self.levels)))
 
     def duration(self, i: int) -> float | None:
         """How long level ``i`` lasts (None: until its requests are done)."""
@@ -92,6 +108,10 @@ class SweepPlan:
     def shortest(self) -> float | None:
         """The shortest level duration (None when levels end by request count only)."""
         return min(self.level_durations_s) if self.level_durations_s else self.level_duration_s
+
+    def requests(self, i: int) -> int:
+        """Requests of level ``i`` that end it once finished (0: none; the duration ends it)."""
+        return self.level_requests_each[i] if self.level_requests_each else self.level_requests
 
     def users(self, i: int) -> int:
         """Users to run at level ``i``."""
@@ -102,7 +122,8 @@ class SweepPlan:
         duration = self.duration(i)
         if duration is not None and elapsed_s >= duration:
             return True
-        return bool(self.level_requests) and completed >= self.level_requests
+        need = self.requests(i)
+        return bool(need) and completed >= need
 
     def describe(self) -> str:
         unit = "users" if self.mode == CONCURRENCY else "req/s"
@@ -111,7 +132,9 @@ class SweepPlan:
             ends.append("/".join(f"{d:g}" for d in self.level_durations_s) + "s")
         elif self.level_duration_s is not None:
             ends.append(f"{self.level_duration_s:g}s")
-        if self.level_requests:
+        if self.level_requests_each:
+            ends.append("/".join(str(n) for n in self.level_requests_each) + " requests")
+        elif self.level_requests:
             ends.append(f"{self.level_requests} requests")
         return f"{self.mode} sweep over {','.join(level_str(v) for v in self.levels)} {unit}, each " + \
             " or ".join(ends)

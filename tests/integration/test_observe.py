@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -102,13 +103,33 @@ def test_an_overloaded_worker_is_flagged_and_a_light_run_is_not(cli, sim_factory
         assert "Client saturated" in fh.read()
 
 
-def test_headless_runs_print_progress_lines(cli, sim_fixed, tmp_path):
-    p = cli("run", "--host", sim_fixed.url, "--users", "4", "--duration", "5s", "--progress-interval", "1",
-            "--out", str(tmp_path / "run"))
+def test_headless_runs_print_progress_lines_with_the_final_tables_definitions(cli, sim_fixed, tmp_path):
+    out = str(tmp_path / "run")
+    p = cli("run", "--host", sim_fixed.url, "--users", "4", "--duration", "6s", "--progress-interval", "1",
+            "--out", out)
     assert p.returncode == 0
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("tokenswarm 00:")]
-    assert len(lines) >= 3
-    assert all("level 4" in ln and "req/s" in ln and "TTFT p50" in ln for ln in lines)
+    assert len(lines) >= 4
+    assert all("level 4" in ln and "TTFT p50" in ln for ln in lines)
+    # a rate appears once every request overlapping the window has reported; until then the line says so
+    measured = [ln for ln in lines if "req/s" in ln]
+    assert measured and all("measuring" in ln for ln in lines if ln not in measured)
+    last = measured[-1]
+    req_s = float(re.search(r"\| ([\d.]+) req/s", last).group(1))
+    out_tok_s = float(re.search(r"out ([\d,]+) tok/s", last).group(1).replace(",", ""))
+    levels = pd.read_csv(os.path.join(out, "levels.csv"))
+    assert req_s == pytest.approx(levels.request_throughput[0], rel=0.1)
+    assert out_tok_s == pytest.approx(levels.output_throughput[0], rel=0.1)
+
+
+def test_a_sweep_says_warming_up_during_a_levels_warm_up(cli, sim_fixed, tmp_path):
+    p = cli("sweep", "--host", sim_fixed.url, "--levels", "2,4", "--level-duration", "5s", "--warmup", "2.5",
+            "--max-tokens", "16", "--progress-interval", "1", "--out", str(tmp_path / "sweep"))
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("tokenswarm 00:")]
+    warming = [ln for ln in lines if "warming up" in ln]
+    assert any("level 2 (1/2)" in ln for ln in warming) and any("level 4 (2/2)" in ln for ln in warming)
+    assert not any("0.0 req/s" in ln or "0.00 req/s" in ln for ln in lines)
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="Debian's chromium is not installed "
@@ -126,7 +147,7 @@ def test_the_web_ui_shows_tokenswarms_figures(tmp_path):
         while True:
             data = json.loads(wait_http(base + "/stats/requests"))
             rows = data.get("extended_stats", [{}])[0].get("data", [])
-            if rows and rows[0]["ok"] > 4:
+            if rows and rows[0]["ok"] > 4 and not isinstance(rows[0]["tokens"], str):  # not "measuring"
                 break
             assert time.time() < deadline, data
             time.sleep(0.5)

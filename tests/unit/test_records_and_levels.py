@@ -87,16 +87,12 @@ def test_level_statistics_equal_a_hand_computation(tmp_path):
         okd = df[df.status == "ok"]
         end = okd.start_time + okd.e2e_ms / 1000
         first = okd.start_time + okd.ttft_ms / 1000
-        done = okd[(end >= lo) & (end < hi)]
-        # output tokens: the first at TTFT, the other n-1 spread evenly from first to last token
-        out = 0.0
-        for f, e, n in zip(first, end, okd.output_tokens):
-            out += 1.0 if lo <= f < hi else 0.0
-            out += (n - 1) * max(0.0, min(e, hi) - max(f, lo)) / (e - f)
-        assert row["output_throughput"] == pytest.approx(out / 10.0)
-        assert row["input_throughput"] == pytest.approx(okd[(first >= lo) & (first < hi)].input_tokens.sum() / 10.0)
-        assert row["request_throughput"] == pytest.approx(len(done) / 10.0)
-        assert row["goodput"] == pytest.approx((done.ttft_ms <= 100.0).sum() / 10.0)
+        # every rate: each ok request weighted by the share of its span, first .. last token, in the window
+        weight = np.array([max(0.0, min(e, hi) - max(f, lo)) / (e - f) for f, e in zip(first, end)])
+        assert row["output_throughput"] == pytest.approx((weight * okd.output_tokens).sum() / 10.0)
+        assert row["input_throughput"] == pytest.approx((weight * okd.input_tokens).sum() / 10.0)
+        assert row["request_throughput"] == pytest.approx(weight.sum() / 10.0)
+        assert row["goodput"] == pytest.approx(weight[(okd.ttft_ms <= 100.0).to_numpy()].sum() / 10.0)
         assert row["mean_input_len"] == pytest.approx(mine.input_tokens.mean())
         judged = df[(df.level == lvl) & (df.status != "cancelled")]  # failures count against attainment
         attained = ((judged.status == "ok") & (judged.ttft_ms <= 100.0)).sum() / len(judged)
@@ -122,7 +118,8 @@ def test_warmup_excludes_early_requests_from_latency():
                        "itl_ms": ["", ""], "input_tokens": [1, 1], "output_tokens": [1, 1]})
     w = windows_from(df, [{"level": 1, "start": 0.0, "end": 10.0}], warmup_s=2.0)
     row = level_stats(df, w).iloc[0]
-    assert row["ttft_max"] == 10.0 and row["window_s"] == 8.0
+    # the level's load starts at its first send (0.5), the warm-up runs from there
+    assert row["ttft_max"] == 10.0 and row["window_s"] == 10.0 - 0.5 - 2.0
 
 
 def first(levels: pd.DataFrame) -> dict:

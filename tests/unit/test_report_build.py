@@ -152,3 +152,47 @@ def test_lost_workers_are_named_with_their_level(tmp_path):
     md = Path(os.path.join(run, "report.md")).read_text(encoding="utf-8")
     assert "**1 worker lost:** `w2` during concurrency 2 (17 records kept, 2 requests in flight lost)" in md
     assert json.loads(Path(os.path.join(run, "summary.json")).read_text())["lost_workers"][0]["id"] == "w2"
+
+
+def test_failures_show_as_a_percentage_with_their_kinds_in_table_report_and_plot(tmp_path):
+    from tokenswarm.report.plots import throughput_figure
+
+    run = str(tmp_path / "failing")
+    write_run(run, levels=(1, 2, 4, 8), fail_share=0.19, seed=3)
+    levels = build(run)
+    df = pd.read_csv(os.path.join(run, "requests.csv"))
+    for r in levels.to_dict("records"):
+        mine = df[df.level == r["level"]]
+        failed = (~mine.status.isin(["ok", "cancelled"])).sum()
+        assert r["failed_pct"] == pytest.approx(100 * failed / (failed + (mine.status == "ok").sum()))
+    text = summary_text(run)
+    assert "Failed %" in text.splitlines()[0]
+    md = Path(run, "report.md").read_text()
+    worst = levels.loc[levels["failed_pct"].idxmax()]
+    kinds = df[(df.level == worst["level"]) & ~df.status.isin(["ok", "cancelled"])].status.value_counts()
+    line = next(x for x in md.splitlines() if x.startswith("- **Failures** at"))
+    top = kinds.index[0]
+    assert f"{worst['level']:g}: {worst['failed_pct']:.1f} % ({int(worst['failed'])}: {top} {kinds[top]}" in line
+    fig = throughput_figure(levels)
+    assert len(fig.axes) == 2 and "Failed" in fig.axes[1].get_ylabel()
+    heights = [p.get_height() for p in fig.axes[1].patches]
+    assert heights == pytest.approx(levels["failed_pct"].tolist())
+    clean = str(tmp_path / "clean")
+    write_run(clean, levels=(1, 2), seed=3)
+    assert len(throughput_figure(build(clean)).axes) == 1  # no failures, no second axis
+
+
+def test_a_short_level_is_marked_in_every_table_and_flagged(tmp_path):
+    run = str(tmp_path / "short")
+    # level 4 sends 6 requests: under 10 completed, under 3 lifetimes
+    write_run(run, levels=(1, 4, 8), requests_per_level=[40, 6, 160], seed=1)
+    levels = build(run)
+    assert levels.set_index("level")["short_window"].to_dict() == {1: False, 4: True, 8: False}
+    text = summary_text(run)
+    rows = {line.split()[0]: line for line in text.splitlines()[2:5]}
+    assert set(rows) == {"1", "4*", "8"}
+    assert any(line.startswith("* not steady") for line in text.splitlines())
+    md = Path(run, "report.md").read_text()
+    assert "| 4* |" in md and "**Short window** (4:" in md
+    with open(os.path.join(run, "summary.json")) as fh:
+        assert json.load(fh)["short_window_levels"] == [4.0]

@@ -99,3 +99,37 @@ def test_a_fresh_levels_csv_is_reused_and_a_stale_one_is_not(tmp_path):
     os.utime(os.path.join(run, "levels.csv"), (past, past))
     again = analyse(run, prefer_levels_csv=True).levels["output_throughput"]
     assert again.tolist() == pytest.approx(fresh["output_throughput"].tolist())
+
+
+SAME = {"engine": "vllm", "dialect": "openai-chat", "endpoint": "/v1/chat/completions", "max_tokens": 128,
+        "input_len": 128, "dataset": {"name": "random"}, "workload": {"kind": "single"}}
+
+
+def test_compare_warns_where_runs_measured_different_work_and_notes_the_seeds(tmp_path):
+    a, b, c = (str(tmp_path / n) for n in ("a", "b", "c"))
+    write_run(a, levels=(1, 2), seed=1, itl=(40, 40), input_len=(145, 146), cached_share=0.0,
+              settings={**SAME, "seed": 11, "seed_drawn": True})
+    write_run(b, levels=(1, 2), seed=2, itl=(40, 40), input_len=(145, 146), cached_share=0.0,
+              settings={**SAME, "engine": "sglang", "seed": 22, "seed_drawn": True})
+    same = compare([a, b], None, str(tmp_path / "ab"))
+    assert same.warnings == []  # the engines differ, not the work
+    assert len(same.notes) == 1 and "a: 11, b: 22" not in same.notes[0] and "vllm: 11, sglang: 22" in same.notes[0]
+    md = Path(tmp_path / "ab" / "compare.md").read_text()
+    assert "## Comparable?" in md and "11 (drawn)" in md and "The runs agree in dialect" in md
+    # the same seed again, on an engine that kept the prompts: cached; and other settings and lengths
+    write_run(c, levels=(1, 2), seed=3, itl=(40, 40), input_len=(128, 129), cached_share=0.98,
+              settings={**SAME, "engine": "vllm-again", "dialect": "openai-completions",
+                        "endpoint": "/v1/completions", "max_tokens": 256, "seed": 11, "seed_drawn": False,
+                        "dataset": {"name": "sharegpt", "path": "/data/sg.json"}})
+    res = compare([a, c], ["first", "repeat"], str(tmp_path / "ac"))
+    text = "\n".join(res.warnings)
+    for what, values in (("API dialect", "first: openai-chat, repeat: openai-completions"),
+                         ("endpoint", "first: /v1/chat/completions, repeat: /v1/completions"),
+                         ("max_tokens", "first: 128, repeat: 256"),
+                         ("dataset", "first: random, repeat: sharegpt (sg.json)")):
+        assert f"differ in {what} ({values})" in text, what
+    assert "Measured mean input lengths differ by more than 5% (first: 145.0, repeat: 128.0 tokens)" in text
+    assert "Prefix-cache hits differ (first: 0%, repeat: 98% of prompt tokens at most; served from the prefix " \
+           "cache: repeat)" in text
+    assert res.notes == []  # the same seed: nothing to note (the cache warning says what it did)
+    assert "**Warning:** The runs differ in API dialect" in Path(tmp_path / "ac" / "compare.md").read_text()

@@ -174,3 +174,43 @@ def test_one_level_duration_per_level():
         build(opts(levels="1,8,64", level_duration="10s,20s"), environ={})
     with pytest.raises(SettingsError, match="bad --level-duration 'x'"):
         build(opts(levels="1,8", level_duration="10s,x"), environ={})
+
+
+def test_one_request_count_per_level():
+    s = build(opts(levels="1,8,64", level_requests="20,40,400"), environ={})
+    plan = s.plan
+    assert plan.level_requests_each == [20, 40, 400] and [plan.requests(i) for i in range(3)] == [20, 40, 400]
+    assert not plan.level_done(2, 1e6, 399) and plan.level_done(2, 0.0, 400) and plan.level_done(0, 0.0, 20)
+    assert s.public()["level_requests_each"] == [20, 40, 400] and "20/40/400 requests" in plan.describe()
+    one = build(opts(levels="1,8", level_requests="30"), environ={}).plan
+    assert one.level_requests == 30 and one.level_requests_each is None and one.requests(1) == 30
+    # a 0 leaves that level to the duration; without one it would never end
+    mixed = build(opts(levels="1,8", level_requests="0,50", level_duration="1m"), environ={}).plan
+    assert mixed.level_done(0, 60.0, 0) and not mixed.level_done(0, 59.0, 10**6) and mixed.level_done(1, 1.0, 50)
+    for kw, msg in (({"level_requests": "20,40"}, "gives 2 counts for 3 levels"),
+                    ({"level_requests": "20,x,5"}, "bad --level-requests '20,x,5': 'x' is not a whole number"),
+                    ({"level_requests": "20,-1,5"}, "'-1' must be 0 or more"),
+                    ({"level_requests": "20,0,5"}, "gives 0 for a level and there is no --level-duration")):
+        with pytest.raises(SettingsError, match=msg):
+            build(opts(levels="1,8,64", **kw), environ={})
+
+
+def test_a_fresh_seed_per_test_unless_given_and_workers_take_the_masters():
+    from tokenswarm.settings import RUN_SEED_OPTION, with_run_seed
+
+    master_opts = opts()
+    first = with_run_seed(build(master_opts, environ={}), master_opts)
+    again = with_run_seed(build(master_opts, environ={}), master_opts)  # the next test (web UI): a new one
+    assert first.seed_drawn and first.seed != again.seed and first.dataset.seed == first.seed
+    assert getattr(master_opts, RUN_SEED_OPTION) == again.seed
+    assert again.public()["seed"] == again.seed and again.public()["seed_drawn"] is True
+    # a worker builds its settings from the options the master sent with its spawn message
+    worker_opts = opts(**{RUN_SEED_OPTION: again.seed})
+    worker = build(worker_opts, environ={})
+    assert worker.seed == again.seed and worker.dataset.seed == again.seed
+    given_opts = opts(seed="1234")
+    given = with_run_seed(build(given_opts, environ={}), given_opts)
+    assert given.seed == 1234 and not given.seed_drawn and getattr(given_opts, RUN_SEED_OPTION) is None
+    assert build(opts(seed=7), environ={}).seed == 7  # an int from code paths without a parser
+    with pytest.raises(SettingsError, match="bad --seed 'x1': give a whole number"):
+        build(opts(seed="x1"), environ={})

@@ -28,7 +28,7 @@ from locust.runners import MasterRunner
 
 from tokenswarm import __version__, health, runfolder
 from tokenswarm.datasets.files import books_line
-from tokenswarm.exitstatus import ExitStatus
+from tokenswarm.exitstatus import ExitStatus, failure_ratio, failures_message
 from tokenswarm.loadgen.cluster import MSG_ABORT, MSG_LEVEL, MasterBooks
 from tokenswarm.loadgen.enginemetrics import ServerMetricsSampler
 from tokenswarm.loadgen.observe import HealthSampler, LiveBooks
@@ -74,6 +74,8 @@ class RunController:
         self.interrupted = False
         self.draining = False
         self.status_counts: dict[str, int] = {}
+        self.status_by_level: dict[str, dict[str, int]] = {}  # level -> status -> requests
+        self.exit_reason = ""  # why the exit code is 1 (failures over --max-fail-ratio); '' otherwise
         self.done_by_level: dict[str, int] = {}  # finished (not cancelled) requests per level
         self.level_index: int | None = None  # position in the sweep plan
         self._level_t0 = 0.0
@@ -138,7 +140,9 @@ class RunController:
         index = ""
         if self.plan is not None and self.level_index is not None:
             index = f" ({self.level_index + 1}/{len(self.plan.levels)})"
-        return self.live.progress_line(self.level, int(getattr(runner, "user_count", 0) or 0), elapsed, index)
+        seg = self.timeline[-1] if self.timeline else None
+        return self.live.progress_line(seg, self.settings.warmup_at(self.level_index),
+                                       int(getattr(runner, "user_count", 0) or 0), elapsed, index)
 
     # -- client self-check ------------------------------------------------------------------
     def add_health(self, sample: health.Sample) -> None:
@@ -166,7 +170,9 @@ class RunController:
     def ui_table(self) -> list[dict[str, Any]]:
         self.live.digest()
         flags = {k: "SATURATED: " + v for k, v in self.flags.items()}
-        return self.live.table(self.level, flags)
+        # a sweep's timeline follows its plan, so segment i has level i's warm-up
+        return self.live.table([(seg, self.settings.warmup_at(i if self.plan is not None else None))
+                                for i, seg in enumerate(self.timeline)], flags)
 
     # -- sweeps ----------------------------------------------------------------------------
     def sweep_tick(self) -> tuple[int, float] | None:
@@ -321,9 +327,14 @@ class RunController:
         self.live.add(rows)
         counts = self.status_counts
         done = self.done_by_level
+        by_level = self.status_by_level
         for row in rows:
             st = row[STATUS_COL]
             counts[st] = counts.get(st, 0) + 1
+            mine = by_level.get(row[LEVEL_COL])
+            if mine is None:
+                mine = by_level[row[LEVEL_COL]] = {}
+            mine[st] = mine.get(st, 0) + 1
             if st != "cancelled":
                 done[row[LEVEL_COL]] = done.get(row[LEVEL_COL], 0) + 1
 
@@ -368,6 +379,9 @@ class RunController:
             self.books.check_lost()
         self._final_locust_csvs()
         self.writer.close()
+        lost = self.books.lost_in_flight if self.books is not None else 0
+        self.exit_reason = failures_message(self.status_by_level, self.settings.max_fail_ratio, lost,
+                                            "rate" if self.settings.mode == "rate" else "level")
         self.write_run_json()
         try:
             from tokenswarm.report import build, summary_text
@@ -379,6 +393,8 @@ class RunController:
             table = ""
         if table and not os.environ.get("TOKENSWARM_CLI"):  # `tokenswarm run` prints it last itself
             print("\n" + table, flush=True)
+        if self.exit_reason and self.complete and not os.environ.get("TOKENSWARM_CLI"):
+            print(f"tokenswarm: {self.exit_reason}", file=sys.stderr, flush=True)
         self._print_books()
         self.done.set()
 
@@ -416,9 +432,7 @@ class RunController:
     def failure_ratio(self) -> float:
         """Failed share of finished requests; requests lost with a worker count as failed."""
         lost = self.books.lost_in_flight if self.books is not None else 0
-        total = sum(v for k, v in self.status_counts.items() if k != "cancelled") + lost
-        failed = sum(v for k, v in self.status_counts.items() if k not in ("ok", "cancelled")) + lost
-        return failed / total if total else 0.0
+        return failure_ratio({"": self.status_counts}, lost)
 
     def exit_code(self) -> int:
         if not self.complete:
@@ -461,6 +475,7 @@ class RunController:
             "status_counts": self.status_counts,
             "dataset_books": {k: self.dataset_books.get(k) for k in ("dataset", "path", "records", "usable", "skipped")}
             if self.dataset_books else None,
+            "exit_reason": self.exit_reason or None,
             "client_saturated": self.flags,
             "versions": {"tokenswarm": __version__, "locust": locust.__version__, "python": sys.version.split()[0]},
             "host": {"name": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count()},

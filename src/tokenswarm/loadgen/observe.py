@@ -2,10 +2,11 @@
 exporter and the web UI's tokenswarm tab (the engine's metrics: :mod:`tokenswarm.loadgen.enginemetrics`).
 
 * :class:`LiveBooks` (master or local process) digests record rows once a
-  second into per-level figures: request and output-token rates, exact TTFT
-  and TPOT percentiles so far, failures. Headless runs print
-  :meth:`LiveBooks.progress_line` every few seconds; the web UI shows
-  :meth:`LiveBooks.table`.
+  second into per-level figures computed as the report computes them
+  (:mod:`tokenswarm.report.live`): request and token rates, exact TTFT and
+  TPOT percentiles so far, failures; "warming up" during a level's warm-up.
+  Headless runs print :meth:`LiveBooks.progress_line` every few seconds; the
+  web UI shows :meth:`LiveBooks.table`.
 * :class:`HealthSampler` (every process running users) measures its own
   event-loop lag and CPU; :mod:`tokenswarm.health` says when that makes a
   level untrustworthy.
@@ -24,12 +25,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gevent
-import numpy as np
 import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 from tokenswarm import health
 from tokenswarm.records import COLUMNS, Row
+from tokenswarm.report.live import WARMING_UP, LiveFigures
 from tokenswarm.sweep import level_str
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("tokenswarm")
 
 I = {name: i for i, name in enumerate(COLUMNS)}  # noqa: E741  (column index by name)
-RATE_WINDOW_S = 10.0  # live rates count the last this-many seconds
 DIGEST_SLICE = 64  # rows digested between yields to the event loop
 
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0,
@@ -48,28 +48,14 @@ E2E_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 
                300.0, 600.0)
 
 
-def _f(s: str) -> float | None:
-    return float(s) if s else None
-
-
-class _Level:
-    __slots__ = ("level", "ttft", "tpot", "ok", "failed", "cancelled", "done_t", "done_tok", "started")
-
-    def __init__(self, level: str) -> None:
-        self.level = level
-        self.ttft: list[float] = []
-        self.tpot: list[float] = []
-        self.ok = self.failed = self.cancelled = 0
-        self.done_t: list[float] = []  # completion times (epoch) of ok requests
-        self.done_tok: list[int] = []
-        self.started = time.time()
-
-
 class LiveBooks:
-    """Per-level figures from the rows seen so far, for progress lines, the web UI and Prometheus."""
+    """Per-level figures from the rows seen so far, for progress lines, the web UI and Prometheus: rows are
+    digested about once a second into :class:`tokenswarm.report.live.LiveFigures`, whose figures are the
+    report's own definitions (window from the first send plus the warm-up, one weighting for every rate,
+    exact percentiles over the level's sample)."""
 
     def __init__(self, exporter: Exporter | None = None) -> None:
-        self.levels: dict[str, _Level] = {}
+        self.books = LiveFigures()
         self.pending: list[Row] = []
         self.exporter = exporter
         self.totals = {"ok": 0, "failed": 0, "cancelled": 0}
@@ -78,91 +64,71 @@ class LiveBooks:
         self.pending.extend(rows)
 
     def digest(self) -> None:
-        """Fold the rows received since the last call into the figures (about once a second)."""
+        """Fold the rows received since the last call into the figures (about once a second), a slice at a
+        time so the streams' greenlets read what arrives meanwhile."""
         rows, self.pending = self.pending, []
-        if not rows:
-            return
-        for n, row in enumerate(rows):
-            if n and not n % DIGEST_SLICE:
-                gevent.sleep(0)  # let the streams' greenlets read what arrived meanwhile
-            key = row[I["level"]]
-            lv = self.levels.get(key)
-            if lv is None:
-                lv = self.levels[key] = _Level(key)
-            status = row[I["status"]]
-            if status == "ok":
-                lv.ok += 1
-                self.totals["ok"] += 1
-                ttft = _f(row[I["ttft_ms"]])
-                if ttft is not None:
-                    lv.ttft.append(ttft)
-                tpot = _f(row[I["tpot_ms"]])
-                if tpot is not None:
-                    lv.tpot.append(tpot)
-                e2e = _f(row[I["e2e_ms"]]) or 0.0
-                lv.done_t.append(float(row[I["start_time"]]) + e2e / 1000.0)
-                lv.done_tok.append(int(row[I["output_tokens"]] or 0))
-            elif status == "cancelled":
-                lv.cancelled += 1
-                self.totals["cancelled"] += 1
-            else:
-                lv.failed += 1
-                self.totals["failed"] += 1
-        if self.exporter is not None:
-            for i in range(0, len(rows), DIGEST_SLICE):
-                self.exporter.observe(rows[i:i + DIGEST_SLICE])
+        for i in range(0, len(rows), DIGEST_SLICE):
+            chunk = rows[i:i + DIGEST_SLICE]
+            if i:
                 gevent.sleep(0)
+            self.books.add(chunk)
+            for row in chunk:
+                st = row[I["status"]]
+                self.totals["ok" if st == "ok" else "cancelled" if st == "cancelled" else "failed"] += 1
+            if self.exporter is not None:
+                self.exporter.observe(chunk)
 
-    def figures(self, key: str, now: float | None = None) -> dict[str, Any]:
-        """One level's live figures: rates over the last RATE_WINDOW_S seconds, exact percentiles so far."""
-        lv = self.levels.get(key)
-        now = time.time() if now is None else now
-        out: dict[str, Any] = {"level": key, "ok": 0, "failed": 0, "req_s": 0.0, "out_tok_s": 0.0,
-                               "ttft_p50": None, "ttft_p99": None, "tpot_p50": None, "tpot_p99": None}
-        if lv is None:
-            return out
-        out.update(ok=lv.ok, failed=lv.failed)
-        if lv.done_t:
-            t = np.asarray(lv.done_t)
-            span = min(RATE_WINDOW_S, max(now - lv.started, 1e-3))
-            recent = t >= now - span
-            out["req_s"] = float(recent.sum() / span)
-            out["out_tok_s"] = float(np.asarray(lv.done_tok)[recent].sum() / span)
-        if lv.ttft:
-            out["ttft_p50"], out["ttft_p99"] = (float(x) for x in np.percentile(lv.ttft, [50, 99]))
-        if lv.tpot:
-            out["tpot_p50"], out["tpot_p99"] = (float(x) for x in np.percentile(lv.tpot, [50, 99]))
-        return out
+    def figures(self, segment: dict[str, Any] | None, warmup_s: float, now: float | None = None) -> dict[str, Any]:
+        """One timeline segment's figures (``{"level", "start", "end"}``; see LiveFigures.figures)."""
+        if segment is None:
+            return self.books.figures("", time.time(), None, 0.0, now)
+        return self.books.figures(level_str(segment["level"]), segment["start"], segment.get("end"), warmup_s, now)
 
-    def progress_line(self, level: float | None, users: int, elapsed: float, index: str = "") -> str:
-        f = self.figures(level_str(level) if level is not None else "")
+    def progress_line(self, segment: dict[str, Any] | None, warmup_s: float, users: int, elapsed: float,
+                      index: str = "") -> str:
+        f = self.figures(segment, warmup_s)
 
         def ms(v: float | None) -> str:
             return "-" if v is None else f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
 
         m, s = divmod(int(elapsed), 60)
-        lvl = level_str(level) if level is not None else "-"
-        return (f"tokenswarm {m:02d}:{s:02d} | level {lvl}{index} | users {users} | {f['req_s']:.1f} req/s | "
-                f"out {f['out_tok_s']:,.0f} tok/s | TTFT p50 {ms(f['ttft_p50'])} p99 {ms(f['ttft_p99'])} ms | "
-                f"TPOT p50 {ms(f['tpot_p50'])} ms | ok {self.totals['ok']} failed {self.totals['failed']}")
+        lvl = level_str(segment["level"]) if segment is not None else "-"
+        failed = self.totals["failed"]
+        done = failed + self.totals["ok"]
+        return (f"tokenswarm {m:02d}:{s:02d} | level {lvl}{index} | users {users} | {rates_text(f)} | "
+                f"TTFT p50 {ms(f['ttft_p50'])} p99 {ms(f['ttft_p99'])} ms | TPOT p50 {ms(f['tpot_p50'])} ms | "
+                f"ok {self.totals['ok']} failed {failed}" + (f" ({100 * failed / done:.1f} %)" if failed else ""))
 
-    def table(self, current: float | None, flags: dict[str, str]) -> list[dict[str, Any]]:
-        """Rows for the web UI's tokenswarm tab, newest level first."""
+    def table(self, segments: list[tuple[dict[str, Any], float]], flags: dict[str, str]) -> list[dict[str, Any]]:
+        """Rows for the web UI's tokenswarm tab, newest level first: ``segments`` are the timeline's
+        (segment, warm-up s), the last one running."""
         out = []
-        cur = level_str(current) if current is not None else None
-        for key in reversed(list(self.levels)):
-            f = self.figures(key)
+        for n, (seg, warmup) in enumerate(reversed(segments)):
+            f = self.figures(seg, warmup)
+            key = level_str(seg["level"])
 
             def r(v: float | None, nd: int = 1) -> Any:
                 return "" if v is None else round(v, nd)
 
+            measured = f["req_s"] is not None
             out.append({
-                "level": key + (" (now)" if key == cur else ""), "ok": f["ok"], "failed": f["failed"],
-                "reqs": r(f["req_s"], 2), "tokens": r(f["out_tok_s"], 0), "ttft50": r(f["ttft_p50"]),
-                "ttft99": r(f["ttft_p99"]), "tpot50": r(f["tpot_p50"], 2), "tpot99": r(f["tpot_p99"], 2),
-                "client": flags.get(key, "ok"),
+                "level": key + (" (now)" if n == 0 and seg.get("end") is None else ""), "ok": f["ok"],
+                "failed": f["failed"], "failed_pct": r(f["failed_pct"]) if f["failed"] else 0,
+                "reqs": r(f["req_s"], 2) if measured else f["phase"],
+                "tokens": r(f["output_tok_s"], 0) if measured else f["phase"],
+                "ttft50": r(f["ttft_p50"]), "ttft99": r(f["ttft_p99"]), "tpot50": r(f["tpot_p50"], 2),
+                "tpot99": r(f["tpot_p99"], 2), "client": flags.get(key, "ok"),
             })
         return out
+
+
+def rates_text(f: dict[str, Any]) -> str:
+    """``38.2 req/s | in 4,890 tok/s | out 2,451 tok/s``, or what keeps them from being known yet."""
+    if f["phase"] == WARMING_UP:
+        return f"warming up ({f['warmup_left_s']:.1f} s left)"
+    if f["req_s"] is None:
+        return "measuring (waiting for a request lifetime)"
+    return f"{f['req_s']:.2f} req/s | in {f['input_tok_s']:,.0f} tok/s | out {f['output_tok_s']:,.0f} tok/s"
 
 
 class HealthSampler:
@@ -254,6 +220,7 @@ class Exporter:
 UI_TAB = "tokenswarm"
 UI_STRUCTURE = [
     {"key": "level", "title": "Level"}, {"key": "ok", "title": "OK"}, {"key": "failed", "title": "Failed"},
+    {"key": "failed_pct", "title": "Failed %"},
     {"key": "reqs", "title": "Req/s"}, {"key": "tokens", "title": "Output tok/s"},
     {"key": "ttft50", "title": "TTFT p50 (ms)"}, {"key": "ttft99", "title": "TTFT p99 (ms)"},
     {"key": "tpot50", "title": "TPOT p50 (ms)"}, {"key": "tpot99", "title": "TPOT p99 (ms)"},

@@ -43,7 +43,7 @@ from tokenswarm.loadgen.controller import RunController
 from tokenswarm.loadgen.session import Session
 from tokenswarm.options import add_options
 from tokenswarm.preflight import PreflightError, check
-from tokenswarm.settings import Settings, SettingsError, build
+from tokenswarm.settings import Settings, SettingsError, build, with_run_seed
 
 log = logging.getLogger("tokenswarm")
 
@@ -208,6 +208,7 @@ def _test_start(environment: Environment, **_kw: Any) -> None:
         session.set_level(level, workers, start)
         environment.tokenswarm_session = session
         return
+    settings = with_run_seed(settings, opts)  # a fresh seed per test unless --seed; workers get it from opts
     if not getattr(opts, "no_preflight", False):
         try:
             settings = check(settings)

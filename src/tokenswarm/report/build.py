@@ -26,9 +26,12 @@ from tokenswarm.report import locustcsv, plots, samples, saturation, tables
 from tokenswarm.report.document import Document
 from tokenswarm.report.errors import ReportError
 from tokenswarm.report.levels import (
+    CACHE_HIT_FLAG,
     DEFAULT_SLO_ATTAINMENT,
     LATE_BASE_MS,
     LATE_SHARE,
+    MIN_COMPLETED,
+    MIN_LIFETIMES,
     UNDER_TARGET,
     check_slo,
     level_stats,
@@ -103,6 +106,9 @@ class Analysis:
             "peak_output_throughput": peak,
             "under_target_levels": saturation.flagged(lv, "under_target"),
             "late_levels": saturation.flagged(lv, "late"),
+            "short_window_levels": saturation.flagged(lv, "short_window"),
+            "served_from_cache_levels": saturation.flagged(lv, "served_from_cache"),
+            "failed_pct_by_level": _by_level(lv, "failed_pct"),
             "client_saturated_levels": {f"{k:g}": v for k, v in sorted(self.client.items())},
             "tokenizer_check": self.tokenizer_check or None,
             "cache_hit_ratio_by_level": _by_level(lv, "cache_hit_ratio"),
@@ -110,6 +116,7 @@ class Analysis:
             "trace_replay": self.trace or None,
             "warmup_s": self.warmup_s,
             "failures_by_kind": _total_failures(self.failures),
+            "failures_by_level": {f"{k:g}": v for k, v in sorted(self.failures.items()) if k is not None},
             "lost_workers": self.meta.get("lost_workers") or [],
         }
 
@@ -182,9 +189,10 @@ def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool
         levels, source, source_file = _read_levels_csv(lv_path), SOURCE_LEVELS, lv_path
     elif os.path.exists(req_path):
         df = load_requests(req_path)
-        windows = windows_from(df, meta.get("timeline"), warmup_s, warmups)
+        windows = windows_from(df, meta.get("timeline"), warmup_s, warmups, budget=bool(s.get("requests")))
         try:
-            levels = level_stats(df, windows, slo=slo, mode=mode, slo_attainment=target)
+            levels = level_stats(df, windows, slo=slo, mode=mode, slo_attainment=target,
+                                 expect_cache=expects_cache(s))
         except ReportError as e:  # a bad itl_ms cell: say which file
             raise ReportError(f"{req_path}: {e}") from None
         failures = _failures_by_level(df)
@@ -210,6 +218,15 @@ def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool
     knee = saturation.find_knee(levels, knee_pct)
     return Analysis(run_dir, meta, levels, source, source_file, mode, knee, knee_pct, slo, target, warmup_s,
                     failures, client, tok_check, turns, trace)
+
+
+SHARING_WORKLOADS = ("shared-prefix", "multi-turn", "trace")  # prompts share prefixes by design
+
+
+def expects_cache(settings: dict[str, Any]) -> bool:
+    """The run's workload shares prompt prefixes by design (run.json ``settings.workload.kind``)."""
+    w = settings.get("workload")
+    return isinstance(w, dict) and w.get("kind") in SHARING_WORKLOADS
 
 
 TOKENIZER_TOLERANCE = 0.02  # usage and the local tokenizer may differ this much before the report says so
@@ -359,10 +376,39 @@ def flag_items(a: Analysis) -> list[str]:
                      f"{tc['usage_tokens']:,.0f} output tokens and the local tokenizer {tc['tokenizer_tokens']:,.0f} "
                      f"({tc['difference']:+.1%}, more than {TOKENIZER_TOLERANCE:.0%}): check that --tokenizer is the "
                      "served model's tokenizer (the throughput figures use the server's usage).")
+    short = saturation.flagged(a.levels, "short_window")
+    if short:
+        lv = a.levels.set_index("level")
+        held = "; ".join(f"{_fmt_level(x, a.mode)}: {tables.cell(lv.loc[x, 'window_lifetimes'], '{:.1f}')} "
+                         f"lifetimes, {tables.cell(lv.loc[x, 'window_s'], '{:.0f}')} s" for x in short)
+        items.append(f"**Short window** ({held}; marked `*` in the table): these levels' windows held fewer than "
+                     f"{MIN_LIFETIMES:g} request lifetimes (mean E2E) or fewer than {MIN_COMPLETED} completed "
+                     "requests, so their throughput still carries the ramp and the window's edges and their "
+                     "percentiles rest on few requests (measured on vLLM at 1024 streams: 30 s levels of 16 s "
+                     "requests read 8,936 tok/s, 100 s levels 9,440). Lengthen them: `--level-duration` or "
+                     "`--level-requests` take one value per level.")
+    cached = saturation.flagged(a.levels, "served_from_cache")
+    if cached:
+        lv = a.levels.set_index("level")
+        ratios = "; ".join(f"{_fmt_level(x, a.mode)}: {lv.loc[x, 'cache_hit_ratio']:.0%}" for x in cached)
+        seed = a.settings.get("seed")
+        items.append(f"**Served from the prefix cache** ({ratios} of prompt tokens; marked `^`): the workload "
+                     f"asked for unique prompts, yet the engine served at least {CACHE_HIT_FLAG:.0%} of their "
+                     "tokens, each prompt's own part included, from its prefix cache, so TTFT reads lower than "
+                     "fresh prompts would give. The usual "
+                     f"cause is a repeated seed (this run's: {seed}): the same prompts again on the same engine. "
+                     "Leave out `--seed` (a fresh one per run) or restart the engine.")
     if a.source == SOURCE_REQUESTS and "failed" in a.levels.columns and a.levels["failed"].sum() > 0:
         bad = a.levels[a.levels["failed"] > 0]
-        items.append("**Failures** at " + ", ".join(f"{r.level:g} ({int(r.failed)})" for r in bad.itertuples())
-                     + ": see Failures by kind below; a level with failures never meets the SLOs.")
+        parts = []
+        for r in bad.itertuples():
+            kinds = a.failures.get(float(r.level), {})
+            what = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+            pct = getattr(r, "failed_pct", float("nan"))
+            parts.append(f"{_fmt_level(r.level, a.mode)}: {tables.cell(pct, '{:.1f}')} % ({int(r.failed)}"
+                         + (f": {what}" if what else "") + ")")
+        items.append("**Failures** at " + "; ".join(parts) + ". Failed % is failed / (ok + failed) requests of "
+                     "the level; see Failures by kind below. A level with failures never meets the SLOs.")
     return items
 
 
@@ -420,6 +466,8 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
         desc += ", lasting " + ", ".join(f"{float(d):g}" for d in s["level_durations_s"]) + " s"
     elif s.get("level_duration_s"):
         desc += f", {float(s['level_duration_s']):g} s each"
+    if s.get("level_requests_each"):
+        desc += ", each ending after " + "/".join(str(n) for n in s["level_requests_each"]) + " requests"
     elif s.get("level_requests"):
         desc += f", {s['level_requests']} requests each"
     if s.get("warmups_s") and _warmups(s):
@@ -430,6 +478,9 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
     if isinstance(workers, list) and workers:
         desc += f"; {len(workers)} worker{'s' if len(workers) != 1 else ''}"
     doc.para(desc + ".")
+    if s.get("seed") is not None:
+        drawn = ("drawn for this run: fresh prompts" if s.get("seed_drawn") else "given with `--seed`")
+        doc.para(f"Prompt seed {s['seed']} ({drawn}); `--seed {s['seed']}` sends these prompts again.")
     if not a.complete:
         planned = s.get("rates" if a.mode == "rate" else "levels")
         missing = [float(x) for x in planned if float(x) not in lv] if isinstance(planned, list) else []
@@ -449,6 +500,8 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
         doc.warn("Built from an existing levels.csv (no requests.csv or Locust history in this folder).")
     doc.heading("Results")
     doc.table(*tables.rows(a.levels, tables.PUBLISHED, a.mode))
+    for line in tables.legend(a.levels):
+        doc.para(f"`{line[0]}` {line[2:]}")
     peak = a.summary()["peak_output_throughput"]
     lines = [saturation_line(a)] if len(a.levels) > 1 else []
     lines.append(slo_line(a))
@@ -514,8 +567,11 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
     doc.bullets([
         "TTFT: first output-carrying event minus send; TPOT: (E2E - TTFT) / (output tokens - 1); ITL: gaps "
         "between output events; E2E: last output event minus send. Client clock, per request.",
-        "Throughput: output tokens generated inside each level's measurement window (warm-up excluded) / window "
-        "seconds; Req/s: requests completed in it.",
+        "Window: from the level's first request sent plus the warm-up to the level's end. Every rate (Req/s, "
+        "input and output tok/s, goodput) counts each ok request by the share of its span, first to last token, "
+        "inside the window, so for fixed lengths Req/s x mean length = token rate; per window second.",
+        f"Failed %: failed / (ok + failed) requests of the level. A level whose window held fewer than "
+        f"{MIN_LIFETIMES:g} request lifetimes (mean E2E) or {MIN_COMPLETED} completed requests is marked `*`.",
         f"Saturation: the lowest level beyond which output throughput never grows by {a.knee_pct:g} % or more while "
         f"TTFT p99 rises by more than {saturation.TTFT_RISE_PCT:g} %.",
         "Achieved concurrency: time-averaged requests in flight in the window; a closed-loop level under "
@@ -531,6 +587,8 @@ def summary_text(run_dir: str) -> str:
         return ""
     levels = pd.read_csv(path)
     out = tables.text(levels)
+    for line in tables.legend(levels):
+        out += "\n" + line
     spath = os.path.join(run_dir, SUMMARY_JSON)
     if len(levels) > 1 and os.path.exists(spath):
         try:

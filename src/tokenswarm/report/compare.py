@@ -6,7 +6,15 @@
 folders). Levels are outer-joined: every level any run measured gets a row per
 run, empty where that run has no such level. A run's label is, unless given,
 its ``settings.run_name``, else its engine preset, else its folder name
-(folder names, then ``#n``, break ties). Outputs, in ``out_dir``:
+(folder names, then ``#n``, break ties).
+
+Before any figure, :func:`differences` says whether the runs measured the same
+thing: it lists each run's dialect, endpoint, max_tokens, input and output
+lengths (asked for, and measured from usage), dataset, workload, seed and
+cache-hit ratio, and warns where they differ (lengths measured more than
+``LENGTH_TOL`` apart, cache-hit ratios ``CACHE_TOL`` apart or any level served
+from the prefix cache). Seeds differ between any two runs by default (each run
+draws fresh prompts): that is shown and explained, as a note. Outputs, in ``out_dir``:
 ``compare.csv`` (long format: level, run, metrics), ``compare.md``,
 ``compare.html`` (one self-contained file, plots embedded) and
 ``compare_*.png`` (one line per run, each run's saturation level circled).
@@ -14,10 +22,12 @@ its ``settings.run_name``, else its engine preset, else its folder name
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,8 +37,11 @@ from tokenswarm.report import plots, tables
 from tokenswarm.report.build import Analysis, analyse, level_word
 from tokenswarm.report.document import Document
 from tokenswarm.report.errors import ReportError
+from tokenswarm.report.saturation import flagged
 
 COMPARE_MD, COMPARE_HTML, COMPARE_CSV = "compare.md", "compare.html", "compare.csv"
+LENGTH_TOL = 0.05  # measured mean input/output lengths further apart than this share: different work
+CACHE_TOL = 0.2  # cache-hit ratios further apart than this: one engine served its prompts from cache
 
 #: (levels.csv column, heading, format) compared per level and run
 METRICS: tuple[tables.Column, ...] = (
@@ -49,6 +62,8 @@ class CompareResult:
     out_dir: str
     files: list[str] = field(default_factory=list)
     mode: str = "concurrency"
+    warnings: list[str] = field(default_factory=list)  # how the runs differ in what they measured
+    notes: list[str] = field(default_factory=list)  # differences worth knowing that keep them comparable
 
     def pivot(self, column: str = "output_throughput") -> pd.DataFrame:
         """Levels as rows, runs as columns, for one metric (NaN where a run lacks the level)."""
@@ -121,13 +136,16 @@ def compare(run_dirs: list[str], labels: list[str] | None = None, out_dir: str |
     mode = modes.pop() if len(modes) == 1 else "concurrency"
     table = _long_table(analyses, labels)
     result = CompareResult(labels, table, out_dir, mode=mode)
+    facts = [run_facts(a) for a in analyses]
+    result.warnings, result.notes = differences(facts, labels)
     path = os.path.join(out_dir, COMPARE_CSV)
     table.to_csv(path, index=False, float_format="%.4f")
     result.files.append(path)
     runs = [(lab, a.levels, a.knee.level) for lab, a in zip(labels, analyses)]
     plot_paths = plots.compare_plots(runs, out_dir, mode)
     result.files += plot_paths
-    doc = _document(analyses, labels, result, plot_paths, mixed=len({a.mode for a in analyses}) > 1)
+    doc = _document(analyses, labels, result, plot_paths, mixed=len({a.mode for a in analyses}) > 1,
+                    facts=facts)
     for name, text in ((COMPARE_MD, doc.markdown()), (COMPARE_HTML, doc.html())):
         path = os.path.join(out_dir, name)
         with open(path, "w", encoding="utf-8") as fh:
@@ -157,7 +175,7 @@ def _long_table(analyses: Sequence[Analysis], labels: Sequence[str]) -> pd.DataF
 
 
 def _document(analyses: Sequence[Analysis], labels: Sequence[str], result: CompareResult, plot_paths: list[str],
-              mixed: bool) -> Document:
+              mixed: bool, facts: Sequence[dict[str, Any]] = ()) -> Document:
     doc = Document("tokenswarm compare: " + " vs ".join(labels))
     if mixed:
         doc.warn("These runs mix concurrency and request-rate sweeps: their levels mean different things "
@@ -183,6 +201,17 @@ def _document(analyses: Sequence[Analysis], labels: Sequence[str], result: Compa
     if any(a.source == "locust_csv" for a in analyses):
         doc.para("Runs built from Locust's CSV files carry Locust's rounded percentiles and approximate "
                  "throughput; the others are exact.")
+    if facts:
+        doc.heading("Comparable?")
+        doc.table([h for _, h, _ in FACTS], [[lab, *(_fact_cell(f, key, fmt) for key, _, fmt in FACTS[1:])]
+                                             for lab, f in zip(labels, facts)], left=len(FACTS))
+        for w in result.warnings:
+            doc.warn(w)
+        for n in result.notes:
+            doc.para(f"**Note:** {n}")
+        if not result.warnings:
+            doc.para("The runs agree in dialect, endpoint, max_tokens, lengths, dataset, workload and cache-hit "
+                     "ratio.")
     doc.heading("Output throughput (tok/s)")
     p = result.pivot()
     lh = tables.LEVEL_HEADING[result.mode]
@@ -201,3 +230,108 @@ def _document(analyses: Sequence[Analysis], labels: Sequence[str], result: Compa
             name = os.path.basename(path)
             doc.image(path, name, captions.get(name, name))
     return doc
+
+
+# -- are the runs comparable? ------------------------------------------------------------------
+#: (fact key, heading, format) of the "Comparable?" table; the first column is the run's label
+FACTS: tuple[tuple[str, str, str], ...] = (
+    ("label", "Run", ""),
+    ("dialect", "Dialect", "{}"),
+    ("endpoint", "Endpoint", "{}"),
+    ("max_tokens", "max_tokens", "{}"),
+    ("input_len", "Input len asked", "{}"),
+    ("output_len", "Output len asked", "{}"),
+    ("mean_input_len", "Input len measured", "{:.1f}"),
+    ("mean_output_len", "Output len measured", "{:.1f}"),
+    ("dataset", "Dataset", "{}"),
+    ("workload", "Workload", "{}"),
+    ("seed", "Seed", "{}"),
+    ("cache_hit_ratio", "Cache hit (max)", "{:.0%}"),
+)
+#: settings that must match for two runs to measure the same work: (fact key, what it is)
+SAME_WORK: tuple[tuple[str, str], ...] = (
+    ("dialect", "API dialect"), ("endpoint", "endpoint"), ("max_tokens", "max_tokens"),
+    ("input_len", "asked input length (--input-len)"), ("output_len", "asked output length (--output-len)"),
+    ("dataset", "dataset"), ("workload", "workload"),
+)
+
+
+def run_facts(a: Analysis) -> dict[str, Any]:
+    """What a run measured, for :func:`differences`: settings from run.json (None when it did not record
+    them) and, from its levels, mean input/output lengths (means of the levels'), the highest cache-hit
+    ratio, and the levels served from the prefix cache."""
+    s = a.settings
+    ds = s.get("dataset") if isinstance(s.get("dataset"), dict) else {}
+    name = ds.get("name") or None
+    dataset = f"{name} ({os.path.basename(str(ds['path']))})" if name and ds.get("path") else name
+    out_len = ds.get("output_len") or None
+    lv = a.levels
+
+    def mean(col: str) -> float:
+        return float(lv[col].astype(float).mean()) if col in lv.columns and lv[col].notna().any() else math.nan
+
+    ratio = float(lv["cache_hit_ratio"].astype(float).max()) if "cache_hit_ratio" in lv.columns and \
+        lv["cache_hit_ratio"].notna().any() else math.nan
+    workload = s.get("workload")
+    return {
+        "dialect": s.get("dialect") or None, "endpoint": s.get("endpoint") or None,
+        "max_tokens": s.get("max_tokens"),
+        "input_len": s.get("input_len") if name in (None, "random") else None,
+        "output_len": out_len, "dataset": dataset,
+        "workload": workload.get("kind") if isinstance(workload, dict) else None,
+        "seed": s.get("seed"), "seed_drawn": s.get("seed_drawn"),
+        "mean_input_len": mean("mean_input_len"), "mean_output_len": mean("mean_output_len"),
+        "cache_hit_ratio": ratio, "served_from_cache": flagged(lv, "served_from_cache"),
+    }
+
+
+def _fact_cell(f: dict[str, Any], key: str, fmt: str) -> str:
+    v = f.get(key)
+    if key == "seed" and v is not None:
+        return f"{v} ({'drawn' if f.get('seed_drawn') else 'given'})"
+    return tables.cell(v, fmt)
+
+
+def _listing(labels: Sequence[str], values: Sequence[Any], fmt: str = "{}") -> str:
+    return ", ".join(f"{lab}: {tables.cell(v, fmt)}" for lab, v in zip(labels, values))
+
+
+def differences(facts: Sequence[dict[str, Any]], labels: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(warnings, notes): how the runs differ in what they measured, each with the runs' values.
+
+    Warnings: a setting of :data:`SAME_WORK` recorded with different values; measured mean input or output
+    lengths more than ``LENGTH_TOL`` apart; cache-hit ratios more than ``CACHE_TOL`` apart, or any level
+    served from the prefix cache. Notes: different seeds (the same generator, other prompt text)."""
+    warnings: list[str] = []
+    notes: list[str] = []
+    if len(facts) < 2:
+        return warnings, notes
+    for key, what in SAME_WORK:
+        values = [f.get(key) for f in facts]
+        known = {str(v) for v in values if v is not None}
+        if len(known) > 1:
+            warnings.append(f"The runs differ in {what} ({_listing(labels, values)}): they did not send the "
+                            "same requests, so their figures measure different work.")
+    for key, what in (("mean_input_len", "input"), ("mean_output_len", "output")):
+        values = [f.get(key, math.nan) for f in facts]
+        known = [v for v in values if not math.isnan(v)]
+        if known and min(known) > 0 and max(known) / min(known) - 1 > LENGTH_TOL:
+            extra = (" (a tokenizer of its own, or the chat template counted or not, changes the count)"
+                     if what == "input" else " (max_tokens, EOS, or --ignore-eos)")
+            warnings.append(f"Measured mean {what} lengths differ by more than {LENGTH_TOL:.0%} "
+                            f"({_listing(labels, values, '{:.1f}')} tokens){extra}: token rates compare "
+                            "different work.")
+    ratios = [f.get("cache_hit_ratio", math.nan) for f in facts]
+    known = [r for r in ratios if not math.isnan(r)]
+    cached = [lab for lab, f in zip(labels, facts) if f.get("served_from_cache")]
+    if cached or (len(known) > 1 and max(known) - min(known) > CACHE_TOL):
+        who = f"; served from the prefix cache: {', '.join(cached)}" if cached else ""
+        warnings.append(f"Prefix-cache hits differ ({_listing(labels, ratios, '{:.0%}')} of prompt tokens at "
+                        f"most{who}): a run whose prompts were cached shows a lower TTFT than fresh prompts "
+                        "give, so TTFT and input throughput do not compare.")
+    seeds = [f.get("seed") for f in facts]
+    if len({str(v) for v in seeds if v is not None}) > 1:
+        notes.append(f"The runs' prompt seeds differ ({_listing(labels, seeds)}): the same prompt generator and "
+                     "lengths, different text, which keeps an engine's prefix cache from serving one run the "
+                     "prompts of another. `--seed` with one value sends identical prompts.")
+    return warnings, notes

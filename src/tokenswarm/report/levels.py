@@ -1,22 +1,70 @@
 """Per-level statistics from requests.csv, computed exactly (numpy linear interpolation).
 
 A *level* is one target concurrency (or, in rate mode, one request rate in
-req/s) of a run. Its measurement window runs from the level's start plus the
-warm-up to the level's end (from run.json's timeline; from the records
-themselves when there is none).
+req/s) of a run.
 
-* Latency statistics (TTFT, TPOT, ITL, E2E: mean, std, min, max, p50, p90,
-  p95, p99, p99.9) use the ``ok`` requests that started in the level after
-  its warm-up (the level's *sample*).
-* Output throughput counts the output tokens generated inside the window by
-  ``ok`` requests, whichever level they started in: a request's first token
-  at its TTFT, the others spread evenly up to its last token (exact for a
-  steady stream; a request overlapping the window's edge contributes its
-  share). Counting whole requests at completion instead makes the figure
-  jump by a full wave of requests when requests are long next to the window.
-  Input throughput counts a request's prompt when its first token (the end of
-  its prefill) falls in the window; request throughput, ``ok`` requests
-  completed in it; ``send_rate``, requests of any status sent in it.
+* **Window.** A level's measurement window opens at its *load start*, the
+  later of the level's start (run.json timeline) and the first request sent
+  in it, plus the warm-up. It closes at the level's end; in a run ended by
+  its ``--requests`` budget, at the last request's close (the run notices a
+  moment later). Without a timeline the records' own span is used. Opening
+  at the first send matters for a single ``run``: its level starts before
+  the users are spawned, and counting that idle moment read throughput
+  0.1-1.8 % low against vLLM bench, evalscope and the engine's own log.
+* **Latency statistics** (TTFT, TPOT, ITL, E2E: mean, std, min, max, p50,
+  p90, p95, p99, p99.9) use the ``ok`` requests that started in the level
+  after its warm-up (the level's *sample*).
+* **Rates: one window accounting for all of them.** Every ``ok`` request,
+  whichever level it started in, has a *weight* in the window: the fraction
+  of its generation span, first token to last token, that lies inside the
+  window (a request whose span is one instant, one output token, weighs 1
+  when that instant is inside, else 0). Then, over window seconds:
+  ``request_throughput`` = sum of weights; ``input_throughput`` = sum of
+  weight x prompt tokens; ``output_throughput`` = sum of weight x output
+  tokens; ``goodput`` = sum of the weights of requests meeting the SLOs;
+  ``total_throughput`` = input + output. A request inside the window counts
+  whole; one crossing an edge counts for the share it spent inside, so for
+  fixed lengths req/s x mean length equals the token rate exactly, and the
+  figures move smoothly when requests are long next to the window.
+  Why this span: output tokens are generated between the first token and the
+  last, so spreading them evenly over it is the rate at which the engine
+  produced them (exact when tokens are evenly spaced; DESIGN.md, "Per
+  level"); input and requests use the same weight so the columns cannot
+  disagree. Why weights and not counts: each request's weight integrates to
+  one over time, so in a steady state the weighted sum over a window of T
+  seconds is an unbiased estimate of rate x T whatever the requests' length
+  (the time-average form of Little's law). Counting a request at one instant
+  instead (input at its first token, requests at completion) made a level's
+  columns disagree when requests run in waves: against an exact-timing
+  engine (bench/truth_check.py), the req/s implied by the request, input and
+  output columns read 1.87 / 1.87 / 1.95 at 4 users and 7.49 / 7.49 / 7.79 at
+  16, where the engine's own log gave 1.95 and 7.79; weighted, all three read
+  the truth within 0.1 %.
+  ``send_rate`` is the one count of instants: requests of any status *sent*
+  in the window per second, the offered load.
+* **Steady or not.** ``window_lifetimes`` is the window's length in mean
+  request lifetimes (window s / mean E2E s). A level whose window holds
+  fewer than ``MIN_LIFETIMES`` (3) lifetimes, or whose sample has fewer than
+  ``MIN_COMPLETED`` (10) completed requests, is flagged ``short_window``: its
+  throughput still carries the ramp and the edges (at 1024 streams on vLLM,
+  16 s requests in 30 s levels read 8,936 tok/s where 100 s levels read
+  9,440) and its percentiles rest on few requests.
+* **Failures.** ``failed_pct`` is the level's failed requests as a percentage
+  of its finished ones (ok + failed; cancelled requests are the client's
+  doing and left out), the same share ``--max-fail-ratio`` judges.
+* **Prefix cache.** ``cache_hit_ratio`` is the share of the sample's prompt
+  tokens the server served from its prefix cache (usage ``cached_tokens``).
+  A level is flagged ``served_from_cache`` when the cache served its prompts
+  themselves, not only what they share: the ratio is at least
+  ``CACHE_HIT_FLAG`` (0.5) *and* the median request left at most
+  ``CACHE_REMAINDER_TOKENS`` (16, vLLM's cache block) or 10 % of its prompt
+  to prefill, so the cache reached into the prompt's own, unique part. A
+  repeat run of the same seed measured 0.99 (TTFT p50 90.6 -> 24.2 ms); fresh
+  prompts share only the chat template, which can pass 0.5 alone when prompts
+  are short (llama.cpp, SmolLM2's 30-token template before 16-token prompts:
+  0.52, 22 tokens left to prefill) and is not flagged. Not flagged either
+  when the workload shares prompts by design (``--prefix-len``, ``--turns``,
+  a trace), which ``expect_cache`` says.
 * Achieved concurrency is the time-averaged number of requests in flight
   inside the window (from each request's send and close times). A closed-loop
   level holding less than ``UNDER_TARGET`` (95 %) of its target is flagged
@@ -25,18 +73,22 @@ themselves when there is none).
   ``e2e``, ``itl``): a request *meets the SLOs* when it is ``ok`` and its TTFT,
   TPOT and E2E are at most their limits and none of its inter-token gaps
   exceeds the ITL limit (a request with one output token has no TPOT/ITL and
-  passes those two). ``goodput`` is the rate of window-completed requests
-  meeting the SLOs; ``slo_attainment`` the share of the level's sample
-  (requests started after warm-up, failures included, cancelled ones not)
-  meeting them; ``meets_slo`` is true when attainment is at least
-  ``settings.slo_attainment`` (default 0.99) and the level had no failure.
-  Without SLOs these three columns are empty.
+  passes those two). ``goodput`` is the rate (above) of requests meeting the
+  SLOs; ``slo_attainment`` the share of the level's sample (requests started
+  after warm-up, failures included, cancelled ones not) meeting them;
+  ``meets_slo`` is true when attainment is at least ``settings.slo_attainment``
+  (default 0.99) and the level had no failure. Without SLOs these three
+  columns are empty.
 * Rate mode: ``send_lag_*_ms`` is actual send minus scheduled send
   (``start_time - scheduled_time``) over the level's sample; the level is
   ``late`` when the p99 lag exceeds ``LATE_BASE_MS`` (10 ms) plus
   ``LATE_SHARE`` (5 %) of the mean inter-arrival time (1000 / rate ms): past
   that, the client shifted the arrivals by a visible part of their spacing,
   so the offered rate was not the one asked for.
+
+The live figures (progress lines, the web UI tab) call :func:`window_weights`,
+:func:`window_rates` and :func:`percentiles` from here over the records seen so
+far, so they cannot define a rate differently from the final table.
 """
 
 from __future__ import annotations
@@ -57,6 +109,10 @@ PERCENTILES: tuple[float, ...] = (50, 90, 95, 99, 99.9)
 METRICS: tuple[str, ...] = ("ttft", "tpot", "itl", "e2e")
 SLO_KEYS: tuple[str, ...] = ("ttft", "tpot", "e2e", "itl")
 UNDER_TARGET = 0.95  # a closed-loop level holding fewer in flight than this share of its target is flagged
+MIN_LIFETIMES = 3.0  # a window shorter than this many mean request lifetimes (E2E) is not steady ...
+MIN_COMPLETED = 10  # ... nor one whose sample has fewer completed requests
+CACHE_HIT_FLAG = 0.5  # a level whose prompts were served this much from the prefix cache, uninvited, is flagged ...
+CACHE_REMAINDER_TOKENS = 16  # ... when its median request left at most this many tokens (or 10 %) to prefill
 LATE_BASE_MS = 10.0  # a rate level is late when its p99 send lag exceeds this ...
 LATE_SHARE = 0.05  # ... plus this share of the mean inter-arrival time
 DEFAULT_SLO_ATTAINMENT = 0.99
@@ -133,15 +189,21 @@ class Window:
 
 
 def windows_from(df: pd.DataFrame, timeline: list[dict[str, Any]] | None, warmup_s: float = 0.0,
-                 warmups: Mapping[float, float] | None = None) -> list[Window]:
+                 warmups: Mapping[float, float] | None = None, budget: bool = False) -> list[Window]:
     """Measurement windows per level: from the run's timeline, else from the records' span. ``warmups``
     gives a level its own warm-up (levels of different lengths), else ``warmup_s`` applies.
 
-    A timeline entry without an ``end`` (an interrupted run) ends at the next entry's start, or, for
-    the last one, at the last request sent: what follows is requests draining, not the level's load.
+    A window opens at the level's load start (its start, or the first request sent in it when that is
+    later: a single run's level starts before its users are spawned) plus the warm-up, and closes at the
+    level's end; in a run that ends when its request budget is spent (``budget``: ``--requests``), at the
+    last request's close when that came first (the run notices the budget is spent a moment later). A timeline
+    entry without an ``end`` (an interrupted run) ends at the next entry's start, or, for the last one, at
+    the last request sent: what follows is requests draining, not the level's load. ReportError for a
+    timeline entry without a numeric level or start.
     """
     out: list[Window] = []
     if timeline:
+        last_close = _last_end(df) if budget else 0.0
         for i, seg in enumerate(timeline):
             try:
                 level, start = float(seg["level"]), float(seg["start"])
@@ -151,8 +213,11 @@ def windows_from(df: pd.DataFrame, timeline: list[dict[str, Any]] | None, warmup
             if end is None:  # an interrupted level: it ends at the next level's start, else at its last send
                 end = timeline[i + 1]["start"] if i + 1 < len(timeline) else _last_send(df, start)
             end = float(end)
+            if budget and start < last_close < end:  # the budget was spent: nothing ran after the last close
+                end = last_close
+            load = max(start, _first_send(df, level, start, end))
             w = warmups.get(level, warmup_s) if warmups else warmup_s
-            out.append(Window(level, min(start + w, end), end, start))
+            out.append(Window(level, min(load + w, end), end, start))
         return out
     if df.empty:
         return out
@@ -162,6 +227,15 @@ def windows_from(df: pd.DataFrame, timeline: list[dict[str, Any]] | None, warmup
         w = warmups.get(float(level), warmup_s) if warmups else warmup_s
         out.append(Window(float(level), min(start + w, end), end, start))
     return out
+
+
+def _first_send(df: pd.DataFrame, level: float, after: float, before: float) -> float:
+    """The first request of ``level`` sent in [after, before); ``after`` when there is none."""
+    if df.empty:
+        return after
+    t = df["start_time"].to_numpy(float)
+    mine = (df["level"].to_numpy(float) == level) & (t >= after) & (t < before)
+    return float(t[mine].min()) if mine.any() else after
 
 
 def _last_send(df: pd.DataFrame, after: float) -> float:
@@ -278,24 +352,71 @@ def _stats(values: np.ndarray, prefix: str, row: dict[str, Any]) -> None:
         row[f"{prefix}_std"] = float(values.std())
         row[f"{prefix}_min"] = float(values.min())
         row[f"{prefix}_max"] = float(values.max())
-        qs = np.percentile(values, PERCENTILES)
-        for p, q in zip(PERCENTILES, qs):
+        for p, q in zip(PERCENTILES, percentiles(values)):
             row[f"{prefix}_{pct_name(p)}"] = float(q)
     else:
         for k in ("mean", "std", "min", "max", *(pct_name(p) for p in PERCENTILES)):
             row[f"{prefix}_{k}"] = np.nan
 
 
-def _tokens_in_window(f: np.ndarray, e: np.ndarray, n: np.ndarray, inp: np.ndarray, lo: float, hi: float
-                      ) -> tuple[float, float]:
-    """(input, output) tokens inside [lo, hi): prompts at their first token; outputs spread first..last."""
-    first_in = (f >= lo) & (f < hi)
-    span = e - f
-    overlap = np.clip(np.minimum(e, hi) - np.maximum(f, lo), 0.0, None)
+def window_weights(first: np.ndarray, last: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Each request's weight in the window [lo, hi) (epoch s): the fraction of its span ``first`` .. ``last``
+    (first and last output token, epoch s, arrays of one shape) inside it; a span of one instant weighs 1
+    when the instant is inside, else 0. NaN times weigh 0. The module docstring says why."""
+    first, last = np.asarray(first, float), np.asarray(last, float)
+    span = last - first
+    overlap = np.clip(np.minimum(last, hi) - np.maximum(first, lo), 0.0, None)
     with np.errstate(divide="ignore", invalid="ignore"):
-        frac = np.where(span > 0, overlap / span, ((e >= lo) & (e < hi)).astype(float))
-    out = float((first_in * np.minimum(n, 1)).sum() + (np.maximum(n - 1, 0) * frac).sum())
-    return float(inp[first_in].sum()), out
+        w = np.where(span > 0, overlap / span, ((last >= lo) & (last < hi)).astype(float))
+    return np.nan_to_num(w, nan=0.0)
+
+
+@dataclass
+class Rates:
+    """A window's rates, per second: requests, prompt and output tokens, and requests meeting the SLOs."""
+
+    request_s: float
+    input_tok_s: float
+    output_tok_s: float
+    goodput: float  # NaN without SLOs
+
+
+def window_rates(first: np.ndarray, last: np.ndarray, n_in: np.ndarray, n_out: np.ndarray, lo: float, hi: float,
+                 good: np.ndarray | None = None) -> Rates:
+    """The rates of ``ok`` requests (arrays of one shape: first and last token, epoch s; prompt and output
+    tokens, NaN counted as 0; ``good``: meets the SLOs) in the window [lo, hi), each request counted by its
+    :func:`window_weights`. All NaN for an empty window."""
+    secs = hi - lo
+    if not secs > 0:
+        return Rates(np.nan, np.nan, np.nan, np.nan)
+    w = window_weights(first, last, lo, hi)
+    return Rates(float(w.sum() / secs), float((w * np.nan_to_num(n_in)).sum() / secs),
+                 float((w * np.nan_to_num(n_out)).sum() / secs),
+                 float(w[good].sum() / secs) if good is not None else np.nan)
+
+
+def percentiles(values: np.ndarray, ps: tuple[float, ...] = PERCENTILES) -> list[float]:
+    """Exact percentiles (numpy linear interpolation) of the non-NaN values; NaN for each when there are none."""
+    values = np.asarray(values, float)
+    values = values[~np.isnan(values)]
+    return [float(q) for q in np.percentile(values, ps)] if values.size else [np.nan] * len(ps)
+
+
+def lifetimes(window_s: float, e2e_mean_ms: float) -> float:
+    """How many mean request lifetimes (E2E) the window holds; NaN when unknown."""
+    if not (e2e_mean_ms > 0) or not (window_s >= 0):
+        return np.nan
+    return float(window_s / (e2e_mean_ms / 1000.0))
+
+
+def is_short(window_lifetimes: float, completed: int) -> bool:
+    """Too short to be steady: fewer than MIN_LIFETIMES lifetimes or MIN_COMPLETED completed requests."""
+    return bool(completed < MIN_COMPLETED or not window_lifetimes >= MIN_LIFETIMES)
+
+
+def failed_pct(failed: int, ok: int) -> float:
+    """Failed requests as a percentage of finished ones (ok + failed); NaN when none finished."""
+    return 100.0 * failed / (failed + ok) if failed + ok else np.nan
 
 
 def _mean(values: np.ndarray) -> float:
@@ -330,9 +451,23 @@ def _cache_stats(cached: np.ndarray, n_in: np.ndarray, ttft: np.ndarray, row: di
         row[key] = float(np.percentile(t, 50)) if t.size else np.nan
 
 
+def served_from_cache(cached: np.ndarray, n_in: np.ndarray) -> bool:
+    """The prefix cache served the prompts themselves (module docstring): of requests reporting both counts,
+    cached / prompt tokens >= CACHE_HIT_FLAG and the median uncached remainder <= CACHE_REMAINDER_TOKENS or
+    10 % of the median prompt."""
+    known = ~np.isnan(cached) & ~np.isnan(n_in)
+    if not known.any() or not n_in[known].sum():
+        return False
+    c, n = cached[known], n_in[known]
+    left = float(np.median(n - c))
+    return bool(c.sum() / n.sum() >= CACHE_HIT_FLAG and left <= max(CACHE_REMAINDER_TOKENS, 0.1 * np.median(n)))
+
+
 def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] | None = None,
-                mode: str = "concurrency", slo_attainment: float = DEFAULT_SLO_ATTAINMENT) -> pd.DataFrame:
-    """One row per level (the levels.csv columns; see the module docstring for every rule)."""
+                mode: str = "concurrency", slo_attainment: float = DEFAULT_SLO_ATTAINMENT,
+                expect_cache: bool = False) -> pd.DataFrame:
+    """One row per level (the levels.csv columns; see the module docstring for every rule). ``expect_cache``:
+    the workload shares prompts by design, so a high cache-hit ratio is not flagged."""
     limits = check_slo(slo)
     status = df["status"].to_numpy(object)
     is_ok = status == OK
@@ -344,21 +479,20 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
     n_out, n_in = _col(df, "output_tokens"), _col(df, "input_tokens")
     sched = _col(df, "scheduled_time")
     cached = _col(df, "cached_tokens")
-    ok_end = start + np.nan_to_num(e2e) / 1000.0
-    ok_first = start + np.nan_to_num(ttft) / 1000.0
     close_end = start + np.nan_to_num(close) / 1000.0
-    # output tokens of ok requests only (others contribute nothing)
-    ok_f, ok_e = ok_first[is_ok], ok_end[is_ok]
-    ok_n, ok_in = np.nan_to_num(n_out[is_ok]), np.nan_to_num(n_in[is_ok])
+    # the rates count ok requests only, by their span first token .. last token
+    ok_f = (start + ttft / 1000.0)[is_ok]
+    ok_e = (start + e2e / 1000.0)[is_ok]
+    ok_n, ok_in = n_out[is_ok], n_in[is_ok]
     itl = parse_itl(df["itl_ms"]) if "itl_ms" in df.columns else (np.empty(0), np.zeros(len(df), np.int64))
     good = slo_mask(df, limits, itl) if limits else None
+    ok_good = good[is_ok] if good is not None else None
     rows = []
     for w in windows:
         mine = lvl == w.level
         in_level = mine & (start >= w.start) if w.start > w.level_start else mine
         sample = in_level & is_ok
         secs = w.seconds
-        done = is_ok & (ok_end >= w.start) & (ok_end < w.end) if secs > 0 else np.zeros(len(df), bool)
         row: dict[str, Any] = {
             "level": w.level,
             "target": w.level,
@@ -369,15 +503,16 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
             "cancelled": int((mine & is_cancelled).sum()),
             "window_s": secs,
         }
-        in_tok, out_tok = _tokens_in_window(ok_f, ok_e, ok_n, ok_in, w.start, w.end) if secs else (0.0, 0.0)
-        row["request_throughput"] = done.sum() / secs if secs else np.nan
+        row["failed_pct"] = failed_pct(row["failed"], row["completed"])
+        rates = window_rates(ok_f, ok_e, ok_in, ok_n, w.start, w.end, ok_good)
+        row["request_throughput"] = rates.request_s
         row["send_rate"] = ((start >= w.start) & (start < w.end)).sum() / secs if secs else np.nan
-        row["input_throughput"] = in_tok / secs if secs else np.nan
-        row["output_throughput"] = out_tok / secs if secs else np.nan
-        row["total_throughput"] = (in_tok + out_tok) / secs if secs else np.nan
+        row["input_throughput"] = rates.input_tok_s
+        row["output_throughput"] = rates.output_tok_s
+        row["total_throughput"] = rates.input_tok_s + rates.output_tok_s
         if good is not None:
             judged = in_level & ~is_cancelled
-            row["goodput"] = (done & good).sum() / secs if secs else np.nan
+            row["goodput"] = rates.goodput
             row["slo_attainment"] = (good & judged).sum() / judged.sum() if judged.any() else np.nan
             row["meets_slo"] = bool(judged.any() and row["slo_attainment"] >= slo_attainment and row["failed"] == 0)
         else:
@@ -392,7 +527,10 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
             _stats(vals, m, row)
         row["mean_input_len"] = _mean(n_in[sample])
         row["mean_output_len"] = _mean(n_out[sample])
+        row["window_lifetimes"] = lifetimes(secs, row["e2e_mean"])
+        row["short_window"] = is_short(row["window_lifetimes"], int(sample.sum()))
         _cache_stats(cached[sample], n_in[sample], ttft[sample], row)
+        row["served_from_cache"] = bool(not expect_cache and served_from_cache(cached[sample], n_in[sample]))
         if secs:  # time-averaged requests in flight inside the window
             row["achieved_concurrency"] = float(
                 np.clip(np.minimum(close_end, w.end) - np.maximum(start, w.start), 0, None).sum() / secs)

@@ -7,7 +7,9 @@ The level axis is log2 when the levels are all powers of two (1, 2, 4, ...
 or 0.5, 1, 2 req/s) or span more than 8x, with the levels themselves as
 ticks. The saturation level, when there is one, is marked on every plot.
 
-Files: ``throughput.png`` (output tok/s vs level), ``ttft.png`` (TTFT p50
+Files: ``throughput.png`` (output tok/s vs level; levels too short to be
+steady circled in grey; when any request failed, failed % per level as bars
+on a second axis), ``ttft.png`` (TTFT p50
 and p99), ``tpot.png`` (TPOT p50 and p99), ``latency_vs_throughput.png`` (p99
 TTFT and p99 TPOT against output tok/s). The compare plots carry the same
 names with a ``compare_`` prefix and one line per run.
@@ -28,6 +30,7 @@ from tokenswarm.report.tables import LEVEL_HEADING
 FIGSIZE = (7.0, 4.2)
 DPI = 100
 KNEE_COLOR = "#c0392b"
+FAIL_COLOR = "#d35400"
 FILES = ("throughput.png", "ttft.png", "tpot.png", "latency_vs_throughput.png")
 
 
@@ -88,6 +91,63 @@ def _xy(levels: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
     return d["level"].to_numpy(), d[col].to_numpy()
 
 
+def _flag_levels(levels: pd.DataFrame, col: str) -> np.ndarray:
+    """The levels whose flag column is set (True, also as read back from levels.csv)."""
+    if col not in levels.columns:
+        return np.empty(0)
+    mask = levels[col].map(lambda v: str(v) in ("True", "true", "1", "1.0")).to_numpy(bool)
+    return levels["level"].astype(float).to_numpy()[mask]
+
+
+def _bar_width(x: np.ndarray, levels: Sequence[float]) -> Any:
+    """Bars a third of the gap to the next level: widths in data units, on a linear or a log2 axis."""
+    if x.size == 0:
+        return 0.5
+    if use_log2(levels):
+        return x * (2 ** 0.33 - 1)  # a third of a doubling, to the right of the point
+    gaps = np.diff(sorted(set(float(v) for v in levels)))
+    return float(gaps.min()) / 3 if gaps.size else 0.5
+
+
+def throughput_figure(levels: pd.DataFrame, knee: float | None = None, mode: str = "concurrency",
+                      title: str = "") -> Any:
+    """The throughput plot: output tok/s per level, short windows circled, failed % as bars on a second
+    y axis when any request failed (the figure then has two axes)."""
+    lv = levels["level"].astype(float).tolist() if "level" in levels.columns else []
+    suffix = f" - {title}" if title else ""
+    fig, ax = _figure()
+    x, y = _xy(levels, "output_throughput")
+    ax.plot(x, y, marker="o", color="#1f77b4", label="output tok/s")
+    short = _flag_levels(levels, "short_window")
+    if short.size:
+        k = np.isin(x, short)
+        ax.plot(x[k], y[k], marker="o", markersize=11, markerfacecolor="none", color="#7f7f7f", linestyle="none",
+                label="short window (not steady)")
+    _level_axis(ax, lv, mode)
+    _mark_level(ax, knee)
+    ax.set_ylabel("Output throughput (tok/s)")
+    _ylim0(ax)
+    ax.set_title("Output throughput" + suffix, fontsize=10)
+    handles, labels = ax.get_legend_handles_labels()
+    fx, fy = _xy(levels, "failed_pct")
+    if fy.size and (fy > 0).any():  # failures beside the throughput, on their own axis
+        ax2 = ax.twinx()
+        ax2.bar(fx, fy, width=_bar_width(fx, lv), color=FAIL_COLOR, alpha=0.35, label="failed %")
+        for xi, yi in zip(fx, fy):
+            if yi > 0:
+                ax2.annotate(f"{yi:.1f} %", (xi, yi), fontsize=7, color=FAIL_COLOR, ha="center",
+                             textcoords="offset points", xytext=(0, 2))
+        ax2.set_ylabel("Failed (% of finished requests)", color=FAIL_COLOR)
+        ax2.set_ylim(0, max(5.0, float(fy.max()) * 2.0))  # the bars in the lower half, under the legend
+        ax2.tick_params(axis="y", colors=FAIL_COLOR)
+        ax.set_zorder(ax2.get_zorder() + 1)  # the throughput line over the bars
+        ax.patch.set_visible(False)
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    ax.legend(handles, labels, fontsize=8)
+    return fig
+
+
 def sweep_plots(levels: pd.DataFrame, out_dir: str, knee: float | None = None, mode: str = "concurrency",
                 title: str = "") -> list[str]:
     """Write the four plots of one sweep into ``out_dir`` (created); returns their paths."""
@@ -96,15 +156,7 @@ def sweep_plots(levels: pd.DataFrame, out_dir: str, knee: float | None = None, m
     paths = []
     suffix = f" - {title}" if title else ""
 
-    fig, ax = _figure()
-    x, y = _xy(levels, "output_throughput")
-    ax.plot(x, y, marker="o", color="#1f77b4", label="output tok/s")
-    _level_axis(ax, lv, mode)
-    _mark_level(ax, knee)
-    ax.set_ylabel("Output throughput (tok/s)")
-    _ylim0(ax)
-    ax.set_title("Output throughput" + suffix, fontsize=10)
-    ax.legend(fontsize=8)
+    fig = throughput_figure(levels, knee, mode, title)
     paths.append(_save(fig, os.path.join(out_dir, FILES[0])))
 
     for name, metric, label in ((FILES[1], "ttft", "TTFT"), (FILES[2], "tpot", "TPOT")):

@@ -37,12 +37,15 @@ def write_run(run_dir: str, levels: Sequence[float] = (1, 2, 4, 8, 16), mode: st
               itl: tuple[int, int] = (16, 64),
               ttft_ms: float = 40.0, tpot_ms: float = 8.0, fail_share: float = 0.0, cancel_share: float = 0.0,
               client_limit: float | None = None, send_lag_ms: float = 0.5, warmup_s: float = 0.0,
+              cached_share: float | None = None, input_len: tuple[int, int] = (100, 2000),
               slo: dict[str, float] | None = None, settings: dict[str, Any] | None = None, complete: bool = True,
               seed: int = 0, t0: float = 1_790_000_000.0) -> dict[str, Any]:
     """Write requests.csv and run.json into ``run_dir`` (created); returns run.json's content.
 
     ``requests_per_level`` defaults to 20 per user in closed loop (fewer makes each user's cycles line
     up with the level's edges and the throughput noisy) and to 10 s worth of requests in rate mode.
+    ``input_len``: prompt lengths are drawn uniformly in [lo, hi). ``cached_share``: the share of each ok
+    request's prompt tokens reported as served from the prefix cache (None: the server reports none).
     """
     os.makedirs(run_dir, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -92,6 +95,8 @@ def write_run(run_dir: str, levels: Sequence[float] = (1, 2, 4, 8, 16), mode: st
         status[cancel] = "cancelled"
         ok = status == "ok"
         out_tok = n_itl + 1
+        n_in = rng.integers(input_len[0], input_len[1], k) if input_len[1] > input_len[0] else \
+            np.full(k, input_len[0])
         close = np.where(ok, e2e + 0.5, np.where(status == "cancelled", e2e / 2, 3.0))
         user = np.arange(k) % max(int(level), 1)
         if mode != "rate":  # closed loop: `users` users, each sending its requests back to back
@@ -124,10 +129,11 @@ def write_run(run_dir: str, levels: Sequence[float] = (1, 2, 4, 8, 16), mode: st
             "tpot_ms": np.where(ok, (e2e - ttft) / (out_tok - 1), np.nan),
             "e2e_ms": np.where(ok, e2e, np.nan),
             "close_ms": close,
-            "input_tokens": pd.array(rng.integers(100, 2000, k), dtype="Int64"),
+            "input_tokens": pd.array(n_in, dtype="Int64"),
             "output_tokens": pd.array(out_tok, dtype="Int64"),
             "reasoning_tokens": "",
-            "cached_tokens": "",
+            "cached_tokens": np.where(ok, np.round(n_in * cached_share), np.nan) if cached_share is not None
+            else "",
             "token_source": np.where(ok, "usage", ""),
             "output_tokens_tokenizer": "",
             "output_events": np.where(ok, out_tok, 0),

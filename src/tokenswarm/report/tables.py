@@ -3,7 +3,9 @@
 A table is a tuple of columns ``(levels.csv column, heading, format)``:
 :data:`PUBLISHED` is the table engineers publish (first column "Concurrency",
 or "Rate (req/s)" for a rate sweep), :data:`DETAIL` the fuller per-level
-percentiles. Missing values print as ``-``. The same heads and cells feed
+percentiles. Missing values print as ``-``. A level flagged in levels.csv by
+one of :data:`MARKS` carries that mark after its number (``16*``), and
+:func:`legend` explains the marks present. The same heads and cells feed
 report.md, report.html and the text the CLI prints, so they cannot disagree.
 """
 
@@ -35,6 +37,16 @@ PUBLISHED: tuple[Column, ...] = (
     ("request_throughput", "Req/s", "{:.2f}"),
     ("completed", "OK", "{:d}"),
     ("failed", "Failed", "{:d}"),
+    ("failed_pct", "Failed %", "{:.1f}"),
+)
+
+#: (levels.csv flag column, mark after the level's number, what it means) for the published tables
+MARKS: tuple[tuple[str, str, str], ...] = (
+    ("short_window", "*", "not steady: the window held fewer than 3 request lifetimes (mean E2E) or fewer than "
+     "10 completed requests; lengthen the level (--level-duration, or --level-requests per level)"),
+    ("served_from_cache", "^", "the engine served these prompts from its prefix cache although the workload "
+     "asked for unique prompts (a repeated --seed?): TTFT and input throughput read better than fresh prompts "
+     "would"),
 )
 
 #: the fuller per-level table; columns absent from (or empty in) the levels table are left out
@@ -103,8 +115,30 @@ def rows(levels: pd.DataFrame, columns: Sequence[Column] = PUBLISHED, mode: str 
     cols = [c for c in columns if c[0] in levels.columns and (not drop_empty or c[0] == "level" or
                                                               _present(levels, c[0]))]
     heads = [LEVEL_HEADING.get(mode, h) if c == "level" else h for c, h, _ in cols]
-    body = [[cell(rec[c], f) for c, _, f in cols] for rec in levels.to_dict("records")]
+    recs = levels.to_dict("records")
+    flags = [marks(rec) for rec in recs]
+    width = max((len(m) for m in flags), default=0)  # unmarked levels padded, so the numbers stay aligned
+    body = [[cell(rec[c], f) + (m.ljust(width) if c == "level" else "") for c, _, f in cols]
+            for rec, m in zip(recs, flags)]
     return heads, body
+
+
+def _flagged(value: Any) -> bool:
+    """A flag cell is set: True (also as read back from levels.csv)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    return str(value) in ("True", "true", "1", "1.0")
+
+
+def marks(rec: dict[str, Any]) -> str:
+    """The marks of one levels.csv row (``*^``), in :data:`MARKS` order; '' when none applies."""
+    return "".join(m for col, m, _ in MARKS if _flagged(rec.get(col)))
+
+
+def legend(levels: pd.DataFrame) -> list[str]:
+    """One line per mark present in the table: ``* not steady: ...``."""
+    return [f"{m} {text}" for col, m, text in MARKS
+            if col in levels.columns and any(_flagged(v) for v in levels[col].tolist())]
 
 
 def markdown_grid(heads: Sequence[str], body: Sequence[Sequence[str]], left: int = 0) -> str:
