@@ -42,7 +42,7 @@ def test_preset_overrides():
     ({"extra_body": "{nope"}, None, "bad --extra-body: not JSON"),
     ({"extra_body": "[1]"}, None, "bad --extra-body: must be a JSON object"),
     ({"endpoint": "v1/chat"}, None, "bad --endpoint 'v1/chat'"),
-    ({"header": ["NoColon"]}, None, "bad --header for 'NoColon'"),
+    ({"header": ["NoColon"]}, None, "bad --header starting 'NoColon'"),
 ])
 def test_bad_input_is_one_line_naming_option_and_value(kw, host, msg):
     with pytest.raises(SettingsError) as e:
