@@ -64,3 +64,11 @@ def test_engine_and_client_ttft_agree_per_level(sim_factory, cli, tmp_path):
     # 8 users on 4 slots: each waits about one request's life (150 + 15 * 10 ms) before it starts
     assert 200.0 < eng.loc[8.0].engine_queue_mean_ms < 400.0
     assert eng.loc[8.0].engine_ttft_mean_ms == pytest.approx(eng.loc[8.0].engine_queue_mean_ms + 150.0, abs=15.0)
+
+    # the same figures in levels.csv and the report's three-opinion table
+    lv = pd.read_csv(os.path.join(run, "levels.csv")).set_index("level")
+    assert lv.loc[8.0].engine_queue_mean_ms == pytest.approx(eng.loc[8.0].engine_queue_mean_ms)
+    assert lv.loc[2.0].output_events_mean == 16
+    with open(os.path.join(run, "report.md")) as fh:
+        md = fh.read()
+    assert "## Three opinions per level" in md and "outside engine" in md

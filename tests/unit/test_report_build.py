@@ -150,7 +150,7 @@ def test_lost_workers_are_named_with_their_level(tmp_path):
     Path(os.path.join(run, "run.json")).write_text(json.dumps(meta))
     build(run, with_plots=False)
     md = Path(os.path.join(run, "report.md")).read_text(encoding="utf-8")
-    assert "**1 worker lost:** `w2` during concurrency 2 (17 records kept, 2 requests in flight lost)" in md
+    assert "**1 worker lost:** `w2` during concurrency 2 (17 records kept, 2 requests lost with it)" in md
     assert json.loads(Path(os.path.join(run, "summary.json")).read_text())["lost_workers"][0]["id"] == "w2"
 
 
@@ -196,3 +196,35 @@ def test_a_short_level_is_marked_in_every_table_and_flagged(tmp_path):
     assert "| 4* |" in md and "**Short window** (4:" in md
     with open(os.path.join(run, "summary.json")) as fh:
         assert json.load(fh)["short_window_levels"] == [4.0]
+
+
+def test_failures_table_keeps_the_servers_words(tmp_path):
+    from tokenswarm.report.build import failure_messages
+
+    path = tmp_path / "requests.csv"
+    rows = ["status,error"] + ["http_error,HTTP 429: Rate limit reached"] * 3 + ["http_error,HTTP 502: Bad Gateway"]
+    rows += ["server_error_event,HTTP 200 with an error body: litellm.ContextWindowExceededError"] + ["ok,"] * 5
+    path.write_text("\n".join(rows) + "\n")
+    got = failure_messages(str(path))
+    assert got == {"http_error": [("HTTP 429: Rate limit reached", 3), ("HTTP 502: Bad Gateway", 1)],
+                   "server_error_event": [("HTTP 200 with an error body: litellm.ContextWindowExceededError", 1)]}
+
+
+def test_pushback_columns_per_level():
+    import numpy as np
+    import pandas as pd
+
+    from tokenswarm.report.levels import Window, level_stats
+
+    # level 2 for 10 s: of 4 requests, two 429s, after which the users waited 2.5 s in all
+    df = pd.DataFrame({
+        "start_time": [0.0, 1.0, 2.0, 3.0], "level": [2.0] * 4, "status": ["ok", "http_error", "http_error", "ok"],
+        "http_status": [200.0, 429.0, 503.0, 200.0], "ttft_ms": [10.0, np.nan, np.nan, 10.0],
+        "tpot_ms": [1.0, np.nan, np.nan, 1.0], "e2e_ms": [20.0, np.nan, np.nan, 20.0],
+        "close_ms": [20.0, 1.0, 1.0, 20.0], "input_tokens": [5.0, np.nan, np.nan, 5.0],
+        "output_tokens": [11.0, np.nan, np.nan, 11.0], "cached_tokens": [np.nan] * 4,
+        "scheduled_time": [np.nan] * 4, "backoff_ms": [np.nan, 1000.0, 1500.0, np.nan], "itl_ms": [""] * 4,
+    })
+    row = level_stats(df, [Window(2.0, 0.0, 10.0, 0.0)]).iloc[0]
+    assert row.rate_limited_pct == 50.0
+    assert row.backoff_share == 2.5 / (2 * 10.0)

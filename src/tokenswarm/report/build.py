@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from tokenswarm import health, runfolder
-from tokenswarm.report import locustcsv, plots, samples, saturation, tables
+from tokenswarm.report import engine, locustcsv, plots, samples, saturation, tables
 from tokenswarm.report.document import Document
 from tokenswarm.report.errors import ReportError
 from tokenswarm.report.levels import (
@@ -33,6 +33,7 @@ from tokenswarm.report.levels import (
     MIN_COMPLETED,
     MIN_LIFETIMES,
     UNDER_TARGET,
+    Window,
     check_slo,
     level_stats,
     load_requests,
@@ -66,6 +67,8 @@ class Analysis:
     tokenizer_check: dict[str, Any] = field(default_factory=dict)  # usage vs --tokenizer output token counts
     turns: pd.DataFrame | None = None  # multi-turn: TTFT by turn
     trace: dict[str, Any] = field(default_factory=dict)  # trace replay: actual vs scheduled sends
+    bench: pd.DataFrame | None = None  # vLLM bench results saved beside the run (peers/), per concurrency
+    messages: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # failure kind -> top server messages
 
     @property
     def run_id(self) -> str:
@@ -181,6 +184,8 @@ def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool
     lv_path = os.path.join(run_dir, runfolder.LEVELS_CSV)
     failures: dict[float | None, dict[str, int]] = {}
     client: dict[float, str] = {}
+    bench: pd.DataFrame | None = None
+    messages: dict[str, list[tuple[str, int]]] = {}
     tok_check: dict[str, Any] = {}
     turns: pd.DataFrame | None = None
     trace: dict[str, Any] = {}
@@ -197,6 +202,9 @@ def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool
             raise ReportError(f"{req_path}: {e}") from None
         failures = _failures_by_level(df)
         levels, client = samples.fold(levels, run_dir, windows)
+        levels = _fold_engine(levels, run_dir, df, windows)
+        bench = engine.read_vllm_bench(os.path.join(run_dir, engine.PEERS_DIR))
+        messages = failure_messages(req_path) if failures else {}
         tok_check = tokenizer_check(req_path)
         turns = samples.turn_table(req_path)
         trace = samples.trace_check(req_path) if (s.get("workload") or {}).get("kind") == "trace" else {}
@@ -217,7 +225,93 @@ def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool
         mode = str(levels["mode"].iloc[0])
     knee = saturation.find_knee(levels, knee_pct)
     return Analysis(run_dir, meta, levels, source, source_file, mode, knee, knee_pct, slo, target, warmup_s,
-                    failures, client, tok_check, turns, trace)
+                    failures, client, tok_check, turns, trace, bench if bench is not None and len(bench) else None,
+                    messages)
+
+
+#: engine_levels' columns that join levels.csv: the engine's opinion beside ours, and the streams' framing
+ENGINE_LEVEL_COLUMNS = ("engine_ttft_mean_ms", "engine_e2e_mean_ms", "engine_queue_mean_ms", "engine_itl_mean_ms",
+                        "engine_tpot_mean_ms", "client_ttft_mean_ms", "outside_engine_ttft_ms",
+                        "outside_engine_e2e_ms", "output_events_mean", "output_tokens_per_event", "coalesced_share")
+
+
+def _fold_engine(levels: pd.DataFrame, run_dir: str, df: pd.DataFrame, windows: list[Window]) -> pd.DataFrame:
+    """levels plus :data:`ENGINE_LEVEL_COLUMNS` (:func:`tokenswarm.report.engine.engine_levels`); the engine's
+    columns only when its /metrics had latency histograms."""
+    server = engine.read_server_metrics(os.path.join(run_dir, engine.SERVER_CSV))
+    e = engine.engine_levels(server, df, windows)
+    keep = [c for c in ENGINE_LEVEL_COLUMNS if c in e.columns and e[c].notna().any()]
+    if not keep:
+        return levels
+    return levels.merge(e[["level", *keep]].astype({"level": float}), on="level", how="left")
+
+
+def opinions_section(a: Analysis) -> tuple[str, tuple[list[str], list[list[str]]]] | None:
+    """The three opinions of each level's latency, side by side: the client's records, the engine's own
+    histograms over the same window (and the same requests), and vLLM bench run at the same concurrency
+    beside the run (peers/). None when the run has neither the engine's histograms nor a peer's results."""
+    lv = a.levels
+    has_engine = "engine_ttft_mean_ms" in lv.columns
+    if not has_engine and a.bench is None:
+        return None
+    bench = a.bench.set_index("concurrency") if a.bench is not None else None
+    levels = sorted(set(lv["level"].astype(float)) | (set(bench.index) if bench is not None else set()))
+    by_level = lv.set_index(lv["level"].astype(float))
+
+    def get(df: pd.DataFrame | None, level: float, col: str) -> Any:
+        return df.loc[level, col] if df is not None and level in df.index and col in df.columns else None
+
+    heads = [tables.LEVEL_HEADING[a.mode], "TTFT mean (ms): ours", "engine", "outside engine",
+             "E2E mean (ms): ours", "engine", "Engine queue (ms)", "Events / request", "Coalesced",
+             "Output tok/s: ours"]
+    if bench is not None:
+        heads += ["vLLM bench TTFT mean (ms)", "engine during it", "vLLM bench E2E mean (ms)",
+                  "vLLM bench output tok/s", "vLLM bench events / request"]
+    rows = []
+    for level in levels:
+        ours_ttft = get(by_level, level, "client_ttft_mean_ms")
+        ours_ttft = ours_ttft if ours_ttft is not None and ours_ttft == ours_ttft else get(by_level, level, "ttft_mean")
+        row = [f"{level:g}", tables.cell(ours_ttft, "{:,.1f}"),
+               tables.cell(get(by_level, level, "engine_ttft_mean_ms"), "{:,.1f}"),
+               tables.cell(get(by_level, level, "outside_engine_ttft_ms"), "{:+,.1f}"),
+               tables.cell(get(by_level, level, "e2e_mean"), "{:,.1f}"),
+               tables.cell(get(by_level, level, "engine_e2e_mean_ms"), "{:,.1f}"),
+               tables.cell(get(by_level, level, "engine_queue_mean_ms"), "{:,.1f}"),
+               tables.cell(get(by_level, level, "output_events_mean"), "{:.1f}"),
+               tables.cell(get(by_level, level, "coalesced_share"), "{:.1%}"),
+               tables.cell(get(by_level, level, "output_throughput"), "{:,.0f}")]
+        if bench is not None:
+            row += [tables.cell(get(bench, level, "bench_ttft_mean_ms"), "{:,.1f}"),
+                    tables.cell(get(bench, level, "bench_engine_ttft_mean_ms"), "{:,.1f}"),
+                    tables.cell(get(bench, level, "bench_e2e_mean_ms"), "{:,.1f}"),
+                    tables.cell(get(bench, level, "bench_output_throughput"), "{:,.0f}"),
+                    tables.cell(get(bench, level, "bench_output_events_mean"), "{:.1f}")]
+        rows.append(row)
+    intro = ("Each level's latency as three witnesses saw it: tokenswarm's records; the engine's own histograms "
+             "(its /metrics, scraped at the window's edges: mean = the difference of each histogram's sum over "
+             "the difference of its count, over the requests whose first or last token fell in that window, and "
+             "ours over the same requests); and, where it ran beside this run, vLLM's `vllm bench serve` at the "
+             "same concurrency (all users at once, 3 prompts per user). *Outside engine* is our TTFT minus the "
+             "engine's: network, the API server's HTTP and streaming work, the client. *Coalesced*: the share of "
+             "requests whose tokens came in two events or fewer, which hides TTFT and ITL from every client.")
+    return intro, (heads, rows)
+
+
+MESSAGES_PER_KIND = 3
+
+
+def failure_messages(req_path: str, top: int = MESSAGES_PER_KIND) -> dict[str, list[tuple[str, int]]]:
+    """The servers' own words: per failure kind, its most frequent error messages with their counts."""
+    try:
+        df = pd.read_csv(req_path, usecols=["status", "error"], dtype=str, keep_default_na=False)
+    except (OSError, ValueError):
+        return {}
+    failed = df[~df["status"].isin(["ok", "cancelled"])]
+    out: dict[str, list[tuple[str, int]]] = {}
+    for (kind, msg), n in failed.groupby(["status", "error"]).size().sort_values(ascending=False).items():
+        if len(out.setdefault(str(kind), [])) < top:
+            out[str(kind)].append((str(msg), int(n)))
+    return out
 
 
 SHARING_WORKLOADS = ("shared-prefix", "multi-turn", "trace")  # prompts share prefixes by design
@@ -370,6 +464,16 @@ def flag_items(a: Analysis) -> list[str]:
                      f"{health.LAG_SATURATED_MS:g} ms or more (p99), so these levels' latencies include the client's "
                      "own delay: "
                      f"{health.ADVICE}. client_health.csv has the samples.")
+    if "rate_limited_pct" in a.levels.columns:
+        lv = a.levels[a.levels["rate_limited_pct"].fillna(0) > 0]
+        if len(lv):
+            held = "; ".join(f"{_fmt_level(float(r.level), a.mode)}: {r.rate_limited_pct:.1f} % of requests, users "
+                             f"waiting {tables.cell(getattr(r, 'backoff_share', float('nan')), '{:.0%}')} of the time"
+                             for r in lv.itertuples())
+            items.append(f"**Rate-limited** ({held}): the server answered HTTP 429 or 503 and users waited what its "
+                         "Retry-After said (or backed off) before their next request, so these levels offered less "
+                         "load than their target: read them as the gateway's limit, not the engine's. "
+                         "`--no-backoff` sends at once instead; `--max-backoff` caps the wait.")
     tc = a.tokenizer_check
     if tc.get("disagree"):
         items.append(f"**Token counts disagree**: over {tc['requests']} requests the server's usage says "
@@ -427,12 +531,14 @@ def lost_workers_line(a: Analysis) -> str:
                       and isinstance(seg.get("start"), (int, float)) and seg["start"] <= at), None)
         where = f" during {level_word(a.mode)} {_fmt_level(float(level), a.mode)}" if level is not None else ""
         parts.append(f"`{w.get('id')}`{where} ({w.get('records', 0)} records kept, "
-                     f"{w.get('lost_in_flight', 0)} requests in flight lost)")
+                     f"{w.get('lost_in_flight', 0)} requests lost with it)")
     if not parts:
         return ""
     return (f"**{len(parts)} worker{'s' if len(parts) != 1 else ''} lost:** " + "; ".join(parts) +
-            ". Levels after that ran with fewer load generators; requests lost in flight count as failed in the "
-            "run's failure ratio but have no row in requests.csv.")
+            ". Levels after that ran with fewer load generators. The master grants every request before a worker "
+            "sends it, so the requests lost with a worker are exact: granted to it, with no record shipped (in "
+            "flight when it died, or finished and not yet shipped). They count as failed in the run's failure "
+            "ratio but have no row in requests.csv.")
 
 
 def _target_line(s: dict[str, Any]) -> str:
@@ -555,6 +661,15 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
                     for lvl in sorted(x for x in a.failures if x is not None)]
             body.append(["all", *(str(total[k]) for k in kinds), str(sum(total.values()))])
             doc.table([tables.LEVEL_HEADING[a.mode], *kinds, "Total"], body)
+        if a.messages:
+            doc.para("What the server said, most frequent first (requests.csv `error`, secrets scrubbed):")
+            doc.table(["Kind", "Count", "Message"], [[kind, str(n), msg or "-"] for kind, msgs in a.messages.items()
+                                                     for msg, n in msgs], left=3)
+    opinions = opinions_section(a)
+    if opinions:
+        doc.heading("Three opinions per level")
+        doc.para(opinions[0])
+        doc.table(*opinions[1])
     if plot_paths:
         doc.heading("Plots")
         captions = {"throughput.png": "Output throughput", "ttft.png": "TTFT p50 / p99",

@@ -52,6 +52,17 @@ req/s) of a run.
 * **Failures.** ``failed_pct`` is the level's failed requests as a percentage
   of its finished ones (ok + failed; cancelled requests are the client's
   doing and left out), the same share ``--max-fail-ratio`` judges.
+* **Pushback.** ``rate_limited_pct`` is the share of the level's requests the
+  server answered with HTTP 429 or 503 (:mod:`tokenswarm.pushback`), and
+  ``backoff_share`` the share of the level's user-time spent waiting after
+  them (and after runs of failures): the waits (requests.csv ``backoff_ms``) of
+  the level's requests over target x level seconds (level start to end). At
+  ``backoff_share`` 0.3 the users sent requests 70 % of the time: the offered
+  load was lower than the level says.
+* **Three opinions, stream framing.** The engine's own latency histograms
+  beside the client's figures (``engine_*_mean_ms``, ``outside_engine_ttft_ms``)
+  and how streams were framed (``output_events_mean``, ``coalesced_share``)
+  come from :mod:`tokenswarm.report.engine`.
 * **Prefix cache.** ``cache_hit_ratio`` is the share of the sample's prompt
   tokens the server served from its prefix cache (usage ``cached_tokens``).
   A level is flagged ``served_from_cache`` when the cache served its prompts
@@ -121,12 +132,12 @@ OK, CANCELLED = "ok", "cancelled"
 NUMERIC: tuple[str, ...] = (
     "start_time", "level", "user", "http_status", "ttft_ms", "ttft_visible_ms", "tpot_ms", "e2e_ms", "close_ms",
     "input_tokens", "output_tokens", "reasoning_tokens", "cached_tokens", "output_events", "scheduled_time",
-    "connect_ms",
+    "connect_ms", "backoff_ms",
 )
 #: the columns the report reads; others (ids, errors, prompt ids) are skipped when loading
 READ: tuple[str, ...] = (
-    "start_time", "level", "status", "ttft_ms", "tpot_ms", "e2e_ms", "close_ms", "input_tokens", "output_tokens",
-    "cached_tokens", "scheduled_time", "itl_ms",
+    "start_time", "level", "status", "http_status", "ttft_ms", "tpot_ms", "e2e_ms", "close_ms", "input_tokens",
+    "output_tokens", "cached_tokens", "output_events", "scheduled_time", "backoff_ms", "itl_ms",
 )
 REQUIRED: tuple[str, ...] = ("start_time", "level", "status")
 
@@ -479,6 +490,8 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
     n_out, n_in = _col(df, "output_tokens"), _col(df, "input_tokens")
     sched = _col(df, "scheduled_time")
     cached = _col(df, "cached_tokens")
+    backoff = _col(df, "backoff_ms")
+    pushback = np.isin(_col(df, "http_status"), (429.0, 503.0))
     close_end = start + np.nan_to_num(close) / 1000.0
     # the rates count ok requests only, by their span first token .. last token
     ok_f = (start + ttft / 1000.0)[is_ok]
@@ -527,6 +540,10 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
             _stats(vals, m, row)
         row["mean_input_len"] = _mean(n_in[sample])
         row["mean_output_len"] = _mean(n_out[sample])
+        row["rate_limited_pct"] = (100.0 * float((pushback & mine).sum()) / row["requests"]) if row["requests"] else 0.0
+        span = max(w.end - w.level_start, 0.0) * w.level if mode != "rate" else 0.0
+        waited = float(np.nansum(backoff[mine])) / 1000.0
+        row["backoff_share"] = min(waited / span, 1.0) if span else (np.nan if waited else 0.0)
         row["window_lifetimes"] = lifetimes(secs, row["e2e_mean"])
         row["short_window"] = is_short(row["window_lifetimes"], int(sample.sum()))
         _cache_stats(cached[sample], n_in[sample], ttft[sample], row)
