@@ -49,8 +49,12 @@ $(VENV)/.checks: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,checks]'
 	@touch $@
 
+# the first run, against the embedded engine: 16 batch slots and 32-token answers, so the 1..64 sweep shows the
+# knee (throughput flat past 16 streams while TTFT climbs) and every level holds several request lifetimes
+DEMO_FLAGS = $(if $(and $(filter sim,$(ENGINE)),$(if $(HOST),,1)),--max-tokens 32 --sim-args '--max-num-seqs 16')
+
 loadtest: install ## short sweep (LEVELS, LEVEL_DURATION) or one level (USERS, DURATION); prints the table, then the run folder
-	$(BIN)/tokenswarm $(if $(USERS),run --users $(USERS) --duration $(DURATION),sweep --levels $(LEVELS) --level-duration $(LEVEL_DURATION)) $(TARGET_FLAGS) $(ARGS)
+	$(BIN)/tokenswarm $(if $(USERS),run --users $(USERS) --duration $(DURATION),sweep --levels $(LEVELS) --level-duration $(LEVEL_DURATION)) $(TARGET_FLAGS) $(DEMO_FLAGS) $(ARGS)
 
 run: install ## one concurrency level: USERS (default 16) for DURATION
 	$(BIN)/tokenswarm run --users $(or $(USERS),16) --duration $(DURATION) $(TARGET_FLAGS) $(ARGS)

@@ -1,19 +1,58 @@
-"""The newcomer's command: `make loadtest` against the embedded simulated engine."""
+"""The newcomer's command: `make loadtest` against the embedded simulated engine, true to the README."""
 
 import os
+import re
 import subprocess
 
 import pandas as pd
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROGRESS = re.compile(r"^tokenswarm \d\d:\d\d \| level \d+ \(\d+/\d+\) \| users \d+ \| .+ \| ok \d+ failed \d+$")
+
+
+def env():
+    return {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSWARM_", "LOCUST_", "MAKE"))}
+
+
+def readme_sample() -> list[str]:
+    """The lines of the README's sample output (the first code block under 'What a run prints and writes')."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    section = text.split("## What a run prints and writes", 1)[1]
+    return section.split("```", 2)[1].strip("\n").splitlines()
 
 
 @pytest.mark.slow
-def test_make_loadtest_prints_the_table_and_ends_with_the_run_folder(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSWARM_", "LOCUST_", "MAKE"))}
+def test_make_loadtest_shows_a_knee_exactly_as_the_readme_says(tmp_path):
+    p = subprocess.run(["make", "-s", "loadtest", f"ARGS=--out {tmp_path}/run"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=600, env=env())
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    lines = p.stdout.strip().splitlines()
+    sample = readme_sample()
+    assert lines[-1] == f"{tmp_path}/run"  # the run folder, last
+    # the same progress lines, table header, rows and verdict as the README shows
+    assert all(PROGRESS.match(ln) for ln in sample[:2]), sample[:2]
+    assert sum(bool(PROGRESS.match(ln)) for ln in lines) >= 5
+    header = next(ln for ln in sample if ln.startswith("Concurrency"))
+    assert header in lines
+    rows = [ln.split() for ln in lines[lines.index(header) + 2:] if ln.strip() and ln.split()[0][0].isdigit()]
+    assert [r[0] for r in rows] == ["1", "2", "4", "8", "16", "32", "64"]  # no level marked short (*) or cached (^)
+    assert {r[6] for r in rows} == {"32.0"}  # Mean Output Len, as in the README
+    saturation = next(ln for ln in sample if ln.startswith("Saturation:"))
+    assert saturation == "Saturation: concurrency 16" and saturation in lines
+    levels = pd.read_csv(f"{tmp_path}/run/levels.csv")
+    assert (levels.failed == 0).all() and not levels.short_window.any()
+    # the knee the README describes: flat throughput past 16 streams while TTFT climbs
+    by = levels.set_index("level")
+    assert by.loc[64, "output_throughput"] < 1.1 * by.loc[16, "output_throughput"]
+    assert by.loc[64, "ttft_mean"] > 10 * by.loc[16, "ttft_mean"]
+
+
+@pytest.mark.slow
+def test_make_loadtest_one_level(tmp_path):
     p = subprocess.run(["make", "-s", "loadtest", "DURATION=6s", "USERS=8", f"ARGS=--out {tmp_path}/run"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=env())
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     lines = p.stdout.strip().splitlines()
     assert lines[-1] == f"{tmp_path}/run"

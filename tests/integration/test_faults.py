@@ -12,6 +12,7 @@ RATES = {"http_429": 0.05, "http_500": 0.05, "slow_headers": 0.03, "disconnect":
          "error_event": 0.05, "stall": 0.03, "truncate": 0.05}
 
 
+@pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
 @pytest.mark.parametrize("workers", [0, 2])
 def test_fault_matrix_books_balance(workers, cli, sim_factory, tmp_path):
     args = ["--ttft-ms", "20", "--tpot-ms", "5", "--fault-delay", "2", "--fault-seed", str(7 + workers)]

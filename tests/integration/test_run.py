@@ -13,6 +13,7 @@ def run_dir_of(proc):
     return proc.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
 def test_fixed_timing_run_measures_exactly_and_books_every_request(cli, sim_factory, tmp_path):
     sim = sim_factory("--ttft-ms", "200", "--tpot-ms", "20")
     out = str(tmp_path / "run")

@@ -26,6 +26,7 @@ def grep_tree(root, needles):
     return hits
 
 
+@pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
 @pytest.mark.parametrize("workers", ["0", "2"])
 def test_no_output_file_or_log_holds_the_key(workers, cli, sim_factory, tmp_path):
     sim = sim_factory("--ttft-ms", "5", "--tpot-ms", "2", "--api-key", KEY)

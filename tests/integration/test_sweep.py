@@ -56,6 +56,7 @@ def test_rate_sweep_keeps_schedule_and_send_times(cli, sim_fixed, tmp_path):
         assert sched.median() == pytest.approx(1 / rate, rel=0.01)
 
 
+@pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
 def test_sweep_in_the_web_ui_advances_levels(tmp_path):
     """The sweep shape drives the user count in web-UI mode too: started from the UI's API, it steps 1 -> 2 -> 4."""
     import socket

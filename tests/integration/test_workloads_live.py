@@ -18,6 +18,7 @@ def sweep(cli, sim, out, *extra):
     return pd.read_csv(os.path.join(out, "levels.csv")).set_index("level")
 
 
+@pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
 def test_shared_prefixes_hit_the_cache_and_lower_ttft(cli, sim_factory, tmp_path):
     sim = sim_factory(*ENGINE)
     shared = sweep(cli, sim, str(tmp_path / "shared"), "--prefix-len", "1024", "--num-prefixes", "4",
@@ -34,6 +35,7 @@ def test_shared_prefixes_hit_the_cache_and_lower_ttft(cli, sim_factory, tmp_path
         assert "## Prefix cache" in fh.read()
 
 
+@pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
 def test_multi_turn_carries_the_history_and_reports_ttft_by_turn(cli, sim_factory, tmp_path):
     sim = sim_factory(*ENGINE)
     out = str(tmp_path / "mt")
@@ -57,6 +59,7 @@ def test_multi_turn_carries_the_history_and_reports_ttft_by_turn(cli, sim_factor
         assert "## TTFT by turn" in fh.read()
 
 
+@pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
 @pytest.mark.parametrize("workers", ["0", "2"])
 def test_trace_replay_reproduces_the_inter_arrival_times(cli, sim_factory, tmp_path, workers):
     sim = sim_factory("--ttft-ms", "20", "--tpot-ms", "5")
