@@ -5,7 +5,11 @@ Starts the simulated engine with fixed timing and a truth log, runs
 workers), joins requests.csv with the truth log by request id, and prints:
 
 * TTFT error: measured TTFT minus the engine's own (first write - arrival):
-  the delay the client adds, sending and reading;
+  the delay the client adds, sending and reading; split into its two sides
+  (both clocks are this host's): *read side*, the client's first-token time
+  minus the engine's first write (what reading the stream adds), and *send
+  side*, the engine's arrival minus the client's send (what sending adds, and
+  the engine's own delay reading a burst of requests);
 * TPOT error: measured TPOT minus the engine's (last - first write) / (n - 1);
 * output throughput achieved inside the measurement window vs the ideal
   C * N / (TTFT + (N - 1) * TPOT);
@@ -21,6 +25,7 @@ and figures leave out the ramp plus one request.
     python bench/client_overhead.py                                   # 64 and 256 users; 1 and 2 workers
     python bench/client_overhead.py --users 1024 --tpot-ms 100 --tokens 64 --workers 2
     make bench ARGS="--users 256 --workers 0 --burst"
+    python bench/client_overhead.py --plain      # the plain command, as a user types it (see --plain)
 
 It prints figures; nothing here asserts a wall time.
 """
@@ -108,6 +113,8 @@ def one(c: int, workers: int, args: argparse.Namespace, workdir: str) -> dict[st
         "ttft_vs_cfg_p99": pct((j.ttft_ms - args.ttft_ms).to_numpy(), 99),
         "ttft_err_p50": pct((j.ttft_ms - true_ttft).to_numpy(), 50),
         "ttft_err_p99": pct((j.ttft_ms - true_ttft).to_numpy(), 99),
+        "read_side_p99": pct(((j.start_time + j.ttft_ms / 1000.0 - j.first_write) * 1000.0).to_numpy(), 99),
+        "send_side_p99": pct(((j.arrival - j.start_time) * 1000.0).to_numpy(), 99),
         "tpot_err_p50": pct((j.tpot_ms - true_tpot).to_numpy(), 50),
         "tpot_err_p99": pct((j.tpot_ms - true_tpot).to_numpy(), 99),
         "out_tok_s": float(levels.output_throughput.iloc[0]),
@@ -137,22 +144,36 @@ def main() -> None:
     p.add_argument("--no-pin", dest="pin", action="store_false",
                    help="do not pin the engine and the client to separate cores (pinned by default)")
     p.add_argument("--keep", action="store_true", help="keep the run folders and truth logs")
+    p.add_argument("--plain", action="store_true",
+                   help="the plain command as a user types it: `tokenswarm run --engine vllm --users 256 --duration "
+                        "25s --max-tokens 128` with the default spawn (all at once), nothing pinned, the engine's "
+                        "/metrics scraped, every request counted (no warm-up left out); --users/--duration still apply")
     p.add_argument("extra", nargs="*", help="more `tokenswarm run` options after --")
     args = p.parse_args()
+    if args.plain:
+        args.burst, args.pin, args.warmup, args.workers = True, False, 0.0, "0"
+        if args.users == "64,256":
+            args.users = "256"
+        if args.duration == "30s":
+            args.duration = "25s"
+        args.input_len = 128
+        args.extra = ["--engine", "vllm", *args.extra]
     parse_duration(args.duration)
     workdir = tempfile.mkdtemp(prefix="tokenswarm-bench-")
     pins = (f"engine on CPU {','.join(map(str, sorted(ENGINE_CPUS)))}, client on CPU "
             f"{','.join(map(str, sorted(CLIENT_CPUS)))}" if args.pin else "not pinned")
     print(f"engine: TTFT {args.ttft_ms:g} ms, TPOT {args.tpot_ms:g} ms, {args.tokens} tokens; "
           f"{args.duration} per level, {args.workers or 'no'} workers; {pins}; files in {workdir}")
-    head = (f"{'users':>6} {'workers':>7} {'reqs':>6} {'TTFT err p50/p99 ms':>20} {'TPOT err p50/p99 ms':>20} "
-            f"{'out tok/s':>10} {'% ideal':>8} {'client CPU':>10} {'loop lag ms':>11} {'engine sched p99/max ms':>24}")
+    head = (f"{'users':>6} {'workers':>7} {'reqs':>6} {'TTFT err p50/p99 ms':>20} {'read/send side p99':>19} "
+            f"{'TPOT err p50/p99 ms':>20} {'out tok/s':>10} {'% ideal':>8} {'client CPU':>10} {'loop lag ms':>11} "
+            f"{'engine sched p99/max ms':>24}")
     print(head)
     for c in (int(x) for x in args.users.split(",")):
         for w in (int(x) for x in str(args.workers).split(",")):
             r = one(c, w, args, workdir)
             print(f"{r['users']:>6} {r['workers']:>7} {r['requests']:>6} "
-                  f"{r['ttft_err_p50']:>9.2f}/{r['ttft_err_p99']:<10.2f}{r['tpot_err_p50']:>9.3f}/{r['tpot_err_p99']:<10.3f}"
+                  f"{r['ttft_err_p50']:>9.2f}/{r['ttft_err_p99']:<10.2f}{r['read_side_p99']:>9.2f}/{r['send_side_p99']:<9.2f}"
+                  f"{r['tpot_err_p50']:>9.3f}/{r['tpot_err_p99']:<10.3f}"
                   f"{r['out_tok_s']:>10.0f} {100 * r['out_tok_s'] / r['ideal_tok_s']:>7.1f}% {r['client_cpu']:>9.2f}c "
                   f"{r['loop_lag_ms']:>11.1f} {r['sched_p99_ms']:>11.2f}/{r['sched_max_ms']:<8.2f}", flush=True)
     if not args.keep:

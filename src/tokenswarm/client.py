@@ -19,6 +19,7 @@ import json
 import re
 import socket
 import ssl
+import struct
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -41,11 +42,17 @@ from tokenswarm.metrics import (
 from tokenswarm.sse import SSEDecoder
 
 RECV_SIZE = 65536
+#: Linux's SO_TIMESTAMPNS: the kernel stamps each read with when its last bytes reached the socket
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_ANC_SIZE = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 64
+_TIMESPEC = struct.Struct("qq")
+MAX_RX_LAG_S = 600.0  # a kernel stamp older than this is not trusted (a clock step): the read's own time is used
 MAX_ERROR_BODY = 65536  # bytes of an error response kept for its message
 ERROR_TEXT_LEN = 200  # characters of an error kept in a record
 DONE_GRACE_S = 2.0  # after the end marker, how long to wait for the end of the HTTP message
 
 perf_counter = time.perf_counter
+wall_time = time.time
 
 
 class BadURL(ValueError):
@@ -235,6 +242,7 @@ class Connection:
         self.read_timeout = read_timeout
         self.sock: socket.socket | None = None
         self.requests_on_sock = 0
+        self.stamped = False  # reads carry the kernel's receive time (plain TCP on Linux)
         if target.scheme == "https" and ssl_context is None:
             ssl_context = ssl.create_default_context()
         self.ssl_context = ssl_context
@@ -243,17 +251,44 @@ class Connection:
         """Connect now; returns the seconds it took."""
         t0 = perf_counter()
         sock = socket.create_connection((self.target.host, self.target.port), timeout=self.connect_timeout)
+        stamped = False
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.ssl_context is not None:
                 sock = self.ssl_context.wrap_socket(sock, server_hostname=self.target.host)
+            else:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                    stamped = hasattr(sock, "recvmsg")
+                except OSError:
+                    stamped = False  # not Linux: reads are timed when they return
             sock.settimeout(self.read_timeout)
         except BaseException:
             sock.close()
             raise
         self.sock = sock
+        self.stamped = stamped
         self.requests_on_sock = 0
         return perf_counter() - t0
+
+    def recv(self, sock: socket.socket) -> tuple[bytes, float]:
+        """Read what has arrived: (bytes, the perf_counter time they reached this host).
+
+        With kernel timestamps (``stamped``) the time is when the read's last bytes reached the socket, as the
+        kernel stamped them, not when this process got round to reading them: a client busy with other
+        streams (hundreds of first tokens arriving in the same millisecond) adds none of its own delay.
+        Otherwise it is the moment the read returned.
+        """
+        if not self.stamped:
+            return sock.recv(RECV_SIZE), perf_counter()
+        data, anc, _flags, _addr = sock.recvmsg(RECV_SIZE, _ANC_SIZE)
+        now = perf_counter()
+        if anc:
+            sec, nsec = _TIMESPEC.unpack_from(anc[0][2])
+            lag = wall_time() - sec - nsec * 1e-9
+            if 0.0 < lag < MAX_RX_LAG_S:
+                return data, now - lag
+        return data, now
 
     def close(self) -> None:
         if self.sock is not None:
@@ -400,7 +435,7 @@ class StreamCall:
             self.measure = StreamMeasure(send)
             try:
                 sock.sendall(self.payload)
-                data = sock.recv(RECV_SIZE)
+                data, t = conn.recv(sock)
             except TimeoutError:
                 conn.close()
                 return self._rec(TIMEOUT, f"no response within {conn.read_timeout:g}s", closed=perf_counter())
@@ -418,7 +453,7 @@ class StreamCall:
                 return self._rec(DISCONNECT, "connection closed before the response")
             conn.requests_on_sock += 1
             try:
-                return self._read(sock, data)
+                return self._read(sock, data, t)
             except TimeoutError:
                 conn.close()
                 return self._rec(TIMEOUT, f"no data for {conn.read_timeout:g}s", closed=perf_counter())
@@ -429,7 +464,8 @@ class StreamCall:
                 conn.close()
                 return self._rec(DISCONNECT, f"connection lost mid-stream: {_oserr(e)}", closed=perf_counter())
 
-    def _read(self, sock: socket.socket, raw: bytes) -> RequestRecord:
+    def _read(self, sock: socket.socket, raw: bytes, t: float) -> RequestRecord:
+        """The response: its head, then the stream (or an error body); ``t`` is when ``raw`` arrived."""
         conn = self.conn
         # headers
         while True:
@@ -438,7 +474,7 @@ class StreamCall:
                 break
             if len(raw) > 65536:
                 raise ProtocolError("response headers larger than 64 KiB")
-            data = sock.recv(RECV_SIZE)
+            data, t = conn.recv(sock)
             if not data:
                 conn.close()
                 return self._rec(DISCONNECT, "connection closed inside the response headers")
@@ -452,15 +488,15 @@ class StreamCall:
         ctype = head.headers.get("content-type", "").lower()
         if "json" in ctype and "event-stream" not in ctype:
             return self._read_json(sock, head, dec, rest, ctype)
-        t = perf_counter()
         return self._stream(sock, dec, rest, t)
 
     def _stream(self, sock: socket.socket, dec: BodyDecoder, data: bytes, t: float) -> RequestRecord:
         """Read the event stream to its end: each server-sent event is parsed by the dialect and fed to the
-        measure with the time of the read that completed it."""
+        measure with the time the read that completed it arrived (:meth:`Connection.recv`)."""
         m = self.measure
         assert m is not None
         parse = self.dialect.stream().parse_event
+        recv = self.conn.recv
         sse = SSEDecoder()
         feed = m.feed
         grace = False
@@ -496,13 +532,12 @@ class StreamCall:
                 grace = True
                 sock.settimeout(min(DONE_GRACE_S, self.conn.read_timeout))
             try:
-                data = sock.recv(RECV_SIZE)
+                data, t = recv(sock)
             except TimeoutError:
                 if not grace:
                     raise
                 self.conn.close()  # the server never ended the message; the stream itself is complete
                 break
-            t = perf_counter()
             if not data:
                 dec.eof()
                 if dec.complete:

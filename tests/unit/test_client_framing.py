@@ -180,3 +180,57 @@ def test_connection_refused_is_a_connect_error():
     s.close()  # nothing listens there now
     rec = _call(Connection(Target.parse(f"http://127.0.0.1:{port}"), 1.0, 1.0))
     assert rec.status == "connect_error" and "cannot connect" in rec.error
+
+
+def test_event_times_are_when_bytes_arrived_not_when_a_busy_client_read_them():
+    # a real TCP connection on loopback: the server sends the head and the first token 50 ms after the request
+    # and the rest right after; the client is busy elsewhere for 300 ms before it reads anything. With the
+    # kernel's receive timestamps (Linux) TTFT is the arrival (~50 ms), not the late read (~300 ms).
+    import socket as socketmod
+    import threading
+    import time
+
+    from streamserver import chunk, fixture_events, response_head
+    from tokenswarm.client import Connection, StreamCall, Target
+    from tokenswarm.dialects import get_dialect
+
+    events = fixture_events("vllm_chat.sse")
+    srv = socketmod.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+
+    def serve():
+        conn, _ = srv.accept()
+        with conn:
+            conn.recv(65536)
+            time.sleep(0.05)
+            conn.sendall(response_head() + chunk(events[0]) + chunk(events[1]))
+            conn.sendall(b"".join(chunk(e) for e in events[2:]) + b"0\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    c = Connection(Target("http", "127.0.0.1", port, ""), read_timeout=5.0)
+    call = StreamCall(c, get_dialect("openai-chat"), b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n", b"{}", "r")
+    c.open()
+    real_recv = c.recv
+    first = [True]
+
+    def busy_then_recv(sock):
+        if first[0]:
+            first[0] = False
+            time.sleep(0.3)  # the event loop is serving other streams
+        return real_recv(sock)
+
+    c.recv = busy_then_recv
+    try:
+        rec = call.run()
+    finally:
+        c.close()
+        srv.close()
+        thread.join(timeout=5)
+    assert rec.status == "ok", rec.error
+    if c.stamped:
+        assert 45.0 <= rec.ttft_ms < 200.0, rec.ttft_ms  # the arrival, though read ~250 ms later
+    else:  # no kernel timestamps on this platform: the read's own time
+        assert rec.ttft_ms >= 300.0
