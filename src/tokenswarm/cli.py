@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
@@ -130,6 +131,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     """`run` and `sweep`: headless, then the table and (last line) the run folder."""
     kind = args.command
     settings = _prepare(args, kind)
+    existed = bool(args.out) and os.path.isdir(args.out)
     try:
         run_dir = runfolder.make_run_dir(args.out, settings.engine.name, args.run_name)
     except OSError as e:
@@ -143,8 +145,22 @@ def cmd_load(args: argparse.Namespace) -> int:
             rate = args.spawn_rate or float(args.users)
             cmd += ["-u", str(args.users), "-r", f"{rate:g}"]
         code = _launch(args, cmd, _locust_env(args, run_dir), run_dir)
+    if not existed and _remove_if_empty(run_dir):
+        # stopped before the test began (a master still waiting for its workers, say): nothing to keep
+        print(f"tokenswarm: stopped before the test began; nothing measured, no run folder kept ({run_dir})",
+              file=sys.stderr, flush=True)
+        return code
     _print_results(run_dir)
     return code
+
+
+def _remove_if_empty(path: str) -> bool:
+    """Remove the folder ``path`` if it holds nothing; True if it was removed."""
+    try:
+        os.rmdir(path)  # only ever removes an empty folder
+    except OSError:
+        return False
+    return True
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -174,15 +190,77 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """A worker (or --processes of them) connecting to a master; settings come from the master."""
+    """A worker (or --processes of them) connecting to a master; settings come from the master.
+
+    Says what it is connecting to; once connected each worker process says so itself, and how many users it
+    runs (:mod:`tokenswarm.loadgen.lifecycle`). Ctrl-C or SIGTERM stops it cleanly, no traceback."""
     if args.locustfile and not os.path.isfile(args.locustfile):
         raise SettingsError(f"bad --locustfile {args.locustfile!r}: no such file")
+    if not args.master_host.strip():
+        raise SettingsError("bad --master-host '': the master's address is required")
+    if not 0 < args.master_port < 65536:
+        raise SettingsError(f"bad --master-port {args.master_port}: must be a port number, 1 to 65535")
+    if args.processes < 1:
+        raise SettingsError(f"bad --processes {args.processes}: must be at least 1")
     cmd = [sys.executable, "-m", "locust", "-f", args.locustfile or _packaged("locustfile.py"), "--worker",
            "--master-host", args.master_host, "--master-port", str(args.master_port), "--loglevel", args.loglevel]
     if args.processes > 1:
         cmd += ["--processes", str(args.processes)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return run_child(cmd, env)
+    more = f" ({args.processes} processes)" if args.processes > 1 else ""
+    print(f"tokenswarm: worker connecting to master {args.master_host}:{args.master_port}{more}", file=sys.stderr,
+          flush=True)
+    return run_worker(cmd, env)
+
+
+WORKER_EXIT_WAIT_S = 30.0  # after Ctrl-C, how long a worker's processes may take to send their last records
+
+
+def run_worker(cmd: list[str], env: dict[str, str]) -> int:
+    """Run Locust's worker (and the processes it forks) in a process group of its own; Ctrl-C or SIGTERM
+    becomes SIGTERM to the whole group. A connected Locust worker shuts down cleanly on SIGTERM (it tells the
+    master it quits; exit 0); one still connecting simply ends (exit 130 here). SIGINT would make Locust print
+    a KeyboardInterrupt and exit 1 while it connects, and reach only the first of --processes. A second
+    Ctrl-C kills the group."""
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    interrupts = 0
+
+    def forward(_sig: int, _frame: Any) -> None:
+        nonlocal interrupts
+        interrupts += 1
+        try:
+            os.killpg(proc.pid, signal.SIGTERM if interrupts == 1 else signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    old_int = signal.signal(signal.SIGINT, forward)
+    old_term = signal.signal(signal.SIGTERM, forward)
+    try:
+        code = proc.wait()
+        _wait_group(proc.pid, WORKER_EXIT_WAIT_S)  # --processes: the forked workers outlive their parent
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+    if interrupts and code not in (0, 1, 2):
+        return int(ExitStatus.INTERRUPTED)
+    return code if code >= 0 else int(ExitStatus.INTERRUPTED)
+
+
+def _wait_group(pgid: int, timeout: float) -> None:
+    """Wait (up to ``timeout`` s) until no process of the group ``pgid`` is left, then kill what remains."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        if time.monotonic() > deadline:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            return
+        time.sleep(0.1)
 
 
 def _locust_cmd(args: argparse.Namespace, locustfile: str, host: str) -> list[str]:
