@@ -58,17 +58,19 @@ class WorkerWatch:
             gevent.sleep(WATCH_S)
             self.check()
 
-    def connected(self) -> int:
-        return sum(1 for node in list(self.runner.clients.values()) if node.state != STATE_MISSING)
-
     def _of(self) -> str:
-        n = self.connected()
+        """Connected workers as of the changes said so far (several can join between two looks)."""
+        n = sum(1 for state in self.states.values() if state != STATE_MISSING)
         return f"{n} of {self.expected} expected" if self.expected else str(n)
 
     def check(self) -> None:
         clients = {cid: node.state for cid, node in list(self.runner.clients.items())}
+        for cid in [c for c in self.states if c not in clients]:
+            if self.states.pop(cid) != STATE_MISSING:  # a missing one already had its line
+                say(f"worker {self.labels.get(cid, cid)} left; {self._of()} connected")
         for cid, state in clients.items():
             before = self.states.get(cid)
+            self.states[cid] = state
             label = self.labels.setdefault(cid, worker_label(self.runner, cid))
             if before is None:
                 say(f"worker {label} joined from {worker_host(cid)}; {self._of()} connected")
@@ -76,10 +78,6 @@ class WorkerWatch:
                 say(f"worker {label} is missing (no heartbeat); {self._of()} connected")
             elif before == STATE_MISSING and state != STATE_MISSING:
                 say(f"worker {label} is back; {self._of()} connected")
-            self.states[cid] = state
-        for cid in [c for c in self.states if c not in clients]:
-            if self.states.pop(cid) != STATE_MISSING:  # a missing one already had its line
-                say(f"worker {self.labels.get(cid, cid)} left; {self._of()} connected")
 
     def stop(self) -> None:
         self.greenlet.kill(block=False)
