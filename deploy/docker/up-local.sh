@@ -253,13 +253,26 @@ fi
 say "docker compose --profile sim up --scale worker=$SCALE (WORKERS=$WORKERS, MODE=$MODE, USERS=$USERS, \
 DURATION=$DURATION, NOFILE=$NOFILE, reports in $REPORTS_DIR)"
 COMPOSE_STARTED=1
-set +e
 # only the master attached: its exit ends `up` (a worker's does not), and its last lines are not cut short
-timeout -s INT -k 120 "$TIMEOUT" docker compose --ansi never --profile sim up --no-build --scale "worker=$SCALE" \
-  --attach master --exit-code-from master
-code=$?
-set -e
-if [ "$code" -eq 124 ]; then echo "up-local.sh: the test outlived TIMEOUT=${TIMEOUT}s; stopped" >&2; fi
+docker compose --ansi never --profile sim up --no-build --scale "worker=$SCALE" --attach master \
+  --exit-code-from master &
+up_pid=$!
+deadline=$((SECONDS + TIMEOUT))
+timed_out=""
+while kill -0 "$up_pid" 2>/dev/null; do
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    # stopped as `compose stop` does it: SIGTERM, and the master writes what it has (or, still waiting for
+    # its workers, leaves no run folder); `timeout -s INT` signalled compose twice, which then killed them
+    echo "up-local.sh: the test outlived TIMEOUT=${TIMEOUT}s; stopping it (docker compose stop)" >&2
+    timed_out=1
+    docker compose --ansi never --profile sim stop --timeout 60 >/dev/null 2>&1 || true
+    break
+  fi
+  sleep 1
+done
+code=0
+wait "$up_pid" || code=$?
+if [ -n "$timed_out" ]; then code=124; fi
 echo "up-local.sh: -- the workers' logs --"
 docker compose --ansi never --profile sim logs --no-color worker || true
 echo "up-local.sh: -- the engine's log --"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -58,8 +59,8 @@ class Bringup:
         full = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSWARM_", "LOCUST_"))}
         if "TOKENSWARM_CACHE" in os.environ:
             full["TOKENSWARM_CACHE"] = os.environ["TOKENSWARM_CACHE"]
-        full.update(REPORTS_DIR=str(self.reports), COMPOSE_PROJECT_NAME=self.project, SIM_ARGS=SIM_ARGS,
-                    MAX_TOKENS="64", TIMEOUT="600", **env)
+        full.update({"REPORTS_DIR": str(self.reports), "COMPOSE_PROJECT_NAME": self.project, "SIM_ARGS": SIM_ARGS,
+                     "MAX_TOKENS": "64", "TIMEOUT": "600", **env})
         full.pop("WEB_PASSWORD", None)
         self.p = subprocess.Popen([SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full,
                                   cwd=ROOT)
@@ -179,10 +180,15 @@ def test_compose_up_with_4_workers_for_real(bringup):
 
 
 @pytest.mark.slow
-def test_compose_worker_killed_mid_run_closes_the_books(bringup):
-    b = bringup(WORKERS="4", USERS="16", DURATION="20s")
+def test_compose_worker_killed_mid_run_closes_the_books(bringup, tmp_path):
+    # output lengths spread +-90% (6 to 122 tokens): the users fall out of step, so requests start and end at
+    # any moment, between the worker's once-a-second reports too, and the kill lands at a random one
+    env_file = tmp_path / "tokenswarm.env"
+    env_file.write_text("TOKENSWARM_OUTPUT_LEN=64\nTOKENSWARM_RANGE_RATIO=0.9\n", encoding="utf-8")
+    b = bringup(WORKERS="4", USERS="16", DURATION="20s", ENV_FILE=str(env_file))
     b.wait_for(r"^master-\d+\s+\| tokenswarm: worker w\d+ joined from \S+; 4 of 4 expected connected$", timeout=1200)
     b.wait_for(r"^master-\d+\s+\| tokenswarm 00:0[5-9] \|", timeout=120)  # the test runs, requests in flight
+    time.sleep(random.uniform(0.0, 3.0))
     ps = subprocess.run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={b.project}",
                          "--filter", "label=com.docker.compose.service=worker"],
                         capture_output=True, text=True, timeout=60)
@@ -206,6 +212,8 @@ def test_compose_worker_killed_mid_run_closes_the_books(bringup):
     assert set(df.worker) >= {"w0", "w1", "w2", "w3"}
     stats = b.engine_stats()
     received = stats["requests"] - PREFLIGHT_REQUESTS
+    print(f"books: rows {len(df)} (lost worker {victim_id}: {lost['records']}), lost_in_flight "
+          f"{lost['lost_in_flight']}, engine received {received}, status {run['status_counts']}")
     # the books close: every request the engine received is a row, or counted as lost with the worker
     assert len(df) + lost["lost_in_flight"] == received, (
         f"rows {len(df)} + lost_in_flight {lost['lost_in_flight']} != engine received {received} "
