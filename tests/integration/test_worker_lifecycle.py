@@ -186,3 +186,43 @@ def test_a_named_run_folder_that_existed_is_kept(sim_factory, tmp_path):
     finally:
         master.kill()
     assert out.is_dir()
+
+
+def test_a_test_stopped_in_the_web_ui_sends_no_worker_away(sim_factory, tmp_path):
+    """Locust drops a worker from its list at every test stop and adds it back when it is ready again: the
+    master says nothing of it, the worker says it runs 0 users and stays."""
+    import urllib.request
+
+    from conftest import wait_http
+
+    sim = sim_factory("--ttft-ms", "50", "--tpot-ms", "20")
+    web, port = free_port(), free_port()
+    master = tokenswarm("ui", "--master", "--expect-workers", "1", "--master-bind-host", "127.0.0.1",
+                        "--master-bind-port", str(port), "--web-port", str(web), "--host", sim.url, "--max-tokens",
+                        "20", "--stop-timeout", "2", "--out", str(tmp_path / "ui"))
+    worker = None
+    base = f"http://127.0.0.1:{web}"
+    try:
+        wait_http(base + "/")
+        worker = tokenswarm("worker", "--master-host", "127.0.0.1", "--master-port", str(port))
+        master.wait_for(r"^tokenswarm: worker w0 joined from \S+; 1 of 1 expected connected$", timeout=60)
+        for _ in range(2):  # a test, stopped; then another with the same worker
+            urllib.request.urlopen(urllib.request.Request(base + "/swarm", data=b"user_count=2&spawn_rate=2"),
+                                   timeout=10)
+            worker.wait_for(r"^tokenswarm: worker w0: 2 users$", timeout=30)
+            time.sleep(1.0)
+            urllib.request.urlopen(urllib.request.Request(base + "/stop", data=b""), timeout=10)
+            worker.wait_for(r"^tokenswarm: worker w0: 0 users$", timeout=30)
+            time.sleep(3.0)  # past --stop-timeout: the worker is ready again
+            worker.lines.clear()
+        assert worker.p.poll() is None, worker.text
+        said = [ln for ln in master.lines if re.match(r"tokenswarm: worker w\d+ ", ln)]
+        assert said == ["tokenswarm: worker w0 joined from " + said[0].split(" from ", 1)[1]], said
+    finally:
+        master.p.terminate()
+        master.finish(timeout=60)
+        if worker is not None:
+            worker.finish(timeout=60)
+            worker.kill()
+        master.kill()
+    assert "Traceback" not in master.text

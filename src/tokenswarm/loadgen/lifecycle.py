@@ -7,7 +7,9 @@ while it waited or worked. Now:
 * a worker says it connected, to which master (host:port), and each change of
   the number of users it runs;
 * a master says when a worker joins, quits, or goes missing (no heartbeat) and
-  comes back, with how many are connected out of ``--expect-workers``.
+  comes back, with how many are connected out of ``--expect-workers``. (It
+  wraps the master runner's message handler and ``quit`` to tell these apart
+  from Locust's own comings and goings at each test stop and at its quit.)
 
 One line each, on stderr beside Locust's own log (``docker compose logs``,
 ``kubectl logs``). Nothing here touches what is measured or written.
@@ -44,13 +46,18 @@ def worker_host(client_id: str) -> str:
 
 
 class WorkerWatch:
-    """On a master: compares the connected workers every :data:`WATCH_S` and says what changed."""
+    """On a master: says when a worker joins, quits, goes missing (no heartbeat) or comes back.
+
+    Joins and quits come from the worker's own messages (``client_ready``, ``quit``), seen through the
+    runner's message handler: Locust also drops a worker from ``runner.clients`` at every test stop
+    (``client_stopped``) and adds it back once it is ready again, which is no leaving. Missing and back
+    are states Locust's heartbeat checker sets; they are looked at every :data:`WATCH_S`."""
 
     def __init__(self, environment: Environment, runner: MasterRunner) -> None:
         self.runner = runner
         self.expected = getattr(environment.parsed_options, "expect_workers", None)
-        self.states: dict[str, str] = {}  # client id -> state last seen
-        self.labels: dict[str, str] = {}
+        self.workers: dict[str, str] = {}  # client id -> its label, for every worker connected
+        self.missing: set[str] = set()
         self.greenlet = gevent.spawn(self._loop)
 
     def _loop(self) -> None:
@@ -59,24 +66,33 @@ class WorkerWatch:
             self.check()
 
     def _of(self) -> str:
-        """Connected workers as of the changes said so far (several can join between two looks)."""
-        n = sum(1 for state in self.states.values() if state != STATE_MISSING)
+        n = len(self.workers) - len(self.missing)
         return f"{n} of {self.expected} expected" if self.expected else str(n)
 
+    def on_message(self, client_id: str, kind: str) -> None:
+        """After the runner handled a worker's message of this kind."""
+        if kind == "client_ready" and client_id not in self.workers and client_id in self.runner.clients:
+            label = self.workers[client_id] = worker_label(self.runner, client_id)
+            say(f"worker {label} joined from {worker_host(client_id)}; {self._of()} connected")
+        elif kind == "quit" and client_id in self.workers:
+            label = self.workers.pop(client_id)
+            if client_id not in self.missing:
+                say(f"worker {label} left; {self._of()} connected")
+            self.missing.discard(client_id)
+
     def check(self) -> None:
-        clients = {cid: node.state for cid, node in list(self.runner.clients.items())}
-        for cid in [c for c in self.states if c not in clients]:
-            if self.states.pop(cid) != STATE_MISSING:  # a missing one already had its line
-                say(f"worker {self.labels.get(cid, cid)} left; {self._of()} connected")
-        for cid, state in clients.items():
-            before = self.states.get(cid)
-            self.states[cid] = state
-            label = self.labels.setdefault(cid, worker_label(self.runner, cid))
-            if before is None:
-                say(f"worker {label} joined from {worker_host(cid)}; {self._of()} connected")
-            elif state == STATE_MISSING and before != STATE_MISSING:
+        for cid, label in list(self.workers.items()):
+            node = self.runner.clients.get(cid)
+            if node is None:
+                if cid in self.missing:  # missing for a minute: Locust gave up on it (already said)
+                    del self.workers[cid]
+                    self.missing.discard(cid)
+                continue  # else stopped its users (client_stopped), to be ready again
+            if node.state == STATE_MISSING and cid not in self.missing:
+                self.missing.add(cid)
                 say(f"worker {label} is missing (no heartbeat); {self._of()} connected")
-            elif before == STATE_MISSING and state != STATE_MISSING:
+            elif node.state != STATE_MISSING and cid in self.missing:
+                self.missing.discard(cid)
                 say(f"worker {label} is back; {self._of()} connected")
 
     def stop(self) -> None:
@@ -117,13 +133,19 @@ def _init(environment: Environment, **_kw: Any) -> None:
             f"(host {socket.gethostname()})")
         watch: Any = UserWatch(runner, name)
     elif isinstance(runner, MasterRunner):
-        watch = WorkerWatch(environment, runner)
-        quit_all = runner.quit
+        watch = master_watch = WorkerWatch(environment, runner)
+        handle, quit_all = runner.handle_message, runner.quit
+
+        def handle_and_watch(client_id: str, msg: Any) -> None:
+            handle(client_id, msg)
+            master_watch.on_message(client_id, msg.type)
 
         def quit_and_watch_no_more() -> None:
-            watch.stop()  # the master sends every worker away now: no "left" line for each
+            master_watch.stop()  # the master sends every worker away now: no "left" line for each
+            runner.handle_message = handle
             quit_all()
 
+        runner.handle_message = handle_and_watch  # type: ignore[method-assign]
         runner.quit = quit_and_watch_no_more  # type: ignore[method-assign]
     else:
         return
