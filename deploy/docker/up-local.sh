@@ -144,7 +144,7 @@ fi
 if ! docker compose version >/dev/null 2>&1; then
   plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
   if [ ! -x "$CACHE/docker-compose" ]; then
-    say "fetching Compose v2: Debian 13's docker-compose package (apt-get download, own sources list)"
+    say "downloading Compose v2: Debian 13's docker-compose package (apt-get download, own sources list)"
     tmp=$(mktemp -d)
     SCRATCH+=("$tmp")
     mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial"
