@@ -104,8 +104,10 @@ CLUSTER_WORKERS  = $(or $(WORKERS),4)
 CLUSTER_PROFILES = $(if $(filter sim,$(ENGINE)),--profile sim) $(if $(OBS),--profile obs)
 CLUSTER_ENV      = ENGINE=$(ENGINE) $(if $(HOST),HOST=$(HOST)) $(if $(MODEL),MODEL=$(MODEL)) MODE=$(MODE) \
                    WORKERS=$(CLUSTER_WORKERS) REPORTS_UID=$$(id -u) REPORTS_GID=$$(id -g)
+# headless: the master's exit ends `up` (Compose v2; v1 has no --attach and stops at the first worker's exit)
+CLUSTER_ATTACH   = $(if $(filter docker compose,$(COMPOSE)),--attach master)
 
-.PHONY: cluster-up cluster-down check-docker
+.PHONY: cluster-up cluster-down cluster-local check-docker
 
 check-docker:
 	@command -v docker >/dev/null || { echo "error: no docker command: install Docker with the Compose plugin to run the cluster (make loadtest needs neither)"; exit 2; }
@@ -116,10 +118,13 @@ cluster-up: check-docker ## master + WORKERS workers in docker compose (ENGINE=s
 	@test -n "$$WEB_PASSWORD" || { echo "error: set WEB_PASSWORD, the web UI's login password (export WEB_PASSWORD=...)"; exit 2; }
 ifeq ($(MODE),ui)
 	$(CLUSTER_ENV) $(COMPOSE) $(CLUSTER_PROFILES) up --build --detach --scale worker=$(CLUSTER_WORKERS)
-	@echo "web UI: http://127.0.0.1:8089 (user tokenswarm, password \$$WEB_PASSWORD); run folders in reports/; make cluster-down stops it"
+	@echo "web UI: http://127.0.0.1:$${WEB_PORT:-8089} (user tokenswarm, password \$$WEB_PASSWORD); run folders in reports/; make cluster-down stops it"
 else
-	$(CLUSTER_ENV) $(COMPOSE) $(CLUSTER_PROFILES) up --build --scale worker=$(CLUSTER_WORKERS) --exit-code-from master
+	$(CLUSTER_ENV) $(COMPOSE) $(CLUSTER_PROFILES) up --build --scale worker=$(CLUSTER_WORKERS) $(CLUSTER_ATTACH) --exit-code-from master
 endif
 
 cluster-down: check-docker ## stop and remove the docker compose cluster (run folders in reports/ are kept)
 	WEB_PASSWORD=$${WEB_PASSWORD:-unused} $(COMPOSE) --profile sim --profile obs down --remove-orphans
+
+cluster-local: install ## compose for real here: Docker, base image, build, WORKERS (4) workers headless, teardown (deploy/docker/up-local.sh)
+	WORKERS=$(CLUSTER_WORKERS) deploy/docker/up-local.sh

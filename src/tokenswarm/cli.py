@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any, NoReturn
@@ -158,6 +159,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     kind = args.command
     settings = _prepare(args, kind)
     _check_out(args.out)
+    existed = bool(args.out) and os.path.isdir(args.out)  # a folder the user made is never removed
     with ExitStack() as stack:
         host, sim = _target(args, settings, stack)
         _preflight(args, settings, host)
@@ -174,8 +176,10 @@ def cmd_load(args: argparse.Namespace) -> int:
             rate = args.spawn_rate or float(args.users)
             cmd += ["-u", str(args.users), "-r", f"{rate:g}"]
         code = _launch(args, cmd, _locust_env(args, run_dir), run_dir)
-    if runfolder.remove_if_unused(run_dir):
+    if not existed and runfolder.remove_if_unused(run_dir):
         # no test started (interrupted while a master waited for workers, or refused at its start): no folder
+        print(f"tokenswarm: stopped before the test began; nothing measured, no run folder kept ({run_dir})",
+              file=sys.stderr, flush=True)
         return code if code else int(ExitStatus.BAD_INPUT)
     _print_results(run_dir, code)
     return code
@@ -208,15 +212,77 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """A worker (or --processes of them) connecting to a master; settings come from the master."""
+    """A worker (or --processes of them) connecting to a master; settings come from the master.
+
+    Says what it is connecting to; once connected each worker process says so itself, and how many users it
+    runs (:mod:`tokenswarm.loadgen.lifecycle`). Ctrl-C or SIGTERM stops it cleanly, no traceback."""
     if args.locustfile and not os.path.isfile(args.locustfile):
         raise SettingsError(f"bad --locustfile {args.locustfile!r}: no such file")
+    if not args.master_host.strip():
+        raise SettingsError("bad --master-host '': the master's address is required")
+    if not 0 < args.master_port < 65536:
+        raise SettingsError(f"bad --master-port {args.master_port}: must be a port number, 1 to 65535")
+    if args.processes < 1:
+        raise SettingsError(f"bad --processes {args.processes}: must be at least 1")
     cmd = [sys.executable, "-m", "locust", "-f", args.locustfile or _packaged("locustfile.py"), "--worker",
            "--master-host", args.master_host, "--master-port", str(args.master_port), "--loglevel", args.loglevel]
     if args.processes > 1:
         cmd += ["--processes", str(args.processes)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return run_child(cmd, env)
+    more = f" ({args.processes} processes)" if args.processes > 1 else ""
+    print(f"tokenswarm: worker connecting to master {args.master_host}:{args.master_port}{more}", file=sys.stderr,
+          flush=True)
+    return run_worker(cmd, env)
+
+
+WORKER_EXIT_WAIT_S = 30.0  # after Ctrl-C, how long a worker's processes may take to send their last records
+
+
+def run_worker(cmd: list[str], env: dict[str, str]) -> int:
+    """Run Locust's worker (and the processes it forks) in a process group of its own; Ctrl-C or SIGTERM
+    becomes SIGTERM to the whole group. A connected Locust worker shuts down cleanly on SIGTERM (it tells the
+    master it quits; exit 0); one still connecting simply ends (exit 130 here). SIGINT would make Locust print
+    a KeyboardInterrupt and exit 1 while it connects, and reach only the first of --processes. A second
+    Ctrl-C kills the group."""
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    interrupts = 0
+
+    def forward(_sig: int, _frame: Any) -> None:
+        nonlocal interrupts
+        interrupts += 1
+        try:
+            os.killpg(proc.pid, signal.SIGTERM if interrupts == 1 else signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    old_int = signal.signal(signal.SIGINT, forward)
+    old_term = signal.signal(signal.SIGTERM, forward)
+    try:
+        code = proc.wait()
+        _wait_group(proc.pid, WORKER_EXIT_WAIT_S)  # --processes: the forked workers outlive their parent
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+    if interrupts and code not in (0, 1, 2):
+        return int(ExitStatus.INTERRUPTED)
+    return code if code >= 0 else int(ExitStatus.INTERRUPTED)
+
+
+def _wait_group(pgid: int, timeout: float) -> None:
+    """Wait (up to ``timeout`` s) until no process of the group ``pgid`` is left, then kill what remains."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        if time.monotonic() > deadline:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            return
+        time.sleep(0.1)
 
 
 def _locust_cmd(args: argparse.Namespace, locustfile: str, host: str) -> list[str]:

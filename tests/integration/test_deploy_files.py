@@ -17,6 +17,7 @@ import copy
 import filecmp
 import glob
 import importlib.util
+import itertools
 import os
 import re
 import shlex
@@ -120,17 +121,28 @@ def compose_problems(doc: dict) -> list[str]:
     for name, want in expected_profiles.items():
         if services[name].get("profiles") != want:
             problems.append(f"services.{name}.profiles: {services[name].get('profiles')!r}, expected {want!r}")
-    # one image, built from deploy/docker/Dockerfile with the repository root as context
-    images = set()
-    for name in TOKENSWARM_SERVICES:
-        svc = services[name]
-        images.add(svc.get("image"))
-        build = svc.get("build")
-        if not isinstance(build, dict) or build.get("dockerfile") != "deploy/docker/Dockerfile" \
-                or build.get("context") not in (".", "./"):
-            problems.append(f"services.{name}.build: {build!r}, expected context . and deploy/docker/Dockerfile")
+    # one image, built once (compose builds once per service with a `build:`): the master builds it from
+    # deploy/docker/Dockerfile with the repository root as context, the base image a build argument
+    images = {services[name].get("image") for name in TOKENSWARM_SERVICES}
     if len(images) != 1 or None in images:
         problems.append(f"simengine, master and worker must share one image, found {sorted(map(str, images))}")
+    builders = [name for name in TOKENSWARM_SERVICES if "build" in services[name]]
+    if builders != ["master"]:
+        problems.append(f"services with a build section: {builders}, expected only master (one build, one image)")
+    build = services["master"].get("build")
+    if not isinstance(build, dict) or build.get("dockerfile") != "deploy/docker/Dockerfile" \
+            or build.get("context") not in (".", "./"):
+        problems.append(f"services.master.build: {build!r}, expected context . and deploy/docker/Dockerfile")
+    elif (interpolation((build.get("args") or {}).get("PYTHON_IMAGE")) or ("",))[0] != "PYTHON_IMAGE":
+        problems.append("services.master.build.args.PYTHON_IMAGE: the base image must be settable "
+                        "(${PYTHON_IMAGE:-python:3.12-slim})")
+    # the open-files limit: settable, since a limit above the Docker engine's hard limit fails to start
+    for name in TOKENSWARM_SERVICES:
+        nofile = (services[name].get("ulimits") or {}).get("nofile")
+        values = list(nofile.values()) if isinstance(nofile, dict) else [nofile] if nofile is not None else []
+        if any((interpolation(v) or ("",))[0] != "NOFILE" for v in values):
+            problems.append(f"services.{name}.ulimits.nofile: {nofile!r}; a fixed limit fails where Docker's hard "
+                            f"limit is lower (error setting rlimit type 7): use ${{NOFILE:-65536}}")
     # dependencies: existing services, and never on a service of a profile the dependent lacks
     for name, svc in services.items():
         deps = svc.get("depends_on") or []
@@ -154,6 +166,9 @@ def compose_problems(doc: dict) -> list[str]:
     published = [str(p) for p in master.get("ports") or []]
     if not any(p.split(":")[-1].split("/")[0] == "8089" for p in published):
         problems.append(f"services.master.ports: {published} does not publish the web UI (8089)")
+    if not any("${WEB_PORT:-8089}:8089" in p for p in published):
+        problems.append(f"services.master.ports: {published}: the host port must be settable (${{WEB_PORT:-8089}}), "
+                        "8089 may be taken")
     if any(p.split(":")[-1].split("/")[0] == "5557" for p in published):
         problems.append("services.master.ports: 5557 must not be published on the host (workers get the API key)")
     if "5557" not in [str(p) for p in master.get("expose") or []]:
@@ -181,8 +196,10 @@ def compose_problems(doc: dict) -> list[str]:
     for var in ("TOKENSWARM_API_KEY", "OPENAI_API_KEY"):
         if var not in env:
             problems.append(f"services.master.environment.{var}: the API key must be passed through")
-    if not any(str(v).split(":")[:2] == ["./reports", "/app/reports"] for v in master.get("volumes") or []):
-        problems.append("services.master.volumes: ./reports must be mounted at /app/reports")
+    if not any(str(v).rsplit(":", 1) in (["./reports", "/app/reports"], ["${REPORTS_DIR:-./reports}", "/app/reports"])
+               for v in master.get("volumes") or []):
+        problems.append("services.master.volumes: ./reports (or ${REPORTS_DIR:-./reports}) must be mounted at "
+                        "/app/reports")
     problems += secret_problems_compose(doc)
     return problems
 
@@ -225,6 +242,11 @@ def _broken(mutate) -> dict:
      "WEB_PASSWORD"),
     (lambda d: d["services"]["master"]["environment"].pop("LOCUST_WEB_LOGIN"), "LOCUST_WEB_LOGIN"),
     (lambda d: d["services"]["worker"].update(image="other:1"), "one image"),
+    (lambda d: d["services"]["worker"].update(build={"context": ".", "dockerfile": "deploy/docker/Dockerfile"}),
+     "only master"),
+    (lambda d: d["services"]["master"]["build"].pop("args"), "PYTHON_IMAGE"),
+    (lambda d: d["services"]["worker"].update(ulimits={"nofile": {"soft": 65536, "hard": 65536}}), "rlimit"),
+    (lambda d: d["services"]["master"].update(ports=["127.0.0.1:8089:8089"]), "WEB_PORT"),
     (lambda d: d["services"]["simengine"].pop("profiles"), "simengine.profiles"),
     (lambda d: d["services"]["master"]["environment"].update(TOKENSWARM_HOST="${HOST:-http://localhost:8000}"),
      "TOKENSWARM_HOST"),
@@ -287,7 +309,7 @@ def _replace(old: str, new: str):
     _replace("  init: true", '  init: "maybe"'),                       # wrong type
     _replace('    expose: ["5557"]', "    expose: {port: 5557}"),      # a mapping where a list belongs
     _replace("    stop_grace_period: 90s", "    stop_grace_perod: 90s"),  # unknown key
-    _replace("nofile: {soft: 65536,", "nofile: {soft: lots,"),            # not an integer
+    _replace('nofile: {soft: "${NOFILE:-65536}"', 'nofile: {soft: "lots"'),  # not an integer
 ], ids=["init-type", "expose-type", "unknown-key", "ulimit-type"])
 def test_docker_compose_config_rejects_a_broken_copy(tmp_path, edit):
     assert compose_config(_compose_copy(tmp_path)).returncode == 0  # the unbroken copy is fine
@@ -900,7 +922,7 @@ def test_dockerfile_copies_what_pip_install_needs():
     assert needed <= copied, f"pip install . needs {sorted(needed - copied)}"
     with open(os.path.join(ROOT, ".dockerignore"), encoding="utf-8") as fh:
         ignored = {ln.strip().rstrip("/") for ln in fh if ln.strip() and not ln.startswith("#")}
-    assert not (needed | {"locustfiles", "deploy/docker/master.sh"}) & ignored
+    assert not (needed | {"locustfiles", "deploy/docker/master.sh", "deploy/docker/wheels"}) & ignored
     assert {".venv", "reports", ".git", ".pytest_cache", ".ruff_cache", "**/__pycache__"} <= ignored
 
 
@@ -919,6 +941,60 @@ def test_dockerfile_runs_tokenswarm_as_a_non_root_user_without_secrets():
             names = re.findall(r"(\w+)=", rest) or rest.split()[:1]
             assert not any(map(is_secret_name, names)), f"{op} {rest}: no secrets in the image"
     assert "tokenswarm-master" in installed_programs()
+
+
+BUILDKIT_ONLY_FLAGS = {"chmod", "mount", "link", "network", "security", "parents", "exclude", "checksum"}
+
+
+def dockerfile_builder_problems(text: str) -> list[str]:
+    """What keeps a Dockerfile from building with the legacy builder, or makes BuildKit pull more than the base:
+    a `# syntax=` line (BuildKit pulls that frontend image from Docker Hub), flags only BuildKit knows
+    (`COPY --chmod`, `RUN --mount`, ...), heredocs; and a FROM other than the PYTHON_IMAGE build argument or
+    a stage of the same file."""
+    problems = []
+    if re.search(r"^#\s*syntax\s*=", text, re.M | re.I):
+        problems.append("a `# syntax=` line: BuildKit pulls that frontend image (no registry, no build)")
+    joined = re.sub(r"\\\n", " ", text)
+    stages: set[str] = set()
+    for raw in joined.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        op, _, rest = line.partition(" ")
+        words = rest.split()
+        flags = {w[2:].split("=", 1)[0] for w in itertools.takewhile(lambda w: w.startswith("--"), words)}
+        if flags & BUILDKIT_ONLY_FLAGS:
+            problems.append(f"{op} {rest[:50]}: --{', --'.join(sorted(flags & BUILDKIT_ONLY_FLAGS))} needs BuildKit")
+        if "<<" in rest and op.upper() in ("RUN", "COPY"):
+            problems.append(f"{op} {rest[:50]}: heredocs need BuildKit")
+        if op.upper() == "FROM":
+            base = [w for w in words if not w.startswith("--")]
+            if base and base[0] != "${PYTHON_IMAGE}" and base[0] not in stages:
+                problems.append(f"FROM {base[0]}: the base image comes from the PYTHON_IMAGE build argument")
+            if len(base) == 3 and base[1].upper() == "AS":
+                stages.add(base[2])
+    return problems
+
+
+def test_dockerfile_builds_without_buildkit_and_pulls_only_its_base():
+    with open(DOCKERFILE, encoding="utf-8") as fh:
+        assert dockerfile_builder_problems(fh.read()) == []
+    assert any(op == "COPY" and rest.split()[:1] == ["deploy/docker/wheels"] for op, rest in dockerfile_instructions())
+
+
+@pytest.mark.parametrize("old, new, expect", [
+    ("# One image", "# syntax=docker/dockerfile:1\n# One image", "syntax"),
+    ("COPY deploy/docker/master.sh", "COPY --chmod=0755 deploy/docker/master.sh", "--chmod"),
+    ("RUN python3 -m venv /opt/venv", "RUN --mount=type=cache,target=/root/.cache python3 -m venv /opt/venv",
+     "--mount"),
+    ("FROM ${PYTHON_IMAGE}\n", "FROM python:3.12-slim\n", "PYTHON_IMAGE"),
+])
+def test_dockerfile_builder_check_catches_a_broken_copy(old, new, expect):
+    with open(DOCKERFILE, encoding="utf-8") as fh:
+        text = fh.read()
+    assert old in text, f"the mutation no longer applies: {old!r}"
+    problems = dockerfile_builder_problems(text.replace(old, new, 1))
+    assert any(expect in p for p in problems), problems
 
 
 def test_master_script_is_valid_shell():
@@ -941,14 +1017,32 @@ def test_master_script_builds_each_mode(tmp_path):
         assert p.returncode == 2 and "error" in p.stderr and not p.stdout, (bad, p.stdout, p.stderr)
 
 
+@pytest.mark.parametrize("env, args, message", [
+    ({"WORKERS": "0"}, [], "WORKERS=0: must be a whole number of workers, at least 1"),
+    ({"WORKERS": "four"}, [], "WORKERS=four"),
+    ({"MODE": "ui"}, [], "MODE=ui: this script runs headless tests"),
+    ({"TIMEOUT": "soon"}, [], "TIMEOUT=soon"),
+    ({}, ["stop"], "unknown action 'stop'"),
+])
+def test_up_local_script_bad_input_is_one_line_and_exit_2(env, args, message):
+    """Checked before anything is installed or started."""
+    script = os.path.join(ROOT, "deploy", "docker", "up-local.sh")
+    p = subprocess.run([script, *args], env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent",
+                                              **env}, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and p.stdout == "", (p.stdout, p.stderr)
+    assert p.stderr.splitlines() == [f"up-local.sh: error: {p.stderr.split('error: ', 1)[1].strip()}"]
+    assert message in p.stderr
+
+
 def test_shell_scripts_pass_shellcheck():
-    """The compose master's entry point, the engine build and GPU scripts (deploy/gpu/vllm/ too, following the
-    files they source), and CI's entry point."""
+    """The compose master's entry point, the compose bring-up, the engine build and GPU scripts (deploy/gpu/vllm/
+    too, following the files they source), and CI's entry point."""
     scripts = [MASTER_SCRIPT, os.path.join(ROOT, ".ci", "run"),
                *glob.glob(os.path.join(ROOT, "deploy", "*", "*.sh")),
                *glob.glob(os.path.join(ROOT, "deploy", "*", "*", "*.sh"))]
     assert os.path.join(ROOT, "deploy", "llamacpp", "build.sh") in scripts
     assert os.path.join(ROOT, "deploy", "gpu", "vllm", "sweep.sh") in scripts
+    assert os.path.join(ROOT, "deploy", "docker", "up-local.sh") in scripts
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck not installed (Debian: apt-get install shellcheck); `sh -n` still ran")
     p = subprocess.run(["shellcheck", "-x", *scripts], capture_output=True, text=True, timeout=60, cwd=ROOT)

@@ -2,8 +2,9 @@
 
 ``from tokenswarm.loadgen import ChatUser`` (what locustfiles do) registers
 tokenswarm's Locust plugin (options, run folder, records, levels; see
-:mod:`tokenswarm.loadgen.plugin`) and gives the user classes and the sweep
-shape. Those are loaded on first use, so the plain parts of this package
+:mod:`tokenswarm.loadgen.plugin`), the lines a master and its workers log as
+they come and go (:mod:`tokenswarm.loadgen.lifecycle`), and gives the user
+classes and the sweep shape. Those are loaded on first use, so the plain parts of this package
 (:mod:`~tokenswarm.loadgen.budget`) import without Locust and without its
 monkey-patching, and test on their own.
 """

@@ -28,6 +28,7 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from tokenswarm import runfolder
 from tokenswarm.datasets import open_dataset
 from tokenswarm.exitstatus import ExitStatus
+from tokenswarm.loadgen import lifecycle as _lifecycle  # noqa: F401  (joins, leaves and users, in the log)
 from tokenswarm.loadgen.budget import LeasedBudget
 from tokenswarm.loadgen.cluster import (
     MSG_ABORT,
