@@ -131,8 +131,8 @@ def _target(args: argparse.Namespace, settings: Settings, stack: ExitStack) -> t
 def _preflight(args: argparse.Namespace, settings: Settings, host: str) -> None:
     """Check the target before anything is written: a failure is one line and exit code 2, with no run folder.
     The model the server names (when none was given) goes to Locust, which then skips its own preflight."""
-    if args.no_preflight:
-        return
+    if args.no_preflight or args.master:
+        return  # a master waiting for remote workers checks at the test's start (the target may still be starting)
     from tokenswarm.preflight import PreflightError, check
 
     try:
@@ -178,8 +178,9 @@ def cmd_load(args: argparse.Namespace) -> int:
         code = _launch(args, cmd, _locust_env(args, run_dir), run_dir)
     if not existed and runfolder.remove_if_unused(run_dir):
         # no test started (interrupted while a master waited for workers, or refused at its start): no folder
-        print(f"tokenswarm: stopped before the test began; nothing measured, no run folder kept ({run_dir})",
-              file=sys.stderr, flush=True)
+        if code not in (ExitStatus.BAD_INPUT, ExitStatus.INTERRUPTED):  # those said why themselves
+            print(f"tokenswarm: stopped before the test began; nothing measured, no run folder kept ({run_dir})",
+                  file=sys.stderr, flush=True)
         return code if code else int(ExitStatus.BAD_INPUT)
     _print_results(run_dir, code)
     return code

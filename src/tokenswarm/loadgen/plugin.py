@@ -89,11 +89,13 @@ def _cache_default_args() -> None:
 
 def _fail(environment: Environment, msg: str) -> None:
     """Bad input or a failed preflight: one line, exit code 2 (headless), or a stopped test (web UI)."""
-    log.error("tokenswarm: %s", msg)
-    print(f"tokenswarm: error: {msg}", file=sys.stderr, flush=True)
+    headless = getattr(environment.parsed_options, "headless", False)
+    if headless:
+        print(f"tokenswarm: error: {msg}", file=sys.stderr, flush=True)  # said once, not again by the log
+    else:
+        log.error("tokenswarm: %s", msg)
     environment.process_exit_code = ExitStatus.BAD_INPUT
     runner = environment.runner
-    headless = getattr(environment.parsed_options, "headless", False)
     if runner is not None:
         gevent.spawn(runner.quit if headless else runner.stop)
 
