@@ -31,6 +31,8 @@ def test_a_file_dataset_is_split_between_workers(cli, sim_fixed, tmp_path):
     assert run["dataset_books"]["records"] == 7 and run["dataset_books"]["usable"] == 5
     assert run["dataset_books"]["skipped"] == {"fewer than 2 turns": 2}
     assert "dataset sharegpt: 7 records read, 5 used, 2 skipped (fewer than 2 turns 2)" in p.stdout
+    with open(os.path.join(out, "report.md")) as fh:
+        assert "Dataset sharegpt: 7 records read, 5 used, 2 skipped (fewer than 2 turns 2)." in fh.read()
 
 
 def test_dataset_books_of_a_single_process(cli, sim_fixed, tmp_path):

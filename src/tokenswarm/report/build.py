@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from tokenswarm import health, runfolder
+from tokenswarm.datasets.files import books_line
 from tokenswarm.report import engine, locustcsv, plots, samples, saturation, tables
 from tokenswarm.report.document import Document
 from tokenswarm.report.errors import ReportError
@@ -584,6 +585,9 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
     if isinstance(workers, list) and workers:
         desc += f"; {len(workers)} worker{'s' if len(workers) != 1 else ''}"
     doc.para(desc + ".")
+    books = a.meta.get("dataset_books")
+    if isinstance(books, dict) and books.get("records") is not None:
+        doc.para(f"Dataset {books_line(books)}.")
     if s.get("seed") is not None:
         drawn = ("drawn for this run: fresh prompts" if s.get("seed_drawn") else "given with `--seed`")
         doc.para(f"Prompt seed {s['seed']} ({drawn}); `--seed {s['seed']}` sends these prompts again.")
