@@ -390,6 +390,7 @@ class StreamCall:
         self.measure: StreamMeasure | None = None
         self.connect_s: float | None = None
         self.http_status: int | None = None
+        self.received = 0  # bytes read from the socket for this response
 
     # -- outcome helpers -------------------------------------------------------
     def _rec(self, status: str, error: str = "", closed: float | None = None) -> RequestRecord:
@@ -405,6 +406,7 @@ class StreamCall:
         )
         if self.connect_s is not None:
             rec.connect_ms = self.connect_s * 1000.0
+        rec.received_bytes = self.received
         return rec
 
     def text(self) -> str:
@@ -452,6 +454,7 @@ class StreamCall:
                     continue
                 return self._rec(DISCONNECT, "connection closed before the response")
             conn.requests_on_sock += 1
+            self.received = len(data)
             try:
                 return self._read(sock, data, t)
             except TimeoutError:
@@ -478,6 +481,7 @@ class StreamCall:
             if not data:
                 conn.close()
                 return self._rec(DISCONNECT, "connection closed inside the response headers")
+            self.received += len(data)
             raw += data
         head = parse_head(raw[:end])
         self.http_status = head.status
@@ -538,6 +542,7 @@ class StreamCall:
                     raise
                 self.conn.close()  # the server never ended the message; the stream itself is complete
                 break
+            self.received += len(data)
             if not data:
                 dec.eof()
                 if dec.complete:
@@ -586,6 +591,7 @@ class StreamCall:
             if not data:
                 dec.eof()
                 break
+            self.received += len(data)
             part = dec.feed(data)
             parts.append(part)
             size += len(part)

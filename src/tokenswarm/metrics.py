@@ -165,6 +165,7 @@ class RequestRecord:
     turn: int = 0
     scheduled_time: float | None = None
     connect_ms: float | None = None
+    received_bytes: int = 0  # bytes of the response read from the socket, headers included (not a column)
 
     @property
     def ok(self) -> bool:

@@ -166,3 +166,22 @@ def test_vllm_bench_shape_reads_what_vllm_bench_would_and_what_the_engine_did(cl
     # bench/truth_check.py holds these to 0.1 % on a quiet machine; a busy one reads a first token late now and then
     assert j.tpot_ms.mean() == pytest.approx(true_tpot, rel=0.005)
     assert j.e2e_ms.mean() == pytest.approx(true_e2e, rel=0.01)  # + the client's send and read, a few ms
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_locusts_headline_request_count_is_the_number_of_requests(workers, cli, sim_fixed, tmp_path):
+    out = str(tmp_path / "run")
+    p = cli("run", "--host", sim_fixed.url, "--users", "4", "--requests", "60", "--max-tokens", "8", "--workers",
+            workers, "--out", out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    df = pd.read_csv(os.path.join(out, "requests.csv"))
+    stats = pd.read_csv(os.path.join(out, "locust_stats.csv")).set_index("Name")
+    assert len(df) == 60 and (df.status == "ok").all()
+    assert stats.loc["Aggregated", "Request Count"] == len(df) == stats.loc["E2E", "Request Count"]
+    assert stats.loc["TTFT", "Request Count"] == len(df) and stats.loc["TPOT", "Request Count"] == len(df)
+    # E2E's size is the bytes received (an event per token, each far longer than a token), not 8 tokens
+    assert stats.loc["E2E", "Average Content Size"] > 20 * 8
+    assert stats.loc["Aggregated", "Average Content Size"] == stats.loc["E2E", "Average Content Size"]
+    history = pd.read_csv(os.path.join(out, "locust_stats_history.csv"))
+    last = history.groupby("Name")["Total Request Count"].last()
+    assert last["Aggregated"] == last["E2E"]  # the per-second history agrees with itself

@@ -118,6 +118,24 @@ def test_ramp_steps_join_the_level_they_lead_to_and_failures_are_counted(tmp_pat
     assert failures_by_kind(str(path)) == {"http_error": 2, "timeout": 1, "other": 4}
 
 
+def test_a_history_whose_e2e_size_is_bytes_gives_no_output_tokens(tmp_path):
+    # since E2E is Locust's only request per request, its size is the bytes received and the total counts E2E
+    # alone; older files counted TTFT and TPOT in the total too, and E2E's size was the output tokens
+    rows = []
+    for t, n in ((1, 10), (2, 20), (3, 30)):
+        rows.append((t, 4, "E2E", n, 0, 100.0, 100, 27000.0))
+        rows.append((t, 4, "TTFT", n, 0, 10.0, 10, 0.0))
+    new = _history(rows)
+    total = new[new.Name == "E2E"].assign(Type="", Name="Aggregated")
+    pd.concat([new, total]).to_csv(tmp_path / "new_stats_history.csv", index=False)
+    levels = levels_from_history(str(tmp_path / "new_stats_history.csv"))
+    assert levels["requests"].tolist() == [30] and levels["ttft_mean"].tolist() == [10.0]
+    assert np.isnan(levels["output_throughput"][0]) and np.isnan(levels["mean_output_len"][0])
+    old = pd.concat([new, total.assign(**{"Total Request Count": total["Total Request Count"] * 2})])
+    old.to_csv(tmp_path / "old_stats_history.csv", index=False)
+    assert levels_from_history(str(tmp_path / "old_stats_history.csv"))["mean_output_len"][0] == 27000.0
+
+
 def test_a_history_without_tokenswarm_rows_or_several_histories_is_refused(tmp_path):
     agg = pd.read_csv(os.path.join(FIXTURE, "plain_stats_history.csv"))
     agg[agg.Name == "Aggregated"].to_csv(tmp_path / "a_stats_history.csv", index=False)

@@ -3,7 +3,8 @@
 One :class:`Session` lives on every process that runs users (the local runner
 or a worker) from test start to test stop. Users take prompts and request
 tickets from it and hand it their finished records; it stamps them (level,
-worker, user), fires Locust's ``request`` events and passes the rows on to the
+worker, user), feeds Locust's statistics (one ``request`` event per request,
+plus TTFT and TPOT rows outside Locust's total) and passes the rows on to the
 sink: the run writer in a single process, the shipper to the master on a
 worker.
 """
@@ -300,20 +301,23 @@ class Session:
         self.sink(rows)
 
     def _fire_events(self, rec: RequestRecord) -> None:
+        """Feed Locust's statistics: one ``request`` event per request (``E2E``, its size the bytes received),
+        so Locust's total (RPS, failures/s, request count) counts each request once; TTFT and TPOT go into
+        their own rows only (logged straight into their stats entries, outside the total). A worker ships
+        entries and the total to the master separately, so this holds there too."""
         if self._secrets and rec.error:
             rec.error = self.settings.scrub(rec.error)
-        fire = self._fire
         if rec.ok:
-            fire(request_type=REQUEST_TYPE, name="TTFT", response_time=rec.ttft_ms, response_length=0,
-                 exception=None, context={})
+            stats = self.env.stats
+            stats.get("TTFT", REQUEST_TYPE).log(rec.ttft_ms, 0)
             if rec.tpot_ms is not None:
-                fire(request_type=REQUEST_TYPE, name="TPOT", response_time=rec.tpot_ms, response_length=0,
-                     exception=None, context={})
-            fire(request_type=REQUEST_TYPE, name="E2E", response_time=rec.e2e_ms,
-                 response_length=rec.output_tokens or 0, exception=None, context={})
+                stats.get("TPOT", REQUEST_TYPE).log(rec.tpot_ms, 0)
+            self._fire(request_type=REQUEST_TYPE, name="E2E", response_time=rec.e2e_ms,
+                       response_length=rec.received_bytes, exception=None, context={})
         elif rec.status in FAILURE_KINDS:
-            fire(request_type=REQUEST_TYPE, name="E2E", response_time=rec.close_ms or 0.0, response_length=0,
-                 exception=LLMFailure(f"{rec.status}: {rec.error}"), context={})
+            self._fire(request_type=REQUEST_TYPE, name="E2E", response_time=rec.close_ms or 0.0,
+                       response_length=rec.received_bytes, exception=LLMFailure(f"{rec.status}: {rec.error}"),
+                       context={})
 
     def public(self) -> dict[str, Any]:
         return {"worker": self.worker, "pid": os.getpid(), "sent": self.sent}

@@ -604,7 +604,8 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
         doc.warn(f"Built from Locust's CSV files (`{os.path.basename(a.source_file)}`; there is no requests.csv): "
                  "percentiles are **Locust's rounded ones** (about two significant figures, over its last ~10 s "
                  "at the end of each level), requests count in the level where they completed, throughput uses "
-                 "1-second timestamps, and input tokens, ITL and achieved concurrency are unknown. Run with "
+                 "1-second timestamps, and input tokens, ITL and achieved concurrency are unknown (output tokens too, "
+                 "in files whose E2E size is bytes received). Run with "
                  "tokenswarm's run folder (requests.csv) for exact figures.")
     elif a.source == SOURCE_LEVELS:
         doc.warn("Built from an existing levels.csv (no requests.csv or Locust history in this folder).")

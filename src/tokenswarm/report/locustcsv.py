@@ -4,9 +4,13 @@ A plain ``locust -f ... --csv PREFIX --csv-full-history`` run with tokenswarm's
 users leaves ``PREFIX_stats_history.csv``: one row per second and per request
 name, with the user count, *cumulative* counts, sums and averages since the
 start, and *current* percentiles over Locust's last ~10 s. tokenswarm's users
-fire ``request`` events of type ``LLM`` named ``TTFT``, ``TPOT`` and ``E2E``
-(E2E's response length is the request's output tokens; a failed request is an
-E2E failure). From these:
+log rows of type ``LLM`` named ``TTFT``, ``TPOT`` and ``E2E``; a failed request
+is an E2E failure. E2E is the one Locust ``request`` per request, and its
+content size is the bytes received; files written before that change counted
+TTFT and TPOT in Locust's total too, and gave E2E the request's output tokens
+as its size. Those older files still give output tokens (the total's request
+count above E2E's tells them apart); newer ones leave output tokens unknown.
+From these:
 
 * Levels are the user counts, grouped: consecutive seconds with one user count
   form a segment; a one-second segment strictly between its neighbours' counts
@@ -21,7 +25,8 @@ E2E failure). From these:
 * Percentiles are Locust's rounded ones (about two significant figures),
   taken from the segment's last row, so they cover Locust's last ~10 s of the
   level (more than the level when it is shorter than that).
-* Input tokens, ITL and achieved concurrency are not in these files (NaN).
+* Input tokens, ITL and achieved concurrency are not in these files (NaN), nor
+  output tokens in files whose E2E size is bytes.
 """
 
 from __future__ import annotations
@@ -112,6 +117,7 @@ def levels_from_history(path: str) -> pd.DataFrame:
     if ours.empty:
         raise ReportError(f"{path}: no {REQUEST_TYPE} rows named TTFT/TPOT/E2E: not a run of tokenswarm's users, "
                           "or Locust was run without --csv-full-history")
+    tokens_in_size = _sizes_are_tokens(df, ours)
     times_all = _num(df["Timestamp"])
     users_all = _num(df["User Count"])
     if np.isnan(times_all).any() or np.isnan(users_all).any():
@@ -159,9 +165,9 @@ def levels_from_history(path: str) -> pd.DataFrame:
             "cancelled": 0, "window_s": secs,
             "request_throughput": completed / secs if secs > 0 else np.nan,
             "input_throughput": np.nan,
-            "output_throughput": acc["E2E_content"] / secs if secs > 0 else np.nan,
+            "output_throughput": acc["E2E_content"] / secs if secs > 0 and tokens_in_size else np.nan,
             "mean_input_len": np.nan,
-            "mean_output_len": acc["E2E_content"] / completed if completed > 0 else np.nan,
+            "mean_output_len": acc["E2E_content"] / completed if completed > 0 and tokens_in_size else np.nan,
             "achieved_concurrency": np.nan,
         }
         b = last_rows[u]
@@ -178,6 +184,17 @@ def levels_from_history(path: str) -> pd.DataFrame:
     if not rows:
         raise ReportError(f"{path}: no second with users running: nothing to report")
     return pd.DataFrame(rows)
+
+
+def _sizes_are_tokens(df: pd.DataFrame, ours: pd.DataFrame) -> bool:
+    """Is E2E's content size the output tokens (older files) rather than the bytes received? In older files TTFT,
+    TPOT and E2E all counted in Locust's total ("Aggregated"), so its request count ran above E2E's; now E2E is
+    the only request and the two are equal."""
+    total = _num(df.loc[df["Name"] == "Aggregated", "Total Request Count"])
+    e2e = _num(ours.loc[ours["Name"] == "E2E", "Total Request Count"])
+    if not len(total) or not len(e2e):
+        return True
+    return float(np.nanmax(total)) > float(np.nanmax(e2e))
 
 
 _KIND = re.compile(r"\b(" + "|".join(FAILURE_KINDS) + r"): ")
