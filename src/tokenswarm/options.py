@@ -2,9 +2,10 @@
 
 Each :class:`Opt` becomes ``--flag`` on the ``tokenswarm`` command line and on
 ``locust -f locustfiles/chat.py`` (through Locust's ``init_command_line_parser``
-event, so it also shows in the web UI and reads ``TOKENSWARM_*`` variables,
-``.conf`` files, compose and Kubernetes environments). Values are plain
-strings, numbers and booleans so the web UI can edit them;
+event, so it reads ``TOKENSWARM_*`` variables, ``.conf`` files, compose and
+Kubernetes environments). Those with a ``web_ui`` text are also on the web
+UI's start form, labelled with it (:mod:`tokenswarm.loadgen.webui`). Values
+are plain strings, numbers and booleans so the form can edit them;
 :func:`tokenswarm.settings.build` validates them into one typed object.
 No locust import here.
 """
@@ -28,8 +29,12 @@ class Opt:
     type: Callable[[str], Any] | None
     default: Any
     help: str
-    secret: bool = False  # masked in the web UI, redacted everywhere it is written
-    web_ui: bool = True
+    secret: bool = False  # redacted everywhere it is written
+    #: the web UI form's text for it, its unit included; "" keeps it off the form (flags, TOKENSWARM_* variables
+    #: and config files still set it). The form lists these in the order of OPTIONS.
+    web_ui: str = ""
+    web_for: str = ""  # on the form only for "level" (one-level locustfiles) or "sweep" (the sweep shape) tests
+    web_choices: Callable[[], tuple[str, ...]] | None = None  # the form offers these values in a drop-down
     action: str | None = None  # "store_true" / "append"
     metavar: str | None = None
     group: str = "target"
@@ -43,11 +48,25 @@ class Opt:
         return ENV_PREFIX + self.dest.upper()
 
 
+# the web UI form's drop-downs (imported when the form is built)
+def _engines() -> tuple[str, ...]:
+    from tokenswarm.engines import ENGINES
+
+    return tuple(ENGINES)
+
+
+def _datasets() -> tuple[str, ...]:
+    from tokenswarm.datasets.base import DATASETS
+
+    return DATASETS
+
+
 OPTIONS: tuple[Opt, ...] = (
     # -- the target ------------------------------------------------------------------
     Opt("--engine", str, "sim", "engine preset: sim, vllm, sglang, ... (`tokenswarm engines` lists them)",
-        metavar="NAME"),
-    Opt("--model", str, "", "model name sent in requests (default: the preset's, else the server's first model)"),
+        metavar="NAME", web_ui="engine preset: the request path and API dialect", web_choices=_engines),
+    Opt("--model", str, "", "model name sent in requests (default: the preset's, else the server's first model)",
+        web_ui="model name sent in requests; empty: the preset's, else the server's first model"),
     Opt("--endpoint", str, "", "request path, overriding the preset's (e.g. /v1/completions)", metavar="PATH"),
     Opt("--dialect", str, "", "API dialect, overriding the preset's (openai-chat, openai-completions)"),
     Opt("--body-template", str, "", "template dialect: the JSON request body with \"{prompt}\", {max_tokens} "
@@ -56,12 +75,10 @@ OPTIONS: tuple[Opt, ...] = (
         metavar="PATH"),
     Opt("--text-mode", str, "auto", "template dialect: each event's text is a delta, cumulative, or auto"),
     Opt("--api-key", str, "", "API key sent as 'Authorization: Bearer ...' (default: $TOKENSWARM_API_KEY, "
-        "then $OPENAI_API_KEY); never written anywhere nor shown in the web UI", secret=True, web_ui=False,
-        metavar="KEY"),
+        "then $OPENAI_API_KEY); never written anywhere nor shown in the web UI", secret=True, metavar="KEY"),
     Opt("--header", str, None, "extra request header 'Name: value' (repeatable; values are never written)",
-        action="append", web_ui=False, metavar="'K: V'"),
-    Opt("--no-preflight", None, False, "skip the check of the target before load starts", action="store_true",
-        web_ui=False),
+        action="append", metavar="'K: V'"),
+    Opt("--no-preflight", None, False, "skip the check of the target before load starts", action="store_true"),
     Opt("--connect-timeout", float, 10.0, "seconds to wait for a connection", metavar="S"),
     Opt("--read-timeout", float, 120.0, "seconds to wait for the next bytes of a response", metavar="S"),
     Opt("--no-backoff", None, False, "on HTTP 429/503, send the next request at once instead of waiting what "
@@ -70,12 +87,14 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("--max-backoff", float, 60.0, "longest wait, in seconds, after a 429/503 (Retry-After included) or a run "
         "of failures", metavar="S"),
     # -- the workload ----------------------------------------------------------------
-    Opt("--max-tokens", int, 128, "output tokens to ask for per request", metavar="N", group="workload"),
+    Opt("--max-tokens", int, 128, "output tokens to ask for per request", metavar="N", group="workload",
+        web_ui="output length asked for per request, in tokens"),
     Opt("--dataset", str, "random", "prompts: random, sharegpt, openqa, longalpaca, jsonl, csv", metavar="NAME",
-        group="workload"),
+        group="workload", web_ui="where the prompts come from", web_choices=_datasets),
     Opt("--dataset-path", str, "", "the dataset file (sharegpt, openqa, longalpaca, jsonl, csv)", metavar="FILE",
-        group="workload"),
-    Opt("--input-len", int, 128, "prompt length in tokens for the random dataset", metavar="N", group="workload"),
+        group="workload", web_ui="the dataset's file, a path on every load-generating machine; not for random"),
+    Opt("--input-len", int, 128, "prompt length in tokens for the random dataset", metavar="N", group="workload",
+        web_ui="prompt length of the random dataset, in tokens"),
     Opt("--output-len", int, 0, "output tokens per request for the random dataset (0: --max-tokens); with "
         "file datasets, 0 keeps --max-tokens and -1 uses each sample's reference answer length",
         metavar="N", group="workload"),
@@ -113,18 +132,24 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("--cancel-rate", float, 0.0, "share of requests the client abandons after a random number of tokens "
         "(recorded as cancelled, not failed), as users closing a chat tab", metavar="R", group="workload"),
     Opt("--duration", str, "", "how long to send load (30s, 5m, 1h); then no new requests, those in flight "
-        "finish, and the test stops", metavar="SPAN", group="workload"),
+        "finish, and the test stops", metavar="SPAN", group="workload",
+        web_ui="how long to send load, e.g. 30s, 5m, 1h; empty: until Stop", web_for="level"),
     Opt("--requests", int, 0, "stop after this many requests in all (0: no limit; use with or instead of a "
-        "duration)", metavar="N", group="workload"),
+        "duration)", metavar="N", group="workload",
+        web_ui="stop after this many requests in all; 0: no limit", web_for="level"),
     # -- sweeps -----------------------------------------------------------------------
     Opt("--levels", str, "", "concurrency levels to step through, e.g. 1,2,4,...,1024 (a sweep)", metavar="LIST",
-        group="sweep"),
+        group="sweep", web_ui="concurrency levels to step through, in users, e.g. 1,2,4,8 (the user count "
+        "above is not used)", web_for="sweep"),
     Opt("--rates", str, "", "request rates (req/s) to step through in open-loop mode, e.g. 1,2,4", metavar="LIST",
-        group="sweep"),
+        group="sweep", web_ui="or request rates to step through, in req/s, e.g. 1,2,4 (leave levels empty)",
+        web_for="sweep"),
     Opt("--level-duration", str, "", "how long each level lasts (30s, 2m), or one span per level (30s,30s,2m): "
-        "a level should last several times its requests' latency", metavar="SPAN", group="sweep"),
+        "a level should last several times its requests' latency", metavar="SPAN", group="sweep",
+        web_ui="how long each level lasts, e.g. 30s, 2m: several times a request's latency", web_for="sweep"),
     Opt("--level-requests", str, "", "end each level once this many of its requests finished, or one count "
-        "per level (50,50,200; 0: that level ends by --level-duration)", metavar="N", group="sweep"),
+        "per level (50,50,200; 0: that level ends by --level-duration)", metavar="N", group="sweep",
+        web_ui="or end each level after this many of its requests finished; 0: by time", web_for="sweep"),
     Opt("--warmup", float, -1.0, "seconds trimmed from the start of each level's measurement window (negative: "
         "20%% of --level-duration in sweeps, none otherwise)", metavar="S", group="sweep"),
     Opt("--arrival", str, "poisson", "rate mode arrivals: poisson, gamma (with --burstiness) or constant",
@@ -134,7 +159,8 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("--max-concurrency", int, 256, "rate mode: most requests in flight at once (users spawned)", metavar="N",
         group="sweep"),
     Opt("--slo", str, "", "service-level objectives in ms for goodput, e.g. ttft=2000,tpot=100,e2e=30000",
-        metavar="K=MS,...", group="sweep"),
+        metavar="K=MS,...", group="sweep", web_ui="service-level objectives for goodput, in ms, e.g. "
+        "ttft=2000,tpot=100; empty: none"),
     Opt("--slo-attainment", float, 0.99, "share of a level's requests that must meet every SLO for the level "
         "to meet them", metavar="R", group="sweep"),
     Opt("--knee-pct", float, 10.0, "saturation: the level after which output throughput grows by less than "
@@ -156,10 +182,11 @@ OPTIONS: tuple[Opt, ...] = (
         metavar="R", group="output"),
     Opt("--locust-tables", None, False, "tokenswarm run/sweep: also print Locust's own stats tables at the end "
         "(rounded; tokenswarm's table is printed either way, and locust_stats.csv is written)",
-        action="store_true", web_ui=False, group="output"),
+        action="store_true", group="output"),
 )
 
 BY_DEST = {o.dest: o for o in OPTIONS}
+
 
 
 def env_default(opt: Opt, environ: dict[str, str] | None = None) -> Any:
@@ -194,7 +221,7 @@ def add_options(parser: Any, *, locust: bool = False) -> None:
             if opt.action != "append":  # configargparse wants "[a, b]" for lists: settings reads it instead
                 kw["env_var"] = opt.env
             kw["default"] = opt.default
-            kw["include_in_web_ui"] = opt.web_ui
+            kw["include_in_web_ui"] = bool(opt.web_ui)
             if opt.secret:
                 kw["is_secret"] = True
         else:

@@ -1,6 +1,7 @@
 """The web UI's login (--web-login): what the compose and k8s files turn on when the UI leaves loopback."""
 
 import http.cookiejar
+import json
 import os
 import socket
 import subprocess
@@ -32,8 +33,9 @@ def test_login_is_required_and_checks_the_password(tmp_path):
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
         r = opener.open(base + "/", timeout=5)
         assert r.url.startswith(base + "/login")  # not logged in: sent to the login page
-        with urllib.request.urlopen(base + "/stats/requests", timeout=5) as r:
-            assert "/login" in r.url  # the API is protected too
+        for path in ("/stats/requests", "/tokenswarm/series", "/tokenswarm/ui.js"):
+            with urllib.request.urlopen(base + path, timeout=5) as r:
+                assert "/login" in r.url, path  # the API and tokenswarm's charts are protected too
 
         def login(user, pw):
             data = urllib.parse.urlencode({"username": user, "password": pw}).encode()
@@ -45,6 +47,12 @@ def test_login_is_required_and_checks_the_password(tmp_path):
         assert r.status == 200 and "/login" not in r.url
         with opener.open(base + "/stats/requests", timeout=5) as r:
             assert r.status == 200 and b"user_count" in r.read()
+        with opener.open(base + "/", timeout=5) as r:
+            assert b'<script src="./tokenswarm/ui.js"></script>' in r.read()  # the charts, logged in
+        with opener.open(base + "/tokenswarm/ui.js", timeout=5) as r:
+            assert r.headers["Content-Type"].startswith("application/javascript") and b"tokenswarm-chart" in r.read()
+        with opener.open(base + "/tokenswarm/series", timeout=5) as r:
+            assert json.loads(r.read())["samples"] == []
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)

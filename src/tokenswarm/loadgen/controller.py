@@ -31,7 +31,7 @@ from tokenswarm.datasets.files import books_line
 from tokenswarm.exitstatus import ExitStatus, failure_ratio, failures_message
 from tokenswarm.loadgen.cluster import MSG_ABORT, MSG_LEVEL, MasterBooks
 from tokenswarm.loadgen.enginemetrics import ServerMetricsSampler
-from tokenswarm.loadgen.observe import HealthSampler, LiveBooks
+from tokenswarm.loadgen.observe import HealthSampler, LiveBooks, Series
 from tokenswarm.records import LEVEL_COL, STATUS_COL, RequestsWriter, Row
 from tokenswarm.settings import Settings
 from tokenswarm.sweep import level_str
@@ -84,6 +84,7 @@ class RunController:
         self._csv: locust_stats.StatsCSVFileWriter | None = None
         self.exporter: Exporter | None = getattr(environment, "tokenswarm_exporter", None)
         self.live = LiveBooks(self.exporter)
+        self.series = Series()  # the web UI's charts over time
         self.health: list[health.Sample] = []
         self._health_fh = open(os.path.join(run_dir, HEALTH_CSV), "w", newline="", encoding="utf-8")  # noqa: SIM115
         self._health_w = csv.writer(self._health_fh)
@@ -129,6 +130,8 @@ class RunController:
             gevent.sleep(FLUSH_S)
             self.writer.flush()
             self.live.digest()
+            if self.series.due(time.monotonic()):
+                self.sample()
             self._health_fh.flush()
             self._check_client()
             if progress and time.monotonic() >= next_progress:
@@ -166,6 +169,18 @@ class RunController:
             self.flags[key] = why
             print(f"tokenswarm: warning: the load generator is saturated at level {key} ({why}): its timings "
                   f"include client delay; {health.ADVICE}", flush=True)
+
+    def sample(self) -> None:
+        """Add a point to the web UI's charts: the current level's live figures now (rows digested first)."""
+        seg = self.timeline[-1] if self.timeline else None
+        users = int(getattr(self.env.runner, "user_count", 0) or 0) if not self.finished else 0
+        self.series.add(self.live.sample(seg, self.settings.warmup_at(self.level_index), users, time.time()),
+                        time.monotonic())
+
+    def chart_data(self, since: float = 0.0) -> dict[str, Any]:
+        """What the web UI's charts read (/tokenswarm/series): the samples after epoch ``since``."""
+        return {"run_id": self.run_id, "started": self.started, "interval_s": self.series.interval_s,
+                "finished": self.finished, "samples": self.series.since(since)}
 
     def ui_table(self) -> list[dict[str, Any]]:
         self.live.digest()
@@ -375,6 +390,7 @@ class RunController:
         self._check_client()
         self._health_fh.close()
         self.live.digest()
+        self.sample()  # the charts end where the test ended
         if self.books is not None:
             self.books.check_lost()
         self._final_locust_csvs()

@@ -1,12 +1,14 @@
-"""Watching a test live: per-level figures, progress lines, the client self-check, the Prometheus
-exporter and the web UI's tokenswarm tab (the engine's metrics: :mod:`tokenswarm.loadgen.enginemetrics`).
+"""Watching a test live: per-level figures, progress lines, the web UI's time series, the client
+self-check and the Prometheus exporter (the engine's metrics: :mod:`tokenswarm.loadgen.enginemetrics`;
+the web UI itself: :mod:`tokenswarm.loadgen.webui`).
 
 * :class:`LiveBooks` (master or local process) digests record rows once a
   second into per-level figures computed as the report computes them
   (:mod:`tokenswarm.report.live`): request and token rates, exact TTFT and
   TPOT percentiles so far, failures; "warming up" during a level's warm-up.
   Headless runs print :meth:`LiveBooks.progress_line` every few seconds; the
-  web UI shows :meth:`LiveBooks.table`.
+  web UI's tokenswarm tab shows :meth:`LiveBooks.table` and charts
+  :class:`Series`, samples of :meth:`LiveBooks.sample` every few seconds.
 * :class:`HealthSampler` (every process running users) measures its own
   event-loop lag and CPU; :mod:`tokenswarm.health` says when that makes a
   level untrustworthy.
@@ -17,7 +19,7 @@ exporter and the web UI's tokenswarm tab (the engine's metrics: :mod:`tokenswarm
 
 from __future__ import annotations
 
-import json
+import bisect
 import logging
 import os
 import time
@@ -44,6 +46,8 @@ DIGEST_SLICE = 64  # rows digested between yields to the event loop
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0,
                 30.0, 60.0)
 TPOT_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
+SERIES_S = 2.0  # the web UI's charts: a sample of the live figures this often (at first; see Series)
+SERIES_CAP = 720  # samples kept: 24 min at 2 s; then every other one is let go and the interval doubles
 E2E_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0,
                300.0, 600.0)
 
@@ -120,6 +124,56 @@ class LiveBooks:
                 "tpot99": r(f["tpot_p99"], 2), "client": flags.get(key, "ok"),
             })
         return out
+
+
+    def sample(self, segment: dict[str, Any] | None, warmup_s: float, users: int, now: float) -> dict[str, Any]:
+        """One point of the web UI's charts: the current level's live figures at epoch ``now`` (rates None
+        while warming up or measuring, percentiles None without a sample), the users running, and the test's
+        finished requests so far (``ok``, ``failed``: the charts take failures per second from these)."""
+        f = self.figures(segment, warmup_s, now)
+
+        def r(v: float | None, nd: int = 1) -> float | None:
+            return None if v is None else round(v, nd)
+
+        return {"t": round(now, 2), "users": users, "level": level_str(segment["level"]) if segment else "",
+                "phase": f["phase"], "output_tok_s": r(f["output_tok_s"]), "req_s": r(f["req_s"], 2),
+                "ttft_p50": r(f["ttft_p50"]), "ttft_p99": r(f["ttft_p99"]), "tpot_p50": r(f["tpot_p50"], 2),
+                "tpot_p99": r(f["tpot_p99"], 2), "ok": self.totals["ok"], "failed": self.totals["failed"],
+                "failed_pct": r(f["failed_pct"]) if f["failed"] else 0.0}
+
+
+class Series:
+    """The web UI's charts over time: samples taken every ``interval_s``, at most ``cap`` of them. When the
+    list is full every other sample is let go and the interval doubles, so a test of any length is drawn
+    whole, from its first sample to its newest, more coarsely the longer it runs. Readers ask for the samples
+    after a time they already have (:meth:`since`), so a poll carries one or two samples."""
+
+    def __init__(self, interval_s: float = SERIES_S, cap: int = SERIES_CAP) -> None:
+        self.interval_s = interval_s
+        self.cap = max(cap, 4)
+        self.samples: list[dict[str, Any]] = []
+        self._times: list[float] = []
+        self._next = -float("inf")
+
+    def due(self, now: float) -> bool:
+        return now >= self._next
+
+    def add(self, sample: dict[str, Any], now: float) -> None:
+        """Keep ``sample`` (its ``t`` later than the last one's); the next is due ``interval_s`` after ``now``."""
+        self.samples.append(sample)
+        self._times.append(sample["t"])
+        self._next = now + self.interval_s
+        if len(self.samples) >= self.cap:
+            kept = self.samples[::2]  # the first and every other one: the test's start stays drawn
+            if kept[-1] is not self.samples[-1]:
+                kept.append(self.samples[-1])  # and the newest
+            self.samples = kept
+            self._times = [x["t"] for x in self.samples]
+            self.interval_s *= 2
+
+    def since(self, t: float) -> list[dict[str, Any]]:
+        """The samples taken after epoch ``t`` (all of them for 0: samples carry epoch times)."""
+        return self.samples[bisect.bisect_right(self._times, t):]
 
 
 def rates_text(f: dict[str, Any]) -> str:
@@ -215,48 +269,3 @@ class Exporter:
         server = WSGIServer((host, port), self.wsgi_app(), log=None)
         server.start()
         return server
-
-
-UI_TAB = "tokenswarm"
-UI_STRUCTURE = [
-    {"key": "level", "title": "Level"}, {"key": "ok", "title": "OK"}, {"key": "failed", "title": "Failed"},
-    {"key": "failed_pct", "title": "Failed %"},
-    {"key": "reqs", "title": "Req/s"}, {"key": "tokens", "title": "Output tok/s"},
-    {"key": "ttft50", "title": "TTFT p50 (ms)"}, {"key": "ttft99", "title": "TTFT p99 (ms)"},
-    {"key": "tpot50", "title": "TPOT p50 (ms)"}, {"key": "tpot99", "title": "TPOT p99 (ms)"},
-    {"key": "client", "title": "Client"},
-]
-
-
-def install_web_ui(web_ui: Any, environment: Environment) -> None:
-    """Add the tokenswarm tab (exact per-level figures) and /metrics (Prometheus) to Locust's web UI."""
-    from flask import request
-
-    web_ui.template_args["extendedTabs"] = [{"title": "tokenswarm", "key": UI_TAB}]
-    web_ui.template_args["extendedTables"] = [{"key": UI_TAB, "structure": UI_STRUCTURE}]
-
-    @web_ui.app.after_request
-    def _extend_stats(response: Any) -> Any:
-        if request.path != "/stats/requests" or response.status_code != 200:
-            return response
-        ctl = getattr(environment, "tokenswarm_controller", None)
-        rows = ctl.ui_table() if ctl is not None else []
-        data = response.get_json(silent=True)
-        if isinstance(data, dict):
-            data["extended_stats"] = [{"key": UI_TAB, "data": rows}]
-            response.set_data(json.dumps(data))
-        return response
-
-    @web_ui.app.route("/metrics")
-    def _metrics() -> Any:  # not behind the login: Prometheus scrapes it
-        from flask import Response
-
-        exporter = getattr(environment, "tokenswarm_exporter", None)
-        if exporter is None:
-            return Response("# no test has started yet\n", mimetype="text/plain")
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        ctl = getattr(environment, "tokenswarm_controller", None)
-        if ctl is not None and not ctl.finished:
-            ctl.live.digest()
-        return Response(generate_latest(exporter.registry), mimetype=CONTENT_TYPE_LATEST)

@@ -18,11 +18,15 @@ import logging
 import os
 import signal
 import sys
+import time
+import traceback
+from dataclasses import replace
 from typing import Any
 
 import gevent
 from locust import events
 from locust.env import Environment
+from locust.rpc import Message
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from tokenswarm import runfolder
@@ -58,12 +62,46 @@ def _user_dialect(environment: Environment) -> str:
     return names.pop() if len(names) == 1 else ""
 
 
-def settings_for(environment: Environment) -> Settings:
-    """Build the settings from the current options (the web UI may have changed them)."""
-    opts = environment.parsed_options
+def settings_for(environment: Environment, opts: argparse.Namespace | None = None, host: str | None = None
+                 ) -> Settings:
+    """Build the settings from the current options (the web UI may have changed them), or from ``opts`` and
+    ``host`` (the web UI's start form, checked before Locust applies it)."""
+    opts = environment.parsed_options if opts is None else opts
     if not opts.dialect and not opts.endpoint and _user_dialect(environment):
         opts = argparse.Namespace(**{**vars(opts), "dialect": _user_dialect(environment)})
-    return build(opts, host=environment.host or None)
+    return build(opts, host=(environment.host if host is None else host) or None)
+
+
+PREFLIGHT_MEMORY_S = 60.0  # a preflight the web UI's start check passed is trusted by the test start this long
+
+
+def _preflight_key(settings: Settings) -> tuple[Any, ...]:
+    """What a preflight's verdict depends on: the URL, the dialect, the model asked for, the headers."""
+    return (settings.url, settings.dialect.name, settings.request.model, tuple(sorted(settings.headers.items())))
+
+
+def remember_preflight(environment: Environment, settings: Settings, checked: Settings) -> None:
+    """The web UI's start check passed the preflight for ``settings``: the test start that follows does not ask
+    the server again, and takes the model ``checked`` found."""
+    environment.tokenswarm_preflight = (_preflight_key(settings), checked.request.model, time.monotonic())
+
+
+def preflight(environment: Environment, settings: Settings) -> Settings:
+    """:func:`tokenswarm.preflight.check`, unless the web UI's start check just passed it for these settings."""
+    memory = getattr(environment, "tokenswarm_preflight", None)
+    environment.tokenswarm_preflight = None
+    if memory is not None:
+        key, model, at = memory
+        if key == _preflight_key(settings) and time.monotonic() - at < PREFLIGHT_MEMORY_S:
+            return replace(settings, request=replace(settings.request, model=model), model_from_server=False)
+    return check(settings)
+
+
+def dataset_problem(settings: Settings) -> None:
+    """Load the tokenizer and read one prompt of a file dataset, so a bad file is a SettingsError now."""
+    _tokenizer(settings)
+    if settings.dataset.name != "random":
+        open_dataset(settings.dataset, default_max_tokens=settings.request.max_tokens, max_prompts=1)
 
 
 def _cache_default_args() -> None:
@@ -88,7 +126,8 @@ def _cache_default_args() -> None:
 
 
 def _fail(environment: Environment, msg: str) -> None:
-    """Bad input or a failed preflight: one line, exit code 2 (headless), or a stopped test (web UI)."""
+    """Bad input or a failed preflight: one line, exit code 2 (headless), or a stopped test (web UI), whose
+    reason the web UI shows in its Exceptions tab and the tokenswarm tab."""
     headless = getattr(environment.parsed_options, "headless", False)
     if headless:
         print(f"tokenswarm: error: {msg}", file=sys.stderr, flush=True)  # said once, not again by the log
@@ -96,8 +135,29 @@ def _fail(environment: Environment, msg: str) -> None:
         log.error("tokenswarm: %s", msg)
     environment.process_exit_code = ExitStatus.BAD_INPUT
     runner = environment.runner
+    _show_failure(environment, msg)
     if runner is not None:
         gevent.spawn(runner.quit if headless else runner.stop)
+
+
+FAILED_START = "tokenswarm: the test could not start"  # the Exceptions tab's traceback column for such a line
+
+
+def _show_failure(environment: Environment, msg: str) -> None:
+    """Put a failed start where the web UI's user looks: Locust's Exceptions tab (a worker sends it to its
+    master, as Locust does with its users' exceptions) and, on the master or the single process, the line
+    above the tokenswarm tab's charts."""
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        try:
+            runner.client.send(Message("exception", {"msg": msg, "traceback": FAILED_START}, runner.client_id))
+        except Exception:  # the master is gone: the worker's own log line is all there is
+            log.debug("tokenswarm: could not send the failure to the master:\n%s", traceback.format_exc())
+        return
+    if getattr(environment, "web_ui", None) is None or runner is None:
+        return
+    environment.tokenswarm_start_error = msg
+    runner.log_exception("master" if isinstance(runner, MasterRunner) else "local", msg, FAILED_START)
 
 
 @events.init.add_listener
@@ -113,7 +173,8 @@ def _init(environment: Environment, web_ui: Any = None, **_kw: Any) -> None:
 
         weblogin.install(web_ui)
     if not isinstance(environment.runner, WorkerRunner):
-        from tokenswarm.loadgen.observe import Exporter, install_web_ui
+        from tokenswarm.loadgen.observe import Exporter
+        from tokenswarm.loadgen.webui import install_web_ui
 
         # the exporter costs CPU per request (histograms): made only when something can scrape it
         if web_ui is not None:
@@ -214,7 +275,7 @@ def _test_start(environment: Environment, **_kw: Any) -> None:
     settings = with_run_seed(settings, opts)  # a fresh seed per test unless --seed; workers get it from opts
     if not getattr(opts, "no_preflight", False):
         try:
-            settings = check(settings)
+            settings = preflight(environment, settings)
         except PreflightError as e:
             _fail(environment, str(e))
             return
@@ -245,6 +306,7 @@ def _test_start(environment: Environment, **_kw: Any) -> None:
             return
     ctl = RunController(environment, settings, run_dir)
     environment.tokenswarm_controller = ctl
+    environment.tokenswarm_start_error = None
     if session is not None:
         ctl.session = session
         environment.tokenswarm_session = session

@@ -1,0 +1,158 @@
+"""The web UI as a person uses it, in headless Chromium (tests/headless.py): a start that fails says why in the
+start form, the form asks for tokenswarm's options, the tokenswarm tab draws charts over time, and Locust's
+headline figures count each request once. Screenshots go into each test's own folder."""
+
+import contextlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from conftest import wait_http
+
+CHROMIUM = "/usr/bin/chromium"
+needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                    reason="Debian's chromium is not installed (.ci/run installs it)")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def web_ui(*args, env=None):
+    """``tokenswarm ui ARGS`` on a free port: yields its base URL and a list that holds its output once it
+    has stopped."""
+    port = free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSWARM_", "LOCUST_"))}
+    full_env.update(env or {})
+    proc = subprocess.Popen([sys.executable, "-m", "tokenswarm", "ui", "--web-port", str(port), *args],
+                            env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    output: list[str] = []
+    try:
+        wait_http(base + "/")
+        yield base, output
+    finally:
+        proc.terminate()
+        output.append(proc.communicate(timeout=60)[0])
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def post(url, data):
+    with urllib.request.urlopen(urllib.request.Request(url, data=data.encode()), timeout=60) as r:
+        return json.loads(r.read())
+
+
+FORM_FIELDS = "Array.from(document.querySelectorAll('form input[name], form select[name]')).map(e => e.name)"
+
+
+@needs_chromium
+def test_a_failed_start_shows_the_preflights_message_in_the_start_form(tmp_path):
+    from headless import Browser
+
+    closed = free_port()
+    out = tmp_path / "ui"
+    with web_ui("--engine", "vllm", "--host", f"http://127.0.0.1:{closed}", "--out", str(out)) as (base, output):
+        with Browser() as b:
+            b.open(base + "/")
+            # tokenswarm's few options, in order, in the open "Custom parameters"; none of the other ~40
+            b.wait_for("document.querySelector('form input[name=maxTokens]') !== null")
+            names = b.eval(FORM_FIELDS)
+            ours = names[names.index("engine"):]
+            assert ours == ["engine", "model", "maxTokens", "dataset", "datasetPath", "inputLen", "duration",
+                            "requests", "slo"], names
+            labels = b.eval("Array.from(document.querySelectorAll('form label')).map(l => l.textContent)")
+            assert any(label.startswith("Max Tokens (") and "in tokens" in label for label in labels), labels
+            assert b.eval("Array.from(document.querySelector('select[name=engine]').options).map(o => o.value)"
+                          ).count("vllm") == 1
+            b.screenshot(tmp_path / "start-form.png")
+            b.eval("Array.from(document.querySelectorAll('form button')).find(x => x.textContent.trim() === 'Start')"
+                   ".click()")
+            alert = b.wait_for("Array.from(document.querySelectorAll('form [role=alert]'))"
+                               ".map(x => x.textContent).join(' | ')")
+            shot = tmp_path / "start-failed.png"
+            assert b.screenshot(shot) > 10000
+        assert alert == f"cannot reach http://127.0.0.1:{closed}: Connection refused"
+        # nothing started: no test, no run folder; the tokenswarm tab has the same line
+        assert get_json(base + "/stats/requests")["state"] == "ready"
+        assert get_json(base + "/tokenswarm/series")["error"] == alert
+        # the /swarm answer itself, for scripts: a form value of the wrong type is one line too
+        bad = post(base + "/swarm", "user_count=2&spawn_rate=2&max_tokens=lots")
+        assert bad == {"success": False, "message": "bad --max-tokens 'lots': must be a whole number",
+                       "host": f"http://127.0.0.1:{closed}"}
+    assert not out.exists()
+    assert output[0].count(f"tokenswarm: error: {alert}") == 1  # on the terminal too, once
+
+
+def test_a_failure_at_the_test_start_reaches_the_exceptions_tab_and_the_tokenswarm_tab(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with web_ui("--sim-args", "--ttft-ms 5 --tpot-ms 1", "--out", str(blocker / "run")) as (base, _):
+        assert post(base + "/swarm", "user_count=2&spawn_rate=2")["success"] is True  # the target is fine
+        deadline = time.time() + 30
+        while not get_json(base + "/exceptions")["exceptions"]:
+            assert time.time() < deadline
+            time.sleep(0.3)
+        row = get_json(base + "/exceptions")["exceptions"][0]
+        assert row["msg"].startswith("cannot create the run folder") and row["nodes"] == "local"
+        assert get_json(base + "/tokenswarm/series")["error"] == row["msg"]
+        deadline = time.time() + 30
+        while get_json(base + "/stats/requests")["state"] != "stopped":
+            assert time.time() < deadline
+            time.sleep(0.3)
+
+
+@needs_chromium
+def test_the_tokenswarm_tab_draws_charts_over_time(tmp_path):
+    from headless import Browser
+
+    out = tmp_path / "ui"
+    with web_ui("--users", "4", "--sim-args", "--ttft-ms 50 --tpot-ms 10", "--out", str(out)) as (base, _):
+        assert post(base + "/swarm", "user_count=4&spawn_rate=4")["success"] is True
+        deadline = time.time() + 60
+        while True:
+            samples = get_json(base + "/tokenswarm/series")["samples"]
+            if sum(s["output_tok_s"] is not None for s in samples) >= 3:
+                break
+            assert time.time() < deadline, samples
+            time.sleep(0.5)
+        with Browser() as b:
+            b.open(base + "/?tab=tokenswarm")
+            charts = b.wait_for("(() => { const c = document.querySelectorAll('svg.tokenswarm-chart');"
+                                " return c.length === 5 && Array.from(c).map(s => [s.dataset.chart,"
+                                " +s.dataset.points, s.querySelectorAll('polyline').length]); })()")
+            shot = out / "webui-tokenswarm-tab.png"
+            assert b.screenshot(shot) > 20000
+            html = b.html()
+            legend = b.eval("document.querySelector('svg[data-chart=ttft] .tokenswarm-legend').textContent")
+            console = b.console
+        got = {name: (points, lines) for name, points, lines in charts}
+        assert set(got) == {"output_tok_s", "ttft", "tpot", "users", "failures"}
+        assert got["output_tok_s"][0] >= 3 and got["output_tok_s"][1] >= 1  # a line through measured points
+        assert got["ttft"][1] == 2 and got["tpot"][1] == 2  # p50 and p99
+        assert got["users"][0] >= 3
+        # the per-level table stays below the charts; the legend reads the engine's 50 ms TTFT
+        assert html.index("tokenswarm-charts") < html.index("TTFT p50 (ms)")
+        p50 = float(re.search(r"p50 ([\d.]+)", legend).group(1))
+        assert 45 <= p50 <= 80, legend
+        assert not console, console
+        # Locust's headline figures count each request once: the tokenswarm tab's table agrees
+        stats = get_json(base + "/stats/requests")
+        rows = {s["name"]: s for s in stats["stats"]}
+        assert rows["Aggregated"]["num_requests"] == rows["E2E"]["num_requests"]
+        assert rows["TTFT"]["num_requests"] >= rows["E2E"]["num_requests"] - 4
+        assert rows["E2E"]["avg_content_length"] > 20 * 128  # bytes of an event stream of 128 tokens
+    assert os.path.getsize(shot) > 20000  # kept in the test's run folder
