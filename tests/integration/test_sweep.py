@@ -58,7 +58,8 @@ def test_rate_sweep_keeps_schedule_and_send_times(cli, sim_fixed, tmp_path):
 
 @pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
 def test_sweep_in_the_web_ui_advances_levels(tmp_path):
-    """The sweep shape drives the user count in web-UI mode too: started from the UI's API, it steps 1 -> 2 -> 4."""
+    """The sweep shape drives the user count in web-UI mode too: started from the UI's API, it steps 1 -> 2 -> 4.
+    (Locust caches /stats/requests for 2 s: each level lasts longer, or a poll could miss it.)"""
     import socket
 
     with socket.socket() as s:
@@ -66,7 +67,7 @@ def test_sweep_in_the_web_ui_advances_levels(tmp_path):
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSWARM_", "LOCUST_"))}
     out = str(tmp_path / "ui")
-    proc = subprocess.Popen([sys.executable, "-m", "tokenswarm", "ui", "--levels", "1,2,4", "--level-duration", "2s",
+    proc = subprocess.Popen([sys.executable, "-m", "tokenswarm", "ui", "--levels", "1,2,4", "--level-duration", "3s",
                              "--max-tokens", "4", "--sim-args", "--ttft-ms 10 --tpot-ms 5", "--web-port", str(port),
                              "--out", out], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
