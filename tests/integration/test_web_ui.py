@@ -156,3 +156,28 @@ def test_the_tokenswarm_tab_draws_charts_over_time(tmp_path):
         assert rows["TTFT"]["num_requests"] >= rows["E2E"]["num_requests"] - 4
         assert rows["E2E"]["avg_content_length"] > 20 * 128  # bytes of an event stream of 128 tokens
     assert os.path.getsize(shot) > 20000  # kept in the test's run folder
+
+
+@pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
+def test_a_test_stopped_in_the_web_ui_with_workers_counts_every_request_in_locusts_files(tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "ui"
+    # --stop-timeout 1: after a stop a Locust worker waits that long before it is ready again (and can quit)
+    with web_ui("--workers", "2", "--stop-timeout", "1", "--sim-args", "--ttft-ms 20 --tpot-ms 5", "--out",
+                str(out)) as (base, _):
+        deadline = time.time() + 60
+        while get_json(base + "/stats/requests").get("worker_count", 0) < 2:
+            assert time.time() < deadline
+            time.sleep(0.3)
+        assert post(base + "/swarm", "user_count=6&spawn_rate=6&max_tokens=16")["success"] is True
+        time.sleep(4)
+        post(base + "/stop", "")
+        deadline = time.time() + 60
+        while not (out / "run.json").exists() or json.loads((out / "run.json").read_text())["ended"] is None:
+            assert time.time() < deadline
+            time.sleep(0.3)
+    rows = len(pd.read_csv(out / "requests.csv"))
+    stats = pd.read_csv(out / "locust_stats.csv").set_index("Name")
+    # the workers' last seconds of Locust statistics are in too (a stop, unlike a quit, sends none by itself)
+    assert rows > 20 and stats.loc["Aggregated", "Request Count"] == rows == stats.loc["E2E", "Request Count"]

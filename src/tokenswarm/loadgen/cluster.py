@@ -134,6 +134,15 @@ class WorkerAgent:
             g.kill(block=True)
         if self.session is not None:
             self.session.close()
+        # Locust's statistics of the last requests, now: its worker reports them every 3 s, and after a stop
+        # (the web UI's, unlike a quit) not at all, so the master's locust_stats.csv would lack up to 3 s of
+        # requests; sent before the records the master waits for, they are in when it writes
+        send_stats = getattr(self.env.runner, "_send_stats", None)
+        if send_stats is not None:
+            try:
+                send_stats()
+            except Exception:  # the master is gone: nothing can be reported to it
+                log.debug("tokenswarm: could not send Locust's last statistics", exc_info=True)
         self.flush(final=True)  # the test stopped here: the master waits for this message before it writes
 
 
