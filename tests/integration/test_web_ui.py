@@ -69,7 +69,10 @@ def test_a_failed_start_shows_the_preflights_message_in_the_start_form(tmp_path)
         with Browser() as b:
             b.open(base + "/")
             # tokenswarm's few options, in order, in the open "Custom parameters"; none of the other ~40
-            b.wait_for("document.querySelector('form input[name=maxTokens]') !== null")
+            b.wait_for("Array.from(document.querySelectorAll('form [aria-expanded=true]'))"
+                       ".some(x => x.textContent.trim() === 'Custom parameters')")
+            b.wait_for("document.querySelector('form input[name=maxTokens]').getBoundingClientRect().height > 0")
+            time.sleep(0.5)  # the accordion's opening animation
             names = b.eval(FORM_FIELDS)
             ours = names[names.index("engine"):]
             assert ours == ["engine", "model", "maxTokens", "dataset", "datasetPath", "inputLen", "duration",
