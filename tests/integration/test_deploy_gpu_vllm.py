@@ -154,6 +154,7 @@ def test_make_model_writes_a_llama_3_8b_shape_with_a_chat_template(tmp_path):
     assert "\n" in tok.decode(tok.encode("a\nb").ids)
 
 
+@pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
 def test_sweep_sh_dry_run_against_the_simulated_engine(sim_factory, tmp_path):
     sim = sim_factory("--ttft-ms", "30", "--tpot-ms", "5")
     model = tmp_path / "model"

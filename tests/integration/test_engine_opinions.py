@@ -34,6 +34,7 @@ def test_the_simulated_engine_serves_vllms_latency_histograms(sim_factory, cli, 
     assert v["engine_itl_sum_s"] / 42 == pytest.approx(0.005, abs=0.001)
 
 
+@pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
 def test_engine_and_client_ttft_agree_per_level(sim_factory, cli, tmp_path):
     # 4 slots: level 2 never queues, level 8 keeps 4 requests waiting
     sim = sim_factory("--ttft-ms", "150", "--tpot-ms", "10", "--max-num-seqs", "4")

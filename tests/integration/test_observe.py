@@ -29,6 +29,7 @@ def env_clean():
     return {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSWARM_", "LOCUST_"))}
 
 
+@pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
 @pytest.mark.skipif(not shutil.which("prometheus"), reason="Debian's prometheus is not installed (.ci/run installs it)")
 def test_prometheus_scrapes_the_exporter_and_promql_answers(cli, sim_factory, tmp_path):
     sim = sim_factory("--ttft-ms", "50", "--tpot-ms", "10")
@@ -62,6 +63,7 @@ def test_prometheus_scrapes_the_exporter_and_promql_answers(cli, sim_factory, tm
         prom.wait(timeout=30)
 
 
+@pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
 def test_a_sweep_samples_the_engines_metrics_per_level(cli, sim_factory, tmp_path):
     sim = sim_factory("--max-num-seqs", "4", "--step-base-ms", "10", "--step-per-seq-ms", "1")
     out = str(tmp_path / "run")
@@ -77,6 +79,7 @@ def test_a_sweep_samples_the_engines_metrics_per_level(cli, sim_factory, tmp_pat
     assert os.path.getsize(os.path.join(out, "plots", "server_metrics.png")) > 5000
 
 
+@pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
 def test_an_overloaded_worker_is_flagged_and_a_light_run_is_not(cli, sim_factory, tmp_path):
     light = str(tmp_path / "light")
     sim = sim_factory("--ttft-ms", "20", "--tpot-ms", "20")
@@ -120,6 +123,7 @@ def test_headless_runs_print_progress_lines_with_the_final_tables_definitions(cl
     assert out_tok_s == pytest.approx(levels.output_throughput[0], rel=0.1)
 
 
+@pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
 def test_a_sweep_says_warming_up_during_a_levels_warm_up(cli, sim_fixed, tmp_path):
     p = cli("sweep", "--host", sim_fixed.url, "--levels", "2,4", "--level-duration", "5s", "--warmup", "2.5",
             "--max-tokens", "16", "--progress-interval", "1", "--out", str(tmp_path / "sweep"))

@@ -109,6 +109,7 @@ def test_failures_over_the_limit_exit_1_and_say_where_and_what(cli, sim_factory,
     assert "Failed %" in p.stdout
 
 
+@pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
 def test_every_run_draws_fresh_prompts_and_a_repeated_seed_is_flagged_as_cached(cli, sim_factory, tmp_path):
     sim = sim_factory("--ttft-ms", "20", "--tpot-ms", "2")  # with its prefix cache, as vLLM's
 

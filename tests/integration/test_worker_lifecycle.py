@@ -14,6 +14,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from conftest import ROOT
 
 LOCUST_WORKER_ARGS = ["--loglevel", "WARNING"]
@@ -99,6 +101,7 @@ def test_a_worker_says_what_it_connects_to_and_ctrl_c_stops_it_cleanly_before_it
     assert "Traceback" not in w.text and "KeyboardInterrupt" not in w.text, w.text
 
 
+@pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
 def test_master_and_workers_say_joins_users_leaves_and_losses(sim_factory, tmp_path):
     sim = sim_factory("--ttft-ms", "50", "--tpot-ms", "20")
     port = free_port()
@@ -188,6 +191,7 @@ def test_a_named_run_folder_that_existed_is_kept(sim_factory, tmp_path):
     assert out.is_dir()
 
 
+@pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
 def test_a_test_stopped_in_the_web_ui_sends_no_worker_away(sim_factory, tmp_path):
     """Locust drops a worker from its list at every test stop and adds it back when it is ready again: the
     master says nothing of it, the worker says it runs 0 users and stays."""
