@@ -245,28 +245,7 @@ def run_worker(cmd: list[str], env: dict[str, str]) -> int:
     master it quits; exit 0); one still connecting simply ends (exit 130 here). SIGINT would make Locust print
     a KeyboardInterrupt and exit 1 while it connects, and reach only the first of --processes. A second
     Ctrl-C kills the group."""
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-    interrupts = 0
-
-    def forward(_sig: int, _frame: Any) -> None:
-        nonlocal interrupts
-        interrupts += 1
-        try:
-            os.killpg(proc.pid, signal.SIGTERM if interrupts == 1 else signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    old_int = signal.signal(signal.SIGINT, forward)
-    old_term = signal.signal(signal.SIGTERM, forward)
-    try:
-        code = proc.wait()
-        _wait_group(proc.pid, WORKER_EXIT_WAIT_S)  # --processes: the forked workers outlive their parent
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
-    if interrupts and code not in (0, 1, 2):
-        return int(ExitStatus.INTERRUPTED)
-    return code if code >= 0 else int(ExitStatus.INTERRUPTED)
+    return run_child(cmd, env, group=True)
 
 
 def _wait_group(pgid: int, timeout: float) -> None:
@@ -350,9 +329,10 @@ def _launch(args: argparse.Namespace, cmd: list[str], env: dict[str, str], run_d
             log.close()
 
 
-def run_child(cmd: list[str], env: dict[str, str]) -> int:
+def run_child(cmd: list[str], env: dict[str, str], group: bool = False) -> int:
     """Run a Locust process in its own session and pass it our SIGINT/SIGTERM, one for one: the first Ctrl-C
-    makes it stop and write its outputs (exit 130), a second makes it exit at once."""
+    makes it stop and write its outputs (exit 130), a second makes it exit at once. ``group``: signal its whole
+    process group (SIGTERM, then SIGKILL) and wait for the processes it forked (see :func:`run_worker`)."""
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     interrupts = 0
 
@@ -360,7 +340,10 @@ def run_child(cmd: list[str], env: dict[str, str]) -> int:
         nonlocal interrupts
         interrupts += 1
         try:
-            proc.send_signal(sig)
+            if group:
+                os.killpg(proc.pid, signal.SIGTERM if interrupts == 1 else signal.SIGKILL)
+            else:
+                proc.send_signal(sig)
         except ProcessLookupError:
             pass
 
@@ -368,6 +351,8 @@ def run_child(cmd: list[str], env: dict[str, str]) -> int:
     old_term = signal.signal(signal.SIGTERM, forward)
     try:
         code = proc.wait()
+        if group:
+            _wait_group(proc.pid, WORKER_EXIT_WAIT_S)  # --processes: the forked workers outlive their parent
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)

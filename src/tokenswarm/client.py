@@ -36,10 +36,11 @@ from tokenswarm.metrics import (
     STATUS_CANCELLED,
     STATUS_OK,
     TIMEOUT,
+    Event,
     RequestRecord,
     StreamMeasure,
 )
-from tokenswarm.sse import SSEDecoder
+from tokenswarm.sse import SSEDecoder, SSEEvent
 
 RECV_SIZE = 65536
 #: Linux's SO_TIMESTAMPNS: the kernel stamps each read with when its last bytes reached the socket
@@ -502,9 +503,8 @@ class StreamCall:
         parse = self.dialect.stream().parse_event
         recv = self.conn.recv
         sse = SSEDecoder()
-        feed = m.feed
+        take = self._take
         grace = False
-        cancel_at = self.cancel_after or 0
         events = 0
         first_bytes = b""  # the body's first bytes, for the message when no event ever comes
         while True:
@@ -515,20 +515,9 @@ class StreamCall:
                         first_bytes += body[:ERROR_TEXT_LEN]
                     for sev in sse.feed(body):
                         events += 1
-                        try:
-                            ev = parse(sev)
-                        except MalformedEvent as e:
-                            self.conn.close()
-                            return self._rec(MALFORMED, str(e), closed=t)
-                        if ev is not None:
-                            feed(t, ev)
-                            if m.error is not None:
-                                self.conn.close()
-                                return self._rec(SERVER_ERROR_EVENT, m.error, closed=t)
-                            if cancel_at and len(m.times) >= cancel_at and not m.done:
-                                self.conn.close()  # the user went away: the server sees the connection close
-                                return self._rec(STATUS_CANCELLED, f"cancelled by the client after {cancel_at} "
-                                                 "tokens", closed=t)
+                        end = take(parse, sev, t)
+                        if end is not None:
+                            return end
             if dec.complete:
                 break
             if m.done and not grace:
@@ -552,16 +541,9 @@ class StreamCall:
         last = sse.close()  # an event whose final blank line never came (read leniently)
         if last is not None:
             events += 1
-            try:
-                ev = parse(last)
-            except MalformedEvent as e:
-                self.conn.close()
-                return self._rec(MALFORMED, str(e), closed=t)
-            if ev is not None:
-                feed(t, ev)
-                if m.error is not None:
-                    self.conn.close()
-                    return self._rec(SERVER_ERROR_EVENT, m.error, closed=t)
+            end = take(parse, last, t)
+            if end is not None:
+                return end
         if dec.mode == "close" or dec.buf:
             self.conn.close()
         elif grace and self.conn.sock is not None:
@@ -580,6 +562,28 @@ class StreamCall:
         if not m.output_events:
             return self._rec(EMPTY, "stream carried no output", closed=t)
         return self._rec(STATUS_OK, closed=t)
+
+    def _take(self, parse: Callable[[SSEEvent], Event | None], sev: SSEEvent, t: float) -> RequestRecord | None:
+        """One server-sent event, arrived at ``t``: parsed and fed to the measure. Returns the request's record
+        when the event ends it (not JSON, the server's error, the client's cancel), else None."""
+        try:
+            ev = parse(sev)
+        except MalformedEvent as e:
+            self.conn.close()
+            return self._rec(MALFORMED, str(e), closed=t)
+        if ev is None:
+            return None
+        m = self.measure
+        assert m is not None
+        m.feed(t, ev)
+        if m.error is not None:
+            self.conn.close()
+            return self._rec(SERVER_ERROR_EVENT, m.error, closed=t)
+        cancel_at = self.cancel_after
+        if cancel_at and len(m.times) >= cancel_at and not m.done:
+            self.conn.close()  # the user went away: the server sees the connection close
+            return self._rec(STATUS_CANCELLED, f"cancelled by the client after {cancel_at} tokens", closed=t)
+        return None
 
     def _body(self, sock: socket.socket, head: Head, dec: BodyDecoder, data: bytes) -> bytes:
         """A whole (not streamed) response body, up to MAX_ERROR_BODY bytes; the connection is closed unless
