@@ -20,14 +20,13 @@ import random
 import re
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 
 import pandas as pd
 import pytest
 
-from conftest import ROOT
+from procs import ROOT, Proc, env_clean
 
 SCRIPT = os.path.join(ROOT, "deploy", "docker", "up-local.sh")
 ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -50,56 +49,27 @@ def can_set_up_docker() -> None:
         pytest.skip("no Docker engine and no apt-get to install Debian's docker.io")
 
 
-class Bringup:
+class Bringup(Proc):
     """deploy/docker/up-local.sh in a child process, its output read line by line as it comes."""
 
     def __init__(self, tmp_path, **env: str) -> None:
         self.reports = tmp_path / "reports"
         self.project = f"tokenswarm-test-{os.getpid()}-{int(time.time())}"
-        full = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSWARM_", "LOCUST_"))}
+        full = env_clean()
         if "TOKENSWARM_CACHE" in os.environ:
             full["TOKENSWARM_CACHE"] = os.environ["TOKENSWARM_CACHE"]
         full.update({"REPORTS_DIR": str(self.reports), "COMPOSE_PROJECT_NAME": self.project, "SIM_ARGS": SIM_ARGS,
                      "MAX_TOKENS": "64", "TIMEOUT": "600", **env})
         full.pop("WEB_PASSWORD", None)
-        self.p = subprocess.Popen([SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full,
-                                  cwd=ROOT)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.p.stdout is not None
-        for line in self.p.stdout:
-            self.lines.append(ESCAPES.sub("", line.rstrip("\n")))
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_for(self, pattern: str, timeout: float) -> re.Match:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if m := re.search(pattern, line):
-                    return m
-            if self.p.poll() is not None and not self._reader.is_alive():
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"no line matching {pattern!r} within {timeout:g}s:\n{self.tail()}")
+        super().__init__([SCRIPT], env=full, clean=lambda line: ESCAPES.sub("", line))
 
     def finish(self, timeout: float = 1500) -> int:
         try:
-            code = self.p.wait(timeout=timeout)
+            return super().finish(timeout)
         except subprocess.TimeoutExpired:
             self.p.terminate()  # the script's trap tears down what it started
             self.p.wait(timeout=120)
             raise
-        self._reader.join(timeout=30)
-        return code
-
-    def tail(self, n: int = 120) -> str:
-        return "\n".join(self.lines[-n:])
 
     def master(self) -> list[str]:
         return [ln.split("| ", 1)[1] for ln in self.lines if re.match(r"^master-\d+\s+\| ", ln)]
@@ -113,7 +83,7 @@ class Bringup:
 
     def kill(self) -> None:
         if self.p.poll() is None:
-            self.p.terminate()
+            self.p.terminate()  # not SIGKILL: the script's trap tears down what it started
             self.p.wait(timeout=180)
 
 

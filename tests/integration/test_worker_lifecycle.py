@@ -9,14 +9,12 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
-from conftest import ROOT
+from procs import ROOT, Proc
 
 LOCUST_WORKER_ARGS = ["--loglevel", "WARNING"]
 
@@ -25,52 +23,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def env_clean() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSWARM_", "LOCUST_"))}
-
-
-class Proc:
-    """A child process whose output (stdout and stderr together) is read as it comes."""
-
-    def __init__(self, args: list[str], cwd: str = ROOT) -> None:
-        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env_clean(),
-                                  cwd=cwd)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.p.stdout is not None
-        for line in self.p.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_for(self, pattern: str, timeout: float = 60) -> re.Match:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                m = re.search(pattern, line)
-                if m:
-                    return m
-            if self.p.poll() is not None and not self._reader.is_alive():
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no line matching {pattern!r} within {timeout}s; output:\n{self.text[-3000:]}")
-
-    def finish(self, timeout: float = 120) -> int:
-        code = self.p.wait(timeout=timeout)
-        self._reader.join(timeout=10)
-        return code
-
-    def kill(self) -> None:
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait()
 
 
 def tokenswarm(*args: str, cwd: str = ROOT) -> Proc:
