@@ -64,3 +64,16 @@ class Proc:
         if self.p.poll() is None:
             self.p.kill()
             self.p.wait()
+
+
+def locust_child(code: str, timeout: float = 120) -> dict:
+    """Run ``code`` in a fresh Python with gevent's monkey patching first (as Locust needs), and return the JSON
+    object its last line of output prints. Tests of the modules that import Locust run this way."""
+    import json
+    import sys
+    import textwrap
+
+    code = "from gevent import monkey\nmonkey.patch_all()\n" + textwrap.dedent(code)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])

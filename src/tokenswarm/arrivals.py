@@ -11,8 +11,18 @@ the previous planned arrival, so a late sender never shifts the schedule.
 from __future__ import annotations
 
 import random
+from typing import Any, Protocol
 
 KINDS = ("poisson", "gamma", "constant")
+
+
+class Schedule(Protocol):
+    """What a rate-mode session waits on: ``t``, the next planned send time (inf: none left), and
+    :meth:`take`, which takes it along with the prompt the schedule gives it (None: the session's next)."""
+
+    t: float
+
+    def take(self) -> tuple[float, Any]: ...
 
 
 class Arrivals:
@@ -44,3 +54,7 @@ class Arrivals:
         t = self.t
         self.t = t + self.gap()
         return t
+
+    def take(self) -> tuple[float, None]:
+        """The next planned arrival time, and no prompt of its own (:class:`Schedule`)."""
+        return self.next(), None

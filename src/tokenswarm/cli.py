@@ -27,8 +27,8 @@ from typing import Any, NoReturn
 
 from tokenswarm import __version__, runfolder
 from tokenswarm.exitstatus import ExitStatus
-from tokenswarm.options import OPTIONS, add_options, to_env
-from tokenswarm.settings import Settings, SettingsError, build
+from tokenswarm.options import OPTIONS, add_options, to_argv, to_env
+from tokenswarm.settings import Settings, SettingsError, build, with_trace
 from tokenswarm.sweep import DEFAULT_LEVELS
 
 DEFAULT_DURATION = "30s"
@@ -96,7 +96,7 @@ def _prepare(args: argparse.Namespace, kind: str) -> Settings:
         raise SettingsError(f"bad --expect-workers {args.expect_workers}: must be at least 1")
     if args.locustfile and not os.path.isfile(args.locustfile):
         raise SettingsError(f"bad --locustfile {args.locustfile!r}: no such file")
-    settings = build(args, host=args.host or None)
+    settings = with_trace(build(args, host=args.host or None))
     _check_dataset(settings)
     return settings
 
@@ -171,7 +171,7 @@ def cmd_load(args: argparse.Namespace) -> int:
             sim.log_to(os.path.join(run_dir, "simengine.log"))
         # a sweep, or a trace replay (one open-loop level), is driven by the sweep shape
         locustfile = args.locustfile or _packaged("sweepfile.py" if settings.plan else "locustfile.py")
-        cmd = _locust_cmd(args, locustfile, host) + ["--headless", "--only-summary"]
+        cmd = _locust_cmd(args, locustfile, host, run_dir) + ["--headless", "--only-summary"]
         if settings.plan is None:
             rate = args.spawn_rate or float(args.users)
             cmd += ["-u", str(args.users), "-r", f"{rate:g}"]
@@ -189,8 +189,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     """Locust's web UI with tokenswarm's options (a simulated engine is started for --engine sim)."""
     args.command = "ui"
-    _prepare(args, "ui")
-    settings = build(args, host=args.host or None)
+    settings = _prepare(args, "ui")
     with ExitStack() as stack:
         host, _sim = _target(args, settings, stack)
         locustfile = args.locustfile or _packaged("sweepfile.py" if settings.plan else "locustfile.py")
@@ -265,21 +264,29 @@ def _wait_group(pgid: int, timeout: float) -> None:
         time.sleep(0.1)
 
 
-def _locust_cmd(args: argparse.Namespace, locustfile: str, host: str) -> list[str]:
+def _locust_cmd(args: argparse.Namespace, locustfile: str, host: str, run_dir: str = "") -> list[str]:
+    """Locust's command line: the locustfile, Locust's own options, and tokenswarm's options as Locust's parser
+    takes them (those left at their defaults omitted; secrets travel in the environment, :func:`_locust_env`)."""
     cmd = [sys.executable, "-m", "locust", "-f", locustfile, "--stop-timeout", f"{args.stop_timeout:g}",
            "--loglevel", args.loglevel]
     if host:
         cmd += ["-H", host]
-    return cmd
+    return cmd + to_argv(_option_values(args, run_dir))
+
+
+def _option_values(args: argparse.Namespace, run_dir: str) -> dict[str, Any]:
+    values = {o.dest: getattr(args, o.dest) for o in OPTIONS if not o.internal}
+    if run_dir:
+        values["out"] = run_dir
+    return values
 
 
 def _locust_env(args: argparse.Namespace, run_dir: str) -> dict[str, str]:
-    values = {o.dest: getattr(args, o.dest) for o in OPTIONS}
-    if run_dir:
-        values["out"] = run_dir
+    """The child's environment: ours without tokenswarm's option variables (the command line carries the
+    options), plus the secret ones (API key, headers), which never go on a command line."""
     keep = ("TOKENSWARM_WEB_USERNAME", "TOKENSWARM_WEB_PASSWORD")  # for the web login; not options
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSWARM_") or k in keep}
-    env.update(to_env(values))
+    env.update(to_env(_option_values(args, run_dir), secret_only=True))
     env["TOKENSWARM_CLI"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -3,9 +3,10 @@
 Each :class:`Opt` becomes ``--flag`` on the ``tokenswarm`` command line and on
 ``locust -f locustfiles/chat.py`` (through Locust's ``init_command_line_parser``
 event, so it reads ``TOKENSWARM_*`` variables, ``.conf`` files, compose and
-Kubernetes environments). Those with a ``web_ui`` text are also on the web
-UI's start form, labelled with it (:mod:`tokenswarm.loadgen.webui`). Values
-are plain strings, numbers and booleans so the form can edit them;
+Kubernetes environments). ``tokenswarm run`` hands them to its Locust child
+as that command line (:func:`to_argv`), secrets as variables (:func:`to_env`).
+Those with a ``web_ui`` text are also on the web UI's start form, labelled
+with it (:mod:`tokenswarm.loadgen.webui`). Values are plain strings, numbers and booleans so the form can edit them;
 :func:`tokenswarm.settings.build` validates them into one typed object.
 No locust import here.
 """
@@ -38,6 +39,9 @@ class Opt:
     action: str | None = None  # "store_true" / "append"
     metavar: str | None = None
     group: str = "target"
+    #: set by tokenswarm itself on a master and sent to its workers with Locust's spawn message (Locust forwards
+    #: its custom arguments): on Locust's parser, hidden; not on the tokenswarm command line
+    internal: bool = False
 
     @property
     def dest(self) -> str:
@@ -180,6 +184,11 @@ OPTIONS: tuple[Opt, ...] = (
         group="output"),
     Opt("--max-fail-ratio", float, 0.0, "exit with code 1 when more than this share of requests failed",
         metavar="R", group="output"),
+    # -- set by the master for its workers --------------------------------------------------
+    Opt("--run-seed", int, None, "the seed the master drew for the test in progress (without --seed)",
+        group="internal", internal=True),
+    Opt("--worker-shards", int, 1, "workers sharing the dataset in the test in progress", group="internal",
+        internal=True),
     Opt("--locust-tables", None, False, "tokenswarm run/sweep: also print Locust's own stats tables at the end "
         "(rounded; tokenswarm's table is printed either way, and locust_stats.csv is written)",
         action="store_true", group="output"),
@@ -206,6 +215,8 @@ def add_options(parser: Any, *, locust: bool = False) -> None:
     """Add every option to an argparse parser, or to Locust's configargparse parser."""
     groups: dict[str, Any] = {}
     for opt in OPTIONS:
+        if opt.internal and not locust:
+            continue
         group = groups.get(opt.group)
         if group is None:
             # Locust's web-UI keywords only work on its parser itself, not on argument groups
@@ -222,6 +233,8 @@ def add_options(parser: Any, *, locust: bool = False) -> None:
                 kw["env_var"] = opt.env
             kw["default"] = opt.default
             kw["include_in_web_ui"] = bool(opt.web_ui)
+            if opt.internal:
+                kw["help"] = argparse.SUPPRESS
             if opt.secret:
                 kw["is_secret"] = True
         else:
@@ -229,12 +242,31 @@ def add_options(parser: Any, *, locust: bool = False) -> None:
         group.add_argument(opt.flag, **kw)
 
 
-def to_env(values: dict[str, Any]) -> dict[str, str]:
-    """``TOKENSWARM_*`` variables carrying option values to a child process (secrets stay off argv)."""
+def to_argv(values: dict[str, Any]) -> list[str]:
+    """Command-line arguments for Locust's parser (which has every option, :func:`add_options`) carrying the
+    option values that differ from their defaults; secret options (and ``--header``, whose values may be keys)
+    are left out: :func:`to_env` carries those, so keys never show on a command line."""
+    argv: list[str] = []
+    for dest, value in values.items():
+        opt = BY_DEST.get(dest)
+        if opt is None or value is None or value == opt.default or opt.secret or opt.action == "append":
+            continue
+        if opt.action == "store_true":
+            argv.append(opt.flag)
+        else:
+            argv += [opt.flag, str(value)]
+    return argv
+
+
+def to_env(values: dict[str, Any], secret_only: bool = False) -> dict[str, str]:
+    """``TOKENSWARM_*`` variables carrying option values to a child process; ``secret_only``: just the secret
+    options and ``--header`` (the rest go on the command line, :func:`to_argv`)."""
     env: dict[str, str] = {}
     for dest, value in values.items():
         opt = BY_DEST.get(dest)
         if opt is None or value is None:
+            continue
+        if secret_only and not (opt.secret or opt.action == "append"):
             continue
         if opt.action == "append":
             env[opt.env] = "\n".join(value)

@@ -52,6 +52,7 @@ COLUMNS: tuple[str, ...] = (
 Row = list[str]
 STATUS_COL = COLUMNS.index("status")
 LEVEL_COL = COLUMNS.index("level")
+COLUMN_INDEX: dict[str, int] = {name: i for i, name in enumerate(COLUMNS)}  # a row's field by column name
 
 
 def _f(v: float | None, fmt: str = "%.3f") -> str:

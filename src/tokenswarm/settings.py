@@ -70,7 +70,9 @@ class Settings:
     think_time: float = 0.0
     trace: str = ""  # trace replay (a file)
     trace_speed: float = 1.0
-    trace_requests: int = 0
+    trace_requests: int = 0  # known once with_trace() read the trace
+    max_concurrency: int = 256  # rate mode and traces: users waiting for their send times
+    warmup_given: bool = False  # --warmup was given (else 20 % of each level)
     cancel_rate: float = 0.0
 
     @property
@@ -240,15 +242,9 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
                        seed=seed)
     _check_workload(opts)
     validate_spec(spec)
-    trace_requests = 0
     if opts.trace:
-        from tokenswarm.workloads import load_trace
-
-        entries = load_trace(opts.trace, opts.trace_speed)
-        trace_requests = len(entries)
-        span = entries[-1].offset_s
-        # one open-loop level at the trace's mean rate; it lasts as long as the (scaled) trace
-        plan = SweepPlan(RATE, [round(len(entries) / max(span, 1.0), 3)], span + 2.0, 0, opts.max_concurrency)
+        # the plan (one open-loop level at the trace's mean rate) comes from the file: with_trace() reads it
+        plan = None
         if duration_s is not None or opts.requests or opts.levels or opts.rates:
             raise SettingsError("--trace sets the arrivals and the length: leave out --duration, --requests, "
                                 "--levels and --rates")
@@ -337,7 +333,8 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
         think_time=opts.think_time,
         trace=opts.trace,
         trace_speed=opts.trace_speed,
-        trace_requests=trace_requests,
+        max_concurrency=opts.max_concurrency,
+        warmup_given=opts.warmup >= 0,
         cancel_rate=opts.cancel_rate,
     )
 
@@ -362,7 +359,7 @@ def join_paths(target: Target, endpoint: str) -> tuple[Target, str]:
 
 
 #: the seed a master drew for the test in progress, on the options it sends its workers with every spawn message
-RUN_SEED_OPTION = "tokenswarm_seed"
+RUN_SEED_OPTION = "run_seed"
 SEED_MAX = 2**31 - 1
 
 
@@ -392,6 +389,22 @@ def with_run_seed(settings: Settings, opts: Any) -> Settings:
     seed = secrets.randbelow(SEED_MAX) + 1
     setattr(opts, RUN_SEED_OPTION, seed)
     return replace(settings, seed=seed, dataset=replace(settings.dataset, seed=seed))
+
+
+def with_trace(settings: Settings) -> Settings:
+    """A trace replay's settings with its plan: one open-loop level at the trace's mean rate, lasting the
+    (scaled) trace plus 2 s, and ``trace_requests``. Reads the trace file (:func:`tokenswarm.workloads.load_trace`),
+    which is why :func:`build` does not; SettingsError for a bad file. Settings without a trace come back as
+    they are."""
+    if not settings.trace:
+        return settings
+    from tokenswarm.workloads import load_trace
+
+    entries = load_trace(settings.trace, settings.trace_speed)
+    span = entries[-1].offset_s
+    plan = SweepPlan(RATE, [round(len(entries) / max(span, 1.0), 3)], span + 2.0, 0, settings.max_concurrency)
+    warmup = settings.warmup_s if settings.warmup_given else 0.2 * (plan.shortest() or 0.0)
+    return replace(settings, plan=plan, trace_requests=len(entries), warmup_s=warmup)
 
 
 def _check_workload(opts: Any) -> None:

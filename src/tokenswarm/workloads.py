@@ -237,8 +237,8 @@ def _trace_record(path: str, line: int, rec: Any) -> tuple[float, int, int, list
 
 
 class TraceArrivals:
-    """A worker's share of a trace as an arrival schedule: ``t`` is the next planned send (inf when done);
-    :meth:`next` takes it and leaves its prompt in ``last_prompt``."""
+    """A worker's share of a trace as an arrival schedule (:class:`tokenswarm.arrivals.Schedule`): ``t`` is the
+    next planned send (inf when done); :meth:`take` takes it with its prompt."""
 
     def __init__(self, entries: list[TraceEntry], start: float, prompts: TracePrompts, shard: int = 0) -> None:
         self.entries = entries
@@ -255,6 +255,12 @@ class TraceArrivals:
         self.t = self.start + self.entries[self.i].offset_s if self.i < len(self.entries) else float("inf")
         self.last_prompt = self.prompts.prompt(entry, self.shard)
         return t
+
+    def take(self) -> tuple[float, Prompt]:
+        """The next planned send time and the prompt the trace gives it."""
+        t = self.next()
+        assert self.last_prompt is not None
+        return t, self.last_prompt
 
 
 class TracePrompts:

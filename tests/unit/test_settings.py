@@ -4,8 +4,8 @@ import argparse
 
 import pytest
 
-from tokenswarm.options import OPTIONS, add_options, env_default, to_env
-from tokenswarm.settings import REDACTED, SettingsError, build, parse_duration, parse_header
+from tokenswarm.options import OPTIONS, add_options, env_default, to_argv, to_env
+from tokenswarm.settings import REDACTED, SettingsError, build, parse_duration, parse_header, with_trace
 
 
 def opts(**kw):
@@ -80,6 +80,21 @@ def test_bad_durations(text):
         parse_duration(text)
 
 
+def test_the_locust_command_line_carries_options_off_their_defaults_and_never_a_secret():
+    values = {"engine": "vllm", "max_tokens": 7, "input_len": 128, "ignore_eos": True, "no_backoff": False,
+              "header": ["Authorization: Bearer sk-abcdef"], "api_key": "sk-123456", "output_len": -1}
+    argv = to_argv(values)
+    assert argv == ["--engine", "vllm", "--max-tokens", "7", "--ignore-eos", "--output-len", "-1"]
+    assert not any("sk-" in a for a in argv)
+    secrets = to_env(values, secret_only=True)
+    assert secrets == {"TOKENSWARM_HEADER": "Authorization: Bearer sk-abcdef", "TOKENSWARM_API_KEY": "sk-123456"}
+    # what the child's parser makes of that command line is what was asked for
+    p = argparse.ArgumentParser()
+    add_options(p)
+    ns = p.parse_args(argv)
+    assert (ns.engine, ns.max_tokens, ns.ignore_eos, ns.output_len, ns.input_len) == ("vllm", 7, True, -1, 128)
+
+
 def test_options_round_trip_through_the_environment():
     values = {"engine": "vllm", "max_tokens": 7, "ignore_eos": True, "header": ["A: 1", "B: 2"], "api_key": "k"}
     env = to_env(values)
@@ -146,7 +161,7 @@ def test_sweep_settings_and_default_warmup():
 ])
 def test_bad_workload_input(kw, msg):
     with pytest.raises(SettingsError) as e:
-        build(opts(**kw), environ={})
+        with_trace(build(opts(**kw), environ={}))  # build reads no file; with_trace reads the trace
     assert msg in str(e.value)
     assert "\n" not in str(e.value)
 
@@ -156,10 +171,12 @@ def test_trace_gives_one_rate_level_lasting_the_trace():
 
     path = "tests/fixtures/traces/plain.jsonl"
     entries = load_trace(path)
-    s = build(opts(trace=path), environ={})
+    unread = build(opts(trace=path), environ={})
+    assert unread.plan is None and unread.trace_requests == 0  # build() reads no file
+    s = with_trace(unread)
     assert s.mode == "rate" and len(s.plan.levels) == 1
     assert s.plan.level_duration_s == pytest.approx(entries[-1].offset_s + 2.0)
-    fast = build(opts(trace=path, trace_speed=2.0), environ={})
+    fast = with_trace(build(opts(trace=path, trace_speed=2.0), environ={}))
     assert fast.plan.level_duration_s == pytest.approx(entries[-1].offset_s / 2 + 2.0)
 
 

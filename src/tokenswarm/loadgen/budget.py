@@ -21,10 +21,29 @@ Uses gevent events for waiting; no Locust import.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from gevent.event import Event
 
 LEASE_RETRY_S = 5.0  # a lease unanswered this long is asked again (a message dropped around a test start)
+
+
+class Budget(Protocol):
+    """The interface a session asks before every request: the two kinds below implement it."""
+
+    exhausted: bool  # no more requests will be granted
+
+    def acquire(self) -> bool:
+        """Take one request ticket (waiting for it if need be); False: no more requests."""
+        ...
+
+    def release(self) -> None:
+        """Give back a ticket taken but not used."""
+        ...
+
+    def close(self) -> None:
+        """The test is ending: callers waiting in :meth:`acquire` give up."""
+        ...
 
 
 class LocalBudget:

@@ -28,16 +28,15 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gevent
 
-from tokenswarm.loadgen.budget import LeasedBudget
+from tokenswarm.loadgen import workarounds
 
 if TYPE_CHECKING:
     from locust.env import Environment
-
-    from tokenswarm.loadgen.session import Session
 
 log = logging.getLogger("tokenswarm")
 
@@ -54,19 +53,20 @@ SHIP_MAX = 2000  # ... or as soon as this many are waiting
 
 
 class WorkerAgent:
-    """A worker's side: ships records and its books, reports when drained. (Grants: its session's budget.)"""
+    """A worker's side of the protocol: ships its records, its books and its self-check samples to the master,
+    asks it for request grants. Knows nothing of the session: ``books()`` gives (requests started, requests
+    in flight) for the heartbeat; the worker's role owns both and passes grants and drains on."""
 
-    def __init__(self, environment: Environment, worker: str) -> None:
-        self.env = environment
-        self.runner = environment.runner
+    def __init__(self, runner: Any, worker: str, books: Callable[[], tuple[int, int]]) -> None:
+        self.runner = runner
         self.worker = worker
+        self.books = books
         self.rows: list[list[str]] = []
         self.shipped = 0
         self.host = socket.gethostname()
-        self.session: Session | None = None
         self.health: list[list[Any]] = []
         self._greenlets = [gevent.spawn(self._ship_loop)]
-        from tokenswarm.loadgen.observe import HealthSampler
+        from tokenswarm.loadgen.selfcheck import HealthSampler
 
         self._greenlets.append(HealthSampler(worker, self.add_health).greenlet)
 
@@ -86,64 +86,38 @@ class WorkerAgent:
             return
         rows, self.rows = self.rows, []
         samples, self.health = self.health, []
-        s = self.session
+        sent, in_flight = self.books()
         self.runner.send_message(MSG_RECORDS, {
             "worker": self.worker, "host": self.host, "pid": os.getpid(), "rows": rows, "health": samples,
-            "sent": s.sent_started if s is not None else 0, "in_flight": s.in_flight if s is not None else 0,
-            "final": final,
+            "sent": sent, "in_flight": in_flight, "final": final,
         })
         self.shipped += len(rows)
+
+    def add_health(self, sample: Any) -> None:
+        self.health.append([sample.time, sample.worker, sample.cpu_pct, sample.loop_lag_p99_ms,
+                            sample.loop_lag_max_ms])
 
     # -- request grants ---------------------------------------------------------------------
     def ask(self, n: int) -> None:
         """Ask the master to grant ``n`` requests (the budget's lease)."""
         self.runner.send_message(MSG_LEASE, {"worker": self.worker, "n": n})
 
-    def on_grant(self, data: dict[str, Any]) -> None:
-        s = self.session
-        if s is not None and isinstance(s.budget, LeasedBudget):
-            s.budget.on_grant(int(data["n"]), bool(data.get("exhausted")))
-
-    # -- drain ------------------------------------------------------------------------------
-    def on_drain(self) -> None:
-        s = self.session
-        if s is None:
-            self.runner.send_message(MSG_DRAINED, {"worker": self.worker})
-            return
-        s.stop_sending()
-        self._greenlets.append(gevent.spawn(self._drained_when_idle, s))
-
-    def _drained_when_idle(self, s: Session) -> None:
-        while s.in_flight > 0:
-            gevent.sleep(0.05)
-        s.flush()
+    # -- the end ----------------------------------------------------------------------------
+    def drained(self) -> None:
+        """Every request this worker started has finished and its record is shipped: say so. Locust's
+        statistics go first (a worker reports them every few seconds), so the master's Locust CSVs count every
+        request before it stops the test."""
         self.flush()
-        # Locust's workers report stats every few seconds; send the last ones now, so the master's
-        # Locust CSVs count every request before it stops the test
-        send_stats = getattr(self.runner, "_send_stats", None)
-        if send_stats is not None:
-            send_stats()
+        workarounds.send_stats_now(self.runner)
         self.runner.send_message(MSG_DRAINED, {"worker": self.worker})
 
-    def add_health(self, sample: Any) -> None:
-        self.health.append([sample.time, sample.worker, sample.cpu_pct, sample.loop_lag_p99_ms,
-                            sample.loop_lag_max_ms])
-
     def close(self) -> None:
+        """The test stopped here: stop shipping, send Locust's last statistics (after a web UI Stop a worker
+        sends none), then the final records, which the master waits for before it writes."""
         for g in self._greenlets:
             g.kill(block=True)
-        if self.session is not None:
-            self.session.close()
-        # Locust's statistics of the last requests, now: its worker reports them every 3 s, and after a stop
-        # (the web UI's, unlike a quit) not at all, so the master's locust_stats.csv would lack up to 3 s of
-        # requests; sent before the records the master waits for, they are in when it writes
-        send_stats = getattr(self.env.runner, "_send_stats", None)
-        if send_stats is not None:
-            try:
-                send_stats()
-            except Exception:  # the master is gone: nothing can be reported to it
-                log.debug("tokenswarm: could not send Locust's last statistics", exc_info=True)
-        self.flush(final=True)  # the test stopped here: the master waits for this message before it writes
+        workarounds.send_stats_now(self.runner)
+        self.flush(final=True)
 
 
 class MasterBooks:
@@ -164,7 +138,7 @@ class MasterBooks:
     def _info(self, client_id: str, label: str | None = None) -> dict[str, Any]:
         info = self.workers.get(client_id)
         if info is None:
-            index = getattr(self.runner, "worker_indexes", {}).get(client_id)
+            index = workarounds.worker_index(self.runner, client_id)
             info = self.workers[client_id] = {
                 "id": label or (f"w{index}" if index is not None else client_id), "client_id": client_id,
                 "host": None, "pid": None, "records": 0, "sent": 0, "in_flight": 0, "leased": 0,

@@ -3,7 +3,7 @@
 A :class:`RunController` owns the run folder from test start to test stop:
 it creates ``reports/<run_id>/``, appends rows to requests.csv (its own
 users' rows, or batches shipped by workers) and flushes them every second,
-keeps the level timeline and steps a sweep through its levels, ends the test
+keeps the level timeline (a sweep's shape says when each level begins), ends the test
 cleanly (no new requests, those in flight finish), writes Locust's CSV files
 and run.json, and at the end builds the report and sets the exit code. It is
 the only writer of a run folder.
@@ -24,14 +24,16 @@ import gevent
 import locust
 from gevent.event import Event
 from locust import stats as locust_stats
-from locust.runners import MasterRunner
 
 from tokenswarm import __version__, health, runfolder
 from tokenswarm.datasets.files import books_line
 from tokenswarm.exitstatus import ExitStatus, failure_ratio, failures_message
+from tokenswarm.loadgen import workarounds
 from tokenswarm.loadgen.cluster import MSG_ABORT, MSG_LEVEL, MasterBooks
 from tokenswarm.loadgen.enginemetrics import ServerMetricsSampler
-from tokenswarm.loadgen.observe import HealthSampler, LiveBooks, Series
+from tokenswarm.loadgen.livebooks import LiveBooks, Series
+from tokenswarm.loadgen.selfcheck import HealthSampler
+from tokenswarm.loadgen.timeline import DURATION, TIMED_OUT, Ending, LevelTimeline
 from tokenswarm.records import LEVEL_COL, STATUS_COL, RequestsWriter, Row
 from tokenswarm.settings import Settings
 from tokenswarm.sweep import level_str
@@ -39,7 +41,7 @@ from tokenswarm.sweep import level_str
 if TYPE_CHECKING:
     from locust.env import Environment
 
-    from tokenswarm.loadgen.observe import Exporter
+    from tokenswarm.loadgen.exporter import Exporter
     from tokenswarm.loadgen.session import Session
 
 log = logging.getLogger("tokenswarm")
@@ -54,17 +56,24 @@ FINAL_RECORDS_WAIT_S = 10.0  # how long a stopping master waits for each worker'
 class RunController:
     """One test's run folder and books, on the master or the local runner."""
 
-    def __init__(self, environment: Environment, settings: Settings, run_dir: str) -> None:
+    def __init__(self, environment: Environment, settings: Settings, run_dir: str, *,
+                 session: Session | None = None, books: MasterBooks | None = None, exporter: Exporter | None = None,
+                 dataset_books: dict[str, Any] | None = None) -> None:
+        """``session``: the local process's own users (their rows come through :meth:`add_rows`); ``books``:
+        a master's books of its workers (their rows come through :meth:`on_worker_rows`); ``exporter``:
+        tokenswarm's Prometheus metrics, when something can scrape them; ``dataset_books``: a file dataset's
+        records read, used and skipped by reason."""
         self.env = environment
         self.settings = settings
         self.plan = settings.plan
         self.run_dir = run_dir
         self.run_id = os.path.basename(os.path.normpath(run_dir))
         self.writer = RequestsWriter(os.path.join(run_dir, runfolder.REQUESTS_CSV))
-        self.timeline: list[dict[str, Any]] = []
-        self.session: Session | None = None  # the local runner's own users
-        self.is_master = isinstance(environment.runner, MasterRunner)
-        self.books = MasterBooks(environment, settings.requests) if self.is_master else None
+        self.levels = LevelTimeline()
+        self.timeline = self.levels.segments  # run.json's "timeline"
+        self.session = session
+        self.books = books
+        self.is_master = books is not None
         self.headless = bool(getattr(environment.parsed_options, "headless", False))
         self.started = time.time()
         self.ended: float | None = None
@@ -72,17 +81,17 @@ class RunController:
         self.finished = False  # finish() has begun
         self.done = Event()  # ... and has written everything
         self.interrupted = False
-        self.draining = False
+        self.ending = Ending(time.monotonic(), settings.duration_s if self.plan is None else None,
+                             environment.stop_timeout or 0.0)
         self.status_counts: dict[str, int] = {}
         self.status_by_level: dict[str, dict[str, int]] = {}  # level -> status -> requests
         self.exit_reason = ""  # why the exit code is 1 (failures over --max-fail-ratio); '' otherwise
         self.done_by_level: dict[str, int] = {}  # finished (not cancelled) requests per level
         self.level_index: int | None = None  # position in the sweep plan
-        self._level_t0 = 0.0
         self._workers_seen = 0
         self._greenlets: list[gevent.Greenlet] = []
         self._csv: locust_stats.StatsCSVFileWriter | None = None
-        self.exporter: Exporter | None = getattr(environment, "tokenswarm_exporter", None)
+        self.exporter = exporter
         self.live = LiveBooks(self.exporter)
         self.series = Series()  # the web UI's charts over time
         self.health: list[health.Sample] = []
@@ -91,15 +100,20 @@ class RunController:
         self._health_w.writerow(health.CSV_COLUMNS)
         self.flags: dict[str, str] = {}  # level -> why the client was saturated during it
         self._samplers: list[Any] = []
-        self.dataset_books: dict[str, Any] | None = None  # a file dataset: records read, used, skipped by reason
+        self.dataset_books = dataset_books
         self.engine_metrics: ServerMetricsSampler | None = None  # scrapes /metrics, also at each level's edges
+
+    @property
+    def draining(self) -> bool:
+        """The test stopped sending (no new requests; those in flight finish)."""
+        return self.ending.draining
 
     # -- start ---------------------------------------------------------------------------
     def start(self) -> None:
+        """The test starts: its first level (the user count; a sweep's shape begins its own first level
+        with :meth:`begin_level`), run.json, Locust's CSV writer, the flusher, watcher and samplers."""
         if self.plan is None:
             self.set_level(self.env.runner.target_user_count if self.env.runner else 0)
-        else:
-            self._enter_level(0, time.monotonic())
         self.write_run_json()
         self._csv = locust_stats.StatsCSVFileWriter(
             self.env, locust_stats.PERCENTILES_TO_REPORT, os.path.join(self.run_dir, runfolder.LOCUST_PREFIX),
@@ -189,49 +203,36 @@ class RunController:
         return self.live.table([(seg, self.settings.warmup_at(i if self.plan is not None else None))
                                 for i, seg in enumerate(self.timeline)], flags)
 
-    # -- sweeps ----------------------------------------------------------------------------
-    def sweep_tick(self) -> tuple[int, float] | None:
-        """The sweep shape's tick: (users, spawn rate) for now; None once the test has ended."""
-        plan = self.plan
-        if plan is None or self.finished:
-            return None
-        now = time.monotonic()
-        if self.level_index is None:
-            self._enter_level(0, now)
-        elif not self.draining:
-            i = self.level_index
-            done = self.done_by_level.get(level_str(plan.levels[i]), 0)
-            if plan.level_done(i, now - self._level_t0, done):
-                if i + 1 < len(plan.levels):
-                    self._enter_level(i + 1, now)
-                else:
-                    log.info("tokenswarm: last level done; waiting for requests in flight")
-                    self.stopping()
-                    self._drain()
-        users = plan.users(self.level_index or 0)
-        return users, float(max(users, 1))  # each level's users start within a second
-
-    def _enter_level(self, i: int, now: float) -> None:
+    # -- sweeps: the load shape steps the plan (tokenswarm.loadgen.shapes) ----------------------------
+    def begin_level(self, index: int, level: float) -> None:
+        """The sweep's level at ``index`` of the plan begins now."""
+        self.level_index = index
         assert self.plan is not None
-        self.level_index = i
-        self._level_t0 = now
-        level = self.plan.levels[i]
-        log.info("tokenswarm: level %s (%d of %d)", level_str(level), i + 1, len(self.plan.levels))
+        log.info("tokenswarm: level %s (%d of %d)", level_str(level), index + 1, len(self.plan.levels))
         self.set_level(level)
+
+    def finished_at(self, level: float) -> int:
+        """Requests of ``level`` finished so far (cancelled ones not counted): what ``--level-requests`` counts."""
+        return self.done_by_level.get(level_str(level), 0)
+
+    def end_of_levels(self) -> None:
+        """The sweep's last level is done: no new requests; those in flight finish, then the test stops."""
+        log.info("tokenswarm: last level done; waiting for requests in flight")
+        self.stopping()
+        self._drain("levels")
 
     # -- levels ----------------------------------------------------------------------------
     def set_level(self, level: float, t: float | None = None) -> None:
         """Start a new level now (or at epoch ``t``): closes the previous one, tells workers and users."""
         t = time.time() if t is None else t
-        if self.timeline and self.timeline[-1].get("end") is None:
-            self.timeline[-1]["end"] = t
-        self.timeline.append({"level": level, "start": t, "end": None})
+        self.levels.begin(level, t)
         self._announce(level)
         if self.engine_metrics is not None:
             self.engine_metrics.mark(level, t)
 
     def _announce(self, level: float) -> None:
-        start = self.timeline[-1]["start"] if self.timeline else time.time()  # one clock for every worker
+        seg = self.levels.current
+        start = seg["start"] if seg is not None else time.time()  # one clock for every worker
         if self.session is not None:
             self.session.set_level(level, start=start)
         if self.books is not None:
@@ -241,18 +242,18 @@ class RunController:
 
     @property
     def level(self) -> float | None:
-        return self.timeline[-1]["level"] if self.timeline else None
+        return self.levels.level
 
     def stopping(self) -> None:
         """Load stops now: the last level's window ends (in-flight requests still finish)."""
-        if self.timeline and self.timeline[-1].get("end") is None:
-            self.timeline[-1]["end"] = time.time()
-            if self.engine_metrics is not None:
-                self.engine_metrics.mark(None, self.timeline[-1]["end"])
+        t = time.time()
+        if self.levels.close(t) and self.engine_metrics is not None:
+            self.engine_metrics.mark(None, t)
 
     # -- ending ----------------------------------------------------------------------------
-    def _drain(self) -> None:
-        self.draining = True
+    def _drain(self, why: str) -> None:
+        if not self.ending.drain(time.monotonic(), why):
+            return
         if self.session is not None:
             self.session.stop_sending()
         if self.books is not None:
@@ -279,11 +280,8 @@ class RunController:
     def _watcher(self) -> None:
         """Follow the target user count (levels, when no sweep drives them), worker losses, and end the test
         when its duration or request budget is used up: no new requests, those in flight finish (up to
-        --stop-timeout), then stop."""
+        --stop-timeout), then stop (:class:`~tokenswarm.loadgen.timeline.Ending` decides when)."""
         runner = self.env.runner
-        duration = self.settings.duration_s if self.plan is None else None
-        deadline = time.monotonic() + duration if duration else None
-        drain_since = 0.0
         while True:
             gevent.sleep(WATCH_S)
             if runner is None:
@@ -293,23 +291,22 @@ class RunController:
                     self._announce(self.level)  # rate mode: the others take over the lost worker's share
                 elif len(self.books.alive()) != self._workers_seen and self.level is not None:
                     self._announce(self.level)
-            if self.plan is None and self.timeline and self.timeline[-1].get("end") is None:
+            if self.plan is None and self.levels.running:
                 target = runner.target_user_count
-                if target != self.timeline[-1]["level"]:
+                if target != self.levels.level:
                     self.set_level(target)
             now = time.monotonic()
-            if not self.draining:
-                drain_since = now
-                if deadline is not None and now >= deadline:
+            why = self.ending.should_drain(now, bool(self.settings.requests) and self._budget_spent())
+            if why is not None:
+                if why == DURATION:
                     log.info("tokenswarm: duration reached; waiting for requests in flight")
-                    self.stopping()  # the measurement window ends here
-                    self._drain()
-                elif self.settings.requests and self._budget_spent():
-                    self.stopping()
-                    self._drain()
+                self.stopping()  # the measurement window ends here
+                self._drain(why)
                 continue
-            if self._drained() or now - drain_since > self.env.stop_timeout:
-                cut = not self._drained()
+            self.ending.stop_timeout_s = self.env.stop_timeout or 0.0  # the web UI may change it meanwhile
+            end = self.ending.should_stop(now, self._drained())
+            if end is not None:
+                cut = end == TIMED_OUT
                 if cut:
                     log.warning("tokenswarm: requests still in flight after --stop-timeout %gs; cancelling them "
                                 "(recorded as cancelled)", self.env.stop_timeout)
@@ -368,7 +365,7 @@ class RunController:
         runner = self.env.runner
         if self.books is None or runner is None:
             return
-        if gevent.getcurrent() in getattr(runner, "greenlet", ()):
+        if workarounds.in_runner_greenlet(runner):
             return
         self.books.wait_records(FINAL_RECORDS_WAIT_S)
 
@@ -423,10 +420,7 @@ class RunController:
         if self._csv is None:
             return
         csv_writer = self._csv
-        try:
-            csv_writer._stats_history_data_rows(csv_writer.stats_history_csv_writer, time.time())
-        except Exception:  # a private Locust helper: the history simply lacks its last row
-            pass
+        workarounds.write_last_history_row(csv_writer, time.time())
         csv_writer.close_files()
         base = os.path.join(self.run_dir, runfolder.LOCUST_PREFIX)
         for suffix, fn in (("_stats.csv", csv_writer.requests_csv), ("_failures.csv", csv_writer.failures_csv),

@@ -1,15 +1,16 @@
 """What a master and its workers say as they come and go: connections, joins, leaves, users.
 
-Importing :mod:`tokenswarm.loadgen` registers these listeners. Locust logs
-none of this at its default level, so a worker in a container looked dead
-while it waited or worked. Now:
+The master's and the workers' roles (:mod:`tokenswarm.loadgen.roles`) make
+these watches. Locust logs none of this at its default level, so a worker in
+a container looked dead while it waited or worked. Now:
 
 * a worker says it connected, to which master (host:port), and each change of
   the number of users it runs;
 * a master says when a worker joins, quits, or goes missing (no heartbeat) and
   comes back, with how many are connected out of ``--expect-workers``. (It
-  wraps the master runner's message handler and ``quit`` to tell these apart
-  from Locust's own comings and goings at each test stop and at its quit.)
+  follows the master runner's messages and ``quit``, see
+  :func:`tokenswarm.loadgen.workarounds.watch_master_messages`, to tell these
+  apart from Locust's own comings and goings at each test stop and at its quit.)
 
 One line each, on stderr beside Locust's own log (``docker compose logs``,
 ``kubectl logs``). Nothing here touches what is measured or written.
@@ -19,12 +20,12 @@ from __future__ import annotations
 
 import socket
 import sys
-from typing import Any
 
 import gevent
-from locust import events
 from locust.env import Environment
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
+
+from tokenswarm.loadgen import workarounds
 
 WATCH_S = 0.25  # how often the master looks at its workers
 USERS_WATCH_S = 1.0  # how often a worker looks at its user count
@@ -36,7 +37,7 @@ def say(line: str) -> None:
 
 def worker_label(runner: MasterRunner, client_id: str) -> str:
     """``w3`` (Locust's worker index), as requests.csv and run.json name the worker."""
-    index = getattr(runner, "worker_indexes", {}).get(client_id)
+    index = workarounds.worker_index(runner, client_id)
     return f"w{index}" if index is not None else client_id
 
 
@@ -59,6 +60,7 @@ class WorkerWatch:
         self.workers: dict[str, str] = {}  # client id -> its label, for every worker connected
         self.missing: set[str] = set()
         self.greenlet = gevent.spawn(self._loop)
+        workarounds.watch_master_messages(runner, self.on_message, self.stop)  # no "left" line at the master's quit
 
     def _loop(self) -> None:
         while True:
@@ -106,6 +108,9 @@ class UserWatch:
         self.runner = runner
         self.name = name
         self.users = 0
+        # Locust's worker runner is made connected: its constructor waits for the master's answer
+        say(f"worker {name} connected to master {runner.master_host}:{runner.master_port} "
+            f"(host {socket.gethostname()})")
         self.greenlet = gevent.spawn(self._loop)
 
     def _loop(self) -> None:
@@ -120,40 +125,6 @@ class UserWatch:
             say(f"worker {self.name}: {users} user{'s' if users != 1 else ''}")
 
     def stop(self) -> None:
+        """The worker quits."""
         self.greenlet.kill(block=False)
-
-
-@events.init.add_listener
-def _init(environment: Environment, **_kw: Any) -> None:
-    runner = environment.runner
-    if isinstance(runner, WorkerRunner):
-        # Locust's worker runner is made connected: its constructor waits for the master's answer
-        name = f"w{runner.worker_index}" if runner.worker_index >= 0 else runner.client_id
-        say(f"worker {name} connected to master {runner.master_host}:{runner.master_port} "
-            f"(host {socket.gethostname()})")
-        watch: Any = UserWatch(runner, name)
-    elif isinstance(runner, MasterRunner):
-        watch = master_watch = WorkerWatch(environment, runner)
-        handle, quit_all = runner.handle_message, runner.quit
-
-        def handle_and_watch(client_id: str, msg: Any) -> None:
-            handle(client_id, msg)
-            master_watch.on_message(client_id, msg.type)
-
-        def quit_and_watch_no_more() -> None:
-            master_watch.stop()  # the master sends every worker away now: no "left" line for each
-            runner.handle_message = handle
-            quit_all()
-
-        runner.handle_message = handle_and_watch  # type: ignore[method-assign]
-        runner.quit = quit_and_watch_no_more  # type: ignore[method-assign]
-    else:
-        return
-    environment.tokenswarm_lifecycle = watch
-
-    def quitting(**_kw: Any) -> None:
-        watch.stop()
-        if isinstance(watch, UserWatch):
-            say(f"worker {watch.name}: exiting")
-
-    environment.events.quitting.add_listener(quitting)
+        say(f"worker {self.name}: exiting")

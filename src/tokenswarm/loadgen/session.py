@@ -26,10 +26,10 @@ from gevent.event import Event
 from gevent.lock import Semaphore
 
 from tokenswarm import records
-from tokenswarm.arrivals import Arrivals
+from tokenswarm.arrivals import Arrivals, Schedule
 from tokenswarm.client import Connection, StreamCall, request_head
 from tokenswarm.datasets import Prompt, open_dataset
-from tokenswarm.loadgen.budget import LeasedBudget, LocalBudget
+from tokenswarm.loadgen.budget import Budget, LocalBudget
 from tokenswarm.metrics import FAILURE_KINDS, RequestRecord, epoch
 from tokenswarm.pushback import Backoff
 from tokenswarm.settings import Settings
@@ -69,7 +69,11 @@ class Session:
 
     def __init__(self, environment: Environment, settings: Settings, worker: str, shard: int,
                  sink: Callable[[list[records.Row]], None], shards: int = 1, tokenizer: Any = None,
-                 budget: LocalBudget | LeasedBudget | None = None) -> None:
+                 budget: Budget | None = None) -> None:
+        """``worker``: this process's name in the records (``local``, ``w0``...); ``shard`` of ``shards``: its
+        share of the dataset or trace; ``sink``: where finished rows go (the run writer, or the shipper to the
+        master); ``budget``: asked before every request (default: ``--requests`` of this process alone).
+        SettingsError for a dataset file that cannot be read."""
         self.env = environment
         self.settings = settings
         self.worker = worker
@@ -100,12 +104,12 @@ class Session:
             {"Content-Type": "application/json", "Accept": "text/event-stream", **settings.headers},
         )
         self.level: float = 0
-        self.in_flight = 0
+        self.in_flight = 0  # requests sent and not yet finished
         self.sent = 0  # records finished
         self.sent_started = 0  # requests started
         self.count_tokens: Callable[[str], int] | None = tokenizer.count if tokenizer is not None else None
         #: may one more request be sent: this process's own (``--requests``), or granted by the master
-        self.budget: LocalBudget | LeasedBudget = budget or LocalBudget(settings.requests or None)
+        self.budget: Budget = budget or LocalBudget(settings.requests or None)
         self.draining = False  # the test is ending: no new requests
         self._stopping = Event()  # set when the test ends: users waiting (backoff, grants) give up
         self._ids = itertools.count(1)
@@ -119,7 +123,7 @@ class Session:
         self._prefix = f"{worker}-{os.getpid():x}-"
         # rate mode: one user at a time waits for the next planned arrival
         self.rate_mode = settings.mode == RATE
-        self.arrivals: Arrivals | None = None
+        self.arrivals: Schedule | None = None
         self._gate = Semaphore(1)
         self._wake = Event()
         self._rng = random.Random(settings.seed * 7919 + shard)
@@ -183,8 +187,7 @@ class Session:
                     continue  # the level changed while waiting: take the new schedule
                 if arrivals is not self.arrivals or self.draining:
                     continue
-                t = arrivals.next()
-                return t, getattr(arrivals, "last_prompt", None)
+                return arrivals.take()
         return None
 
     # -- users ------------------------------------------------------------------------
@@ -250,6 +253,17 @@ class Session:
                           cancel_after=cancel_after)
         call.prompt = prompt  # type: ignore[attr-defined]
         return call
+
+    def run(self, call: StreamCall) -> RequestRecord:
+        """Send ``call`` and read its stream to the end: its record (every outcome is one). It counts as in
+        flight meanwhile. A user stopped mid-request (``GreenletExit`` at the test's end) gets the exception
+        and records ``call.abort(...)`` through :meth:`finish`."""
+        self.in_flight += 1
+        self.sent_started += 1
+        try:
+            return call.run()
+        finally:
+            self.in_flight -= 1
 
     def close(self) -> None:
         """Stop the background greenlets and report what is queued."""

@@ -1,46 +1,171 @@
-"""Load shapes: the sweep, a Locust ``LoadTestShape`` stepping through levels.
+"""Load shapes: Locust ``LoadTestShape`` classes that step a test through its levels.
 
-The shape is small on purpose: each tick asks the run's controller
-(:meth:`RunController.sweep_tick`), which owns the plan (``--levels`` or
-``--rates``, ``--level-duration``, ``--level-requests``), the level timeline,
-and the clean ending (no new requests, those in flight finish). Headless, in
-the web UI (the user count steps as levels advance) and on a master with
-workers alike.
+A shape owns the stepping: which level of the plan runs, since when, and when it is done (its
+``--level-duration`` is up, or ``--level-requests`` of its requests finished). It tells the run's
+controller when a level begins (the controller keeps the timeline, tells the users and the workers)
+and when the last one is done (no new requests; those in flight finish). It reads the plan from the
+settings the process built once (:class:`tokenswarm.loadgen.roles.Role`), never from the options.
+
+* :class:`ConcurrencySweep`: ``--levels 1,2,4,...``: that many users (closed loop) per level.
+* :class:`RateSweep`: ``--rates 1,2,4``: requests per second (open loop), each level with
+  ``--max-concurrency`` users waiting for their planned send times.
+* :class:`TraceReplay`: ``--trace FILE``: one open-loop level at the trace's own arrival times.
+* :class:`SweepShape`: whichever of the three the options ask for (the packaged sweep locustfile's).
+
+Class attributes give a locustfile's defaults for the options of its kind (the command line, the
+``TOKENSWARM_*`` variables and the web UI's form win over them)::
+
+    class Sweep(ConcurrencySweep):
+        levels = "1,2,4,8,16"
+        level_duration = "30s"
+
+Headless, in the web UI (the user count steps as levels advance) and on a master with workers alike.
 """
 
 from __future__ import annotations
 
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
 from locust import LoadTestShape
 
 from tokenswarm.loadgen import plugin as _plugin  # noqa: F401  (registers tokenswarm's Locust listeners)
-from tokenswarm.settings import SettingsError
+from tokenswarm.settings import Settings, SettingsError
+from tokenswarm.sweep import CONCURRENCY, RATE, SweepPlan
+
+if TYPE_CHECKING:
+    from tokenswarm.loadgen.controller import RunController
 
 
-class SweepShape(LoadTestShape):
-    """Concurrency or request-rate sweep driven by tokenswarm's options.
+class LevelShape(LoadTestShape):
+    """What every tokenswarm shape shares: the plan's levels stepped one after the other.
 
-    Levels come from ``--levels 1,2,4,...`` (users, closed loop) or ``--rates``
-    (requests/s, open loop with ``--max-concurrency`` users); each level ends by
-    ``--level-duration`` and/or ``--level-requests``.
-    """
+    Attributes (set while a test runs): ``plan`` (:class:`tokenswarm.sweep.SweepPlan`), ``index`` (the
+    running level's position in it; None before the test), ``level_started`` (monotonic s)."""
 
+    abstract = True
     use_common_options = True  # the web UI keeps the user/spawn-rate fields (ignored) and tokenswarm's options
+    #: "concurrency", "rate" or "trace": what this shape steps (None: whatever the options ask for)
+    kind: ClassVar[str | None] = None
+    #: option defaults of a locustfile's shape (dest -> value), from the class attributes of its kind
+    defaults_from: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.plan: SweepPlan | None = None
+        self.index: int | None = None
+        self.level_started = 0.0
+        self._run: RunController | None = None
+
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """The class attributes that stand for options (``levels = "1,2,4"``...), by option dest."""
+        return {name: getattr(cls, name) for name in cls.defaults_from if getattr(cls, name, None) not in (None, "")}
+
+    def check(self, settings: Settings) -> None:
+        """SettingsError when the options ask for another kind of test than this shape steps."""
+        asked = "trace" if settings.trace else settings.plan.mode if settings.plan is not None else None
+        if asked is None:
+            raise SettingsError(f"the locustfile's load shape {type(self).__name__} steps levels: give --levels, "
+                                "--rates or --trace (or use a locustfile without a shape for one level)")
+        if self.kind is not None and asked != self.kind:
+            flag = {CONCURRENCY: "--levels", RATE: "--rates", "trace": "--trace"}[self.kind]
+            raise SettingsError(f"the locustfile's load shape {type(self).__name__} takes {flag}; the options ask "
+                                f"for a {asked} test (SweepShape takes any of them)")
+
+    # -- the test ------------------------------------------------------------------------------------
+    def attach(self, run: RunController, plan: SweepPlan) -> None:
+        """A test starts: its first level begins now."""
+        self._run = run
+        self.plan = plan
+        self._begin(0)
+
+    def detach(self) -> None:
+        self._run = None
+
+    def _begin(self, i: int) -> None:
+        assert self.plan is not None and self._run is not None
+        self.index = i
+        self.level_started = time.monotonic()
+        self._run.begin_level(i, self.plan.levels[i])
 
     def tick(self) -> tuple[int, float] | None:
-        env = self.runner.environment if self.runner is not None else None
-        if env is None:
-            return None
-        ctl = getattr(env, "tokenswarm_controller", None)
-        if ctl is not None and not ctl.finished:
-            return ctl.sweep_tick()
-        # the first tick of a test comes before its controller exists: start with the first level
-        from tokenswarm.loadgen.plugin import settings_for
+        run = self._run
+        if run is None or run.finished:
+            return self._first_tick()
+        plan = self.plan
+        assert plan is not None and self.index is not None
+        if not run.draining:
+            i = self.index
+            done = run.finished_at(plan.levels[i])
+            if plan.level_done(i, time.monotonic() - self.level_started, done):
+                if i + 1 < len(plan.levels):
+                    self._begin(i + 1)
+                else:
+                    run.end_of_levels()
+        users = plan.users(self.index)
+        return users, float(max(users, 1))  # each level's users start within a second
 
-        try:
-            plan = settings_for(env).plan
-        except SettingsError:
-            plan = None
+    def _first_tick(self) -> tuple[int, float] | None:
+        """Before a test (or after one): its first level's users, from the process's settings; None (no test)
+        when there are none. The test start reports a problem with the options."""
+        role = getattr(self.runner.environment, "tokenswarm", None) if self.runner is not None else None
+        if self._run is not None:  # the test this shape stepped has finished
+            return None
+        plan = role.plan() if role is not None else None
         if plan is None:
             return (1, 1.0)  # the test start will report the problem and stop
         users = plan.users(0)
         return users, float(max(users, 1))
+
+
+class ConcurrencySweep(LevelShape):
+    """Closed loop: ``levels`` users per level, each level for ``level_duration`` and/or until
+    ``level_requests`` of its requests finished.
+
+    Attributes (option defaults): ``levels`` ("1,2,4,8": users), ``level_duration`` ("30s", or one span per
+    level), ``level_requests`` ("50", or one count per level)."""
+
+    abstract = True
+    kind = CONCURRENCY
+    defaults_from = ("levels", "level_duration", "level_requests")
+    levels: ClassVar[str] = ""
+    level_duration: ClassVar[str] = ""
+    level_requests: ClassVar[str] = ""
+
+
+class RateSweep(LevelShape):
+    """Open loop: ``rates`` requests per second per level (Poisson arrivals unless ``--arrival``), sent by
+    ``max_concurrency`` users, each level for ``level_duration`` and/or until ``level_requests`` finished.
+
+    Attributes (option defaults): ``rates`` ("1,2,4": req/s), ``level_duration``, ``level_requests``,
+    ``max_concurrency`` (users; 0: the option's default)."""
+
+    abstract = True
+    kind = RATE
+    defaults_from = ("rates", "level_duration", "level_requests", "max_concurrency")
+    rates: ClassVar[str] = ""
+    level_duration: ClassVar[str] = ""
+    level_requests: ClassVar[str] = ""
+    max_concurrency: ClassVar[int | None] = None
+
+
+class TraceReplay(LevelShape):
+    """Open loop at a trace's own arrival times (``--trace``: JSONL, Mooncake layout or BurstGPT CSV), each
+    request with the trace's input and output lengths, sent by ``max_concurrency`` users; one level at the
+    trace's mean rate, lasting the (scaled) trace.
+
+    Attributes (option defaults): ``trace`` (a path), ``trace_speed`` (2: twice as fast),
+    ``max_concurrency``."""
+
+    abstract = True
+    kind = "trace"
+    defaults_from = ("trace", "trace_speed", "max_concurrency")
+    trace: ClassVar[str] = ""
+    trace_speed: ClassVar[float | None] = None
+    max_concurrency: ClassVar[int | None] = None
+
+
+class SweepShape(LevelShape):
+    """A concurrency sweep (``--levels``), a request-rate sweep (``--rates``) or a trace replay (``--trace``),
+    whichever the options ask for: the shape of the packaged sweep locustfile and of locustfiles/sweep.py."""

@@ -36,7 +36,8 @@ class LLMUser(User):
     dialect: ClassVar[str] = ""
 
     def on_start(self) -> None:
-        session: Session | None = getattr(self.environment, "tokenswarm_session", None)
+        role = getattr(self.environment, "tokenswarm", None)
+        session: Session | None = role.session if role is not None else None
         self.session = session
         self.conn = None
         self.conv = None  # multi-turn: this user's conversation
@@ -77,15 +78,11 @@ class LLMUser(User):
             prompt = conv.next_prompt(session.tokenizer)
         call = session.call(self.conn, prompt)
         level = session.level
-        session.in_flight += 1
-        session.sent_started += 1
         try:
-            rec = call.run()
+            rec = session.run(call)
         except GreenletExit:
-            session.in_flight -= 1
             session.finish(call.abort("stopped at test end"), self.uid, call.prompt, level, scheduled)
             raise
-        session.in_flight -= 1
         self.wait_s = self.backoff.after(rec)
         if self.wait_s:
             rec.backoff_ms = self.wait_s * 1000.0

@@ -6,9 +6,10 @@ options that matter, and the tokenswarm tab shows per-level figures and charts o
   as Locust's ``swarm()`` applies them), reads one prompt of a dataset file, loads the tokenizer and runs the
   preflight (:func:`tokenswarm.preflight.check`). A problem answers ``{"success": false, "message": <one
   line>}``, which Locust's form shows, and no test starts; the line says it on the terminal too. A preflight
-  passed here is remembered for a minute (:func:`tokenswarm.loadgen.plugin.preflight`), so the test start
-  does not ask the server again. What can still fail at the test start (the run folder, a worker's share of
-  the dataset) reaches Locust's Exceptions tab and the tokenswarm tab (``plugin._fail``).
+  passed here is handed to the role with the settings it checked (:meth:`WriterRole.accept
+  <tokenswarm.loadgen.roles.WriterRole.accept>`), so the test start takes them as they are and does not ask
+  the server again. What can still fail at the test start (the run folder, a worker's share of the dataset)
+  reaches Locust's Exceptions tab and the tokenswarm tab (:meth:`Role.fail <tokenswarm.loadgen.roles.Role.fail>`).
 * **The form** shows the options whose :class:`tokenswarm.options.Opt` has a ``web_ui`` text, in the order
   they are declared, labelled with that text (units included), with drop-downs for ``web_choices``; a sweep
   locustfile gets the sweep's options, a one-level one ``--duration`` and ``--requests``. The others keep
@@ -16,7 +17,7 @@ options that matter, and the tokenswarm tab shows per-level figures and charts o
 * **The tokenswarm tab**: Locust's extended table, one row per level
   (:meth:`~tokenswarm.loadgen.controller.RunController.ui_table`), and above it the charts that webui.js
   (``tokenswarm/ui.js``, added to Locust's page) draws as inline SVG from ``tokenswarm/series``: the run's
-  samples of its live figures (:class:`tokenswarm.loadgen.observe.Series`). Both are behind the web login
+  samples of its live figures (:class:`tokenswarm.loadgen.livebooks.Series`). Both are behind the web login
   when there is one; nothing is fetched from anywhere else.
 * ``/metrics``: tokenswarm's Prometheus metrics (not behind the login: Prometheus scrapes it).
 """
@@ -30,6 +31,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from tokenswarm.loadgen import workarounds
 from tokenswarm.options import BY_DEST, OPTIONS
 from tokenswarm.settings import SettingsError
 
@@ -110,39 +112,43 @@ def form_options(environment: Environment, form: Any) -> tuple[argparse.Namespac
 def start_problem(environment: Environment, form: Any) -> str | None:
     """Why the test the start form asks for cannot start, in one line with secrets scrubbed; None when it
     can (a preflight that passed is remembered for the test start)."""
-    from tokenswarm.loadgen import plugin
+    from tokenswarm.loadgen.roles import dataset_problem
     from tokenswarm.preflight import PreflightError, check
+    from tokenswarm.settings import with_trace
 
+    role = environment.tokenswarm
     try:
         opts, host = form_options(environment, form)
-        settings = plugin.settings_for(environment, opts, host)
-        plugin.dataset_problem(settings)
+        settings = with_trace(role.build_settings(opts, host))
+        dataset_problem(settings)
     except SettingsError as e:
         return str(e)
     if getattr(opts, "no_preflight", False):
+        role.accept(settings, None)
         return None
     try:
         checked = check(settings)
     except PreflightError as e:
         return settings.scrub(str(e))
-    plugin.remember_preflight(environment, settings, checked)
+    role.accept(settings, checked)
     return None
 
 
 def _is_sweep(environment: Environment) -> bool:
-    from tokenswarm.loadgen.shapes import SweepShape
+    from tokenswarm.loadgen.shapes import LevelShape
 
-    return isinstance(environment.shape_class, SweepShape)
+    return isinstance(environment.shape_class, LevelShape)
 
 
 # -- the charts' data ---------------------------------------------------------------------
 def chart_data(environment: Environment, since: float) -> dict[str, Any]:
     """What /tokenswarm/series answers: the current (or last) test's samples after epoch ``since``, why the
     last start failed (None when it did not), the runner's state."""
-    ctl = getattr(environment, "tokenswarm_controller", None)
-    data = ctl.chart_data(since) if ctl is not None else {"run_id": None, "started": None, "interval_s": None,
+    role = environment.tokenswarm
+    run = role.run
+    data = run.chart_data(since) if run is not None else {"run_id": None, "started": None, "interval_s": None,
                                                           "finished": None, "samples": []}
-    data["error"] = getattr(environment, "tokenswarm_start_error", None)
+    data["error"] = role.start_error
     data["state"] = getattr(environment.runner, "state", None)
     return data
 
@@ -162,17 +168,8 @@ def install_web_ui(web_ui: Any, environment: Environment) -> None:
 
     web_ui.template_args["extendedTabs"] = [{"title": "tokenswarm", "key": UI_TAB}]
     web_ui.template_args["extendedTables"] = [{"key": UI_TAB, "structure": UI_STRUCTURE}]
-
-    # the form: the page's `tojson` would sort the fields by name; keep the order form_fields gives
-    web_ui.app.jinja_env.policies["json.dumps_kwargs"] = {"sort_keys": False}
-    update_template_args = web_ui.update_template_args
-
-    def _update_template_args() -> None:
-        update_template_args()
-        args = web_ui.template_args
-        args["extra_options"] = form_fields(args.get("extra_options") or {}, _is_sweep(environment))
-
-    web_ui.update_template_args = _update_template_args
+    workarounds.form_fields_in_order(web_ui, lambda extra: form_fields(extra, _is_sweep(environment)))
+    role = environment.tokenswarm
 
     @web_ui.app.before_request
     def _check_start() -> Any:
@@ -188,7 +185,7 @@ def install_web_ui(web_ui: Any, environment: Environment) -> None:
         except Exception:  # never stand in the way of a start over a fault of this check's own
             log.exception("tokenswarm: the start check failed; starting without it")
             return None
-        environment.tokenswarm_start_error = problem
+        role.start_error = problem
         if problem is None:
             return None
         print(f"tokenswarm: error: {problem}", file=sys.stderr, flush=True)
@@ -203,8 +200,7 @@ def install_web_ui(web_ui: Any, environment: Environment) -> None:
             tag = f'<script src=".{SCRIPT_PATH}"></script>'
             response.set_data(html.replace("</body>", tag + "</body>", 1))
         elif request.endpoint == "locust.request_stats":
-            ctl = getattr(environment, "tokenswarm_controller", None)
-            rows = ctl.ui_table() if ctl is not None else []
+            rows = role.run.ui_table() if role.run is not None else []
             data = response.get_json(silent=True)
             if isinstance(data, dict):
                 data["extended_stats"] = [{"key": UI_TAB, "data": rows}]
@@ -231,12 +227,11 @@ def install_web_ui(web_ui: Any, environment: Environment) -> None:
 
     @web_ui.app.route("/metrics")
     def _metrics() -> Any:  # not behind the login: Prometheus scrapes it
-        exporter = getattr(environment, "tokenswarm_exporter", None)
+        exporter = role.exporter
         if exporter is None:
             return Response("# no test has started yet\n", mimetype="text/plain")
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        ctl = getattr(environment, "tokenswarm_controller", None)
-        if ctl is not None and not ctl.finished:
-            ctl.live.digest()
+        if role.run is not None and not role.run.finished:
+            role.run.live.digest()
         return Response(generate_latest(exporter.registry), mimetype=CONTENT_TYPE_LATEST)

@@ -27,7 +27,7 @@ What differs from the final table, and why:
   part whose records are still held) once the horizon has passed its end, and
   kept.
 
-No locust or gevent here: :class:`tokenswarm.loadgen.observe.LiveBooks` feeds it.
+No locust or gevent here: :class:`tokenswarm.loadgen.livebooks.LiveBooks` feeds it.
 """
 
 from __future__ import annotations

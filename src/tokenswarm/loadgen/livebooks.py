@@ -1,55 +1,33 @@
-"""Watching a test live: per-level figures, progress lines, the web UI's time series, the client
-self-check and the Prometheus exporter (the engine's metrics: :mod:`tokenswarm.loadgen.enginemetrics`;
-the web UI itself: :mod:`tokenswarm.loadgen.webui`).
+"""Watching a test live: per-level figures, progress lines and the web UI's time series.
 
-* :class:`LiveBooks` (master or local process) digests record rows once a
-  second into per-level figures computed as the report computes them
-  (:mod:`tokenswarm.report.live`): request and token rates, exact TTFT and
-  TPOT percentiles so far, failures; "warming up" during a level's warm-up.
-  Headless runs print :meth:`LiveBooks.progress_line` every few seconds; the
-  web UI's tokenswarm tab shows :meth:`LiveBooks.table` and charts
-  :class:`Series`, samples of :meth:`LiveBooks.sample` every few seconds.
-* :class:`HealthSampler` (every process running users) measures its own
-  event-loop lag and CPU; :mod:`tokenswarm.health` says when that makes a
-  level untrustworthy.
-* :class:`Exporter` serves tokenswarm's own metrics to Prometheus: latency
-  histograms with LLM-sized buckets, token and request counters, users,
-  level, per-worker CPU and loop lag.
+:class:`LiveBooks` (master or local process) digests record rows once a second into per-level figures
+computed as the report computes them (:mod:`tokenswarm.report.live`): request and token rates, exact TTFT
+and TPOT percentiles so far, failures; "warming up" during a level's warm-up. Headless runs print
+:meth:`LiveBooks.progress_line` every few seconds; the web UI's tokenswarm tab shows :meth:`LiveBooks.table`
+and charts :class:`Series`, samples of :meth:`LiveBooks.sample` every few seconds. (The client self-check:
+:mod:`tokenswarm.loadgen.selfcheck`; the Prometheus exporter: :mod:`tokenswarm.loadgen.exporter`; the
+engine's metrics: :mod:`tokenswarm.loadgen.enginemetrics`.)
 """
 
 from __future__ import annotations
 
 import bisect
-import logging
-import os
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gevent
-import psutil
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
-from tokenswarm import health
-from tokenswarm.records import COLUMNS, Row
+from tokenswarm.records import COLUMN_INDEX as I  # noqa: N812  (a row's field by column name)
+from tokenswarm.records import Row
 from tokenswarm.report.live import WARMING_UP, LiveFigures
 from tokenswarm.sweep import level_str
 
 if TYPE_CHECKING:
-    from locust.env import Environment
+    from tokenswarm.loadgen.exporter import Exporter
 
-log = logging.getLogger("tokenswarm")
-
-I = {name: i for i, name in enumerate(COLUMNS)}  # noqa: E741  (column index by name)
 DIGEST_SLICE = 64  # rows digested between yields to the event loop
-
-TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0,
-                30.0, 60.0)
-TPOT_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 SERIES_S = 2.0  # the web UI's charts: a sample of the live figures this often (at first; see Series)
 SERIES_CAP = 720  # samples kept: 24 min at 2 s; then every other one is let go and the interval doubles
-E2E_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0,
-               300.0, 600.0)
 
 
 class LiveBooks:
@@ -183,89 +161,3 @@ def rates_text(f: dict[str, Any]) -> str:
     if f["req_s"] is None:
         return "measuring (waiting for a request lifetime)"
     return f"{f['req_s']:.2f} req/s | in {f['input_tok_s']:,.0f} tok/s | out {f['output_tok_s']:,.0f} tok/s"
-
-
-class HealthSampler:
-    """This process's event-loop lag and CPU, summarised every second into :class:`health.Sample`."""
-
-    def __init__(self, worker: str, sink: Callable[[health.Sample], None]) -> None:
-        self.worker = worker
-        self.sink = sink
-        self.proc = psutil.Process(os.getpid())
-        self.proc.cpu_percent(None)
-        self.greenlet = gevent.spawn(self._loop)
-
-    def _loop(self) -> None:
-        interval = health.LAG_INTERVAL_S
-        lags: list[float] = []
-        next_report = time.monotonic() + health.REPORT_S
-        while True:
-            t0 = time.monotonic()
-            gevent.sleep(interval)
-            t1 = time.monotonic()
-            lags.append(max(0.0, (t1 - t0 - interval) * 1000.0))
-            if t1 >= next_report:
-                self.sink(health.Sample(time.time(), self.worker, self.proc.cpu_percent(None),
-                                        health.lag_p99(lags), max(lags) if lags else 0.0))
-                lags = []
-                next_report = t1 + health.REPORT_S
-
-    def stop(self) -> None:
-        self.greenlet.kill(block=True)
-
-
-class Exporter:
-    """tokenswarm's Prometheus metrics (prometheus-client, its own registry)."""
-
-    def __init__(self, environment: Environment) -> None:
-        self.env = environment
-        self.registry = CollectorRegistry(auto_describe=True)
-        reg = self.registry
-        self.ttft = Histogram("tokenswarm_ttft_seconds", "Time to first token.", buckets=TTFT_BUCKETS, registry=reg)
-        self.tpot = Histogram("tokenswarm_tpot_seconds", "Time per output token after the first.",
-                              buckets=TPOT_BUCKETS, registry=reg)
-        self.itl = Histogram("tokenswarm_itl_seconds", "Inter-token latency.", buckets=TPOT_BUCKETS, registry=reg)
-        self.e2e = Histogram("tokenswarm_e2e_seconds", "Request latency to the last token.", buckets=E2E_BUCKETS,
-                             registry=reg)
-        self.in_tok = Counter("tokenswarm_input_tokens", "Prompt tokens of finished requests.", registry=reg)
-        self.out_tok = Counter("tokenswarm_output_tokens", "Output tokens of finished requests.", registry=reg)
-        self.requests = Counter("tokenswarm_requests", "Finished requests by status.", ["status"], registry=reg)
-        self.users = Gauge("tokenswarm_users", "Users (concurrent streams) running.", registry=reg)
-        self.level = Gauge("tokenswarm_level", "Current level (target concurrency, or rate in req/s).", registry=reg)
-        self.cpu = Gauge("tokenswarm_worker_cpu_percent", "Load-generator CPU, percent of one core.", ["worker"],
-                         registry=reg)
-        self.lag = Gauge("tokenswarm_worker_loop_lag_seconds", "Load-generator event-loop lag (p99 over 1 s).",
-                         ["worker"], registry=reg)
-        self.users.set_function(lambda: float(getattr(self.env.runner, "user_count", 0) or 0))
-
-    def observe(self, rows: list[Row]) -> None:
-        for row in rows:
-            status = row[I["status"]]
-            self.requests.labels(status).inc()
-            if status != "ok":
-                continue
-            if row[I["ttft_ms"]]:
-                self.ttft.observe(float(row[I["ttft_ms"]]) / 1000.0)
-            if row[I["tpot_ms"]]:
-                self.tpot.observe(float(row[I["tpot_ms"]]) / 1000.0)
-            if row[I["e2e_ms"]]:
-                self.e2e.observe(float(row[I["e2e_ms"]]) / 1000.0)
-            for x in row[I["itl_ms"]].split():
-                self.itl.observe(float(x) / 1000.0)
-            self.in_tok.inc(int(row[I["input_tokens"]] or 0))
-            self.out_tok.inc(int(row[I["output_tokens"]] or 0))
-
-    def health(self, s: health.Sample) -> None:
-        self.cpu.labels(s.worker).set(s.cpu_pct)
-        self.lag.labels(s.worker).set(s.loop_lag_p99_ms / 1000.0)
-
-    def wsgi_app(self) -> Any:
-        return make_wsgi_app(self.registry)
-
-    def serve(self, host: str, port: int) -> Any:
-        """A standalone /metrics server (headless runs), on gevent's WSGI server."""
-        from gevent.pywsgi import WSGIServer
-
-        server = WSGIServer((host, port), self.wsgi_app(), log=None)
-        server.start()
-        return server

@@ -1,0 +1,198 @@
+"""Every place tokenswarm leans on Locust's (or gevent's) internals, in one module.
+
+Each function below says what Locust does, what that would do to a
+measurement or a run, and how upstream could make the workaround unneeded.
+Each is guarded: it acts only on a Locust in :data:`SUPPORTED` (the range
+pyproject.toml allows) whose private attribute it needs is there; otherwise
+Locust's plain behaviour stands (a debug line says so). :data:`CHECKED` lists
+the versions each was checked on; tests/unit/loadgen/test_workarounds.py
+checks every one on the installed Locust and fails on a version not in
+CHECKED, the signal to look at them again.
+
+The rest of tokenswarm uses Locust through its public API: events, custom
+messages (``register_message``/``send_message``), ``LoadTestShape``, users,
+the web UI's ``app``, ``template_args`` and ``auth_required_if_enabled``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import locust
+
+log = logging.getLogger("tokenswarm")
+
+#: Locust versions (major, minor) every workaround here was checked on
+CHECKED = frozenset({(2, 47)})
+#: the Locust versions tokenswarm installs with (pyproject.toml): outside it no workaround acts
+SUPPORTED = ((2, 40), (2, 50))
+
+
+def locust_version(text: str | None = None) -> tuple[int, int]:
+    """(major, minor) of ``text`` (default: the installed Locust's version); (0, 0) when unreadable."""
+    parts = (text or locust.__version__).split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return 0, 0
+
+
+def applies(obj: Any, attr: str, version: tuple[int, int] | None = None) -> bool:
+    """May a workaround touch ``obj.attr``: the Locust version is in :data:`SUPPORTED` and the attribute exists."""
+    v = locust_version() if version is None else version
+    ok = SUPPORTED[0] <= v < SUPPORTED[1] and obj is not None and hasattr(obj, attr)
+    if not ok:
+        log.debug("tokenswarm: Locust %s has no %s.%s as expected; that workaround is off", locust.__version__,
+                  type(obj).__name__, attr)
+    return ok
+
+
+# -- measurement ---------------------------------------------------------------------------------
+def cache_default_args() -> bool:
+    """On a worker: build Locust's default arguments once per process. Returns whether the cache is on.
+
+    Locust 2.47's worker rebuilds and parses its whole argument parser once for every option the master sends,
+    on every spawn message (``argument_parser.default_args_dict()`` inside a comprehension in
+    ``WorkerRunner.worker``): with tokenswarm's options that blocked the event loop for 100-300 ms a spawn step,
+    a stall every stream in flight saw as latency. The defaults never change within a process.
+    Upstream: compute ``default_args_dict()`` once before the comprehension (or cache it in the module)."""
+    from locust import argument_parser
+
+    if not applies(argument_parser, "default_args_dict"):
+        return False
+    build = argument_parser.default_args_dict
+    if getattr(build, "tokenswarm_cached", False):
+        return True
+    cached: dict[str, Any] = {}
+
+    def default_args_dict() -> dict:
+        if not cached:
+            cached.update(build())
+        return cached
+
+    default_args_dict.tokenswarm_cached = True  # type: ignore[attr-defined]
+    argument_parser.default_args_dict = default_args_dict
+    return True
+
+
+def send_stats_now(runner: Any) -> bool:
+    """On a worker: send Locust's statistics to the master now. Returns whether they were sent.
+
+    A worker reports its statistics every 3 s, and after a stop (the web UI's, unlike a quit) not at all, so
+    the master's locust_stats.csv would lack up to 3 s of requests. Called when the worker has drained and when
+    its test stops, before the final records the master waits for.
+    Upstream: send a last stats report on ``stop`` as on ``quit`` (``WorkerRunner._send_stats`` is private)."""
+    if not applies(runner, "_send_stats"):
+        return False
+    try:
+        runner._send_stats()
+    except Exception:  # the master is gone: nothing can be reported to it
+        log.debug("tokenswarm: could not send Locust's last statistics", exc_info=True)
+        return False
+    return True
+
+
+def write_last_history_row(csv_writer: Any, now: float) -> bool:
+    """Add the stats history's row for ``now`` (epoch s) before the CSV files are closed. Returns whether it did.
+
+    ``StatsCSVFileWriter.stats_writer`` writes a history row every ``CSV_STATS_INTERVAL_SEC``; a test that ends
+    between two lacks its last seconds in locust_stats_history.csv.
+    Upstream: a public ``write_history_row()`` (today ``_stats_history_data_rows``)."""
+    if not applies(csv_writer, "_stats_history_data_rows"):
+        return False
+    try:
+        csv_writer._stats_history_data_rows(csv_writer.stats_history_csv_writer, now)
+    except Exception:  # the history simply lacks its last row
+        log.debug("tokenswarm: could not write the last stats history row", exc_info=True)
+        return False
+    return True
+
+
+# -- the master's books --------------------------------------------------------------------------
+def worker_index(runner: Any, client_id: str) -> int | None:
+    """The index Locust gave a worker (``w0``, ``w1``... in tokenswarm's books), None when unknown.
+    Upstream: ``MasterRunner.worker_indexes`` is public in practice but undocumented."""
+    if not applies(runner, "worker_indexes"):
+        return None
+    return runner.worker_indexes.get(client_id)
+
+
+def in_runner_greenlet(runner: Any) -> bool:
+    """Is the current greenlet one of the runner's own (its message listener among them)? Waiting there for
+    a worker's message would wait for what that very greenlet has to receive.
+    Upstream: nothing to fix; ``Runner.greenlet`` is an undocumented attribute."""
+    if not applies(runner, "greenlet"):
+        return False
+    return gevent.getcurrent() in runner.greenlet
+
+
+def watch_master_messages(runner: Any, on_message: Callable[[str, str], None], before_quit: Callable[[], None]
+                          ) -> bool:
+    """On a master: call ``on_message(client_id, type)`` after the runner handled each worker message (joins,
+    leaves), and ``before_quit()`` before it sends every worker away. Returns whether it is installed.
+    Upstream: events for a worker joining and leaving (today only ``worker_connect``, and no leave)."""
+    if not (applies(runner, "handle_message") and applies(runner, "quit")):
+        return False
+    handle, quit_all = runner.handle_message, runner.quit
+
+    def handle_and_watch(client_id: str, msg: Any) -> None:
+        handle(client_id, msg)
+        on_message(client_id, msg.type)
+
+    def quit_and_watch_no_more() -> None:
+        before_quit()
+        runner.handle_message = handle
+        quit_all()
+
+    runner.handle_message = handle_and_watch
+    runner.quit = quit_and_watch_no_more
+    return True
+
+
+# -- shutdown ------------------------------------------------------------------------------------
+def interrupt_main(exc: BaseException | type[BaseException]) -> bool:
+    """Raise ``exc`` in the main greenlet, where Locust's ``main()`` waits: ``KeyboardInterrupt`` is what
+    Ctrl-C does to it (Locust then shuts down as usual), ``SystemExit(n)`` ends the process with ``n``.
+    Used from tokenswarm's SIGINT handler, which must run first (to mark the test incomplete) and then hand
+    Locust the Ctrl-C it would have had. Upstream: a ``shutdown_requested`` event before Locust's own handling."""
+    parent = getattr(gevent.get_hub(), "parent", None)
+    if parent is None or not applies(locust, "__version__"):
+        return False
+    parent.throw(exc)
+    return True
+
+
+def sigterm_like_sigint(handler: Callable[[], None]) -> None:
+    """Until Locust installs its own SIGTERM handler, SIGTERM runs ``handler`` in a greenlet (as Ctrl-C).
+
+    Locust installs its SIGTERM handler only once a headless start returns, which a sweep's shape never does
+    before the end: until then SIGTERM would kill the process without its outputs. The handler is a raw
+    ``signal`` one (gevent's must not replace Locust's later); it only spawns a greenlet, which runs once the
+    loop is back. Upstream: install the SIGTERM handler before the headless start."""
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: gevent.spawn(handler))
+
+
+# -- the web UI ----------------------------------------------------------------------------------
+def form_fields_in_order(web_ui: Any, fields: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
+    """The start form shows ``fields(extra_options)`` in the order given. Returns whether it is installed.
+
+    Locust's page serializes ``template_args`` with Flask's ``tojson``, which sorts keys: the form's custom
+    fields would show in alphabetical order of their option names. tokenswarm keeps their declared order
+    (target, workload, sweep) and rewrites them each time Locust rebuilds its template arguments.
+    Upstream: keep ``extra_options`` a list, or serialize with ``sort_keys=False``."""
+    if not applies(web_ui, "update_template_args"):
+        return False
+    web_ui.app.jinja_env.policies["json.dumps_kwargs"] = {"sort_keys": False}
+    update = web_ui.update_template_args
+
+    def update_and_order() -> None:
+        update()
+        args = web_ui.template_args
+        args["extra_options"] = fields(args.get("extra_options") or {})
+
+    web_ui.update_template_args = update_and_order
+    return True
