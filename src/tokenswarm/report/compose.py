@@ -128,6 +128,8 @@ def flagged_details(levels: pd.DataFrame, flag: str, detail: Callable[[float, pd
 
 
 def saturation_line(a: Analysis) -> str:
+    """The saturation verdict as one bullet: the level, its output tok/s, the best later gain and the TTFT p99
+    rise (:mod:`tokenswarm.report.saturation`), or why none was found."""
     k = a.knee
     if k.level is None:
         return f"**Saturation:** not found: {k.reason}."
@@ -139,6 +141,7 @@ def saturation_line(a: Analysis) -> str:
 
 
 def slo_line(a: Analysis) -> str:
+    """The SLO verdict as one bullet: the limits (ms), the attainment rule and the highest level meeting them."""
     if not a.slo:
         return ("**SLOs:** none given (run.json `settings.slo`), so no goodput, attainment or "
                 "highest level meeting them.")
