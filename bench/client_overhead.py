@@ -117,7 +117,7 @@ def one(c: int, workers: int, args: argparse.Namespace, workdir: str) -> dict[st
         "send_side_p99": pct(((j.arrival - j.start_time) * 1000.0).to_numpy(), 99),
         "tpot_err_p50": pct((j.tpot_ms - true_tpot).to_numpy(), 50),
         "tpot_err_p99": pct((j.tpot_ms - true_tpot).to_numpy(), 99),
-        "out_tok_s": float(levels.output_throughput.iloc[0]),
+        "out_tok_s": float(levels.output_throughput_tok_s.iloc[0]),
         "ideal_tok_s": ideal,
         "client_cpu": (cpu1 - cpu0) / (t1 - t0),
         "sched_p99_ms": sched.get("p99", float("nan")),

@@ -5,7 +5,7 @@ write, tokens), then:
 
 1. a concurrency sweep (``--levels``, all users of a level started at once, so requests run in waves as
    they do against such a server): for each level, the request rate implied by each per-level column
-   (``request_throughput``, ``input_throughput`` / mean input length, ``output_throughput`` / mean
+   (``request_throughput_req_s``, ``input_throughput_tok_s`` / mean input length, ``output_throughput_tok_s`` / mean
    output length) beside the truth: the engine's own token writes inside the level's measurement window
    per second, divided by the tokens per request. With fixed lengths the three columns must agree with
    each other and with the truth;
@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tokenswarm.report.build import _warmups, build, read_meta
+from tokenswarm.report.analysis import level_warmups, read_meta
+from tokenswarm.report.build import build
 from tokenswarm.report.levels import load_requests, windows_from
 from tokenswarm.simengine import SimProcess
 
@@ -94,7 +95,7 @@ def sweep(args: argparse.Namespace, workdir: str) -> list[dict[str, Any]]:
     meta = read_meta(out)
     s = meta["settings"]
     df = load_requests(os.path.join(out, "requests.csv"))
-    windows = windows_from(df, meta["timeline"], float(s.get("warmup_s") or 0), _warmups(s))
+    windows = windows_from(df, meta["timeline"], float(s.get("warmup_s") or 0), level_warmups(s))
     tr = pd.read_csv(truth)
     full = pd.read_csv(os.path.join(out, "requests.csv"))
     rows = []
@@ -105,8 +106,8 @@ def sweep(args: argparse.Namespace, workdir: str) -> list[dict[str, Any]]:
         rows.append({
             "level": w.level, "window_s": secs,
             "lifetimes": lv.get("window_lifetimes", float("nan")),
-            "req": lv["request_throughput"], "input": lv["input_throughput"] / lv["mean_input_len"],
-            "output": lv["output_throughput"] / lv["mean_output_len"], "truth": truth_rps,
+            "req": lv["request_throughput_req_s"], "input": lv["input_throughput_tok_s"] / lv["mean_input_tokens"],
+            "output": lv["output_throughput_tok_s"] / lv["mean_output_tokens"], "truth": truth_rps,
             **timing_errors(mine, tr),
         })
     return rows
@@ -127,8 +128,8 @@ def single(c: int, args: argparse.Namespace, workdir: str) -> dict[str, Any]:
     df = pd.read_csv(os.path.join(out, "requests.csv"))
     tr = tr[tr.request_id.isin(df.request_id)]  # not the preflight request
     span = tr.last_write.max() - tr.arrival.min()
-    return {"users": c, "requests": len(df), "out": lv["output_throughput"], "truth_out": tr.tokens.sum() / span,
-            "req": lv["request_throughput"], "truth_req": len(tr) / span, **timing_errors(df, tr)}
+    return {"users": c, "requests": len(df), "out": lv["output_throughput_tok_s"], "truth_out": tr.tokens.sum() / span,
+            "req": lv["request_throughput_req_s"], "truth_req": len(tr) / span, **timing_errors(df, tr)}
 
 
 def main() -> None:

@@ -149,7 +149,7 @@ class RequestRecord:
     reasoning_tokens: int | None = None
     cached_tokens: int | None = None
     token_source: str | None = None
-    tokenizer_tokens: int | None = None  # the local tokenizer's count beside the server's (--tokenizer)
+    output_tokens_tokenizer: int | None = None  # the local tokenizer's count beside the server's (--tokenizer)
     output_events: int = 0
     output_kind: str = ""  # the kinds of output, "+"-joined in order of appearance: content, reasoning, tool_calls ...
     finish_reason: str | None = None
@@ -331,7 +331,7 @@ class StreamMeasure:
             reasoning_tokens=reasoning_tokens,
             cached_tokens=usage.cached_tokens if usage is not None else None,
             token_source=source,
-            tokenizer_tokens=local,
+            output_tokens_tokenizer=local,
             output_events=len(self.times),
             output_kind="+".join(self.kinds),
             finish_reason=self.finish,

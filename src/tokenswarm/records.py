@@ -83,7 +83,7 @@ def to_row(r: RequestRecord) -> Row:
         _i(r.reasoning_tokens),
         _i(r.cached_tokens),
         r.token_source or "",
-        _i(r.tokenizer_tokens),
+        _i(r.output_tokens_tokenizer),
         str(r.output_events),
         r.output_kind,
         r.finish_reason or "",

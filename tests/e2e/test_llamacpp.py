@@ -188,7 +188,7 @@ def test_sweep_against_llama_server(llama, cli, tmp_path):
     assert not check["disagree"], check
 
     lv = pd.read_csv(os.path.join(out, "levels.csv")).set_index("level")
-    tp = lv["output_throughput"]
+    tp = lv["output_throughput_tok_s"]
     assert list(lv.index) == list(LEVELS) and (lv["failed"] == 0).all()
     # 4 slots decode in one batch, so output throughput grows from 1 to 4 users. The gain is modest on 2 cores
     # (measured 1.09-1.38x over 6 sweeps; 2 users gave 0.94-1.04x): the CPU is compute-bound (a 4-token decode

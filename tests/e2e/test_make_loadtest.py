@@ -45,8 +45,8 @@ def test_make_loadtest_shows_a_knee_exactly_as_the_readme_says(tmp_path):
     assert (levels.failed == 0).all() and not levels.short_window.any()
     # the knee the README describes: flat throughput past 16 streams while TTFT climbs
     by = levels.set_index("level")
-    assert by.loc[64, "output_throughput"] < 1.1 * by.loc[16, "output_throughput"]
-    assert by.loc[64, "ttft_mean"] > 10 * by.loc[16, "ttft_mean"]
+    assert by.loc[64, "output_throughput_tok_s"] < 1.1 * by.loc[16, "output_throughput_tok_s"]
+    assert by.loc[64, "ttft_mean_ms"] > 10 * by.loc[16, "ttft_mean_ms"]
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ def test_sweep_shows_the_saturation_curve(cli, sim_factory, tmp_path):
             "--max-tokens", "16", "--input-len", "32", "--out", out, timeout=600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     lv = pd.read_csv(os.path.join(out, "levels.csv")).set_index("level")
-    tp, ttft99 = lv["output_throughput"], lv["ttft_p99"]
+    tp, ttft99 = lv["output_throughput_tok_s"], lv["ttft_p99_ms"]
     # rises while the engine has free slots ...
     assert tp[1] < tp[2] < tp[4] < tp[8] < tp[16]
     assert tp[16] > 4 * tp[1]

@@ -81,7 +81,7 @@ def test_tokenizer_counts_beside_usage_and_the_report_flags_disagreement(cli, si
     assert check["requests"] == 8 and check["disagree"] is False and "Token counts disagree" not in report
     # a tokenizer that splits them into characters: the counts disagree and the report says so
     df, check, report = _tokenizer_run(cli, sim_fixed, tmp_path, "chars")
-    assert check["disagree"] is True and check["tokenizer_tokens"] > check["usage_tokens"]
+    assert check["disagree"] is True and check["output_tokens_tokenizer"] > check["output_tokens_usage"]
     assert "Token counts disagree" in report
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from tokenswarm import servermetrics
-from tokenswarm.report.build import _warmups
+from tokenswarm.report.analysis import level_warmups
 from tokenswarm.report.engine import engine_levels_for_run
 from tokenswarm.report.levels import load_requests, windows_from
 
@@ -51,7 +51,7 @@ def test_engine_and_client_ttft_agree_per_level(sim_factory, cli, tmp_path):
     edges = sm.edge_time.dropna().round(3).tolist()
     assert round(timeline[1]["start"], 3) in edges and round(timeline[-1]["end"], 3) in edges
     df = load_requests(os.path.join(run, "requests.csv"))
-    windows = windows_from(df, timeline, meta["settings"]["warmup_s"], _warmups(meta["settings"]))
+    windows = windows_from(df, timeline, meta["settings"]["warmup_s"], level_warmups(meta["settings"]))
     eng = engine_levels_for_run(run, windows).set_index("level")
     for level in (2.0, 8.0):
         r = eng.loc[level]
@@ -59,7 +59,7 @@ def test_engine_and_client_ttft_agree_per_level(sim_factory, cli, tmp_path):
         assert -1.0 <= r.outside_engine_ttft_ms <= OUTSIDE_MAX_MS, r
         assert -1.0 <= r.outside_engine_e2e_ms <= OUTSIDE_MAX_MS, r
         assert r.engine_itl_mean_ms == pytest.approx(10.0, abs=1.0)
-        assert r.output_events_mean == 16 and r.coalesced_share == 0
+        assert r.output_events_mean == 16 and r.coalesced_pct == 0
     assert eng.loc[2.0].engine_ttft_mean_ms == pytest.approx(150.0, abs=10.0)
     assert eng.loc[2.0].engine_queue_mean_ms < 5.0
     # 8 users on 4 slots: each waits about one request's life (150 + 15 * 10 ms) before it starts

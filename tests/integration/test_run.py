@@ -124,14 +124,14 @@ def test_every_run_draws_fresh_prompts_and_a_repeated_seed_is_flagged_as_cached(
 
     # the master draws the seed; its two workers must both send that seed's prompts
     _, first, lv = run("first", "--workers", "2")
-    assert first["seed_drawn"] is True and lv.cache_hit_ratio < 0.1 and not lv.served_from_cache
+    assert first["seed_drawn"] is True and lv.cache_hit_pct < 10 and not lv.served_from_cache
     _, fresh, lv = run("fresh")  # the same command again: new prompts, nothing cached
-    assert fresh["seed"] != first["seed"] and lv.cache_hit_ratio < 0.1 and not lv.served_from_cache
+    assert fresh["seed"] != first["seed"] and lv.cache_hit_pct < 10 and not lv.served_from_cache
     # fewer requests than the first run: each worker sends a head of the prompts it sent then (the master
     # leases requests to workers as they ask, so a worker's share differs a little from run to run)
     p, again, lv = run("again", "--workers", "2", "--seed", str(first["seed"]), requests=20)
     assert again["seed"] == first["seed"] and again["seed_drawn"] is False
-    assert lv.cache_hit_ratio > 0.7 and lv.served_from_cache  # the very prompts of the first run
+    assert lv.cache_hit_pct > 70 and lv.served_from_cache  # the very prompts of the first run
     table = p.stdout.splitlines()
     assert any(line.strip().startswith("4^") for line in table)
     assert any(line.startswith("^ the engine served these prompts") for line in table)
@@ -156,8 +156,8 @@ def test_vllm_bench_shape_reads_what_vllm_bench_would_and_what_the_engine_did(cl
     assert sorted(start)[c - 1] - start.min() < 0.2  # all C users start at once, as vLLM's semaphore does
     duration = end.max() - start.min()  # vLLM bench: benchmark start .. all requests done
     lv = pd.read_csv(os.path.join(out, "levels.csv")).iloc[0]
-    assert lv.output_throughput == pytest.approx(df.output_tokens.sum() / duration, rel=0.01)
-    assert lv.request_throughput == pytest.approx(n / duration, rel=0.01)
+    assert lv.output_throughput_tok_s == pytest.approx(df.output_tokens.sum() / duration, rel=0.01)
+    assert lv.request_throughput_req_s == pytest.approx(n / duration, rel=0.01)
     sim.stop()  # flushes the truth log
     tr = pd.read_csv(truth)
     j = df.merge(tr, on="request_id")

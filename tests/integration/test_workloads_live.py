@@ -25,10 +25,10 @@ def test_shared_prefixes_hit_the_cache_and_lower_ttft(cli, sim_factory, tmp_path
                    "--input-len", "32")
     unique = sweep(cli, sim, str(tmp_path / "unique"), "--input-len", "1056")
     for level in (1, 4):
-        assert shared.loc[level, "cache_hit_ratio"] > 0.8  # 1024 of 1056 prompt tokens, in 16-token blocks
-        assert unique.loc[level, "cache_hit_ratio"] < 0.05  # random prompts differ from their first token
-        assert shared.loc[level, "ttft_p50"] < 0.6 * unique.loc[level, "ttft_p50"]
-        assert shared.loc[level, "mean_input_len"] == unique.loc[level, "mean_input_len"] == 1056
+        assert shared.loc[level, "cache_hit_pct"] > 80  # 1024 of 1056 prompt tokens, in 16-token blocks
+        assert unique.loc[level, "cache_hit_pct"] < 5  # random prompts differ from their first token
+        assert shared.loc[level, "ttft_p50_ms"] < 0.6 * unique.loc[level, "ttft_p50_ms"]
+        assert shared.loc[level, "mean_input_tokens"] == unique.loc[level, "mean_input_tokens"] == 1056
     df = pd.read_csv(os.path.join(tmp_path, "shared", "requests.csv"))
     assert set(df.prefix_id.dropna()) == {"prefix-0", "prefix-1", "prefix-2", "prefix-3"}
     with open(os.path.join(tmp_path, "shared", "report.md")) as fh:

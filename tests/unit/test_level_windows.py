@@ -58,12 +58,13 @@ def test_every_rate_uses_one_window_so_req_s_times_lengths_equal_the_token_rates
     for lo in 1005.0 + rng.uniform(0, 20, 8):
         hi = lo + 12.8
         row = level_stats(df, [Window(users, lo, hi, 1000.0)]).iloc[0]
-        req_s = row["request_throughput"]
-        assert req_s * row["mean_input_len"] == pytest.approx(row["input_throughput"], rel=0.01)
-        assert req_s * row["mean_output_len"] == pytest.approx(row["output_throughput"], rel=0.01)
-        assert row["total_throughput"] == pytest.approx(row["input_throughput"] + row["output_throughput"])
+        req_s = row["request_throughput_req_s"]
+        assert req_s * row["mean_input_tokens"] == pytest.approx(row["input_throughput_tok_s"], rel=0.01)
+        assert req_s * row["mean_output_tokens"] == pytest.approx(row["output_throughput_tok_s"], rel=0.01)
+        total = row["input_throughput_tok_s"] + row["output_throughput_tok_s"]
+        assert row["total_throughput_tok_s"] == pytest.approx(total)
         if n_out > 1:  # the output rate is the engine's own token writes in the window
-            assert row["output_throughput"] == pytest.approx(true_tokens(df, lo, hi) / (hi - lo), rel=0.01)
+            assert row["output_throughput_tok_s"] == pytest.approx(true_tokens(df, lo, hi) / (hi - lo), rel=0.01)
 
 
 def test_a_request_crossing_the_edge_counts_for_its_share_inside():
@@ -72,7 +73,7 @@ def test_a_request_crossing_the_edge_counts_for_its_share_inside():
     assert w.tolist() == pytest.approx([0.5, 1.0, 0.1, 1.0, 0.0])
     r = window_rates(np.array([0.0, 6.0]), np.array([10.0, 8.0]), np.array([100.0, 40.0]),
                      np.array([11.0, 3.0]), 5.0, 20.0, good=np.array([False, True]))
-    assert r.request_s == pytest.approx(1.5 / 15) and r.goodput == pytest.approx(1.0 / 15)
+    assert r.request_s == pytest.approx(1.5 / 15) and r.goodput_req_s == pytest.approx(1.0 / 15)
     assert r.input_tok_s == pytest.approx((50 + 40) / 15) and r.output_tok_s == pytest.approx((5.5 + 3) / 15)
     assert np.isnan(window_rates(np.array([1.0]), np.array([2.0]), np.array([1.0]), np.array([1.0]), 5.0, 5.0)
                     .request_s)
@@ -86,10 +87,10 @@ def test_a_single_runs_window_opens_at_its_first_request_not_at_the_level_start(
     assert w.start == pytest.approx(1000.8) and w.end == 1020.8 and w.level_start == 1000.0
     row = level_stats(df, [w]).iloc[0]
     truth = true_tokens(df, w.start, w.end) / (w.end - w.start)
-    assert row["output_throughput"] == pytest.approx(truth, rel=0.001)
+    assert row["output_throughput_tok_s"] == pytest.approx(truth, rel=0.001)
     # the level start (the old window) would have read 0.8 s of nothing: 20 / 20.8 = -3.8 %
     old = level_stats(df, [Window(8, 1000.0, 1020.8, 1000.0)]).iloc[0]
-    assert old["output_throughput"] / truth - 1 == pytest.approx(-0.8 / 20.8, abs=0.002)
+    assert old["output_throughput_tok_s"] / truth - 1 == pytest.approx(-0.8 / 20.8, abs=0.002)
     # a warm-up counts from the first send
     (w2,) = windows_from(df, timeline, warmup_s=2.0)
     assert w2.start == pytest.approx(1002.8)
@@ -115,7 +116,7 @@ def test_later_levels_of_a_sweep_keep_their_start_and_requests_carried_over_coun
     rows = level_stats(df, [w1, w2])
     # level 2's last requests end inside level 4's window and count there, for their share
     carried = one[one.start_time + one.e2e_ms / 1000 > 1010.0]
-    assert len(carried) and rows.loc[1, "output_throughput"] == pytest.approx(
+    assert len(carried) and rows.loc[1, "output_throughput_tok_s"] == pytest.approx(
         true_tokens(df, 1010.0, 1020.0) / 10.0, rel=0.01)
 
 
@@ -146,14 +147,14 @@ def test_a_high_cache_hit_ratio_is_flagged_unless_the_workload_shares_prompts():
     w = [Window(4, 1000.0, 1020.0, 1000.0)]
     df["cached_tokens"] = 96.0
     row = level_stats(df, w).iloc[0]
-    assert row["cache_hit_ratio"] == pytest.approx(0.96) and row["served_from_cache"]
+    assert row["cache_hit_pct"] == pytest.approx(96.0) and row["served_from_cache"]
     assert not level_stats(df, w, expect_cache=True).iloc[0]["served_from_cache"]
     df["cached_tokens"] = 16.0  # a chat template's first block: fresh prompts
     assert not level_stats(df, w).iloc[0]["served_from_cache"]
     # short prompts behind a long chat template: over half the tokens cached, yet each prompt's own part not
     df["input_tokens"], df["cached_tokens"] = 46.0, 24.0
     row = level_stats(df, w).iloc[0]
-    assert row["cache_hit_ratio"] > 0.5 and not row["served_from_cache"]
+    assert row["cache_hit_pct"] > 50 and not row["served_from_cache"]
     df["cached_tokens"] = 32.0  # vLLM's blocks over all but the last part of the prompt: served again
     assert level_stats(df, w).iloc[0]["served_from_cache"]
     df["cached_tokens"] = np.nan  # a server that reports nothing

@@ -76,27 +76,27 @@ def test_level_statistics_equal_a_hand_computation(tmp_path):
     for lvl, row in zip((1, 2), levels.to_dict("records")):
         mine = df[(df.level == lvl) & (df.status == "ok")]
         ttft = mine["ttft_ms"].to_numpy()
-        assert row["ttft_mean"] == pytest.approx(ttft.mean())
+        assert row["ttft_mean_ms"] == pytest.approx(ttft.mean())
         for p_ in (50, 90, 95, 99, 99.9):
-            key = "ttft_p" + f"{p_:g}".replace(".", "")
+            key = "ttft_p" + f"{p_:g}".replace(".", "") + "_ms"
             assert row[key] == pytest.approx(np.percentile(ttft, p_))
         itl = np.concatenate([np.array(s.split(), float) for s in mine["itl_ms"]])
-        assert row["itl_p99"] == pytest.approx(np.percentile(itl, 99))
-        assert row["tpot_p50"] == pytest.approx(np.percentile(mine["tpot_ms"], 50))
+        assert row["itl_p99_ms"] == pytest.approx(np.percentile(itl, 99))
+        assert row["tpot_p50_ms"] == pytest.approx(np.percentile(mine["tpot_ms"], 50))
         lo, hi = (100.0, 110.0) if lvl == 1 else (110.0, 120.0)
         okd = df[df.status == "ok"]
         end = okd.start_time + okd.e2e_ms / 1000
         first = okd.start_time + okd.ttft_ms / 1000
         # every rate: each ok request weighted by the share of its span, first .. last token, in the window
         weight = np.array([max(0.0, min(e, hi) - max(f, lo)) / (e - f) for f, e in zip(first, end)])
-        assert row["output_throughput"] == pytest.approx((weight * okd.output_tokens).sum() / 10.0)
-        assert row["input_throughput"] == pytest.approx((weight * okd.input_tokens).sum() / 10.0)
-        assert row["request_throughput"] == pytest.approx(weight.sum() / 10.0)
-        assert row["goodput"] == pytest.approx(weight[(okd.ttft_ms <= 100.0).to_numpy()].sum() / 10.0)
-        assert row["mean_input_len"] == pytest.approx(mine.input_tokens.mean())
+        assert row["output_throughput_tok_s"] == pytest.approx((weight * okd.output_tokens).sum() / 10.0)
+        assert row["input_throughput_tok_s"] == pytest.approx((weight * okd.input_tokens).sum() / 10.0)
+        assert row["request_throughput_req_s"] == pytest.approx(weight.sum() / 10.0)
+        assert row["goodput_req_s"] == pytest.approx(weight[(okd.ttft_ms <= 100.0).to_numpy()].sum() / 10.0)
+        assert row["mean_input_tokens"] == pytest.approx(mine.input_tokens.mean())
         judged = df[(df.level == lvl) & (df.status != "cancelled")]  # failures count against attainment
         attained = ((judged.status == "ok") & (judged.ttft_ms <= 100.0)).sum() / len(judged)
-        assert row["slo_attainment"] == pytest.approx(attained)
+        assert row["slo_attainment_pct"] == pytest.approx(100 * attained)
         assert row["meets_slo"] is False  # level 1 had a failure; level 2 has slow requests
         assert row["target"] == lvl and row["under_target"] == (row["achieved_concurrency"] < 0.95 * lvl)
     assert levels.loc[0, "failed"] == 1 and levels.loc[0, "cancelled"] == 0
@@ -119,7 +119,7 @@ def test_warmup_excludes_early_requests_from_latency():
     w = windows_from(df, [{"level": 1, "start": 0.0, "end": 10.0}], warmup_s=2.0)
     row = level_stats(df, w).iloc[0]
     # the level's load starts at its first send (0.5), the warm-up runs from there
-    assert row["ttft_max"] == 10.0 and row["window_s"] == 10.0 - 0.5 - 2.0
+    assert row["ttft_max_ms"] == 10.0 and row["window_s"] == 10.0 - 0.5 - 2.0
 
 
 def first(levels: pd.DataFrame) -> dict:
@@ -151,20 +151,20 @@ def test_slo_attainment_goodput_and_meets_slo_follow_every_limit():
     df = _frame(rows)
     w = [Window(4, 0.0, 10.0, 0.0)]
     row = first(level_stats(df, w, slo={"ttft": 200, "tpot": 20}))
-    assert row["slo_attainment"] == pytest.approx(3 / 5)
-    assert row["goodput"] == pytest.approx(3 / 10.0)
+    assert row["slo_attainment_pct"] == pytest.approx(100 * 3 / 5)
+    assert row["goodput_req_s"] == pytest.approx(3 / 10.0)
     assert row["meets_slo"] is False
     row = first(level_stats(df, w, slo={"ttft": 200, "tpot": 20, "itl": 50}))
-    assert row["slo_attainment"] == pytest.approx(2 / 5)
+    assert row["slo_attainment_pct"] == pytest.approx(100 * 2 / 5)
     lenient = first(level_stats(df, w, slo={"ttft": 1000, "tpot": 100}, slo_attainment=0.99))
-    assert lenient["slo_attainment"] == 1.0 and lenient["meets_slo"] is True
+    assert lenient["slo_attainment_pct"] == 100.0 and lenient["meets_slo"] is True
     # the attainment threshold is a parameter; one failure fails the level whatever the attainment
     assert first(level_stats(df, w, slo={"ttft": 200}, slo_attainment=0.75))["meets_slo"] is True
     failed = pd.concat([df, _frame([(0.6, 4, "timeout", np.nan, np.nan, np.nan, "")])], ignore_index=True)
     row = first(level_stats(failed, w, slo={"ttft": 1000, "tpot": 100}))
-    assert row["slo_attainment"] == pytest.approx(5 / 6) and row["meets_slo"] is False
+    assert row["slo_attainment_pct"] == pytest.approx(100 * 5 / 6) and row["meets_slo"] is False
     none = first(level_stats(df, w))
-    assert np.isnan(none["goodput"]) and np.isnan(none["slo_attainment"]) and none["meets_slo"] is None
+    assert np.isnan(none["goodput_req_s"]) and np.isnan(none["slo_attainment_pct"]) and none["meets_slo"] is None
 
 
 @pytest.mark.parametrize("slo, message", [({"ttfb": 10}, "unknown SLO 'ttfb'"), ({"ttft": "fast"}, "ttft = 'fast'"),

@@ -48,7 +48,7 @@ def test_build_writes_every_file_with_knee_slo_and_flags(sweep):
         assert os.path.getsize(os.path.join(sweep, name)) > 0, name
     back = pd.read_csv(os.path.join(sweep, "levels.csv"))
     assert back["level"].tolist() == [1, 2, 4, 8, 16, 32]
-    for col in ("goodput", "slo_attainment", "meets_slo", "target", "under_target", "send_rate"):
+    for col in ("goodput_req_s", "slo_attainment_pct", "meets_slo", "target", "under_target", "send_rate_req_s"):
         assert col in back.columns, col
     with open(os.path.join(sweep, "summary.json")) as fh:
         summary = json.load(fh)
@@ -199,7 +199,7 @@ def test_a_short_level_is_marked_in_every_table_and_flagged(tmp_path):
 
 
 def test_failures_table_keeps_the_servers_words(tmp_path):
-    from tokenswarm.report.build import failure_messages
+    from tokenswarm.report.analysis import failure_messages
 
     path = tmp_path / "requests.csv"
     rows = ["status,error"] + ["http_error,HTTP 429: Rate limit reached"] * 3 + ["http_error,HTTP 502: Bad Gateway"]
@@ -227,4 +227,4 @@ def test_pushback_columns_per_level():
     })
     row = level_stats(df, [Window(2.0, 0.0, 10.0, 0.0)]).iloc[0]
     assert row.rate_limited_pct == 50.0
-    assert row.backoff_share == 2.5 / (2 * 10.0)
+    assert row.backoff_pct == 100 * 2.5 / (2 * 10.0)

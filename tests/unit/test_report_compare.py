@@ -34,7 +34,7 @@ def test_levels_are_outer_joined_and_values_match_each_run(runs):
     la, lb = analyse(a).levels.set_index("level"), analyse(b).levels.set_index("level")
     for rec in t.to_dict("records"):
         src = la if rec["run"] == "vllm" else lb
-        for col in ("output_throughput", "ttft_mean", "ttft_p99", "tpot_mean", "tpot_p99"):
+        for col in ("output_throughput_tok_s", "ttft_mean_ms", "ttft_p99_ms", "tpot_mean_ms", "tpot_p99_ms"):
             if rec["level"] in src.index:
                 assert rec[col] == pytest.approx(src.loc[rec["level"], col])
             else:
@@ -43,7 +43,7 @@ def test_levels_are_outer_joined_and_values_match_each_run(runs):
     assert list(pivot.columns) == ["vllm", "sglang-fp8"] and np.isnan(pivot.loc[16, "vllm"])
     assert np.isnan(pivot.loc[1, "sglang-fp8"]) and pivot.loc[8].notna().all()
     back = pd.read_csv(os.path.join(out, "compare.csv"))
-    assert len(back) == 10 and back["output_throughput"].isna().sum() == 2
+    assert len(back) == 10 and back["output_throughput_tok_s"].isna().sum() == 2
     text = res.text()
     assert text.splitlines()[0].split() == ["Concurrency", "vllm", "tok/s", "sglang-fp8", "tok/s"]
 
@@ -92,13 +92,13 @@ def test_a_fresh_levels_csv_is_reused_and_a_stale_one_is_not(tmp_path):
     run = str(tmp_path / "r")
     write_run(run, levels=(1, 2), requests_per_level=30)
     fresh = analyse(run).levels
-    fake = fresh.assign(output_throughput=12345.0)
+    fake = fresh.assign(output_throughput_tok_s=12345.0)
     fake.to_csv(os.path.join(run, "levels.csv"), index=False)
-    assert analyse(run, prefer_levels_csv=True).levels["output_throughput"].tolist() == [12345.0, 12345.0]
+    assert analyse(run, prefer_levels_csv=True).levels["output_throughput_tok_s"].tolist() == [12345.0, 12345.0]
     past = os.path.getmtime(os.path.join(run, "requests.csv")) - 100
     os.utime(os.path.join(run, "levels.csv"), (past, past))
-    again = analyse(run, prefer_levels_csv=True).levels["output_throughput"]
-    assert again.tolist() == pytest.approx(fresh["output_throughput"].tolist())
+    again = analyse(run, prefer_levels_csv=True).levels["output_throughput_tok_s"]
+    assert again.tolist() == pytest.approx(fresh["output_throughput_tok_s"].tolist())
 
 
 SAME = {"engine": "vllm", "dialect": "openai-chat", "endpoint": "/v1/chat/completions", "max_tokens": 128,

@@ -66,7 +66,7 @@ def test_engine_levels_pairs_the_nearest_scrapes_with_the_same_client_population
     # framing over the level's sample (ok requests started in [100, 110)): events 10, 10, 1, 2
     assert r.output_events_mean == pytest.approx(23 / 4)
     assert r.output_tokens_per_event == pytest.approx(32 / 23)
-    assert r.coalesced_requests == 1 and r.coalesced_share == pytest.approx(1 / 3)
+    assert r.coalesced_requests == 1 and r.coalesced_pct == pytest.approx(100 / 3)
     assert math.isnan(r.engine_queue_mean_ms)  # the engine had no queue histogram
 
 
@@ -76,7 +76,7 @@ def test_a_window_without_a_scrape_near_its_edge_gets_no_engine_figures():
     out = engine.engine_levels(server, df, [Window(1, 130.0, 140.0, 125.0)], tolerance_s=5.0)
     r = out.iloc[0]
     assert math.isnan(r.engine_from) and math.isnan(r.engine_ttft_mean_ms) and math.isnan(r.client_ttft_mean_ms)
-    assert r.output_events_mean == 1 and r.coalesced_share == 1.0  # framing needs no scrapes
+    assert r.output_events_mean == 1 and r.coalesced_pct == 100.0  # framing needs no scrapes
     none = engine.engine_levels(None, df, [Window(1, 130.0, 140.0, 125.0)])
     assert math.isnan(none.iloc[0].engine_ttft_count) and none.iloc[0].coalesced_requests == 1
 
@@ -127,12 +127,12 @@ def test_read_vllm_bench_renames_fields_and_adds_framing_and_the_engine(tmp_path
     assert list(b.concurrency) == [2.0, 1024.0]
     small, big = b.iloc[0], b.iloc[1]
     assert big.bench_ttft_mean_ms == 3599.0 and big.bench_e2e_p50_ms == 13400.0 and big.bench_tpot_p99_ms == 90.0
-    assert big.bench_output_throughput == 9700.5 and big.bench_max_concurrent_requests == 1365
+    assert big.bench_output_throughput_tok_s == 9700.5 and big.bench_max_concurrent_requests == 1365
     assert big.bench_engine_ttft_mean_ms == pytest.approx(3090.0) and big.bench_engine_ttft_count == 3072
     assert big.bench_outside_engine_ttft_ms == pytest.approx(509.0)
     assert math.isnan(big.bench_output_events_mean)  # not --save-detailed
     assert small.bench_output_events_mean == pytest.approx((127 + 1 + 3) / 3)
-    assert small.bench_coalesced_share == pytest.approx(1 / 2)  # of the two 128-token streams, one came in 1 event
+    assert small.bench_coalesced_pct == pytest.approx(50.0)  # of the two 128-token streams, one came in 1 event
     assert math.isnan(small.bench_engine_ttft_mean_ms)
 
 
@@ -153,7 +153,8 @@ def test_opinions_table_joins_the_three_on_the_level(tmp_path):
     eng = engine.engine_levels(server, df, [Window(1024, 100.0, 110.0, 95.0)])
     (tmp_path / "vllm-bench-c1024.json").write_text(json.dumps(bench_result(1024)))
     (tmp_path / "vllm-bench-c2048.json").write_text(json.dumps(bench_result(2048)))
-    levels = pd.DataFrame({"level": [1024], "ttft_mean": [610.0], "e2e_mean": [2010.0], "output_throughput": [9.0]})
+    levels = pd.DataFrame({"level": [1024], "ttft_mean_ms": [610.0], "e2e_mean_ms": [2010.0],
+                           "output_throughput_tok_s": [9.0]})
     t = engine.opinions_table(eng, engine.read_vllm_bench(str(tmp_path)), levels)
     assert list(t.level) == [1024.0, 2048.0]
     row = t.iloc[0]
@@ -172,9 +173,9 @@ def test_a_recorded_vllm_bench_result_and_the_engine_scrapes_around_it():
     r = engine.read_vllm_bench(folder).iloc[0]
     assert r.concurrency == 4 and r.bench_completed == raw["completed"] == 12
     assert r.bench_ttft_mean_ms == raw["mean_ttft_ms"] and r.bench_e2e_p99_ms == raw["p99_e2el_ms"]
-    assert r.bench_output_throughput == raw["output_throughput"]
+    assert r.bench_output_throughput_tok_s == raw["output_throughput"]
     assert r.bench_max_concurrent_requests == 8  # twice --max-concurrency: its per-second bucket count
-    assert r.bench_output_events_mean == 128 and r.bench_coalesced_share == 0
+    assert r.bench_output_events_mean == 128 and r.bench_coalesced_pct == 0
     assert r.bench_engine_ttft_count == 12 and r.bench_engine_itl_count == 12 * 127
     # the simulated engine writes the role chunk at once, which vLLM bench takes for the first token
     # (vLLM sends it with the first token): bench TTFT below the engine's

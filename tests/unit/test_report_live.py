@@ -44,9 +44,10 @@ def test_an_ended_level_reads_exactly_what_the_final_table_reads(tmp_path):
         f = books.figures(f"{seg['level']:g}", seg["start"], seg["end"], 0.7, now=later)
         want = levels.loc[seg["level"]]
         assert f["phase"] == MEASURED and f["window_s"] == pytest.approx(want["window_s"])
-        for live, col in (("req_s", "request_throughput"), ("input_tok_s", "input_throughput"),
-                          ("output_tok_s", "output_throughput"), ("ttft_p50", "ttft_p50"), ("ttft_p99", "ttft_p99"),
-                          ("tpot_p50", "tpot_p50"), ("tpot_p99", "tpot_p99"), ("failed_pct", "failed_pct")):
+        for live, col in (("req_s", "request_throughput_req_s"), ("input_tok_s", "input_throughput_tok_s"),
+                          ("output_tok_s", "output_throughput_tok_s"), ("ttft_p50", "ttft_p50_ms"),
+                          ("ttft_p99", "ttft_p99_ms"), ("tpot_p50", "tpot_p50_ms"), ("tpot_p99", "tpot_p99_ms"),
+                          ("failed_pct", "failed_pct")):
             assert f[live] == pytest.approx(want[col], rel=1e-6), live
         assert (f["ok"], f["failed"]) == (want["completed"], want["failed"])
 

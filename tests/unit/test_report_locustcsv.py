@@ -51,23 +51,23 @@ def test_levels_come_from_the_history_grouped_by_user_count(csv_only):
     for users, prev in ((2, None), (4, 2), (8, 4)):
         row = levels[levels.level == users].iloc[0]
         n, ttft_mean = _by_hand(history, "TTFT", users, prev)
-        assert row["ttft_mean"] == pytest.approx(ttft_mean)
+        assert row["ttft_mean_ms"] == pytest.approx(ttft_mean)
         n_e2e, _ = _by_hand(history, "E2E", users, prev)
         assert row["requests"] == n_e2e and row["completed"] == n_e2e and row["failed"] == 0
         _, tpot_mean = _by_hand(history, "TPOT", users, prev)
-        assert row["tpot_mean"] == pytest.approx(tpot_mean)
+        assert row["tpot_mean_ms"] == pytest.approx(tpot_mean)
         last = history[(history.Name == "TTFT") & (history["User Count"] == users)].iloc[-1]
-        assert row["ttft_p99"] == last["99%"] and row["ttft_p50"] == last["50%"]  # Locust's rounded values
-        assert row["mean_output_len"] == pytest.approx(32.0)  # --max-tokens 32
-        assert np.isnan(row["input_throughput"]) and np.isnan(row["achieved_concurrency"])
+        assert row["ttft_p99_ms"] == last["99%"] and row["ttft_p50_ms"] == last["50%"]  # Locust's rounded values
+        assert row["mean_output_tokens"] == pytest.approx(32.0)  # --max-tokens 32
+        assert np.isnan(row["input_throughput_tok_s"]) and np.isnan(row["achieved_concurrency"])
     e2e = history[history.Name == "E2E"].iloc[-1]
     assert levels["requests"].sum() == e2e["Total Request Count"]
     stats = pd.read_csv(os.path.join(csv_only, "plain_stats.csv"))
     assert levels["requests"].sum() <= stats[stats.Name == "E2E"]["Request Count"].iloc[0]
     # the engine has 4 slots: throughput nearly doubles 2 -> 4, then stays flat while TTFT explodes
-    t = levels.set_index("level")["output_throughput"]
+    t = levels.set_index("level")["output_throughput_tok_s"]
     assert t[4] > 1.5 * t[2] and abs(t[8] / t[4] - 1) < 0.1
-    assert levels.set_index("level")["ttft_mean"][8] > 5 * levels.set_index("level")["ttft_mean"][4]
+    assert levels.set_index("level")["ttft_mean_ms"][8] > 5 * levels.set_index("level")["ttft_mean_ms"][4]
 
 
 def test_build_writes_the_report_and_says_the_percentiles_are_locusts(csv_only):
@@ -109,9 +109,9 @@ def test_ramp_steps_join_the_level_they_lead_to_and_failures_are_counted(tmp_pat
     assert levels.loc[2, "requests"] == 30 and levels.loc[6, "requests"] == 100
     assert levels.loc[6, "failed"] == 3 and levels.loc[6, "completed"] == 97
     assert levels.loc[6, "window_s"] == 6.0  # from t=3 to t=9
-    assert levels.loc[6, "output_throughput"] == pytest.approx(32.0 * 97 / 6.0)
+    assert levels.loc[6, "output_throughput_tok_s"] == pytest.approx(32.0 * 97 / 6.0)
     ttft_sum = (130 - 3) * 19.0 - 30 * 13.0
-    assert levels.loc[6, "ttft_mean"] == pytest.approx(ttft_sum / (127 - 30))
+    assert levels.loc[6, "ttft_mean_ms"] == pytest.approx(ttft_sum / (127 - 30))
     (tmp_path / "x_failures.csv").write_text(
         'Method,Name,Error,Occurrences\nLLM,E2E,"LLMFailure(\'http_error: HTTP 500\')",2\n'
         "LLM,E2E,LLMFailure('timeout: no byte in 120 s'),1\nLLM,E2E,something else,4\n")
@@ -129,11 +129,11 @@ def test_a_history_whose_e2e_size_is_bytes_gives_no_output_tokens(tmp_path):
     total = new[new.Name == "E2E"].assign(Type="", Name="Aggregated")
     pd.concat([new, total]).to_csv(tmp_path / "new_stats_history.csv", index=False)
     levels = levels_from_history(str(tmp_path / "new_stats_history.csv"))
-    assert levels["requests"].tolist() == [30] and levels["ttft_mean"].tolist() == [10.0]
-    assert np.isnan(levels["output_throughput"][0]) and np.isnan(levels["mean_output_len"][0])
+    assert levels["requests"].tolist() == [30] and levels["ttft_mean_ms"].tolist() == [10.0]
+    assert np.isnan(levels["output_throughput_tok_s"][0]) and np.isnan(levels["mean_output_tokens"][0])
     old = pd.concat([new, total.assign(**{"Total Request Count": total["Total Request Count"] * 2})])
     old.to_csv(tmp_path / "old_stats_history.csv", index=False)
-    assert levels_from_history(str(tmp_path / "old_stats_history.csv"))["mean_output_len"][0] == 27000.0
+    assert levels_from_history(str(tmp_path / "old_stats_history.csv"))["mean_output_tokens"][0] == 27000.0
 
 
 def test_a_history_without_tokenswarm_rows_or_several_histories_is_refused(tmp_path):

@@ -8,14 +8,14 @@ from tokenswarm.report.saturation import find_knee, flagged, max_level_meeting_s
 
 
 def table(levels, throughput, ttft_p99, **extra):
-    return pd.DataFrame({"level": levels, "output_throughput": throughput, "ttft_p99": ttft_p99, **extra})
+    return pd.DataFrame({"level": levels, "output_throughput_tok_s": throughput, "ttft_p99_ms": ttft_p99, **extra})
 
 
 def test_rises_then_flattens_names_the_last_level_before_the_flat_part():
     lv = table([1, 2, 4, 8, 16, 32, 64], [100, 200, 400, 750, 800, 810, 805], [50, 51, 53, 60, 120, 400, 900])
     knee = find_knee(lv)
     assert knee.level == 8  # beyond 8, at most +8 % output while TTFT p99 grows 15x
-    assert knee.output_throughput == 750 and knee.later_gain_pct == pytest.approx(8.0)
+    assert knee.output_throughput_tok_s == 750 and knee.later_gain_pct == pytest.approx(8.0)
     assert knee.ttft_p99_ms == 60 and knee.later_ttft_rise_pct == pytest.approx(1400.0)
     # a stricter threshold moves the knee later: 750 -> 800 is +6.7 %, under 5 % only from 16 on
     assert find_knee(lv, knee_pct=5).level == 16

@@ -77,7 +77,7 @@ def test_tool_call_text_is_what_a_local_tokenizer_counts():
     finally:
         srv.stop()
     assert seen == ['get_weather{"city": "Paris"}']
-    assert rec.tokenizer_tokens == len(seen[0]) and rec.output_tokens == 12  # usage first
+    assert rec.output_tokens_tokenizer == len(seen[0]) and rec.output_tokens == 12  # usage first
 
 
 def test_tgi_special_tokens_count_as_output_of_kind_tokens():

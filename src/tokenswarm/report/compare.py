@@ -1,7 +1,7 @@
 """Several runs side by side (engines, gateways, settings): compare.md, compare.html, compare.csv, plots.
 
 ``tokenswarm compare DIR DIR... [--labels a,b] [--out DIR]`` calls
-:func:`compare`. Each folder is read with :func:`tokenswarm.report.build.analyse`
+:func:`compare`. Each folder is read with :func:`tokenswarm.report.analysis.analyse`
 (an up-to-date levels.csv is reused; nothing is written into the run
 folders). Levels are outer-joined: every level any run measured gets a row per
 run, empty where that run has no such level. A run's label is, unless given,
@@ -11,11 +11,11 @@ its ``settings.run_name``, else its engine preset, else its folder name
 Before any figure, :func:`differences` says whether the runs measured the same
 thing: it lists each run's dialect, endpoint, max_tokens, input and output
 lengths (asked for, and measured from usage), dataset, workload, seed and
-cache-hit ratio, and warns where they differ (lengths measured more than
-``LENGTH_TOL`` apart, cache-hit ratios ``CACHE_TOL`` apart or any level served
+cache-hit share, and warns where they differ (lengths measured more than
+``LENGTH_TOL`` apart, cache-hit shares ``CACHE_TOL_PCT`` points apart or any level served
 from the prefix cache). Seeds differ between any two runs by default (each run
 draws fresh prompts): that is shown and explained, as a note. Outputs, in ``out_dir``:
-``compare.csv`` (long format: level, run, metrics), ``compare.md``,
+``compare.csv`` (long format: level, run, the :data:`COMPARED` levels.csv columns), ``compare.md``,
 ``compare.html`` (one self-contained file, plots embedded) and
 ``compare_*.png`` (one line per run, each run's saturation level circled).
 """
@@ -34,22 +34,23 @@ import pandas as pd
 
 from tokenswarm import runfolder
 from tokenswarm.report import plots, tables
-from tokenswarm.report.build import Analysis, analyse, level_word
+from tokenswarm.report.analysis import Analysis, analyse
+from tokenswarm.report.compose import level_word
 from tokenswarm.report.document import Document
 from tokenswarm.report.errors import ReportError
 from tokenswarm.report.saturation import flagged
 
 COMPARE_MD, COMPARE_HTML, COMPARE_CSV = "compare.md", "compare.html", "compare.csv"
 LENGTH_TOL = 0.05  # measured mean input/output lengths further apart than this share: different work
-CACHE_TOL = 0.2  # cache-hit ratios further apart than this: one engine served its prompts from cache
+CACHE_TOL_PCT = 20.0  # cache-hit shares (percent) further apart than this: one engine served its prompts from cache
 
 #: (levels.csv column, heading, format) compared per level and run
-METRICS: tuple[tables.Column, ...] = (
-    ("output_throughput", "Output tok/s", "{:.1f}"),
-    ("ttft_mean", "Mean TTFT (ms)", "{:.1f}"),
-    ("ttft_p99", "P99 TTFT (ms)", "{:.1f}"),
-    ("tpot_mean", "Mean TPOT (ms)", "{:.2f}"),
-    ("tpot_p99", "P99 TPOT (ms)", "{:.2f}"),
+COMPARED: tuple[tables.Column, ...] = (
+    ("output_throughput_tok_s", "Output tok/s", "{:.1f}"),
+    ("ttft_mean_ms", "Mean TTFT (ms)", "{:.1f}"),
+    ("ttft_p99_ms", "P99 TTFT (ms)", "{:.1f}"),
+    ("tpot_mean_ms", "Mean TPOT (ms)", "{:.2f}"),
+    ("tpot_p99_ms", "P99 TPOT (ms)", "{:.2f}"),
 )
 
 
@@ -58,15 +59,15 @@ class CompareResult:
     """What :func:`compare` produced: labels in run order, the long table, and the files written."""
 
     labels: list[str]
-    table: pd.DataFrame  # columns: level, run, then the METRICS columns; one row per (level, run)
+    table: pd.DataFrame  # columns: level, run, then the COMPARED columns; one row per (level, run)
     out_dir: str
     files: list[str] = field(default_factory=list)
     mode: str = "concurrency"
     warnings: list[str] = field(default_factory=list)  # how the runs differ in what they measured
     notes: list[str] = field(default_factory=list)  # differences worth knowing that keep them comparable
 
-    def pivot(self, column: str = "output_throughput") -> pd.DataFrame:
-        """Levels as rows, runs as columns, for one metric (NaN where a run lacks the level)."""
+    def pivot(self, column: str = "output_throughput_tok_s") -> pd.DataFrame:
+        """Levels as rows, runs as columns, for one levels.csv column (NaN where a run lacks the level)."""
         p = self.table.pivot(index="level", columns="run", values=column)
         return p.reindex(columns=self.labels)
 
@@ -161,9 +162,9 @@ def _long_table(analyses: Sequence[Analysis], labels: Sequence[str]) -> pd.DataF
     for lab, a in zip(labels, analyses):
         d = a.levels.copy()
         d["level"] = d["level"].astype(float)
-        cols = ["level", *(c for c, _, _ in METRICS if c in d.columns)]
+        cols = ["level", *(c for c, _, _ in COMPARED if c in d.columns)]
         d = d[cols].drop_duplicates("level").set_index("level").reindex(levels)
-        for c, _, _ in METRICS:
+        for c, _, _ in COMPARED:
             if c not in d.columns:
                 d[c] = np.nan
         d = d.reset_index()
@@ -171,7 +172,7 @@ def _long_table(analyses: Sequence[Analysis], labels: Sequence[str]) -> pd.DataF
         d["_order"] = labels.index(lab)
         frames.append(d)
     out = pd.concat(frames, ignore_index=True).sort_values(["level", "_order"], kind="stable")
-    return out.drop(columns="_order").reset_index(drop=True)[["level", "run", *(c for c, _, _ in METRICS)]]
+    return out.drop(columns="_order").reset_index(drop=True)[["level", "run", *(c for c, _, _ in COMPARED)]]
 
 
 def _document(analyses: Sequence[Analysis], labels: Sequence[str], result: CompareResult, plot_paths: list[str],
@@ -194,7 +195,7 @@ def _document(analyses: Sequence[Analysis], labels: Sequence[str], result: Compa
             ", ".join(f"{x:g}" for x in summ["levels"]) or "-",
             f"{a.knee.level:g}" if a.knee.level is not None else "not found",
             f"{best:g}" if best is not None else ("-" if not a.slo else "none"),
-            f"{peak['output_throughput']:,.1f} at {peak['level']:g}" if peak else "-",
+            f"{peak['output_throughput_tok_s']:,.1f} at {peak['level']:g}" if peak else "-",
         ])
     doc.table(["Run", "Folder", "Engine", "Model", "Mode", "Source", "Complete", "Levels", "Saturation",
                "Max level meeting SLO", "Peak output tok/s"], body, left=8)
@@ -217,8 +218,8 @@ def _document(analyses: Sequence[Analysis], labels: Sequence[str], result: Compa
     lh = tables.LEVEL_HEADING[result.mode]
     doc.table([lh, *labels], [[f"{lvl:g}", *(tables.cell(v, "{:.1f}") for v in p.loc[lvl])] for lvl in p.index])
     doc.heading("Per level and run")
-    heads = [lh, "Run", *(h for _, h, _ in METRICS)]
-    rows = [[f"{r['level']:g}", str(r["run"]), *(tables.cell(r[c], f) for c, _, f in METRICS)]
+    heads = [lh, "Run", *(h for _, h, _ in COMPARED)]
+    rows = [[f"{r['level']:g}", str(r["run"]), *(tables.cell(r[c], f) for c, _, f in COMPARED)]
             for r in result.table.to_dict("records")]
     doc.table(heads, rows, left=0)
     doc.para("A `-` means the run has no such level (levels are outer-joined across runs).")
@@ -241,12 +242,12 @@ FACTS: tuple[tuple[str, str, str], ...] = (
     ("max_tokens", "max_tokens", "{}"),
     ("input_len", "Input len asked", "{}"),
     ("output_len", "Output len asked", "{}"),
-    ("mean_input_len", "Input len measured", "{:.1f}"),
-    ("mean_output_len", "Output len measured", "{:.1f}"),
+    ("mean_input_tokens", "Input len measured", "{:.1f}"),
+    ("mean_output_tokens", "Output len measured", "{:.1f}"),
     ("dataset", "Dataset", "{}"),
     ("workload", "Workload", "{}"),
     ("seed", "Seed", "{}"),
-    ("cache_hit_ratio", "Cache hit (max)", "{:.0%}"),
+    ("cache_hit_pct", "Cache hit (max)", "{:.0f}%"),
 )
 #: settings that must match for two runs to measure the same work: (fact key, what it is)
 SAME_WORK: tuple[tuple[str, str], ...] = (
@@ -259,7 +260,7 @@ SAME_WORK: tuple[tuple[str, str], ...] = (
 def run_facts(a: Analysis) -> dict[str, Any]:
     """What a run measured, for :func:`differences`: settings from run.json (None when it did not record
     them) and, from its levels, mean input/output lengths (means of the levels'), the highest cache-hit
-    ratio, and the levels served from the prefix cache."""
+    share (percent), and the levels served from the prefix cache."""
     s = a.settings
     ds = s.get("dataset") if isinstance(s.get("dataset"), dict) else {}
     name = ds.get("name") or None
@@ -270,8 +271,8 @@ def run_facts(a: Analysis) -> dict[str, Any]:
     def mean(col: str) -> float:
         return float(lv[col].astype(float).mean()) if col in lv.columns and lv[col].notna().any() else math.nan
 
-    ratio = float(lv["cache_hit_ratio"].astype(float).max()) if "cache_hit_ratio" in lv.columns and \
-        lv["cache_hit_ratio"].notna().any() else math.nan
+    cache_pct = float(lv["cache_hit_pct"].astype(float).max()) if "cache_hit_pct" in lv.columns and \
+        lv["cache_hit_pct"].notna().any() else math.nan
     workload = s.get("workload")
     return {
         "dialect": s.get("dialect") or None, "endpoint": s.get("endpoint") or None,
@@ -280,8 +281,8 @@ def run_facts(a: Analysis) -> dict[str, Any]:
         "output_len": out_len, "dataset": dataset,
         "workload": workload.get("kind") if isinstance(workload, dict) else None,
         "seed": s.get("seed"), "seed_drawn": s.get("seed_drawn"),
-        "mean_input_len": mean("mean_input_len"), "mean_output_len": mean("mean_output_len"),
-        "cache_hit_ratio": ratio, "served_from_cache": flagged(lv, "served_from_cache"),
+        "mean_input_tokens": mean("mean_input_tokens"), "mean_output_tokens": mean("mean_output_tokens"),
+        "cache_hit_pct": cache_pct, "served_from_cache": flagged(lv, "served_from_cache"),
     }
 
 
@@ -300,8 +301,8 @@ def differences(facts: Sequence[dict[str, Any]], labels: Sequence[str]) -> tuple
     """(warnings, notes): how the runs differ in what they measured, each with the runs' values.
 
     Warnings: a setting of :data:`SAME_WORK` recorded with different values; measured mean input or output
-    lengths more than ``LENGTH_TOL`` apart; cache-hit ratios more than ``CACHE_TOL`` apart, or any level
-    served from the prefix cache. Notes: different seeds (the same generator, other prompt text)."""
+    lengths more than ``LENGTH_TOL`` apart; cache-hit shares more than ``CACHE_TOL_PCT`` percentage points
+    apart, or any level served from the prefix cache. Notes: different seeds (the same generator, other prompt text)."""
     warnings: list[str] = []
     notes: list[str] = []
     if len(facts) < 2:
@@ -312,7 +313,7 @@ def differences(facts: Sequence[dict[str, Any]], labels: Sequence[str]) -> tuple
         if len(known) > 1:
             warnings.append(f"The runs differ in {what} ({_listing(labels, values)}): they did not send the "
                             "same requests, so their figures measure different work.")
-    for key, what in (("mean_input_len", "input"), ("mean_output_len", "output")):
+    for key, what in (("mean_input_tokens", "input"), ("mean_output_tokens", "output")):
         values = [f.get(key, math.nan) for f in facts]
         known = [v for v in values if not math.isnan(v)]
         if known and min(known) > 0 and max(known) / min(known) - 1 > LENGTH_TOL:
@@ -321,12 +322,12 @@ def differences(facts: Sequence[dict[str, Any]], labels: Sequence[str]) -> tuple
             warnings.append(f"Measured mean {what} lengths differ by more than {LENGTH_TOL:.0%} "
                             f"({_listing(labels, values, '{:.1f}')} tokens){extra}: token rates compare "
                             "different work.")
-    ratios = [f.get("cache_hit_ratio", math.nan) for f in facts]
-    known = [r for r in ratios if not math.isnan(r)]
+    shares = [f.get("cache_hit_pct", math.nan) for f in facts]
+    known = [r for r in shares if not math.isnan(r)]
     cached = [lab for lab, f in zip(labels, facts) if f.get("served_from_cache")]
-    if cached or (len(known) > 1 and max(known) - min(known) > CACHE_TOL):
+    if cached or (len(known) > 1 and max(known) - min(known) > CACHE_TOL_PCT):
         who = f"; served from the prefix cache: {', '.join(cached)}" if cached else ""
-        warnings.append(f"Prefix-cache hits differ ({_listing(labels, ratios, '{:.0%}')} of prompt tokens at "
+        warnings.append(f"Prefix-cache hits differ ({_listing(labels, shares, '{:.0f}%')} of prompt tokens at "
                         f"most{who}): a run whose prompts were cached shows a lower TTFT than fresh prompts "
                         "give, so TTFT and input throughput do not compare.")
     seeds = [f.get("seed") for f in facts]

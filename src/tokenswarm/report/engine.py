@@ -1,4 +1,6 @@
-"""Three opinions of one level's latency: the client's records, the engine's own histograms, a peer benchmark's.
+"""The engine's own figures per level, from its scraped /metrics (server_metrics.csv), beside the client's.
+
+Three opinions of one level's latency: the client's records, the engine's own histograms, a peer benchmark's.
 
 * :func:`engine_levels` reads, for each level's measurement window, the
   engine's latency histograms (server_metrics.csv, written by
@@ -13,8 +15,12 @@
   server's HTTP and streaming work, the client). It also says how each level's
   streams were framed: ``output_events_mean`` and the share of ``ok`` requests
   of more than ``COALESCED_EVENTS`` output tokens that came in at most
-  ``COALESCED_EVENTS`` events (``coalesced_share``): a server that merges a
+  ``COALESCED_EVENTS`` events (``coalesced_pct``, percent): a server that merges a
   stream's tokens into few events hides TTFT and ITL from every client.
+* :func:`engine_gauges` adds the engine's gauges per level: the means of its
+  running and waiting requests and KV-cache use (``server_running``,
+  ``server_waiting``, ``server_kv_cache_usage_pct``) over the scrapes inside
+  the level's measurement window.
 * :func:`read_vllm_bench` reads ``vllm bench serve`` results saved beside a run
   (``peers/vllm-bench-c<C>.json``), and the engine's histograms scraped just
   before and after each (``.metrics-before.prom``, ``.metrics-after.prom``).
@@ -41,7 +47,6 @@ the file, field and value. Pure pandas/numpy: no locust, no gevent.
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -53,11 +58,15 @@ import pandas as pd
 from tokenswarm import servermetrics
 from tokenswarm.report.errors import ReportError
 from tokenswarm.report.levels import READ, Window, load_requests
+from tokenswarm.report.readers import read_json_object
 
 SERVER_CSV = "server_metrics.csv"
 PEERS_DIR = "peers"
 BENCH_GLOB = "vllm-bench-c*.json"
 BENCH_BEFORE, BENCH_AFTER = ".metrics-before.prom", ".metrics-after.prom"
+#: server_metrics.csv gauge -> (levels.csv column, factor): the engine's requests running and waiting, KV cache used
+GAUGE_COLUMNS: dict[str, tuple[str, float]] = {"running": ("server_running", 1.0), "waiting": ("server_waiting", 1.0),
+                                               "kv_cache_usage": ("server_kv_cache_usage_pct", 100.0)}
 COALESCED_EVENTS = 2  # a stream of more tokens than this that came in at most this many events was coalesced
 EDGE_TOLERANCE_S = 5.0  # a window edge with no scrape within this many seconds gets no engine figures
 HISTS: tuple[str, ...] = tuple(name.removeprefix("engine_") for name in servermetrics.HISTOGRAM_NAMES)
@@ -68,15 +77,15 @@ ENGINE_COLUMNS: tuple[str, ...] = (
     *(c for h in HISTS for c in (f"engine_{h}_mean_ms", f"engine_{h}_count")),
     "client_ttft_mean_ms", "client_ttft_count", "client_e2e_mean_ms", "client_e2e_count",
     "outside_engine_ttft_ms", "outside_engine_e2e_ms",
-    "output_events_mean", "output_tokens_per_event", "coalesced_share", "coalesced_requests",
+    "output_events_mean", "output_tokens_per_event", "coalesced_pct", "coalesced_requests",
 )
 #: vLLM bench result fields -> our names (``e2el`` is its E2E)
 BENCH_FIELDS: dict[str, str] = {
     "num_prompts": "bench_num_prompts", "completed": "bench_completed", "failed": "bench_failed",
-    "duration": "bench_duration_s", "request_throughput": "bench_request_throughput",
-    "output_throughput": "bench_output_throughput", "total_token_throughput": "bench_total_token_throughput",
+    "duration": "bench_duration_s", "request_throughput": "bench_request_throughput_req_s",
+    "output_throughput": "bench_output_throughput_tok_s", "total_token_throughput": "bench_total_throughput_tok_s",
     "max_concurrent_requests": "bench_max_concurrent_requests",
-    "max_output_tokens_per_s": "bench_max_output_tokens_per_s",
+    "max_output_tokens_per_s": "bench_max_output_throughput_tok_s",
     **{f"{stat}_{m}_ms": f"bench_{'e2e' if m == 'e2el' else m}_{'p50' if stat == 'median' else stat}_ms"
        for m in ("ttft", "tpot", "itl", "e2el") for stat in ("mean", "median", "p99")},
 }
@@ -142,7 +151,7 @@ def _client_mean(values_ms: np.ndarray, at: np.ndarray, lo: float, hi: float) ->
 
 def _events(df: pd.DataFrame, w: Window) -> dict[str, float]:
     """Stream framing of the level's sample: ``ok`` requests started in the window."""
-    out = {"output_events_mean": np.nan, "output_tokens_per_event": np.nan, "coalesced_share": np.nan,
+    out = {"output_events_mean": np.nan, "output_tokens_per_event": np.nan, "coalesced_pct": np.nan,
            "coalesced_requests": np.nan}
     if df.empty or "output_events" not in df.columns:
         return out
@@ -159,7 +168,7 @@ def _events(df: pd.DataFrame, w: Window) -> dict[str, float]:
     if long.any():
         coalesced = long & (ev <= COALESCED_EVENTS)
         out["coalesced_requests"] = float(coalesced.sum())
-        out["coalesced_share"] = float(coalesced.sum() / long.sum())
+        out["coalesced_pct"] = float(100.0 * coalesced.sum() / long.sum())
     return out
 
 
@@ -214,21 +223,35 @@ def engine_levels_for_run(run_dir: str, windows: list[Window], tolerance_s: floa
     return engine_levels(read_server_metrics(os.path.join(run_dir, SERVER_CSV)), df, windows, tolerance_s)
 
 
+# -- the engine's gauges ----------------------------------------------------------------------------
+def engine_gauges(levels: pd.DataFrame, server: pd.DataFrame | None, windows: list[Window]) -> pd.DataFrame:
+    """``levels`` plus :data:`GAUGE_COLUMNS`: per level, the means of the engine's gauges (server_metrics.csv
+    ``running``, ``waiting``: requests; ``kv_cache_usage``: a fraction, given here in percent) over the scrapes
+    inside the level's measurement window; NaN for a level without a scrape or a window. ``levels`` unchanged
+    when ``server`` is None."""
+    if server is None or not len(server):
+        return levels
+    by_level = {float(w.level): w for w in windows}
+    means: dict[str, list[float]] = {col: [] for col, _f in GAUGE_COLUMNS.values()}
+    for lvl in levels["level"].astype(float):
+        w = by_level.get(lvl)
+        for src, (col, factor) in GAUGE_COLUMNS.items():
+            value = np.nan
+            if w is not None and src in server.columns:
+                part = server[(server["time"] >= w.start) & (server["time"] <= w.end)][src]
+                part = pd.to_numeric(part, errors="coerce").dropna()
+                value = float(part.mean()) * factor if len(part) else np.nan
+            means[col].append(value)
+    levels = levels.copy()
+    for col, values in means.items():
+        levels[col] = values
+    return levels
+
+
 # -- vLLM bench -----------------------------------------------------------------------------------
-def _read_json(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError) as e:
-        raise ReportError(f"{path}: cannot read vLLM bench result ({e})") from None
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: a vLLM bench result is a JSON object, not {type(data).__name__}")
-    return data
-
-
 def _bench_detail(data: Mapping[str, Any], path: str) -> dict[str, float]:
     """Stream framing from a ``--save-detailed`` result: content events per request are ``len(itls)``."""
-    out = {"bench_output_events_mean": np.nan, "bench_coalesced_share": np.nan}
+    out = {"bench_output_events_mean": np.nan, "bench_coalesced_pct": np.nan}
     itls, lens, errors = data.get("itls"), data.get("output_lens"), data.get("errors")
     if not isinstance(itls, list) or not isinstance(lens, list):
         return out
@@ -243,7 +266,7 @@ def _bench_detail(data: Mapping[str, Any], path: str) -> dict[str, float]:
     out["bench_output_events_mean"] = float(np.nanmean(events[ok]))
     long = ok & (n_out > COALESCED_EVENTS)
     if long.any():
-        out["bench_coalesced_share"] = float((long & (events <= COALESCED_EVENTS)).sum() / long.sum())
+        out["bench_coalesced_pct"] = float(100.0 * (long & (events <= COALESCED_EVENTS)).sum() / long.sum())
     return out
 
 
@@ -266,7 +289,7 @@ def _bench_engine(json_path: str) -> dict[str, float]:
 def read_vllm_bench(folder: str) -> pd.DataFrame:
     """``vllm bench serve --save-result`` results in ``folder`` (``vllm-bench-c<C>.json``), one row per
     concurrency C, sorted: :data:`BENCH_FIELDS` renamed to ``bench_*`` (ms, req/s, tok/s, s), framing from
-    ``--save-detailed`` results (``bench_output_events_mean``, ``bench_coalesced_share``), and the engine's
+    ``--save-detailed`` results (``bench_output_events_mean``, ``bench_coalesced_pct``), and the engine's
     histograms over the run (``bench_engine_<h>_mean_ms``, ``bench_outside_engine_ttft_ms``) where the
     scrapes before and after it were saved. An empty frame when there are none.
 
@@ -278,7 +301,7 @@ def read_vllm_bench(folder: str) -> pd.DataFrame:
         m = re.fullmatch(r"vllm-bench-c(\d+)\.json", os.path.basename(path))
         if m is None:
             continue
-        data = _read_json(path)
+        data = read_json_object(path, "vLLM bench result")
         c = data.get("max_concurrency")
         if not isinstance(c, int) or c != int(m.group(1)):
             raise ReportError(f"{path}: max_concurrency = {c!r}, expected {int(m.group(1))} (the file's name)")
@@ -302,21 +325,22 @@ def opinions_table(engine: pd.DataFrame, bench: pd.DataFrame | None = None,
     """Per level, the three opinions of mean TTFT and E2E (ms) and the output throughput (tok/s).
 
     ``engine``: :func:`engine_levels`; ``bench``: :func:`read_vllm_bench` (joined on concurrency = level);
-    ``levels``: levels.csv (the client's own level statistics: ``ttft_mean``, ``e2e_mean``,
-    ``output_throughput``), optional.
+    ``levels``: levels.csv (the client's own level statistics: ``ttft_mean_ms``, ``e2e_mean_ms``,
+    ``output_throughput_tok_s``), optional.
     """
     keep = ["level", "client_ttft_mean_ms", "engine_ttft_mean_ms", "outside_engine_ttft_ms",
             "client_e2e_mean_ms", "engine_e2e_mean_ms", "engine_queue_mean_ms", "output_events_mean",
-            "coalesced_share"]
+            "coalesced_pct"]
     out = engine[[c for c in keep if c in engine.columns]].copy()
     if levels is not None and len(levels):
-        lv = levels[[c for c in ("level", "ttft_mean", "e2e_mean", "output_throughput") if c in levels.columns]]
-        lv = lv.rename(columns={"ttft_mean": "level_ttft_mean_ms", "e2e_mean": "level_e2e_mean_ms"})
+        lv = levels[[c for c in ("level", "ttft_mean_ms", "e2e_mean_ms", "output_throughput_tok_s")
+                     if c in levels.columns]]
+        lv = lv.rename(columns={"ttft_mean_ms": "level_ttft_mean_ms", "e2e_mean_ms": "level_e2e_mean_ms"})
         out = out.merge(lv.astype({"level": float}), on="level", how="left")
     if bench is not None and len(bench):
         cols = ["concurrency", "bench_ttft_mean_ms", "bench_engine_ttft_mean_ms", "bench_outside_engine_ttft_ms",
-                "bench_e2e_mean_ms", "bench_engine_e2e_mean_ms", "bench_output_throughput",
-                "bench_output_events_mean", "bench_coalesced_share", "bench_max_concurrent_requests"]
+                "bench_e2e_mean_ms", "bench_engine_e2e_mean_ms", "bench_output_throughput_tok_s",
+                "bench_output_events_mean", "bench_coalesced_pct", "bench_max_concurrent_requests"]
         b = bench[[c for c in cols if c in bench.columns]].rename(columns={"concurrency": "level"})
         out = out.merge(b.astype({"level": float}), on="level", how="outer").sort_values("level", kind="stable")
     return out.reset_index(drop=True)

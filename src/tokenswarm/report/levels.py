@@ -11,18 +11,24 @@ req/s) of a run.
   at the first send matters for a single ``run``: its level starts before
   the users are spawned, and counting that idle moment read throughput
   0.1-1.8 % low against vLLM bench, evalscope and the engine's own log.
+* **Column names carry their unit**, as requests.csv's do: ``_ms``
+  (latencies), ``_tok_s`` and ``_req_s`` (rates), ``_pct`` (shares, 0-100),
+  ``_s`` (durations); counts (requests, tokens per request, requests in
+  flight) are bare. :data:`tokenswarm.report.readers.LEGACY_LEVELS_COLUMNS`
+  maps the names of older levels.csv files to these.
 * **Latency statistics** (TTFT, TPOT, ITL, E2E: mean, std, min, max, p50,
-  p90, p95, p99, p99.9) use the ``ok`` requests that started in the level
-  after its warm-up (the level's *sample*).
+  p90, p95, p99, p99.9; columns ``ttft_mean_ms`` ... ``e2e_p999_ms``) use
+  the ``ok`` requests that started in the level after its warm-up (the
+  level's *sample*).
 * **Rates: one window accounting for all of them.** Every ``ok`` request,
   whichever level it started in, has a *weight* in the window: the fraction
   of its generation span, first token to last token, that lies inside the
   window (a request whose span is one instant, one output token, weighs 1
   when that instant is inside, else 0). Then, over window seconds:
-  ``request_throughput`` = sum of weights; ``input_throughput`` = sum of
-  weight x prompt tokens; ``output_throughput`` = sum of weight x output
-  tokens; ``goodput`` = sum of the weights of requests meeting the SLOs;
-  ``total_throughput`` = input + output. A request inside the window counts
+  ``request_throughput_req_s`` = sum of weights; ``input_throughput_tok_s`` =
+  sum of weight x prompt tokens; ``output_throughput_tok_s`` = sum of weight x
+  output tokens; ``goodput_req_s`` = sum of the weights of requests meeting the
+  SLOs; ``total_throughput_tok_s`` = input + output. A request inside the window counts
   whole; one crossing an edge counts for the share it spent inside, so for
   fixed lengths req/s x mean length equals the token rate exactly, and the
   figures move smoothly when requests are long next to the window.
@@ -40,7 +46,7 @@ req/s) of a run.
   output columns read 1.87 / 1.87 / 1.95 at 4 users and 7.49 / 7.49 / 7.79 at
   16, where the engine's own log gave 1.95 and 7.79; weighted, all three read
   the truth within 0.1 %.
-  ``send_rate`` is the one count of instants: requests of any status *sent*
+  ``send_rate_req_s`` is the one count of instants: requests of any status *sent*
   in the window per second, the offered load.
 * **Steady or not.** ``window_lifetimes`` is the window's length in mean
   request lifetimes (window s / mean E2E s). A level whose window holds
@@ -54,16 +60,16 @@ req/s) of a run.
   doing and left out), the same share ``--max-fail-ratio`` judges.
 * **Pushback.** ``rate_limited_pct`` is the share of the level's requests the
   server answered with HTTP 429 or 503 (:mod:`tokenswarm.pushback`), and
-  ``backoff_share`` the share of the level's user-time spent waiting after
+  ``backoff_pct`` the share (percent) of the level's user-time spent waiting after
   them (and after runs of failures): the waits (requests.csv ``backoff_ms``) of
   the level's requests over target x level seconds (level start to end). At
-  ``backoff_share`` 0.3 the users sent requests 70 % of the time: the offered
+  ``backoff_pct`` 30 the users sent requests 70 % of the time: the offered
   load was lower than the level says.
 * **Three opinions, stream framing.** The engine's own latency histograms
   beside the client's figures (``engine_*_mean_ms``, ``outside_engine_ttft_ms``)
-  and how streams were framed (``output_events_mean``, ``coalesced_share``)
+  and how streams were framed (``output_events_mean``, ``coalesced_pct``)
   come from :mod:`tokenswarm.report.engine`.
-* **Prefix cache.** ``cache_hit_ratio`` is the share of the sample's prompt
+* **Prefix cache.** ``cache_hit_pct`` is the share (percent) of the sample's prompt
   tokens the server served from its prefix cache (usage ``cached_tokens``).
   A level is flagged ``served_from_cache`` when the cache served its prompts
   themselves, not only what they share: the ratio is at least
@@ -84,11 +90,11 @@ req/s) of a run.
   ``e2e``, ``itl``): a request *meets the SLOs* when it is ``ok`` and its TTFT,
   TPOT and E2E are at most their limits and none of its inter-token gaps
   exceeds the ITL limit (a request with one output token has no TPOT/ITL and
-  passes those two). ``goodput`` is the rate (above) of requests meeting the
-  SLOs; ``slo_attainment`` the share of the level's sample (requests started
+  passes those two). ``goodput_req_s`` is the rate (above) of requests meeting the
+  SLOs; ``slo_attainment_pct`` the share (percent) of the level's sample (requests started
   after warm-up, failures included, cancelled ones not) meeting them;
   ``meets_slo`` is true when attainment is at least ``settings.slo_attainment``
-  (default 0.99) and the level had no failure. Without SLOs these three
+  (a fraction, default 0.99: ``slo_attainment_pct`` >= 99) and the level had no failure. Without SLOs these three
   columns are empty.
 * Rate mode: ``send_lag_*_ms`` is actual send minus scheduled send
   (``start_time - scheduled_time``) over the level's sample; the level is
@@ -117,7 +123,7 @@ import pandas as pd
 from tokenswarm.report.errors import ReportError
 
 PERCENTILES: tuple[float, ...] = (50, 90, 95, 99, 99.9)
-METRICS: tuple[str, ...] = ("ttft", "tpot", "itl", "e2e")
+LATENCIES: tuple[str, ...] = ("ttft", "tpot", "itl", "e2e")  # each gets the STAT_NAMES columns, in ms
 SLO_KEYS: tuple[str, ...] = ("ttft", "tpot", "e2e", "itl")
 UNDER_TARGET = 0.95  # a closed-loop level holding fewer in flight than this share of its target is flagged
 MIN_LIFETIMES = 3.0  # a window shorter than this many mean request lifetimes (E2E) is not steady ...
@@ -140,6 +146,8 @@ READ: tuple[str, ...] = (
     "output_tokens", "cached_tokens", "output_events", "scheduled_time", "backoff_ms", "itl_ms",
 )
 REQUIRED: tuple[str, ...] = ("start_time", "level", "status")
+#: the statistics of each latency in :data:`LATENCIES`: levels.csv has ``<latency>_<stat>_ms`` for each
+STAT_NAMES: tuple[str, ...] = ("mean", "std", "min", "max", *(f"p{p:g}".replace(".", "") for p in PERCENTILES))
 
 
 def pct_name(p: float) -> str:
@@ -359,15 +367,15 @@ def slo_mask(df: pd.DataFrame, slo: Mapping[str, float], itl: tuple[np.ndarray, 
 # -- statistics ------------------------------------------------------------------------------
 def _stats(values: np.ndarray, prefix: str, row: dict[str, Any]) -> None:
     if values.size:
-        row[f"{prefix}_mean"] = float(values.mean())
-        row[f"{prefix}_std"] = float(values.std())
-        row[f"{prefix}_min"] = float(values.min())
-        row[f"{prefix}_max"] = float(values.max())
+        row[f"{prefix}_mean_ms"] = float(values.mean())
+        row[f"{prefix}_std_ms"] = float(values.std())
+        row[f"{prefix}_min_ms"] = float(values.min())
+        row[f"{prefix}_max_ms"] = float(values.max())
         for p, q in zip(PERCENTILES, percentiles(values)):
-            row[f"{prefix}_{pct_name(p)}"] = float(q)
+            row[f"{prefix}_{pct_name(p)}_ms"] = float(q)
     else:
-        for k in ("mean", "std", "min", "max", *(pct_name(p) for p in PERCENTILES)):
-            row[f"{prefix}_{k}"] = np.nan
+        for k in STAT_NAMES:
+            row[f"{prefix}_{k}_ms"] = np.nan
 
 
 def window_weights(first: np.ndarray, last: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -389,7 +397,7 @@ class Rates:
     request_s: float
     input_tok_s: float
     output_tok_s: float
-    goodput: float  # NaN without SLOs
+    goodput_req_s: float  # NaN without SLOs
 
 
 def window_rates(first: np.ndarray, last: np.ndarray, n_in: np.ndarray, n_out: np.ndarray, lo: float, hi: float,
@@ -446,17 +454,17 @@ def _col(df: pd.DataFrame, name: str) -> np.ndarray:
 
 def _cache_stats(cached: np.ndarray, n_in: np.ndarray, ttft: np.ndarray, row: dict[str, Any]) -> None:
     """Prefix-cache figures of a level's sample: the share of prompt tokens the server served from its cache
-    (usage ``cached_tokens``), how many requests hit it, and TTFT p50 of hits and misses. Empty when the
+    (usage ``cached_tokens``, percent), how many requests hit it, and TTFT p50 (ms) of hits and misses. Empty when the
     server reported no cached tokens at all."""
-    row["cache_hit_ratio"] = row["cache_hits"] = row["ttft_p50_cache_hit"] = row["ttft_p50_cache_miss"] = np.nan
+    row["cache_hit_pct"] = row["cache_hits"] = row["ttft_p50_cache_hit_ms"] = row["ttft_p50_cache_miss_ms"] = np.nan
     known = ~np.isnan(cached)
     if not known.any():
         return
     c, inp = np.nan_to_num(cached), np.nan_to_num(n_in)
-    row["cache_hit_ratio"] = float(c.sum() / inp.sum()) if inp.sum() else np.nan
+    row["cache_hit_pct"] = float(100.0 * c.sum() / inp.sum()) if inp.sum() else np.nan
     hit = c > 0
     row["cache_hits"] = int(hit.sum())
-    for key, mask in (("ttft_p50_cache_hit", hit), ("ttft_p50_cache_miss", ~hit)):
+    for key, mask in (("ttft_p50_cache_hit_ms", hit), ("ttft_p50_cache_miss_ms", ~hit)):
         t = ttft[mask]
         t = t[~np.isnan(t)]
         row[key] = float(np.percentile(t, 50)) if t.size else np.nan
@@ -518,33 +526,34 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
         }
         row["failed_pct"] = failed_pct(row["failed"], row["completed"])
         rates = window_rates(ok_f, ok_e, ok_in, ok_n, w.start, w.end, ok_good)
-        row["request_throughput"] = rates.request_s
-        row["send_rate"] = ((start >= w.start) & (start < w.end)).sum() / secs if secs else np.nan
-        row["input_throughput"] = rates.input_tok_s
-        row["output_throughput"] = rates.output_tok_s
-        row["total_throughput"] = rates.input_tok_s + rates.output_tok_s
+        row["request_throughput_req_s"] = rates.request_s
+        row["send_rate_req_s"] = ((start >= w.start) & (start < w.end)).sum() / secs if secs else np.nan
+        row["input_throughput_tok_s"] = rates.input_tok_s
+        row["output_throughput_tok_s"] = rates.output_tok_s
+        row["total_throughput_tok_s"] = rates.input_tok_s + rates.output_tok_s
         if good is not None:
             judged = in_level & ~is_cancelled
-            row["goodput"] = rates.goodput
-            row["slo_attainment"] = (good & judged).sum() / judged.sum() if judged.any() else np.nan
-            row["meets_slo"] = bool(judged.any() and row["slo_attainment"] >= slo_attainment and row["failed"] == 0)
+            attained = (good & judged).sum() / judged.sum() if judged.any() else np.nan
+            row["goodput_req_s"] = rates.goodput_req_s
+            row["slo_attainment_pct"] = 100.0 * attained
+            row["meets_slo"] = bool(judged.any() and attained >= slo_attainment and row["failed"] == 0)
         else:
-            row["goodput"] = row["slo_attainment"] = np.nan
+            row["goodput_req_s"] = row["slo_attainment_pct"] = np.nan
             row["meets_slo"] = None
-        for m in METRICS:
+        for m in LATENCIES:
             if m == "itl":
                 vals = itl[0][np.repeat(sample, itl[1])] if itl[0].size else itl[0]
             else:
                 vals = _col(df, f"{m}_ms")[sample]
                 vals = vals[~np.isnan(vals)]
             _stats(vals, m, row)
-        row["mean_input_len"] = _mean(n_in[sample])
-        row["mean_output_len"] = _mean(n_out[sample])
+        row["mean_input_tokens"] = _mean(n_in[sample])
+        row["mean_output_tokens"] = _mean(n_out[sample])
         row["rate_limited_pct"] = (100.0 * float((pushback & mine).sum()) / row["requests"]) if row["requests"] else 0.0
         span = max(w.end - w.level_start, 0.0) * w.level if mode != "rate" else 0.0
         waited = float(np.nansum(backoff[mine])) / 1000.0
-        row["backoff_share"] = min(waited / span, 1.0) if span else (np.nan if waited else 0.0)
-        row["window_lifetimes"] = lifetimes(secs, row["e2e_mean"])
+        row["backoff_pct"] = 100.0 * min(waited / span, 1.0) if span else (np.nan if waited else 0.0)
+        row["window_lifetimes"] = lifetimes(secs, row["e2e_mean_ms"])
         row["short_window"] = is_short(row["window_lifetimes"], int(sample.sum()))
         _cache_stats(cached[sample], n_in[sample], ttft[sample], row)
         row["served_from_cache"] = bool(not expect_cache and served_from_cache(cached[sample], n_in[sample]))

@@ -163,23 +163,23 @@ def levels_from_history(path: str) -> pd.DataFrame:
             "level": float(u), "target": float(u), "mode": "concurrency", "source": SOURCE,
             "requests": int(round(e2e_n)), "completed": int(round(completed)), "failed": int(round(e2e_fail)),
             "cancelled": 0, "window_s": secs,
-            "request_throughput": completed / secs if secs > 0 else np.nan,
-            "input_throughput": np.nan,
-            "output_throughput": acc["E2E_content"] / secs if secs > 0 and tokens_in_size else np.nan,
-            "mean_input_len": np.nan,
-            "mean_output_len": acc["E2E_content"] / completed if completed > 0 and tokens_in_size else np.nan,
+            "request_throughput_req_s": completed / secs if secs > 0 else np.nan,
+            "input_throughput_tok_s": np.nan,
+            "output_throughput_tok_s": acc["E2E_content"] / secs if secs > 0 and tokens_in_size else np.nan,
+            "mean_input_tokens": np.nan,
+            "mean_output_tokens": acc["E2E_content"] / completed if completed > 0 and tokens_in_size else np.nan,
             "achieved_concurrency": np.nan,
         }
         b = last_rows[u]
         for name in NAMES:
             m = name.lower()
             n = acc[f"{name}_count"]
-            row[f"{m}_mean"] = acc[f"{name}_sum"] / n if n > 0 else np.nan
+            row[f"{m}_mean_ms"] = acc[f"{name}_sum"] / n if n > 0 else np.nan
             cur = cum[name].iloc[b]
             empty = not (cur["100%"] > 0)  # Locust writes zeros while its current window is empty
             for p in PERCENTILES:
-                row[f"{m}_{pct_name(p)}"] = np.nan if empty else float(cur[PCT_COLUMNS[p]])
-            row[f"{m}_max"] = np.nan if empty else float(cur["100%"])
+                row[f"{m}_{pct_name(p)}_ms"] = np.nan if empty else float(cur[PCT_COLUMNS[p]])
+            row[f"{m}_max_ms"] = np.nan if empty else float(cur["100%"])
         rows.append(row)
     if not rows:
         raise ReportError(f"{path}: no second with users running: nothing to report")

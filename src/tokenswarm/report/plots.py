@@ -11,7 +11,9 @@ Files: ``throughput.png`` (output tok/s vs level; levels too short to be
 steady circled in grey; when any request failed, failed % per level as bars
 on a second axis), ``ttft.png`` (TTFT p50
 and p99), ``tpot.png`` (TPOT p50 and p99), ``latency_vs_throughput.png`` (p99
-TTFT and p99 TPOT against output tok/s). The compare plots carry the same
+TTFT and p99 TPOT against output tok/s), ``server_metrics.png`` (the
+engine's gauges from its scraped /metrics: requests running and waiting, KV
+cache used; :func:`engine_gauges_plot`). The compare plots carry the same
 names with a ``compare_`` prefix and one line per run.
 """
 
@@ -32,6 +34,7 @@ DPI = 100
 KNEE_COLOR = "#c0392b"
 FAIL_COLOR = "#d35400"
 FILES = ("throughput.png", "ttft.png", "tpot.png", "latency_vs_throughput.png")
+ENGINE_PLOT = "server_metrics.png"  # the engine's gauges, when the run scraped its /metrics
 
 
 def use_log2(levels: Sequence[float]) -> bool:
@@ -116,7 +119,7 @@ def throughput_figure(levels: pd.DataFrame, knee: float | None = None, mode: str
     lv = levels["level"].astype(float).tolist() if "level" in levels.columns else []
     suffix = f" - {title}" if title else ""
     fig, ax = _figure()
-    x, y = _xy(levels, "output_throughput")
+    x, y = _xy(levels, "output_throughput_tok_s")
     ax.plot(x, y, marker="o", color="#1f77b4", label="output tok/s")
     short = _flag_levels(levels, "short_window")
     if short.size:
@@ -159,10 +162,10 @@ def sweep_plots(levels: pd.DataFrame, out_dir: str, knee: float | None = None, m
     fig = throughput_figure(levels, knee, mode, title)
     paths.append(_save(fig, os.path.join(out_dir, FILES[0])))
 
-    for name, metric, label in ((FILES[1], "ttft", "TTFT"), (FILES[2], "tpot", "TPOT")):
+    for name, latency, label in ((FILES[1], "ttft", "TTFT"), (FILES[2], "tpot", "TPOT")):
         fig, ax = _figure()
         for pct, style in (("p50", "-"), ("p99", "--")):
-            x, y = _xy(levels, f"{metric}_{pct}")
+            x, y = _xy(levels, f"{latency}_{pct}_ms")
             ax.plot(x, y, marker="o", linestyle=style, label=f"{label} {pct}")
         _level_axis(ax, lv, mode)
         _mark_level(ax, knee)
@@ -173,17 +176,17 @@ def sweep_plots(levels: pd.DataFrame, out_dir: str, knee: float | None = None, m
         paths.append(_save(fig, os.path.join(out_dir, name)))
 
     fig, axes = _figure(2)
-    for ax, metric, label in ((axes[0], "ttft_p99", "p99 TTFT (ms)"), (axes[1], "tpot_p99", "p99 TPOT (ms)")):
-        cols = [c for c in ("level", "output_throughput", metric) if c in levels.columns]
+    for ax, col, label in ((axes[0], "ttft_p99_ms", "p99 TTFT (ms)"), (axes[1], "tpot_p99_ms", "p99 TPOT (ms)")):
+        cols = [c for c in ("level", "output_throughput_tok_s", col) if c in levels.columns]
         d = levels[cols].astype(float).dropna().sort_values("level") if len(cols) == 3 else pd.DataFrame()
         if len(d):
-            ax.plot(d["output_throughput"], d[metric], marker="o", color="#2c3e50")
+            ax.plot(d["output_throughput_tok_s"], d[col], marker="o", color="#2c3e50")
             for _, r in d.iterrows():
-                ax.annotate(f"{r['level']:g}", (r["output_throughput"], r[metric]), fontsize=7,
+                ax.annotate(f"{r['level']:g}", (r["output_throughput_tok_s"], r[col]), fontsize=7,
                             textcoords="offset points", xytext=(4, 4))
             k = d[d["level"] == knee] if knee is not None else d.iloc[0:0]
             if len(k):
-                ax.plot(k["output_throughput"], k[metric], marker="o", markersize=11, markerfacecolor="none",
+                ax.plot(k["output_throughput_tok_s"], k[col], marker="o", markersize=11, markerfacecolor="none",
                         color=KNEE_COLOR, linestyle="none", label=f"saturation ({knee:g})")
                 ax.legend(fontsize=8)
         ax.set_xlabel("Output throughput (tok/s)")
@@ -202,9 +205,9 @@ def compare_plots(runs: Sequence[tuple[str, pd.DataFrame, float | None]], out_di
     all_levels = sorted({float(x) for _, d, _ in runs for x in d["level"].astype(float)})
     paths = []
     specs = (
-        (FILES[0], (("output_throughput", "-"),), "Output throughput (tok/s)", "Output throughput"),
-        (FILES[1], (("ttft_mean", "-"), ("ttft_p99", "--")), "TTFT (ms)", "TTFT: mean (solid), p99 (dashed)"),
-        (FILES[2], (("tpot_mean", "-"), ("tpot_p99", "--")), "TPOT (ms)", "TPOT: mean (solid), p99 (dashed)"),
+        (FILES[0], (("output_throughput_tok_s", "-"),), "Output throughput (tok/s)", "Output throughput"),
+        (FILES[1], (("ttft_mean_ms", "-"), ("ttft_p99_ms", "--")), "TTFT (ms)", "TTFT: mean (solid), p99 (dashed)"),
+        (FILES[2], (("tpot_mean_ms", "-"), ("tpot_p99_ms", "--")), "TPOT (ms)", "TPOT: mean (solid), p99 (dashed)"),
     )
     colors = [f"C{i % 10}" for i in range(len(runs))]
     for name, series, ylabel, title in specs:
@@ -226,13 +229,13 @@ def compare_plots(runs: Sequence[tuple[str, pd.DataFrame, float | None]], out_di
         ax.legend(fontsize=8)
         paths.append(_save(fig, os.path.join(out_dir, "compare_" + name)))
     fig, axes = _figure(2)
-    for ax, metric, label in ((axes[0], "ttft_p99", "p99 TTFT (ms)"), (axes[1], "tpot_p99", "p99 TPOT (ms)")):
+    for ax, col, label in ((axes[0], "ttft_p99_ms", "p99 TTFT (ms)"), (axes[1], "tpot_p99_ms", "p99 TPOT (ms)")):
         for (run_label, d, _knee), color in zip(runs, colors):
-            cols = [c for c in ("level", "output_throughput", metric) if c in d.columns]
+            cols = [c for c in ("level", "output_throughput_tok_s", col) if c in d.columns]
             if len(cols) < 3:
                 continue
             dd = d[cols].astype(float).dropna().sort_values("level")
-            ax.plot(dd["output_throughput"], dd[metric], marker="o", color=color, label=run_label)
+            ax.plot(dd["output_throughput_tok_s"], dd[col], marker="o", color=color, label=run_label)
         ax.set_xlabel("Output throughput (tok/s)")
         ax.set_ylabel(label)
         _ylim0(ax)
@@ -241,3 +244,33 @@ def compare_plots(runs: Sequence[tuple[str, pd.DataFrame, float | None]], out_di
     axes[0].set_title("Latency vs throughput", fontsize=10)
     paths.append(_save(fig, os.path.join(out_dir, "compare_" + FILES[3])))
     return paths
+
+
+def engine_gauges_plot(levels: pd.DataFrame, out_dir: str, mode: str) -> str | None:
+    """plots/server_metrics.png: the engine's gauges per level (``server_running``, ``server_waiting``:
+    requests; ``server_kv_cache_usage_pct``: percent), from its scraped /metrics; None when the levels have none.
+    """
+    if not any(c in levels.columns and levels[c].notna().any()
+               for c in ("server_running", "server_waiting", "server_kv_cache_usage_pct")):
+        return None
+    os.makedirs(out_dir, exist_ok=True)
+    fig, ax = _figure()
+    lv = levels["level"].astype(float).tolist()
+    for col, label, style in (("server_running", "running", "-"), ("server_waiting", "waiting", "--")):
+        x, y = _xy(levels, col)
+        if len(x):
+            ax.plot(x, y, marker="o", linestyle=style, label=f"requests {label}")
+    _level_axis(ax, lv, mode)
+    ax.set_ylabel("Requests at the engine (mean)")
+    _ylim0(ax)
+    x, y = _xy(levels, "server_kv_cache_usage_pct")
+    handles: list[Any] = []
+    if len(x):
+        ax2 = ax.twinx()
+        handles = ax2.plot(x, y, marker="s", color="#8e44ad", label="KV cache used (%)")
+        ax2.set_ylabel("KV cache used (%)")
+        ax2.set_ylim(0, 105)
+    lines = ax.get_legend_handles_labels()[0] + handles
+    ax.legend(lines, [h.get_label() for h in lines], fontsize=8, loc="upper left")
+    ax.set_title("Engine metrics (server_metrics.csv)", fontsize=10)
+    return _save(fig, os.path.join(out_dir, ENGINE_PLOT))

@@ -39,7 +39,7 @@ class Knee:
 
     level: float | None
     reason: str
-    output_throughput: float | None = None  # at the saturation level, tok/s
+    output_throughput_tok_s: float | None = None  # at the saturation level
     later_gain_pct: float | None = None  # best later output throughput over the level's, percent
     ttft_p99_ms: float | None = None  # at the saturation level
     later_ttft_rise_pct: float | None = None  # highest later TTFT p99 over the level's, percent
@@ -50,24 +50,24 @@ class Knee:
 
 
 def _usable(levels: pd.DataFrame) -> pd.DataFrame:
-    need = {"level", "output_throughput", "ttft_p99"}
-    if levels.empty or not need <= set(levels.columns):
+    need = ["level", "output_throughput_tok_s", "ttft_p99_ms"]
+    if levels.empty or not set(need) <= set(levels.columns):
         return levels.iloc[0:0]
-    d = levels[["level", "output_throughput", "ttft_p99"]].astype(float)
-    d = d[(d["output_throughput"] > 0) & d["ttft_p99"].notna()]
+    d = levels[need].astype(float)
+    d = d[(d["output_throughput_tok_s"] > 0) & d["ttft_p99_ms"].notna()]
     return d.sort_values("level").reset_index(drop=True)
 
 
 def find_knee(levels: pd.DataFrame, knee_pct: float = DEFAULT_KNEE_PCT,
               ttft_rise_pct: float = TTFT_RISE_PCT) -> Knee:
-    """The saturation level of a sweep's levels table (columns ``level``, ``output_throughput``,
-    ``ttft_p99``), by the rule in the module docstring."""
+    """The saturation level of a sweep's levels table (columns ``level``, ``output_throughput_tok_s``,
+    ``ttft_p99_ms``), by the rule in the module docstring."""
     d = _usable(levels)
     if len(d) < 2:
         return Knee(None, f"not enough levels to see a knee ({len(d)} with output throughput and TTFT p99; "
                           "a sweep needs at least 2)")
-    t = d["output_throughput"].to_numpy()
-    p = d["ttft_p99"].to_numpy()
+    t = d["output_throughput_tok_s"].to_numpy()
+    p = d["ttft_p99_ms"].to_numpy()
     lv = d["level"].to_numpy()
     flattened_without_rise = False
     for i in range(len(d) - 1):

@@ -1,0 +1,66 @@
+"""The load generators' self-check folded into the levels: was the client fast enough to measure the server?
+
+``client_health.csv`` (each load-generating process, every second: CPU % of a core, event-loop lag p99 and
+max in ms) -> per level ``client_saturated``, ``client_cpu_max_pct`` (the highest sample), ``client_lag_p99_ms``
+(:func:`tokenswarm.health.lag_p99` of the samples), judged by :func:`tokenswarm.health.verdict` over the
+samples inside the level's measurement window. The file is optional: without it the levels are unchanged;
+a level without samples gets empty cells. An unreadable file, or one without a ``time`` column, counts as
+absent.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from tokenswarm import health
+from tokenswarm.report.levels import Window
+
+HEALTH_CSV = "client_health.csv"
+
+
+def read_health(path: str) -> pd.DataFrame | None:
+    """client_health.csv as a DataFrame; None when it is missing, empty, unreadable or has no ``time``."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return None
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError):
+        return None
+    return df if len(df) and "time" in df.columns else None
+
+
+def fold_health(levels: pd.DataFrame, run_dir: str, windows: list[Window]) -> tuple[pd.DataFrame, dict[float, str]]:
+    """``levels`` plus the client columns (the module docstring), and {level: why the client was saturated}
+    for the levels where it was."""
+    reasons: dict[float, str] = {}
+    hdf = read_health(os.path.join(run_dir, HEALTH_CSV))
+    if hdf is None:
+        return levels, reasons
+    by_level = {float(w.level): w for w in windows}
+    sat, cpu, lag = [], [], []
+    for lvl in levels["level"].astype(float):
+        w = by_level.get(lvl)
+        if w is None:
+            sat.append(np.nan)
+            cpu.append(np.nan)
+            lag.append(np.nan)
+            continue
+        # the measurement window: its requests start after the warm-up, so a stall before (the ramp
+        # spawning the level's users) cannot touch them; a client saturated for longer shows here too
+        part = hdf[(hdf["time"] >= w.start) & (hdf["time"] <= w.end)]
+        samples = [health.Sample(float(r.time), str(r.worker), float(r.cpu_pct), float(r.loop_lag_p99_ms),
+                                 float(r.loop_lag_max_ms)) for r in part.itertuples()]
+        bad, why = health.verdict(samples)
+        if bad:
+            reasons[lvl] = why
+        sat.append(bad if samples else np.nan)
+        cpu.append(float(part["cpu_pct"].max()) if len(part) else np.nan)
+        lag.append(health.lag_p99(part["loop_lag_p99_ms"].astype(float).tolist()) if len(part) else np.nan)
+    levels = levels.copy()
+    levels["client_saturated"] = sat
+    levels["client_cpu_max_pct"] = cpu
+    levels["client_lag_p99_ms"] = lag
+    return levels, reasons
