@@ -23,6 +23,32 @@ ENV_PREFIX = "TOKENSWARM_"
 
 
 @dataclass(frozen=True)
+class Range:
+    """A number option's allowed values: ``lo``..``hi`` (either None: unbounded), each end included unless
+    ``lo_open``/``hi_open``; ``words`` is what an error says, e.g. "must be at least 1"."""
+
+    words: str
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __call__(self, value: Any) -> str | None:
+        """None when ``value`` is allowed, else :attr:`words`."""
+        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
+            return self.words
+        if self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi)):
+            return self.words
+        return None
+
+
+AT_LEAST_1 = Range("must be at least 1", lo=1)
+ZERO_OR_MORE = Range("must be 0 or more", lo=0)
+POSITIVE = Range("must be positive", lo=0, lo_open=True)
+ABOVE_ZERO = Range("must be more than zero", lo=0, lo_open=True)
+
+
+@dataclass(frozen=True)
 class Opt:
     """One option: ``--flag`` with its type, default, help and ``TOKENSWARM_*`` variable."""
 
@@ -42,6 +68,9 @@ class Opt:
     #: set by tokenswarm itself on a master and sent to its workers with Locust's spawn message (Locust forwards
     #: its custom arguments): on Locust's parser, hidden; not on the tokenswarm command line
     internal: bool = False
+    #: the values allowed (a :class:`Range`, or any callable value -> None | what is wrong), checked by
+    #: :func:`tokenswarm.settings.build` with one line naming the flag and the value
+    check: Callable[[Any], str | None] | None = None
 
     @property
     def dest(self) -> str:
@@ -83,22 +112,23 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("--header", str, None, "extra request header 'Name: value' (repeatable; values are never written)",
         action="append", metavar="'K: V'"),
     Opt("--no-preflight", None, False, "skip the check of the target before load starts", action="store_true"),
-    Opt("--connect-timeout", float, 10.0, "seconds to wait for a connection", metavar="S"),
-    Opt("--read-timeout", float, 120.0, "seconds to wait for the next bytes of a response", metavar="S"),
+    Opt("--connect-timeout", float, 10.0, "seconds to wait for a connection", metavar="S", check=POSITIVE),
+    Opt("--read-timeout", float, 120.0, "seconds to wait for the next bytes of a response", metavar="S",
+        check=POSITIVE),
     Opt("--no-backoff", None, False, "on HTTP 429/503, send the next request at once instead of waiting what "
         "Retry-After says (or backing off); a run of failures still backs off, so no user spins",
         action="store_true"),
     Opt("--max-backoff", float, 60.0, "longest wait, in seconds, after a 429/503 (Retry-After included) or a run "
-        "of failures", metavar="S"),
+        "of failures", metavar="S", check=Range("must be 0 or more seconds", lo=0)),
     # -- the workload ----------------------------------------------------------------
     Opt("--max-tokens", int, 128, "output tokens to ask for per request", metavar="N", group="workload",
-        web_ui="output length asked for per request, in tokens"),
+        web_ui="output length asked for per request, in tokens", check=AT_LEAST_1),
     Opt("--dataset", str, "random", "prompts: random, sharegpt, openqa, longalpaca, jsonl, csv", metavar="NAME",
         group="workload", web_ui="where the prompts come from", web_choices=_datasets),
     Opt("--dataset-path", str, "", "the dataset file (sharegpt, openqa, longalpaca, jsonl, csv)", metavar="FILE",
         group="workload", web_ui="the dataset's file, a path on every load-generating machine; not for random"),
     Opt("--input-len", int, 128, "prompt length in tokens for the random dataset", metavar="N", group="workload",
-        web_ui="prompt length of the random dataset, in tokens"),
+        web_ui="prompt length of the random dataset, in tokens", check=AT_LEAST_1),
     Opt("--output-len", int, 0, "output tokens per request for the random dataset (0: --max-tokens); with "
         "file datasets, 0 keeps --max-tokens and -1 uses each sample's reference answer length",
         metavar="N", group="workload"),
@@ -121,26 +151,29 @@ OPTIONS: tuple[Opt, ...] = (
         "and recorded in run.json, so a repeated run is not served from the engine's prefix cache; give the "
         "recorded one to send the same prompts again", metavar="N", group="workload"),
     Opt("--prefix-len", int, 0, "shared-prefix workload: every prompt starts with one of --num-prefixes shared "
-        "prefixes of this many tokens (a system prompt in chat)", metavar="N", group="workload"),
+        "prefixes of this many tokens (a system prompt in chat)", metavar="N", group="workload", check=ZERO_OR_MORE),
     Opt("--num-prefixes", int, 1, "how many different shared prefixes (with --prefix-len)", metavar="K",
-        group="workload"),
+        group="workload", check=Range("must be 1 or more", lo=1)),
     Opt("--turns", int, 0, "multi-turn workload: each user holds conversations of this many turns, each turn "
-        "sending the whole history (0: single requests)", metavar="T", group="workload"),
+        "sending the whole history (0: single requests)", metavar="T", group="workload", check=ZERO_OR_MORE),
     Opt("--turn-input-len", int, 64, "multi-turn: tokens of each synthetic user turn", metavar="N",
-        group="workload"),
+        group="workload", check=Range("must be 1 or more", lo=1)),
     Opt("--think-time", float, 0.0, "multi-turn: seconds a user waits between turns", metavar="S",
-        group="workload"),
+        group="workload", check=ZERO_OR_MORE),
     Opt("--trace", str, "", "replay the arrivals of a trace (JSONL: plain or Mooncake layout; BurstGPT CSV) "
         "open-loop, with its input and output lengths", metavar="FILE", group="workload"),
-    Opt("--trace-speed", float, 1.0, "trace replay speed: 2 sends twice as fast", metavar="X", group="workload"),
+    Opt("--trace-speed", float, 1.0, "trace replay speed: 2 sends twice as fast", metavar="X", group="workload",
+        check=ABOVE_ZERO),
     Opt("--cancel-rate", float, 0.0, "share of requests the client abandons after a random number of tokens "
-        "(recorded as cancelled, not failed), as users closing a chat tab", metavar="R", group="workload"),
+        "(recorded as cancelled, not failed), as users closing a chat tab", metavar="R", group="workload",
+        check=Range("must be at least 0 and below 1", lo=0, hi=1, hi_open=True)),
     Opt("--duration", str, "", "how long to send load (30s, 5m, 1h); then no new requests, those in flight "
         "finish, and the test stops", metavar="SPAN", group="workload",
         web_ui="how long to send load, e.g. 30s, 5m, 1h; empty: until Stop", web_for="level"),
     Opt("--requests", int, 0, "stop after this many requests in all (0: no limit; use with or instead of a "
         "duration)", metavar="N", group="workload",
-        web_ui="stop after this many requests in all; 0: no limit", web_for="level"),
+        web_ui="stop after this many requests in all; 0: no limit", web_for="level",
+        check=Range("must be 0 (no limit) or more", lo=0)),
     # -- sweeps -----------------------------------------------------------------------
     Opt("--levels", str, "", "concurrency levels to step through, e.g. 1,2,4,...,1024 (a sweep)", metavar="LIST",
         group="sweep", web_ui="concurrency levels to step through, in users, e.g. 1,2,4,8 (the user count "
@@ -159,31 +192,32 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("--arrival", str, "poisson", "rate mode arrivals: poisson, gamma (with --burstiness) or constant",
         group="sweep"),
     Opt("--burstiness", float, 1.0, "gamma arrivals' shape: <1 burstier than Poisson, >1 more regular",
-        metavar="B", group="sweep"),
+        metavar="B", group="sweep", check=ABOVE_ZERO),
     Opt("--max-concurrency", int, 256, "rate mode: most requests in flight at once (users spawned)", metavar="N",
-        group="sweep"),
+        group="sweep", check=AT_LEAST_1),
     Opt("--slo", str, "", "service-level objectives in ms for goodput, e.g. ttft=2000,tpot=100,e2e=30000",
         metavar="K=MS,...", group="sweep", web_ui="service-level objectives for goodput, in ms, e.g. "
         "ttft=2000,tpot=100; empty: none"),
     Opt("--slo-attainment", float, 0.99, "share of a level's requests that must meet every SLO for the level "
-        "to meet them", metavar="R", group="sweep"),
+        "to meet them", metavar="R", group="sweep", check=Range("must be in (0, 1]", lo=0, hi=1, lo_open=True)),
     Opt("--knee-pct", float, 10.0, "saturation: the level after which output throughput grows by less than "
-        "this percentage while TTFT p99 still rises", metavar="P", group="sweep"),
+        "this percentage while TTFT p99 still rises", metavar="P", group="sweep", check=ZERO_OR_MORE),
     # -- observing -------------------------------------------------------------------
     Opt("--server-metrics", str, "", "the engine's Prometheus metrics URL, sampled into server_metrics.csv "
         "(default: the preset's metrics path on --host; 'none' to skip)", metavar="URL", group="observe"),
     Opt("--server-metrics-interval", float, 2.0, "seconds between samples of the engine's metrics", metavar="S",
-        group="observe"),
+        group="observe", check=POSITIVE),
     Opt("--metrics-port", int, 0, "headless runs: serve tokenswarm's own Prometheus metrics on this port "
-        "(0: off; the web UI serves them at /metrics)", metavar="PORT", group="observe"),
+        "(0: off; the web UI serves them at /metrics)", metavar="PORT", group="observe",
+        check=Range("must be a port number (0: off)", lo=0, hi=65535)),
     Opt("--progress-interval", float, 5.0, "headless runs: print a progress line this often (0: never)",
-        metavar="S", group="observe"),
+        metavar="S", group="observe", check=Range("must be 0 (off) or more", lo=0)),
     # -- outputs ---------------------------------------------------------------------
     Opt("--out", str, "", "run folder (default: reports/<run_id>/)", metavar="DIR", group="output"),
     Opt("--run-name", str, "", "label of the run, used in its folder name and reports", metavar="NAME",
         group="output"),
     Opt("--max-fail-ratio", float, 0.0, "exit with code 1 when more than this share of requests failed",
-        metavar="R", group="output"),
+        metavar="R", group="output", check=Range("must be between 0 and 1", lo=0, hi=1)),
     # -- set by the master for its workers --------------------------------------------------
     Opt("--run-seed", int, None, "the seed the master drew for the test in progress (without --seed)",
         group="internal", internal=True),

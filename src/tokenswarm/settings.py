@@ -21,6 +21,7 @@ from tokenswarm.datasets import DatasetSpec, validate_spec
 from tokenswarm.dialects import Dialect, RequestOptions, UnknownDialect, get_dialect
 from tokenswarm.engines import Engine, UnknownEngine, get_engine
 from tokenswarm.errors import SettingsError
+from tokenswarm.options import OPTIONS
 from tokenswarm.servermetrics import metrics_url
 from tokenswarm.sweep import CONCURRENCY, RATE, SweepPlan, level_str, parse_levels, parse_slo
 
@@ -184,6 +185,7 @@ def api_key(opts: Any, environ: dict[str, str] | None = None) -> str:
 def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Settings from parsed option values (argparse/Locust namespace) and the target URL."""
     environ = os.environ if environ is None else environ
+    check_options(opts)
     try:
         engine = get_engine(opts.engine or "sim")
     except UnknownEngine as e:
@@ -204,19 +206,7 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
     if not endpoint.startswith("/"):
         raise SettingsError(f"bad --endpoint {endpoint!r}: a path starts with '/'")
     target, endpoint = join_paths(target, endpoint)
-    for name in ("max_tokens", "input_len"):
-        if getattr(opts, name) < 1:
-            raise SettingsError(f"bad --{name.replace('_', '-')} {getattr(opts, name)}: must be at least 1")
     duration_s = parse_duration(opts.duration) if opts.duration else None
-    if opts.requests < 0:
-        raise SettingsError(f"bad --requests {opts.requests}: must be 0 (no limit) or more")
-    for name in ("connect_timeout", "read_timeout"):
-        if getattr(opts, name) <= 0:
-            raise SettingsError(f"bad --{name.replace('_', '-')} {getattr(opts, name)}: must be positive")
-    if opts.max_backoff < 0:
-        raise SettingsError(f"bad --max-backoff {opts.max_backoff}: must be 0 or more seconds")
-    if not 0.0 <= opts.max_fail_ratio <= 1.0:
-        raise SettingsError(f"bad --max-fail-ratio {opts.max_fail_ratio}: must be between 0 and 1")
     extra: dict[str, Any] = {}
     if opts.extra_body:
         try:
@@ -258,12 +248,6 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
             warmups = [0.2 * d for d in plan.level_durations_s]
     if opts.arrival not in ARRIVAL_KINDS:
         raise SettingsError(f"bad --arrival {opts.arrival!r}: choose one of {', '.join(ARRIVAL_KINDS)}")
-    if opts.burstiness <= 0:
-        raise SettingsError(f"bad --burstiness {opts.burstiness}: must be more than zero")
-    if not 0.0 < opts.slo_attainment <= 1.0:
-        raise SettingsError(f"bad --slo-attainment {opts.slo_attainment}: must be in (0, 1]")
-    if opts.knee_pct < 0:
-        raise SettingsError(f"bad --knee-pct {opts.knee_pct}: must be 0 or more")
     server_metrics = opts.server_metrics
     if server_metrics.lower() == "none":
         server_metrics = ""
@@ -274,12 +258,6 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
             Target.parse(server_metrics)
         except BadURL as e:
             raise SettingsError(str(e).replace("--host", "--server-metrics")) from None
-    if opts.server_metrics_interval <= 0:
-        raise SettingsError(f"bad --server-metrics-interval {opts.server_metrics_interval}: must be positive")
-    if not 0 <= opts.metrics_port <= 65535:
-        raise SettingsError(f"bad --metrics-port {opts.metrics_port}: must be a port number (0: off)")
-    if opts.progress_interval < 0:
-        raise SettingsError(f"bad --progress-interval {opts.progress_interval}: must be 0 (off) or more")
     model = opts.model or engine.model
     if "{model}" in endpoint:
         if not model:
@@ -337,6 +315,18 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
         warmup_given=opts.warmup >= 0,
         cancel_rate=opts.cancel_rate,
     )
+
+
+def check_options(opts: Any) -> None:
+    """Every option's declared constraint (:attr:`tokenswarm.options.Opt.check`): SettingsError naming the first
+    option whose value is not allowed, e.g. ``bad --max-tokens 0: must be at least 1``."""
+    for opt in OPTIONS:
+        value = getattr(opts, opt.dest, None)
+        if opt.check is None or value is None:
+            continue
+        why = opt.check(value)
+        if why:
+            raise SettingsError(f"bad {opt.flag} {value}: {why}")
 
 
 def join_paths(target: Target, endpoint: str) -> tuple[Target, str]:
@@ -409,15 +399,6 @@ def with_trace(settings: Settings) -> Settings:
 
 def _check_workload(opts: Any) -> None:
     """The workload options: ranges, and which combine."""
-    for name, lo in (("prefix_len", 0), ("num_prefixes", 1), ("turns", 0), ("turn_input_len", 1)):
-        if getattr(opts, name) < lo:
-            raise SettingsError(f"bad --{name.replace('_', '-')} {getattr(opts, name)}: must be {lo} or more")
-    if opts.think_time < 0:
-        raise SettingsError(f"bad --think-time {opts.think_time}: must be 0 or more")
-    if not 0.0 <= opts.cancel_rate < 1.0:
-        raise SettingsError(f"bad --cancel-rate {opts.cancel_rate}: must be at least 0 and below 1")
-    if opts.trace_speed <= 0:
-        raise SettingsError(f"bad --trace-speed {opts.trace_speed}: must be more than zero")
     kinds = [name for name, on in (("--trace", opts.trace), ("--turns", opts.turns), ("--prefix-len", opts.prefix_len))
              if on]
     if len(kinds) > 1:
@@ -440,8 +421,6 @@ def _plan(opts: Any, duration_s: float | None) -> SweepPlan | None:
         return None
     if opts.requests:
         raise SettingsError("--requests is for a single level; in a sweep use --level-requests")
-    if opts.max_concurrency < 1:
-        raise SettingsError(f"bad --max-concurrency {opts.max_concurrency}: must be at least 1")
     spans = [parse_duration(t, "--level-duration") for t in str(opts.level_duration).split(",")] \
         if opts.level_duration else []
     if duration_s is not None:

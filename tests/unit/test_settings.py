@@ -231,3 +231,13 @@ def test_a_fresh_seed_per_test_unless_given_and_workers_take_the_masters():
     assert build(opts(seed=7), environ={}).seed == 7  # an int from code paths without a parser
     with pytest.raises(SettingsError, match="bad --seed 'x1': give a whole number"):
         build(opts(seed="x1"), environ={})
+
+
+@pytest.mark.parametrize("opt", [o for o in OPTIONS if o.check is not None], ids=lambda o: o.flag)
+def test_every_declared_constraint_is_enforced_by_build_with_one_line(opt):
+    rng = opt.check
+    bad = rng.lo if rng.lo_open else rng.lo - 1 if rng.lo is not None else rng.hi + 1
+    with pytest.raises(SettingsError) as e:
+        build(opts(**{opt.dest: opt.type(bad)}), environ={})
+    assert str(e.value) == f"bad {opt.flag} {opt.type(bad)}: {rng.words}"
+    build(opts(**{opt.dest: opt.default}), environ={})  # the default itself is allowed
