@@ -19,10 +19,11 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Callable
+from functools import cache
+from importlib import metadata
 from typing import Any
 
 import gevent
-import locust
 
 log = logging.getLogger("tokenswarm")
 
@@ -32,9 +33,18 @@ CHECKED = frozenset({(2, 47)})
 SUPPORTED = ((2, 40), (2, 50))
 
 
+@cache
+def installed_locust() -> str:
+    """The installed Locust's version, read without importing it (importing Locust monkey-patches)."""
+    try:
+        return metadata.version("locust")
+    except metadata.PackageNotFoundError:
+        return ""
+
+
 def locust_version(text: str | None = None) -> tuple[int, int]:
     """(major, minor) of ``text`` (default: the installed Locust's version); (0, 0) when unreadable."""
-    parts = (text or locust.__version__).split(".")
+    parts = (text or installed_locust()).split(".")
     try:
         return int(parts[0]), int(parts[1])
     except (IndexError, ValueError):
@@ -46,7 +56,7 @@ def applies(obj: Any, attr: str, version: tuple[int, int] | None = None) -> bool
     v = locust_version() if version is None else version
     ok = SUPPORTED[0] <= v < SUPPORTED[1] and obj is not None and hasattr(obj, attr)
     if not ok:
-        log.debug("tokenswarm: Locust %s has no %s.%s as expected; that workaround is off", locust.__version__,
+        log.debug("tokenswarm: Locust %s has no %s.%s as expected; that workaround is off", installed_locust(),
                   type(obj).__name__, attr)
     return ok
 
@@ -160,7 +170,7 @@ def interrupt_main(exc: BaseException | type[BaseException]) -> bool:
     Used from tokenswarm's SIGINT handler, which must run first (to mark the test incomplete) and then hand
     Locust the Ctrl-C it would have had. Upstream: a ``shutdown_requested`` event before Locust's own handling."""
     parent = getattr(gevent.get_hub(), "parent", None)
-    if parent is None or not applies(locust, "__version__"):
+    if parent is None or not applies(parent, "throw"):
         return False
     parent.throw(exc)
     return True

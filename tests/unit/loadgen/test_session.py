@@ -1,0 +1,68 @@
+"""A process's session (tokenswarm.loadgen.session): its request budget, the requests it counts in flight,
+the stamps on finished records and where their rows go. In a child process: it uses Locust's statistics."""
+
+from textwrap import dedent
+
+from procs import locust_child
+
+PRELUDE = dedent("""
+    import json
+    from argparse import Namespace
+    from locust.env import Environment
+    from tokenswarm.loadgen.session import Session
+    from tokenswarm.metrics import RequestRecord
+    from tokenswarm.options import namespace_defaults
+    from tokenswarm.settings import build
+
+    def settings(**kw):
+        return build(Namespace(**{**vars(namespace_defaults()), "host": "", **kw}), host="http://127.0.0.1:9",
+                     environ={})
+
+    env = Environment(user_classes=[])
+    env.create_local_runner()
+    rows = []
+""")
+
+
+def test_the_request_budget_in_flight_count_and_stamped_rows():
+    res = locust_child(PRELUDE + dedent("""
+        s = Session(env, settings(requests=3, input_len=8, max_tokens=4), "local", shard=0, sink=rows.extend)
+        tickets = [s.take_ticket() for _ in range(4)]
+
+        class Call:
+            def run(self):
+                seen.append(s.in_flight)
+                return RequestRecord("r", 0.0, ttft_ms=5.0, tpot_ms=1.0, e2e_ms=9.0, output_tokens=4)
+        seen = []
+        rec = s.run(Call())
+        prompt = next(s.prompts)
+        s.finish(rec, user=7, prompt=prompt, level=16)
+        s.flush()
+        s.close()
+        cols = __import__("tokenswarm.records", fromlist=["COLUMNS"]).COLUMNS
+        row = dict(zip(cols, rows[0]))
+        print(json.dumps({"tickets": tickets, "exhausted": s.exhausted, "in_flight_during": seen,
+                          "after": [s.in_flight, s.sent_started, s.sent], "row": {k: row[k] for k in
+                          ("worker", "user", "level", "status")}, "locust": env.stats.total.num_requests}))
+    """))
+    assert res["tickets"] == [True, True, True, False] and res["exhausted"]
+    assert res["in_flight_during"] == [1] and res["after"] == [0, 1, 1]
+    assert res["row"] == {"worker": "local", "user": "7", "level": "16", "status": "ok"}
+    assert res["locust"] == 1  # one request event per request
+
+
+def test_stopping_gives_back_an_unused_ticket_and_wakes_waiters():
+    res = locust_child(PRELUDE + dedent("""
+        import gevent
+        s = Session(env, settings(rates="1000", level_duration="5s"), "w0", shard=0, sink=rows.extend)
+        waiting = gevent.spawn(s.next_arrival)  # no schedule yet: it waits
+        gevent.sleep(0.1)
+        s.set_level(2.0)  # 2 req/s: the first arrival is now
+        first = waiting.get(timeout=2)
+        late = gevent.spawn(s.next_arrival)  # the next one is about half a second away
+        gevent.sleep(0.01)
+        s.stop_sending()
+        print(json.dumps({"first": first is not None and first[1] is None, "late": late.get(timeout=2),
+                          "ticket": s.take_ticket()}))
+    """))
+    assert res == {"first": True, "late": None, "ticket": False}
