@@ -90,3 +90,23 @@ def test_sweep_in_the_web_ui_advances_levels(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_locustfiles_shape_attributes_are_its_defaults(sim_fixed, tmp_path):
+    # a locustfile of one's own: the shape's class attributes give the levels; the command line gives the rest
+    lf = tmp_path / "mine.py"
+    lf.write_text("from tokenswarm.loadgen import ChatUser, ConcurrencySweep\n\n\nclass Chat(ChatUser):\n    pass\n\n\n"
+                  "class Sweep(ConcurrencySweep):\n    levels = \"1,3\"\n    level_requests = \"4\"\n")
+    out = str(tmp_path / "run")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSWARM_", "LOCUST_"))}
+    p = subprocess.run([sys.executable, "-m", "locust", "-f", str(lf), "--headless", "-H", sim_fixed.url,
+                        "--max-tokens", "4", "--out", out], capture_output=True, text=True, timeout=120, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    run, df = load(out)
+    assert [seg["level"] for seg in run["timeline"]] == [1, 3]
+    assert run["settings"]["level_requests"] == 4 and (df.groupby("level").size() >= 4).all()
+    bad = subprocess.run([sys.executable, "-m", "locust", "-f", str(lf), "--headless", "-H", sim_fixed.url,
+                          "--rates", "2", "--out", str(tmp_path / "bad")], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert bad.returncode == 2 and "load shape Sweep takes --levels" in bad.stderr
+    assert "Traceback" not in bad.stderr and not os.path.exists(tmp_path / "bad")

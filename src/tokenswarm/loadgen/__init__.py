@@ -1,11 +1,11 @@
 """The load-generation layer: the only tokenswarm code that imports locust or gevent.
 
 ``from tokenswarm.loadgen import ChatUser`` (what locustfiles do) registers
-tokenswarm's Locust plugin (options, run folder, records, levels; see
-:mod:`tokenswarm.loadgen.plugin`), the lines a master and its workers log as
-they come and go (:mod:`tokenswarm.loadgen.lifecycle`), and gives the user
-classes and the sweep shape. Those are loaded on first use, so the plain parts of this package
-(:mod:`~tokenswarm.loadgen.budget`) import without Locust and without its
+tokenswarm's Locust plugin (:mod:`tokenswarm.loadgen.plugin`, which makes each
+process's role, :mod:`tokenswarm.loadgen.roles`) and gives the user classes and
+the load shapes (:mod:`tokenswarm.loadgen.shapes`). Those are loaded on first
+use, so the plain parts of this package (:mod:`~tokenswarm.loadgen.budget`,
+:mod:`~tokenswarm.loadgen.timeline`) import without Locust and without its
 monkey-patching, and test on their own.
 """
 
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ChatUser", "CompletionsUser", "LLMUser", "SweepShape"]
+__all__ = ["ChatUser", "CompletionsUser", "ConcurrencySweep", "LLMUser", "RateSweep", "SweepShape", "TraceReplay"]
+SHAPES = ("ConcurrencySweep", "RateSweep", "SweepShape", "TraceReplay")
 
 
 def __getattr__(name: str) -> Any:
@@ -21,8 +22,8 @@ def __getattr__(name: str) -> Any:
         from tokenswarm.loadgen import users
 
         return getattr(users, name)
-    if name == "SweepShape":
+    if name in SHAPES:
         from tokenswarm.loadgen import shapes
 
-        return shapes.SweepShape
+        return getattr(shapes, name)
     raise AttributeError(f"module 'tokenswarm.loadgen' has no attribute {name!r}")

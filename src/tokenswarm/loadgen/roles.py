@@ -118,6 +118,8 @@ class Role:
         if not values.get("dialect") and not values.get("endpoint") and len(dialects) == 1 and "" not in dialects:
             changed["dialect"] = dialects.pop()
         shape = self.env.shape_class
+        if hasattr(shape, "check_options"):
+            shape.check_options(values)
         for dest, value in (shape.option_defaults() if hasattr(shape, "option_defaults") else {}).items():
             if dest in BY_DEST and values.get(dest) == BY_DEST[dest].default:
                 changed[dest] = value

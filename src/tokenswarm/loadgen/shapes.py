@@ -62,6 +62,17 @@ class LevelShape(LoadTestShape):
         """The class attributes that stand for options (``levels = "1,2,4"``...), by option dest."""
         return {name: getattr(cls, name) for name in cls.defaults_from if getattr(cls, name, None) not in (None, "")}
 
+    def check_options(self, values: dict[str, Any]) -> None:
+        """SettingsError when option values (by dest) ask for another kind of test than this shape steps: checked
+        before the shape's own defaults are added, so the error names what the user gave."""
+        if self.kind is None:
+            return
+        flags = {CONCURRENCY: "levels", RATE: "rates", "trace": "trace"}
+        for kind, dest in flags.items():
+            if kind != self.kind and values.get(dest):
+                raise SettingsError(f"the locustfile's load shape {type(self).__name__} takes --{flags[self.kind]}; "
+                                    f"the options ask for a {kind} test (--{dest}; SweepShape takes any of them)")
+
     def check(self, settings: Settings) -> None:
         """SettingsError when the options ask for another kind of test than this shape steps."""
         asked = "trace" if settings.trace else settings.plan.mode if settings.plan is not None else None
