@@ -78,6 +78,9 @@ class Settings:
 
     @property
     def mode(self) -> str:
+        """RATE for a rate sweep or a trace replay (open loop), else CONCURRENCY (closed loop)."""
+        if self.trace:
+            return RATE
         return self.plan.mode if self.plan is not None else CONCURRENCY
 
     @property
