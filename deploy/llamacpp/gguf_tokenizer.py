@@ -3,12 +3,13 @@
 llama.cpp keeps the whole tokenizer in the GGUF metadata: ``tokenizer.ggml.tokens`` (the vocabulary, by id),
 ``tokenizer.ggml.merges`` (BPE merges, ``"a b"``), ``tokenizer.ggml.token_type`` (normal, control,
 user-defined, ...) and ``tokenizer.ggml.pre`` (the name of its pre-tokenizer regex set). This script reads
-that metadata with a small reader of the GGUF format (the header and key/value section only, stdlib) and
-builds the equivalent byte-level BPE ``tokenizers.Tokenizer``: same vocabulary, merges and pre-tokenizer
+that metadata with llama.cpp's own reader (``gguf.GGUFReader``, from the ``gguf`` package) and builds the
+equivalent byte-level BPE ``tokenizers.Tokenizer``: same vocabulary, merges and pre-tokenizer
 splits, control tokens as special added tokens. Only GPT-2 style byte-level BPE (``tokenizer.ggml.model ==
 "gpt2"``) with a pre-tokenizer listed in :data:`PRE_TOKENIZERS` is converted; anything else stops with a
 message naming the value found. Used by build.sh for SmolLM2 (``pre == "smollm"``); the e2e test checks
-its counts against llama-server's own ``/tokenize``.
+its counts against llama-server's own ``/tokenize``. Needs ``gguf`` and ``tokenizers`` (build.sh installs both
+into its own virtualenv).
 
     python gguf_tokenizer.py MODEL.gguf OUT/tokenizer.json
 """
@@ -18,14 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import struct
 import sys
-from typing import Any, BinaryIO
+from typing import Any
 
-GGUF_MAGIC = b"GGUF"
-# GGUF value types -> struct format (scalars); 8 = string, 9 = array
-SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-STRING, ARRAY = 8, 9
 # tokenizer.ggml.token_type values (llama.cpp's llama_token_type)
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
@@ -45,65 +41,18 @@ class GGUFError(ValueError):
     pass
 
 
-class _Reader:
-    """Reads GGUF scalars, strings and arrays from a binary file in the file's byte order."""
-
-    def __init__(self, fh: BinaryIO, order: str) -> None:
-        self.fh = fh
-        self.order = order
-
-    def unpack(self, fmt: str) -> Any:
-        size = struct.calcsize(fmt)
-        data = self.fh.read(size)
-        if len(data) != size:
-            raise GGUFError("file ends inside the metadata")
-        return struct.unpack(self.order + fmt, data)[0]
-
-    def string(self) -> str:
-        n = self.unpack("Q")
-        data = self.fh.read(n)
-        if len(data) != n:
-            raise GGUFError("file ends inside a string")
-        return data.decode("utf-8", "surrogateescape")
-
-    def value(self, vtype: int) -> Any:
-        if vtype in SCALARS:
-            return self.unpack(SCALARS[vtype])
-        if vtype == STRING:
-            return self.string()
-        if vtype == ARRAY:
-            etype, count = self.unpack("I"), self.unpack("Q")
-            if etype in SCALARS:  # one read for the whole array
-                fmt = SCALARS[etype]
-                size = struct.calcsize(fmt) * count
-                data = self.fh.read(size)
-                if len(data) != size:
-                    raise GGUFError("file ends inside an array")
-                return list(struct.unpack(f"{self.order}{count}{fmt}", data))
-            return [self.value(etype) for _ in range(count)]
-        raise GGUFError(f"unknown GGUF value type {vtype}")
-
-
 def read_metadata(path: str) -> dict[str, Any]:
-    """The key/value metadata of a GGUF file (version 2 or 3, either byte order); tensors are not read."""
-    with open(path, "rb") as fh:
-        if fh.read(4) != GGUF_MAGIC:
-            raise GGUFError(f"{path}: not a GGUF file (no GGUF magic)")
-        raw = fh.read(4)
-        order = "<" if struct.unpack("<I", raw)[0] < 0x10000 else ">"
-        version = struct.unpack(order + "I", raw)[0]
-        if version not in (2, 3):
-            raise GGUFError(f"{path}: GGUF version {version} is not supported (2 or 3)")
-        r = _Reader(fh, order)
-        meta: dict[str, Any] = {}
-        try:
-            r.unpack("Q")  # tensor count
-            for _ in range(r.unpack("Q")):
-                key = r.string()
-                meta[key] = r.value(r.unpack("I"))
-        except GGUFError as e:
-            raise GGUFError(f"{path}: {e} (after {len(meta)} keys)") from None
-        return meta
+    """The key/value metadata of a GGUF file (as ``gguf.GGUFReader`` reads it: version 2 or 3, either byte
+    order), values as Python scalars, strings and lists. Raises GGUFError naming the file when gguf cannot
+    read it."""
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(path)
+        # the reader's own GGUF.version / GGUF.tensor_count / GGUF.kv_count are the header, not metadata
+        return {name: field.contents() for name, field in reader.fields.items() if not name.startswith("GGUF.")}
+    except (ValueError, KeyError, IndexError) as e:  # bad magic or version, truncated file, bad UTF-8, ...
+        raise GGUFError(f"{path}: gguf cannot read it: {e}") from None
 
 
 def build_tokenizer(meta: dict[str, Any], source: str = "GGUF") -> Any:
@@ -207,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("gguf", help="the model file (.gguf)")
     ap.add_argument("out", help="where to write tokenizer.json")
     args = ap.parse_args(argv)
+    try:
+        import gguf  # noqa: F401  (both are imported where used; a missing one is said here in one line)
+        import tokenizers  # noqa: F401
+    except ImportError as e:
+        print(f"gguf_tokenizer: {e.msg}: install gguf and tokenizers (deploy/llamacpp/build.sh does)", file=sys.stderr)
+        return 1
     try:
         meta = read_metadata(args.gguf)
         tok = build_tokenizer(meta, source=args.gguf)

@@ -5,8 +5,8 @@
 the tests use). It imports neither locust nor gevent.
 """
 
+from tokenswarm.simengine.engine import SimConfig, SimEngine
 from tokenswarm.simengine.process import SimProcess, serve
 from tokenswarm.simengine.scheduler import BatchModel
-from tokenswarm.simengine.server import SimConfig, SimEngine
 
 __all__ = ["BatchModel", "SimConfig", "SimEngine", "SimProcess", "serve"]

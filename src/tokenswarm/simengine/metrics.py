@@ -20,14 +20,11 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
-
-if TYPE_CHECKING:
-    from tokenswarm.simengine.server import SimEngine
 
 # vLLM 0.26's bucket bounds (vllm/v1/metrics/loggers.py), seconds
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
@@ -91,8 +88,25 @@ class LatencyHistograms:
                                 "Histogram of time spent in WAITING phase for request.", model)
 
 
+class MetricsSource(Protocol):
+    """What ``/metrics`` reads from the engine at scrape time (:class:`~tokenswarm.simengine.engine.SimEngine`
+    is one): counts since start, the scheduler's and prefix cache's state, the latency histograms."""
+
+    cfg: Any  # .model: the model_name label
+    sched: Any  # .running, .num_waiting, .kv_usage() (0..1)
+    prefix_cache: Any  # .prompt_tokens, .hit_tokens
+    faults: Any  # .injected: kind -> count
+    hist: LatencyHistograms
+    requests: int
+    finished: int
+    errors: int
+    cancelled: int
+    prompt_tokens: int
+    generation_tokens: int
+
+
 class _EngineCollector(Collector):
-    def __init__(self, engine: SimEngine) -> None:
+    def __init__(self, engine: MetricsSource) -> None:
         self.engine = engine
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
@@ -132,7 +146,8 @@ class _EngineCollector(Collector):
         yield faults
 
 
-def render(engine: SimEngine) -> bytes:
+def render(engine: MetricsSource) -> bytes:
+    """The Prometheus text exposition (format 0.0.4) of ``engine``'s metrics now."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_EngineCollector(engine))
     return generate_latest(registry)
