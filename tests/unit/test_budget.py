@@ -46,7 +46,7 @@ def worker(master):
 
 
 def test_users_waiting_together_share_one_outstanding_lease():
-    m = Master()
+    m = Master(delay=0.5)  # long enough for all 50 to be waiting on a busy machine
     b = worker(m)
     got = []
     users = [gevent.spawn(lambda: got.append(b.acquire())) for _ in range(50)]
