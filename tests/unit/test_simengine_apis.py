@@ -94,6 +94,8 @@ def test_triton_takes_model_and_streaming_from_the_path():
     (GENERATE, b'{"inputs": {"a": 1}}', "'inputs' must be a string"),
     ("tgi", b'{"text": "an SGLang body on TGI\'s path"}', "'inputs' must be a string"),
     ("triton", b'{"text_input": 3}', "'text_input' must be a string"),
+    (GENERATE, b'{"text": "hi", "sampling_params": [1]}', "'sampling_params' must be a JSON object"),
+    ("tgi", b'{"inputs": "hi", "parameters": "p"}', "'parameters' must be a JSON object"),
 ])
 def test_a_bad_body_is_a_400_naming_the_field(name, raw, message):
     path = "/v2/models/m/generate" if name == "triton" else "/x"

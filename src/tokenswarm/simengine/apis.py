@@ -100,6 +100,16 @@ class Writer:
 
 # -- reading helpers ------------------------------------------------------------------------------
 
+def _object(body: dict[str, Any], field: str) -> dict[str, Any]:
+    """``body[field]`` as a JSON object ({} when absent); 400 naming the field when it is something else."""
+    value = body.get(field)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise HTTPFailure(400, f"'{field}' must be a JSON object")
+    return value
+
+
 def _first(obj: dict[str, Any], *keys: str) -> Any:
     for k in keys:
         v = obj.get(k)
@@ -247,7 +257,7 @@ class CompletionsWriter(OpenAIWriter):
 def read_sglang(body: dict[str, Any], path: str, headers: dict[str, str]) -> Request:
     """SGLang ``/generate``: the words of ``text``; ``sampling_params.max_new_tokens``."""
     words = _words(body.get("text"), "text")
-    return Request(words, _first(body.get("sampling_params") or {}, "max_new_tokens"), _stream(body),
+    return Request(words, _first(_object(body, "sampling_params"), "max_new_tokens"), _stream(body),
                    body.get("model"))
 
 
@@ -281,7 +291,7 @@ class SGLangWriter(Writer):
 def read_tgi(body: dict[str, Any], path: str, headers: dict[str, str]) -> Request:
     """TGI: the words of ``inputs``; ``parameters.max_new_tokens``; ``/generate_stream`` always streams."""
     words = _words(body.get("inputs"), "inputs")
-    return Request(words, _first(body.get("parameters") or {}, "max_new_tokens"),
+    return Request(words, _first(_object(body, "parameters"), "max_new_tokens"),
                    path == "/generate_stream" or _stream(body), body.get("model"))
 
 
