@@ -2,12 +2,10 @@
 
 import json
 import os
-import sys
 
 import pandas as pd
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "unit"))
-from tokenizer_helpers import save  # noqa: E402
+from tokenizer_helpers import save
 
 FIX = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "datasets")
 

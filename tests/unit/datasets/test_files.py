@@ -5,13 +5,13 @@ import json
 import os
 
 import pytest
-from tokenizer_helpers import save
 
+from tokenizer_helpers import save
 from tokenswarm.datasets import DatasetError, DatasetSpec, FilePrompts, Prompt, formats, open_dataset
 from tokenswarm.datasets.files import approx_tokens
 from tokenswarm.tokencount import load_tokenizer
 
-FIX = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "datasets")
+FIX = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "fixtures", "datasets")
 
 
 def fx(name: str) -> str:

@@ -4,8 +4,8 @@ import itertools
 import weakref
 
 import pytest
-from tokenizer_helpers import BUILDERS, save
 
+from tokenizer_helpers import BUILDERS, save
 from tokenswarm.datasets import DatasetError, DatasetSpec, Prompt, RandomPrompts, open_dataset, synthetic
 from tokenswarm.datasets.synthetic import length_range
 from tokenswarm.textgen import VOCAB, count_words

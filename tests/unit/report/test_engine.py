@@ -167,7 +167,7 @@ def test_a_recorded_vllm_bench_result_and_the_engine_scrapes_around_it():
     """tests/fixtures/vllm_bench: `vllm bench serve` (vLLM 0.26.0, --save-result --save-detailed, 12 prompts at
     --max-concurrency 4, 128 tokens each) against the simulated engine, with its /metrics before and after
     (deploy/gpu/vllm/sweep.sh's bench step)."""
-    folder = os.path.join(os.path.dirname(__file__), "..", "fixtures", "vllm_bench")
+    folder = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "vllm_bench")
     with open(os.path.join(folder, "vllm-bench-c4.json"), encoding="utf-8") as fh:
         raw = json.load(fh)
     r = engine.read_vllm_bench(folder).iloc[0]

@@ -18,7 +18,7 @@ import pytest
 from tokenswarm.report import ReportError, build
 from tokenswarm.report.locustcsv import failures_by_kind, find_history, levels_from_history
 
-FIXTURE = os.path.join(os.path.dirname(__file__), os.pardir, "fixtures", "locust_csv", "steps_2_4_8")
+FIXTURE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "fixtures", "locust_csv", "steps_2_4_8")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from tokenswarm.report import ReportError, analyse, build, compare, summary_text
 from tokenswarm.report.readers import LEGACY_LEVELS_COLUMNS, read_json_object, read_levels_csv, upgrade_levels
 from tokenswarm.report.synthetic import write_run
 
-EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "reports", "examples")
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "reports", "examples")
 
 
 def as_old(levels: pd.DataFrame) -> pd.DataFrame:

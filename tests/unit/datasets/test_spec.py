@@ -7,7 +7,8 @@ import pytest
 from tokenswarm.datasets import DATASETS, DatasetError, DatasetSpec, open_dataset, validate_spec
 from tokenswarm.errors import SettingsError
 
-SHAREGPT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "datasets", "sharegpt.json")
+TESTS = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHAREGPT = os.path.join(TESTS, "fixtures", "datasets", "sharegpt.json")
 
 
 def problem(**kw) -> str:
