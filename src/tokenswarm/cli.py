@@ -27,8 +27,8 @@ from typing import Any, NoReturn
 
 from tokenswarm import __version__, runfolder
 from tokenswarm.exitstatus import ExitStatus
-from tokenswarm.options import OPTIONS, add_options, to_argv, to_env
-from tokenswarm.settings import Settings, SettingsError, build, with_trace
+from tokenswarm.options import AT_LEAST_1, OPTIONS, POSITIVE, ZERO_OR_MORE, Range, add_options, to_argv, to_env
+from tokenswarm.settings import Settings, SettingsError, build, check_ranges, with_trace
 from tokenswarm.sweep import DEFAULT_LEVELS
 
 DEFAULT_DURATION = "30s"
@@ -84,12 +84,8 @@ def _prepare(args: argparse.Namespace, kind: str) -> Settings:
             raise SettingsError("--levels/--rates make a sweep: use `tokenswarm sweep`")
         if kind == "run" and not args.duration and not args.requests and not args.trace:
             args.duration = DEFAULT_DURATION
-    if args.spawn_rate < 0:
-        raise SettingsError(f"bad --spawn-rate {args.spawn_rate}: must be positive")
-    if args.stop_timeout < 0:
-        raise SettingsError(f"bad --stop-timeout {args.stop_timeout}: must be 0 or more")
-    if args.workers < 0:
-        raise SettingsError(f"bad --workers {args.workers}: must be 0 or more")
+    check_ranges(args, {"--spawn-rate": Range("must be positive", lo=0), "--stop-timeout": ZERO_OR_MORE,
+                        "--workers": ZERO_OR_MORE})
     if args.master and args.workers:
         raise SettingsError("--master waits for remote workers; --workers starts local ones: choose one")
     if args.expect_workers < 1:
@@ -451,28 +447,18 @@ def _add_sim_args(p: argparse.ArgumentParser) -> None:
 def cmd_simengine(args: argparse.Namespace) -> int:
     from tokenswarm.simengine import BatchModel, SimConfig, serve
 
-    for name in ("ttft_ms", "tpot_ms"):
-        v = getattr(args, name)
-        if v is not None and v < 0:
-            raise SettingsError(f"bad --{name.replace('_', '-')} {v}: must be 0 or more")
-    positive = ("prefill_tps", "max_batched_tokens", "kv_cache_tokens", "default_max_tokens", "max_model_len")
-    for name in positive:
-        if getattr(args, name) <= 0:
-            raise SettingsError(f"bad --{name.replace('_', '-')} {getattr(args, name)}: must be positive")
-    if args.max_num_seqs is not None and args.max_num_seqs < 0:
-        raise SettingsError(f"bad --max-num-seqs {args.max_num_seqs}: must be 0 or more")
+    check_ranges(args, {"--ttft-ms": ZERO_OR_MORE, "--tpot-ms": ZERO_OR_MORE, "--prefill-tps": POSITIVE,
+                        "--max-batched-tokens": POSITIVE, "--kv-cache-tokens": POSITIVE,
+                        "--default-max-tokens": POSITIVE, "--max-model-len": POSITIVE,
+                        "--max-num-seqs": ZERO_OR_MORE, "--workers": AT_LEAST_1,
+                        "--prefix-cache-blocks": Range("must be 0 (off) or more", lo=0),
+                        "--fault-delay": ZERO_OR_MORE})
     from tokenswarm.simengine.faults import parse_faults
 
     try:
         faults = parse_faults(args.fault)
     except ValueError as e:
         raise SettingsError(str(e)) from None
-    if args.workers < 1:
-        raise SettingsError(f"bad --workers {args.workers}: must be at least 1")
-    if args.prefix_cache_blocks < 0:
-        raise SettingsError(f"bad --prefix-cache-blocks {args.prefix_cache_blocks}: must be 0 (off) or more")
-    if args.fault_delay < 0:
-        raise SettingsError(f"bad --fault-delay {args.fault_delay}: must be 0 or more")
     fixed = args.ttft_ms is not None or args.tpot_ms is not None
     if not fixed and args.max_num_seqs == 0:
         raise SettingsError("bad --max-num-seqs 0: the batching model needs at least 1 slot")

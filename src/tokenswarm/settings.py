@@ -323,13 +323,19 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
 def check_options(opts: Any) -> None:
     """Every option's declared constraint (:attr:`tokenswarm.options.Opt.check`): SettingsError naming the first
     option whose value is not allowed, e.g. ``bad --max-tokens 0: must be at least 1``."""
-    for opt in OPTIONS:
-        value = getattr(opts, opt.dest, None)
-        if opt.check is None or value is None:
+    check_ranges(opts, {opt.flag: opt.check for opt in OPTIONS if opt.check is not None})
+
+
+def check_ranges(values: Any, checks: dict[str, Any]) -> None:
+    """``checks``: flag -> constraint (value -> None | what is wrong). SettingsError naming the first flag whose
+    value in ``values`` (a namespace; None values are not checked) is not allowed."""
+    for flag, check in checks.items():
+        value = getattr(values, flag.lstrip("-").replace("-", "_"), None)
+        if value is None:
             continue
-        why = opt.check(value)
+        why = check(value)
         if why:
-            raise SettingsError(f"bad {opt.flag} {value}: {why}")
+            raise SettingsError(f"bad {flag} {value}: {why}")
 
 
 def join_paths(target: Target, endpoint: str) -> tuple[Target, str]:

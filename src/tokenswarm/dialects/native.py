@@ -31,29 +31,51 @@ def _sampling(opts: RequestOptions, prompt: Any) -> dict[str, Any]:
     return params
 
 
-class SGLangGenerate(Dialect):
-    """SGLang's native ``POST /generate`` with ``stream: true``."""
+class _Native(Dialect):
+    """A native dialect: its body is :meth:`fields` with ``--extra-body`` merged in; each stream is read by a
+    fresh :attr:`reader` (it keeps the stream's state: cumulative text, token count)."""
 
-    name = "sglang-generate"
-    path = "/generate"
+    reader: type[Dialect]
 
     def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
-        body: dict[str, Any] = {"text": prompt.text, "sampling_params": _sampling(opts, prompt), "stream": True}
-        body.update(opts.extra_body)
-        return body
+        return {**self.fields(prompt, opts), **opts.extra_body}
+
+    def fields(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
+        raise NotImplementedError
 
     def stream(self) -> Dialect:
-        return _SGLangStream()
+        return self.reader()
 
 
-class _SGLangStream(SGLangGenerate):
-    def __init__(self) -> None:
-        self.text = StreamText("cumulative")
+class _Stream(Dialect):
+    """One stream's reader of a native dialect: an error object is a failure in the server's own words
+    (:func:`~tokenswarm.dialects.base.error_text`); anything else is the dialect's :meth:`read`."""
 
     def parse(self, obj: dict[str, Any]) -> Event:
         err = error_text(obj)
         if err is not None:
             return Event(error=err)
+        return self.read(obj)
+
+    def read(self, obj: dict[str, Any]) -> Event:
+        raise NotImplementedError
+
+
+class SGLangGenerate(_Native):
+    """SGLang's native ``POST /generate`` with ``stream: true``."""
+
+    name = "sglang-generate"
+    path = "/generate"
+
+    def fields(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
+        return {"text": prompt.text, "sampling_params": _sampling(opts, prompt), "stream": True}
+
+
+class _SGLangStream(_Stream, SGLangGenerate):
+    def __init__(self) -> None:
+        self.text = StreamText("cumulative")
+
+    def read(self, obj: dict[str, Any]) -> Event:
         text = obj.get("text")
         delta = self.text.take(text) if isinstance(text, str) else ""
         meta = obj.get("meta_info") or {}
@@ -69,34 +91,26 @@ class _SGLangStream(SGLangGenerate):
                      tokens=ctok if isinstance(ctok, int) else None, error=finish_error(finish, detail))
 
 
-class TGIGenerateStream(Dialect):
+class TGIGenerateStream(_Native):
     """Text Generation Inference ``POST /generate_stream`` (one token per event)."""
 
     name = "tgi-generate-stream"
     path = "/generate_stream"
 
-    def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
+    def fields(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
         params: dict[str, Any] = {"max_new_tokens": prompt.max_tokens or opts.max_tokens, "details": True}
         if opts.temperature:  # TGI rejects temperature 0; greedy is its default
             params["temperature"] = opts.temperature
         if opts.ignore_eos:
             params["stop"] = []
-        body: dict[str, Any] = {"inputs": prompt.text, "parameters": params, "stream": True}
-        body.update(opts.extra_body)
-        return body
-
-    def stream(self) -> Dialect:
-        return _TGIStream()
+        return {"inputs": prompt.text, "parameters": params, "stream": True}
 
 
-class _TGIStream(TGIGenerateStream):
+class _TGIStream(_Stream, TGIGenerateStream):
     def __init__(self) -> None:
         self.count = 0
 
-    def parse(self, obj: dict[str, Any]) -> Event:
-        err = error_text(obj)
-        if err is not None:
-            return Event(error=err)
+    def read(self, obj: dict[str, Any]) -> Event:
         token = obj.get("token")
         text = ""
         if isinstance(token, dict):
@@ -113,38 +127,36 @@ class _TGIStream(TGIGenerateStream):
                      tokens=self.count if isinstance(token, dict) else None)
 
 
-class TritonGenerateStream(Dialect):
+class TritonGenerateStream(_Native):
     """Triton's ``POST /v2/models/{model}/generate_stream`` (TensorRT-LLM ensemble inputs)."""
 
     name = "triton-generate-stream"
     path = "/v2/models/{model}/generate_stream"
     needs_end_marker = False  # the stream simply ends
 
-    def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
+    def fields(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
         body: dict[str, Any] = {"text_input": prompt.text, "max_tokens": prompt.max_tokens or opts.max_tokens,
                                 "stream": True, "bad_words": "", "stop_words": ""}
         if opts.temperature is not None:
             body["temperature"] = opts.temperature
         if opts.ignore_eos:
             body["end_id"] = -1
-        body.update(opts.extra_body)
         return body
 
-    def stream(self) -> Dialect:
-        return _TritonStream()
 
-
-class _TritonStream(TritonGenerateStream):
+class _TritonStream(_Stream, TritonGenerateStream):
     """Delta or cumulative ``text_output``, detected from the stream."""
 
     def __init__(self) -> None:
         self.text = StreamText("auto")
 
-    def parse(self, obj: dict[str, Any]) -> Event:
-        err = error_text(obj)
-        if err is not None:
-            return Event(error=err)
+    def read(self, obj: dict[str, Any]) -> Event:
         text = obj.get("text_output")
         if not isinstance(text, str) or not text:
             return Event()
         return Event(text=self.text.take(text))
+
+
+SGLangGenerate.reader = _SGLangStream
+TGIGenerateStream.reader = _TGIStream
+TritonGenerateStream.reader = _TritonStream

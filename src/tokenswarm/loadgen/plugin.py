@@ -53,11 +53,21 @@ def _init(environment: Environment, web_ui: Any = None, **_kw: Any) -> None:
         install_web_ui(web_ui, environment)
 
 
-@events.test_start.add_listener
-def _test_start(environment: Environment, **_kw: Any) -> None:
-    role = role_of(environment)
-    if role is not None:
-        role.test_start()
+def _forward(event: str) -> Any:
+    """A listener that hands Locust's ``event`` to this process's role (its method of that name)."""
+
+    def listener(environment: Environment, **_kw: Any) -> None:
+        role = role_of(environment)
+        if role is not None:
+            getattr(role, event)()
+
+    listener.__name__ = f"_{event}"
+    return listener
+
+
+events.test_start.add_listener(_forward("test_start"))
+events.test_stopping.add_listener(_forward("test_stopping"))
+events.test_stop.add_listener(_forward("test_stop"))
 
 
 @events.spawning_complete.add_listener
@@ -66,17 +76,3 @@ def _spawned(**_kw: Any) -> None:
     20-65 ms with 256 users, a pause every stream would see as latency) skip these objects. No collection
     first: with requests in flight that would be the very pause this avoids."""
     gc.freeze()
-
-
-@events.test_stopping.add_listener
-def _test_stopping(environment: Environment, **_kw: Any) -> None:
-    role = role_of(environment)
-    if role is not None:
-        role.test_stopping()
-
-
-@events.test_stop.add_listener
-def _test_stop(environment: Environment, **_kw: Any) -> None:
-    role = role_of(environment)
-    if role is not None:
-        role.test_stop()

@@ -58,7 +58,7 @@ import pandas as pd
 from tokenswarm import servermetrics
 from tokenswarm.report.errors import ReportError
 from tokenswarm.report.levels import READ, Window, load_requests
-from tokenswarm.report.readers import read_json_object
+from tokenswarm.report.readers import read_csv_with, read_json_object
 
 SERVER_CSV = "server_metrics.csv"
 PEERS_DIR = "peers"
@@ -97,12 +97,7 @@ def read_server_metrics(path: str) -> pd.DataFrame | None:
     when it has no ``time`` column or a cell of a histogram column is not a number."""
     if not os.path.exists(path) or os.path.getsize(path) == 0:
         return None
-    try:
-        df = pd.read_csv(path)
-    except (OSError, ValueError) as e:
-        raise ReportError(f"{path}: cannot read server_metrics.csv ({e})") from None
-    if "time" not in df.columns:
-        raise ReportError(f"{path}: column 'time' is missing (columns: {', '.join(df.columns) or 'none'})")
+    df = read_csv_with(path, "server_metrics.csv", "time", "")
     for col in ("time", *servermetrics.HISTOGRAM_COLUMNS):
         if col not in df.columns:
             continue

@@ -57,16 +57,22 @@ def upgrade_levels(levels: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns=rename)
 
 
-def read_levels_csv(path: str) -> pd.DataFrame:
-    """A levels.csv under today's column names (:func:`upgrade_levels`). ReportError when the file cannot be
-    read or has no ``level`` column."""
+def read_csv_with(path: str, name: str, column: str, missing: str) -> pd.DataFrame:
+    """The CSV file ``name`` at ``path``, which must have ``column``. ReportError, one line naming the file,
+    when it cannot be read or lacks the column (``missing``: what the error adds)."""
     try:
         df = pd.read_csv(path)
     except (OSError, ValueError) as e:
-        raise ReportError(f"{path}: cannot read levels.csv ({e})") from None
-    if "level" not in df.columns:
-        raise ReportError(f"{path}: column 'level' is missing: not a tokenswarm levels.csv")
-    return upgrade_levels(df)
+        raise ReportError(f"{path}: cannot read {name} ({e})") from None
+    if column not in df.columns:
+        raise ReportError(f"{path}: column {column!r} is missing{missing}")
+    return df
+
+
+def read_levels_csv(path: str) -> pd.DataFrame:
+    """A levels.csv under today's column names (:func:`upgrade_levels`). ReportError when the file cannot be
+    read or has no ``level`` column."""
+    return upgrade_levels(read_csv_with(path, "levels.csv", "level", ": not a tokenswarm levels.csv"))
 
 
 def read_json_object(path: str, what: str, missing_ok: bool = False) -> dict[str, Any]:
