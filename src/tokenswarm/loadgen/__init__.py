@@ -18,6 +18,8 @@ SHAPES = ("ConcurrencySweep", "RateSweep", "SweepShape", "TraceReplay")
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("ChatUser", "CompletionsUser", "LLMUser", *SHAPES):
+        from tokenswarm.loadgen import plugin  # noqa: F401  (registers tokenswarm's Locust listeners)
     if name in ("ChatUser", "CompletionsUser", "LLMUser"):
         from tokenswarm.loadgen import users
 

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from locust import LoadTestShape
 
-from tokenswarm.loadgen import plugin as _plugin  # noqa: F401  (registers tokenswarm's Locust listeners)
 from tokenswarm.settings import Settings, SettingsError
 from tokenswarm.sweep import CONCURRENCY, RATE, SweepPlan
 
