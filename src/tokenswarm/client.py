@@ -48,7 +48,7 @@ from tokenswarm.sse import SSEDecoder, SSEEvent
 __all__ = ["Connection", "StreamCall", "request_head", "error_message", "json_error", "retry_after_s"]
 
 # experiment switch (bench/client_overhead.py compares the two): the h11 reader instead of our own
-_READER = H11ResponseReader if os.environ.get("TOKENSWARM_FRAMING_EXPERIMENT") == "h11" else ResponseReader
+_READER = H11ResponseReader if os.environ.get("HTTP_FRAMING_EXPERIMENT") == "h11" else ResponseReader
 
 RECV_SIZE = 65536
 #: Linux's SO_TIMESTAMPNS: the kernel stamps each read with when its last bytes reached the socket
