@@ -1,24 +1,24 @@
 """The measured streaming call: one keep-alive connection per user, exact timestamps.
 
-Standard-library sockets only. Under Locust, gevent's monkey-patching makes
-them cooperative; in tests, preflight checks and benchmarks they are plain
-blocking sockets. Owning the socket lets the client take the send timestamp
-immediately before the request bytes are written and a timestamp for every
-``recv()`` as soon as it returns, with no buffering layer in between (library
-clients were seen batching SSE reads, or splitting lines on ``\\r\\n`` only).
+Standard-library sockets. Under Locust, gevent's monkey-patching makes them
+cooperative; in tests, preflight checks and benchmarks they are plain blocking
+sockets. Owning the socket lets the client take the send timestamp immediately
+before the request bytes are written and the kernel's receive time of every
+``recv()``, with no buffering layer in between (library clients were seen
+batching SSE reads, or splitting lines on ``\\r\\n`` only).
 
 :class:`StreamCall` sends one request on a :class:`Connection`, feeds each
 stream line through a dialect into a :class:`~tokenswarm.metrics.StreamMeasure`
 and classifies the outcome into exactly one :class:`RequestRecord`. The HTTP/1.1
-framing (:mod:`tokenswarm.http.framing`) is sans-IO: this module does every
-socket read itself. Where requests go: :mod:`tokenswarm.http.target`.
+framing is h11's, sans-IO (:mod:`tokenswarm.http.framing`): it is handed the
+bytes of each read this module makes. Where requests go:
+:mod:`tokenswarm.http.target`; plain, unmeasured requests: :mod:`tokenswarm.http.plain`.
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
-import os
 import re
 import socket
 import ssl
@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 
 from tokenswarm.dialects.base import Dialect, MalformedEvent, error_text
-from tokenswarm.http.framing import H11ResponseReader, ProtocolError, ResponseReader, request_head
+from tokenswarm.http.framing import ProtocolError, ResponseReader, request_head
 from tokenswarm.http.target import Target
 from tokenswarm.metrics import (
     CONNECT_ERROR,
@@ -46,9 +46,6 @@ from tokenswarm.metrics import (
 from tokenswarm.sse import SSEDecoder, SSEEvent
 
 __all__ = ["Connection", "StreamCall", "request_head", "error_message", "json_error", "retry_after_s"]
-
-# experiment switch (bench/client_overhead.py compares the two): the h11 reader instead of our own
-_READER = H11ResponseReader if os.environ.get("HTTP_FRAMING_EXPERIMENT") == "h11" else ResponseReader
 
 RECV_SIZE = 65536
 #: Linux's SO_TIMESTAMPNS: the kernel stamps each read with when its last bytes reached the socket
@@ -263,7 +260,7 @@ class StreamCall:
     def _read(self, sock: socket.socket, raw: bytes, t: float) -> RequestRecord:
         """The response: its head, then the stream (or an error body); ``t`` is when ``raw`` arrived."""
         conn = self.conn
-        reader = _READER(self.method)
+        reader = ResponseReader(self.method)
         body = reader.feed(raw)
         while reader.head is None:
             data, t = conn.recv(sock)
