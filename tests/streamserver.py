@@ -12,7 +12,8 @@ import threading
 import time
 from collections.abc import Iterable
 
-from tokenswarm.client import Connection, Target
+from tokenswarm.client import Connection
+from tokenswarm.http.target import Target
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "streams")
 

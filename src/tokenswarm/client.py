@@ -1,15 +1,18 @@
-"""Streaming HTTP/1.1 client: one keep-alive connection per user, exact timestamps.
+"""The measured streaming call: one keep-alive connection per user, exact timestamps.
 
-Standard-library sockets only. Under Locust, gevent's monkey-patching makes
-them cooperative; in tests, preflight checks and benchmarks they are plain
-blocking sockets. Owning the socket lets the client take the send timestamp
-immediately before the request bytes are written and a timestamp for every
-``recv()`` as soon as it returns, with no buffering layer in between (library
-clients were seen batching SSE reads, or splitting lines on ``\\r\\n`` only).
+Standard-library sockets. Under Locust, gevent's monkey-patching makes them
+cooperative; in tests, preflight checks and benchmarks they are plain blocking
+sockets. Owning the socket lets the client take the send timestamp immediately
+before the request bytes are written and the kernel's receive time of every
+``recv()``, with no buffering layer in between (library clients were seen
+batching SSE reads, or splitting lines on ``\\r\\n`` only).
 
 :class:`StreamCall` sends one request on a :class:`Connection`, feeds each
 stream line through a dialect into a :class:`~tokenswarm.metrics.StreamMeasure`
-and classifies the outcome into exactly one :class:`RequestRecord`.
+and classifies the outcome into exactly one :class:`RequestRecord`. The HTTP/1.1
+framing is h11's, sans-IO (:mod:`tokenswarm.http.framing`): it is handed the
+bytes of each read this module makes. Where requests go:
+:mod:`tokenswarm.http.target`; plain, unmeasured requests: :mod:`tokenswarm.http.plain`.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ import ssl
 import struct
 import time
 from collections.abc import Callable
-from typing import NamedTuple
-from urllib.parse import urlsplit
 
 from tokenswarm.dialects.base import Dialect, MalformedEvent, error_text
+from tokenswarm.http.framing import ProtocolError, ResponseReader, request_head
+from tokenswarm.http.target import Target
 from tokenswarm.metrics import (
     CONNECT_ERROR,
     DISCONNECT,
@@ -42,6 +45,8 @@ from tokenswarm.metrics import (
 )
 from tokenswarm.sse import SSEDecoder, SSEEvent
 
+__all__ = ["Connection", "StreamCall", "request_head", "error_message", "json_error", "retry_after_s"]
+
 RECV_SIZE = 65536
 #: Linux's SO_TIMESTAMPNS: the kernel stamps each read with when its last bytes reached the socket
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
@@ -54,178 +59,6 @@ DONE_GRACE_S = 2.0  # after the end marker, how long to wait for the end of the 
 
 perf_counter = time.perf_counter
 wall_time = time.time
-
-
-class BadURL(ValueError):
-    """A base URL that cannot be used (scheme, host or port)."""
-
-
-class ProtocolError(Exception):
-    """The server broke HTTP/1.1 framing."""
-
-
-class Target(NamedTuple):
-    """Where requests go: parsed from a base URL such as ``http://127.0.0.1:8000``."""
-
-    scheme: str
-    host: str
-    port: int
-    base_path: str
-
-    @classmethod
-    def parse(cls, url: str) -> Target:
-        if not url or "://" not in url:
-            raise BadURL(f"bad --host {url!r}: expected a URL such as http://127.0.0.1:8000")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise BadURL(f"bad --host {url!r}: scheme must be http or https, not {parts.scheme!r}")
-        if not parts.hostname:
-            raise BadURL(f"bad --host {url!r}: no host name")
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise BadURL(f"bad --host {url!r}: the port is not a number in 1-65535") from None
-        return cls(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
-
-    @property
-    def netloc(self) -> str:
-        default = 443 if self.scheme == "https" else 80
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port == default else f"{host}:{self.port}"
-
-    def url(self, path: str) -> str:
-        return f"{self.scheme}://{self.netloc}{self.base_path}{path}"
-
-
-class Head(NamedTuple):
-    """A response's status line and headers (names lower-cased)."""
-
-    status: int
-    reason: str
-    headers: dict[str, str]
-    keep_alive: bool
-
-
-def parse_head(raw: bytes) -> Head:
-    """Parse ``HTTP/1.1 200 OK\\r\\nName: value\\r\\n...`` (without the blank line)."""
-    try:
-        text = raw.decode("latin-1")
-        lines = text.split("\r\n")
-        version, _, rest = lines[0].partition(" ")
-        code, _, reason = rest.partition(" ")
-        status = int(code)
-    except (ValueError, IndexError):
-        raise ProtocolError(f"bad status line {raw[:60]!r}") from None
-    if not version.startswith("HTTP/"):
-        raise ProtocolError(f"bad status line {raw[:60]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    conn = headers.get("connection", "").lower()
-    keep_alive = "close" not in conn if version == "HTTP/1.1" else "keep-alive" in conn
-    return Head(status, reason, headers, keep_alive)
-
-
-class BodyDecoder:
-    """Incremental HTTP/1.1 body framing: chunked, Content-Length, or until close.
-
-    :meth:`feed` takes raw bytes and returns the body bytes they complete;
-    ``complete`` turns True at the end of the message.
-    """
-
-    __slots__ = ("mode", "remaining", "buf", "state", "complete")
-
-    _SIZE, _DATA, _CRLF, _TRAILER = 0, 1, 2, 3
-
-    def __init__(self, head: Head, method: str = "POST") -> None:
-        te = head.headers.get("transfer-encoding", "").lower()
-        self.buf = b""
-        self.state = self._SIZE
-        self.remaining = 0
-        self.complete = False
-        if "chunked" in te:
-            self.mode = "chunked"
-        elif "content-length" in head.headers:
-            self.mode = "length"
-            try:
-                self.remaining = int(head.headers["content-length"])
-            except ValueError:
-                raise ProtocolError(f"bad Content-Length {head.headers['content-length']!r}") from None
-            self.complete = self.remaining == 0
-        elif head.status in (204, 304) or 100 <= head.status < 200 or method == "HEAD":
-            self.mode = "length"
-            self.complete = True
-        else:
-            self.mode = "close"
-
-    def feed(self, data: bytes) -> bytes:
-        if self.mode == "chunked":
-            return self._chunked(data)
-        if self.mode == "length":
-            take = data[: self.remaining]
-            self.remaining -= len(take)
-            if self.remaining == 0:
-                self.complete = True
-                if len(data) > len(take):
-                    self.buf = data[len(take) :]  # bytes after the message: the connection is not reusable
-            return take
-        return data
-
-    def eof(self) -> None:
-        """The peer closed the connection: that ends a close-delimited body only."""
-        if self.mode == "close":
-            self.complete = True
-
-    def _chunked(self, data: bytes) -> bytes:
-        buf = self.buf + data if self.buf else data
-        out: list[bytes] = []
-        pos, n = 0, len(buf)
-        state = self.state
-        while pos < n:
-            if state == self._DATA:
-                take = min(self.remaining, n - pos)
-                out.append(buf[pos : pos + take])
-                pos += take
-                self.remaining -= take
-                if self.remaining == 0:
-                    state = self._CRLF
-            elif state == self._SIZE:
-                eol = buf.find(b"\r\n", pos)
-                if eol < 0:
-                    if n - pos > 1024:
-                        raise ProtocolError("chunk size line too long")
-                    break
-                try:
-                    size = int(buf[pos:eol].split(b";", 1)[0], 16)
-                except ValueError:
-                    raise ProtocolError(f"bad chunk size {buf[pos:eol][:20]!r}") from None
-                pos = eol + 2
-                if size == 0:
-                    state = self._TRAILER
-                else:
-                    self.remaining = size
-                    state = self._DATA
-            elif state == self._CRLF:
-                if n - pos < 2:
-                    break
-                if buf[pos : pos + 2] != b"\r\n":
-                    raise ProtocolError("chunk not followed by CRLF")
-                pos += 2
-                state = self._SIZE
-            else:  # trailer section: lines until an empty one
-                eol = buf.find(b"\r\n", pos)
-                if eol < 0:
-                    break
-                if eol == pos:
-                    self.complete = True
-                    pos = eol + 2  # bytes after the message stay in buf: the connection is not reusable
-                    break
-                pos = eol + 2
-        self.state = state
-        self.buf = buf[pos:] if pos < n else b""
-        return out[0] if len(out) == 1 else b"".join(out)
 
 
 class Connection:
@@ -299,51 +132,6 @@ class Connection:
                 self.sock = None
 
 
-def request_head(target: Target, method: str, path: str, headers: dict[str, str]) -> bytes:
-    """The request line and headers up to (not including) ``Content-Length``."""
-    lines = [f"{method} {target.base_path}{path} HTTP/1.1", f"Host: {target.netloc}"]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    for line in lines:
-        if "\r" in line or "\n" in line:
-            raise ValueError(f"header contains a line break: {line.split(':', 1)[0]!r}")
-    return ("\r\n".join(lines) + "\r\n").encode("latin-1")
-
-
-def simple_request(
-    conn: Connection, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
-) -> tuple[Head, bytes]:
-    """One plain (not measured) request, for preflight checks and tools; returns head and body."""
-    hdrs = {"Accept": "*/*", **(headers or {})}
-    if body is not None:
-        hdrs.setdefault("Content-Type", "application/json")
-    head = request_head(conn.target, method, path, hdrs)
-    payload = head + b"Content-Length: %d\r\n\r\n" % len(body or b"") + (body or b"")
-    if conn.sock is None:
-        conn.open()
-    assert conn.sock is not None
-    conn.sock.sendall(payload)
-    raw = b""
-    while b"\r\n\r\n" not in raw:
-        data = conn.sock.recv(RECV_SIZE)
-        if not data:
-            conn.close()
-            raise ProtocolError("connection closed before the response headers")
-        raw += data
-    head_raw, _, rest = raw.partition(b"\r\n\r\n")
-    rhead = parse_head(head_raw)
-    dec = BodyDecoder(rhead, method)
-    parts = [dec.feed(rest)]
-    while not dec.complete:
-        data = conn.sock.recv(RECV_SIZE)
-        if not data:
-            dec.eof()
-            break
-        parts.append(dec.feed(data))
-    if not rhead.keep_alive or not dec.complete or dec.buf:
-        conn.close()
-    return rhead, b"".join(parts)
-
-
 def error_message(body: bytes) -> str:
     """The readable part of an error response body (JSON ``error.message`` and the like)."""
     text = body[:MAX_ERROR_BODY].decode("utf-8", "replace").strip()
@@ -385,6 +173,7 @@ class StreamCall:
         self.cancel_after = cancel_after  # abandon the stream after this many output events (a user leaving)
         self.dialect = dialect
         self.payload = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+        self.method = head.split(b" ", 1)[0].decode("latin-1")  # a HEAD request's answer has no body
         self.request_id = request_id
         self.input_tokens = input_tokens
         self.count_tokens = count_tokens
@@ -471,54 +260,48 @@ class StreamCall:
     def _read(self, sock: socket.socket, raw: bytes, t: float) -> RequestRecord:
         """The response: its head, then the stream (or an error body); ``t`` is when ``raw`` arrived."""
         conn = self.conn
-        # headers
-        while True:
-            end = raw.find(b"\r\n\r\n")
-            if end >= 0:
-                break
-            if len(raw) > 65536:
-                raise ProtocolError("response headers larger than 64 KiB")
+        reader = ResponseReader(self.method)
+        body = reader.feed(raw)
+        while reader.head is None:
             data, t = conn.recv(sock)
             if not data:
                 conn.close()
                 return self._rec(DISCONNECT, "connection closed inside the response headers")
             self.received += len(data)
-            raw += data
-        head = parse_head(raw[:end])
+            body = reader.feed(data)
+        head = reader.head
         self.http_status = head.status
-        dec = BodyDecoder(head)
-        rest = raw[end + 4 :]
         if not 200 <= head.status < 300:
-            return self._read_error(sock, head, dec, rest)
+            return self._read_error(sock, reader, body)
         ctype = head.headers.get("content-type", "").lower()
         if "json" in ctype and "event-stream" not in ctype:
-            return self._read_json(sock, head, dec, rest, ctype)
-        return self._stream(sock, dec, rest, t)
+            return self._read_json(sock, reader, body, ctype)
+        return self._stream(sock, reader, body, t)
 
-    def _stream(self, sock: socket.socket, dec: BodyDecoder, data: bytes, t: float) -> RequestRecord:
+    def _stream(self, sock: socket.socket, reader: ResponseReader, body: bytes, t: float) -> RequestRecord:
         """Read the event stream to its end: each server-sent event is parsed by the dialect and fed to the
-        measure with the time the read that completed it arrived (:meth:`Connection.recv`)."""
+        measure with the time the read that completed it arrived (:meth:`Connection.recv`). ``body`` is what
+        the read that completed the head held of the body."""
         m = self.measure
         assert m is not None
         parse = self.dialect.stream().parse_event
         recv = self.conn.recv
+        feed = reader.feed
         sse = SSEDecoder()
         take = self._take
         grace = False
         events = 0
         first_bytes = b""  # the body's first bytes, for the message when no event ever comes
         while True:
-            if data:
-                body = dec.feed(data)
-                if body:
-                    if not events and len(first_bytes) < ERROR_TEXT_LEN:
-                        first_bytes += body[:ERROR_TEXT_LEN]
-                    for sev in sse.feed(body):
-                        events += 1
-                        end = take(parse, sev, t)
-                        if end is not None:
-                            return end
-            if dec.complete:
+            if body:
+                if not events and len(first_bytes) < ERROR_TEXT_LEN:
+                    first_bytes += body[:ERROR_TEXT_LEN]
+                for sev in sse.feed(body):
+                    events += 1
+                    end = take(parse, sev, t)
+                    if end is not None:
+                        return end
+            if reader.complete:
                 break
             if m.done and not grace:
                 # the end marker is in: wait only briefly for the end of the HTTP message
@@ -533,18 +316,19 @@ class StreamCall:
                 break
             self.received += len(data)
             if not data:
-                dec.eof()
-                if dec.complete:
+                reader.eof()
+                if reader.complete:
                     break
                 self.conn.close()
                 return self._rec(DISCONNECT, "connection closed mid-stream", closed=t)
+            body = feed(data)
         last = sse.close()  # an event whose final blank line never came (read leniently)
         if last is not None:
             events += 1
             end = take(parse, last, t)
             if end is not None:
                 return end
-        if dec.mode == "close" or dec.buf:
+        if not reader.reusable:
             self.conn.close()
         elif grace and self.conn.sock is not None:
             self.conn.sock.settimeout(self.conn.read_timeout)
@@ -553,11 +337,11 @@ class StreamCall:
                 return self._rec(MALFORMED, f"no server-sent events in the 200 response: "
                                  f"{_readable(first_bytes)}", closed=t)
             return self._rec(EMPTY, "the server's 200 event stream ended with no events", closed=t)
-        if not m.output_events and dec.complete:
+        if not m.output_events and reader.complete:
             return self._rec(EMPTY, "stream carried no output", closed=t)
         # a stream missing its end marker failed, unless the HTTP message ended in order after a finish
         # reason (`transformers serve` sends no [DONE]); a stream cut short has no finish reason
-        if not m.done and self.dialect.needs_end_marker and not (m.finish and dec.complete):
+        if not m.done and self.dialect.needs_end_marker and not (m.finish and reader.complete):
             return self._rec(DISCONNECT, "stream ended without its end marker ([DONE])", closed=t)
         if not m.output_events:
             return self._rec(EMPTY, "stream carried no output", closed=t)
@@ -585,38 +369,40 @@ class StreamCall:
             return self._rec(STATUS_CANCELLED, f"cancelled by the client after {cancel_at} tokens", closed=t)
         return None
 
-    def _body(self, sock: socket.socket, head: Head, dec: BodyDecoder, data: bytes) -> bytes:
-        """A whole (not streamed) response body, up to MAX_ERROR_BODY bytes; the connection is closed unless
-        the message ended in order and may be reused."""
-        parts = [dec.feed(data)]
-        size = len(parts[0])
-        while not dec.complete and size < MAX_ERROR_BODY:
+    def _body(self, sock: socket.socket, reader: ResponseReader, first: bytes) -> bytes:
+        """A whole (not streamed) response body, up to MAX_ERROR_BODY bytes; ``first`` is what the read that
+        completed the head held of it. The connection is closed unless the message ended in order and may be
+        reused."""
+        parts = [first]
+        size = len(first)
+        while not reader.complete and size < MAX_ERROR_BODY:
             data = sock.recv(RECV_SIZE)
             if not data:
-                dec.eof()
+                reader.eof()
                 break
             self.received += len(data)
-            part = dec.feed(data)
+            part = reader.feed(data)
             parts.append(part)
             size += len(part)
-        if not dec.complete or not head.keep_alive or dec.buf:
+        if not reader.reusable:
             self.conn.close()
         return b"".join(parts)
 
-    def _read_json(self, sock: socket.socket, head: Head, dec: BodyDecoder, data: bytes, ctype: str
-                   ) -> RequestRecord:
+    def _read_json(self, sock: socket.socket, reader: ResponseReader, first: bytes, ctype: str) -> RequestRecord:
         """A 2xx JSON body where a stream was asked for: a gateway's error in a 200 (its own words kept), or
         a whole answer from a server that ignored ``stream: true``."""
-        body = self._body(sock, head, dec, data)
+        body = self._body(sock, reader, first)
         t = perf_counter()
         msg = json_error(body)
         if msg is not None:
-            return self._rec(SERVER_ERROR_EVENT, f"HTTP {head.status} with an error body: {msg}", closed=t)
+            return self._rec(SERVER_ERROR_EVENT, f"HTTP {self.http_status} with an error body: {msg}", closed=t)
         return self._rec(MALFORMED, f"got {ctype or 'JSON'}, not an event stream (did the server ignore "
                          f"stream=true?): {_readable(body)}", closed=t)
 
-    def _read_error(self, sock: socket.socket, head: Head, dec: BodyDecoder, data: bytes) -> RequestRecord:
-        body = self._body(sock, head, dec, data)
+    def _read_error(self, sock: socket.socket, reader: ResponseReader, first: bytes) -> RequestRecord:
+        head = reader.head
+        assert head is not None
+        body = self._body(sock, reader, first)
         msg = error_message(body) or head.reason
         rec = self._rec(HTTP_ERROR, f"HTTP {head.status}: {msg}", closed=perf_counter())
         if head.status in (429, 503):

@@ -4,6 +4,11 @@ Asks ``/v1/models`` (for the model name when none was given, and to catch a
 rejected key), then sends one tiny real request (``max_tokens`` 1) through
 the run's own dialect and endpoint, so a wrong path, a rejected key or an
 unknown model show the server's own error text before any load is sent.
+
+The models list is a plain request (:mod:`tokenswarm.http.plain`). The test
+request goes through the measured path (:class:`tokenswarm.client.StreamCall`)
+on purpose: it checks that the run's own client reads this server's stream,
+with the dialect, framing and outcome rules every request of the run will meet.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from tokenswarm.client import Connection, ProtocolError, StreamCall, request_head, simple_request
+from tokenswarm.client import Connection, StreamCall, request_head
 from tokenswarm.datasets import Prompt
+from tokenswarm.http.plain import BAD_RESPONSE, TIMEOUT, FetchError, PlainClient
 from tokenswarm.metrics import CONNECT_ERROR, HTTP_ERROR, STATUS_OK
 from tokenswarm.settings import Settings
 
@@ -28,26 +34,28 @@ def _models_path(settings: Settings) -> str:
 
 
 def list_models(settings: Settings) -> list[str] | None:
-    """Model ids from ``<base>/v1/models`` (None when the server has no such route)."""
-    conn = Connection(settings.target, settings.connect_timeout, min(settings.read_timeout, PREFLIGHT_TIMEOUT_S))
+    """Model ids from ``<base>/v1/models`` (None when the server has no such route or answers something else);
+    raises :class:`PreflightError` when the server cannot be reached, does not answer in time, breaks HTTP or
+    rejects the API key."""
     path = _models_path(settings)
-    try:
-        head, body = simple_request(conn, "GET", path, headers=settings.headers)
-    except TimeoutError:
-        raise PreflightError(f"{settings.target.url(path)} did not answer within "
-                             f"{min(settings.read_timeout, PREFLIGHT_TIMEOUT_S):g}s") from None
-    except OSError as e:
-        raise PreflightError(f"cannot reach {settings.base_url}: {e.strerror or e}") from None
-    except ProtocolError as e:
-        raise PreflightError(f"{settings.target.url(path)} sent a bad HTTP response: {e}") from None
-    finally:
-        conn.close()
-    if head.status in (401, 403):
-        raise PreflightError(f"the server rejected the API key (HTTP {head.status} from {settings.target.url(path)})")
-    if head.status != 200:
+    url = settings.target.url(path)
+    with PlainClient(settings.connect_timeout, min(settings.read_timeout, PREFLIGHT_TIMEOUT_S),
+                     settings.headers) as client:
+        try:
+            reply = client.get(url)
+        except FetchError as e:
+            reason = settings.scrub(e.reason)
+            if e.kind == TIMEOUT:
+                raise PreflightError(f"{url} did not answer within {e.timeout_s:g}s") from None
+            if e.kind == BAD_RESPONSE:
+                raise PreflightError(f"{url} sent a bad HTTP response: {reason}") from None
+            raise PreflightError(f"cannot reach {settings.base_url}: {reason}") from None
+    if reply.status in (401, 403):
+        raise PreflightError(f"the server rejected the API key (HTTP {reply.status} from {url})")
+    if reply.status != 200:
         return None
     try:
-        data = json.loads(body)
+        data = json.loads(reply.body)
         return [str(m["id"]) for m in data.get("data", []) if isinstance(m, dict) and "id" in m]
     except (ValueError, AttributeError, TypeError):
         return None

@@ -16,11 +16,11 @@ from typing import Any
 
 from tokenswarm import __version__
 from tokenswarm.arrivals import KINDS as ARRIVAL_KINDS
-from tokenswarm.client import BadURL, Target
 from tokenswarm.datasets import DatasetSpec, validate_spec
 from tokenswarm.dialects import Dialect, RequestOptions, UnknownDialect, get_dialect
 from tokenswarm.engines import Engine, UnknownEngine, get_engine
 from tokenswarm.errors import SettingsError
+from tokenswarm.http.target import BadURL, Target
 from tokenswarm.options import OPTIONS
 from tokenswarm.servermetrics import metrics_url
 from tokenswarm.sweep import CONCURRENCY, RATE, SweepPlan, level_str, parse_levels, parse_slo
@@ -204,7 +204,7 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
     try:
         target = Target.parse(host or engine.base_url)
     except BadURL as e:
-        raise SettingsError(str(e)) from None
+        raise SettingsError(f"bad --host {e}") from None
     endpoint = opts.endpoint or (dialect.path if opts.dialect else engine.path)
     if not endpoint.startswith("/"):
         raise SettingsError(f"bad --endpoint {endpoint!r}: a path starts with '/'")
@@ -260,7 +260,7 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
         try:
             Target.parse(server_metrics)
         except BadURL as e:
-            raise SettingsError(str(e).replace("--host", "--server-metrics")) from None
+            raise SettingsError(f"bad --server-metrics {e}") from None
     model = opts.model or engine.model
     if "{model}" in endpoint:
         if not model:

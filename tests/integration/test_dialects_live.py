@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 
 from streamserver import ScriptedServer, fixture_events, sse_response
-from tokenswarm.client import Connection, StreamCall, Target, request_head
+from tokenswarm.client import Connection, StreamCall, request_head
 from tokenswarm.datasets import Prompt
 from tokenswarm.dialects import RequestOptions, get_dialect
 from tokenswarm.engines import ENGINES
+from tokenswarm.http.target import Target
 
 TEMPLATE = '{"text_input": "{prompt}", "max_tokens": {max_tokens}, "stream": true}'
 

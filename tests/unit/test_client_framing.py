@@ -1,89 +1,12 @@
-"""HTTP/1.1 framing of the client: heads, chunked bodies, keep-alive, stale-connection retry."""
+"""The measured client's connection (tokenswarm.client): keep-alive, stale-connection retry, connect errors,
+kernel receive times."""
 
-import random
 import socket
 import threading
 
-import pytest
-
-from tokenswarm.client import BadURL, BodyDecoder, Connection, Head, ProtocolError, StreamCall, Target, parse_head
+from tokenswarm.client import Connection, StreamCall
 from tokenswarm.dialects import get_dialect
-
-
-def test_parse_head_and_keep_alive_rules():
-    h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-Request-Id: abc")
-    assert h.status == 200 and h.headers["x-request-id"] == "abc" and h.keep_alive
-    assert not parse_head(b"HTTP/1.1 200 OK\r\nConnection: close").keep_alive
-    assert not parse_head(b"HTTP/1.0 200 OK").keep_alive
-    with pytest.raises(ProtocolError):
-        parse_head(b"garbage")
-
-
-def test_chunked_decoder_any_split():
-    payload = b"".join(f"data: {i}\n\n".encode() for i in range(50))
-    framed = b""
-    pos = 0
-    rng = random.Random(1)
-    while pos < len(payload):
-        n = rng.randint(1, 40)
-        part = payload[pos : pos + n]
-        framed += b"%x;ext=1\r\n%b\r\n" % (len(part), part)
-        pos += n
-    framed += b"0\r\nTrailer: x\r\n\r\n"
-    for _ in range(20):
-        dec = BodyDecoder(Head(200, "OK", {"transfer-encoding": "chunked"}, True))
-        out = b""
-        i = 0
-        while i < len(framed):
-            step = rng.randint(1, 17)
-            out += dec.feed(framed[i : i + step])
-            i += step
-        assert out == payload and dec.complete
-
-
-def test_length_and_close_delimited_bodies():
-    dec = BodyDecoder(Head(200, "OK", {"content-length": "5"}, True))
-    assert dec.feed(b"hel") == b"hel" and not dec.complete
-    assert dec.feed(b"lo") == b"lo" and dec.complete
-    dec = BodyDecoder(Head(200, "OK", {}, False))
-    assert dec.feed(b"abc") == b"abc" and not dec.complete
-    dec.eof()
-    assert dec.complete
-
-
-def test_bytes_after_a_complete_message_stay_in_the_buffer():
-    # they belong to no response: the connection carrying them must not be reused (callers check dec.buf)
-    dec = BodyDecoder(Head(200, "OK", {"transfer-encoding": "chunked"}, True))
-    assert dec.feed(b"3\r\nabc\r\n0\r\n\r\n") == b"abc" and dec.complete and dec.buf == b""
-    dec = BodyDecoder(Head(200, "OK", {"transfer-encoding": "chunked"}, True))
-    assert dec.feed(b"3\r\nabc\r\n0\r\n\r\n0\r\n\r\n") == b"abc" and dec.complete
-    assert dec.buf == b"0\r\n\r\n"
-    dec = BodyDecoder(Head(200, "OK", {"content-length": "2"}, True))
-    assert dec.feed(b"okHTTP") == b"ok" and dec.complete and dec.buf == b"HTTP"
-
-
-def test_bad_chunk_size_is_a_protocol_error():
-    dec = BodyDecoder(Head(200, "OK", {"transfer-encoding": "chunked"}, True))
-    with pytest.raises(ProtocolError):
-        dec.feed(b"zz\r\nabc\r\n")
-
-
-@pytest.mark.parametrize("url,msg", [
-    ("localhost:8000", "expected a URL"),
-    ("ftp://x", "scheme must be http or https"),
-    ("http://", "no host name"),
-    ("http://x:99999", "port"),
-])
-def test_bad_urls_name_the_problem(url, msg):
-    with pytest.raises(BadURL, match=msg):
-        Target.parse(url)
-
-
-def test_target_keeps_a_path_prefix():
-    t = Target.parse("https://api.example.com/v1/")
-    assert (t.host, t.port, t.base_path) == ("api.example.com", 443, "/v1")
-    assert t.url("/chat/completions") == "https://api.example.com/v1/chat/completions"
-
+from tokenswarm.http.target import Target
 
 STREAM = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
           b"%x\r\n%b\r\n0\r\n\r\n")
@@ -191,8 +114,6 @@ def test_event_times_are_when_bytes_arrived_not_when_a_busy_client_read_them():
     import time
 
     from streamserver import chunk, fixture_events, response_head
-    from tokenswarm.client import Connection, StreamCall, Target
-    from tokenswarm.dialects import get_dialect
 
     events = fixture_events("vllm_chat.sse")
     srv = socketmod.socket()

@@ -7,7 +7,9 @@ measurement window's edges. Each row holds the common gauges and counters and
 the histograms' ``_sum``/``_count`` (:mod:`tokenswarm.servermetrics`), how long
 the scrape took (``scrape_ms``: an API server that is slow to answer /metrics
 is slow to answer everything) and, for a marked scrape, the edge's time
-(``edge_time``). Runs on the master or the single local process, in a greenlet.
+(``edge_time``). Runs on the master or the single local process, in a greenlet:
+a scrape waits cooperatively (gevent-patched sockets) and is given up after
+:data:`SCRAPE_LIMIT_S` in all, so a slow engine costs rows, not the event loop.
 """
 
 from __future__ import annotations
@@ -25,13 +27,16 @@ from tokenswarm.sweep import level_str
 
 log = logging.getLogger("tokenswarm")
 
+SCRAPE_TIMEOUT_S = 5.0  # to connect, and for each read
+SCRAPE_LIMIT_S = 10.0  # for the whole scrape
+
 
 class ServerMetricsSampler:
     """Scrapes the engine's metrics every ``interval`` seconds, and at each marked level edge, into ``path``."""
 
     def __init__(self, url: str, path: str, level: Callable[[], float | None], interval: float = 2.0,
                  headers: dict[str, str] | None = None) -> None:
-        self.scraper = servermetrics.Scraper(url, headers)
+        self.scraper = servermetrics.Scraper(url, headers, SCRAPE_TIMEOUT_S)
         self.level = level
         self.interval = interval
         self.rows = 0
@@ -60,13 +65,25 @@ class ServerMetricsSampler:
     def _scrape(self) -> None:
         edges, self._edges = self._edges, []
         t0 = time.time()
+        limit = gevent.Timeout(SCRAPE_LIMIT_S)  # not an OSError: the HTTP stack below lets it through
+        limit.start()
         try:
             values = self.scraper.scrape()
+            error = None
+        except gevent.Timeout as t:
+            if t is not limit:
+                raise
+            error = f"no whole answer within {SCRAPE_LIMIT_S:g}s"
         except (OSError, ValueError) as e:
+            error = str(e) or type(e).__name__
+        finally:
+            limit.close()
+        if error is not None:
+            self.scraper.close()  # an answer may be left half read: the next scrape connects again
             self.failures += 1
             if self.failures == 1:
                 log.warning("tokenswarm: cannot read the engine's metrics at %s (%s); will keep trying",
-                            self.scraper.url, e)
+                            self.scraper.url, error)
             return
         t1 = time.time()
         lvl = self.level()
