@@ -1,4 +1,4 @@
-"""CPU cost of HTTP/1.1 framing per event: the client's response reader (h11) on a chunked SSE stream.
+"""CPU cost of HTTP/1.1 framing per event: the client's response reader beside h11 on a chunked SSE stream.
 
 The client unframes every chunk of every stream inside its event loop, so what framing costs per event is
 time every other stream waits. The reader gets one response (a vLLM-like chat stream, one chunk per event)
@@ -6,8 +6,8 @@ in three cuttings: one read per chunk (a stream at low load: each token arrives 
 (reads that found several tokens waiting), and 1460-byte pieces (as TCP may deliver them, cutting chunks
 anywhere); each must give back the whole body. For scale, the same events through the SSE decoder and the
 OpenAI chat dialect (what the client does next with each event). Prints the best of several rounds in
-microseconds per event; asserts nothing about time. (The hand-made reader that h11 replaced measured about
-1 us an event in every cutting, h11 4-5 us: tokenswarm/http/framing.py has the end-to-end figures.)
+microseconds per event; asserts nothing about time. tokenswarm/http/framing.py has the end-to-end figures
+(bench/client_overhead.py) and why the client keeps its own reader. h11 comes with the dev extra.
 
     python bench/http_framing.py [--events 20000] [--rounds 7]
 """
@@ -18,8 +18,10 @@ import argparse
 import json
 import time
 
+import h11
+
 from tokenswarm.dialects import get_dialect
-from tokenswarm.http.framing import ResponseReader
+from tokenswarm.http.framing import MAX_HEAD_BYTES, Head, ProtocolError, ResponseReader
 from tokenswarm.sse import SSEDecoder
 
 HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ntransfer-encoding: chunked\r\n"
@@ -45,8 +47,78 @@ def framed(evs: list[bytes]) -> list[bytes]:
     return out
 
 
-def read_all(reads: list[bytes]) -> bytes:
-    r = ResponseReader()
+class H11ResponseReader:
+    """tokenswarm's :class:`~tokenswarm.http.framing.ResponseReader` interface on h11's client state machine
+    (sans-IO), as it was tried in the client's place."""
+
+    __slots__ = ("method", "head", "_c", "complete", "_extra")
+
+    def __init__(self, method: str = "POST") -> None:
+        self.method = method
+        self.head: Head | None = None
+        self.complete = False
+        self._extra = False  # bytes came after the message
+        c = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
+        # the request bytes are written by the caller (request_head): tell the state machine one was sent
+        c.send(h11.Request(method=method, target="/", headers=[("Host", "-"), ("Content-Length", "0")]))
+        c.send(h11.EndOfMessage())
+        self._c = c
+
+    @property
+    def reusable(self) -> bool:
+        c = self._c
+        return (self.complete and not self._extra and c.their_state is h11.DONE and not c.trailing_data[0]
+                and not c.trailing_data[1])
+
+    def feed(self, data: bytes) -> bytes:
+        c = self._c
+        try:
+            c.receive_data(data)
+            return self._events()
+        except h11.RemoteProtocolError as e:
+            raise ProtocolError(str(e)) from None
+
+    def _events(self) -> bytes:
+        c = self._c
+        out: list[bytes] = []
+        Data = h11.Data
+        while True:
+            try:
+                ev = c.next_event()
+            except h11.RemoteProtocolError:
+                if not self.complete:
+                    raise
+                self._extra = True  # after the end of the message: the connection is not reusable
+                break
+            t = type(ev)
+            if t is Data:
+                out.append(bytes(ev.data))
+            elif ev is h11.NEED_DATA or ev is h11.PAUSED:
+                break
+            elif t is h11.Response:
+                hdrs = {k.decode("latin-1"): v.decode("latin-1") for k, v in ev.headers}
+                conn = hdrs.get("connection", "").lower()
+                ka = "close" not in conn if ev.http_version == b"1.1" else "keep-alive" in conn
+                self.head = Head(ev.status_code, ev.reason.decode("latin-1"), hdrs, ka)
+            elif t is h11.EndOfMessage:
+                self.complete = True
+            elif t is h11.ConnectionClosed:
+                break
+        if not out:
+            return b""
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def eof(self) -> None:
+        c = self._c
+        try:
+            c.receive_data(b"")
+            self._events()
+        except h11.RemoteProtocolError:
+            pass  # closed inside the message: not complete
+
+
+def read_all(reads: list[bytes], reader: type = ResponseReader) -> bytes:
+    r = reader()
     feed = r.feed
     body = [feed(b) for b in reads]
     assert r.complete and r.reusable
@@ -89,9 +161,11 @@ def main() -> None:
     }
     body = b"".join(evs)
     for name, reads in cuttings.items():
-        assert read_all(reads) == body, "the reader lost bytes"
-        a = best(lambda reads=reads: read_all(reads), args.rounds) / n * 1e6
-        print(f"{name:20s}  response reader {a:6.2f} us/event")
+        figures = []
+        for reader in (ResponseReader, H11ResponseReader):
+            assert read_all(reads, reader) == body, f"{reader.__name__} lost bytes"
+            figures.append(best(lambda reads=reads, reader=reader: read_all(reads, reader), args.rounds) / n * 1e6)
+        print(f"{name:20s}  tokenswarm's reader {figures[0]:6.2f} us/event   h11 {figures[1]:6.2f} us/event")
     assert sse_and_dialect(evs) == n
     c = best(lambda: sse_and_dialect(evs), args.rounds) / n * 1e6
     print(f"{'for scale':20s}  SSE decoder + OpenAI chat dialect {c:6.2f} us/event")

@@ -1,18 +1,17 @@
 """The measured streaming call: one keep-alive connection per user, exact timestamps.
 
-Standard-library sockets. Under Locust, gevent's monkey-patching makes them
-cooperative; in tests, preflight checks and benchmarks they are plain blocking
-sockets. Owning the socket lets the client take the send timestamp immediately
-before the request bytes are written and the kernel's receive time of every
-``recv()``, with no buffering layer in between (library clients were seen
-batching SSE reads, or splitting lines on ``\\r\\n`` only).
+Standard-library sockets only. Under Locust, gevent's monkey-patching makes
+them cooperative; in tests, preflight checks and benchmarks they are plain
+blocking sockets. Owning the socket lets the client take the send timestamp
+immediately before the request bytes are written and a timestamp for every
+``recv()`` as soon as it returns, with no buffering layer in between (library
+clients were seen batching SSE reads, or splitting lines on ``\\r\\n`` only).
 
 :class:`StreamCall` sends one request on a :class:`Connection`, feeds each
 stream line through a dialect into a :class:`~tokenswarm.metrics.StreamMeasure`
 and classifies the outcome into exactly one :class:`RequestRecord`. The HTTP/1.1
-framing is h11's, sans-IO (:mod:`tokenswarm.http.framing`): it is handed the
-bytes of each read this module makes. Where requests go:
-:mod:`tokenswarm.http.target`; plain, unmeasured requests: :mod:`tokenswarm.http.plain`.
+framing (:mod:`tokenswarm.http.framing`) is sans-IO: this module does every
+socket read itself. Where requests go: :mod:`tokenswarm.http.target`.
 """
 
 from __future__ import annotations

@@ -2,42 +2,39 @@
 
 :func:`request_head` writes a request's line and headers; a :class:`ResponseReader` is fed the bytes each
 ``recv()`` returned and gives back the body bytes they complete (chunked, ``Content-Length`` or
-close-delimited), having parsed the status line and headers on the way. The response grammar is h11's
-(https://h11.readthedocs.io): its client state machine, fed by the caller. No socket here: the caller reads,
-so it can take the kernel's receive time of every read (:class:`tokenswarm.client.Connection`).
+close-delimited), having parsed the status line and headers on the way (a 1xx answer before the response is
+skipped). No socket here: the caller reads, so it can take the kernel's receive time of every read
+(:class:`tokenswarm.client.Connection`).
 
-Measured against the hand-made reader h11 replaced, interleaved in one sitting on a busy 2-core machine
-(``bench/client_overhead.py``; engine and client pinned to one core each): TPOT error p50/p99 0.000/0.001 ms
-with both in every run. TTFT error p50/p99 within the run-to-run spread, which the engine's own lateness sets:
-at 64 and 256 users (TTFT 200 ms, TPOT 20 ms, 128 tokens; two runs each, 1 process and 2 workers) p50
-0.05-0.93 ms against 0.08-0.57, p99 0.26-20.2 ms against 4.0-14.0; at 1024 users in one process (TPOT 100 ms,
-64 tokens; six runs each) p50 0.07-0.52 ms (median 0.21) against 0.07-0.26 (0.15), p99 1.4-5.8 ms (median
-4.8) against 0.8-5.5 (4.5). The cost is CPU: the client used 0.35-0.39 of a core at 1024 users against
-0.29-0.30, 0.43-0.49 against 0.35-0.44 at 256; ``bench/http_framing.py`` puts it at 4-5 us an event against
-about 1 us (the SSE decoder and the dialect take about 4 us more). A process holds fewer streams before its
-core saturates; the read side stays exact (kernel receive timestamps) until then.
+Why our own reader and not h11 (https://h11.readthedocs.io), which was tried in its place behind the same
+interface: it costs the measurement. ``bench/http_framing.py`` puts h11 at 4-5 us an event against about 1 us
+here (the SSE decoder and the dialect add about 4 us either way). On a quiet 16-core machine, engine and client
+on separate cores, ``bench/client_overhead.py`` interleaved (TTFT 200 ms, TPOT 20 ms, 128 tokens, 30 s a
+level): the client's CPU was 0.73-0.85 of a core at 256 users with h11 against 0.55-0.71 with this reader, its
+event-loop lag p99 9.4-14.1 ms against 1.7-3.9, output throughput 99.7-99.8 % of ideal against 99.8-99.9 %; at
+1024 users (TPOT 100 ms, 64 tokens) 0.65-0.67 of a core against 0.55-0.60, TTFT error p99 1.62-1.92 ms (two
+runs) against 0.89-1.62 (five). TPOT error p99 0.001 ms with both. The client's CPU is its headroom: a process
+saturates, and its timings carry client delay, that much sooner.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-import h11
-
 MAX_HEAD_BYTES = 65536  # a response head larger than this is a protocol error
 
 
 class ProtocolError(Exception):
-    """The server broke HTTP/1.1 framing; the message (h11's) says how."""
+    """The server broke HTTP/1.1 framing; the message says how."""
 
 
 class Head(NamedTuple):
-    """A response's status code, reason phrase and headers (names lower-cased; of a repeated header the last
-    value)."""
+    """A response's status line and headers (names lower-cased; of a repeated header the last value)."""
 
     status: int
     reason: str
     headers: dict[str, str]
+    keep_alive: bool
 
 
 def request_head(target, method: str, path: str, headers: dict[str, str]) -> bytes:
@@ -53,72 +50,179 @@ def request_head(target, method: str, path: str, headers: dict[str, str]) -> byt
     return ("\r\n".join(lines) + "\r\n").encode("latin-1")
 
 
-class ResponseReader:
-    """One response to one request, read incrementally on h11's client state machine.
+def parse_head(raw: bytes) -> Head:
+    """Parse ``HTTP/1.1 200 OK\\r\\nName: value\\r\\n...`` (without the blank line); raises
+    :class:`ProtocolError` for a bad status line. Keep-alive: HTTP/1.1 unless ``Connection: close``,
+    HTTP/1.0 only with ``Connection: keep-alive`` (RFC 9112 9.3)."""
+    try:
+        text = raw.decode("latin-1")
+        lines = text.split("\r\n")
+        version, _, rest = lines[0].partition(" ")
+        code, _, reason = rest.partition(" ")
+        status = int(code)
+    except (ValueError, IndexError):
+        raise ProtocolError(f"bad status line {raw[:60]!r}") from None
+    if not version.startswith("HTTP/"):
+        raise ProtocolError(f"bad status line {raw[:60]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    conn = headers.get("connection", "").lower()
+    keep_alive = "close" not in conn if version == "HTTP/1.1" else "keep-alive" in conn
+    return Head(status, reason, headers, keep_alive)
 
-    :meth:`feed` takes the bytes of each read and returns the body bytes they complete (``b""`` while the
-    head is incomplete); ``head`` is None until the blank line after the headers has arrived (1xx answers are
-    skipped); ``complete`` turns True at the end of the message; :meth:`eof` tells it the peer closed the
-    connection. Afterwards ``reusable`` says whether the connection may carry the next request: the message
-    ended in order, keep-alive, and nothing came after it. ``method`` is the request's (a HEAD answer has no
-    body). Raises :class:`ProtocolError`.
+
+class BodyDecoder:
+    """Incremental HTTP/1.1 body framing: chunked, Content-Length, or until close (RFC 9112 6.3).
+
+    :meth:`feed` takes raw bytes and returns the body bytes they complete; ``complete`` turns True at the
+    end of the message. Bytes after the end stay in ``buf``: they belong to no response, so the connection
+    that carried them must not be reused.
     """
 
-    __slots__ = ("method", "head", "complete", "_c", "_extra")
+    __slots__ = ("mode", "remaining", "buf", "state", "complete")
+
+    _SIZE, _DATA, _CRLF, _TRAILER = 0, 1, 2, 3
+
+    def __init__(self, head: Head, method: str = "POST") -> None:
+        te = head.headers.get("transfer-encoding", "").lower()
+        self.buf = b""
+        self.state = self._SIZE
+        self.remaining = 0
+        self.complete = False
+        if head.status in (204, 304) or 100 <= head.status < 200 or method == "HEAD":
+            self.mode = "length"  # no body, whatever the headers say (RFC 9112 6.3, rule 1)
+            self.complete = True
+        elif "chunked" in te:
+            self.mode = "chunked"
+        elif "content-length" in head.headers:
+            self.mode = "length"
+            try:
+                self.remaining = int(head.headers["content-length"])
+            except ValueError:
+                raise ProtocolError(f"bad Content-Length {head.headers['content-length']!r}") from None
+            self.complete = self.remaining == 0
+        else:
+            self.mode = "close"
+
+    def feed(self, data: bytes) -> bytes:
+        if self.mode == "chunked":
+            return self._chunked(data)
+        if self.mode == "length":
+            take = data[: self.remaining]
+            self.remaining -= len(take)
+            if self.remaining == 0:
+                self.complete = True
+                if len(data) > len(take):
+                    self.buf = data[len(take) :]  # bytes after the message: the connection is not reusable
+            return take
+        return data
+
+    def eof(self) -> None:
+        """The peer closed the connection: that ends a close-delimited body only."""
+        if self.mode == "close":
+            self.complete = True
+
+    def _chunked(self, data: bytes) -> bytes:
+        buf = self.buf + data if self.buf else data
+        out: list[bytes] = []
+        pos, n = 0, len(buf)
+        state = self.state
+        while pos < n:
+            if state == self._DATA:
+                take = min(self.remaining, n - pos)
+                out.append(buf[pos : pos + take])
+                pos += take
+                self.remaining -= take
+                if self.remaining == 0:
+                    state = self._CRLF
+            elif state == self._SIZE:
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    if n - pos > 1024:
+                        raise ProtocolError("chunk size line too long")
+                    break
+                try:
+                    size = int(buf[pos:eol].split(b";", 1)[0], 16)
+                except ValueError:
+                    raise ProtocolError(f"bad chunk size {buf[pos:eol][:20]!r}") from None
+                pos = eol + 2
+                if size == 0:
+                    state = self._TRAILER
+                else:
+                    self.remaining = size
+                    state = self._DATA
+            elif state == self._CRLF:
+                if n - pos < 2:
+                    break
+                if buf[pos : pos + 2] != b"\r\n":
+                    raise ProtocolError("chunk not followed by CRLF")
+                pos += 2
+                state = self._SIZE
+            else:  # trailer section: lines until an empty one
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    break
+                if eol == pos:
+                    self.complete = True
+                    pos = eol + 2  # bytes after the message stay in buf: the connection is not reusable
+                    break
+                pos = eol + 2
+        self.state = state
+        self.buf = buf[pos:] if pos < n else b""
+        return out[0] if len(out) == 1 else b"".join(out)
+
+
+class ResponseReader:
+    """One response, read incrementally: the head (:func:`parse_head`), then the body (:class:`BodyDecoder`).
+
+    :meth:`feed` takes the bytes of each read and returns the body bytes they complete (``b""`` while the
+    head is incomplete); ``head`` is None until the blank line after the headers has arrived; ``complete``
+    turns True at the end of the message; :meth:`eof` tells it the peer closed the connection. Afterwards
+    ``reusable`` says whether the connection may carry the next request. Raises :class:`ProtocolError`.
+    """
+
+    __slots__ = ("method", "head", "_raw", "_dec")
 
     def __init__(self, method: str = "POST") -> None:
         self.method = method
         self.head: Head | None = None
-        self.complete = False
-        self._extra = False  # bytes came after the message
-        c = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
-        # the caller writes the request (request_head, then the body): the state machine is told that one
-        # request of this method went out, which is all it needs to read the answer
-        c.send(h11.Request(method=method, target="/", headers=[("Host", "-"), ("Content-Length", "0")]))
-        c.send(h11.EndOfMessage())
-        self._c = c
+        self._raw = b""
+        self._dec: BodyDecoder | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self._dec is not None and self._dec.complete
 
     @property
     def reusable(self) -> bool:
-        c = self._c
-        extra, closed = c.trailing_data
-        return self.complete and not self._extra and not extra and not closed and c.their_state is h11.DONE
+        dec = self._dec
+        return (dec is not None and dec.complete and dec.mode != "close" and not dec.buf
+                and self.head is not None and self.head.keep_alive)
 
     def feed(self, data: bytes) -> bytes:
-        """The body bytes ``data`` completes (``data`` must not be empty: that is :meth:`eof`)."""
-        self._c.receive_data(data)
-        return self._events()
+        dec = self._dec
+        if dec is not None:
+            return dec.feed(data)
+        raw = self._raw + data if self._raw else data
+        end = raw.find(b"\r\n\r\n")
+        if end < 0:
+            if len(raw) > MAX_HEAD_BYTES:
+                raise ProtocolError(f"response headers larger than {MAX_HEAD_BYTES // 1024} KiB")
+            self._raw = raw
+            return b""
+        self._raw = b""
+        head = parse_head(raw[:end])
+        if 100 <= head.status < 200 and head.status != 101:  # an interim answer (100 Continue): the next is it
+            rest = raw[end + 4 :]
+            return self.feed(rest) if rest else b""
+        self.head = head
+        dec = self._dec = BodyDecoder(self.head, self.method)
+        rest = raw[end + 4 :]
+        return dec.feed(rest) if rest else b""
 
     def eof(self) -> None:
-        """The peer closed the connection: that ends a close-delimited body, and cuts any other short."""
-        self._c.receive_data(b"")
-        try:
-            self._events()
-        except ProtocolError:
-            pass  # closed inside the message: not complete
-
-    def _events(self) -> bytes:
-        c = self._c
-        out: list[bytes] = []
-        while True:
-            try:
-                ev = c.next_event()
-            except h11.RemoteProtocolError as e:
-                if not self.complete:
-                    raise ProtocolError(str(e)) from None
-                self._extra = True  # bytes after the end of the message: the connection is not reusable
-                break
-            kind = type(ev)
-            if kind is h11.Data:
-                out.append(bytes(ev.data))
-            elif ev is h11.NEED_DATA or ev is h11.PAUSED or kind is h11.ConnectionClosed:
-                break
-            elif kind is h11.Response:
-                headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in ev.headers}
-                self.head = Head(ev.status_code, ev.reason.decode("latin-1"), headers)
-            elif kind is h11.EndOfMessage:
-                self.complete = True
-            # an InformationalResponse (1xx) is skipped: the final answer follows
-        if not out:
-            return b""
-        return out[0] if len(out) == 1 else b"".join(out)
+        if self._dec is not None:
+            self._dec.eof()
