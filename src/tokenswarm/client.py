@@ -8,7 +8,7 @@ immediately before the request bytes are written and a timestamp for every
 clients were seen batching SSE reads, or splitting lines on ``\\r\\n`` only).
 
 :class:`StreamCall` sends one request on a :class:`Connection`, feeds each
-stream line through a dialect into a :class:`~tokenswarm.metrics.StreamMeasure`
+stream line through a dialect into a :class:`~tokenswarm.measure.StreamMeasure`
 and classifies the outcome into exactly one :class:`RequestRecord`. The HTTP/1.1
 framing (:mod:`tokenswarm.http.framing`) is sans-IO: this module does every
 socket read itself. Where requests go: :mod:`tokenswarm.http.target`.
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from tokenswarm.dialects.base import Dialect, MalformedEvent, error_text
 from tokenswarm.http.framing import ProtocolError, ResponseReader, request_head
 from tokenswarm.http.target import Target
-from tokenswarm.metrics import (
+from tokenswarm.measure import (
     CONNECT_ERROR,
     DISCONNECT,
     EMPTY,

@@ -19,7 +19,7 @@ from dataclasses import replace
 from tokenswarm.client import Connection, StreamCall, request_head
 from tokenswarm.datasets import Prompt
 from tokenswarm.http.plain import BAD_RESPONSE, TIMEOUT, FetchError, PlainClient
-from tokenswarm.metrics import CONNECT_ERROR, HTTP_ERROR, STATUS_OK
+from tokenswarm.measure import CONNECT_ERROR, HTTP_ERROR, STATUS_OK
 from tokenswarm.settings import Settings
 
 PREFLIGHT_TIMEOUT_S = 30.0

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import random
 
-from tokenswarm.metrics import HTTP_ERROR, STATUS_CANCELLED, STATUS_OK, RequestRecord
+from tokenswarm.measure import HTTP_ERROR, STATUS_CANCELLED, STATUS_OK, RequestRecord
 
 PUSHBACK_STATUSES = frozenset({429, 503})  # "slow down": Too Many Requests, Service Unavailable
 PUSHBACK_BASE_S = 1.0  # 429/503 without Retry-After: the first wait, doubled for each one in a row

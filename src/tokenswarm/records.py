@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable
 from typing import IO
 
-from tokenswarm.metrics import RequestRecord
+from tokenswarm.measure import RequestRecord
 
 COLUMNS: tuple[str, ...] = (
     "request_id",

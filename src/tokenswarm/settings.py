@@ -18,11 +18,11 @@ from tokenswarm import __version__
 from tokenswarm.arrivals import KINDS as ARRIVAL_KINDS
 from tokenswarm.datasets import DatasetSpec, validate_spec
 from tokenswarm.dialects import Dialect, RequestOptions, UnknownDialect, get_dialect
+from tokenswarm.enginemetrics import metrics_url
 from tokenswarm.engines import Engine, UnknownEngine, get_engine
 from tokenswarm.errors import SettingsError
 from tokenswarm.http.target import BadURL, Target
 from tokenswarm.options import OPTIONS
-from tokenswarm.servermetrics import metrics_url
 from tokenswarm.sweep import CONCURRENCY, RATE, SweepPlan, level_str, parse_levels, parse_slo
 
 REDACTED = "<redacted>"

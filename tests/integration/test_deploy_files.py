@@ -1090,11 +1090,11 @@ GRAFANA = os.path.join(ROOT, "deploy", "grafana")
 
 
 def test_grafana_dashboard_queries_metrics_that_exist():
-    """Every metric the dashboard queries is one tokenswarm exports or an engine name servermetrics maps."""
+    """Every metric the dashboard queries is one tokenswarm exports or an engine name tokenswarm.enginemetrics maps."""
     import json
     import re
 
-    from tokenswarm.servermetrics import MAPPING
+    from tokenswarm.enginemetrics import MAPPING
 
     with open(os.path.join(GRAFANA, "dashboards", "tokenswarm.json")) as fh:
         dash = json.load(fh)

@@ -18,7 +18,7 @@ import tarfile
 import pandas as pd
 import pytest
 
-from tokenswarm import servermetrics
+from tokenswarm import enginemetrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.join(ROOT, "deploy", "gpu", "vllm")
@@ -175,7 +175,7 @@ def test_sweep_sh_dry_run_against_the_simulated_engine(sim_factory, tmp_path):
     assert {"run/requests.csv", "run/run.json", "run/server_metrics.csv", "run/machine.txt",
             "run/sample_stream.txt", "run/cpu-sweep.csv", "run/levels.csv"} <= names
     sm = pd.read_csv(work / "run" / "server_metrics.csv")
-    assert sm.engine_ttft_count.max() > 0 and set(servermetrics.HISTOGRAM_COLUMNS) <= set(sm.columns)
+    assert sm.engine_ttft_count.max() > 0 and set(enginemetrics.HISTOGRAM_COLUMNS) <= set(sm.columns)
     assert '"role":"assistant"' in (work / "run" / "sample_stream.txt").read_text()
     # a second pack takes only what changed; the bench step says what is missing when vllm is
     p = run("sweep.sh", "--steps", "pack", str(out), env=env)

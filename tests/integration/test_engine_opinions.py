@@ -7,7 +7,7 @@ import urllib.request
 import pandas as pd
 import pytest
 
-from tokenswarm import servermetrics
+from tokenswarm import enginemetrics
 from tokenswarm.report.analysis import level_warmups
 from tokenswarm.report.engine import engine_levels_for_run
 from tokenswarm.report.levels import load_requests, windows_from
@@ -28,7 +28,7 @@ def test_the_simulated_engine_serves_vllms_latency_histograms(sim_factory, cli, 
                  "vllm:request_queue_time_seconds", "vllm:inter_token_latency_seconds"):
         assert f"# TYPE {name} histogram" in text, name
         assert f'{name}_bucket{{le="+Inf",model_name="tokenswarm-sim"}}' in text
-    v = servermetrics.parse(text)
+    v = enginemetrics.parse(text)
     assert v["engine_ttft_count"] == 6 and v["engine_e2e_count"] == 6 and v["engine_itl_count"] == 6 * 7
     assert v["engine_ttft_sum_s"] / 6 == pytest.approx(0.040, abs=0.005)
     assert v["engine_itl_sum_s"] / 42 == pytest.approx(0.005, abs=0.001)
@@ -46,7 +46,7 @@ def test_engine_and_client_ttft_agree_per_level(sim_factory, cli, tmp_path):
         meta = json.load(fh)
     timeline = meta["timeline"]
     sm = pd.read_csv(os.path.join(run, "server_metrics.csv"))
-    assert set(servermetrics.CSV_COLUMNS) <= set(sm.columns)
+    assert set(enginemetrics.CSV_COLUMNS) <= set(sm.columns)
     # a scrape at once at the second level's start and where the load stopped
     edges = sm.edge_time.dropna().round(3).tolist()
     assert round(timeline[1]["start"], 3) in edges and round(timeline[-1]["end"], 3) in edges

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from tokenswarm.metrics import RequestRecord
+from tokenswarm.measure import RequestRecord
 from tokenswarm.pushback import PUSHBACK_BASE_S, SPIN_BASE_S, Backoff
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tokenswarm.metrics import RequestRecord
+from tokenswarm.measure import RequestRecord
 from tokenswarm.records import COLUMNS, RequestsWriter, to_row
 from tokenswarm.report.errors import ReportError
 from tokenswarm.report.levels import (

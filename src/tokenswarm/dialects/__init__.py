@@ -1,7 +1,7 @@
 """API dialects, registered by name: ``get_dialect("openai-chat")``.
 
 Each dialect builds a request body and parses one stream line into a
-:class:`~tokenswarm.metrics.Event`. Add one by subclassing
+:class:`~tokenswarm.measure.Event`. Add one by subclassing
 :class:`~tokenswarm.dialects.base.Dialect` and listing it in ``DIALECTS``.
 """
 

@@ -1,7 +1,7 @@
 """The dialect interface: how one API builds a request body and reads its stream.
 
 A dialect turns a :class:`~tokenswarm.datasets.Prompt` into a JSON body and
-one server-sent event of the response into a :class:`~tokenswarm.metrics.Event`.
+one server-sent event of the response into a :class:`~tokenswarm.measure.Event`.
 SSE framing is :mod:`tokenswarm.sse`'s; what every dialect shares (``[DONE]``,
 ``event: error``, JSON objects, error shapes, finish reasons meaning the engine
 gave up) lives here, so each dialect only reads its own JSON. Dialects are
@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from tokenswarm.metrics import Event, Usage
+from tokenswarm.measure import Event, Usage
 from tokenswarm.sse import SSEEvent
 
 DONE = Event(done=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from tokenswarm.dialects.base import Dialect, RequestOptions, StreamText, error_text, finish_error
-from tokenswarm.metrics import Event, Usage
+from tokenswarm.measure import Event, Usage
 
 
 def _sampling(opts: RequestOptions, prompt: Any) -> dict[str, Any]:

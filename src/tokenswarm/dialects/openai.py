@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from tokenswarm.dialects.base import Dialect, RequestOptions, error_text, finish_error, usage_of
-from tokenswarm.metrics import Event
+from tokenswarm.measure import Event
 
 
 def _common(body: dict[str, Any], prompt: Any, opts: RequestOptions) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from tokenswarm.dialects.base import Dialect, RequestOptions, StreamText, error_text
 from tokenswarm.errors import SettingsError
-from tokenswarm.metrics import Event
+from tokenswarm.measure import Event
 
 TEXT_MODES = ("auto", "delta", "cumulative")
 

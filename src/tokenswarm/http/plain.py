@@ -11,7 +11,7 @@ Like the measured path, it ignores the environment (no proxy variables, no ``.ne
 redirect (the API key would go with it). Timeouts bound the connection and each read, not the whole
 answer: under gevent's monkey-patching (Locust processes) its sockets are cooperative, so a slow server delays
 only the greenlet that asked, and a caller there that needs a bound on the whole request wraps it in
-``gevent.Timeout`` (:mod:`tokenswarm.loadgen.enginemetrics` does).
+``gevent.Timeout`` (:mod:`tokenswarm.loadgen.enginescrape` does).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from tokenswarm.datasets.files import books_line
 from tokenswarm.exitstatus import ExitStatus, failure_ratio, failures_message
 from tokenswarm.loadgen import workarounds
 from tokenswarm.loadgen.cluster import MSG_ABORT, MSG_LEVEL, MasterBooks
-from tokenswarm.loadgen.enginemetrics import ServerMetricsSampler
+from tokenswarm.loadgen.enginescrape import EngineMetricsSampler
 from tokenswarm.loadgen.livebooks import LiveBooks, Series
 from tokenswarm.loadgen.selfcheck import HealthSampler
 from tokenswarm.loadgen.timeline import DURATION, TIMED_OUT, Ending, LevelTimeline
@@ -101,7 +101,7 @@ class RunController:
         self.flags: dict[str, str] = {}  # level -> why the client was saturated during it
         self._samplers: list[Any] = []
         self.dataset_books = dataset_books
-        self.engine_metrics: ServerMetricsSampler | None = None  # scrapes /metrics, also at each level's edges
+        self.engine_metrics: EngineMetricsSampler | None = None  # scrapes /metrics, also at each level's edges
 
     @property
     def draining(self) -> bool:
@@ -124,7 +124,7 @@ class RunController:
         if self.session is not None:
             self._samplers.append(HealthSampler("local", self.add_health))
         if self.settings.server_metrics:
-            self.engine_metrics = ServerMetricsSampler(
+            self.engine_metrics = EngineMetricsSampler(
                 self.settings.server_metrics, os.path.join(self.run_dir, SERVER_METRICS_CSV), lambda: self.level,
                 self.settings.server_metrics_interval, self.settings.headers)
             self._samplers.append(self.engine_metrics)

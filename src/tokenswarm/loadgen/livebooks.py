@@ -6,7 +6,7 @@ and TPOT percentiles so far, failures; "warming up" during a level's warm-up. He
 :meth:`LiveBooks.progress_line` every few seconds; the web UI's tokenswarm tab shows :meth:`LiveBooks.table`
 and charts :class:`Series`, samples of :meth:`LiveBooks.sample` every few seconds. (The client self-check:
 :mod:`tokenswarm.loadgen.selfcheck`; the Prometheus exporter: :mod:`tokenswarm.loadgen.exporter`; the
-engine's metrics: :mod:`tokenswarm.loadgen.enginemetrics`.)
+engine's metrics: :mod:`tokenswarm.loadgen.enginescrape`.)
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from tokenswarm.arrivals import Arrivals, Schedule
 from tokenswarm.client import Connection, StreamCall, request_head
 from tokenswarm.datasets import Prompt, open_dataset
 from tokenswarm.loadgen.budget import Budget, LocalBudget
-from tokenswarm.metrics import FAILURE_KINDS, RequestRecord, epoch
+from tokenswarm.measure import FAILURE_KINDS, RequestRecord, epoch
 from tokenswarm.pushback import Backoff
 from tokenswarm.settings import Settings
 from tokenswarm.sweep import RATE

@@ -4,7 +4,7 @@ A user holds one keep-alive connection and, in a loop with no wait, sends a
 request, reads its stream to the end and hands the record to the session.
 After a failure it may wait first (:mod:`tokenswarm.pushback`: what a 429/503's
 Retry-After asks, or a backoff, so no user spins on errors). All measuring is
-in :mod:`tokenswarm.client` and :mod:`tokenswarm.metrics`.
+in :mod:`tokenswarm.client` and :mod:`tokenswarm.measure`.
 """
 
 from __future__ import annotations

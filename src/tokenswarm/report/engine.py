@@ -4,7 +4,7 @@ Three opinions of one level's latency: the client's records, the engine's own hi
 
 * :func:`engine_levels` reads, for each level's measurement window, the
   engine's latency histograms (server_metrics.csv, written by
-  :class:`tokenswarm.loadgen.enginemetrics.ServerMetricsSampler`): the
+  :class:`tokenswarm.loadgen.enginescrape.EngineMetricsSampler`): the
   difference of each histogram's ``_sum`` and ``_count`` between the scrapes
   nearest the window's start and end is the mean of what the engine observed
   in between (``engine_ttft_mean_ms`` ... ``engine_tpot_mean_ms``). Beside it,
@@ -30,7 +30,7 @@ Definitions. vLLM 0.26 (vllm/v1/metrics/stats.py): TTFT is the time the
 frontend processed the first token minus the request's arrival at the API
 server; E2E the same for the last token; queue time is first scheduled minus
 queued inside the engine core; ITL one observation per engine output after
-the first. SGLang, TGI and llama.cpp equivalents: :data:`tokenswarm.servermetrics.HISTOGRAMS`.
+the first. SGLang, TGI and llama.cpp equivalents: :data:`tokenswarm.enginemetrics.HISTOGRAMS`.
 vLLM bench (vllm/benchmarks/serve.py and lib/endpoint_request_func.py): its
 TTFT is the first chunk carrying ``choices`` (vLLM's role chunk, sent with the
 first token), ``itls`` one gap per later chunk, so a request's content events
@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tokenswarm import servermetrics
+from tokenswarm import enginemetrics
 from tokenswarm.report.errors import ReportError
 from tokenswarm.report.levels import READ, Window, load_requests
 from tokenswarm.report.readers import read_csv_with, read_json_object
@@ -69,7 +69,7 @@ GAUGE_COLUMNS: dict[str, tuple[str, float]] = {"running": ("server_running", 1.0
                                                "kv_cache_usage": ("server_kv_cache_usage_pct", 100.0)}
 COALESCED_EVENTS = 2  # a stream of more tokens than this that came in at most this many events was coalesced
 EDGE_TOLERANCE_S = 5.0  # a window edge with no scrape within this many seconds gets no engine figures
-HISTS: tuple[str, ...] = tuple(name.removeprefix("engine_") for name in servermetrics.HISTOGRAM_NAMES)
+HISTS: tuple[str, ...] = tuple(name.removeprefix("engine_") for name in enginemetrics.HISTOGRAM_NAMES)
 
 #: engine_levels' columns, in order
 ENGINE_COLUMNS: tuple[str, ...] = (
@@ -98,7 +98,7 @@ def read_server_metrics(path: str) -> pd.DataFrame | None:
     if not os.path.exists(path) or os.path.getsize(path) == 0:
         return None
     df = read_csv_with(path, "server_metrics.csv", "time", "")
-    for col in ("time", *servermetrics.HISTOGRAM_COLUMNS):
+    for col in ("time", *enginemetrics.HISTOGRAM_COLUMNS):
         if col not in df.columns:
             continue
         conv = pd.to_numeric(df[col], errors="coerce")
@@ -111,7 +111,7 @@ def read_server_metrics(path: str) -> pd.DataFrame | None:
 
 
 def histogram_means(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
-    """``engine_<h>_mean_ms`` and ``engine_<h>_count`` from two parsed scrapes (:func:`servermetrics.parse`).
+    """``engine_<h>_mean_ms`` and ``engine_<h>_count`` from two parsed scrapes (:func:`enginemetrics.parse`).
 
     NaN where either scrape lacks the histogram, the count went down (the engine restarted) or nothing was
     observed in between (then the count is 0).
@@ -195,9 +195,9 @@ def engine_levels(server: pd.DataFrame | None, requests: pd.DataFrame, windows: 
         if server is not None and a is not None and b is not None and times[b] > times[a]:
             lo, hi = float(times[a]), float(times[b])
             row["engine_from"], row["engine_to"] = lo, hi
-            row.update(histogram_means({c: server[c].iloc[a] for c in servermetrics.HISTOGRAM_COLUMNS
+            row.update(histogram_means({c: server[c].iloc[a] for c in enginemetrics.HISTOGRAM_COLUMNS
                                         if c in server.columns},
-                                       {c: server[c].iloc[b] for c in servermetrics.HISTOGRAM_COLUMNS
+                                       {c: server[c].iloc[b] for c in enginemetrics.HISTOGRAM_COLUMNS
                                         if c in server.columns}))
             row["client_ttft_mean_ms"], row["client_ttft_count"] = _client_mean(ttft, first_at, lo, hi)
             row["client_e2e_mean_ms"], row["client_e2e_count"] = _client_mean(e2e, last_at, lo, hi)
@@ -275,7 +275,7 @@ def _bench_engine(json_path: str) -> dict[str, float]:
     for p in (before, after):
         try:
             with open(p, encoding="utf-8") as fh:
-                scrapes.append(servermetrics.parse(fh.read()))
+                scrapes.append(enginemetrics.parse(fh.read()))
         except (OSError, ValueError) as e:
             raise ReportError(f"{p}: cannot parse the engine's metrics ({e})") from None
     return {"bench_" + k: v for k, v in histogram_means(scrapes[0], scrapes[1]).items()}

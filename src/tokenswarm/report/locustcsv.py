@@ -38,7 +38,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from tokenswarm.metrics import FAILURE_KINDS
+from tokenswarm.measure import FAILURE_KINDS
 from tokenswarm.report.errors import ReportError
 from tokenswarm.report.levels import PERCENTILES, pct_name
 

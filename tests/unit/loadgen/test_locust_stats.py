@@ -15,7 +15,7 @@ def test_locust_counts_each_request_once_and_e2e_sizes_are_bytes():
         from types import SimpleNamespace
         from locust.env import Environment
         from tokenswarm.loadgen.session import Session
-        from tokenswarm.metrics import RequestRecord
+        from tokenswarm.measure import RequestRecord
 
         env = Environment(user_classes=[])
         env.create_local_runner()

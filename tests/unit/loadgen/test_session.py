@@ -10,7 +10,7 @@ PRELUDE = dedent("""
     from argparse import Namespace
     from locust.env import Environment
     from tokenswarm.loadgen.session import Session
-    from tokenswarm.metrics import RequestRecord
+    from tokenswarm.measure import RequestRecord
     from tokenswarm.options import namespace_defaults
     from tokenswarm.settings import build
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tokenswarm import servermetrics
+from tokenswarm import enginemetrics
 from tokenswarm.report import engine
 from tokenswarm.report.errors import ReportError
 from tokenswarm.report.levels import Window
@@ -18,7 +18,7 @@ NAN = float("nan")
 
 def scrapes(rows):
     """server_metrics.csv rows: (time, ttft sum s, ttft count, e2e sum s, e2e count)."""
-    cols = {c: [NAN] * len(rows) for c in servermetrics.CSV_COLUMNS}
+    cols = {c: [NAN] * len(rows) for c in enginemetrics.CSV_COLUMNS}
     cols["time"] = [r[0] for r in rows]
     cols["engine_ttft_sum_s"] = [r[1] for r in rows]
     cols["engine_ttft_count"] = [r[2] for r in rows]

@@ -1,4 +1,5 @@
-"""Per-request metrics: the one place TTFT, TPOT, ITL and E2E are defined.
+"""Per-request measurement: the one place TTFT, TPOT, ITL and E2E are defined (the engine's own Prometheus
+metrics are :mod:`tokenswarm.enginemetrics`; tokenswarm's exported ones :mod:`tokenswarm.loadgen.exporter`).
 
 A :class:`StreamMeasure` is fed the parsed events of one streamed response,
 each with the ``time.perf_counter()`` reading taken when its bytes arrived,

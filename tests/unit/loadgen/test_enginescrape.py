@@ -16,9 +16,9 @@ SCRIPT = textwrap.dedent("""
 
     import gevent
 
-    from tokenswarm.loadgen import enginemetrics
+    from tokenswarm.loadgen import enginescrape
 
-    enginemetrics.SCRAPE_LIMIT_S = 0.5
+    enginescrape.SCRAPE_LIMIT_S = 0.5
     srv = socket.create_server(("127.0.0.1", 0))
 
     def trickle():  # answers, then sends one byte every 50 ms: each read is quick, the whole answer never ends
@@ -39,14 +39,14 @@ SCRIPT = textwrap.dedent("""
     gevent.spawn(trickle)
     gevent.spawn(tick)
     t0 = time.monotonic()
-    s = enginemetrics.ServerMetricsSampler(f"http://127.0.0.1:{srv.getsockname()[1]}/metrics", sys.argv[1],
+    s = enginescrape.EngineMetricsSampler(f"http://127.0.0.1:{srv.getsockname()[1]}/metrics", sys.argv[1],
                                            level=lambda: 1.0, interval=60.0)
-    while not s.failures and time.monotonic() - t0 < 4 * enginemetrics.SCRAPE_TIMEOUT_S:
+    while not s.failures and time.monotonic() - t0 < 4 * enginescrape.SCRAPE_TIMEOUT_S:
         gevent.sleep(0.05)
     took = time.monotonic() - t0
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
     print(json.dumps({"failures": s.failures, "rows": s.rows, "took": took, "max_gap": max(gaps),
-                      "limit": enginemetrics.SCRAPE_LIMIT_S, "read_timeout": enginemetrics.SCRAPE_TIMEOUT_S}))
+                      "limit": enginescrape.SCRAPE_LIMIT_S, "read_timeout": enginescrape.SCRAPE_TIMEOUT_S}))
 """)
 
 

@@ -1,10 +1,10 @@
-"""The engine's ``/metrics`` during a run: :class:`ServerMetricsSampler` writes server_metrics.csv.
+"""The engine's ``/metrics`` during a run: :class:`EngineMetricsSampler` writes server_metrics.csv.
 
 It scrapes every ``interval`` seconds, and at once when the controller marks a
-level's edge (:meth:`ServerMetricsSampler.mark`: a level starts, or the load
+level's edge (:meth:`EngineMetricsSampler.mark`: a level starts, or the load
 stops), so the engine's histogram sums and counts are read close to each
 measurement window's edges. Each row holds the common gauges and counters and
-the histograms' ``_sum``/``_count`` (:mod:`tokenswarm.servermetrics`), how long
+the histograms' ``_sum``/``_count`` (:mod:`tokenswarm.enginemetrics`), how long
 the scrape took (``scrape_ms``: an API server that is slow to answer /metrics
 is slow to answer everything) and, for a marked scrape, the edge's time
 (``edge_time``). Runs on the master or the single local process, in a greenlet:
@@ -22,7 +22,7 @@ from collections.abc import Callable
 import gevent
 from gevent.event import Event
 
-from tokenswarm import servermetrics
+from tokenswarm import enginemetrics
 from tokenswarm.sweep import level_str
 
 log = logging.getLogger("tokenswarm")
@@ -31,12 +31,12 @@ SCRAPE_TIMEOUT_S = 5.0  # to connect, and for each read
 SCRAPE_LIMIT_S = 10.0  # for the whole scrape
 
 
-class ServerMetricsSampler:
+class EngineMetricsSampler:
     """Scrapes the engine's metrics every ``interval`` seconds, and at each marked level edge, into ``path``."""
 
     def __init__(self, url: str, path: str, level: Callable[[], float | None], interval: float = 2.0,
                  headers: dict[str, str] | None = None) -> None:
-        self.scraper = servermetrics.Scraper(url, headers, SCRAPE_TIMEOUT_S)
+        self.scraper = enginemetrics.Scraper(url, headers, SCRAPE_TIMEOUT_S)
         self.level = level
         self.interval = interval
         self.rows = 0
@@ -46,7 +46,7 @@ class ServerMetricsSampler:
         self._fh = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115
         self._w = csv.writer(self._fh)
         if self._fh.tell() == 0:
-            self._w.writerow(servermetrics.CSV_COLUMNS)
+            self._w.writerow(enginemetrics.CSV_COLUMNS)
         self.greenlet = gevent.spawn(self._loop)
 
     def mark(self, level: float | None, t: float | None = None) -> None:
@@ -89,8 +89,8 @@ class ServerMetricsSampler:
         lvl = self.level()
         self._w.writerow([
             f"{t1:.3f}", level_str(lvl) if lvl is not None else "",
-            *("" if values.get(k) is None else f"{values[k]:.12g}" for k in servermetrics.COMMON),
-            *("" if values.get(k) is None else f"{values[k]:.12g}" for k in servermetrics.HISTOGRAM_COLUMNS),
+            *("" if values.get(k) is None else f"{values[k]:.12g}" for k in enginemetrics.COMMON),
+            *("" if values.get(k) is None else f"{values[k]:.12g}" for k in enginemetrics.HISTOGRAM_COLUMNS),
             f"{(t1 - t0) * 1000.0:.1f}", f"{edges[-1]:.3f}" if edges else "",
         ])
         self._fh.flush()

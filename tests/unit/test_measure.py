@@ -2,7 +2,7 @@
 
 import pytest
 
-from tokenswarm.metrics import (
+from tokenswarm.measure import (
     SOURCE_EVENTS,
     SOURCE_TOKENIZER,
     SOURCE_USAGE,
