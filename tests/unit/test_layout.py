@@ -94,3 +94,14 @@ def test_locust_and_gevent_are_imported_only_in_loadgen():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             outside += [f"{m}: {n}" for n in names if n.split(".")[0] in ("locust", "gevent")]
     assert outside == []
+
+
+def test_test_files_have_unique_names():
+    # pytest imports test modules by their file name: two alike in different folders collide
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    names: dict[str, list[str]] = {}
+    for root, _dirs, files in os.walk(tests):
+        for f in files:
+            if f.startswith("test_") and f.endswith(".py"):
+                names.setdefault(f, []).append(os.path.relpath(os.path.join(root, f), tests))
+    assert {n: p for n, p in names.items() if len(p) > 1} == {}
