@@ -295,9 +295,11 @@ def _free_port() -> int:
 
 
 def _launch(args: argparse.Namespace, cmd: list[str], env: dict[str, str], run_dir: str | None) -> int:
-    """One process; or a master and --workers local workers (Locust's ``--processes``: the master forks them
-    once its locustfile is loaded, and they connect on a free loopback port); or a master waiting for remote
-    workers."""
+    """One process; or a master and --workers local workers; or a master waiting for remote workers.
+
+    Local workers are this process's children beside the master, not forked by it (Locust's ``--processes``):
+    a worker that dies is a sibling the master reports lost while the run goes on, each worker's log is a file
+    in the run folder (worker-N.log), and Ctrl-C reaches the master alone, which stops them."""
     if args.master:
         cmd = cmd + ["--master", "--expect-workers", str(args.expect_workers), "--master-bind-host",
                      args.master_bind_host, "--master-bind-port", str(args.master_bind_port), "--enable-rebalancing"]
@@ -306,11 +308,32 @@ def _launch(args: argparse.Namespace, cmd: list[str], env: dict[str, str], run_d
         return run_child(cmd, env)
     if not args.workers:
         return run_child(cmd, env)
-    port = str(_free_port())
-    cmd = cmd + ["--processes", str(args.workers), "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
-                 "--master-port", port, "--enable-rebalancing", "--expect-workers-max-wait", "60"]
-    print(f"tokenswarm: master and {args.workers} local worker processes", flush=True)
-    return run_child(cmd, env)
+    port = _free_port()
+    master = cmd + ["--master", "--expect-workers", str(args.workers), "--master-bind-host", "127.0.0.1",
+                    "--master-bind-port", str(port), "--enable-rebalancing", "--expect-workers-max-wait", "60"]
+    worker = [sys.executable, "-m", "locust", "-f", _packaged("locustfile.py") if not args.locustfile
+              else args.locustfile, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port),
+              "--loglevel", args.loglevel]
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = []
+    try:
+        for i in range(args.workers):
+            log = open(os.path.join(run_dir, f"worker-{i}.log") if run_dir else os.devnull, "wb")  # noqa: SIM115
+            logs.append(log)
+            procs.append(subprocess.Popen(worker, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True))
+        print(f"tokenswarm: master and {args.workers} local workers (pids "
+              f"{', '.join(str(p.pid) for p in procs)})", flush=True)
+        return run_child(master, env)
+    finally:
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for log in logs:
+            log.close()
 
 
 def run_child(cmd: list[str], env: dict[str, str], group: bool = False) -> int:

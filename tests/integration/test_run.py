@@ -186,3 +186,8 @@ def test_locusts_headline_request_count_is_the_number_of_requests(workers, cli, 
     history = pd.read_csv(os.path.join(out, "locust_stats_history.csv"))
     last = history.groupby("Name")["Total Request Count"].last()
     assert last["Aggregated"] == last["E2E"]  # the per-second history agrees with itself
+    if workers == "2":  # local workers run beside the master (not forked by it), each with its log in the folder
+        for i in range(2):
+            with open(os.path.join(out, f"worker-{i}.log")) as fh:
+                assert "connected to master" in fh.read()
+        assert "local workers (pids " in p.stdout
