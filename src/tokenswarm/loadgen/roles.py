@@ -57,6 +57,7 @@ from tokenswarm.loadgen.cluster import (
 from tokenswarm.loadgen.controller import RunController
 from tokenswarm.loadgen.lifecycle import UserWatch, WorkerWatch
 from tokenswarm.loadgen.session import Session
+from tokenswarm.loadgen.shapes import LevelShape
 from tokenswarm.options import BY_DEST
 from tokenswarm.preflight import PreflightError, check
 from tokenswarm.settings import Settings, SettingsError, build, with_run_seed, with_trace
@@ -118,15 +119,15 @@ class Role:
         if not values.get("dialect") and not values.get("endpoint") and len(dialects) == 1 and "" not in dialects:
             changed["dialect"] = dialects.pop()
         shape = self.env.shape_class
-        if hasattr(shape, "check_options"):
+        if isinstance(shape, LevelShape):
             shape.check_options(values)
-        for dest, value in (shape.option_defaults() if hasattr(shape, "option_defaults") else {}).items():
-            if dest in BY_DEST and values.get(dest) == BY_DEST[dest].default:
-                changed[dest] = value
+            for dest, value in shape.option_defaults().items():
+                if dest in BY_DEST and values.get(dest) == BY_DEST[dest].default:
+                    changed[dest] = value
         if changed:
             opts = argparse.Namespace(**{**values, **changed})
         settings = build(opts, host=(self.env.host if host is None else host) or None)
-        if hasattr(shape, "check"):
+        if isinstance(shape, LevelShape):
             shape.check(settings)
         return settings
 
@@ -339,7 +340,7 @@ class WriterRole(Role):
         self.start_error = None
         shape = self.env.shape_class
         if settings.plan is not None:
-            if not hasattr(shape, "attach"):
+            if not isinstance(shape, LevelShape):
                 self.fail("--levels, --rates and --trace step through levels: use a locustfile with "
                           "tokenswarm's SweepShape (tokenswarm sweep does)")
                 return
