@@ -15,28 +15,17 @@ microseconds per event; asserts nothing about time. tokenswarm/http/framing.py h
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import h11
 
+from sse_decode import pieces  # the same vLLM-like chat events (bench/ is the script's folder)
 from tokenswarm.dialects import get_dialect
 from tokenswarm.http.framing import MAX_HEAD_BYTES, Head, ProtocolError, ResponseReader
 from tokenswarm.sse import SSEDecoder
 
 HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ntransfer-encoding: chunked\r\n"
         b"date: Mon, 01 Jan 2024 00:00:00 GMT\r\nserver: uvicorn\r\n\r\n")
-
-
-def events(n: int) -> list[bytes]:
-    """``n`` chat completion chunks as server-sent events, like a vLLM stream."""
-    out = []
-    for i in range(n):
-        obj = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1732000000, "model": "m",
-               "choices": [{"index": 0, "delta": {"content": f" tok{i % 97}"}, "logprobs": None,
-                            "finish_reason": None}]}
-        out.append(b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n")
-    return out
 
 
 def framed(evs: list[bytes]) -> list[bytes]:
@@ -151,7 +140,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
     n = args.events
-    evs = events(n)
+    evs = pieces(n)
     per_chunk = framed(evs)
     wire = b"".join(per_chunk)
     cuttings = {

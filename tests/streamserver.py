@@ -59,6 +59,56 @@ def sse_response(events: Iterable[bytes], end: bool = True) -> list[bytes]:
     return pieces
 
 
+class LoopbackServer:
+    """A real server on 127.0.0.1, a thread per connection: each request's head (its body, by Content-Length,
+    read and dropped) goes to ``answer(conn, head)``, which writes the reply; returning False closes the
+    connection. ``accepted`` counts connections, ``heads`` keeps every request head as text."""
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.accepted = 0
+        self.heads: list[str] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c: socket.socket) -> None:
+        buf = b""
+        with c:
+            while True:
+                try:
+                    data = c.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buf += data
+                while b"\r\n\r\n" in buf:
+                    head, _, rest = buf.partition(b"\r\n\r\n")
+                    lengths = [ln.split(b":", 1)[1] for ln in head.split(b"\r\n")
+                               if ln.lower().startswith(b"content-length:")]
+                    length = int(lengths[0]) if lengths else 0
+                    if len(rest) < length:
+                        break  # the body is still on its way
+                    buf = rest[length:]
+                    self.heads.append(head.decode("latin-1"))
+                    if self.answer(c, head) is False:
+                        return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class ScriptedServer:
     """The far end of a socket pair: sends ``pieces`` (after reading the request), with delays."""
 

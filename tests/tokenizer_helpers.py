@@ -48,29 +48,27 @@ def byte_level_bpe(vocab_size: int = 2000) -> Tokenizer:
     return tok
 
 
-def metaspace_bpe(vocab_size: int = 1500) -> Tokenizer:
-    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+def _metaspace_trained(tok: Tokenizer, vocab_size: int, seed: int) -> Tokenizer:
+    """``tok`` with Metaspace pre-tokenizing, the ``▁``/byte-fallback decoder, trained on :func:`corpus`."""
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
                                      decoders.Strip(" ", 1, 0)])
     byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>", *byte_tokens],
                                   show_progress=False)
-    tok.train_from_iterator(corpus(seed=2), trainer)
+    tok.train_from_iterator(corpus(seed=seed), trainer)
     return tok
+
+
+def metaspace_bpe(vocab_size: int = 1500) -> Tokenizer:
+    return _metaspace_trained(Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True)), vocab_size, seed=2)
 
 
 def sentencepiece_legacy(vocab_size: int = 1500) -> Tokenizer:
     """Llama 2 as converted from SentencePiece: no pre-tokenizer, spaces become ``▁`` in the normalizer."""
-    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()  # for training only: pieces never span words, as in SentencePiece
-    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
-                                     decoders.Strip(" ", 1, 0)])
-    byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>", *byte_tokens],
-                                  show_progress=False)
-    tok.train_from_iterator(corpus(seed=4), trainer)
-    tok.pre_tokenizer = None
+    tok = _metaspace_trained(Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True)),
+                             vocab_size, seed=4)
+    tok.pre_tokenizer = None  # Metaspace was for training only: pieces never span words, as in SentencePiece
     tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
     return tok

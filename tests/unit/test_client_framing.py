@@ -4,6 +4,7 @@ kernel receive times."""
 import socket
 import threading
 
+from streamserver import LoopbackServer
 from tokenswarm.client import Connection, StreamCall
 from tokenswarm.dialects import get_dialect
 from tokenswarm.http.target import Target
@@ -17,50 +18,17 @@ def _event(text):
     return STREAM % (len(body), body)
 
 
-class TinyServer:
-    """A real loopback server: answers each request with one short stream; can drop idle connections."""
+def tiny_server(drop_after_first: bool = False) -> LoopbackServer:
+    """A real loopback server answering each request with one short stream; it may close the connection after
+    its first answer, as a server closes an idle keep-alive connection."""
+    answered = [0]
 
-    def __init__(self, drop_after_first: bool = False):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self.drop_after_first = drop_after_first
-        threading.Thread(target=self._accept, daemon=True).start()
+    def answer(c, _head):
+        answered[0] += 1
+        c.sendall(_event(f"r{answered[0]}"))
+        return not (drop_after_first and answered[0] == 1)
 
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
-        buf = b""
-        n = 0
-        while True:
-            try:
-                data = c.recv(65536)
-            except OSError:
-                return
-            if not data:
-                c.close()
-                return
-            buf += data
-            while b"\r\n\r\n" in buf:
-                head, _, rest = buf.partition(b"\r\n\r\n")
-                lines = head.split(b"\r\n")
-                length = int([ln.split(b":")[1] for ln in lines if ln.lower().startswith(b"content-length")][0])
-                buf = rest[length:]
-                n += 1
-                c.sendall(_event(f"r{n}"))
-                if self.drop_after_first and n == 1:
-                    c.close()  # the server closes an idle keep-alive connection
-                    return
-
-    def close(self):
-        self.sock.close()
+    return LoopbackServer(answer)
 
 
 def _call(conn):
@@ -69,7 +37,7 @@ def _call(conn):
 
 
 def test_keep_alive_reuses_one_connection():
-    srv = TinyServer()
+    srv = tiny_server()
     conn = Connection(Target.parse(f"http://127.0.0.1:{srv.port}"), 2.0, 2.0)
     try:
         recs = [_call(conn) for _ in range(5)]
@@ -81,7 +49,7 @@ def test_keep_alive_reuses_one_connection():
 
 
 def test_a_connection_the_server_closed_while_idle_is_retried_once_on_a_fresh_one():
-    srv = TinyServer(drop_after_first=True)
+    srv = tiny_server(drop_after_first=True)
     conn = Connection(Target.parse(f"http://127.0.0.1:{srv.port}"), 2.0, 2.0)
     try:
         assert _call(conn).status == "ok"
@@ -110,7 +78,6 @@ def test_event_times_are_when_bytes_arrived_not_when_a_busy_client_read_them():
     # and the rest right after; the client is busy elsewhere for 300 ms before it reads anything. With the
     # kernel's receive timestamps (Linux) TTFT is the arrival (~50 ms), not the late read (~300 ms).
     import socket as socketmod
-    import threading
     import time
 
     from streamserver import chunk, fixture_events, response_head

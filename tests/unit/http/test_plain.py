@@ -2,53 +2,12 @@
 
 import gzip
 import socket
-import threading
 import time
 
 import pytest
 
+from streamserver import LoopbackServer
 from tokenswarm.http.plain import BAD_RESPONSE, TIMEOUT, UNREACHABLE, FetchError, PlainClient
-
-
-class LoopbackServer:
-    """Accepts connections on 127.0.0.1 and hands each request's head to ``answer(conn, head)``."""
-
-    def __init__(self, answer):
-        self.answer = answer
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.accepted = 0
-        self.heads = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
-        buf = b""
-        with c:
-            while True:
-                try:
-                    data = c.recv(65536)
-                except OSError:
-                    return
-                if not data:
-                    return
-                buf += data
-                while b"\r\n\r\n" in buf:
-                    head, _, buf = buf.partition(b"\r\n\r\n")
-                    self.heads.append(head.decode("latin-1"))
-                    if self.answer(c, head) is False:
-                        return
-
-    def close(self):
-        self.sock.close()
 
 
 @pytest.fixture
