@@ -87,6 +87,13 @@ def test_sweep_in_the_web_ui_advances_levels(tmp_path):
             time.sleep(0.3)  # the shape ends the test after the last level; the run folder is finished
         levels = pd.read_csv(os.path.join(out, "levels.csv"))
         assert list(levels.level) == [1, 2, 4]
+        # a second sweep from the same web UI steps through its levels again, into a sibling folder
+        urllib.request.urlopen(urllib.request.Request(base + "/swarm", data=data), timeout=5)
+        again = out + "-2"
+        deadline = time.time() + 40
+        while not os.path.exists(os.path.join(again, "levels.csv")) and time.time() < deadline:
+            time.sleep(0.3)
+        assert list(pd.read_csv(os.path.join(again, "levels.csv")).level) == [1, 2, 4]
     finally:
         proc.terminate()
         proc.wait(timeout=30)

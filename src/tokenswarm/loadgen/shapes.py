@@ -90,9 +90,6 @@ class LevelShape(LoadTestShape):
         self.plan = plan
         self._begin(0)
 
-    def detach(self) -> None:
-        self._run = None
-
     def _begin(self, i: int) -> None:
         assert self.plan is not None and self._run is not None
         self.index = i
@@ -116,12 +113,11 @@ class LevelShape(LoadTestShape):
         users = plan.users(self.index)
         return users, float(max(users, 1))  # each level's users start within a second
 
-    def _first_tick(self) -> tuple[int, float] | None:
-        """Before a test (or after one): its first level's users, from the process's settings; None (no test)
-        when there are none. The test start reports a problem with the options."""
+    def _first_tick(self) -> tuple[int, float]:
+        """Before a test (the web UI may start another after one ended: the run controller ends each test,
+        not the shape): its first level's users, from the process's settings. Without a plan, one user: the
+        test start reports the problem with the options and stops the test."""
         role = getattr(self.runner.environment, "tokenswarm", None) if self.runner is not None else None
-        if self._run is not None:  # the test this shape stepped has finished
-            return None
         plan = role.plan() if role is not None else None
         if plan is None:
             return (1, 1.0)  # the test start will report the problem and stop
