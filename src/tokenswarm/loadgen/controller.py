@@ -81,8 +81,7 @@ class RunController:
         self.finished = False  # finish() has begun
         self.done = Event()  # ... and has written everything
         self.interrupted = False
-        self.ending = Ending(time.monotonic(), settings.duration_s if self.plan is None else None,
-                             environment.stop_timeout or 0.0)
+        self.ending = Ending(time.monotonic(), settings.duration_s if self.plan is None else None)
         self.status_counts: dict[str, int] = {}
         self.status_by_level: dict[str, dict[str, int]] = {}  # level -> status -> requests
         self.exit_reason = ""  # why the exit code is 1 (failures over --max-fail-ratio); '' otherwise
@@ -303,8 +302,7 @@ class RunController:
                 self.stopping()  # the measurement window ends here
                 self._drain(why)
                 continue
-            self.ending.stop_timeout_s = self.env.stop_timeout or 0.0  # the web UI may change it meanwhile
-            end = self.ending.should_stop(now, self._drained())
+            end = self.ending.should_stop(now, self._drained(), self.env.stop_timeout or 0.0)
             if end is not None:
                 cut = end == TIMED_OUT
                 if cut:

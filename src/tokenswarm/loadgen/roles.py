@@ -433,9 +433,9 @@ class MasterRole(WriterRole):
     def start_run(self, settings: Settings, run_dir: str) -> RunController:
         # every worker takes its own share of the dataset: worker i of n takes prompts i, i+n, ...
         self.opts.worker_shards = max(len(self.runner.clients), 1)
-        books = dataset_problem(settings)
+        dataset_books = dataset_problem(settings)
         return RunController(self.env, settings, run_dir, books=MasterBooks(self.env, settings.requests),
-                             exporter=self.exporter, dataset_books=books)
+                             exporter=self.exporter, dataset_books=dataset_books)
 
     def _for_run(self, handler: Any) -> Any:
         def on_message(environment: Environment, msg: Any, **_kw: Any) -> None:

@@ -57,7 +57,7 @@ class LevelTimeline:
     def __len__(self) -> int:
         return len(self.segments)
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self):
         return iter(self.segments)
 
 
@@ -65,12 +65,10 @@ class Ending:
     """When a test stops sending and when it stops (monotonic seconds throughout).
 
     ``duration_s``: the test stops sending this long after ``started`` (None: no time limit; a sweep's shape
-    ends it instead). ``stop_timeout_s``: how long requests in flight may take to finish once it stopped
-    sending (Locust's ``--stop-timeout``)."""
+    ends it instead)."""
 
-    def __init__(self, started: float, duration_s: float | None, stop_timeout_s: float) -> None:
+    def __init__(self, started: float, duration_s: float | None) -> None:
         self.deadline = started + duration_s if duration_s else None
-        self.stop_timeout_s = stop_timeout_s
         self.draining_since: float | None = None  # when it stopped sending
         self.why = ""  # DURATION, REQUESTS, or what the caller said (a sweep's last level)
 
@@ -96,13 +94,14 @@ class Ending:
             return REQUESTS
         return None
 
-    def should_stop(self, now: float, in_flight_done: bool) -> str | None:
-        """Once draining: DRAINED when every request finished, TIMED_OUT when ``--stop-timeout`` passed with
-        some still in flight (they are to be cancelled); None otherwise."""
+    def should_stop(self, now: float, in_flight_done: bool, stop_timeout_s: float) -> str | None:
+        """Once draining: DRAINED when every request finished, TIMED_OUT when ``stop_timeout_s`` (Locust's
+        ``--stop-timeout``, which the web UI may change meanwhile) passed with some still in flight (they are
+        to be cancelled); None otherwise."""
         if self.draining_since is None:
             return None
         if in_flight_done:
             return DRAINED
-        if now - self.draining_since > self.stop_timeout_s:
+        if now - self.draining_since > stop_timeout_s:
             return TIMED_OUT
         return None

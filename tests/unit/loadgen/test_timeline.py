@@ -24,28 +24,30 @@ def test_closing_ends_the_open_level_once():
 
 
 def test_the_duration_drains_once_then_in_flight_requests_finish():
-    e = Ending(started=10.0, duration_s=30.0, stop_timeout_s=5.0)
+    e = Ending(started=10.0, duration_s=30.0)
     assert e.should_drain(39.9, budget_spent=False) is None
-    assert e.should_stop(39.9, in_flight_done=True) is None  # not draining yet
+    assert e.should_stop(39.9, in_flight_done=True, stop_timeout_s=5.0) is None  # not draining yet
     assert e.should_drain(40.0, budget_spent=False) == DURATION
     assert e.drain(40.0, DURATION) and not e.drain(41.0, REQUESTS)  # the first reason stays
     assert e.draining and e.why == DURATION
     assert e.should_drain(50.0, budget_spent=True) is None  # already draining
-    assert e.should_stop(42.0, in_flight_done=False) is None
-    assert e.should_stop(42.0, in_flight_done=True) == DRAINED
+    assert e.should_stop(42.0, in_flight_done=False, stop_timeout_s=5.0) is None
+    assert e.should_stop(42.0, in_flight_done=True, stop_timeout_s=5.0) == DRAINED
+    assert e.should_stop(46.0, in_flight_done=False, stop_timeout_s=5.0) == TIMED_OUT
+    assert e.should_stop(46.0, in_flight_done=False, stop_timeout_s=10.0) is None  # the web UI gave it longer
 
 
 def test_requests_still_in_flight_after_the_stop_timeout_are_cut():
-    e = Ending(started=0.0, duration_s=None, stop_timeout_s=2.0)
+    e = Ending(started=0.0, duration_s=None)
     assert e.should_drain(1e9, budget_spent=False) is None  # no time limit: a shape or the user ends it
     assert e.should_drain(3.0, budget_spent=True) == REQUESTS
     e.drain(3.0, REQUESTS)
-    assert e.should_stop(5.0, in_flight_done=False) is None  # exactly the timeout: still waiting
-    assert e.should_stop(5.01, in_flight_done=False) == TIMED_OUT
+    assert e.should_stop(5.0, in_flight_done=False, stop_timeout_s=2.0) is None  # exactly the timeout: still waiting
+    assert e.should_stop(5.01, in_flight_done=False, stop_timeout_s=2.0) == TIMED_OUT
 
 
 @pytest.mark.parametrize("timeout", [0.0, 0.5])
 def test_a_zero_stop_timeout_cuts_at_once(timeout):
-    e = Ending(started=0.0, duration_s=1.0, stop_timeout_s=timeout)
+    e = Ending(started=0.0, duration_s=1.0)
     e.drain(1.0, DURATION)
-    assert e.should_stop(1.0 + timeout + 1e-6, in_flight_done=False) == TIMED_OUT
+    assert e.should_stop(1.0 + timeout + 1e-6, in_flight_done=False, stop_timeout_s=timeout) == TIMED_OUT
