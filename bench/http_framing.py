@@ -15,11 +15,10 @@ microseconds per event; asserts nothing about time. tokenswarm/http/framing.py h
 from __future__ import annotations
 
 import argparse
-import time
 
 import h11
 
-from sse_decode import pieces  # the same vLLM-like chat events (bench/ is the script's folder)
+from sse_decode import best, pieces  # the same vLLM-like chat events (bench/ is the script's folder)
 from tokenswarm.dialects import get_dialect
 from tokenswarm.http.framing import MAX_HEAD_BYTES, Head, ProtocolError, ResponseReader
 from tokenswarm.sse import SSEDecoder
@@ -125,15 +124,6 @@ def sse_and_dialect(bodies: list[bytes]) -> int:
     return n
 
 
-def best(fn, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=20000)
@@ -153,10 +143,10 @@ def main() -> None:
         figures = []
         for reader in (ResponseReader, H11ResponseReader):
             assert read_all(reads, reader) == body, f"{reader.__name__} lost bytes"
-            figures.append(best(lambda reads=reads, reader=reader: read_all(reads, reader), args.rounds) / n * 1e6)
+            figures.append(best(lambda r, reader=reader: read_all(r, reader), reads, args.rounds) / n * 1e6)
         print(f"{name:20s}  tokenswarm's reader {figures[0]:6.2f} us/event   h11 {figures[1]:6.2f} us/event")
     assert sse_and_dialect(evs) == n
-    c = best(lambda: sse_and_dialect(evs), args.rounds) / n * 1e6
+    c = best(sse_and_dialect, evs, args.rounds) / n * 1e6
     print(f"{'for scale':20s}  SSE decoder + OpenAI chat dialect {c:6.2f} us/event")
 
 
