@@ -85,8 +85,8 @@ test: $(VENV)/.checks ## all tests: unit, integration and the slow end-to-end on
 test-fast: $(VENV)/.checks ## unit and integration tests, skipping the slow end-to-end ones
 	$(BIN)/pytest -q -m "not slow"
 
-lint: install ## ruff
-	$(BIN)/ruff check src tests bench locustfiles
+lint: install ## ruff (pinned in pyproject.toml) over every Python file of the project
+	$(BIN)/ruff check src tests bench locustfiles deploy
 
 bench: install ## timing accuracy of the client and the simulated engine's capacity (prints figures; ~10 min)
 	$(BIN)/python bench/client_overhead.py --users 64,256 $(ARGS)

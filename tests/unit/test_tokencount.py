@@ -3,8 +3,8 @@
 import os
 
 import pytest
-from tokenizer_helpers import BUILDERS, save
 
+from tokenizer_helpers import BUILDERS, save
 from tokenswarm.errors import SettingsError
 from tokenswarm.tokencount import TokenCounter, load_tokenizer
 
