@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from tokenswarm.report import build
+from tokenswarm.report import build_report
 from tokenswarm.settings import parse_duration
 from tokenswarm.simengine import SimProcess
 
@@ -90,7 +90,7 @@ def one(c: int, workers: int, args: argparse.Namespace, workdir: str) -> dict[st
     stats = sim.final_stats()
     request_s = (args.ttft_ms + (args.tokens - 1) * args.tpot_ms) / 1000.0
     warmup = args.warmup if args.warmup >= 0 else (1.0 if args.burst else 0.0) + 2 * request_s
-    levels = build(out, warmup_s=warmup)
+    levels = build_report(out, warmup_s=warmup)
     health = pd.read_csv(os.path.join(out, "client_health.csv"))
     t_first = pd.read_csv(os.path.join(out, "requests.csv"), usecols=["start_time"]).start_time.min()
     health = health[health.time >= t_first + warmup]  # the steady state, as the other figures

@@ -8,7 +8,7 @@ It writes a realistic run folder in a temporary directory with
 (requests per level follow a throughput curve that saturates at 256 streams,
 TTFT growing past it), ~0.2 % failures of three kinds, a few cancelled
 requests, an ``itl_ms`` cell per request holding uniformly 16..64 gaps
-(``--itl``), SLOs and a warm-up in run.json, then runs :func:`tokenswarm.report.build`
+(``--itl``), SLOs and a warm-up in run.json, then runs :func:`tokenswarm.report.build_report`
 in a child process and prints: generation time, file size, build time,
 rows/s, and the child's peak RSS (``resource.getrusage``). Figures only; no
 pass/fail.
@@ -52,7 +52,7 @@ def generate(run_dir: str, n: int, itl_lo: int, itl_hi: int, seed: int = 1) -> d
 
 def child(run_dir: str, phases: bool) -> None:
     """Run in a fresh process: time build() (and, with --phases, its parts); print one JSON line."""
-    from tokenswarm.report import build
+    from tokenswarm.report import build_report
     from tokenswarm.report.levels import level_stats, load_requests, windows_from
 
     out: dict[str, float] = {}
@@ -67,7 +67,7 @@ def child(run_dir: str, phases: bool) -> None:
         out["levels_s"] = time.perf_counter() - t
         del df
     t = time.perf_counter()
-    build(run_dir)
+    build_report(run_dir)
     out["build_s"] = time.perf_counter() - t
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps(out))

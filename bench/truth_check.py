@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from tokenswarm.report.analysis import level_warmups, read_meta
-from tokenswarm.report.build import build
+from tokenswarm.report.build import build_report
 from tokenswarm.report.levels import load_requests, windows_from
 from tokenswarm.simengine import SimProcess
 
@@ -91,7 +91,7 @@ def sweep(args: argparse.Namespace, workdir: str) -> list[dict[str, Any]]:
             run_cli(["sweep", "--host", sim.url, "--levels", args.levels, "--level-duration", args.level_duration,
                      "--max-tokens", str(args.tokens), "--input-len", str(args.input_len), "--out", out,
                      *args.extra])
-    levels = build(out, with_plots=False)
+    levels = build_report(out, with_plots=False)
     meta = read_meta(out)
     s = meta["settings"]
     df = load_requests(os.path.join(out, "requests.csv"))
@@ -123,7 +123,7 @@ def single(c: int, args: argparse.Namespace, workdir: str) -> dict[str, Any]:
             run_cli(["run", "--host", sim.url, "--users", str(c), "--spawn-rate", str(c), "--requests", str(n),
                      "--max-tokens", str(args.tokens), "--input-len", str(args.input_len), "--out", out,
                      *args.extra])
-    lv = build(out, with_plots=False).iloc[0]
+    lv = build_report(out, with_plots=False).iloc[0]
     tr = pd.read_csv(truth)
     df = pd.read_csv(os.path.join(out, "requests.csv"))
     tr = tr[tr.request_id.isin(df.request_id)]  # not the preflight request

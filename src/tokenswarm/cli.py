@@ -1,12 +1,15 @@
 """The ``tokenswarm`` command: run | sweep | ui | worker | report | engines | simengine.
 
-``run`` validates its options here (a bad value is one line and exit code 2,
-before anything starts), starts the embedded simulated engine when the
-target is the ``sim`` preset with no ``--host``, runs Locust headless in a
-child process with tokenswarm's locustfile and options (passed as
-``TOKENSWARM_*`` variables, so keys never show on a command line), then
-prints the results table and, as the last line, the run folder.
-This module imports neither locust nor gevent.
+``run`` and ``sweep`` build the run's settings here, once (a bad value is one
+line and exit code 2, before anything starts), start the embedded simulated
+engine when the target is the ``sim`` preset with no ``--host``, check the
+target (the preflight), then run Locust headless in a child process with
+tokenswarm's locustfile and hand it the settings whole, in the environment
+(:data:`tokenswarm.settings.WIRE_ENV`: keys never show on a command line);
+Locust's own options go on its command line. At the end it prints the
+results table and, as the last line, the run folder. ``ui`` hands Locust
+the options instead (its start form edits them; each test builds its
+settings). This module imports neither locust nor gevent.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib.util
+import json
 import os
 import shlex
 import signal
@@ -23,12 +27,22 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import replace
 from typing import Any, NoReturn
 
 from tokenswarm import __version__, runfolder
 from tokenswarm.exitstatus import ExitStatus
 from tokenswarm.options import AT_LEAST_1, OPTIONS, POSITIVE, ZERO_OR_MORE, Range, add_options, to_argv, to_env
-from tokenswarm.settings import Settings, SettingsError, build, check_ranges, with_trace
+from tokenswarm.settings import (
+    WIRE_ENV,
+    Settings,
+    SettingsError,
+    check_ranges,
+    from_options,
+    to_wire,
+    with_host,
+    with_trace,
+)
 from tokenswarm.sweep import DEFAULT_LEVELS
 
 DEFAULT_DURATION = "30s"
@@ -92,7 +106,7 @@ def _prepare(args: argparse.Namespace, kind: str) -> Settings:
         raise SettingsError(f"bad --expect-workers {args.expect_workers}: must be at least 1")
     if args.locustfile and not os.path.isfile(args.locustfile):
         raise SettingsError(f"bad --locustfile {args.locustfile!r}: no such file")
-    settings = with_trace(build(args, host=args.host or None))
+    settings = with_trace(from_options(args, host=args.host or None))
     _check_dataset(settings)
     return settings
 
@@ -111,32 +125,32 @@ def _check_dataset(settings: Settings) -> None:
                      max_prompts=1)
 
 
-def _target(args: argparse.Namespace, settings: Settings, stack: ExitStack) -> tuple[str, Any]:
-    """The base URL to load: --host, or an embedded simulated engine for --engine sim (then also its process)."""
-    if settings.engine.name != "sim" or args.host:
-        return args.host, None
+def _target(args: argparse.Namespace, settings: Settings, stack: ExitStack) -> tuple[str, Any, Settings]:
+    """The base URL to load: --host, or an embedded simulated engine for --engine sim (then also its process,
+    and the settings aimed at it)."""
+    if settings.preset.name != "sim" or args.host:
+        return args.host, None, settings
     from tokenswarm.simengine import SimProcess
 
     sim = SimProcess(shlex.split(args.sim_args))
     sim.start()
     stack.callback(sim.stop)
     print(f"tokenswarm: embedded simulated engine at {sim.url}", flush=True)
-    return sim.url, sim
+    return sim.url, sim, with_host(settings, sim.url)
 
 
-def _preflight(args: argparse.Namespace, settings: Settings, host: str) -> None:
+def _preflight(args: argparse.Namespace, settings: Settings) -> Settings:
     """Check the target before anything is written: a failure is one line and exit code 2, with no run folder.
-    The model the server names (when none was given) goes to Locust, which then skips its own preflight."""
-    if args.no_preflight or args.master:
-        return  # a master waiting for remote workers checks at the test's start (the target may still be starting)
+    Returns the settings with the model the server names (when none was given), marked checked."""
+    if not settings.preflight or args.master:
+        return settings  # a master waiting for remote workers checks at the test's start (the target may still
+        # be starting)
     from tokenswarm.preflight import PreflightError, check
 
     try:
-        checked = check(build(args, host=host or None))
+        return replace(check(settings), preflight=False)
     except PreflightError as e:
         raise SettingsError(str(e)) from None
-    args.model = checked.request.model
-    args.no_preflight = True
 
 
 def _check_out(out: str) -> None:
@@ -157,21 +171,28 @@ def cmd_load(args: argparse.Namespace) -> int:
     _check_out(args.out)
     existed = bool(args.out) and os.path.isdir(args.out)  # a folder the user made is never removed
     with ExitStack() as stack:
-        host, sim = _target(args, settings, stack)
-        _preflight(args, settings, host)
+        host, sim, settings = _target(args, settings, stack)
+        settings = _preflight(args, settings)
         try:
-            run_dir = runfolder.make_run_dir(args.out, settings.engine.name, args.run_name)
+            run_dir = runfolder.make_run_dir(args.out, settings.preset.name, args.run_name)
         except OSError as e:
             raise SettingsError(f"cannot create the run folder {args.out or runfolder.DEFAULT_ROOT!r}: {e}") from None
         if sim is not None:
             sim.log_to(os.path.join(run_dir, "simengine.log"))
+        settings = replace(settings, out=run_dir)
         # a sweep, or a trace replay (one open-loop level), is driven by the sweep shape
         locustfile = args.locustfile or _packaged("sweepfile.py" if settings.plan else "locustfile.py")
-        cmd = _locust_cmd(args, locustfile, host, run_dir) + ["--headless", "--only-summary"]
+        cmd = _locust_cmd(args, locustfile, host) + ["--headless", "--only-summary"]
+        if args.locust_tables:
+            cmd.append("--locust-tables")
+        if settings.metrics_port:
+            cmd += ["--metrics-port", str(settings.metrics_port)]
         if settings.plan is None:
             rate = args.spawn_rate or float(args.users)
             cmd += ["-u", str(args.users), "-r", f"{rate:g}"]
-        code = _launch(args, cmd, _locust_env(args, run_dir), run_dir)
+        env = _locust_env()
+        env[WIRE_ENV] = json.dumps(to_wire(settings))  # the run's settings, whole: built here once
+        code = _launch(args, cmd, env, run_dir)
     if not existed and runfolder.remove_if_unused(run_dir):
         # no test started (interrupted while a master waited for workers, or refused at its start): no folder
         if code not in (ExitStatus.BAD_INPUT, ExitStatus.INTERRUPTED):  # those said why themselves
@@ -187,9 +208,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     args.command = "ui"
     settings = _prepare(args, "ui")
     with ExitStack() as stack:
-        host, _sim = _target(args, settings, stack)
+        host, _sim, _ = _target(args, settings, stack)
         locustfile = args.locustfile or _packaged("sweepfile.py" if settings.plan else "locustfile.py")
-        cmd = _locust_cmd(args, locustfile, host) + [
+        cmd = _locust_cmd(args, locustfile, host) + to_argv(_option_values(args)) + [
             "--web-host", args.web_host, "--web-port", str(args.web_port), "-u", str(args.users),
             "-r", f"{args.spawn_rate or args.users:g}"]
         login = os.environ.get("LOCUST_WEB_LOGIN", "").lower() in ("1", "true", "yes")
@@ -202,7 +223,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
             print("tokenswarm: warning: the web UI listens beyond loopback without a login; use --web-login "
                   "with TOKENSWARM_WEB_PASSWORD set, or an authenticating proxy", file=sys.stderr)
         print(f"tokenswarm: web UI at http://{args.web_host}:{args.web_port}", flush=True)
-        env = _locust_env(args, "")
+        env = _locust_env()
+        env.update(to_env(_option_values(args), secret_only=True))  # keys never go on a command line
         env.pop("TOKENSWARM_CLI", None)
         return _launch(args, cmd, env, None)
 
@@ -260,29 +282,26 @@ def _wait_group(pgid: int, timeout: float) -> None:
         time.sleep(0.1)
 
 
-def _locust_cmd(args: argparse.Namespace, locustfile: str, host: str, run_dir: str = "") -> list[str]:
-    """Locust's command line: the locustfile, Locust's own options, and tokenswarm's options as Locust's parser
-    takes them (those left at their defaults omitted; secrets travel in the environment, :func:`_locust_env`)."""
+def _locust_cmd(args: argparse.Namespace, locustfile: str, host: str) -> list[str]:
+    """Locust's command line: the locustfile and Locust's own options."""
     cmd = [sys.executable, "-m", "locust", "-f", locustfile, "--stop-timeout", f"{args.stop_timeout:g}",
            "--loglevel", args.loglevel]
     if host:
         cmd += ["-H", host]
-    return cmd + to_argv(_option_values(args, run_dir))
+    return cmd
 
 
-def _option_values(args: argparse.Namespace, run_dir: str) -> dict[str, Any]:
-    values = {o.dest: getattr(args, o.dest) for o in OPTIONS if not o.internal}
-    if run_dir:
-        values["out"] = run_dir
-    return values
+def _option_values(args: argparse.Namespace) -> dict[str, Any]:
+    """tokenswarm's option values as the command line gave them (``tokenswarm ui`` hands them to Locust's
+    parser, for its start form: :func:`tokenswarm.options.to_argv`, secrets by :func:`~tokenswarm.options.to_env`)."""
+    return {o.dest: getattr(args, o.dest) for o in OPTIONS}
 
 
-def _locust_env(args: argparse.Namespace, run_dir: str) -> dict[str, str]:
-    """The child's environment: ours without tokenswarm's option variables (the command line carries the
-    options), plus the secret ones (API key, headers), which never go on a command line."""
+def _locust_env() -> dict[str, str]:
+    """The child's environment: ours without tokenswarm's option variables (the settings, or for ``ui`` the
+    command line, carry the options)."""
     keep = ("TOKENSWARM_WEB_USERNAME", "TOKENSWARM_WEB_PASSWORD")  # for the web login; not options
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSWARM_") or k in keep}
-    env.update(to_env(_option_values(args, run_dir), secret_only=True))
     env["TOKENSWARM_CLI"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -316,11 +335,12 @@ def _launch(args: argparse.Namespace, cmd: list[str], env: dict[str, str], run_d
               "--loglevel", args.loglevel]
     procs: list[subprocess.Popen[bytes]] = []
     logs = []
+    worker_env = {k: v for k, v in env.items() if k != WIRE_ENV}  # workers receive the settings from the master
     try:
         for i in range(args.workers):
             log = open(os.path.join(run_dir, f"worker-{i}.log") if run_dir else os.devnull, "wb")  # noqa: SIM115
             logs.append(log)
-            procs.append(subprocess.Popen(worker, env=env, stdout=log, stderr=subprocess.STDOUT,
+            procs.append(subprocess.Popen(worker, env=worker_env, stdout=log, stderr=subprocess.STDOUT,
                                           start_new_session=True))
         print(f"tokenswarm: master and {args.workers} local workers (pids "
               f"{', '.join(str(p.pid) for p in procs)})", flush=True)
@@ -369,8 +389,7 @@ def run_child(cmd: list[str], env: dict[str, str], group: bool = False) -> int:
 
 
 def _print_results(run_dir: str, code: int = 0) -> None:
-    from tokenswarm.report import ReportError, summary_text
-    from tokenswarm.report import build as build_report
+    from tokenswarm.report import ReportError, build_report, summary_text
 
     table = summary_text(run_dir)
     if not table and os.path.exists(os.path.join(run_dir, runfolder.REQUESTS_CSV)):
@@ -393,8 +412,7 @@ def _print_results(run_dir: str, code: int = 0) -> None:
 
 # -- report / engines ------------------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
-    from tokenswarm.report import build as build_report
-    from tokenswarm.report import summary_text
+    from tokenswarm.report import build_report, summary_text
 
     build_report(args.run_dir, warmup_s=args.warmup)
     print(summary_text(args.run_dir))
@@ -416,11 +434,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_engines(_args: argparse.Namespace) -> int:
-    from tokenswarm.engines import ENGINES, get_engine
+    from tokenswarm.presets import PRESETS, get_preset
 
     rows = [("preset", "dialect", "default URL", "path", "metrics", "notes")]
-    for name in ENGINES:
-        e = get_engine(name)
+    for name in PRESETS:
+        e = get_preset(name)
         rows.append((e.name, e.dialect, e.base_url, e.path, e.metrics_path or "-", e.notes))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:

@@ -65,9 +65,6 @@ class Opt:
     action: str | None = None  # "store_true" / "append"
     metavar: str | None = None
     group: str = "target"
-    #: set by tokenswarm itself on a master and sent to its workers with Locust's spawn message (Locust forwards
-    #: its custom arguments): on Locust's parser, hidden; not on the tokenswarm command line
-    internal: bool = False
     #: the values allowed (a :class:`Range`, or any callable value -> None | what is wrong), checked by
     #: :func:`tokenswarm.settings.build` with one line naming the flag and the value
     check: Callable[[Any], str | None] | None = None
@@ -83,9 +80,9 @@ class Opt:
 
 # the web UI form's drop-downs (imported when the form is built)
 def _engines() -> tuple[str, ...]:
-    from tokenswarm.engines import ENGINES
+    from tokenswarm.presets import PRESETS
 
-    return tuple(ENGINES)
+    return tuple(PRESETS)
 
 
 def _datasets() -> tuple[str, ...]:
@@ -218,11 +215,6 @@ OPTIONS: tuple[Opt, ...] = (
         group="output"),
     Opt("--max-fail-ratio", float, 0.0, "exit with code 1 when more than this share of requests failed",
         metavar="R", group="output", check=Range("must be between 0 and 1", lo=0, hi=1)),
-    # -- set by the master for its workers --------------------------------------------------
-    Opt("--run-seed", int, None, "the seed the master drew for the test in progress (without --seed)",
-        group="internal", internal=True),
-    Opt("--worker-shards", int, 1, "workers sharing the dataset in the test in progress", group="internal",
-        internal=True),
     Opt("--locust-tables", None, False, "tokenswarm run/sweep: also print Locust's own stats tables at the end "
         "(rounded; tokenswarm's table is printed either way, and locust_stats.csv is written)",
         action="store_true", group="output"),
@@ -249,8 +241,6 @@ def add_options(parser: Any, *, locust: bool = False) -> None:
     """Add every option to an argparse parser, or to Locust's configargparse parser."""
     groups: dict[str, Any] = {}
     for opt in OPTIONS:
-        if opt.internal and not locust:
-            continue
         group = groups.get(opt.group)
         if group is None:
             # Locust's web-UI keywords only work on its parser itself, not on argument groups
@@ -267,8 +257,6 @@ def add_options(parser: Any, *, locust: bool = False) -> None:
                 kw["env_var"] = opt.env
             kw["default"] = opt.default
             kw["include_in_web_ui"] = bool(opt.web_ui)
-            if opt.internal:
-                kw["help"] = argparse.SUPPRESS
             if opt.secret:
                 kw["is_secret"] = True
         else:

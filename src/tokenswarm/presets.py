@@ -1,4 +1,4 @@
-"""Engine presets as data: which dialect, port, path and metrics path each engine uses.
+"""Preset presets as data: which dialect, port, path and metrics path each engine uses.
 
 ``--engine NAME`` picks a row; ``--host``, ``--model``, ``--endpoint`` and
 ``--dialect`` override any field. ``tokenswarm engines`` prints this table.
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class Engine:
+class Preset:
     """One preset. ``base_url`` is scheme, host and port (plus a path prefix for hosted APIs)."""
 
     name: str
@@ -29,51 +29,51 @@ def _openai_base() -> str:
     return os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/")
 
 
-ENGINES: dict[str, Engine] = {
+PRESETS: dict[str, Preset] = {
     e.name: e
     for e in (
-        Engine("sim", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions", model="tokenswarm-sim",
+        Preset("sim", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions", model="tokenswarm-sim",
                notes="the embedded simulated engine; `tokenswarm run` starts one when --host is not given"),
-        Engine("vllm", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions",
+        Preset("vllm", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions",
                notes="vLLM OpenAI server (vllm serve); --dialect openai-completions for /v1/completions"),
-        Engine("sglang", "openai-chat", "http://127.0.0.1:30000", "/v1/chat/completions",
+        Preset("sglang", "openai-chat", "http://127.0.0.1:30000", "/v1/chat/completions",
                notes="SGLang (--enable-metrics for /metrics); native API: --dialect sglang-generate"),
-        Engine("tgi", "openai-chat", "http://127.0.0.1:8080", "/v1/chat/completions",
+        Preset("tgi", "openai-chat", "http://127.0.0.1:8080", "/v1/chat/completions",
                tokens="usage (TGI >= 2.3), else --tokenizer",
                notes="Text Generation Inference Messages API; native: --dialect tgi-generate-stream"),
-        Engine("lmdeploy", "openai-chat", "http://127.0.0.1:23333", "/v1/chat/completions",
+        Preset("lmdeploy", "openai-chat", "http://127.0.0.1:23333", "/v1/chat/completions",
                tokens="usage on the finish chunk", notes="LMDeploy api_server (--enable-metrics for /metrics)"),
-        Engine("trtllm", "triton-generate-stream", "http://127.0.0.1:8000", "/v2/models/{model}/generate_stream",
+        Preset("trtllm", "triton-generate-stream", "http://127.0.0.1:8000", "/v2/models/{model}/generate_stream",
                metrics_path=":8002/metrics", model="ensemble", tokens="--tokenizer, else one per event",
                notes="TensorRT-LLM on Triton (generate_stream; no usage, no [DONE]); trtllm-serve: --dialect "
                      "openai-chat"),
-        Engine("litellm", "openai-chat", "http://127.0.0.1:4000", "/v1/chat/completions", metrics_path="",
+        Preset("litellm", "openai-chat", "http://127.0.0.1:4000", "/v1/chat/completions", metrics_path="",
                tokens="usage from the backend", notes="LiteLLM proxy in front of an engine"),
-        Engine("higress", "openai-chat", "http://127.0.0.1:8080", "/v1/chat/completions", metrics_path="",
+        Preset("higress", "openai-chat", "http://127.0.0.1:8080", "/v1/chat/completions", metrics_path="",
                tokens="usage from the backend", notes="Higress AI gateway in front of an engine"),
-        Engine("fastchat", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions", metrics_path="",
+        Preset("fastchat", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions", metrics_path="",
                tokens="--tokenizer, else one per event", notes="FastChat openai_api_server (no usage in streams)"),
-        Engine("llamacpp", "openai-chat", "http://127.0.0.1:8080", "/v1/chat/completions",
+        Preset("llamacpp", "openai-chat", "http://127.0.0.1:8080", "/v1/chat/completions",
                notes="llama.cpp llama-server (--metrics for /metrics)"),
-        Engine("transformers", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions", metrics_path="",
+        Preset("transformers", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions", metrics_path="",
                notes="Hugging Face `transformers serve --continuous-batching` (usage on the finish chunk, no "
                      "[DONE], no /metrics; pass --model: its /v1/models lists only the hub cache)"),
-        Engine("openai", "openai-chat", "https://api.openai.com/v1", "/chat/completions", metrics_path="",
+        Preset("openai", "openai-chat", "https://api.openai.com/v1", "/chat/completions", metrics_path="",
                notes="any OpenAI-compatible API; base URL from $OPENAI_BASE_URL"),
     )
 }
 
 
-class UnknownEngine(ValueError):
+class UnknownPreset(ValueError):
     pass
 
 
-def get_engine(name: str) -> Engine:
+def get_preset(name: str) -> Preset:
     """A preset by name; an unknown name lists the valid ones."""
     try:
-        engine = ENGINES[name]
+        engine = PRESETS[name]
     except KeyError:
-        raise UnknownEngine(f"unknown engine {name!r}; choose one of: {', '.join(ENGINES)}") from None
+        raise UnknownPreset(f"unknown engine {name!r}; choose one of: {', '.join(PRESETS)}") from None
     if name == "openai":
-        engine = Engine(**{**engine.__dict__, "base_url": _openai_base()})
+        engine = Preset(**{**engine.__dict__, "base_url": _openai_base()})
     return engine

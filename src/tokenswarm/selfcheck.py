@@ -43,6 +43,10 @@ class Sample:
     loop_lag_p99_ms: float
     loop_lag_max_ms: float
 
+    def fields(self) -> tuple[float, str, float, float, float]:
+        """The sample as its CSV columns' values (what a worker ships to its master)."""
+        return self.time, self.worker, self.cpu_pct, self.loop_lag_p99_ms, self.loop_lag_max_ms
+
     def row(self) -> list[str]:
         return [f"{self.time:.3f}", self.worker, f"{self.cpu_pct:.1f}", f"{self.loop_lag_p99_ms:.3f}",
                 f"{self.loop_lag_max_ms:.3f}"]

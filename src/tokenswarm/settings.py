@@ -7,22 +7,26 @@ form written to run.json: API keys and header values never leave memory.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import re
 import secrets
+import types
+import typing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tokenswarm import __version__
-from tokenswarm.arrivals import KINDS as ARRIVAL_KINDS
 from tokenswarm.datasets import DatasetSpec, validate_spec
 from tokenswarm.dialects import Dialect, RequestOptions, UnknownDialect, get_dialect
 from tokenswarm.enginemetrics import metrics_url
-from tokenswarm.engines import Engine, UnknownEngine, get_engine
 from tokenswarm.errors import SettingsError
 from tokenswarm.http.target import BadURL, Target
 from tokenswarm.options import OPTIONS
+from tokenswarm.presets import Preset, UnknownPreset, get_preset
+from tokenswarm.strategies import KINDS as ARRIVAL_KINDS
 from tokenswarm.sweep import CONCURRENCY, RATE, SweepPlan, level_str, parse_levels, parse_slo
 
 REDACTED = "<redacted>"
@@ -30,11 +34,12 @@ REDACTED = "<redacted>"
 
 @dataclass
 class Settings:
-    engine: Engine
+    preset: Preset  # --engine: the preset's dialect, port, path and metrics path
     target: Target
     dialect: Dialect
     endpoint: str
     request: RequestOptions
+    route: Route = field(default_factory=lambda: Route())  # the target as given, to derive the above again
     headers: dict[str, str] = field(default_factory=dict)  # includes Authorization: never print
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
@@ -75,6 +80,7 @@ class Settings:
     max_concurrency: int = 256  # rate mode and traces: users waiting for their send times
     warmup_given: bool = False  # --warmup was given (else 20 % of each level)
     cancel_rate: float = 0.0
+    preflight: bool = True  # check the target before the load starts (cleared once a check passed)
 
     @property
     def mode(self) -> str:
@@ -120,7 +126,7 @@ class Settings:
     def public(self) -> dict[str, Any]:
         """Everything worth recording about the settings, with secrets redacted."""
         return {
-            "engine": self.engine.name,
+            "engine": self.preset.name,
             "base_url": self.base_url,
             "endpoint": self.endpoint,
             "dialect": self.dialect.name,
@@ -185,15 +191,19 @@ def api_key(opts: Any, environ: dict[str, str] | None = None) -> str:
             environ.get("OPENAI_API_KEY") or "")
 
 
-def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = None) -> Settings:
-    """Settings from parsed option values (argparse/Locust namespace) and the target URL."""
+def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Settings from parsed option values (an argparse or Locust namespace) and the target's base URL ``host``
+    (None: the preset's). The one place options become settings: a process that runs a test builds them once
+    (:mod:`tokenswarm.cli` for ``tokenswarm run|sweep``, Locust's process when started directly or by the web
+    UI) and hands them on whole (:func:`to_wire`). SettingsError, one line naming option and value, for bad
+    input."""
     environ = os.environ if environ is None else environ
     check_options(opts)
     try:
-        engine = get_engine(opts.engine or "sim")
-    except UnknownEngine as e:
+        preset = get_preset(opts.engine or "sim")
+    except UnknownPreset as e:
         raise SettingsError(str(e)) from None
-    name = opts.dialect or engine.dialect
+    name = opts.dialect or preset.dialect
     config = {}
     if name == "template":
         config = {"body_template": opts.body_template, "text_path": opts.text_path, "text_mode": opts.text_mode}
@@ -201,14 +211,6 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
         dialect = get_dialect(name, **config)
     except UnknownDialect as e:
         raise SettingsError(str(e)) from None
-    try:
-        target = Target.parse(host or engine.base_url)
-    except BadURL as e:
-        raise SettingsError(f"bad --host {e}") from None
-    endpoint = opts.endpoint or (dialect.path if opts.dialect else engine.path)
-    if not endpoint.startswith("/"):
-        raise SettingsError(f"bad --endpoint {endpoint!r}: a path starts with '/'")
-    target, endpoint = join_paths(target, endpoint)
     duration_s = parse_duration(opts.duration) if opts.duration else None
     extra: dict[str, Any] = {}
     if opts.extra_body:
@@ -251,21 +253,10 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
             warmups = [0.2 * d for d in plan.level_durations_s]
     if opts.arrival not in ARRIVAL_KINDS:
         raise SettingsError(f"bad --arrival {opts.arrival!r}: choose one of {', '.join(ARRIVAL_KINDS)}")
-    server_metrics = opts.server_metrics
-    if server_metrics.lower() == "none":
-        server_metrics = ""
-    elif not server_metrics and engine.metrics_path:
-        server_metrics = metrics_url(target.url(""), engine.metrics_path)
-    if server_metrics:
-        try:
-            Target.parse(server_metrics)
-        except BadURL as e:
-            raise SettingsError(f"bad --server-metrics {e}") from None
-    model = opts.model or engine.model
-    if "{model}" in endpoint:
-        if not model:
-            raise SettingsError(f"--endpoint {endpoint!r} needs the model name: pass --model")
-        endpoint = endpoint.replace("{model}", model)
+    route = Route(host=host or "", endpoint=opts.endpoint, dialect_given=bool(opts.dialect),
+                  server_metrics=opts.server_metrics)
+    model = opts.model or preset.model
+    target, endpoint, server_metrics = route.resolve(preset, dialect, model)
     request = RequestOptions(
         model=model,
         max_tokens=opts.max_tokens,
@@ -274,11 +265,12 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
         extra_body=extra,
     )
     return Settings(
-        engine=engine,
+        preset=preset,
         target=target,
         dialect=dialect,
         endpoint=endpoint,
         request=request,
+        route=route,
         headers=headers,
         connect_timeout=opts.connect_timeout,
         read_timeout=opts.read_timeout,
@@ -317,7 +309,72 @@ def build(opts: Any, host: str | None = None, environ: dict[str, str] | None = N
         max_concurrency=opts.max_concurrency,
         warmup_given=opts.warmup >= 0,
         cancel_rate=opts.cancel_rate,
+        preflight=not opts.no_preflight,
     )
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where requests go, as the user gave it: ``--host`` ("" : the preset's base URL), ``--endpoint`` ("" :
+    the preset's path, or the dialect's when ``--dialect`` was given) and ``--server-metrics`` ("" : the
+    preset's metrics path on the host; "none": off). Kept in the settings so that the parts derived from it
+    can be derived again for another host (the embedded engine's port, known once it listens) or another
+    dialect (a locustfile's user class)."""
+
+    host: str = ""
+    endpoint: str = ""
+    dialect_given: bool = False
+    server_metrics: str = ""
+
+    def resolve(self, preset: Preset, dialect: Dialect, model: str) -> tuple[Target, str, str]:
+        """(target, endpoint path, metrics URL or "") for ``preset``, ``dialect`` and ``model``. SettingsError
+        for a bad URL or path."""
+        try:
+            target = Target.parse(self.host or preset.base_url)
+        except BadURL as e:
+            raise SettingsError(f"bad --host {e}") from None
+        endpoint = self.endpoint or (dialect.path if self.dialect_given else preset.path)
+        if not endpoint.startswith("/"):
+            raise SettingsError(f"bad --endpoint {endpoint!r}: a path starts with '/'")
+        target, endpoint = join_paths(target, endpoint)
+        server_metrics = self.server_metrics
+        if server_metrics.lower() == "none":
+            server_metrics = ""
+        elif not server_metrics and preset.metrics_path:
+            server_metrics = metrics_url(target.url(""), preset.metrics_path)
+        if server_metrics:
+            try:
+                Target.parse(server_metrics)
+            except BadURL as e:
+                raise SettingsError(f"bad --server-metrics {e}") from None
+        if "{model}" in endpoint:
+            if not model:
+                raise SettingsError(f"--endpoint {endpoint!r} needs the model name: pass --model")
+            endpoint = endpoint.replace("{model}", model)
+        return target, endpoint, server_metrics
+
+
+def with_host(settings: Settings, host: str) -> Settings:
+    """``settings`` aimed at the base URL ``host`` (the embedded simulated engine, once it listens): target,
+    endpoint and the engine-metrics URL derived again. SettingsError for a bad URL."""
+    route = replace(settings.route, host=host)
+    target, endpoint, server_metrics = route.resolve(settings.preset, settings.dialect, settings.request.model)
+    return replace(settings, route=route, target=target, endpoint=endpoint, server_metrics=server_metrics)
+
+
+def with_dialect(settings: Settings, name: str) -> Settings:
+    """``settings`` with the dialect ``name`` (a locustfile's user class declares one) when neither
+    ``--dialect`` nor ``--endpoint`` chose one; its path becomes the endpoint. Otherwise unchanged."""
+    if not name or settings.route.dialect_given or settings.route.endpoint or name == settings.dialect.name:
+        return settings
+    try:
+        dialect = get_dialect(name)
+    except UnknownDialect as e:
+        raise SettingsError(str(e)) from None
+    route = replace(settings.route, dialect_given=True)
+    target, endpoint, server_metrics = route.resolve(settings.preset, dialect, settings.request.model)
+    return replace(settings, dialect=dialect, route=route, target=target, endpoint=endpoint,
+                   server_metrics=server_metrics)
 
 
 def check_options(opts: Any) -> None:
@@ -357,15 +414,12 @@ def join_paths(target: Target, endpoint: str) -> tuple[Target, str]:
     return target, endpoint
 
 
-#: the seed a master drew for the test in progress, on the options it sends its workers with every spawn message
-RUN_SEED_OPTION = "run_seed"
 SEED_MAX = 2**31 - 1
 
 
 def parse_seed(opts: Any) -> tuple[int, bool]:
-    """(seed, drawn): ``--seed N`` as given; else the seed the master drew for this test (a worker finds it on
-    the options the master sent); else 0 until :func:`with_run_seed` draws one. SettingsError for a seed that
-    is not a whole number."""
+    """(seed, drawn): ``--seed N`` as given; else (0, True) until :func:`with_fresh_seed` draws one for the run.
+    SettingsError for a seed that is not a whole number."""
     raw = getattr(opts, "seed", "")
     text = str(raw).strip() if raw is not None else ""
     if text:
@@ -374,19 +428,15 @@ def parse_seed(opts: Any) -> tuple[int, bool]:
         except ValueError:
             raise SettingsError(f"bad --seed {raw!r}: give a whole number, or leave it out for a fresh seed "
                                 "per run") from None
-    drawn = getattr(opts, RUN_SEED_OPTION, None)
-    return (int(drawn), True) if drawn is not None else (0, True)
+    return 0, True
 
 
-def with_run_seed(settings: Settings, opts: Any) -> Settings:
-    """The settings of a test about to start, on the master or the single local process: without ``--seed``
-    a fresh seed is drawn (every test, so a repeated run sends new prompts) and put on ``opts``, which the
-    master sends its workers with every spawn message, so that every process shares it."""
+def with_fresh_seed(settings: Settings) -> Settings:
+    """The settings of a run about to start: without ``--seed``, a fresh seed (every run, so a repeated run
+    sends new prompts). Workers receive it with the rest of the settings (:func:`to_wire`)."""
     if not settings.seed_drawn:
-        setattr(opts, RUN_SEED_OPTION, None)
         return settings
     seed = secrets.randbelow(SEED_MAX) + 1
-    setattr(opts, RUN_SEED_OPTION, seed)
     return replace(settings, seed=seed, dataset=replace(settings.dataset, seed=seed))
 
 
@@ -476,3 +526,75 @@ def parse_duration(text: str, option: str = "--duration") -> float:
     if seconds <= 0:
         raise SettingsError(f"bad {option} {text!r}: must be more than zero")
     return seconds
+
+
+# -- the settings on the wire --------------------------------------------------------------------
+#: the version of :func:`to_wire`'s layout; a process that reads another refuses it in one line
+WIRE_VERSION = 1
+#: the environment variable in which ``tokenswarm run|sweep`` hands its Locust process the run's settings (JSON)
+WIRE_ENV = "TOKENSWARM_RUN_SETTINGS"
+
+
+def to_wire(settings: Settings) -> dict[str, Any]:
+    """The settings as plain JSON/msgpack data, ``{"version", "tokenswarm", "settings"}``: what the command
+    line hands its Locust process and a master sends each worker (:mod:`tokenswarm.loadgen.messages`), so the
+    settings of a run are built once. Secrets travel too (the receiver sends them); the layout follows the
+    dataclasses' fields, so a new field travels without more code. :func:`from_wire` reverses it."""
+    return {"version": WIRE_VERSION, "tokenswarm": __version__, "settings": _encode(settings)}
+
+
+def from_wire(data: Any) -> Settings:
+    """Settings from :func:`to_wire`'s data. SettingsError when the layout is of another version (a worker of
+    another tokenswarm than its master's) or does not fit the fields."""
+    if not isinstance(data, dict) or "settings" not in data:
+        raise SettingsError("the settings received are not tokenswarm settings")
+    if data.get("version") != WIRE_VERSION:
+        raise SettingsError(f"the settings received are of layout {data.get('version')!r} (tokenswarm "
+                            f"{data.get('tokenswarm')}); this process reads layout {WIRE_VERSION} (tokenswarm "
+                            f"{__version__}): run one version on every process")
+    try:
+        return _decode(Settings, data["settings"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise SettingsError(f"the settings received do not fit tokenswarm {__version__}'s: {e}") from None
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Dialect):
+        return {"name": value.name, "config": value.config()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_encode(v) for v in value]
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    return value
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _decode(tp: Any, value: Any) -> Any:
+    """``value`` (as :func:`_encode` wrote it) as type ``tp`` (a field's resolved annotation)."""
+    if value is None:
+        return None
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return _decode(args[0], value) if len(args) == 1 else value
+    if tp is Dialect:
+        return get_dialect(value["name"], **value.get("config", {}))
+    if tp is Target:
+        return Target(*value)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        hints = _hints(tp)
+        known = {f.name for f in dataclasses.fields(tp)}
+        extra = set(value) - known
+        if extra:
+            raise ValueError(f"unknown field(s) {', '.join(sorted(extra))} in {tp.__name__}")
+        return tp(**{k: _decode(hints[k], v) for k, v in value.items()})
+    if typing.get_origin(tp) is list and args:
+        return [_decode(args[0], v) for v in value]
+    return value

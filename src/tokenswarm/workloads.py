@@ -236,33 +236,6 @@ def _trace_record(path: str, line: int, rec: Any) -> tuple[float, int, int, list
     return t, n_in, n_out, hashes
 
 
-class TraceArrivals:
-    """A worker's share of a trace as an arrival schedule (:class:`tokenswarm.arrivals.Schedule`): ``t`` is the
-    next planned send (inf when done); :meth:`take` takes it with its prompt."""
-
-    def __init__(self, entries: list[TraceEntry], start: float, prompts: TracePrompts, shard: int = 0) -> None:
-        self.entries = entries
-        self.start = start
-        self.prompts = prompts
-        self.shard = shard
-        self.i = 0
-        self.t = start + entries[0].offset_s if entries else float("inf")
-        self.last_prompt: Prompt | None = None
-
-    def next(self) -> float:
-        t, entry = self.t, self.entries[self.i]
-        self.i += 1
-        self.t = self.start + self.entries[self.i].offset_s if self.i < len(self.entries) else float("inf")
-        self.last_prompt = self.prompts.prompt(entry, self.shard)
-        return t
-
-    def take(self) -> tuple[float, Prompt]:
-        """The next planned send time and the prompt the trace gives it."""
-        t = self.next()
-        assert self.last_prompt is not None
-        return t, self.last_prompt
-
-
 class TracePrompts:
     """Prompts for trace entries: ``input_len`` tokens (words without a tokenizer); Mooncake block hashes map
     to shared blocks of text, so requests that share hash ids share a prompt prefix."""

@@ -26,20 +26,20 @@ def test_a_file_dataset_is_split_between_workers(cli, sim_fixed, tmp_path):
         run = json.load(fh)
     assert run["settings"]["dataset"]["name"] == "sharegpt"
     # the dataset's books, in run.json and on the console: records read, used, skipped by reason
-    assert run["dataset_books"]["records"] == 7 and run["dataset_books"]["usable"] == 5
-    assert run["dataset_books"]["skipped"] == {"fewer than 2 turns": 2}
+    assert run["dataset_counts"]["records"] == 7 and run["dataset_counts"]["usable"] == 5
+    assert run["dataset_counts"]["skipped"] == {"fewer than 2 turns": 2}
     assert "dataset sharegpt: 7 records read, 5 used, 2 skipped (fewer than 2 turns 2)" in p.stdout
     with open(os.path.join(out, "report.md")) as fh:
         assert "Dataset sharegpt: 7 records read, 5 used, 2 skipped (fewer than 2 turns 2)." in fh.read()
 
 
-def test_dataset_books_of_a_single_process(cli, sim_fixed, tmp_path):
+def test_dataset_counts_of_a_single_process(cli, sim_fixed, tmp_path):
     out = str(tmp_path / "run")
     p = cli("run", "--host", sim_fixed.url, "--dataset", "sharegpt", "--dataset-path",
             os.path.join(FIX, "sharegpt.json"), "--users", "1", "--requests", "2", "--max-tokens", "4", "--out", out)
     assert p.returncode == 0, p.stderr[-3000:]
     with open(os.path.join(out, "run.json")) as fh:
-        assert json.load(fh)["dataset_books"]["skipped"] == {"fewer than 2 turns": 2}
+        assert json.load(fh)["dataset_counts"]["skipped"] == {"fewer than 2 turns": 2}
 
 
 def char_level_tokenizer(folder):

@@ -11,8 +11,8 @@ from streamserver import ScriptedServer, fixture_events, sse_response
 from tokenswarm.client import Connection, StreamCall, request_head
 from tokenswarm.datasets import Prompt
 from tokenswarm.dialects import RequestOptions, get_dialect
-from tokenswarm.engines import ENGINES
 from tokenswarm.http.target import Target
+from tokenswarm.presets import PRESETS
 
 TEMPLATE = '{"text_input": "{prompt}", "max_tokens": {max_tokens}, "stream": true}'
 
@@ -63,7 +63,7 @@ def test_recorded_and_live_streams_give_the_same_records(name, sim_fixed):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", sorted(ENGINES))
+@pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_runs_a_short_load_through_its_dialect(preset, cli, sim_fixed, tmp_path):
     host = sim_fixed.url + ("/v1" if preset == "openai" else "")
     out = str(tmp_path / "run")
@@ -74,4 +74,4 @@ def test_every_preset_runs_a_short_load_through_its_dialect(preset, cli, sim_fix
     assert len(df) == 4 and (df.status == "ok").all()
     assert (df.output_tokens == 5).all()
     with open(os.path.join(out, "run.json")) as fh:
-        assert json.load(fh)["settings"]["dialect"] == ENGINES[preset].dialect
+        assert json.load(fh)["settings"]["dialect"] == PRESETS[preset].dialect

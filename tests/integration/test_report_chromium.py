@@ -11,7 +11,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from tokenswarm.report import build, compare
+from tokenswarm.report import build_report, compare
 from tokenswarm.report.synthetic import write_run
 
 CHROMIUM = "/usr/bin/chromium"
@@ -68,7 +68,7 @@ def test_a_broken_page_is_noticed(tmp_path):
 def test_report_html_renders_in_chromium(tmp_path):
     run = str(tmp_path / "run")
     write_run(run, levels=(1, 2, 4, 8, 16), capacity=8, slo={"ttft": 500}, seed=3)
-    build(run)
+    build_report(run)
     check_loads(os.path.join(run, "report.html"), tmp_path, "Output Throughput (tok/s)", images=4)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tokenswarm.report import build
+from tokenswarm.report import build_report
 from tokenswarm.report.plots import FILES
 from tokenswarm.report.synthetic import write_run
 
@@ -45,5 +45,5 @@ def test_report_command_rebuilds_a_sweep_folder(cli, tmp_path):
     assert "**This run did not complete**" in md
     # the rebuild is deterministic: building again writes the same levels.csv
     before = Path(os.path.join(run, "levels.csv")).read_text(encoding="utf-8")
-    build(run, with_plots=False)
+    build_report(run, with_plots=False)
     assert Path(os.path.join(run, "levels.csv")).read_text(encoding="utf-8") == before

@@ -6,7 +6,7 @@ import os
 import pandas as pd
 import pytest
 
-from tokenswarm.records import COLUMNS
+from tokenswarm.requestscsv import COLUMNS
 
 
 def run_dir_of(proc):

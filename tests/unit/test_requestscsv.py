@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from tokenswarm.measure import RequestRecord
-from tokenswarm.records import COLUMNS, RequestsWriter, to_row
 from tokenswarm.report.errors import ReportError
 from tokenswarm.report.levels import (
     Window,
@@ -18,6 +17,7 @@ from tokenswarm.report.levels import (
     parse_itl,
     windows_from,
 )
+from tokenswarm.requestscsv import COLUMNS, RequestsWriter, to_row
 
 CONTRACT = ("request_id", "start_time", "level", "worker", "status", "http_status", "ttft_ms", "ttft_visible_ms",
             "tpot_ms", "e2e_ms", "input_tokens", "output_tokens", "token_source", "error")

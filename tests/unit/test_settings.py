@@ -1,11 +1,12 @@
 """Option values -> validated settings: one-line errors, headers, keys, redaction."""
 
 import argparse
+import os
 
 import pytest
 
 from tokenswarm.options import OPTIONS, add_options, env_default, to_argv, to_env
-from tokenswarm.settings import REDACTED, SettingsError, build, parse_duration, parse_header, with_trace
+from tokenswarm.settings import REDACTED, SettingsError, from_options, parse_duration, parse_header, with_trace
 
 
 def opts(**kw):
@@ -16,18 +17,18 @@ def opts(**kw):
 
 
 def test_defaults_give_the_sim_preset():
-    s = build(opts(), environ={})
-    assert s.engine.name == "sim" and s.dialect.name == "openai-chat"
+    s = from_options(opts(), environ={})
+    assert s.preset.name == "sim" and s.dialect.name == "openai-chat"
     assert s.url == "http://127.0.0.1:8000/v1/chat/completions"
     assert s.request.model == "tokenswarm-sim" and s.request.max_tokens == 128
 
 
 def test_preset_overrides():
-    s = build(opts(engine="sglang", model="Qwen", endpoint="/v1/completions", dialect="openai-completions"),
+    s = from_options(opts(engine="sglang", model="Qwen", endpoint="/v1/completions", dialect="openai-completions"),
               host="http://gpu-box:30000", environ={})
     assert s.url == "http://gpu-box:30000/v1/completions" and s.dialect.name == "openai-completions"
     assert s.request.model == "Qwen"
-    assert build(opts(engine="vllm"), environ={}).model_from_server  # no model: ask the server
+    assert from_options(opts(engine="vllm"), environ={}).model_from_server  # no model: ask the server
 
 
 @pytest.mark.parametrize("kw,host,msg", [
@@ -46,17 +47,17 @@ def test_preset_overrides():
 ])
 def test_bad_input_is_one_line_naming_option_and_value(kw, host, msg):
     with pytest.raises(SettingsError) as e:
-        build(opts(**kw), host=host, environ={})
+        from_options(opts(**kw), host=host, environ={})
     assert msg in str(e.value)
     assert "\n" not in str(e.value)
 
 
 def test_api_key_from_flag_then_environment_and_redacted():
-    s = build(opts(), environ={"OPENAI_API_KEY": "sk-env-openai"})
+    s = from_options(opts(), environ={"OPENAI_API_KEY": "sk-env-openai"})
     assert s.headers["Authorization"] == "Bearer sk-env-openai"
-    s = build(opts(), environ={"OPENAI_API_KEY": "sk-a", "TOKENSWARM_API_KEY": "sk-b"})
+    s = from_options(opts(), environ={"OPENAI_API_KEY": "sk-a", "TOKENSWARM_API_KEY": "sk-b"})
     assert s.headers["Authorization"] == "Bearer sk-b"
-    s = build(opts(api_key="sk-flag"), environ={"TOKENSWARM_API_KEY": "sk-b"})
+    s = from_options(opts(api_key="sk-flag"), environ={"TOKENSWARM_API_KEY": "sk-b"})
     assert s.headers["Authorization"] == "Bearer sk-flag"
     pub = s.public()
     assert pub["headers"] == {"Authorization": REDACTED}
@@ -64,7 +65,7 @@ def test_api_key_from_flag_then_environment_and_redacted():
 
 
 def test_headers_from_flags_and_environment():
-    s = build(opts(header=["X-A: 1", "Authorization: Basic abc"]), environ={"TOKENSWARM_HEADER": "X-B: two"})
+    s = from_options(opts(header=["X-A: 1", "Authorization: Basic abc"]), environ={"TOKENSWARM_HEADER": "X-B: two"})
     assert s.headers == {"X-B": "two", "X-A": "1", "Authorization": "Basic abc"}
     assert parse_header("K:  v  with spaces") == ("K", "v  with spaces")
 
@@ -130,17 +131,17 @@ def test_options_round_trip_through_the_environment():
 ])
 def test_bad_sweep_input(kw, msg):
     with pytest.raises(SettingsError) as e:
-        build(opts(**kw), environ={})
+        from_options(opts(**kw), environ={})
     assert msg in str(e.value)
 
 
 def test_sweep_settings_and_default_warmup():
-    s = build(opts(levels="1,2,4", level_duration="30s", slo="ttft=500"), environ={})
+    s = from_options(opts(levels="1,2,4", level_duration="30s", slo="ttft=500"), environ={})
     assert s.mode == "concurrency" and s.plan.levels == [1, 2, 4]
     assert s.warmup_s == pytest.approx(6.0)  # 20 % of the level duration
     pub = s.public()
     assert pub["levels"] == ["1", "2", "4"] and pub["slo"] == {"ttft": 500.0} and pub["warmup_s"] == 6.0
-    r = build(opts(rates="0.5,2", level_requests=40, warmup=1.5), environ={})
+    r = from_options(opts(rates="0.5,2", level_requests=40, warmup=1.5), environ={})
     assert r.mode == "rate" and r.plan.levels == [0.5, 2.0] and r.warmup_s == 1.5
     assert r.public()["rates"] == ["0.5", "2"]
 
@@ -161,7 +162,7 @@ def test_sweep_settings_and_default_warmup():
 ])
 def test_bad_workload_input(kw, msg):
     with pytest.raises(SettingsError) as e:
-        with_trace(build(opts(**kw), environ={}))  # build reads no file; with_trace reads the trace
+        with_trace(from_options(opts(**kw), environ={}))  # build reads no file; with_trace reads the trace
     assert msg in str(e.value)
     assert "\n" not in str(e.value)
 
@@ -171,66 +172,114 @@ def test_trace_gives_one_rate_level_lasting_the_trace():
 
     path = "tests/fixtures/traces/plain.jsonl"
     entries = load_trace(path)
-    unread = build(opts(trace=path), environ={})
-    assert unread.plan is None and unread.trace_requests == 0  # build() reads no file
+    unread = from_options(opts(trace=path), environ={})
+    assert unread.plan is None and unread.trace_requests == 0  # from_options() reads no file
     s = with_trace(unread)
     assert s.mode == "rate" and len(s.plan.levels) == 1
     assert s.plan.level_duration_s == pytest.approx(entries[-1].offset_s + 2.0)
-    fast = with_trace(build(opts(trace=path, trace_speed=2.0), environ={}))
+    fast = with_trace(from_options(opts(trace=path, trace_speed=2.0), environ={}))
     assert fast.plan.level_duration_s == pytest.approx(entries[-1].offset_s / 2 + 2.0)
 
 
 def test_one_level_duration_per_level():
-    s = build(opts(levels="1,8,64", level_duration="10s,20s,1m"), environ={})
+    s = from_options(opts(levels="1,8,64", level_duration="10s,20s,1m"), environ={})
     assert s.plan.level_durations_s == [10, 20, 60] and s.plan.duration(2) == 60
     assert not s.plan.level_done(1, 19.9, 0) and s.plan.level_done(1, 20.0, 0)
     assert s.warmups_s == pytest.approx([2, 4, 12])  # 20 % of each level
     assert s.public()["level_durations_s"] == [10, 20, 60]
-    assert build(opts(levels="1,8,64", level_duration="10s,20s,1m", warmup=5), environ={}).warmups_s is None
+    assert from_options(opts(levels="1,8,64", level_duration="10s,20s,1m", warmup=5), environ={}).warmups_s is None
     with pytest.raises(SettingsError, match="gives 2 durations for 3 levels"):
-        build(opts(levels="1,8,64", level_duration="10s,20s"), environ={})
+        from_options(opts(levels="1,8,64", level_duration="10s,20s"), environ={})
     with pytest.raises(SettingsError, match="bad --level-duration 'x'"):
-        build(opts(levels="1,8", level_duration="10s,x"), environ={})
+        from_options(opts(levels="1,8", level_duration="10s,x"), environ={})
 
 
 def test_one_request_count_per_level():
-    s = build(opts(levels="1,8,64", level_requests="20,40,400"), environ={})
+    s = from_options(opts(levels="1,8,64", level_requests="20,40,400"), environ={})
     plan = s.plan
     assert plan.level_requests_each == [20, 40, 400] and [plan.requests(i) for i in range(3)] == [20, 40, 400]
     assert not plan.level_done(2, 1e6, 399) and plan.level_done(2, 0.0, 400) and plan.level_done(0, 0.0, 20)
     assert s.public()["level_requests_each"] == [20, 40, 400] and "20/40/400 requests" in plan.describe()
-    one = build(opts(levels="1,8", level_requests="30"), environ={}).plan
+    one = from_options(opts(levels="1,8", level_requests="30"), environ={}).plan
     assert one.level_requests == 30 and one.level_requests_each is None and one.requests(1) == 30
     # a 0 leaves that level to the duration; without one it would never end
-    mixed = build(opts(levels="1,8", level_requests="0,50", level_duration="1m"), environ={}).plan
+    mixed = from_options(opts(levels="1,8", level_requests="0,50", level_duration="1m"), environ={}).plan
     assert mixed.level_done(0, 60.0, 0) and not mixed.level_done(0, 59.0, 10**6) and mixed.level_done(1, 1.0, 50)
     for kw, msg in (({"level_requests": "20,40"}, "gives 2 counts for 3 levels"),
                     ({"level_requests": "20,x,5"}, "bad --level-requests '20,x,5': 'x' is not a whole number"),
                     ({"level_requests": "20,-1,5"}, "'-1' must be 0 or more"),
                     ({"level_requests": "20,0,5"}, "gives 0 for a level and there is no --level-duration")):
         with pytest.raises(SettingsError, match=msg):
-            build(opts(levels="1,8,64", **kw), environ={})
+            from_options(opts(levels="1,8,64", **kw), environ={})
 
 
-def test_a_fresh_seed_per_test_unless_given_and_workers_take_the_masters():
-    from tokenswarm.settings import RUN_SEED_OPTION, with_run_seed
+def test_a_fresh_seed_per_run_unless_given():
+    from tokenswarm.settings import with_fresh_seed
 
-    master_opts = opts()
-    first = with_run_seed(build(master_opts, environ={}), master_opts)
-    again = with_run_seed(build(master_opts, environ={}), master_opts)  # the next test (web UI): a new one
+    built = from_options(opts(), environ={})
+    first, again = with_fresh_seed(built), with_fresh_seed(built)  # the next test (web UI): a new one
     assert first.seed_drawn and first.seed != again.seed and first.dataset.seed == first.seed
-    assert getattr(master_opts, RUN_SEED_OPTION) == again.seed
     assert again.public()["seed"] == again.seed and again.public()["seed_drawn"] is True
-    # a worker builds its settings from the options the master sent with its spawn message
-    worker_opts = opts(**{RUN_SEED_OPTION: again.seed})
-    worker = build(worker_opts, environ={})
-    assert worker.seed == again.seed and worker.dataset.seed == again.seed
-    given_opts = opts(seed="1234")
-    given = with_run_seed(build(given_opts, environ={}), given_opts)
-    assert given.seed == 1234 and not given.seed_drawn and getattr(given_opts, RUN_SEED_OPTION) is None
-    assert build(opts(seed=7), environ={}).seed == 7  # an int from code paths without a parser
+    given = with_fresh_seed(from_options(opts(seed="1234"), environ={}))
+    assert given.seed == 1234 and not given.seed_drawn
+    assert from_options(opts(seed=7), environ={}).seed == 7  # an int from code paths without a parser
     with pytest.raises(SettingsError, match="bad --seed 'x1': give a whole number"):
-        build(opts(seed="x1"), environ={})
+        from_options(opts(seed="x1"), environ={})
+
+
+def test_settings_travel_whole_and_come_back_equal():
+    import json
+
+    from tokenswarm.settings import from_wire, to_wire, with_fresh_seed
+
+    cases = [
+        opts(),
+        opts(engine="vllm", model="m", api_key="sk-wire-secret", header=["X-A: 1"], levels="1,8",
+             level_duration="10s,20s", slo="ttft=500,tpot=50", extra_body='{"top_k": 5}', temperature=0.5),
+        opts(rates="0.5,2", level_requests="40", arrival="gamma", burstiness=0.5, dataset="sharegpt",
+             dataset_path=os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "datasets",
+                                       "sharegpt.json"), prefix_len=16, num_prefixes=3, warmup=1.5),
+        opts(engine="trtllm", model="ensemble", server_metrics="none"),
+        opts(dialect="template", body_template='{"p": "{prompt}", "n": {max_tokens}}', text_path="out.text"),
+    ]
+    for o in cases:
+        s = with_fresh_seed(from_options(o, environ={}))
+        wire = to_wire(s)
+        back = from_wire(json.loads(json.dumps(wire)))  # as JSON (the command line's hand-over) and msgpack alike
+        assert to_wire(back) == wire
+        assert back.public() == s.public() and back.headers == s.headers and back.seed == s.seed
+        assert back.dialect.name == s.dialect.name and back.dialect.config() == s.dialect.config()
+        assert back.target == s.target and back.plan == s.plan and back.request == s.request
+    assert "sk-wire-secret" in json.dumps(to_wire(from_options(cases[1], environ={})))  # workers need the key
+
+
+def test_settings_of_another_layout_are_refused_in_one_line():
+    from tokenswarm.settings import WIRE_VERSION, from_wire, to_wire
+
+    wire = to_wire(from_options(opts(), environ={}))
+    with pytest.raises(SettingsError, match=f"layout 99 .*this process reads layout {WIRE_VERSION}"):
+        from_wire({**wire, "version": 99})
+    bad = {**wire, "settings": {**wire["settings"], "no_such_field": 1}}
+    with pytest.raises(SettingsError, match="do not fit .*no_such_field"):
+        from_wire(bad)
+    with pytest.raises(SettingsError, match="not tokenswarm settings"):
+        from_wire([1, 2])
+
+
+def test_the_embedded_engine_and_a_locustfile_dialect_derive_the_route_again():
+    from tokenswarm.settings import with_dialect, with_host
+
+    s = from_options(opts(), environ={})  # sim preset: its default URL until the engine listens
+    moved = with_host(s, "http://127.0.0.1:41234")
+    assert moved.url == "http://127.0.0.1:41234/v1/chat/completions"
+    assert moved.server_metrics == "http://127.0.0.1:41234/metrics"
+    completions = with_dialect(moved, "openai-completions")
+    assert completions.dialect.name == "openai-completions" and completions.endpoint == "/v1/completions"
+    assert with_dialect(moved, "") is moved  # no dialect declared
+    given = from_options(opts(dialect="openai-chat"), environ={})
+    assert with_dialect(given, "openai-completions") is given  # --dialect wins over the locustfile
+    v1 = with_host(from_options(opts(engine="vllm"), environ={}), "http://h:8000/v1")
+    assert v1.url == "http://h:8000/v1/chat/completions"  # one /v1, not two
 
 
 @pytest.mark.parametrize("opt", [o for o in OPTIONS if o.check is not None], ids=lambda o: o.flag)
@@ -238,6 +287,6 @@ def test_every_declared_constraint_is_enforced_by_build_with_one_line(opt):
     rng = opt.check
     bad = rng.lo if rng.lo_open else rng.lo - 1 if rng.lo is not None else rng.hi + 1
     with pytest.raises(SettingsError) as e:
-        build(opts(**{opt.dest: opt.type(bad)}), environ={})
+        from_options(opts(**{opt.dest: opt.type(bad)}), environ={})
     assert str(e.value) == f"bad {opt.flag} {opt.type(bad)}: {rng.words}"
-    build(opts(**{opt.dest: opt.default}), environ={})  # the default itself is allowed
+    from_options(opts(**{opt.dest: opt.default}), environ={})  # the default itself is allowed

@@ -1,11 +1,7 @@
-"""Sweep plans, level/SLO parsing and open-loop arrival schedules."""
-
-import random
-import statistics
+"""Sweep plans and level/SLO parsing (tokenswarm.sweep)."""
 
 import pytest
 
-from tokenswarm.arrivals import Arrivals
 from tokenswarm.errors import SettingsError
 from tokenswarm.sweep import CONCURRENCY, RATE, SweepPlan, level_str, parse_levels, parse_slo
 
@@ -52,34 +48,3 @@ def test_plan_ends_levels_by_duration_or_requests():
     assert rate.users(0) == 64 == rate.users(1)
     with pytest.raises(SettingsError, match="--level-duration and/or --level-requests"):
         SweepPlan(CONCURRENCY, [1])
-
-
-def test_poisson_arrivals_have_the_requested_rate():
-    a = Arrivals(20.0, start=100.0, kind="poisson", rng=random.Random(3))
-    times = [a.next() for _ in range(20001)]
-    assert times[0] == 100.0
-    gaps = [b - a_ for a_, b in zip(times, times[1:])]
-    assert statistics.fmean(gaps) == pytest.approx(1 / 20.0, rel=0.03)
-    assert statistics.pstdev(gaps) / statistics.fmean(gaps) == pytest.approx(1.0, rel=0.05)  # exponential: CV 1
-
-
-def test_gamma_burstiness_changes_the_spread_not_the_rate():
-    def cv_and_mean(b):
-        a = Arrivals(10.0, 0.0, kind="gamma", burstiness=b, rng=random.Random(5))
-        gaps = [a.gap() for _ in range(20000)]
-        return statistics.pstdev(gaps) / statistics.fmean(gaps), statistics.fmean(gaps)
-
-    bursty, m1 = cv_and_mean(0.25)
-    regular, m2 = cv_and_mean(4.0)
-    assert m1 == pytest.approx(0.1, rel=0.05) and m2 == pytest.approx(0.1, rel=0.05)
-    assert bursty == pytest.approx(2.0, rel=0.1)  # CV of gamma = 1/sqrt(shape)
-    assert regular == pytest.approx(0.5, rel=0.1)
-
-
-def test_constant_arrivals_and_bad_arguments():
-    a = Arrivals(4.0, 0.0, kind="constant")
-    assert [a.next() for _ in range(3)] == [0.0, 0.25, 0.5]
-    with pytest.raises(ValueError, match="unknown arrival kind"):
-        Arrivals(1.0, 0.0, kind="weibull")
-    with pytest.raises(ValueError, match="rate must be positive"):
-        Arrivals(0.0, 0.0)

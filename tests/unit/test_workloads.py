@@ -9,8 +9,6 @@ from tokenswarm.simengine.prefixcache import BLOCK_TOKENS, PrefixCache
 from tokenswarm.workloads import (
     Conversations,
     SharedPrefixes,
-    TraceArrivals,
-    TracePrompts,
     load_trace,
 )
 
@@ -76,22 +74,6 @@ def test_trace_errors_name_file_and_line(tmp_path):
         load_trace(os.path.join(TRACES, "plain.jsonl"), speed=0)
     with pytest.raises(DatasetError, match="no such file"):
         load_trace(str(tmp_path / "missing.jsonl"))
-
-
-def test_trace_arrivals_follow_the_offsets_and_mooncake_blocks_share_prompts():
-    entries = load_trace(os.path.join(TRACES, "mooncake.jsonl"))
-    arr = TraceArrivals(entries, start=100.0, prompts=TracePrompts(seed=1))
-    times, prompts = [], []
-    while arr.t != float("inf"):
-        times.append(arr.next())
-        prompts.append(arr.last_prompt)
-    assert times == pytest.approx([100.0 + e.offset_s for e in entries])
-    assert [p.input_tokens for p in prompts] == [e.input_len for e in entries]
-    assert [p.max_tokens for p in prompts] == [e.output_len for e in entries]
-    # entries 0 and 2 both start with hash id 0: the same first block of text (as far as both reach)
-    n = min(entries[0].input_len, entries[2].input_len)
-    assert prompts[0].text.split()[:n] == prompts[2].text.split()[:n]
-    assert prompts[1].text.split()[:n] != prompts[0].text.split()[:n]
 
 
 def test_prefix_cache_hits_whole_leading_blocks_and_evicts_lru():

@@ -56,7 +56,7 @@ def read_items(spec: DatasetSpec) -> tuple[list[Item], int, dict[str, int]]:
     return items, total, skipped
 
 
-def books_line(info: dict[str, object]) -> str:
+def counts_line(info: dict[str, object]) -> str:
     """``sharegpt: 94,145 records read, 90,665 used, 3,480 skipped (fewer than 2 turns 3,100; ...)``."""
     skipped = info.get("skipped") or {}
     assert isinstance(skipped, dict)

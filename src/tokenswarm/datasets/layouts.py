@@ -3,7 +3,7 @@
 One function per layout turns a parsed record into an :class:`Item`, raises
 :class:`Skip` with the reason for a record it passes over (a ShareGPT
 conversation with fewer than two turns, an empty prompt: counted by reason in
-the dataset's books, run.json ``dataset``), and raises :class:`Bad` with the
+the dataset's counts, run.json ``dataset``), and raises :class:`Bad` with the
 field and problem for a record that is wrong; the loader adds the file and
 line. The layouts:
 
@@ -33,7 +33,7 @@ class Bad(Exception):
 
 
 class Skip(Exception):
-    """A record the layout passes over; the message is the reason, counted in the dataset's books."""
+    """A record the layout passes over; the message is the reason, counted in the dataset's counts."""
 
 
 class Item(NamedTuple):

@@ -50,6 +50,11 @@ class Dialect:
     def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
         raise NotImplementedError
 
+    def config(self) -> dict[str, str]:
+        """What :func:`tokenswarm.dialects.get_dialect` needs besides the name to make this dialect again
+        (the settings travel to workers by name and config); nothing for most."""
+        return {}
+
     def stream(self) -> Dialect:
         """A parser for one response. Stateless dialects are their own parser; dialects whose events carry
         cumulative text return a fresh object that remembers what it has seen."""

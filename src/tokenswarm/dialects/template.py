@@ -58,6 +58,7 @@ class Template(Dialect):
         if text_mode not in TEXT_MODES:
             raise SettingsError(f"bad --text-mode {text_mode!r}: choose one of {', '.join(TEXT_MODES)}")
         self.template = body_template
+        self._config = {"body_template": body_template, "text_path": text_path, "text_mode": text_mode}
         self.text_path = _path(text_path)
         self.text_mode = text_mode
         try:
@@ -66,6 +67,9 @@ class Template(Dialect):
             raise SettingsError(f"bad --body-template: not JSON once filled in ({e})") from None
         if not isinstance(sample, dict):
             raise SettingsError("bad --body-template: must be a JSON object")
+
+    def config(self) -> dict[str, str]:
+        return dict(self._config)
 
     def _render(self, prompt: str, max_tokens: int, model: str) -> str:
         out = self.template.replace('"{prompt}"', json.dumps(prompt)).replace('"{model}"', json.dumps(model))

@@ -1,15 +1,15 @@
 """Request budgets: may a user send one more request now?
 
-A :class:`~tokenswarm.loadgen.session.Session` asks its budget before every
+A :class:`~tokenswarm.loadgen.swarm.Swarm` asks its budget before every
 request it sends, and there are two kinds:
 
 * :class:`LocalBudget`, in a single process: ``--requests N`` tickets, or no
-  limit. The process writes its own books, so nothing more is needed.
+  limit. The process writes its own run folder, so nothing more is needed.
 * :class:`LeasedBudget`, on a worker: every request is granted by the master
   *before* it is sent (``tokenswarm_lease`` -> ``tokenswarm_grant``). The master
   thus counts every request a worker starts before the server can see it, and
   a worker killed at any moment (SIGKILL, an OOM-killed pod, a lost node) loses
-  none from the books: requests granted to it minus its records that reached
+  none from the master's ledger: requests granted to it minus its records that reached
   the master are the requests lost with it. Users that want to send at the
   same time share one lease message; at most one lease is outstanding, so a
   worker asks about once per round trip to the master however many users it
@@ -29,7 +29,7 @@ LEASE_RETRY_S = 5.0  # a lease unanswered this long is asked again (a message dr
 
 
 class Budget(Protocol):
-    """The interface a session asks before every request: the two kinds below implement it."""
+    """The interface a swarm asks before every request: the two kinds below implement it."""
 
     exhausted: bool  # no more requests will be granted
 

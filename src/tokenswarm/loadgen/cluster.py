@@ -1,25 +1,14 @@
-"""Master <-> worker protocol: records, levels, request leases, drain, worker loss.
+"""The two ends of a distributed test: a worker's agent and the master's ledger of its workers.
 
-All of it rides on Locust's custom messages (``runner.send_message`` and
-``register_message``); nothing else connects the processes. Messages:
+* :class:`WorkerAgent`, on a worker: ships finished rows, self-check samples and the worker's counts to the
+  master (:class:`~tokenswarm.loadgen.messages.Records`, every second, as soon as :data:`SHIP_MAX` wait, and
+  at the stop), asks for request grants (:class:`~tokenswarm.loadgen.messages.Lease`) and says when it has
+  drained.
+* :class:`WorkerLedger`, on the master: per worker, the requests granted, started and recorded, whether it
+  drained, and when it was lost with how many requests in flight. It answers leases; the master's load
+  (:class:`tokenswarm.loadgen.load.ClusterLoad`) asks it whether the workers have drained and what was lost.
 
-* ``tokenswarm_records`` worker -> master, every second and at stop:
-  ``{"worker", "host", "pid", "rows", "health", "sent", "in_flight"}``. Also a
-  heartbeat of the worker's books (sent, in flight), so a lost worker's
-  in-flight requests can be counted, and its self-check samples (CPU, loop lag).
-* ``tokenswarm_level`` master -> workers: ``{"level", "workers"}``: the
-  level new requests are stamped with; in rate mode each worker sends
-  ``level / workers`` requests per second.
-* ``tokenswarm_lease`` / ``tokenswarm_grant``: ``{"worker", "n"}`` /
-  ``{"n", "exhausted"}``. A worker sends no request the master has not granted
-  (:class:`~tokenswarm.loadgen.budget.LeasedBudget`): the master knows every
-  request a worker started before the server does, so one killed at any moment
-  is accounted for exactly (granted = records + requests lost with it); with
-  ``--requests N`` the master grants N in all.
-* ``tokenswarm_drain`` / ``tokenswarm_drained``: the test is ending; workers
-  send no new requests and report once their requests in flight are done.
-* ``tokenswarm_abort``: the master was interrupted; the stop that follows
-  cancels requests in flight (recorded as ``cancelled``) instead of waiting.
+The messages and their schema: :mod:`tokenswarm.loadgen.messages`.
 """
 
 from __future__ import annotations
@@ -29,46 +18,35 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gevent
 
-from tokenswarm.loadgen import workarounds
-
-if TYPE_CHECKING:
-    from locust.env import Environment
+from tokenswarm.loadgen import messages, workarounds
+from tokenswarm.loadgen.messages import Drain, Drained, Grant, Lease, Records
 
 log = logging.getLogger("tokenswarm")
-
-MSG_RECORDS = "tokenswarm_records"
-MSG_LEVEL = "tokenswarm_level"
-MSG_LEASE = "tokenswarm_lease"
-MSG_GRANT = "tokenswarm_grant"
-MSG_DRAIN = "tokenswarm_drain"
-MSG_DRAINED = "tokenswarm_drained"
-MSG_ABORT = "tokenswarm_abort"  # master -> workers: interrupted, cancel requests in flight at the stop
 
 SHIP_S = 1.0  # a worker ships its records at least this often
 SHIP_MAX = 2000  # ... or as soon as this many are waiting
 
 
 class WorkerAgent:
-    """A worker's side of the protocol: ships its records, its books and its self-check samples to the master,
-    asks it for request grants. Knows nothing of the session: ``books()`` gives (requests started, requests
-    in flight) for the heartbeat; the worker's role owns both and passes grants and drains on."""
+    """A worker's side of the protocol. Knows nothing of the users: ``counts()`` gives (requests started,
+    requests in flight) for the heartbeat; the worker's role passes grants and drains on."""
 
-    def __init__(self, runner: Any, worker: str, books: Callable[[], tuple[int, int]]) -> None:
+    def __init__(self, runner: Any, worker: str, counts: Callable[[], tuple[int, int]]) -> None:
         self.runner = runner
         self.worker = worker
-        self.books = books
+        self.counts = counts
         self.rows: list[list[str]] = []
         self.shipped = 0
         self.host = socket.gethostname()
-        self.health: list[list[Any]] = []
+        self.samples: list[list[Any]] = []
         self._greenlets = [gevent.spawn(self._ship_loop)]
-        from tokenswarm.loadgen.selfcheck import HealthSampler
+        from tokenswarm.loadgen.selfcheck import SelfCheckSampler
 
-        self._greenlets.append(HealthSampler(worker, self.add_health).greenlet)
+        self._greenlets.append(SelfCheckSampler(worker, self.add_sample).greenlet)
 
     # -- records ---------------------------------------------------------------------------
     def add(self, rows: list[list[str]]) -> None:
@@ -85,22 +63,19 @@ class WorkerAgent:
         if not self.rows and not heartbeat and not final:
             return
         rows, self.rows = self.rows, []
-        samples, self.health = self.health, []
-        sent, in_flight = self.books()
-        self.runner.send_message(MSG_RECORDS, {
-            "worker": self.worker, "host": self.host, "pid": os.getpid(), "rows": rows, "health": samples,
-            "sent": sent, "in_flight": in_flight, "final": final,
-        })
+        samples, self.samples = self.samples, []
+        sent, in_flight = self.counts()
+        messages.send(self.runner, Records(worker=self.worker, host=self.host, pid=os.getpid(), rows=rows,
+                                           selfcheck=samples, sent=sent, in_flight=in_flight, final=final))
         self.shipped += len(rows)
 
-    def add_health(self, sample: Any) -> None:
-        self.health.append([sample.time, sample.worker, sample.cpu_pct, sample.loop_lag_p99_ms,
-                            sample.loop_lag_max_ms])
+    def add_sample(self, sample: Any) -> None:
+        self.samples.append(list(sample.fields()))
 
     # -- request grants ---------------------------------------------------------------------
     def ask(self, n: int) -> None:
         """Ask the master to grant ``n`` requests (the budget's lease)."""
-        self.runner.send_message(MSG_LEASE, {"worker": self.worker, "n": n})
+        messages.send(self.runner, Lease(worker=self.worker, n=n))
 
     # -- the end ----------------------------------------------------------------------------
     def drained(self) -> None:
@@ -109,7 +84,7 @@ class WorkerAgent:
         request before it stops the test."""
         self.flush()
         workarounds.send_stats_now(self.runner)
-        self.runner.send_message(MSG_DRAINED, {"worker": self.worker})
+        messages.send(self.runner, Drained(worker=self.worker))
 
     def close(self) -> None:
         """The test stopped here: stop shipping, send Locust's last statistics (after a web UI Stop a worker
@@ -120,19 +95,19 @@ class WorkerAgent:
         self.flush(final=True)
 
 
-class MasterBooks:
-    """The master's view of its workers: who shipped what, leases, drain, and who was lost."""
+class WorkerLedger:
+    """The master's account of its workers in one test: who was granted, started, shipped what; who drained;
+    who was lost with how many requests in flight. ``requests``: ``--requests`` to grant in all (0: no limit)."""
 
-    def __init__(self, environment: Environment, requests: int = 0) -> None:
-        self.env = environment
-        self.runner = environment.runner
+    def __init__(self, runner: Any, requests: int = 0) -> None:
+        self.runner = runner
         self.workers: dict[str, dict[str, Any]] = {}  # by Locust client id
         self.lost: list[dict[str, Any]] = []
         self.remaining = requests  # requests not yet granted (--requests; 0: no limit)
         self.budget = requests
         self.draining = False
         self.drained: set[str] = set()
-        for client_id in list(self.runner.clients.keys()):
+        for client_id in workarounds.worker_states(runner):
             self._info(client_id)
 
     def _info(self, client_id: str, label: str | None = None) -> dict[str, Any]:
@@ -148,39 +123,45 @@ class MasterBooks:
             info["id"] = label
         return info
 
-    def on_records(self, client_id: str, data: dict[str, Any]) -> int:
-        info = self._info(client_id, data.get("worker"))
-        info.update(host=data.get("host"), pid=data.get("pid"), sent=data.get("sent", info["sent"]),
-                    in_flight=data.get("in_flight", 0), last_seen=time.time())
-        info["records"] += len(data["rows"])
-        if data.get("final"):
+    def on_records(self, client_id: str, msg: Records) -> int:
+        info = self._info(client_id, msg.worker)
+        info.update(host=msg.host, pid=msg.pid, sent=msg.sent, in_flight=msg.in_flight, last_seen=time.time())
+        info["records"] += len(msg.rows)
+        if msg.final:
             info["final"] = True
-        return len(data["rows"])
+        return len(msg.rows)
 
-    def on_lease(self, client_id: str, data: dict[str, Any]) -> None:
-        """Grant a worker's requests before it sends them: every one is in the books from now on."""
-        n = max(int(data.get("n", 1)), 0)
+    def on_lease(self, client_id: str, msg: Lease) -> None:
+        """Grant a worker's requests before it sends them: every one is in the ledger from now on."""
+        n = max(msg.n, 0)
         grant = min(n, self.remaining) if self.budget else n
         if self.budget:
             self.remaining -= grant
-        self._info(client_id, data.get("worker"))["leased"] += grant
+        self._info(client_id, msg.worker)["leased"] += grant
         exhausted = bool(self.budget) and self.remaining == 0
-        self.runner.send_message(MSG_GRANT, {"n": grant, "exhausted": exhausted}, client_id=client_id)
+        messages.send(self.runner, Grant(n=grant, exhausted=exhausted), client_id=client_id)
 
-    def on_drained(self, client_id: str, data: dict[str, Any]) -> None:
-        self._info(client_id, data.get("worker"))
+    def on_drained(self, client_id: str, msg: Drained) -> None:
+        self._info(client_id, msg.worker)
         self.drained.add(client_id)
 
     def start_drain(self) -> None:
         if not self.draining:
             self.draining = True
-            self.runner.send_message(MSG_DRAIN, {})
+            messages.send(self.runner, Drain())
 
     def alive(self) -> list[str]:
-        return [cid for cid, node in self.runner.clients.items() if node.state != "missing"]
+        return [cid for cid, state in workarounds.worker_states(self.runner).items() if state != workarounds.MISSING]
 
     def all_drained(self) -> bool:
         return all(cid in self.drained for cid in self.alive())
+
+    def budget_spent(self) -> bool:
+        """``--requests``: every request was granted and has turned into a record (or was lost with a worker)."""
+        if self.remaining > 0:
+            return False
+        alive = set(self.alive())
+        return all(w["records"] >= w["leased"] for cid, w in self.workers.items() if cid in alive)
 
     def awaiting_records(self) -> list[str]:
         """Live workers whose last records may still be on their way: neither drained (every request
@@ -207,9 +188,9 @@ class MasterBooks:
     def check_lost(self) -> list[dict[str, Any]]:
         """Workers Locust now marks missing (no heartbeat): recorded once each, with what they had in flight."""
         new = []
-        for cid, node in list(self.runner.clients.items()):
+        for cid, state in workarounds.worker_states(self.runner).items():
             info = self._info(cid)
-            if node.state == "missing" and info["lost_at"] is None:
+            if state == workarounds.MISSING and info["lost_at"] is None:
                 info["lost_at"] = time.time()
                 # requests it started (each granted here before it was sent) with no record shipped: in flight
                 # when it died, or finished and not yet shipped

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
-from tokenswarm import health
-from tokenswarm.records import COLUMN_INDEX as I  # noqa: N812  (a row's field by column name)
-from tokenswarm.records import Row
+from tokenswarm import selfcheck
+from tokenswarm.requestscsv import COLUMN_INDEX as I  # noqa: N812  (a row's field by column name)
+from tokenswarm.requestscsv import Row
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -63,7 +63,7 @@ class Exporter:
             self.in_tok.inc(int(row[I["input_tokens"]] or 0))
             self.out_tok.inc(int(row[I["output_tokens"]] or 0))
 
-    def health(self, s: health.Sample) -> None:
+    def health(self, s: selfcheck.Sample) -> None:
         self.cpu.labels(s.worker).set(s.cpu_pct)
         self.lag.labels(s.worker).set(s.loop_lag_p99_ms / 1000.0)
 

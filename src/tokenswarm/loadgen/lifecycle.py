@@ -23,7 +23,7 @@ import sys
 
 import gevent
 from locust.env import Environment
-from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from tokenswarm.loadgen import workarounds
 
@@ -39,11 +39,6 @@ def worker_label(runner: MasterRunner, client_id: str) -> str:
     """``w3`` (Locust's worker index), as requests.csv and run.json name the worker."""
     index = workarounds.worker_index(runner, client_id)
     return f"w{index}" if index is not None else client_id
-
-
-def worker_host(client_id: str) -> str:
-    """The worker's host name: Locust's client ids are ``<hostname>_<uuid hex>``."""
-    return client_id.rsplit("_", 1)[0] if "_" in client_id else client_id
 
 
 class WorkerWatch:
@@ -73,9 +68,10 @@ class WorkerWatch:
 
     def on_message(self, client_id: str, kind: str) -> None:
         """After the runner handled a worker's message of this kind."""
-        if kind == "client_ready" and client_id not in self.workers and client_id in self.runner.clients:
+        if kind == "client_ready" and client_id not in self.workers and client_id in workarounds.worker_states(
+                self.runner):
             label = self.workers[client_id] = worker_label(self.runner, client_id)
-            say(f"worker {label} joined from {worker_host(client_id)}; {self._of()} connected")
+            say(f"worker {label} joined from {workarounds.worker_host(client_id)}; {self._of()} connected")
         elif kind == "quit" and client_id in self.workers:
             label = self.workers.pop(client_id)
             if client_id not in self.missing:
@@ -83,17 +79,18 @@ class WorkerWatch:
             self.missing.discard(client_id)
 
     def check(self) -> None:
+        states = workarounds.worker_states(self.runner)
         for cid, label in list(self.workers.items()):
-            node = self.runner.clients.get(cid)
-            if node is None:
+            state = states.get(cid)
+            if state is None:
                 if cid in self.missing:  # missing for a minute: Locust gave up on it (already said)
                     del self.workers[cid]
                     self.missing.discard(cid)
                 continue  # else stopped its users (client_stopped), to be ready again
-            if node.state == STATE_MISSING and cid not in self.missing:
+            if state == workarounds.MISSING and cid not in self.missing:
                 self.missing.add(cid)
                 say(f"worker {label} is missing (no heartbeat); {self._of()} connected")
-            elif node.state != STATE_MISSING and cid in self.missing:
+            elif state != workarounds.MISSING and cid in self.missing:
                 self.missing.discard(cid)
                 say(f"worker {label} is back; {self._of()} connected")
 

@@ -1,10 +1,10 @@
 """Watching a test live: per-level figures, progress lines and the web UI's time series.
 
-:class:`LiveBooks` (master or local process) digests record rows once a second into per-level figures
+:class:`LiveWatch` (master or local process) digests record rows once a second into per-level figures
 computed as the report computes them (:mod:`tokenswarm.report.live`): request and token rates, exact TTFT
 and TPOT percentiles so far, failures; "warming up" during a level's warm-up. Headless runs print
-:meth:`LiveBooks.progress_line` every few seconds; the web UI's tokenswarm tab shows :meth:`LiveBooks.table`
-and charts :class:`Series`, samples of :meth:`LiveBooks.sample` every few seconds. (The client self-check:
+:meth:`LiveWatch.progress_line` every few seconds; the web UI's tokenswarm tab shows :meth:`LiveWatch.table`
+and charts :class:`Series`, samples of :meth:`LiveWatch.sample` every few seconds. (The client self-check:
 :mod:`tokenswarm.loadgen.selfcheck`; the Prometheus exporter: :mod:`tokenswarm.loadgen.exporter`; the
 engine's metrics: :mod:`tokenswarm.loadgen.enginescrape`.)
 """
@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import gevent
 
-from tokenswarm.records import COLUMN_INDEX as I  # noqa: N812  (a row's field by column name)
-from tokenswarm.records import Row
 from tokenswarm.report.live import WARMING_UP, LiveFigures
+from tokenswarm.requestscsv import COLUMN_INDEX as I  # noqa: N812  (a row's field by column name)
+from tokenswarm.requestscsv import Row
 from tokenswarm.sweep import level_str
 
 if TYPE_CHECKING:
@@ -30,14 +30,14 @@ SERIES_S = 2.0  # the web UI's charts: a sample of the live figures this often (
 SERIES_CAP = 720  # samples kept: 24 min at 2 s; then every other one is let go and the interval doubles
 
 
-class LiveBooks:
+class LiveWatch:
     """Per-level figures from the rows seen so far, for progress lines, the web UI and Prometheus: rows are
     digested about once a second into :class:`tokenswarm.report.live.LiveFigures`, whose figures are the
     report's own definitions (window from the first send plus the warm-up, one weighting for every rate,
     exact percentiles over the level's sample)."""
 
     def __init__(self, exporter: Exporter | None = None) -> None:
-        self.books = LiveFigures()
+        self.so_far = LiveFigures()
         self.pending: list[Row] = []
         self.exporter = exporter
         self.totals = {"ok": 0, "failed": 0, "cancelled": 0}
@@ -53,7 +53,7 @@ class LiveBooks:
             chunk = rows[i:i + DIGEST_SLICE]
             if i:
                 gevent.sleep(0)
-            self.books.add(chunk)
+            self.so_far.add(chunk)
             for row in chunk:
                 st = row[I["status"]]
                 self.totals["ok" if st == "ok" else "cancelled" if st == "cancelled" else "failed"] += 1
@@ -63,8 +63,8 @@ class LiveBooks:
     def figures(self, segment: dict[str, Any] | None, warmup_s: float, now: float | None = None) -> dict[str, Any]:
         """One timeline segment's figures (``{"level", "start", "end"}``; see LiveFigures.figures)."""
         if segment is None:
-            return self.books.figures("", time.time(), None, 0.0, now)
-        return self.books.figures(level_str(segment["level"]), segment["start"], segment.get("end"), warmup_s, now)
+            return self.so_far.figures("", time.time(), None, 0.0, now)
+        return self.so_far.figures(level_str(segment["level"]), segment["start"], segment.get("end"), warmup_s, now)
 
     def progress_line(self, segment: dict[str, Any] | None, warmup_s: float, users: int, elapsed: float,
                       index: str = "") -> str:

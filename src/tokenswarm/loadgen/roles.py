@@ -2,23 +2,25 @@
 
 Locust runs a process as one of three runners (local, master, worker); tokenswarm does the same:
 
-* :class:`LocalRole`, a single process: its own users (a :class:`Session`) and its run folder (a
-  :class:`RunController`, the only writer).
-* :class:`MasterRole`: the run folder and its workers' books (:class:`MasterBooks`: records shipped,
-  request grants, drains, lost workers); no users.
-* :class:`WorkerRole`: users (a :class:`Session`) whose records go to the master (a
-  :class:`WorkerAgent`), every request granted by the master first (a :class:`LeasedBudget`).
+* :class:`LocalRole`, a single process: its own users (a :class:`~tokenswarm.loadgen.swarm.Swarm`, driven as
+  a :class:`~tokenswarm.loadgen.load.LocalLoad`) and its run folder.
+* :class:`MasterRole`: the run folder and its workers (a :class:`~tokenswarm.loadgen.load.ClusterLoad` over
+  the :class:`~tokenswarm.loadgen.cluster.WorkerLedger`); no users.
+* :class:`WorkerRole`: users whose records go to the master (a
+  :class:`~tokenswarm.loadgen.cluster.WorkerAgent`), every request granted by the master first (a
+  :class:`~tokenswarm.loadgen.budget.LeasedBudget`).
 
+A role that writes (local or master) makes a :class:`~tokenswarm.loadgen.controller.RunController` per
+test, with the load it drives and a :class:`~tokenswarm.loadgen.recorder.RunRecorder`.
 :mod:`tokenswarm.loadgen.plugin` makes the role at Locust's ``init`` and forwards the test's events to it;
-users, load shapes and the web UI reach it as ``environment.tokenswarm``, the one attribute tokenswarm
-sets on Locust's environment. Each role owns its state; nothing else holds a session, a controller or
-an agent.
+users, load shapes and the web UI reach it as ``environment.tokenswarm``, the one attribute tokenswarm sets
+on Locust's environment.
 
-Settings are built once per test: at ``init`` from Locust's parsed options on a local process or a master
-(bad input ends the process there, exit 2), replaced only by the web UI's start check when its form
-changes them; a worker builds them at each test's start from the options its master sent with the spawn
-message (:mod:`tokenswarm.options`: tokenswarm's options are Locust's custom arguments, which Locust
-forwards to its workers).
+Settings are built once per run (:func:`tokenswarm.settings.from_options`): by ``tokenswarm run|sweep``,
+which hands them to this process whole (:data:`tokenswarm.settings.WIRE_ENV`); else here at ``init`` from
+Locust's options and the locustfile's defaults (bad input ends the process there, exit 2), or from the web
+UI's start form for each test it starts. A master sends them to its workers with each test
+(:class:`~tokenswarm.loadgen.messages.RunSettings`); workers never build settings.
 """
 
 from __future__ import annotations
@@ -29,38 +31,50 @@ import os
 import signal
 import sys
 import time
-import traceback
 from dataclasses import replace
 from typing import Any, ClassVar
 
 import gevent
 from locust.env import Environment
-from locust.rpc import Message
 from locust.runners import MasterRunner, WorkerRunner
 
 from tokenswarm import runfolder
 from tokenswarm.datasets import open_dataset
 from tokenswarm.exitstatus import ExitStatus
-from tokenswarm.loadgen import workarounds
+from tokenswarm.loadgen import messages, workarounds
 from tokenswarm.loadgen.budget import LeasedBudget
-from tokenswarm.loadgen.cluster import (
-    MSG_ABORT,
-    MSG_DRAIN,
-    MSG_DRAINED,
-    MSG_GRANT,
-    MSG_LEASE,
-    MSG_LEVEL,
-    MSG_RECORDS,
-    MasterBooks,
-    WorkerAgent,
-)
+from tokenswarm.loadgen.cluster import WorkerAgent, WorkerLedger
 from tokenswarm.loadgen.controller import RunController
 from tokenswarm.loadgen.lifecycle import UserWatch, WorkerWatch
-from tokenswarm.loadgen.session import Session
+from tokenswarm.loadgen.load import ClusterLoad, LocalLoad
+from tokenswarm.loadgen.messages import (
+    Abort,
+    Drain,
+    Drained,
+    Grant,
+    Lease,
+    Level,
+    Records,
+    RunSettings,
+    SettingsWanted,
+)
+from tokenswarm.loadgen.recorder import RunRecorder
 from tokenswarm.loadgen.shapes import LevelShape
+from tokenswarm.loadgen.swarm import Swarm
 from tokenswarm.options import BY_DEST
 from tokenswarm.preflight import PreflightError, check
-from tokenswarm.settings import Settings, SettingsError, build, with_run_seed, with_trace
+from tokenswarm.selfcheck import Sample
+from tokenswarm.settings import (
+    WIRE_ENV,
+    Settings,
+    SettingsError,
+    from_options,
+    from_wire,
+    to_wire,
+    with_dialect,
+    with_fresh_seed,
+    with_trace,
+)
 from tokenswarm.sweep import SweepPlan
 
 log = logging.getLogger("tokenswarm")
@@ -84,7 +98,7 @@ def tokenizer_of(settings: Settings) -> Any:
 
 def dataset_problem(settings: Settings) -> dict[str, Any] | None:
     """Load the tokenizer and read one prompt of a file dataset, so a bad file is a SettingsError now. Returns
-    the file dataset's books (records read, used, skipped by reason), None for generated prompts."""
+    the file dataset's counts (records read, used, skipped by reason), None for generated prompts."""
     tokenizer_of(settings)
     if settings.dataset.name == "random":
         return None
@@ -92,7 +106,7 @@ def dataset_problem(settings: Settings) -> dict[str, Any] | None:
 
 
 class Role:
-    """What every role has: the environment, the settings of the test, its session (roles with users) and
+    """What every role has: the environment, the settings of the test, its swarm (roles with users) and
     its run controller (roles that write)."""
 
     name: ClassVar[str] = ""
@@ -103,11 +117,16 @@ class Role:
         self.runner = environment.runner
         self.headless = bool(getattr(self.opts, "headless", False))
         self.settings: Settings | None = None
-        self.session: Session | None = None
+        self.swarm: Swarm | None = None
         self.run: RunController | None = None
         self.start_error: str | None = None  # why the last test could not start (the web UI shows it)
 
     # -- settings ----------------------------------------------------------------------------------
+    def user_dialect(self) -> str:
+        """The dialect the locustfile's user classes declare (one for all), else ""."""
+        dialects = {getattr(u, "dialect", "") for u in self.env.user_classes}
+        return dialects.pop() if len(dialects) == 1 else ""
+
     def build_settings(self, opts: argparse.Namespace | None = None, host: str | None = None) -> Settings:
         """Settings from ``opts`` (default: Locust's parsed options) and ``host`` (default: Locust's), with the
         locustfile's defaults: its user class's dialect, its load shape's class attributes (each used where
@@ -115,9 +134,9 @@ class Role:
         opts = self.opts if opts is None else opts
         values = vars(opts)
         changed: dict[str, Any] = {}
-        dialects = {getattr(u, "dialect", "") for u in self.env.user_classes}
-        if not values.get("dialect") and not values.get("endpoint") and len(dialects) == 1 and "" not in dialects:
-            changed["dialect"] = dialects.pop()
+        dialect = self.user_dialect()
+        if not values.get("dialect") and not values.get("endpoint") and dialect:
+            changed["dialect"] = dialect
         shape = self.env.shape_class
         if isinstance(shape, LevelShape):
             shape.check_options(values)
@@ -126,7 +145,7 @@ class Role:
                     changed[dest] = value
         if changed:
             opts = argparse.Namespace(**{**values, **changed})
-        settings = build(opts, host=(self.env.host if host is None else host) or None)
+        settings = from_options(opts, host=(self.env.host if host is None else host) or None)
         if isinstance(shape, LevelShape):
             shape.check(settings)
         return settings
@@ -171,7 +190,8 @@ class Role:
 
 
 class WorkerRole(Role):
-    """A worker: users whose records go to the master; every request granted by the master first."""
+    """A worker: users whose records go to the master; every request granted by the master first. Its
+    settings come from the master (:class:`RunSettings`, with each test); it builds none."""
 
     name = "worker"
 
@@ -181,85 +201,101 @@ class WorkerRole(Role):
         self.worker = f"w{runner.worker_index}" if runner.worker_index >= 0 else runner.client_id
         self.agent: WorkerAgent | None = None
         self.budget: LeasedBudget | None = None
-        self.level: tuple[float, int, float | None] | None = None  # (level, workers, start) as the master said
+        self.received: RunSettings | None = None  # this test's settings, as the master sent them
+        self.level: Level | None = None  # the level as the master last said
+        self.running = False  # between test start and stop
         self.watch = UserWatch(runner, self.worker)
         environment.events.quitting.add_listener(lambda **_kw: self.quitting())
         workarounds.cache_default_args()
-        runner.register_message(MSG_LEVEL, self._on_level)
-        runner.register_message(MSG_GRANT, self._on_grant)
-        runner.register_message(MSG_DRAIN, self._on_drain)
-        runner.register_message(MSG_ABORT, self._on_abort)
+        bad = lambda line: log.error("tokenswarm: a message from the master was refused: %s", line)  # noqa: E731
+        messages.on(runner, RunSettings, self._on_settings, bad)
+        messages.on(runner, Level, self._on_level, bad)
+        messages.on(runner, Grant, self._on_grant, bad)
+        messages.on(runner, Drain, self._on_drain, bad)
+        messages.on(runner, Abort, self._on_abort, bad)
 
     def test_start(self) -> None:
+        self.running = True
+        self.swarm = None
+        if self.received is None:  # joined after the test started: ask for its settings
+            messages.send(self.runner, SettingsWanted(worker=self.worker))
+            return
+        self._start_swarm(self.received)
+
+    def _start_swarm(self, received: RunSettings) -> None:
         runner = self.runner
-        self.session = None
         try:
-            self.settings = settings = self.build_settings()  # the options the master sent with this test
-            agent = WorkerAgent(runner, self.worker, self._books)
+            self.settings = settings = from_wire(received.settings)
+            agent = WorkerAgent(runner, self.worker, self._counts)
             budget = LeasedBudget(agent.ask)
-            shards = max(int(getattr(self.opts, "worker_shards", 1) or 1), 1)
-            session = Session(self.env, settings, self.worker, shard=max(runner.worker_index, 0), shards=shards,
-                              sink=agent.add, tokenizer=tokenizer_of(settings), budget=budget)
+            swarm = Swarm(self.env, settings, self.worker, shard=max(runner.worker_index, 0),
+                          shards=received.shards, sink=agent.add, tokenizer=tokenizer_of(settings), budget=budget)
         except SettingsError as e:
             self.fail(str(e))
             return
-        self.agent, self.budget, self.session = agent, budget, session
-        level, workers, start = self.level or (runner.target_user_count, 1, None)
-        session.set_level(level, workers, start)
+        self.agent, self.budget, self.swarm = agent, budget, swarm
+        if self.level is not None:
+            swarm.set_level(self.level.level, self.level.workers, self.level.start)
+        else:
+            swarm.set_level(runner.target_user_count, 1, None)
 
-    def _books(self) -> tuple[int, int]:
-        s = self.session
-        return (s.sent_started, s.in_flight) if s is not None else (0, 0)
+    def _counts(self) -> tuple[int, int]:
+        swarm = self.swarm
+        return swarm.counts() if swarm is not None else (0, 0)
 
     def test_stop(self) -> None:
-        if self.session is not None:
-            self.session.close()
+        self.running = False
+        if self.swarm is not None:
+            self.swarm.close()
         if self.agent is not None:
             self.agent.close()
             self.agent = None
+        self.received = None  # the next test brings its own
+        self.level = None
 
     def quitting(self) -> None:
         self.watch.stop()
 
     def show_failure(self, msg: str) -> None:
         """A worker sends its failure to the master's Exceptions tab, as Locust does with its users' exceptions."""
-        try:
-            self.runner.client.send(Message("exception", {"msg": msg, "traceback": FAILED_START},
-                                            self.runner.client_id))
-        except Exception:  # the master is gone: the worker's own log line is all there is
-            log.debug("tokenswarm: could not send the failure to the master:\n%s", traceback.format_exc())
+        workarounds.report_to_master(self.runner, msg, FAILED_START)
 
     # -- the master's messages -----------------------------------------------------------------------
-    def _on_level(self, environment: Environment, msg: Any, **_kw: Any) -> None:
-        self.level = (msg.data["level"], msg.data.get("workers", 1), msg.data.get("start"))
-        if self.session is not None:
-            self.session.set_level(*self.level)
+    def _on_settings(self, msg: RunSettings, _sender: str) -> None:
+        self.received = msg
+        if self.running and self.swarm is None:  # the answer to SettingsWanted
+            self._start_swarm(msg)
 
-    def _on_grant(self, environment: Environment, msg: Any, **_kw: Any) -> None:
+    def _on_level(self, msg: Level, _sender: str) -> None:
+        self.level = msg
+        if self.swarm is not None:
+            self.swarm.set_level(msg.level, msg.workers, msg.start)
+
+    def _on_grant(self, msg: Grant, _sender: str) -> None:
         if self.budget is not None:
-            self.budget.on_grant(int(msg.data["n"]), bool(msg.data.get("exhausted")))
+            self.budget.on_grant(msg.n, msg.exhausted)
 
-    def _on_drain(self, environment: Environment, msg: Any, **_kw: Any) -> None:
-        session, agent = self.session, self.agent
-        if session is None or agent is None:
-            self.runner.send_message(MSG_DRAINED, {"worker": self.worker})
+    def _on_drain(self, msg: Drain, _sender: str) -> None:
+        swarm, agent = self.swarm, self.agent
+        if swarm is None or agent is None:
+            messages.send(self.runner, Drained(worker=self.worker))
             return
-        session.stop_sending()
-        gevent.spawn(self._drained_when_idle, session, agent)
+        swarm.stop_sending()
+        gevent.spawn(self._drained_when_idle, swarm, agent)
 
-    def _drained_when_idle(self, session: Session, agent: WorkerAgent) -> None:
-        while session.in_flight > 0:
+    def _drained_when_idle(self, swarm: Swarm, agent: WorkerAgent) -> None:
+        while swarm.in_flight > 0:
             gevent.sleep(0.05)
-        session.flush()
+        swarm.records.flush()
         agent.drained()
 
-    def _on_abort(self, environment: Environment, msg: Any, **_kw: Any) -> None:
-        environment.stop_timeout = 0  # the master was interrupted: the coming stop cancels requests in flight
+    def _on_abort(self, msg: Abort, _sender: str) -> None:
+        workarounds.cancel_at_stop(self.env)  # the master was interrupted: the coming stop cancels requests
 
 
 class WriterRole(Role):
-    """A role that writes the run folder (local process or master): settings built at init, the preflight,
-    the run controller, tokenswarm's Prometheus exporter, Ctrl-C and SIGTERM."""
+    """A role that writes the run folder (local process or master): the run's settings, the preflight, the
+    run controller, tokenswarm's Prometheus exporter, Ctrl-C and SIGTERM."""
 
     def __init__(self, environment: Environment, web_ui: Any = None) -> None:
         super().__init__(environment)
@@ -274,9 +310,7 @@ class WriterRole(Role):
             if web_ui is None:
                 self.exporter.serve("0.0.0.0", self.opts.metrics_port)
         try:
-            self.settings = self.build_settings()
-            if self.settings.trace:
-                self.settings = with_trace(self.settings)
+            self.settings = self._settings_at_init()
         except SettingsError as e:
             print(f"tokenswarm: error: {e}", file=sys.stderr, flush=True)
             sys.exit(ExitStatus.BAD_INPUT)
@@ -286,47 +320,60 @@ class WriterRole(Role):
         gevent.signal_handler(signal.SIGINT, self.sigint)
         workarounds.sigterm_like_sigint(self.sigint)
 
+    def _settings_at_init(self) -> Settings:
+        """The settings ``tokenswarm run|sweep`` built and handed over (:data:`WIRE_ENV`; the locustfile's user
+        class may still name the dialect), else built from Locust's options and the locustfile's defaults."""
+        wire = os.environ.get(WIRE_ENV)
+        if wire:
+            import json
+
+            settings = with_dialect(from_wire(json.loads(wire)), self.user_dialect() or "")
+            shape = self.env.shape_class
+            if isinstance(shape, LevelShape):
+                shape.check(settings)
+            return settings
+        settings = self.build_settings()
+        return with_trace(settings) if settings.trace else settings
+
     # -- the web UI's start check --------------------------------------------------------------------
     def accept(self, settings: Settings, checked: Settings | None) -> None:
         """The web UI's start form asked for ``settings`` and they passed its check (the preflight's answer
         ``checked``, None without a preflight): the test start that follows takes them as they are."""
         if checked is not None:
             settings = replace(settings, request=replace(settings.request, model=checked.request.model),
-                               model_from_server=False)
+                               model_from_server=False, preflight=False)
         self.checked = (settings, time.monotonic()) if checked is not None else None
         self.settings = settings
 
-    def _settings_for_test(self) -> tuple[Settings, bool]:
-        """(settings, preflight passed already): what the web UI's check passed a moment ago, else the settings
-        built at init (headless), else built from the options Locust's web UI applied."""
+    def _settings_for_test(self) -> Settings:
+        """What the web UI's check passed a moment ago, else the settings of this process (headless), else
+        built from the options Locust's web UI applied."""
         checked, self.checked = self.checked, None
         if checked is not None and time.monotonic() - checked[1] < PREFLIGHT_MEMORY_S:
-            return checked[0], True
+            return checked[0]
         if not self.headless or self.settings is None:
             settings = self.build_settings()
-            return (with_trace(settings) if settings.trace else settings), False
-        return self.settings, False
+            return with_trace(settings) if settings.trace else settings
+        return self.settings
 
     # -- the test ------------------------------------------------------------------------------------
     def test_start(self) -> None:
-        self.session = None
-        opts = self.opts
+        self.swarm = None
         try:
-            settings, checked = self._settings_for_test()
+            settings = self._settings_for_test()
         except SettingsError as e:
             self.fail(str(e))
             return
-        settings = with_run_seed(settings, opts)  # a fresh seed per test unless --seed; workers get it from opts
-        if not checked and not getattr(opts, "no_preflight", False):
+        settings = with_fresh_seed(settings)  # a fresh seed per test unless --seed; workers get it with the rest
+        if settings.preflight:
             try:
-                settings = check(settings)
+                settings = replace(check(settings), preflight=False)
             except PreflightError as e:
                 self.fail(str(e))
                 return
-        opts.model = settings.request.model  # workers receive the resolved model with the spawn message
         self.tests += 1
         try:
-            run_dir = runfolder.make_run_dir(self._out_dir(opts.out), settings.engine.name, settings.run_name)
+            run_dir = runfolder.make_run_dir(self._out_dir(settings.out), settings.preset.name, settings.run_name)
         except OSError as e:
             self.fail(f"cannot create the run folder: {e}")
             return
@@ -375,7 +422,7 @@ class WriterRole(Role):
             # what was measured is written, run.json says "complete": false; a second Ctrl-C exits at once
             signal.signal(signal.SIGINT, lambda _s, _f: os._exit(ExitStatus.INTERRUPTED))
             if not run.interrupted:
-                self.interrupt(run)
+                run.interrupt()
             if self.runner is not None:
                 self.runner.stop()
             run.finish(complete=False)
@@ -390,13 +437,8 @@ class WriterRole(Role):
         if run is not None and not run.finished:
             if run.interrupted:
                 os._exit(ExitStatus.INTERRUPTED)
-            self.interrupt(run)
+            run.interrupt()
         workarounds.interrupt_main(KeyboardInterrupt)  # what Ctrl-C does to Locust's main greenlet
-
-    def interrupt(self, run: RunController) -> None:
-        log.warning("tokenswarm: interrupted; writing what was measured (Ctrl-C again to exit at once)")
-        run.interrupted = True
-        self.env.stop_timeout = 0
 
 
 class LocalRole(WriterRole):
@@ -405,50 +447,75 @@ class LocalRole(WriterRole):
     name = "local"
 
     def start_run(self, settings: Settings, run_dir: str) -> RunController:
-        session = Session(self.env, settings, "local", shard=0, shards=1, sink=self._add_rows,
-                          tokenizer=tokenizer_of(settings))
-        self.session = session
-        return RunController(self.env, settings, run_dir, session=session, exporter=self.exporter,
-                             dataset_books=session.dataset_books())
+        swarm = Swarm(self.env, settings, "local", shard=0, shards=1, sink=self._add_rows,
+                      tokenizer=tokenizer_of(settings))
+        self.swarm = swarm
+        return RunController(self.env, settings, LocalLoad(swarm), RunRecorder(self.env, run_dir),
+                             role=self.name, exporter=self.exporter, dataset_counts=swarm.calls.dataset_counts(),
+                             own_selfcheck=True)
 
     def _add_rows(self, rows: list[Any]) -> None:
-        """The session's finished rows, to the run folder of the test in progress."""
+        """The swarm's finished rows, to the run folder of the test in progress."""
         if self.run is not None:
             self.run.add_rows(rows)
 
 
 class MasterRole(WriterRole):
-    """A master: the run folder and the books of its workers; no users of its own."""
+    """A master: the run folder and its workers; no users of its own. It sends each test's settings to its
+    workers (before Locust's spawn message, which starts their users) and to a worker that asks."""
 
     name = "master"
 
     def __init__(self, environment: Environment, web_ui: Any = None) -> None:
         super().__init__(environment, web_ui)
+        self.watch = WorkerWatch(environment, self.runner)
+        self.ledger: WorkerLedger | None = None
+        self.sent_settings: RunSettings | None = None
         runner = self.runner
-        self.watch = WorkerWatch(environment, runner)
-        runner.register_message(MSG_RECORDS, self._for_run(lambda run, cid, d: run.on_worker_rows(cid, d)))
-        runner.register_message(MSG_LEASE, self._for_run(lambda run, cid, d: run.books.on_lease(cid, d)))
-        runner.register_message(MSG_DRAINED, self._for_run(lambda run, cid, d: run.books.on_drained(cid, d)))
+        messages.on(runner, Records, self._for_run(self._on_records), self._bad)
+        messages.on(runner, Lease, self._for_run(lambda m, cid: self.ledger.on_lease(cid, m)), self._bad)
+        messages.on(runner, Drained, self._for_run(lambda m, cid: self.ledger.on_drained(cid, m)), self._bad)
+        messages.on(runner, SettingsWanted, self._on_settings_wanted, self._bad)
+
+    @staticmethod
+    def _bad(line: str) -> None:
+        log.error("tokenswarm: a message from a worker was refused: %s", line)
 
     def start_run(self, settings: Settings, run_dir: str) -> RunController:
         # every worker takes its own share of the dataset: worker i of n takes prompts i, i+n, ...
-        self.opts.worker_shards = max(len(self.runner.clients), 1)
-        dataset_books = dataset_problem(settings)
-        return RunController(self.env, settings, run_dir, books=MasterBooks(self.env, settings.requests),
-                             exporter=self.exporter, dataset_books=dataset_books)
+        shards = max(len(workarounds.worker_states(self.runner)), 1)
+        self.sent_settings = RunSettings(settings=to_wire(settings), shards=shards)
+        messages.send(self.runner, self.sent_settings)
+        self.ledger = WorkerLedger(self.runner, settings.requests)
+        return RunController(self.env, settings, ClusterLoad(self.runner, self.ledger),
+                             RunRecorder(self.env, run_dir), role=self.name, exporter=self.exporter,
+                             dataset_counts=dataset_problem(settings))
+
+    def _on_settings_wanted(self, msg: SettingsWanted, client_id: str) -> None:
+        if self.sent_settings is not None and self.run is not None and not self.run.finished:
+            messages.send(self.runner, self.sent_settings, client_id=client_id)
+
+    def _on_records(self, msg: Records, client_id: str) -> None:
+        run = self.run
+        assert self.ledger is not None and run is not None
+        self.ledger.on_records(client_id, msg)
+        for fields in msg.selfcheck:
+            run.add_sample(Sample(*fields))
+        if msg.rows:
+            run.add_rows(msg.rows)
 
     def _for_run(self, handler: Any) -> Any:
-        def on_message(environment: Environment, msg: Any, **_kw: Any) -> None:
+        def receive(msg: Any, client_id: str) -> None:
             run = self.run
-            if run is None or run.finished:
-                rows = len(msg.data.get("rows", [])) if isinstance(msg.data, dict) else 0
+            if run is None or run.finished or self.ledger is None:
+                rows = len(getattr(msg, "rows", ()) or ())
                 if rows:
                     log.warning("tokenswarm: %d records from %s arrived with no test running; dropped", rows,
-                                msg.node_id)
+                                client_id)
                 return
-            handler(run, msg.node_id, msg.data)
+            handler(msg, client_id)
 
-        return on_message
+        return receive
 
     def quitting(self) -> None:
         super().quitting()
@@ -463,10 +530,6 @@ class MasterRole(WriterRole):
             workarounds.interrupt_main(SystemExit(int(ExitStatus.INTERRUPTED)))
             return
         super().sigint()
-
-    def interrupt(self, run: RunController) -> None:
-        super().interrupt(run)
-        self.runner.send_message(MSG_ABORT, {})
 
 
 def make_role(environment: Environment, web_ui: Any = None) -> Role | None:

@@ -1,5 +1,5 @@
 """The client self-check: every process that runs users measures its own event-loop lag and CPU
-(:class:`HealthSampler`); :mod:`tokenswarm.health` says when that makes a level's timings untrustworthy."""
+(:class:`SelfCheckSampler`); :mod:`tokenswarm.selfcheck` says when that makes a level's timings untrustworthy."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from collections.abc import Callable
 import gevent
 import psutil
 
-from tokenswarm import health
+from tokenswarm import selfcheck
 
 
-class HealthSampler:
-    """This process's event-loop lag and CPU, summarised every second into :class:`health.Sample`."""
+class SelfCheckSampler:
+    """This process's event-loop lag and CPU, summarised every second into :class:`selfcheck.Sample`."""
 
-    def __init__(self, worker: str, sink: Callable[[health.Sample], None]) -> None:
+    def __init__(self, worker: str, sink: Callable[[selfcheck.Sample], None]) -> None:
         self.worker = worker
         self.sink = sink
         self.proc = psutil.Process(os.getpid())
@@ -24,19 +24,19 @@ class HealthSampler:
         self.greenlet = gevent.spawn(self._loop)
 
     def _loop(self) -> None:
-        interval = health.LAG_INTERVAL_S
+        interval = selfcheck.LAG_INTERVAL_S
         lags: list[float] = []
-        next_report = time.monotonic() + health.REPORT_S
+        next_report = time.monotonic() + selfcheck.REPORT_S
         while True:
             t0 = time.monotonic()
             gevent.sleep(interval)
             t1 = time.monotonic()
             lags.append(max(0.0, (t1 - t0 - interval) * 1000.0))
             if t1 >= next_report:
-                self.sink(health.Sample(time.time(), self.worker, self.proc.cpu_percent(None),
-                                        health.lag_p99(lags), max(lags) if lags else 0.0))
+                self.sink(selfcheck.Sample(time.time(), self.worker, self.proc.cpu_percent(None),
+                                        selfcheck.lag_p99(lags), max(lags) if lags else 0.0))
                 lags = []
-                next_report = t1 + health.REPORT_S
+                next_report = t1 + selfcheck.REPORT_S
 
     def stop(self) -> None:
         self.greenlet.kill(block=True)

@@ -2,7 +2,7 @@
 
 * :class:`LevelTimeline`: the levels a test went through, each ``{"level", "start", "end"}`` in epoch
   seconds (``end`` None while it runs). run.json's ``timeline`` and every per-level window of the report
-  come from it; a level's measurement window is its [start, end] (DESIGN.md, "Levels and windows").
+  come from it; a level's measurement window is its [start, end] less its warm-up (README, "Metrics").
 * :class:`Ending`: when a test stops sending (its ``--duration`` is up, or its ``--requests`` budget spent)
   and when it stops (every request in flight finished, or ``--stop-timeout`` passed since it stopped
   sending: those still in flight are then cancelled and recorded as such).

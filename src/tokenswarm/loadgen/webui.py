@@ -17,7 +17,7 @@ options that matter, and the tokenswarm tab shows per-level figures and charts o
 * **The tokenswarm tab**: Locust's extended table, one row per level
   (:meth:`~tokenswarm.loadgen.controller.RunController.ui_table`), and above it the charts that webui.js
   (``tokenswarm/ui.js``, added to Locust's page) draws as inline SVG from ``tokenswarm/series``: the run's
-  samples of its live figures (:class:`tokenswarm.loadgen.livebooks.Series`). Both are behind the web login
+  samples of its live figures (:class:`tokenswarm.loadgen.livewatch.Series`). Both are behind the web login
   when there is one; nothing is fetched from anywhere else.
 * ``/metrics``: tokenswarm's Prometheus metrics (not behind the login: Prometheus scrapes it).
 """
@@ -25,7 +25,6 @@ options that matter, and the tokenswarm tab shows per-level figures and charts o
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -171,17 +170,14 @@ def install_web_ui(web_ui: Any, environment: Environment) -> None:
     workarounds.form_fields_in_order(web_ui, lambda extra: form_fields(extra, _is_sweep(environment)))
     role = environment.tokenswarm
 
-    @web_ui.app.before_request
-    def _check_start() -> Any:
-        if request.method != "POST" or request.endpoint != "locust.swarm":
-            return None
+    def check_start(form: Any) -> Any:
         if web_ui.web_login and not current_user.is_authenticated:
             return None  # Locust's view sends it to the login page
         runner = environment.runner
         if runner is None or runner.state in (STATE_SPAWNING, STATE_RUNNING):
             return None  # a running test's new user count: nothing new to check
         try:
-            problem = start_problem(environment, request.form)
+            problem = start_problem(environment, form)
         except Exception:  # never stand in the way of a start over a fault of this check's own
             log.exception("tokenswarm: the start check failed; starting without it")
             return None
@@ -191,21 +187,9 @@ def install_web_ui(web_ui: Any, environment: Environment) -> None:
         print(f"tokenswarm: error: {problem}", file=sys.stderr, flush=True)
         return jsonify({"success": False, "message": problem, "host": environment.host})
 
-    @web_ui.app.after_request
-    def _extend(response: Any) -> Any:
-        if response.status_code != 200:
-            return response
-        if request.endpoint == "locust.index" and response.mimetype == "text/html":
-            html = response.get_data(as_text=True)
-            tag = f'<script src=".{SCRIPT_PATH}"></script>'
-            response.set_data(html.replace("</body>", tag + "</body>", 1))
-        elif request.endpoint == "locust.request_stats":
-            rows = role.run.ui_table() if role.run is not None else []
-            data = response.get_json(silent=True)
-            if isinstance(data, dict):
-                data["extended_stats"] = [{"key": UI_TAB, "data": rows}]
-                response.set_data(json.dumps(data))
-        return response
+    workarounds.before_start(web_ui, check_start)
+    workarounds.extend_pages(web_ui, f'<script src=".{SCRIPT_PATH}"></script>',
+                             lambda: role.run.ui_table() if role.run is not None else [], UI_TAB)
 
     bp = Blueprint("tokenswarm_ui", __name__, url_prefix=base or None)
 
@@ -232,6 +216,6 @@ def install_web_ui(web_ui: Any, environment: Environment) -> None:
             return Response("# no test has started yet\n", mimetype="text/plain")
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        if role.run is not None and not role.run.finished:
-            role.run.live.digest()
+        if role.run is not None:
+            role.run.live_figures()  # every row received so far folded in
         return Response(generate_latest(exporter.registry), mimetype=CONTENT_TYPE_LATEST)

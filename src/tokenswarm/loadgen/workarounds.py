@@ -11,7 +11,12 @@ CHECKED, the signal to look at them again.
 
 The rest of tokenswarm uses Locust through its public API: events, custom
 messages (``register_message``/``send_message``), ``LoadTestShape``, users,
-the web UI's ``app``, ``template_args`` and ``auth_required_if_enabled``.
+the runner's ``start``/``stop``/``quit``, ``user_count`` and
+``target_user_count``, ``worker_index``, the web UI's ``app``,
+``template_args`` and ``auth_required_if_enabled``. Everything else it needs
+of Locust is here, including what is public in practice but undocumented
+(the master's table of workers, the client-id format, the web UI's endpoint
+names and its statistics JSON): a change there breaks one tested function.
 """
 
 from __future__ import annotations
@@ -122,9 +127,73 @@ def write_last_history_row(csv_writer: Any, now: float) -> bool:
     return True
 
 
-# -- the master's books --------------------------------------------------------------------------
+def log_outside_total(stats: Any, name: str, request_type: str, value_ms: float) -> bool:
+    """Add ``value_ms`` to Locust's statistics row ``name`` of ``request_type`` without counting a request in
+    the total (TTFT and TPOT rows beside each request's one E2E event). Returns whether it was logged.
+    Upstream: a documented way to log a sample outside the total (``StatsEntry.log`` is undocumented)."""
+    entry = stats.get(name, request_type)
+    if not applies(entry, "log"):
+        return False
+    entry.log(value_ms, 0)
+    return True
+
+
+# -- stopping ------------------------------------------------------------------------------------
+def stop_now(environment: Any) -> None:
+    """Stop the test at once: users' requests in flight are cancelled rather than awaited for
+    ``--stop-timeout`` (Locust stops users gracefully for ``environment.stop_timeout`` s), then the timeout
+    the user set stands again. Upstream: ``runner.stop(timeout=0)``."""
+    runner = environment.runner
+    if runner is None:
+        return
+    saved, environment.stop_timeout = environment.stop_timeout, 0
+    try:
+        runner.stop()
+    finally:
+        environment.stop_timeout = saved
+
+
+def cancel_at_stop(environment: Any) -> None:
+    """The coming stop (whoever asks for it: the web UI, the master, Ctrl-C) cancels requests in flight at once.
+    Upstream: as :func:`stop_now`."""
+    environment.stop_timeout = 0
+
+
+# -- the master's workers -------------------------------------------------------------------------
+MISSING = "missing"  # Locust's STATE_MISSING: a worker whose heartbeats stopped
+
+
+def worker_states(runner: Any) -> dict[str, str]:
+    """The master's workers now: Locust client id -> state (:data:`MISSING` for one whose heartbeats stopped).
+    Upstream: ``MasterRunner.clients`` and ``WorkerNode.state`` are undocumented."""
+    if not applies(runner, "clients"):
+        return {}
+    return {cid: str(node.state) for cid, node in list(runner.clients.items())}
+
+
+def worker_host(client_id: str) -> str:
+    """The host name in a Locust client id (``<hostname>_<uuid hex>``; Locust's format, undocumented)."""
+    return client_id.rsplit("_", 1)[0] if "_" in client_id else client_id
+
+
+def report_to_master(runner: Any, msg: str, traceback_text: str) -> bool:
+    """On a worker: put ``msg`` in the master's Exceptions tab (Locust's own ``exception`` message, which it
+    sends for a user's exception). Returns whether it was sent.
+    Upstream: a public ``runner.log_exception`` on workers that forwards to the master."""
+    if not applies(runner, "client"):
+        return False
+    from locust.rpc import Message
+
+    try:
+        runner.client.send(Message("exception", {"msg": msg, "traceback": traceback_text}, runner.client_id))
+    except Exception:  # the master is gone: the worker's own log line is all there is
+        log.debug("tokenswarm: could not send the failure to the master", exc_info=True)
+        return False
+    return True
+
+
 def worker_index(runner: Any, client_id: str) -> int | None:
-    """The index Locust gave a worker (``w0``, ``w1``... in tokenswarm's books), None when unknown.
+    """The index Locust gave a worker (``w0``, ``w1``... in requests.csv and run.json), None when unknown.
     Upstream: ``MasterRunner.worker_indexes`` is public in practice but undocumented."""
     if not applies(runner, "worker_indexes"):
         return None
@@ -205,4 +274,56 @@ def form_fields_in_order(web_ui: Any, fields: Callable[[dict[str, Any]], dict[st
         args["extra_options"] = fields(args.get("extra_options") or {})
 
     web_ui.update_template_args = update_and_order
+    return True
+
+
+#: the Flask endpoints of Locust's web UI that tokenswarm extends (undocumented names)
+START_ENDPOINT = "locust.swarm"  # POST /swarm: the start form
+INDEX_ENDPOINT = "locust.index"  # GET /: the page
+STATS_ENDPOINT = "locust.request_stats"  # GET /stats/requests: the tables' data, every 2 s
+
+
+def before_start(web_ui: Any, check: Callable[[Any], Any]) -> bool:
+    """Call ``check(form)`` before Locust's start view handles a POSTed start form; a non-None answer (a Flask
+    response) is sent instead. Returns whether it is installed. Upstream: a ``test_start_requested`` event
+    that may refuse the start with a message."""
+    from flask import request
+
+    if not applies(web_ui, "app"):
+        return False
+
+    @web_ui.app.before_request
+    def _before_start() -> Any:
+        if request.method != "POST" or request.endpoint != START_ENDPOINT:
+            return None
+        return check(request.form)
+
+    return True
+
+
+def extend_pages(web_ui: Any, script_tag: str, table_rows: Callable[[], list[dict[str, Any]]], key: str) -> bool:
+    """Add ``script_tag`` to the web UI's page, and ``table_rows()`` to each statistics answer as the extended
+    table ``key`` (which ``template_args["extendedTables"]`` declares). Returns whether it is installed.
+    Upstream: documented hooks for the page's scripts and for extended tables' data."""
+    import json
+
+    from flask import request
+
+    if not applies(web_ui, "app"):
+        return False
+
+    @web_ui.app.after_request
+    def _extend(response: Any) -> Any:
+        if response.status_code != 200:
+            return response
+        if request.endpoint == INDEX_ENDPOINT and response.mimetype == "text/html":
+            html = response.get_data(as_text=True)
+            response.set_data(html.replace("</body>", script_tag + "</body>", 1))
+        elif request.endpoint == STATS_ENDPOINT:
+            data = response.get_json(silent=True)
+            if isinstance(data, dict):
+                data["extended_stats"] = [{"key": key, "data": table_rows()}]
+                response.set_data(json.dumps(data))
+        return response
+
     return True

@@ -5,7 +5,7 @@
 ``*_stats_history.csv`` (Locust's rounded percentiles,
 :mod:`tokenswarm.report.locustcsv`), else an existing levels.csv (old column
 names mapped by :mod:`tokenswarm.report.readers`). To the levels it adds the
-load generators' self-check (:mod:`tokenswarm.report.clienthealth`) and the
+load generators' self-check (:mod:`tokenswarm.report.selfcheck`) and the
 engine's own figures from its scraped /metrics
 (:mod:`tokenswarm.report.engine`), and it finds the saturation level and the
 highest level meeting the SLOs (:mod:`tokenswarm.report.saturation`), the
@@ -14,7 +14,7 @@ check, and the per-workload tables (:mod:`tokenswarm.report.workloads`).
 Settings come from run.json ``settings`` (``warmup_s``, ``warmups_s``,
 ``slo``, ``slo_attainment``, ``knee_pct``), each optional, with the defaults
 of the modules above. :mod:`tokenswarm.report.compose` turns an
-:class:`Analysis` into text; :func:`tokenswarm.report.build.build` writes the
+:class:`Analysis` into text; :func:`tokenswarm.report.build.build_report` writes the
 files. Errors: :class:`~tokenswarm.report.errors.ReportError` naming the file,
 field and value.
 """
@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from tokenswarm import runfolder
-from tokenswarm.report import clienthealth, engine, locustcsv, saturation, workloads
+from tokenswarm.report import engine, locustcsv, saturation, selfcheck, workloads
 from tokenswarm.report.errors import ReportError
 from tokenswarm.report.levels import DEFAULT_SLO_ATTAINMENT, Window, check_slo, level_stats, load_requests, windows_from
 from tokenswarm.report.readers import newest, read_json_object, read_levels_csv
@@ -200,7 +200,7 @@ def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool
         except ReportError as e:  # a bad itl_ms cell: say which file
             raise ReportError(f"{req_path}: {e}") from None
         failures = failures_by_level(df)
-        levels, client = clienthealth.fold_health(levels, run_dir, windows)
+        levels, client = selfcheck.fold_selfcheck(levels, run_dir, windows)
         server = engine.read_server_metrics(os.path.join(run_dir, engine.SERVER_CSV))
         levels = engine.engine_gauges(levels, server, windows)
         levels = fold_engine_levels(levels, server, df, windows)

@@ -1,7 +1,7 @@
 """Rebuild a run folder's derived files from its raw ones: levels.csv, summary.json, report.md, report.html
 and plots/*.png.
 
-``tokenswarm report DIR`` calls :func:`build`: :func:`tokenswarm.report.analysis.analyse` computes the numbers
+``tokenswarm report DIR`` calls :func:`build_report`: :func:`tokenswarm.report.analysis.analyse` computes the numbers
 (nothing written), :mod:`tokenswarm.report.plots` draws them, :mod:`tokenswarm.report.compose` writes the words
 and tables, and this module puts the files in the folder. :class:`Analysis`, :func:`analyse`, :func:`read_meta`,
 :func:`summary_text` and :data:`SUMMARY_JSON` are importable from here too, as before the split.
@@ -19,10 +19,10 @@ from tokenswarm.report.analysis import SOURCE_LEVELS, SUMMARY_JSON, Analysis, an
 from tokenswarm.report.compose import report_document, summary_text
 from tokenswarm.report.errors import ReportError
 
-__all__ = ["SUMMARY_JSON", "Analysis", "ReportError", "analyse", "build", "read_meta", "summary_text"]
+__all__ = ["SUMMARY_JSON", "Analysis", "ReportError", "analyse", "build_report", "read_meta", "summary_text"]
 
 
-def build(run_dir: str, warmup_s: float | None = None, with_plots: bool = True) -> pd.DataFrame:
+def build_report(run_dir: str, warmup_s: float | None = None, with_plots: bool = True) -> pd.DataFrame:
     """Write levels.csv, summary.json, report.md, report.html and plots/*.png (for two levels or more) into
     ``run_dir``; returns the levels table. ``warmup_s`` overrides run.json's ``settings.warmup_s``.
     ReportError (naming the file, field and value) for a folder that cannot be reported on."""

@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from tokenswarm import health, runfolder
-from tokenswarm.datasets.files import books_line
+from tokenswarm import runfolder, selfcheck
+from tokenswarm.datasets.files import counts_line
 from tokenswarm.report import saturation, tables
 from tokenswarm.report.analysis import (
     SOURCE_LEVELS,
@@ -171,10 +171,10 @@ def flag_items(a: Analysis) -> list[str]:
     if a.client:
         why = "; ".join(f"{lvl:g}: {reason}" for lvl, reason in sorted(a.client.items()))
         items.append(f"**Client saturated** ({why}): a load-generating process ran at or above "
-                     f"{health.CPU_SATURATED_PCT:g} % of a core or its event loop lagged "
-                     f"{health.LAG_SATURATED_MS:g} ms or more (p99), so these levels' latencies include the client's "
-                     "own delay: "
-                     f"{health.ADVICE}. client_health.csv has the samples.")
+                     f"{selfcheck.CPU_SATURATED_PCT:g} % of a core or its event loop lagged "
+                     f"{selfcheck.LAG_SATURATED_MS:g} ms or more (p99), so these levels' latencies include the "
+                     "client's own delay: "
+                     f"{selfcheck.ADVICE}. client_health.csv has the samples.")
     if "rate_limited_pct" in a.levels.columns:
         lv = a.levels[a.levels["rate_limited_pct"].fillna(0) > 0]
         if len(lv):
@@ -294,9 +294,9 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
     if isinstance(workers, list) and workers:
         desc += f"; {len(workers)} worker{'s' if len(workers) != 1 else ''}"
     doc.para(desc + ".")
-    books = a.meta.get("dataset_books")
-    if isinstance(books, dict) and books.get("records") is not None:
-        doc.para(f"Dataset {books_line(books)}.")
+    counts = a.meta.get("dataset_counts") or a.meta.get("dataset_books")  # older run folders
+    if isinstance(counts, dict) and counts.get("records") is not None:
+        doc.para(f"Dataset {counts_line(counts)}.")
     if s.get("seed") is not None:
         drawn = ("drawn for this run: fresh prompts" if s.get("seed_drawn") else "given with `--seed`")
         doc.para(f"Prompt seed {s['seed']} ({drawn}); `--seed {s['seed']}` sends these prompts again.")
@@ -437,5 +437,5 @@ def summary_text(run_dir: str) -> str:
     sat_levels = summ.get("client_saturated_levels") or {}
     if sat_levels:
         out += (f"\nWarning: the load generator was saturated at level {', '.join(sat_levels)} "
-                f"({'; '.join(sat_levels.values())}): those timings include client delay; {health.ADVICE}")
+                f"({'; '.join(sat_levels.values())}): those timings include client delay; {selfcheck.ADVICE}")
     return out

@@ -2,7 +2,7 @@
 
 The progress lines and the web UI's tokenswarm tab read :class:`LiveFigures`;
 it holds the requests.csv rows that arrived (as strings, in
-:data:`tokenswarm.records.COLUMNS` order) and computes a level's figures with
+:data:`tokenswarm.requestscsv.COLUMNS` order) and computes a level's figures with
 the functions of :mod:`tokenswarm.report.levels`: the window opens at the
 level's first request sent plus its warm-up, every rate weights each ``ok``
 request by the share of its first..last-token span inside the window
@@ -27,7 +27,7 @@ What differs from the final table, and why:
   part whose records are still held) once the horizon has passed its end, and
   kept.
 
-No locust or gevent here: :class:`tokenswarm.loadgen.livebooks.LiveBooks` feeds it.
+No locust or gevent here: :class:`tokenswarm.loadgen.livewatch.LiveWatch` feeds it.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from tokenswarm.records import COLUMNS
 from tokenswarm.report.levels import failed_pct, percentiles, window_rates
+from tokenswarm.requestscsv import COLUMNS
 
 LIVE_WINDOW_S = 60.0  # the current level's live rates cover at most its last this-many seconds
 LIVE_ROWS = 50_000  # most recent records kept for the rates, and samples kept per level

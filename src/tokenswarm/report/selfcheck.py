@@ -2,7 +2,7 @@
 
 ``client_health.csv`` (each load-generating process, every second: CPU % of a core, event-loop lag p99 and
 max in ms) -> per level ``client_saturated``, ``client_cpu_max_pct`` (the highest sample), ``client_lag_p99_ms``
-(:func:`tokenswarm.health.lag_p99` of the samples), judged by :func:`tokenswarm.health.verdict` over the
+(:func:`tokenswarm.selfcheck.lag_p99` of the samples), judged by :func:`tokenswarm.selfcheck.verdict` over the
 samples inside the level's measurement window. The file is optional: without it the levels are unchanged;
 a level without samples gets empty cells. An unreadable file, or one without a ``time`` column, counts as
 absent.
@@ -15,13 +15,13 @@ import os
 import numpy as np
 import pandas as pd
 
-from tokenswarm import health
+from tokenswarm import selfcheck as verdicts
 from tokenswarm.report.levels import Window
 
 HEALTH_CSV = "client_health.csv"
 
 
-def read_health(path: str) -> pd.DataFrame | None:
+def read_samples(path: str) -> pd.DataFrame | None:
     """client_health.csv as a DataFrame; None when it is missing, empty, unreadable or has no ``time``."""
     if not os.path.exists(path) or os.path.getsize(path) == 0:
         return None
@@ -32,11 +32,11 @@ def read_health(path: str) -> pd.DataFrame | None:
     return df if len(df) and "time" in df.columns else None
 
 
-def fold_health(levels: pd.DataFrame, run_dir: str, windows: list[Window]) -> tuple[pd.DataFrame, dict[float, str]]:
+def fold_selfcheck(levels: pd.DataFrame, run_dir: str, windows: list[Window]) -> tuple[pd.DataFrame, dict[float, str]]:
     """``levels`` plus the client columns (the module docstring), and {level: why the client was saturated}
     for the levels where it was."""
     reasons: dict[float, str] = {}
-    hdf = read_health(os.path.join(run_dir, HEALTH_CSV))
+    hdf = read_samples(os.path.join(run_dir, HEALTH_CSV))
     if hdf is None:
         return levels, reasons
     by_level = {float(w.level): w for w in windows}
@@ -51,14 +51,14 @@ def fold_health(levels: pd.DataFrame, run_dir: str, windows: list[Window]) -> tu
         # the measurement window: its requests start after the warm-up, so a stall before (the ramp
         # spawning the level's users) cannot touch them; a client saturated for longer shows here too
         part = hdf[(hdf["time"] >= w.start) & (hdf["time"] <= w.end)]
-        samples = [health.Sample(float(r.time), str(r.worker), float(r.cpu_pct), float(r.loop_lag_p99_ms),
+        samples = [verdicts.Sample(float(r.time), str(r.worker), float(r.cpu_pct), float(r.loop_lag_p99_ms),
                                  float(r.loop_lag_max_ms)) for r in part.itertuples()]
-        bad, why = health.verdict(samples)
+        bad, why = verdicts.verdict(samples)
         if bad:
             reasons[lvl] = why
         sat.append(bad if samples else np.nan)
         cpu.append(float(part["cpu_pct"].max()) if len(part) else np.nan)
-        lag.append(health.lag_p99(part["loop_lag_p99_ms"].astype(float).tolist()) if len(part) else np.nan)
+        lag.append(verdicts.lag_p99(part["loop_lag_p99_ms"].astype(float).tolist()) if len(part) else np.nan)
     levels = levels.copy()
     levels["client_saturated"] = sat
     levels["client_cpu_max_pct"] = cpu

@@ -13,7 +13,7 @@ every ``1/rate`` s and sent ``send_lag_ms`` (median, lognormal) late; past
 the engine's request rate (``capacity`` streams / base E2E) they queue, so
 TTFT grows through the level and output throughput stays at capacity. ITLs
 come from a pool of sequences per level so a million rows generate in seconds.
-Nothing here imports locust; the columns are :data:`tokenswarm.records.COLUMNS`.
+Nothing here imports locust; the columns are :data:`tokenswarm.requestscsv.COLUMNS`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from tokenswarm import runfolder
-from tokenswarm.records import COLUMNS
+from tokenswarm.requestscsv import COLUMNS
 
 FAILURE_KINDS = ("http_error", "timeout", "disconnect")
 POOL = 512  # distinct ITL sequences per level

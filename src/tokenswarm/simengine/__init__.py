@@ -5,7 +5,7 @@
 the tests use). It imports neither locust nor gevent.
 """
 
-from tokenswarm.simengine.engine import SimConfig, SimEngine
+from tokenswarm.simengine.handler import SimConfig, SimEngine
 from tokenswarm.simengine.process import SimProcess, serve
 from tokenswarm.simengine.scheduler import BatchModel
 

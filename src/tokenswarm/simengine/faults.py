@@ -4,7 +4,7 @@ Each generation request may get one fault, drawn from ``--fault KIND=RATE``
 (rates are probabilities per request) or forced with the request header
 ``X-Sim-Fault: KIND`` (``none`` exempts a request, as preflight checks do).
 The engine counts every fault it injects (``/metrics``, ``/sim/stats``, and
-its exit summary), so a test can check that the client's books agree.
+its exit summary), so a test can check that the client's records agree.
 
 =============== ======================================================== =========================
 kind            what the engine does                                      the client should record

@@ -89,7 +89,7 @@ class LatencyHistograms:
 
 
 class MetricsSource(Protocol):
-    """What ``/metrics`` reads from the engine at scrape time (:class:`~tokenswarm.simengine.engine.SimEngine`
+    """What ``/metrics`` reads from the engine at scrape time (:class:`~tokenswarm.simengine.handler.SimEngine`
     is one): counts since start, the scheduler's and prefix cache's state, the latency histograms."""
 
     cfg: Any  # .model: the model_name label

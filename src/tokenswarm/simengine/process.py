@@ -13,7 +13,7 @@ import threading
 import time
 from typing import IO, Any
 
-from tokenswarm.simengine.engine import TRUTH_HEADER, SimConfig, SimEngine
+from tokenswarm.simengine.handler import TRUTH_HEADER, SimConfig, SimEngine
 
 READY_PREFIX = "tokenswarm simengine listening on "
 

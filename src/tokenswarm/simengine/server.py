@@ -4,7 +4,7 @@ A real server on a real socket (no locust, no gevent): keep-alive
 connections (pipelined requests queued), ``Content-Length`` bodies, and
 responses written whole or as a chunked event stream, one event per
 ``write()``. What a request means is the :class:`Handler`'s business (the
-engine, :mod:`tokenswarm.simengine.engine`); framing errors are answered
+engine, :mod:`tokenswarm.simengine.handler`); framing errors are answered
 here with :class:`HTTPFailure`'s OpenAI-style JSON body and the connection
 closed.
 """

@@ -73,7 +73,7 @@ def test_sharegpt_first_human_turn_and_its_answer(tok):
 
 
 def test_sharegpt_books_count_every_skipped_record_by_reason(tmp_path):
-    from tokenswarm.datasets.files import books_line
+    from tokenswarm.datasets.files import counts_line
 
     path = tmp_path / "sg.json"
     path.write_text(json.dumps([
@@ -91,7 +91,7 @@ def test_sharegpt_books_count_every_skipped_record_by_reason(tmp_path):
     assert info["records"] == 7 and info["usable"] == 2
     assert info["skipped"] == {"turns without from/value or role/content": 1, "no answer after the question": 1,
                                "no human turn": 1, "empty prompt": 1, "fewer than 2 turns": 1}
-    line = books_line(info)
+    line = counts_line(info)
     assert line.startswith("sharegpt: 7 records read, 2 used, 5 skipped (")
     assert "turns without from/value or role/content 1" in line
 

@@ -65,7 +65,7 @@ def test_class_attributes_are_option_defaults_and_a_shape_refuses_another_kind_o
     res = locust_child(PRELUDE + dedent("""
         from argparse import Namespace
         from tokenswarm.options import namespace_defaults
-        from tokenswarm.settings import SettingsError, build
+        from tokenswarm.settings import SettingsError, from_options
         class Sweep(shapes.ConcurrencySweep):
             levels = "1,2,8"
             level_duration = "20s"
@@ -73,7 +73,7 @@ def test_class_attributes_are_option_defaults_and_a_shape_refuses_another_kind_o
             rates = "1,2"
         def problem(shape, **kw):
             try:
-                shape.check(build(Namespace(**{**vars(namespace_defaults()), **kw}), environ={}))
+                shape.check(from_options(Namespace(**{**vars(namespace_defaults()), **kw}), environ={}))
             except SettingsError as e:
                 return str(e)
             return None

@@ -1,5 +1,6 @@
-"""A process's session (tokenswarm.loadgen.session): its request budget, the requests it counts in flight,
-the stamps on finished records and where their rows go. In a child process: it uses Locust's statistics."""
+"""A process's swarm (tokenswarm.loadgen.swarm): its request budget, the requests it counts in flight, the
+strategy that paces its sends, the stamps on finished records and where their rows go. In a child process: it
+uses Locust's statistics."""
 
 from textwrap import dedent
 
@@ -9,13 +10,13 @@ PRELUDE = dedent("""
     import json
     from argparse import Namespace
     from locust.env import Environment
-    from tokenswarm.loadgen.session import Session
+    from tokenswarm.loadgen.swarm import Swarm
     from tokenswarm.measure import RequestRecord
     from tokenswarm.options import namespace_defaults
-    from tokenswarm.settings import build
+    from tokenswarm.settings import from_options
 
     def settings(**kw):
-        return build(Namespace(**{**vars(namespace_defaults()), "host": "", **kw}), host="http://127.0.0.1:9",
+        return from_options(Namespace(**{**vars(namespace_defaults()), "host": "", **kw}), host="http://127.0.0.1:9",
                      environ={})
 
     env = Environment(user_classes=[])
@@ -26,7 +27,7 @@ PRELUDE = dedent("""
 
 def test_the_request_budget_in_flight_count_and_stamped_rows():
     res = locust_child(PRELUDE + dedent("""
-        s = Session(env, settings(requests=3, input_len=8, max_tokens=4), "local", shard=0, sink=rows.extend)
+        s = Swarm(env, settings(requests=3, input_len=8, max_tokens=4), "local", shard=0, sink=rows.extend)
         tickets = [s.take_ticket() for _ in range(4)]
 
         class Call:
@@ -35,14 +36,13 @@ def test_the_request_budget_in_flight_count_and_stamped_rows():
                 return RequestRecord("r", 0.0, ttft_ms=5.0, tpot_ms=1.0, e2e_ms=9.0, output_tokens=4)
         seen = []
         rec = s.run(Call())
-        prompt = next(s.prompts)
-        s.finish(rec, user=7, prompt=prompt, level=16)
-        s.flush()
+        prompt = next(s.calls.prompts)
+        s.records.finish(rec, user=7, prompt=prompt, level=16)
         s.close()
-        cols = __import__("tokenswarm.records", fromlist=["COLUMNS"]).COLUMNS
+        cols = __import__("tokenswarm.requestscsv", fromlist=["COLUMNS"]).COLUMNS
         row = dict(zip(cols, rows[0]))
         print(json.dumps({"tickets": tickets, "exhausted": s.exhausted, "in_flight_during": seen,
-                          "after": [s.in_flight, s.sent_started, s.sent], "row": {k: row[k] for k in
+                          "after": [s.in_flight, s.started, s.records.finished], "row": {k: row[k] for k in
                           ("worker", "user", "level", "status")}, "locust": env.stats.total.num_requests}))
     """))
     assert res["tickets"] == [True, True, True, False] and res["exhausted"]
@@ -54,12 +54,12 @@ def test_the_request_budget_in_flight_count_and_stamped_rows():
 def test_stopping_gives_back_an_unused_ticket_and_wakes_waiters():
     res = locust_child(PRELUDE + dedent("""
         import gevent
-        s = Session(env, settings(rates="1000", level_duration="5s"), "w0", shard=0, sink=rows.extend)
-        waiting = gevent.spawn(s.next_arrival)  # no schedule yet: it waits
+        s = Swarm(env, settings(rates="1000", level_duration="5s"), "w0", shard=0, sink=rows.extend)
+        waiting = gevent.spawn(s.next_send)  # no schedule yet: it waits
         gevent.sleep(0.1)
-        s.set_level(2.0)  # 2 req/s: the first arrival is now
+        s.set_level(2.0)  # 2 req/s: the first send is now
         first = waiting.get(timeout=2)
-        late = gevent.spawn(s.next_arrival)  # the next one is about half a second away
+        late = gevent.spawn(s.next_send)  # the next one is about half a second away
         gevent.sleep(0.01)
         s.stop_sending()
         print(json.dumps({"first": first is not None and first[1] is None, "late": late.get(timeout=2),

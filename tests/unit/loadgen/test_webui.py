@@ -2,7 +2,7 @@
 
 import pytest
 
-from tokenswarm.loadgen.livebooks import Series
+from tokenswarm.loadgen.livewatch import Series
 from tokenswarm.loadgen.webui import form_fields, form_value
 from tokenswarm.options import OPTIONS
 from tokenswarm.settings import SettingsError

@@ -147,3 +147,96 @@ def test_the_runner_greenlet_check_tells_the_runners_own_greenlets_from_others()
         print(json.dumps({"inside": inside.value, "outside": outside.value, "none": none}))
     """)
     assert res == {"inside": True, "outside": False, "none": False}
+
+
+def test_every_workaround_finds_what_it_needs_on_the_installed_locusts_real_classes(tmp_path):
+    # Real Locust objects, not stand-ins: a master and a worker connected over loopback, a web UI, a stats CSV
+    # writer. A renamed internal makes a workaround's guard switch it off; this test then fails instead.
+    res = run(f"""
+        import json, socket, gevent
+        from locust import User, constant, task, stats, argument_parser
+        from locust.env import Environment
+        from locust.runners import STATE_MISSING
+        from tokenswarm.loadgen import workarounds as w
+
+        class U(User):
+            wait_time = constant(1)
+            @task
+            def t(self): pass
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        menv, wenv = Environment(user_classes=[U]), Environment(user_classes=[U])
+        master = menv.create_master_runner("127.0.0.1", port)
+        worker = wenv.create_worker_runner("127.0.0.1", port)
+        for _ in range(100):
+            if w.worker_states(master):
+                break
+            gevent.sleep(0.05)
+        states = w.worker_states(master)
+        cid = next(iter(states), "")
+        sent = w.report_to_master(worker, "boom from a worker", "tb")
+        for _ in range(100):
+            if master.exceptions:
+                break
+            gevent.sleep(0.05)
+        web = menv.create_web_ui("127.0.0.1", 0)
+        endpoints = {{r.endpoint for r in web.app.url_map.iter_rules()}}
+        csv_writer = stats.StatsCSVFileWriter(menv, stats.PERCENTILES_TO_REPORT, {str(tmp_path / "l")!r})
+        logged = w.log_outside_total(menv.stats, "TTFT", "LLM", 12.0)
+        out = {{
+            "guards": {{
+                "default_args_dict": w.applies(argument_parser, "default_args_dict"),
+                "worker._send_stats": w.applies(worker, "_send_stats"),
+                "worker.client": w.applies(worker, "client"),
+                "csv._stats_history_data_rows": w.applies(csv_writer, "_stats_history_data_rows"),
+                "master.worker_indexes": w.applies(master, "worker_indexes"),
+                "master.clients": w.applies(master, "clients"),
+                "master.greenlet": w.applies(master, "greenlet"),
+                "master.handle_message": w.applies(master, "handle_message"),
+                "master.quit": w.applies(master, "quit"),
+                "hub.parent.throw": w.applies(gevent.get_hub().parent, "throw"),
+                "web.update_template_args": w.applies(web, "update_template_args"),
+                "web.app": w.applies(web, "app"),
+            }},
+            "states": list(states.values()), "missing": STATE_MISSING == w.MISSING,
+            "index": w.worker_index(master, cid), "host": w.worker_host(cid) == socket.gethostname(),
+            "exception_sent": sent, "exceptions": [e["msg"] for e in master.exceptions.values()],
+            "endpoints": sorted(e for e in (w.START_ENDPOINT, w.INDEX_ENDPOINT, w.STATS_ENDPOINT) if e in endpoints),
+            "logged": [logged, menv.stats.get("TTFT", "LLM").num_requests, menv.stats.total.num_requests],
+            "installed": [w.before_start(web, lambda form: None), w.extend_pages(web, "", list, "k")],
+        }}
+        worker.quit()
+        master.quit()
+        print(json.dumps(out))
+    """)
+    assert all(res["guards"].values()), {k: v for k, v in res["guards"].items() if not v}
+    assert res["states"] == ["ready"] and res["missing"] and res["index"] == 0 and res["host"]
+    assert res["exception_sent"] and res["exceptions"] == ["boom from a worker"]
+    assert res["endpoints"] == sorted(["locust.swarm", "locust.index", "locust.request_stats"])
+    assert res["logged"] == [True, 1, 0]  # a TTFT sample, outside Locust's total
+    assert res["installed"] == [True, True]
+
+
+def test_stopping_now_cancels_and_restores_the_stop_timeout():
+    res = run("""
+        import json
+        from locust import User, constant, task
+        from locust.env import Environment
+        from tokenswarm.loadgen import workarounds as w
+        class U(User):
+            wait_time = constant(1)
+            @task
+            def t(self): pass
+        env = Environment(user_classes=[U], stop_timeout=30)
+        runner = env.create_local_runner()
+        seen = []
+        orig = runner.stop
+        runner.stop = lambda: (seen.append(env.stop_timeout), orig())
+        w.stop_now(env)
+        after = env.stop_timeout
+        w.cancel_at_stop(env)
+        print(json.dumps({"during": seen, "after": after, "cancel": env.stop_timeout}))
+    """)
+    assert res == {"during": [0], "after": 30, "cancel": 0}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tokenswarm.report import ReportError, analyse, build, summary_text
+from tokenswarm.report import ReportError, analyse, build_report, summary_text
 from tokenswarm.report.plots import FILES, use_log2
 from tokenswarm.report.synthetic import write_run
 
@@ -38,7 +38,7 @@ def sweep(tmp_path_factory):
               slo={"ttft": 300, "tpot": 20}, fail_share=0.01, seed=0,
               settings={"base_url": "http://gpu-box:8000", "endpoint": "/v1/chat/completions", "engine": "vllm",
                         "level_duration_s": 10})
-    build(run)
+    build_report(run)
     return run
 
 
@@ -101,7 +101,7 @@ def test_plots_are_real_pngs_and_the_axis_rule(sweep):
 def test_rate_mode_titles_and_late_flags(tmp_path):
     run = str(tmp_path / "rate")
     write_run(run, levels=(1, 2, 4, 8), mode="rate", capacity=4, requests_per_level=40, send_lag_ms=30, seed=2)
-    levels = build(run, with_plots=False)
+    levels = build_report(run, with_plots=False)
     assert "late" in levels.columns and "under_target" not in levels.columns
     md = Path(os.path.join(run, "report.md")).read_text(encoding="utf-8")
     assert "| Rate (req/s) | Mean TTFT (ms) |" in md
@@ -114,7 +114,7 @@ def test_rate_mode_titles_and_late_flags(tmp_path):
 def test_under_target_levels_are_flagged_with_advice(tmp_path):
     run = str(tmp_path / "limited")
     write_run(run, levels=(2, 4, 8, 16), capacity=64, client_limit=6, seed=1)
-    levels = build(run, with_plots=False)
+    levels = build_report(run, with_plots=False)
     assert levels.set_index("level")["under_target"].to_dict() == {2: False, 4: False, 8: True, 16: True}
     md = Path(os.path.join(run, "report.md")).read_text(encoding="utf-8")
     assert "**Under target** (8: " in md and "the client, not the server, set the pace" in md
@@ -124,7 +124,7 @@ def test_under_target_levels_are_flagged_with_advice(tmp_path):
 def test_an_incomplete_run_says_so_and_names_the_levels_it_missed(tmp_path):
     run = str(tmp_path / "cut")
     write_run(run, levels=(1, 2), requests_per_level=50, complete=False, settings={"levels": [1, 2, 4, 8]})
-    build(run, with_plots=False)
+    build_report(run, with_plots=False)
     md = Path(os.path.join(run, "report.md")).read_text(encoding="utf-8")
     assert "**This run did not complete**" in md and "not reached: 4, 8" in md
     assert json.loads(Path(os.path.join(run, "summary.json")).read_text())["complete"] is False
@@ -137,9 +137,9 @@ def test_bad_settings_name_the_field(tmp_path):
         analyse(run)
     write_run(run, levels=(1, 2), requests_per_level=20, slo={"ttft": 0})
     with pytest.raises(ReportError, match=r"settings.slo.ttft = 0"):
-        build(run, with_plots=False)
+        build_report(run, with_plots=False)
     with pytest.raises(ReportError, match="no run folder"):
-        build(str(tmp_path / "nowhere"))
+        build_report(str(tmp_path / "nowhere"))
 
 
 def test_lost_workers_are_named_with_their_level(tmp_path):
@@ -148,7 +148,7 @@ def test_lost_workers_are_named_with_their_level(tmp_path):
     lost_at = meta["timeline"][1]["start"] + 0.1
     meta["lost_workers"] = [{"id": "w2", "lost_at": lost_at, "records": 17, "lost_in_flight": 2}]
     Path(os.path.join(run, "run.json")).write_text(json.dumps(meta))
-    build(run, with_plots=False)
+    build_report(run, with_plots=False)
     md = Path(os.path.join(run, "report.md")).read_text(encoding="utf-8")
     assert "**1 worker lost:** `w2` during concurrency 2 (17 records kept, 2 requests lost with it)" in md
     assert json.loads(Path(os.path.join(run, "summary.json")).read_text())["lost_workers"][0]["id"] == "w2"
@@ -159,7 +159,7 @@ def test_failures_show_as_a_percentage_with_their_kinds_in_table_report_and_plot
 
     run = str(tmp_path / "failing")
     write_run(run, levels=(1, 2, 4, 8), fail_share=0.19, seed=3)
-    levels = build(run)
+    levels = build_report(run)
     df = pd.read_csv(os.path.join(run, "requests.csv"))
     for r in levels.to_dict("records"):
         mine = df[df.level == r["level"]]
@@ -179,14 +179,14 @@ def test_failures_show_as_a_percentage_with_their_kinds_in_table_report_and_plot
     assert heights == pytest.approx(levels["failed_pct"].tolist())
     clean = str(tmp_path / "clean")
     write_run(clean, levels=(1, 2), seed=3)
-    assert len(throughput_figure(build(clean)).axes) == 1  # no failures, no second axis
+    assert len(throughput_figure(build_report(clean)).axes) == 1  # no failures, no second axis
 
 
 def test_a_short_level_is_marked_in_every_table_and_flagged(tmp_path):
     run = str(tmp_path / "short")
     # level 4 sends 6 requests: under 10 completed, under 3 lifetimes
     write_run(run, levels=(1, 4, 8), requests_per_level=[40, 6, 160], seed=1)
-    levels = build(run)
+    levels = build_report(run)
     assert levels.set_index("level")["short_window"].to_dict() == {1: False, 4: True, 8: False}
     text = summary_text(run)
     rows = {line.split()[0]: line for line in text.splitlines()[2:5]}

@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from tokenswarm.records import COLUMNS
-from tokenswarm.report import build
+from tokenswarm.report import build_report
 from tokenswarm.report.live import IN_TRANSIT_S, MEASURED, MEASURING, WARMING_UP, LiveFigures
 from tokenswarm.report.synthetic import write_run
+from tokenswarm.requestscsv import COLUMNS
 
 
 def rows_of(run_dir):
@@ -34,7 +34,7 @@ def as_row(start, level, ttft_ms, e2e_ms, n_in, n_out, status="ok"):
 def test_an_ended_level_reads_exactly_what_the_final_table_reads(tmp_path):
     run = str(tmp_path / "run")
     meta = write_run(run, levels=(1, 4, 16), capacity=8, warmup_s=0.7, fail_share=0.05, seed=4)
-    levels = build(run).set_index("level")
+    levels = build_report(run).set_index("level")
     books = LiveFigures()
     rows = rows_of(run)
     for i in range(0, len(rows), 97):  # in slices, as digested

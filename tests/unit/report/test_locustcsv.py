@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tokenswarm.report import ReportError, build
+from tokenswarm.report import ReportError, build_report
 from tokenswarm.report.locustcsv import failures_by_kind, find_history, levels_from_history
 
 FIXTURE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "fixtures", "locust_csv", "steps_2_4_8")
@@ -71,7 +71,7 @@ def test_levels_come_from_the_history_grouped_by_user_count(csv_only):
 
 
 def test_build_writes_the_report_and_says_the_percentiles_are_locusts(csv_only):
-    levels = build(csv_only)
+    levels = build_report(csv_only)
     assert levels["level"].tolist() == [2.0, 4.0, 8.0]
     md = Path(os.path.join(csv_only, "report.md")).read_text(encoding="utf-8")
     assert "Locust's rounded ones" in md and "plain_stats_history.csv" in md
@@ -147,4 +147,4 @@ def test_a_history_without_tokenswarm_rows_or_several_histories_is_refused(tmp_p
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ReportError, match="not a tokenswarm run folder"):
-        build(str(empty))
+        build_report(str(empty))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tokenswarm.report import ReportError, analyse, build, compare, summary_text
+from tokenswarm.report import ReportError, analyse, build_report, compare, summary_text
 from tokenswarm.report.readers import LEGACY_LEVELS_COLUMNS, read_json_object, read_levels_csv, upgrade_levels
 from tokenswarm.report.synthetic import write_run
 
@@ -28,7 +28,7 @@ def as_old(levels: pd.DataFrame) -> pd.DataFrame:
 def test_every_legacy_name_maps_to_a_column_level_stats_writes_today(tmp_path):
     run = str(tmp_path / "r")
     write_run(run, levels=(1, 4), requests_per_level=40, cached_share=0.5, slo={"ttft": 200})
-    today = set(build(run, with_plots=False).columns)
+    today = set(build_report(run, with_plots=False).columns)
     engine_only = {"server_kv_cache_usage_pct", "coalesced_pct"}  # need server_metrics.csv / output events
     for old, (new, _f) in LEGACY_LEVELS_COLUMNS.items():
         assert old not in today, old
@@ -38,7 +38,7 @@ def test_every_legacy_name_maps_to_a_column_level_stats_writes_today(tmp_path):
 def test_an_old_levels_csv_reads_as_the_new_one_with_fractions_as_percentages(tmp_path):
     run = str(tmp_path / "r")
     write_run(run, levels=(1, 2, 4), requests_per_level=60, cached_share=0.25, slo={"ttft": 300})
-    new = build(run, with_plots=False)
+    new = build_report(run, with_plots=False)
     old = as_old(new)
     assert "ttft_p99" in old.columns and old["cache_hit_ratio"].iloc[0] == pytest.approx(0.25, abs=0.01)
     path = str(tmp_path / "old-levels.csv")
