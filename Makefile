@@ -21,11 +21,13 @@ LABELS   ?=
 ARGS     ?=
 SIM_PORT ?= 8000
 SIM_ARGS ?=
+SLO      ?=
 
 TARGET_FLAGS = --engine $(ENGINE) $(if $(HOST),--host $(HOST)) $(if $(MODEL),--model $(MODEL)) \
                $(if $(WORKERS),--workers $(WORKERS))
 
-.PHONY: help install loadtest run sweep report compare ui simengine real-engine test test-fast lint bench clean check-python
+.PHONY: help install loadtest capacity run sweep report compare ui simengine real-engine test test-fast lint bench clean \
+        check-python
 
 help: ## list the targets and knobs
 	@echo "tokenswarm make targets. Knobs: ENGINE=$(ENGINE) HOST= MODEL= LEVELS=$(LEVELS) LEVEL_DURATION=$(LEVEL_DURATION)"
@@ -55,6 +57,10 @@ DEMO_FLAGS = $(if $(and $(filter sim,$(ENGINE)),$(if $(HOST),,1)),--max-tokens 3
 
 loadtest: install ## short sweep (LEVELS, LEVEL_DURATION) or one level (USERS, DURATION); prints the table, then the run folder
 	$(BIN)/tokenswarm $(if $(USERS),run --users $(USERS) --duration $(DURATION),sweep --levels $(LEVELS) --level-duration $(LEVEL_DURATION)) $(TARGET_FLAGS) $(DEMO_FLAGS) $(ARGS)
+
+capacity: install ## the highest concurrency meeting SLO, with its 95 % interval: make capacity SLO=ttft_p99=500,tpot_p99=50
+	@test -n "$(SLO)" || { echo 'usage: make capacity SLO=ttft_p99=500,tpot_p99=50 (a level'"'"'s percentiles, ms) or SLO=ttft=500 (every request)'; exit 2; }
+	$(BIN)/tokenswarm capacity --slo $(SLO) $(TARGET_FLAGS) $(DEMO_FLAGS) $(ARGS)
 
 run: install ## one concurrency level: USERS (default 16) for DURATION
 	$(BIN)/tokenswarm run --users $(or $(USERS),16) --duration $(DURATION) $(TARGET_FLAGS) $(ARGS)

@@ -47,6 +47,8 @@ from tokenswarm.sweep import DEFAULT_LEVELS
 
 DEFAULT_DURATION = "30s"
 DEFAULT_LEVEL_DURATION = "30s"
+DEFAULT_CAPACITY_BRACKET = "1,1024"  # users: the search starts at 1 and doubles while the SLOs hold
+DEFAULT_PROBE_DURATION = "15s"  # a probe's shortest run; it goes on until its intervals decide
 
 
 def _packaged(name: str) -> str:
@@ -58,10 +60,12 @@ def _packaged(name: str) -> str:
 
 # -- run / sweep / ui / worker ----------------------------------------------------------------
 def _add_load_args(p: argparse.ArgumentParser, kind: str) -> None:
+    """The options of run, sweep, capacity and ui: the target, Locust's own, the distributed ones, and every
+    tokenswarm option (:data:`tokenswarm.options.OPTIONS`)."""
     p.add_argument("--host", "-H", default=os.environ.get("TOKENSWARM_HOST", ""),
                    help="base URL of the server (scheme://host:port); default: the preset's, or an embedded "
                         "simulated engine for --engine sim")
-    if kind != "sweep":
+    if kind not in ("sweep", "capacity"):
         p.add_argument("--users", "-u", type=int, default=int(os.environ.get("TOKENSWARM_USERS", "16")),
                        help="concurrent streams (closed loop: one request in flight per user; default 16)")
     p.add_argument("--spawn-rate", "-r", type=float, default=0.0,
@@ -73,6 +77,10 @@ def _add_load_args(p: argparse.ArgumentParser, kind: str) -> None:
                    help="options for the embedded simulated engine, e.g. '--ttft-ms 200 --tpot-ms 20'")
     p.add_argument("--loglevel", "-L", default="WARNING", help="Locust's log level (default WARNING)")
     d = p.add_argument_group("distributed (Locust master and workers)")
+    if kind != "ui":
+        p.add_argument("--repeat", type=int, default=1, metavar="N",
+                       help="run the plan N times, each with fresh prompts (--seed S: S, S+1, ...), in "
+                            "<out>/repeat-<i>/, then print and write the spread between the runs (repeats.md)")
     d.add_argument("--workers", type=int, default=int(os.environ.get("TOKENSWARM_WORKERS", "0") or 0),
                    help="run a master and this many local worker processes (0: one process)")
     d.add_argument("--master", action="store_true", help="run as a master only; workers connect with "
@@ -85,7 +93,14 @@ def _add_load_args(p: argparse.ArgumentParser, kind: str) -> None:
 
 def _prepare(args: argparse.Namespace, kind: str) -> Settings:
     """Validate everything before anything starts; fills in the defaults of the command."""
-    if kind == "sweep":
+    if kind == "capacity":
+        args.capacity = True
+        if not args.levels and not args.rates:
+            args.levels = DEFAULT_CAPACITY_BRACKET
+        if not args.level_duration and str(args.level_requests or "").strip() in ("", "0"):
+            args.level_duration = DEFAULT_PROBE_DURATION
+        args.users = 1  # set by the probes
+    elif kind == "sweep":
         if not args.levels and not args.rates:
             args.levels = DEFAULT_LEVELS
         if not args.level_duration and str(args.level_requests or "").strip() in ("", "0"):
@@ -164,43 +179,74 @@ def _check_out(out: str) -> None:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    """`run` and `sweep`: headless, then the table and (last line) the run folder. Nothing is written before
-    the target passed its preflight."""
+    """`run`, `sweep` and `capacity`: headless, then the table and (last line) the run folder. Nothing is
+    written before the target passed its preflight. ``--repeat N``: N runs of the plan, each with fresh
+    prompts, in ``<out>/repeat-<i>/``, then the spread between them (repeats.json, repeats.md)."""
     kind = args.command
     settings = _prepare(args, kind)
     _check_out(args.out)
-    existed = bool(args.out) and os.path.isdir(args.out)  # a folder the user made is never removed
+    if args.repeat < 1:
+        raise SettingsError(f"bad --repeat {args.repeat}: must be at least 1")
     with ExitStack() as stack:
         host, sim, settings = _target(args, settings, stack)
         settings = _preflight(args, settings)
-        try:
-            run_dir = runfolder.make_run_dir(args.out, settings.preset.name, args.run_name)
-        except OSError as e:
-            raise SettingsError(f"cannot create the run folder {args.out or runfolder.DEFAULT_ROOT!r}: {e}") from None
-        if sim is not None:
-            sim.log_to(os.path.join(run_dir, "simengine.log"))
-        settings = replace(settings, out=run_dir)
-        # a sweep, or a trace replay (one open-loop level), is driven by the sweep shape
-        locustfile = args.locustfile or _packaged("sweepfile.py" if settings.plan else "locustfile.py")
-        cmd = _locust_cmd(args, locustfile, host) + ["--headless", "--only-summary"]
-        if args.locust_tables:
-            cmd.append("--locust-tables")
-        if settings.metrics_port:
-            cmd += ["--metrics-port", str(settings.metrics_port)]
-        if settings.plan is None:
-            rate = args.spawn_rate or float(args.users)
-            cmd += ["-u", str(args.users), "-r", f"{rate:g}"]
-        env = _locust_env()
-        env[WIRE_ENV] = json.dumps(to_wire(settings))  # the run's settings, whole: built here once
-        code = _launch(args, cmd, env, run_dir)
+        if args.repeat == 1:
+            code, run_dir = _run_once(args, settings, host, sim, args.out)
+            if run_dir is not None:
+                _print_results(run_dir, code)
+            return code
+        from tokenswarm.report import repeats
+
+        base = args.out or runfolder.make_run_dir("", settings.preset.name, args.run_name)
+        os.makedirs(base, exist_ok=True)
+        done, code = [], 0
+        for i in range(args.repeat):
+            print(f"tokenswarm: repeat {i + 1} of {args.repeat}", flush=True)
+            seed = replace(settings, seed=settings.seed + i, dataset=replace(settings.dataset, seed=settings.seed + i)
+                           ) if not settings.seed_drawn else settings  # --seed: S, S+1, ...; else fresh each time
+            code, run_dir = _run_once(args, seed, host, sim, os.path.join(base, f"repeat-{i + 1}"))
+            if run_dir is None or code == ExitStatus.INTERRUPTED:
+                break
+            done.append(run_dir)
+            _print_results(run_dir, code, last=False)
+        if len(done) > 1:
+            print("\n" + repeats.text(repeats.write(base, done)) + "\n", flush=True)
+        print(base, flush=True)
+        return code
+
+
+def _run_once(args: argparse.Namespace, settings: Settings, host: str, sim: Any, out: str
+              ) -> tuple[int, str | None]:
+    """One headless Locust run of ``settings`` into ``out`` (or a new run folder): (exit code, run folder;
+    None when no test started, whose folder is then removed)."""
+    existed = bool(out) and os.path.isdir(out)  # a folder the user made is never removed
+    try:
+        run_dir = runfolder.make_run_dir(out, settings.preset.name, args.run_name)
+    except OSError as e:
+        raise SettingsError(f"cannot create the run folder {out or runfolder.DEFAULT_ROOT!r}: {e}") from None
+    if sim is not None:
+        sim.log_to(os.path.join(run_dir, "simengine.log"))
+    settings = replace(settings, out=run_dir)
+    # a sweep, a capacity search, or a trace replay (one open-loop level), is driven by the sweep shape
+    locustfile = args.locustfile or _packaged("sweepfile.py" if settings.plan else "locustfile.py")
+    cmd = _locust_cmd(args, locustfile, host) + ["--headless", "--only-summary"]
+    if args.locust_tables:
+        cmd.append("--locust-tables")
+    if settings.metrics_port:
+        cmd += ["--metrics-port", str(settings.metrics_port)]
+    if settings.plan is None:
+        rate = args.spawn_rate or float(args.users)
+        cmd += ["-u", str(args.users), "-r", f"{rate:g}"]
+    env = _locust_env()
+    env[WIRE_ENV] = json.dumps(to_wire(settings))  # the run's settings, whole: built here once
+    code = _launch(args, cmd, env, run_dir)
     if not existed and runfolder.remove_if_unused(run_dir):
         # no test started (interrupted while a master waited for workers, or refused at its start): no folder
         if code not in (ExitStatus.BAD_INPUT, ExitStatus.INTERRUPTED):  # those said why themselves
             print(f"tokenswarm: stopped before the test began; nothing measured, no run folder kept ({run_dir})",
                   file=sys.stderr, flush=True)
-        return code if code else int(ExitStatus.BAD_INPUT)
-    _print_results(run_dir, code)
-    return code
+        return (code if code else int(ExitStatus.BAD_INPUT)), None
+    return code, run_dir
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -388,7 +434,7 @@ def run_child(cmd: list[str], env: dict[str, str], group: bool = False) -> int:
     return code if code >= 0 else int(ExitStatus.INTERRUPTED)
 
 
-def _print_results(run_dir: str, code: int = 0) -> None:
+def _print_results(run_dir: str, code: int = 0, last: bool = True) -> None:
     from tokenswarm.report import ReportError, build_report, summary_text
 
     table = summary_text(run_dir)
@@ -407,7 +453,7 @@ def _print_results(run_dir: str, code: int = 0) -> None:
             reason = None
         if reason:
             print(f"tokenswarm: {reason}", file=sys.stderr, flush=True)
-    print(run_dir, flush=True)
+    print(run_dir if last else f"tokenswarm: run folder {run_dir}", flush=True)
 
 
 # -- report / engines ------------------------------------------------------------------------
@@ -423,8 +469,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from tokenswarm.report.compare import compare, default_out_dir, parse_labels
 
-    result = compare(args.run_dirs, parse_labels(args.labels) or None, args.out or default_out_dir())
+    result = compare(args.run_dirs, parse_labels(args.labels) or None, args.out or default_out_dir(),
+                     margin_pct=args.margin)
     print(result.text(), flush=True)
+    for line in result.verdict_lines():
+        print(line, flush=True)
     for line in result.warnings:
         print(f"tokenswarm: warning: {line}", file=sys.stderr, flush=True)
     for line in result.notes:
@@ -460,6 +509,11 @@ def _add_sim_args(p: argparse.ArgumentParser) -> None:
     t = p.add_argument_group("fixed timing (both set: every request gets exactly this)")
     t.add_argument("--ttft-ms", type=float, default=None, help="time to first token after admission")
     t.add_argument("--tpot-ms", type=float, default=None, help="time between output tokens")
+    t.add_argument("--ttft-sigma", type=float, default=0.0,
+                   help="stochastic mode: each request's TTFT is lognormal, median --ttft-ms, this shape (0: fixed)")
+    t.add_argument("--tpot-sigma", type=float, default=0.0,
+                   help="stochastic mode: each request's TPOT (all its tokens) is lognormal, median --tpot-ms")
+    t.add_argument("--seed", type=int, default=None, help="seed of the stochastic mode's draws")
     b = p.add_argument_group("continuous-batching model (used unless fixed timing is set)")
     b.add_argument("--max-num-seqs", type=int, default=None,
                    help=f"batch slots (default {d.max_num_seqs}; with fixed timing: 0, unlimited)")
@@ -488,7 +542,8 @@ def _add_sim_args(p: argparse.ArgumentParser) -> None:
 def cmd_simengine(args: argparse.Namespace) -> int:
     from tokenswarm.simengine import BatchModel, SimConfig, serve
 
-    check_ranges(args, {"--ttft-ms": ZERO_OR_MORE, "--tpot-ms": ZERO_OR_MORE, "--prefill-tps": POSITIVE,
+    check_ranges(args, {"--ttft-ms": ZERO_OR_MORE, "--tpot-ms": ZERO_OR_MORE, "--ttft-sigma": ZERO_OR_MORE,
+                        "--tpot-sigma": ZERO_OR_MORE, "--prefill-tps": POSITIVE,
                         "--max-batched-tokens": POSITIVE, "--kv-cache-tokens": POSITIVE,
                         "--default-max-tokens": POSITIVE, "--max-model-len": POSITIVE,
                         "--max-num-seqs": ZERO_OR_MORE, "--workers": AT_LEAST_1,
@@ -501,6 +556,8 @@ def cmd_simengine(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise SettingsError(str(e)) from None
     fixed = args.ttft_ms is not None or args.tpot_ms is not None
+    if (args.ttft_sigma or args.tpot_sigma) and not fixed:
+        raise SettingsError("--ttft-sigma/--tpot-sigma draw around --ttft-ms/--tpot-ms: give those too")
     if not fixed and args.max_num_seqs == 0:
         raise SettingsError("bad --max-num-seqs 0: the batching model needs at least 1 slot")
     batch = BatchModel(
@@ -509,6 +566,7 @@ def cmd_simengine(args: argparse.Namespace) -> int:
         max_batched_tokens=args.max_batched_tokens, kv_cache_tokens=args.kv_cache_tokens,
     )
     cfg = SimConfig(host=args.host, port=args.port, model=args.model, ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms,
+                    ttft_sigma=args.ttft_sigma, tpot_sigma=args.tpot_sigma, seed=args.seed,
                     max_num_seqs=args.max_num_seqs, batch=batch, default_max_tokens=args.default_max_tokens,
                     max_model_len=args.max_model_len, truth_log=args.truth_log, strict_model=args.strict_model,
                     api_key=args.api_key, faults=faults, fault_delay_s=args.fault_delay,
@@ -564,6 +622,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "with the report")
     _add_load_args(p, "sweep")
     p.set_defaults(func=cmd_load)
+    p = sub.add_parser("capacity", help="the highest concurrency (or, with --rates LOW,HIGH, request rate) whose "
+                                        "--slo holds, with its 95 %% interval; headless")
+    _add_load_args(p, "capacity")
+    p.set_defaults(func=cmd_load)
     p = sub.add_parser("ui", help="Locust's web UI with tokenswarm's users and options")
     _add_load_args(p, "ui")
     p.add_argument("--web-host", default="127.0.0.1", help="address of the web UI (default 127.0.0.1)")
@@ -590,6 +652,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default="", help="comma-separated names, one per run (default: run name, engine "
                                                  "or folder)")
     p.add_argument("--out", default="", help="where to write (default: reports/compare-<time>/)")
+    p.add_argument("--margin", type=float, default=5.0, metavar="PCT",
+                   help="verdicts: a ratio whose 95 %% interval stays within 1 +/- PCT %% is 'no detectable "
+                        "difference' (default 5)")
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser("engines", help="list the engine presets")
     p.set_defaults(func=cmd_engines)

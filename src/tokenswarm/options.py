@@ -186,15 +186,35 @@ OPTIONS: tuple[Opt, ...] = (
         web_ui="or end each level after this many of its requests finished; 0: by time", web_for="sweep"),
     Opt("--warmup", float, -1.0, "seconds trimmed from the start of each level's measurement window (negative: "
         "20%% of --level-duration in sweeps, none otherwise)", metavar="S", group="sweep"),
+    Opt("--precision", float, 0.0, "run each level until the 95%% confidence interval of the figures that matter "
+        "(the --slo's, else output throughput and TTFT p99) is within this percentage of the figure (half-width); "
+        "--level-duration is then the shortest a level runs (0: off)", metavar="PCT", group="sweep",
+        web_ui="run each level until its figures' 95% interval is within this % (0: off)", web_for="sweep",
+        check=Range("must be 0 (off) or more", lo=0)),
+    Opt("--max-level-duration", str, "", "with --precision or a capacity search: the longest a level runs "
+        "(default: 10 times --level-duration, at least 2m); a level that ends here first is flagged", metavar="SPAN",
+        group="sweep"),
+    Opt("--capacity", None, False, "search the highest level whose --slo holds instead of stepping every level: "
+        "--levels LOW,HIGH (users) or --rates LOW,HIGH (req/s) is the bracket to start from; each probe runs "
+        "until its intervals decide (tokenswarm capacity)", action="store_true", group="sweep",
+        web_ui="search the highest level whose SLOs hold (levels or rates: LOW,HIGH)", web_for="sweep"),
+    Opt("--max-probes", int, 20, "capacity search: the most levels it probes before it answers undecided",
+        metavar="N", group="sweep", check=AT_LEAST_1),
+    Opt("--resolution", float, 5.0, "capacity search: stop bisecting once the bracket is within this percentage "
+        "of its low end (and one user)", metavar="PCT", group="sweep", check=ABOVE_ZERO),
+    Opt("--no-stagger", None, False, "closed loop: a level's new users send their first request at once (the "
+        "waves of vLLM's bench) instead of spread over one request lifetime", action="store_true", group="sweep"),
     Opt("--arrival", str, "poisson", "rate mode arrivals: poisson, gamma (with --burstiness) or constant",
         group="sweep"),
     Opt("--burstiness", float, 1.0, "gamma arrivals' shape: <1 burstier than Poisson, >1 more regular",
         metavar="B", group="sweep", check=ABOVE_ZERO),
     Opt("--max-concurrency", int, 256, "rate mode: most requests in flight at once (users spawned)", metavar="N",
         group="sweep", check=AT_LEAST_1),
-    Opt("--slo", str, "", "service-level objectives in ms for goodput, e.g. ttft=2000,tpot=100,e2e=30000",
-        metavar="K=MS,...", group="sweep", web_ui="service-level objectives for goodput, in ms, e.g. "
-        "ttft=2000,tpot=100; empty: none"),
+    Opt("--slo", str, "", "service-level objectives in ms: per request (ttft=2000,tpot=100,e2e=30000: every "
+        "request must meet them, --slo-attainment of them) and/or on a level's percentiles or means "
+        "(ttft_p99=500,tpot_p90=50,e2e_mean=8000)", metavar="K=MS,...", group="sweep",
+        web_ui="service-level objectives in ms, e.g. ttft=2000,tpot=100 (per request) or ttft_p99=500 (a "
+        "level's percentile); empty: none"),
     Opt("--slo-attainment", float, 0.99, "share of a level's requests that must meet every SLO for the level "
         "to meet them", metavar="R", group="sweep", check=Range("must be in (0, 1]", lo=0, hi=1, lo_open=True)),
     Opt("--knee-pct", float, 10.0, "saturation: the level after which output throughput grows by less than "

@@ -80,6 +80,12 @@ class Settings:
     max_concurrency: int = 256  # rate mode and traces: users waiting for their send times
     warmup_given: bool = False  # --warmup was given (else 20 % of each level)
     cancel_rate: float = 0.0
+    stagger: bool = True  # closed loop: a level's new users spread their first sends over a request lifetime
+    capacity: bool = False  # search the highest level whose SLOs hold (the plan's levels: the bracket)
+    max_probes: int = 20
+    resolution_pct: float = 5.0
+    precision_pct: float = 0.0  # run each level until its intervals are this narrow (0: off)
+    max_level_duration_s: float | None = None  # --precision, capacity: the longest a level runs
     preflight: bool = True  # check the target before the load starts (cleared once a check passed)
 
     @property
@@ -162,6 +168,12 @@ class Settings:
             "burstiness": self.burstiness if self.mode == RATE else None,
             "warmup_s": self.warmup_s,
             "warmups_s": self.warmups_s,
+            "starts": ("spread over a request lifetime" if self.stagger else "together")
+            if self.mode != RATE else "scheduled",
+            "precision_pct": self.precision_pct or None,
+            "capacity": {"bracket": [level_str(v) for v in self.plan.levels], "max_probes": self.max_probes,
+                         "resolution_pct": self.resolution_pct} if self.capacity and self.plan else None,
+            "max_level_duration_s": self.max_level_duration_s,
             "slo": self.slo or None,
             "slo_attainment": self.slo_attainment,
             "knee_pct": self.knee_pct,
@@ -245,6 +257,9 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
                                 "--levels and --rates")
     else:
         plan = _plan(opts, duration_s)
+    if getattr(opts, "capacity", False) and (plan is None or not plan.capacity):
+        raise SettingsError("a capacity search (--capacity) needs its bracket: --levels LOW,HIGH (users) or "
+                            "--rates LOW,HIGH (req/s), and --level-duration or --level-requests")
     warmup = opts.warmup
     warmups = None
     if warmup < 0:
@@ -309,6 +324,12 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         max_concurrency=opts.max_concurrency,
         warmup_given=opts.warmup >= 0,
         cancel_rate=opts.cancel_rate,
+        stagger=not opts.no_stagger,
+        capacity=opts.capacity,
+        max_probes=opts.max_probes,
+        resolution_pct=opts.resolution,
+        precision_pct=opts.precision,
+        max_level_duration_s=_max_level_duration(opts, plan),
         preflight=not opts.no_preflight,
     )
 
@@ -456,6 +477,21 @@ def with_trace(settings: Settings) -> Settings:
     return replace(settings, plan=plan, trace_requests=len(entries), warmup_s=warmup)
 
 
+def _max_level_duration(opts: Any, plan: SweepPlan | None) -> float | None:
+    """--max-level-duration in seconds; with --precision and none given: 10 times the longest level duration, at
+    least 120 s. SettingsError for a bad span, or one shorter than --level-duration."""
+    raw = str(getattr(opts, "max_level_duration", "") or "").strip()
+    if not raw and not getattr(opts, "precision", 0):
+        return None
+    longest = max(plan.level_durations_s or [plan.level_duration_s or 0.0]) if plan is not None else 0.0
+    if not raw:
+        return max(10.0 * longest, 120.0)
+    span = parse_duration(raw, "--max-level-duration")
+    if span < longest:
+        raise SettingsError(f"bad --max-level-duration {raw!r}: shorter than --level-duration ({longest:g} s)")
+    return span
+
+
 def _check_workload(opts: Any) -> None:
     """The workload options: ranges, and which combine."""
     kinds = [name for name, on in (("--trace", opts.trace), ("--turns", opts.turns), ("--prefix-len", opts.prefix_len))
@@ -487,11 +523,43 @@ def _plan(opts: Any, duration_s: float | None) -> SweepPlan | None:
     counts = parse_counts(opts.level_requests, "--level-requests")
     mode = CONCURRENCY if opts.levels else RATE
     levels = parse_levels(opts.levels, "--levels") if opts.levels else parse_levels(opts.rates, "--rates", False)
+    if getattr(opts, "capacity", False):
+        return _capacity_plan(opts, mode, levels, spans, counts)
     each = counts if len(counts) > 1 else None  # one per level
     one = counts[0] if len(counts) == 1 else 0
     if len(spans) > 1:  # one per level
         return SweepPlan(mode, levels, None, one, opts.max_concurrency, spans, each)
     return SweepPlan(mode, levels, spans[0] if spans else None, one, opts.max_concurrency, None, each)
+
+
+#: the SLO keys a capacity search judges live (the live figures: TTFT, TPOT, E2E)
+CAPACITY_SLO = ("ttft", "tpot", "e2e")
+
+
+def _capacity_plan(opts: Any, mode: str, levels: list[float], spans: list[float], counts: list[int]) -> SweepPlan:
+    """A capacity search's plan: the bracket (LOW,HIGH; one level: from it up to 1024 users or 64 times the
+    rate), one duration and/or request count for every probe. SettingsError naming what does not fit."""
+    flag = "--levels" if mode == CONCURRENCY else "--rates"
+    if len(levels) > 2:
+        raise SettingsError(f"bad {flag}: a capacity search takes its bracket, LOW,HIGH (e.g. {flag} 1,256), not "
+                            f"{len(levels)} levels")
+    low = levels[0]
+    high = levels[-1] if len(levels) == 2 else max(low, 1024.0 if mode == CONCURRENCY else 64.0 * low)
+    if high < low:
+        raise SettingsError(f"bad {flag}: the bracket's high end {high:g} is below its low end {low:g}")
+    if len(spans) > 1 or len(counts) > 1:
+        raise SettingsError("a capacity search takes one --level-duration / --level-requests for every probe")
+    slo = parse_slo(opts.slo)
+    if not slo:
+        raise SettingsError("a capacity search needs the SLO to hold: --slo ttft_p99=500,tpot_p99=50 (a level's "
+                            "percentiles) and/or ttft=500 (every request, --slo-attainment of them)")
+    for key in slo:
+        metric, _, stat = key.partition("_")
+        if metric not in CAPACITY_SLO or stat not in ("", "mean", "p50", "p90", "p99"):
+            raise SettingsError(f"bad --slo {key}: a capacity search judges TTFT, TPOT and E2E (per request, or "
+                                "their mean, p50, p90, p99)")
+    return SweepPlan(mode, [low, high], spans[0] if spans else None, counts[0] if counts else 0,
+                     opts.max_concurrency, capacity=True)
 
 
 def parse_counts(text: Any, option: str) -> list[int]:

@@ -19,7 +19,8 @@ from tokenswarm.errors import SettingsError
 
 DEFAULT_LEVELS = "1,2,4,8,16,32,64,128,256,512,1024"
 CONCURRENCY, RATE = "concurrency", "rate"
-SLO_KEYS = ("ttft", "tpot", "itl", "e2e")
+SLO_KEYS = ("ttft", "tpot", "itl", "e2e")  # per request: every request must meet them
+SLO_STATS = ("mean", "p50", "p90", "p95", "p99", "p999")  # a level's figure: ttft_p99, tpot_mean, ...
 
 
 def level_str(level: float) -> str:
@@ -46,8 +47,15 @@ def parse_levels(text: str, option: str = "--levels", integers: bool = True) -> 
     return out
 
 
+def is_target(key: str) -> bool:
+    """An SLO key on a level's figure (``ttft_p99``, ``e2e_mean``) rather than on every request (``ttft``)."""
+    metric, _, stat = key.partition("_")
+    return metric in SLO_KEYS and stat in SLO_STATS
+
+
 def parse_slo(text: str) -> dict[str, float]:
-    """``ttft=2000,tpot=100`` (ms) -> {"ttft": 2000.0, "tpot": 100.0}."""
+    """``ttft=2000,tpot=100`` (ms; every request) and ``ttft_p99=500`` (a level's figure) ->
+    {"ttft": 2000.0, "tpot": 100.0, "ttft_p99": 500.0}."""
     out: dict[str, float] = {}
     if not text:
         return out
@@ -56,8 +64,10 @@ def parse_slo(text: str) -> dict[str, float]:
         key = key.strip().lower().removesuffix("_ms")
         if not sep:
             raise SettingsError(f"bad --slo {text!r}: {item.strip()!r} is not KEY=MS (e.g. ttft=2000)")
-        if key not in SLO_KEYS:
-            raise SettingsError(f"bad --slo {text!r}: unknown key {key!r}; use {', '.join(SLO_KEYS)}")
+        if key not in SLO_KEYS and not is_target(key):
+            raise SettingsError(f"bad --slo {text!r}: unknown key {key!r}; use {', '.join(SLO_KEYS)} (every "
+                                f"request) or one of them with _{'/_'.join(SLO_STATS)} (a level's figure, "
+                                "e.g. ttft_p99)")
         try:
             ms = float(val)
         except ValueError:
@@ -81,6 +91,9 @@ class SweepPlan:
     level_durations_s: list[float] | None = None
     #: one request count per level (0: none for that level), overriding ``level_requests``
     level_requests_each: list[int] | None = None
+    #: a capacity search (:mod:`tokenswarm.capacity`): ``levels`` is the bracket (low, high) it starts from, and
+    #: the levels it probes are decided as it goes
+    capacity: bool = False
 
     def __post_init__(self) -> None:
         if (self.level_duration_s is None and not self.level_durations_s and not self.level_requests
@@ -102,7 +115,7 @@ class SweepPlan:
         return any(self.duration(i) is None and not self.requests(i) for i in range(len(self.levels)))
 
     def duration(self, i: int) -> float | None:
-        """How long level ``i`` lasts (None: until its requests are done)."""
+        """How long level ``i`` lasts at least (None: until its requests are done)."""
         return self.level_durations_s[i] if self.level_durations_s else self.level_duration_s
 
     def shortest(self) -> float | None:
@@ -115,7 +128,11 @@ class SweepPlan:
 
     def users(self, i: int) -> int:
         """Users to run at level ``i``."""
-        return int(self.levels[i]) if self.mode == CONCURRENCY else self.max_concurrency
+        return self.users_at(self.levels[i])
+
+    def users_at(self, level: float) -> int:
+        """Users to run at ``level``: the level itself in a closed loop, ``max_concurrency`` in rate mode."""
+        return int(level) if self.mode == CONCURRENCY else self.max_concurrency
 
     def level_done(self, i: int, elapsed_s: float, completed: int) -> bool:
         """Has level ``i`` ended, ``elapsed_s`` after it began, with ``completed`` of its requests done?"""
@@ -127,6 +144,9 @@ class SweepPlan:
 
     def describe(self) -> str:
         unit = "users" if self.mode == CONCURRENCY else "req/s"
+        if self.capacity:
+            return (f"capacity search by {self.mode} from {level_str(self.levels[0])} up to "
+                    f"{level_str(self.levels[-1])} {unit}")
         ends = []
         if self.level_durations_s:
             ends.append("/".join(f"{d:g}" for d in self.level_durations_s) + "s")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from gevent.event import Event
 
-from tokenswarm import selfcheck
+from tokenswarm import capacity, selfcheck
 from tokenswarm.datasets.files import counts_line
 from tokenswarm.exitstatus import ExitStatus, failure_ratio, failures_message
 from tokenswarm.loadgen import workarounds
@@ -31,6 +31,9 @@ from tokenswarm.loadgen.livewatch import LiveWatch, Series
 from tokenswarm.loadgen.load import Load
 from tokenswarm.loadgen.recorder import RunRecorder
 from tokenswarm.loadgen.timeline import DURATION, TIMED_OUT, Ending, LevelTimeline
+from tokenswarm.report.intervals import Interval
+from tokenswarm.report.levels import SLO_KEYS, judge
+from tokenswarm.report.live import S as SAMPLE
 from tokenswarm.requestscsv import Row
 from tokenswarm.settings import Settings
 from tokenswarm.sweep import level_str
@@ -45,6 +48,7 @@ log = logging.getLogger("tokenswarm")
 FLUSH_S = 1.0  # requests.csv is flushed at least this often
 SERVER_METRICS_CSV = "server_metrics.csv"
 WATCH_S = 0.05  # how often levels, budget, drain and workers are checked
+JUDGE_S = 1.0  # how often a level's intervals are looked at (--precision, a capacity search)
 
 
 class RunController:
@@ -83,6 +87,7 @@ class RunController:
         self.dataset_counts = dataset_counts
         self.own_selfcheck = own_selfcheck
         self.engine_metrics: EngineMetricsSampler | None = None  # scrapes /metrics, also at each level's edges
+        self._judged_at = 0.0  # when the current level's intervals were last looked at
         self._greenlets: list[gevent.Greenlet] = []
         self._samplers: list[Any] = []
 
@@ -147,7 +152,8 @@ class RunController:
     def progress_line(self, elapsed: float) -> str:
         index = ""
         if self.plan is not None and self.level_index is not None:
-            index = f" ({self.level_index + 1}/{len(self.plan.levels)})"
+            index = (f" (probe {self.level_index + 1})" if self.plan.capacity
+                     else f" ({self.level_index + 1}/{len(self.plan.levels)})")
         return self.live.progress_line(self.levels.current, self.settings.warmup_at(self.level_index),
                                        self._users(), elapsed, index)
 
@@ -207,12 +213,99 @@ class RunController:
         """The sweep's level at ``index`` of the plan begins now."""
         self.level_index = index
         assert self.plan is not None
-        log.info("tokenswarm: level %s (%d of %d)", level_str(level), index + 1, len(self.plan.levels))
+        if self.plan.capacity:
+            self.say(f"tokenswarm: capacity probe {index + 1}: level {level_str(level)}")
+        else:
+            log.info("tokenswarm: level %s (%d of %d)", level_str(level), index + 1, len(self.plan.levels))
         self.set_level(level)
 
     def finished_at(self, level: float) -> int:
         """Requests of ``level`` finished so far (cancelled ones not counted): what ``--level-requests`` counts."""
         return self.recorder.done_by_level.get(level_str(level), 0)
+
+    def level_over(self, index: int, elapsed_s: float) -> bool:
+        """Has the running level (at ``index`` of the plan, begun ``elapsed_s`` ago) done its part? Its
+        ``--level-duration``/``--level-requests`` first; then, with ``--precision``, until the figures that
+        matter are that precise; in a capacity search, until its intervals tell whether the SLOs hold; either
+        ends at ``--max-level-duration``, the level then flagged ``imprecise`` in the timeline (a capacity
+        probe takes its point estimate's verdict, ``decided`` false). A capacity probe's verdict goes into its
+        timeline segment (``verdict``)."""
+        assert self.plan is not None
+        seg = self.levels.current
+        if seg is None or not self.plan.level_done(index, elapsed_s, self.finished_at(seg["level"])):
+            return False
+        s = self.settings
+        if not s.precision_pct and not s.capacity:
+            return True
+        now = time.monotonic()
+        longest = s.max_level_duration_s
+        out_of_time = longest is not None and elapsed_s >= longest
+        if now - self._judged_at < JUDGE_S and not out_of_time:
+            return False
+        self._judged_at = now
+        figures = self.live.intervals(seg, s.warmup_at(index), good=self._meets_slo)
+        precise = not s.precision_pct or self._precise(figures)
+        if s.capacity:
+            verdict = self._verdict(figures)
+            if verdict != capacity.UNDECIDED and precise:
+                seg.update(verdict=verdict, decided=True)
+                self.say(f"tokenswarm: level {level_str(seg['level'])}: the SLOs {verdict} "
+                         f"({figures.get('n', 0)} requests judged, {elapsed_s:.0f} s)")
+                return True
+            if out_of_time:
+                point = {k: Interval(v.estimate, v.estimate, v.estimate) for k, v in figures.items()
+                         if isinstance(v, Interval)}
+                seg.update(verdict=self._verdict(point), decided=False, imprecise=True)
+                self.say(f"tokenswarm: level {level_str(seg['level'])}: the SLOs {seg['verdict']} by the estimate "
+                         "alone: its intervals did not decide within --max-level-duration")
+                return True
+            return False
+        if precise:
+            return True
+        if out_of_time:
+            seg["imprecise"] = True
+            return True
+        return False
+
+    def _targets(self) -> tuple[dict[str, float], dict[str, float]]:
+        """(per-request SLO limits, SLO targets on a level's figures), ms."""
+        slo = self.settings.slo
+        return {k: v for k, v in slo.items() if k in SLO_KEYS}, {k: v for k, v in slo.items() if k not in SLO_KEYS}
+
+    def _meets_slo(self, sample: Any) -> Any:
+        """Per request of a live sample (:data:`tokenswarm.report.live.S`): ok and within every per-request limit
+        (TPOT: a request without one passes, as in the report)."""
+        import numpy as np
+
+        limits, _ = self._targets()
+        good = sample[:, SAMPLE["ok"]] > 0
+        for key, limit in limits.items():
+            col = sample[:, SAMPLE[key]]
+            with np.errstate(invalid="ignore"):
+                good &= (np.isnan(col) | (col <= limit)) if key == "tpot" else (col <= limit)
+        return good
+
+    def _precise(self, figures: dict[str, Any]) -> bool:
+        """The figures that matter (the SLO's, else output throughput and TTFT p99) are within --precision."""
+        limits, targets = self._targets()
+        keys = list(targets) + (["slo_attainment_pct"] if limits else [])
+        keys = keys or ["output_tok_s", "ttft_p99"]
+        pct = self.settings.precision_pct / 100.0
+        for key in keys:
+            iv = figures.get(key)
+            rel = iv.relative_half_width() if isinstance(iv, Interval) else float("nan")
+            if not rel <= pct:
+                return False
+        return True
+
+    def _verdict(self, figures: dict[str, Any]) -> str:
+        limits, targets = self._targets()
+        named = {k: figures[k] for k in targets if isinstance(figures.get(k), Interval)}
+        if limits and isinstance(figures.get("slo_attainment_pct"), Interval):
+            named["slo_attainment"] = figures["slo_attainment_pct"]
+        seg = self.levels.current
+        failed = self.live.failed(seg["level"]) if seg is not None else 0
+        return judge(named, targets, self.settings.slo_attainment if limits else None, failed)
 
     def end_of_levels(self) -> None:
         """The sweep's last level is done: no new requests; those in flight finish, then the test stops."""

@@ -12,12 +12,14 @@ engine's metrics: :mod:`tokenswarm.loadgen.enginescrape`.)
 from __future__ import annotations
 
 import bisect
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
 import gevent
 
-from tokenswarm.report.live import WARMING_UP, LiveFigures
+from tokenswarm.report.intervals import Interval
+from tokenswarm.report.live import WARMING_UP, LiveFigures, level_intervals
 from tokenswarm.requestscsv import COLUMN_INDEX as I  # noqa: N812  (a row's field by column name)
 from tokenswarm.requestscsv import Row
 from tokenswarm.sweep import level_str
@@ -66,9 +68,24 @@ class LiveWatch:
             return self.so_far.figures("", time.time(), None, 0.0, now)
         return self.so_far.figures(level_str(segment["level"]), segment["start"], segment.get("end"), warmup_s, now)
 
+    def failed(self, level: float) -> int:
+        """Failed requests of ``level`` so far."""
+        lv = self.so_far.levels.get(level_str(level))
+        return lv.failed if lv is not None else 0
+
+    def intervals(self, segment: dict[str, Any] | None, warmup_s: float, now: float | None = None,
+                  good: Any = None) -> dict[str, Any]:
+        """The 95 % intervals of one timeline segment's figures so far
+        (:func:`tokenswarm.report.live.level_intervals`); ``{"n": 0}`` before the first level."""
+        if segment is None:
+            return {"n": 0}
+        return level_intervals(self.so_far, level_str(segment["level"]), segment["start"], segment.get("end"),
+                               warmup_s, now, good)
+
     def progress_line(self, segment: dict[str, Any] | None, warmup_s: float, users: int, elapsed: float,
                       index: str = "") -> str:
         f = self.figures(segment, warmup_s)
+        ci = self.intervals(segment, warmup_s) if f["req_s"] is not None else {}
 
         def ms(v: float | None) -> str:
             return "-" if v is None else f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
@@ -77,8 +94,9 @@ class LiveWatch:
         lvl = level_str(segment["level"]) if segment is not None else "-"
         failed = self.totals["failed"]
         done = failed + self.totals["ok"]
-        return (f"tokenswarm {m:02d}:{s:02d} | level {lvl}{index} | users {users} | {rates_text(f)} | "
-                f"TTFT p50 {ms(f['ttft_p50'])} p99 {ms(f['ttft_p99'])} ms | TPOT p50 {ms(f['tpot_p50'])} ms | "
+        return (f"tokenswarm {m:02d}:{s:02d} | level {lvl}{index} | users {users} | {rates_text(f, ci)} | "
+                f"TTFT p50 {ms(f['ttft_p50'])} p99 {ms(f['ttft_p99'])}{pm(ci.get('ttft_p99'))} ms | "
+                f"TPOT p50 {ms(f['tpot_p50'])} ms | "
                 f"ok {self.totals['ok']} failed {failed}" + (f" ({100 * failed / done:.1f} %)" if failed else ""))
 
     def table(self, segments: list[tuple[dict[str, Any], float]], flags: dict[str, str]) -> list[dict[str, Any]]:
@@ -154,10 +172,21 @@ class Series:
         return self.samples[bisect.bisect_right(self._times, t):]
 
 
-def rates_text(f: dict[str, Any]) -> str:
-    """``38.2 req/s | in 4,890 tok/s | out 2,451 tok/s``, or what keeps them from being known yet."""
+def pm(iv: Interval | None, digits: int = 0) -> str:
+    """`` ±12`` (the 95 % interval's larger side, as the report's tables print it), `` ±?`` when a bound is
+    unknown, '' without an interval."""
+    if iv is None or math.isnan(iv.estimate):
+        return ""
+    if math.isnan(iv.low) or math.isnan(iv.high):
+        return " ±?"
+    return f" ±{max(iv.estimate - iv.low, iv.high - iv.estimate):,.{digits}f}"
+
+
+def rates_text(f: dict[str, Any], ci: dict[str, Any] | None = None) -> str:
+    """``38.2 req/s | in 4,890 tok/s | out 2,451 ±40 tok/s``, or what keeps them from being known yet."""
     if f["phase"] == WARMING_UP:
         return f"warming up ({f['warmup_left_s']:.1f} s left)"
     if f["req_s"] is None:
         return "measuring (waiting for a request lifetime)"
-    return f"{f['req_s']:.2f} req/s | in {f['input_tok_s']:,.0f} tok/s | out {f['output_tok_s']:,.0f} tok/s"
+    out = pm((ci or {}).get("output_tok_s"))
+    return f"{f['req_s']:.2f} req/s | in {f['input_tok_s']:,.0f} tok/s | out {f['output_tok_s']:,.0f}{out} tok/s"

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from locust import LoadTestShape
 
+from tokenswarm.capacity import FAILS, CapacitySearch
 from tokenswarm.settings import Settings, SettingsError
 from tokenswarm.sweep import CONCURRENCY, RATE, SweepPlan
 
@@ -53,7 +54,10 @@ class LevelShape(LoadTestShape):
         super().__init__()
         self.plan: SweepPlan | None = None
         self.index: int | None = None
+        self.level: float = 0.0
         self.level_started = 0.0
+        self.started = 0.0
+        self.search: CapacitySearch | None = None
         self._run: RunController | None = None
 
     @classmethod
@@ -85,16 +89,38 @@ class LevelShape(LoadTestShape):
 
     # -- the test ------------------------------------------------------------------------------------
     def attach(self, run: RunController, plan: SweepPlan) -> None:
-        """A test starts: its first level begins now."""
+        """A test starts: its first level begins now. A capacity search (``plan.capacity``) probes the levels
+        :class:`tokenswarm.capacity.CapacitySearch` picks from the verdicts the run controller gives."""
         self._run = run
         self.plan = plan
-        self._begin(0)
+        self.search = None
+        self.started = time.monotonic()
+        if plan.capacity:
+            s = run.settings
+            self.search = CapacitySearch(plan.levels[0], plan.levels[-1], integers=plan.mode == CONCURRENCY,
+                                         resolution_pct=s.resolution_pct, max_probes=s.max_probes)
+            self._begin(0, self.search.next_level())
+        else:
+            self._begin(0, plan.levels[0])
 
-    def _begin(self, i: int) -> None:
+    def _begin(self, i: int, level: float) -> None:
         assert self.plan is not None and self._run is not None
         self.index = i
+        self.level = level
         self.level_started = time.monotonic()
-        self._run.begin_level(i, self.plan.levels[i])
+        self._run.begin_level(i, level)
+
+    def _next(self) -> float | None:
+        """The level after the one that just ended: the plan's next, or the capacity search's next probe."""
+        assert self.plan is not None and self.index is not None and self._run is not None
+        if self.search is None:
+            i = self.index + 1
+            return self.plan.levels[i] if i < len(self.plan.levels) else None
+        seg = self._run.levels.current or {}
+        now = time.monotonic()
+        self.search.record(self.level, seg.get("verdict", FAILS), bool(seg.get("decided", True)),
+                           now - self.level_started)
+        return self.search.next_level(now - self.started)
 
     def tick(self) -> tuple[int, float] | None:
         run = self._run
@@ -102,16 +128,14 @@ class LevelShape(LoadTestShape):
             return self._first_tick()
         plan = self.plan
         assert plan is not None and self.index is not None
-        if not run.draining:
-            i = self.index
-            done = run.finished_at(plan.levels[i])
-            if plan.level_done(i, time.monotonic() - self.level_started, done):
-                if i + 1 < len(plan.levels):
-                    self._begin(i + 1)
-                else:
-                    run.end_of_levels()
-        users = plan.users(self.index)
-        return users, float(max(users, 1))  # each level's users start within a second
+        if not run.draining and run.level_over(self.index, time.monotonic() - self.level_started):
+            nxt = self._next()
+            if nxt is not None:
+                self._begin(self.index + 1, nxt)
+            else:
+                run.end_of_levels()
+        users = plan.users_at(self.level)
+        return users, float(max(users, 1))  # each level's users start within a second (their sends spread)
 
     def _first_tick(self) -> tuple[int, float]:
         """Before a test (the web UI may start another after one ended: the run controller ends each test,

@@ -78,6 +78,8 @@ class Swarm:
         self._gate = Semaphore(1)  # open loop: one user at a time waits for the next planned send
         self._wake = Event()
         self._workers = 1
+        self.lifetime_s: float | None = None  # a request's lifetime (send to close) lately, for the stagger
+        self._pilot: Event | None = None  # set once the first request ended (its lifetime is then known)
 
     def _user_count(self) -> int:
         return int(getattr(self.env.runner, "user_count", 0) or 0)
@@ -106,6 +108,30 @@ class Swarm:
             self.schedule = self.strategy.schedule(begin, 0, workers, self._rng)
         self._wake.set()
         self._wake = Event()
+
+    def stagger(self) -> None:
+        """A closed-loop user's first send of a level waits a random part of one request lifetime, so a level's
+        new users do not send together and stay in lockstep (``--no-stagger``: they do, as vLLM's bench). The
+        lifetime is what this process's requests took lately; before any has ended, the first user sends at
+        once (the pilot) and the others wait for it, then spread over what it took. Returns at once in an open
+        loop or once the test is ending."""
+        if not self.settings.stagger or self.open_loop or self.draining:
+            return
+        if self.lifetime_s is None:
+            if self._pilot is None:
+                self._pilot = Event()
+                return  # this user is the pilot
+            self._pilot.wait(self.settings.read_timeout)
+        if self.lifetime_s:
+            self._stopping.wait(self._rng.uniform(0.0, self.lifetime_s))
+
+    def _ended(self, rec: RequestRecord) -> None:
+        """A request ended: the lifetime estimate follows the ok ones (an average over the last ~16)."""
+        if rec.ok and rec.close_ms:
+            life = rec.close_ms / 1000.0
+            self.lifetime_s = life if self.lifetime_s is None else self.lifetime_s + (life - self.lifetime_s) / 16
+        if self._pilot is not None and not self._pilot.is_set():
+            self._pilot.set()
 
     def next_send(self) -> tuple[float, Prompt | None] | None:
         """Open loop: wait for the next planned send of this process; returns it (perf_counter s) and, for a
@@ -172,9 +198,11 @@ class Swarm:
         self.in_flight += 1
         self.started += 1
         try:
-            return call.run()
+            rec = call.run()
         finally:
             self.in_flight -= 1
+        self._ended(rec)
+        return rec
 
     def counts(self) -> tuple[int, int]:
         """(requests started, requests in flight): a worker's heartbeat to its master."""

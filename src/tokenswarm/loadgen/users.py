@@ -42,6 +42,7 @@ class LLMUser(User):
         self.conn = None
         self.conv = None  # multi-turn: this user's conversation
         self.wait_s = 0.0  # backoff before the next request
+        self.staggered = False  # its first send of the level has waited its part of a lifetime
 
     def _join(self) -> Swarm | None:
         """This process's swarm of the test in progress (None while it is being set up, e.g. a worker waiting
@@ -66,6 +67,9 @@ class LLMUser(User):
         if swarm is None:  # being set up, or the test could not be (reason logged; it is being stopped)
             gevent.sleep(IDLE_S)
             return
+        if not self.staggered:  # closed loop: the first send waits a random part of a request lifetime
+            self.staggered = True
+            swarm.stagger()
         if self.wait_s:  # the last request failed: wait what the server asked, or back off
             swarm.pause(self.wait_s)
             self.wait_s = 0.0

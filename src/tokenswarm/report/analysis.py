@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from tokenswarm import runfolder
-from tokenswarm.report import engine, locustcsv, saturation, selfcheck, workloads
+from tokenswarm.report import engine, intervals, locustcsv, saturation, selfcheck, workloads
 from tokenswarm.report.errors import ReportError
 from tokenswarm.report.levels import DEFAULT_SLO_ATTAINMENT, Window, check_slo, level_stats, load_requests, windows_from
 from tokenswarm.report.readers import newest, read_json_object, read_levels_csv
@@ -67,6 +67,7 @@ class Analysis:
     trace: dict[str, Any] = field(default_factory=dict)  # trace replay: actual vs scheduled sends
     bench: pd.DataFrame | None = None  # vLLM bench results saved beside the run (peers/), per concurrency
     messages: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # failure kind -> top server messages
+    capacity: dict[str, Any] | None = None  # a capacity search's answer (capacity.json), once built
 
     @property
     def run_id(self) -> str:
@@ -125,6 +126,11 @@ class Analysis:
             "failures_by_kind": total_failures(self.failures),
             "failures_by_level": {f"{k:g}": v for k, v in sorted(self.failures.items()) if k is not None},
             "lost_workers": self.meta.get("lost_workers") or [],
+            "intervals": {"confidence": intervals.LEVEL, "method": intervals.METHOD,
+                          "columns": "<figure>_ci_low / <figure>_ci_high in levels.csv, unit suffix kept last"},
+            "lockstep_levels": saturation.flagged(lv, "lockstep"),
+            "capacity": {k: v for k, v in self.capacity.items() if k != "probes"} if self.capacity else None,
+            "imprecise_levels": saturation.flagged(lv, "imprecise"),
         }
 
 

@@ -14,7 +14,7 @@ import os
 import pandas as pd
 
 from tokenswarm import runfolder
-from tokenswarm.report import plots
+from tokenswarm.report import capacity, plots
 from tokenswarm.report.analysis import SOURCE_LEVELS, SUMMARY_JSON, Analysis, analyse, read_meta
 from tokenswarm.report.compose import report_document, summary_text
 from tokenswarm.report.errors import ReportError
@@ -29,11 +29,16 @@ def build_report(run_dir: str, warmup_s: float | None = None, with_plots: bool =
     a = analyse(run_dir, warmup_s)
     if a.source != SOURCE_LEVELS:
         a.levels.to_csv(os.path.join(run_dir, runfolder.LEVELS_CSV), index=False, float_format="%.4f")
+    a.capacity = capacity.build(run_dir, a.meta, a.levels)
     runfolder.write_json(os.path.join(run_dir, SUMMARY_JSON), a.summary())
     plot_paths: list[str] = []
+    if with_plots and a.capacity:
+        drawn = capacity.plot(a.capacity, os.path.join(run_dir, runfolder.PLOTS))
+        if drawn:
+            plot_paths.append(drawn)
     if with_plots and len(a.levels) > 1:  # a single level has no curve to draw
         out_dir = os.path.join(run_dir, runfolder.PLOTS)
-        plot_paths = plots.sweep_plots(a.levels, out_dir, a.knee.level, a.mode)
+        plot_paths += plots.sweep_plots(a.levels, out_dir, a.knee.level, a.mode)
         gauges = plots.engine_gauges_plot(a.levels, out_dir, a.mode)
         if gauges:
             plot_paths.append(gauges)

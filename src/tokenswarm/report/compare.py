@@ -17,7 +17,15 @@ from the prefix cache). Seeds differ between any two runs by default (each run
 draws fresh prompts): that is shown and explained, as a note. Outputs, in ``out_dir``:
 ``compare.csv`` (long format: level, run, the :data:`COMPARED` levels.csv columns), ``compare.md``,
 ``compare.html`` (one self-contained file, plots embedded) and
-``compare_*.png`` (one line per run, each run's saturation level circled).
+``compare_*.png`` (one line per run, each run's saturation level circled, error bars where the figures have
+intervals), and ``compare.json``.
+
+**Verdicts.** Each run after the first (B) is set against the first (A): per level both measured and per
+figure of :data:`COMPARED`, the ratio B/A with its 95 % interval and a verdict, ``better``, ``worse``, ``no
+detectable difference`` or ``undecided`` (with about how many more requests would decide):
+:mod:`tokenswarm.report.verdicts`, from each run's own intervals (:mod:`tokenswarm.report.intervals`).
+``--margin PCT`` sets what counts as no difference (default 5 %). A level's flags (``*`` not steady, ``^``
+served from cache, ``!`` client saturated, ``~`` lockstep, ``?`` imprecise) carry into every table, per run.
 """
 
 from __future__ import annotations
@@ -33,14 +41,15 @@ import numpy as np
 import pandas as pd
 
 from tokenswarm import runfolder
-from tokenswarm.report import plots, tables
+from tokenswarm.report import plots, tables, verdicts
 from tokenswarm.report.analysis import Analysis, analyse
 from tokenswarm.report.compose import level_word
 from tokenswarm.report.document import Document
 from tokenswarm.report.errors import ReportError
+from tokenswarm.report.intervals import Interval, ci_columns
 from tokenswarm.report.saturation import flagged
 
-COMPARE_MD, COMPARE_HTML, COMPARE_CSV = "compare.md", "compare.html", "compare.csv"
+COMPARE_MD, COMPARE_HTML, COMPARE_CSV, COMPARE_JSON = "compare.md", "compare.html", "compare.csv", "compare.json"
 LENGTH_TOL = 0.05  # measured mean input/output lengths further apart than this share: different work
 CACHE_TOL_PCT = 20.0  # cache-hit shares (percent) further apart than this: one engine served its prompts from cache
 
@@ -52,6 +61,8 @@ COMPARED: tuple[tables.Column, ...] = (
     ("tpot_mean_ms", "Mean TPOT (ms)", "{:.2f}"),
     ("tpot_p99_ms", "P99 TPOT (ms)", "{:.2f}"),
 )
+#: the compared figures for which higher is better (the rest are latencies: lower is better)
+HIGHER_IS_BETTER = frozenset({"output_throughput_tok_s"})
 
 
 @dataclass
@@ -65,11 +76,29 @@ class CompareResult:
     mode: str = "concurrency"
     warnings: list[str] = field(default_factory=list)  # how the runs differ in what they measured
     notes: list[str] = field(default_factory=list)  # differences worth knowing that keep them comparable
+    #: per later run against the first: {"run", "level", "figure", "a", "b", "ratio", "ci_low", "ci_high",
+    #: "verdict", "more_requests"}
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
 
     def pivot(self, column: str = "output_throughput_tok_s") -> pd.DataFrame:
         """Levels as rows, runs as columns, for one levels.csv column (NaN where a run lacks the level)."""
         p = self.table.pivot(index="level", columns="run", values=column)
         return p.reindex(columns=self.labels)
+
+    def verdict_lines(self) -> list[str]:
+        """One line per level and later run: the verdicts that are not "no detectable difference" spelled out
+        (``16: sglang vs vllm: Output tok/s better 1.082 (1.051-1.114); ...``); a level where every figure
+        shows none says so in a word."""
+        out = []
+        by_key: dict[tuple[str, float], list[dict[str, Any]]] = {}
+        for v in self.verdicts:
+            by_key.setdefault((v["run"], v["level"]), []).append(v)
+        for (run, level), vs in by_key.items():
+            told = [f"{_heading(v['figure'])} {_verdict_text(v)} {_ratio_text(v)}" for v in vs
+                    if v["verdict"] != verdicts.SAME]
+            body = "; ".join(told) if told else "no detectable difference in any figure"
+            out.append(f"{level:g}: {run} vs {self.labels[0]}: {body}")
+        return out
 
     def text(self) -> str:
         """Output throughput per level and run, as aligned text (what the CLI prints)."""
@@ -110,9 +139,12 @@ def _folder(path: str) -> str:
     return os.path.basename(os.path.normpath(path)) or path
 
 
-def compare(run_dirs: list[str], labels: list[str] | None = None, out_dir: str | None = None) -> CompareResult:
-    """Put the runs in ``run_dirs`` side by side; writes compare.csv/.md/.html and compare_*.png to ``out_dir``
-    (default :func:`default_out_dir`). ReportError for a folder that is not a run, or bad labels."""
+def compare(run_dirs: list[str], labels: list[str] | None = None, out_dir: str | None = None,
+            margin_pct: float = 100 * verdicts.DEFAULT_MARGIN) -> CompareResult:
+    """Put the runs in ``run_dirs`` side by side; writes compare.csv/.md/.html/.json and compare_*.png to
+    ``out_dir`` (default :func:`default_out_dir`); each run after the first gets verdicts against the first,
+    ``margin_pct`` being what counts as no difference. ReportError for a folder that is not a run, or bad
+    labels."""
     if not run_dirs:
         raise ReportError("compare needs at least one run folder")
     analyses = []
@@ -139,6 +171,7 @@ def compare(run_dirs: list[str], labels: list[str] | None = None, out_dir: str |
     result = CompareResult(labels, table, out_dir, mode=mode)
     facts = [run_facts(a) for a in analyses]
     result.warnings, result.notes = differences(facts, labels)
+    result.verdicts = judge_runs(analyses, labels, margin_pct / 100.0)
     path = os.path.join(out_dir, COMPARE_CSV)
     table.to_csv(path, index=False, float_format="%.4f")
     result.files.append(path)
@@ -152,7 +185,54 @@ def compare(run_dirs: list[str], labels: list[str] | None = None, out_dir: str |
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(text)
         result.files.append(path)
+    path = os.path.join(out_dir, COMPARE_JSON)
+    runfolder.write_json(path, {
+        "runs": [{"label": lab, "folder": a.run_dir} for lab, a in zip(labels, analyses)],
+        "baseline": labels[0], "margin_pct": margin_pct, "method": verdicts.__doc__.split("\n\n")[1].strip(),
+        "verdicts": result.verdicts, "warnings": result.warnings, "notes": result.notes,
+        "levels": {lab: _flags_of(a.levels) for lab, a in zip(labels, analyses)},
+    })
+    result.files.append(path)
     return result
+
+
+def _interval(row: dict[str, Any], col: str) -> Interval:
+    low, high = ci_columns(col)
+
+    def f(key: str) -> float:
+        try:
+            return float(row.get(key, math.nan))
+        except (TypeError, ValueError):
+            return math.nan
+
+    return Interval(f(col), f(low), f(high))
+
+
+def judge_runs(analyses: Sequence[Analysis], labels: Sequence[str], margin: float) -> list[dict[str, Any]]:
+    """Each run after the first against the first, per level both measured and per figure of :data:`COMPARED`
+    (:func:`tokenswarm.report.verdicts.compare_figures`)."""
+    if len(analyses) < 2:
+        return []
+    base = {float(r["level"]): r for r in analyses[0].levels.to_dict("records")}
+    out = []
+    for lab, a in zip(labels[1:], analyses[1:]):
+        for row in a.levels.to_dict("records"):
+            level = float(row["level"])
+            if level not in base:
+                continue
+            requests = int(min(float(row.get("completed", 0) or 0), float(base[level].get("completed", 0) or 0)))
+            for col, _head, _fmt in COMPARED:
+                v = verdicts.compare_figures(_interval(base[level], col), _interval(row, col),
+                                             col not in HIGHER_IS_BETTER, requests, margin)
+                out.append({"run": lab, "level": level, "figure": col, "a": _interval(base[level], col).estimate,
+                            "b": _interval(row, col).estimate, "ratio": v.ratio, "ci_low": v.low,
+                            "ci_high": v.high, "verdict": v.verdict, "more_requests": v.more_requests})
+    return out
+
+
+def _flags_of(levels: pd.DataFrame) -> dict[str, str]:
+    """Each level's marks (``*^!~?``), by level."""
+    return {f"{float(r['level']):g}": tables.marks(r) for r in levels.to_dict("records")}
 
 
 def _long_table(analyses: Sequence[Analysis], labels: Sequence[str]) -> pd.DataFrame:
@@ -175,9 +255,45 @@ def _long_table(analyses: Sequence[Analysis], labels: Sequence[str]) -> pd.DataF
     return out.drop(columns="_order").reset_index(drop=True)[["level", "run", *(c for c, _, _ in COMPARED)]]
 
 
+def _level_cell(level: float, *flags: dict[str, str]) -> str:
+    """``16`` followed by the marks the given runs' flags put on that level (``16*~``)."""
+    key = f"{float(level):g}"
+    return key + "".join(dict.fromkeys("".join(f.get(key, "") for f in flags)))
+
+
+def _heading(col: str) -> str:
+    return next(h for c, h, _ in COMPARED if c == col)
+
+
+def _fmt(col: str) -> str:
+    return next(f for c, _, f in COMPARED if c == col)
+
+
+def _ratio_text(v: dict[str, Any]) -> str:
+    if v["ratio"] is None or math.isnan(v["ratio"]):
+        return "-"
+    if math.isnan(v["ci_low"]):
+        return f"{v['ratio']:.3f} (interval unknown)"
+    return f"{v['ratio']:.3f} ({v['ci_low']:.3f}-{v['ci_high']:.3f})"
+
+
+def _verdict_text(v: dict[str, Any]) -> str:
+    if v["verdict"] == verdicts.UNDECIDED and v.get("more_requests"):
+        return f"undecided (~{v['more_requests']:,} more requests per run)"
+    return str(v["verdict"])
+
+
+def _with_ci(levels: pd.DataFrame, level: float, col: str, fmt: str) -> str:
+    rec = levels[levels["level"].astype(float) == float(level)]
+    if not len(rec):
+        return "-"
+    return tables.with_interval(rec.iloc[0].to_dict(), col, fmt)
+
+
 def _document(analyses: Sequence[Analysis], labels: Sequence[str], result: CompareResult, plot_paths: list[str],
               mixed: bool, facts: Sequence[dict[str, Any]] = ()) -> Document:
     doc = Document("tokenswarm compare: " + " vs ".join(labels))
+    marks = {lab: _flags_of(a.levels) for lab, a in zip(labels, analyses)}
     if mixed:
         doc.warn("These runs mix concurrency and request-rate sweeps: their levels mean different things "
                  "(users vs req/s); compare them with care.")
@@ -217,12 +333,25 @@ def _document(analyses: Sequence[Analysis], labels: Sequence[str], result: Compa
     p = result.pivot()
     lh = tables.LEVEL_HEADING[result.mode]
     doc.table([lh, *labels], [[f"{lvl:g}", *(tables.cell(v, "{:.1f}") for v in p.loc[lvl])] for lvl in p.index])
+    if result.verdicts:
+        doc.heading(f"Verdicts: each run against {labels[0]}")
+        body = [[_level_cell(v["level"], marks[labels[0]], marks[v["run"]]), v["run"], _heading(v["figure"]),
+                 tables.cell(v["a"], _fmt(v["figure"])), tables.cell(v["b"], _fmt(v["figure"])), _ratio_text(v),
+                 _verdict_text(v)] for v in result.verdicts]
+        doc.table([lh, "Run", "Figure", labels[0], "Run's", "Ratio run/first (95 % CI)", "Verdict"], body, left=0)
+        doc.para("The ratio's interval adds the two runs' own intervals on the log scale (independent runs); "
+                 "**better**/**worse**: it excludes 1; **no detectable difference**: it lies within the margin "
+                 "(`--margin`); **undecided**: neither, and about how many more requests per run would decide.")
     doc.heading("Per level and run")
     heads = [lh, "Run", *(h for _, h, _ in COMPARED)]
-    rows = [[f"{r['level']:g}", str(r["run"]), *(tables.cell(r[c], f) for c, _, f in COMPARED)]
+    by_label = dict(zip(labels, analyses))
+    rows = [[_level_cell(r["level"], marks[str(r["run"])]), str(r["run"]),
+             *(_with_ci(by_label[str(r["run"])].levels, r["level"], c, f) for c, _, f in COMPARED)]
             for r in result.table.to_dict("records")]
     doc.table(heads, rows, left=0)
-    doc.para("A `-` means the run has no such level (levels are outer-joined across runs).")
+    doc.para("A `-` means the run has no such level (levels are outer-joined across runs). `±` is half a 95 % "
+             "confidence interval's width (its larger side). Marks after a level are that run's flags: "
+             + "; ".join(f"`{m}` {text.split(':')[0]}" for _, m, text in tables.MARKS) + ".")
     if plot_paths:
         doc.heading("Plots")
         captions = {"compare_throughput.png": "Output throughput", "compare_ttft.png": "TTFT mean / p99",

@@ -21,7 +21,7 @@ import pandas as pd
 
 from tokenswarm import runfolder, selfcheck
 from tokenswarm.datasets.files import counts_line
-from tokenswarm.report import saturation, tables
+from tokenswarm.report import intervals, saturation, tables
 from tokenswarm.report.analysis import (
     SOURCE_LEVELS,
     SOURCE_LOCUST,
@@ -39,6 +39,7 @@ from tokenswarm.report.levels import (
     CACHE_HIT_FLAG,
     LATE_BASE_MS,
     LATE_SHARE,
+    LOCKSTEP_DISPERSION,
     MIN_COMPLETED,
     MIN_LIFETIMES,
     UNDER_TARGET,
@@ -140,13 +141,21 @@ def saturation_line(a: Analysis) -> str:
             f"{k.later_gain_pct:+.1f} %) while TTFT p99 rises {rise} (from {k.ttft_p99_ms:,.0f} ms).")
 
 
+def slo_label(key: str) -> str:
+    """``TTFT`` (every request's), ``TTFT p99`` (a level's figure)."""
+    metric, _, stat = key.partition("_")
+    return SLO_LABELS.get(key) or f"{SLO_LABELS.get(metric, metric)} {stat}"
+
+
 def slo_line(a: Analysis) -> str:
     """The SLO verdict as one bullet: the limits (ms), the attainment rule and the highest level meeting them."""
     if not a.slo:
         return ("**SLOs:** none given (run.json `settings.slo`), so no goodput, attainment or "
                 "highest level meeting them.")
-    limits = ", ".join(f"{SLO_LABELS[k]} ≤ {v:g} ms" for k, v in a.slo.items())
-    rule = (f"a level meets them when at least {a.slo_attainment:.1%} of its requests do and none failed")
+    limits = ", ".join(f"{slo_label(k)} ≤ {v:g} ms" for k, v in a.slo.items())
+    per_request = any(k in SLO_LABELS for k in a.slo)
+    rule = (f"a level meets them when at least {a.slo_attainment:.1%} of its requests do and none failed"
+            if per_request else "a level meets them when its figures do and none of its requests failed")
     best = a.max_level_meeting_slo
     verdict = (f"highest level meeting them: **{fmt_level(best, a.mode)}**" if best is not None
                else "**no level meets them**")
@@ -212,6 +221,20 @@ def flag_items(a: Analysis) -> list[str]:
                      "fresh prompts would give. The usual "
                      f"cause is a repeated seed (this run's: {seed}): the same prompts again on the same engine. "
                      "Leave out `--seed` (a fresh one per run) or restart the engine.")
+    waves = flagged_details(a.levels, "lockstep", lambda x, r: f"{fmt_level(x, a.mode)}: dispersion "
+                            f"{tables.cell(r.get('send_dispersion'), '{:.1f}')}")
+    if waves:
+        items.append(f"**Lockstep** ({waves}; marked `~`): these levels' requests were sent in waves, users started "
+                     "together and stayed together (their sends per quarter lifetime varied "
+                     f"{LOCKSTEP_DISPERSION[0]:g} to {LOCKSTEP_DISPERSION[1]:g} times more than steady, independent "
+                     "sends would), so their TTFT and "
+                     "throughput depend on how the level began, not only on the load. Spread the starts "
+                     "(the default; `--no-stagger` turns it off) or lengthen the level.")
+    loose = flagged_details(a.levels, "imprecise", lambda x, r: fmt_level(x, a.mode))
+    if loose:
+        items.append(f"**Imprecise** ({loose}; marked `?`): these levels reached `--max-level-duration` before "
+                     "the intervals of the figures that matter were as narrow as `--precision` asked; read their "
+                     "`±` before comparing them.")
     if a.source == SOURCE_REQUESTS and "failed" in a.levels.columns and a.levels["failed"].sum() > 0:
         bad = a.levels[a.levels["failed"] > 0]
         parts = []
@@ -318,10 +341,23 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
                  "tokenswarm's run folder (requests.csv) for exact figures.")
     elif a.source == SOURCE_LEVELS:
         doc.warn("Built from an existing levels.csv (no requests.csv or Locust history in this folder).")
+    if a.capacity:
+        doc.heading("Capacity")
+        doc.para(f"**{a.capacity['line']}**.")
+        doc.para("Each probe ran until its 95 % intervals told whether the SLOs hold (`--level-duration` at least, "
+                 "`--max-level-duration` at most: a probe that reached it took its point estimate's verdict and is "
+                 "marked `?`); the search doubled or halved from the bracket's low end, then bisected. The answer's "
+                 "interval inverts the probes' intervals: where the SLO's pessimistic and optimistic bounds, joined "
+                 "across the probed levels, cross its limit. capacity.json has every probe.")
     doc.heading("Results")
     doc.table(*tables.rows(a.levels, tables.PUBLISHED, a.mode))
     for line in tables.legend(a.levels):
         doc.para(f"`{line[0]}` {line[2:]}")
+    if intervals.ci_columns("ttft_mean_ms")[0] in a.levels.columns:
+        doc.para(f"`±` is half the width of a {intervals.LEVEL:.0%} confidence interval (its larger side; `?`: a bound "
+                 f"the data cannot give, such as a p99's upper bound from too few requests): "
+                 f"{intervals.METHOD}. Blocks are at least one request lifetime long "
+                 "(levels.csv `ci_blocks`); the bounds are in levels.csv (`<figure>_ci_low`, `<figure>_ci_high`).")
     peak = a.peak_output()
     lines = [saturation_line(a)] if len(a.levels) > 1 else []
     lines.append(slo_line(a))
@@ -434,6 +470,9 @@ def summary_text(run_dir: str) -> str:
         for key, word in (("under_target_levels", "under target"), ("late_levels", "late")):
             if summ.get(key):
                 out += f"\nFlagged {word}: {levels_list(summ[key], mode)} (see report.md)"
+    cap = summ.get("capacity")
+    if isinstance(cap, dict) and cap.get("line"):
+        out += f"\n\nCapacity: {cap['line']}"
     sat_levels = summ.get("client_saturated_levels") or {}
     if sat_levels:
         out += (f"\nWarning: the load generator was saturated at level {', '.join(sat_levels)} "

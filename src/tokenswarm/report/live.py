@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from tokenswarm.report import intervals
+from tokenswarm.report.intervals import Interval
 from tokenswarm.report.levels import failed_pct, percentiles, window_rates
 from tokenswarm.requestscsv import COLUMNS
 
@@ -49,6 +51,8 @@ WARMING_UP, MEASURING, MEASURED = "warming up", "measuring", "measured"
 
 _I = {name: i for i, name in enumerate(COLUMNS)}
 _RATE_COLS = ("first", "last", "close", "input", "output")
+_SAMPLE = ("start", "ok", "ttft", "tpot", "e2e", "close")
+S = {name: i for i, name in enumerate(_SAMPLE)}
 
 
 class _Buffer:
@@ -84,7 +88,7 @@ class _Level:
     failed: int = 0
     cancelled: int = 0
     first_send: float = math.inf
-    sample: _Buffer | None = None  # ok requests: start_time, ttft_ms, tpot_ms
+    sample: _Buffer | None = None  # finished requests: start_time, ok (1/0), ttft_ms, tpot_ms, e2e_ms, close_ms
     final: dict[str, Any] | None = None  # the figures of an ended level, once every record is in
 
 
@@ -119,24 +123,25 @@ class LiveFigures:
         status = np.array([r[_I["status"]] for r in rows], dtype=object)
         level = np.array([r[_I["level"]] for r in rows], dtype=object)
         start, ttft, tpot = _floats(rows, "start_time"), _floats(rows, "ttft_ms"), _floats(rows, "tpot_ms")
+        e2e, close = _floats(rows, "e2e_ms"), _floats(rows, "close_ms")
         ok = status == "ok"
         for raw in dict.fromkeys(level.tolist()):
             mine = level == raw
             key = _level_key(raw)
             lv = self.levels.get(key)
             if lv is None:
-                lv = self.levels[key] = _Level(sample=_Buffer(3, self.cap))
+                lv = self.levels[key] = _Level(sample=_Buffer(len(_SAMPLE), self.cap))
             n_ok = int((mine & ok).sum())
             n_cancelled = int((mine & (status == "cancelled")).sum())
             lv.ok += n_ok
             lv.cancelled += n_cancelled
             lv.failed += int(mine.sum()) - n_ok - n_cancelled
             lv.first_send = min(lv.first_send, float(start[mine].min()))
-            keep = mine & ok
+            keep = mine & (status != "cancelled")
             if keep.any():
-                lv.sample.extend(np.column_stack([start[keep], ttft[keep], tpot[keep]]))
+                lv.sample.extend(np.column_stack([start[keep], ok[keep].astype(float), ttft[keep], tpot[keep],
+                                                  e2e[keep], close[keep]]))
         if ok.any():
-            e2e, close = _floats(rows, "e2e_ms"), _floats(rows, "close_ms")
             n_in, n_out = _floats(rows, "input_tokens"), _floats(rows, "output_tokens")
             s = start[ok]
             self.rates.extend(np.column_stack([s + ttft[ok] / 1000.0, s + e2e[ok] / 1000.0,
@@ -173,9 +178,10 @@ class LiveFigures:
                                "failed_pct": failed_pct(lv.failed, lv.ok), "phase": MEASURED,
                                "warmup_left_s": max(0.0, lo - now), "window_s": 0.0,
                                "req_s": None, "input_tok_s": None, "output_tok_s": None}
-        sample = lv.sample.view() if lv.sample is not None else np.empty((0, 3))
-        sample = sample[sample[:, 0] >= lo] if end is None or lo < end else sample[:0]
-        p_ttft, p_tpot = percentiles(sample[:, 1], (50, 99)), percentiles(sample[:, 2], (50, 99))
+        sample = lv.sample.view() if lv.sample is not None else np.empty((0, len(_SAMPLE)))
+        sample = sample[(sample[:, S["start"]] >= lo) & (sample[:, S["ok"]] > 0)] if end is None or lo < end \
+            else sample[:0]
+        p_ttft, p_tpot = percentiles(sample[:, S["ttft"]], (50, 99)), percentiles(sample[:, S["tpot"]], (50, 99))
         for name, (p50, p99) in (("ttft", p_ttft), ("tpot", p_tpot)):
             out[f"{name}_p50"] = None if math.isnan(p50) else p50
             out[f"{name}_p99"] = None if math.isnan(p99) else p99
@@ -196,3 +202,68 @@ class LiveFigures:
         if end is not None and horizon >= end:  # an ended level with every record in: its figures are final
             lv.final = out
         return out
+
+
+#: the figures :meth:`LiveFigures.intervals` can give (latencies in ms, rates per second)
+LIVE_FIGURES = tuple(f"{m}_{stat}" for m in ("ttft", "tpot", "e2e") for stat in ("mean", "p50", "p90", "p99")) + (
+    "output_tok_s", "req_s", "ok_pct")
+
+
+def _intervals_of(lf: LiveFigures, key: str, start: float, end: float | None, warmup_s: float, now: float,
+                  good: Any) -> dict[str, Any]:
+    lv = lf.levels.get(_level_key(key))
+    if lv is None or lv.sample is None:
+        return {"n": 0}
+    d = lv.sample.view()
+    load = max(start, lv.first_send) if math.isfinite(lv.first_send) else start
+    lo = load + warmup_s
+    # every request sent before `sent_by` has finished: those sent since may still be in flight, and a sample
+    # of the short ones alone would read low
+    life = d[:, S["close"]] / 1000.0
+    recent = d[:, S["start"]] + life >= now - LIVE_WINDOW_S
+    longest = float(np.nanmax(life[recent])) if recent.any() else 0.0
+    sent_by = now - (longest if math.isfinite(longest) else 0.0) - IN_TRANSIT_S
+    hi = min(end, sent_by) if end is not None else sent_by
+    mine = d[(d[:, S["start"]] >= lo) & (d[:, S["start"]] < hi)]
+    out: dict[str, Any] = {"n": int(len(mine)), "window_s": max(hi - lo, 0.0)}
+    if not len(mine) or not hi > lo:
+        return out
+    ok = mine[:, S["ok"]] > 0
+    e2e_mean = float(np.nanmean(mine[ok, S["e2e"]])) if ok.any() else math.nan
+    k = intervals.block_count(hi - lo, e2e_mean / 1000.0)
+    blocks = intervals.block_of(mine[:, S["start"]], lo, hi, k)
+    out["blocks"] = k
+    for m in ("ttft", "tpot", "e2e"):
+        vals = mine[ok, S[m]]
+        known = ~np.isnan(vals)
+        units = intervals.Units(blocks[ok][known], k)
+        out[f"{m}_mean"] = intervals.mean_interval(vals[known], units, k)
+        for p, iv in zip((50, 90, 99), intervals.percentile_intervals(vals[known], units, k, (50, 90, 99))):
+            out[f"{m}_p{p}"] = iv
+    share = intervals.share_interval(ok.astype(float), blocks, k)
+    out["ok_pct"] = Interval(100 * share.estimate, 100 * share.low, 100 * share.high)
+    if good is not None:
+        met = good(mine)
+        share = intervals.share_interval(met.astype(float), blocks, k)
+        out["slo_attainment_pct"] = Interval(100 * share.estimate, 100 * share.low, 100 * share.high)
+    rates = lf.rates.view()
+    if len(rates):
+        rlo, rhi = lo, min(end if end is not None else now, lf.horizon(now))
+        if rhi > rlo:
+            kr = intervals.block_count(rhi - rlo, e2e_mean / 1000.0)
+            req, out_tok = intervals.block_rates(rates[:, 0], rates[:, 1], [np.ones(len(rates)), rates[:, 4]],
+                                                 rlo, rhi, kr)
+            out["req_s"] = intervals.rate_interval(req, float(req.mean()))
+            out["output_tok_s"] = intervals.rate_interval(out_tok, float(out_tok.mean()))
+    return out
+
+
+def level_intervals(lf: LiveFigures, key: str, start: float, end: float | None, warmup_s: float,
+                    now: float | None = None, good: Any = None) -> dict[str, Any]:
+    """The 95 % intervals (:mod:`tokenswarm.report.intervals`, the report's own method) of a level's figures so
+    far: ``{"n": requests judged, "window_s", "blocks", "<figure>": Interval}`` for the figures of
+    :data:`LIVE_FIGURES` and, with ``good`` (rows of the level's sample -> bool array: met every SLO),
+    ``slo_attainment_pct``. Only requests sent before every one of them has finished are judged (the last
+    lifetime's sends are still in flight, the short ones first), so the sample is not biased to short requests.
+    ``good`` reads the sample's columns by :data:`S` (``start``, ``ok``, ``ttft``, ``tpot``, ``e2e``, ``close``)."""
+    return _intervals_of(lf, key, start, end, warmup_s, time.time() if now is None else now, good)

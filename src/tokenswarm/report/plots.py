@@ -7,6 +7,9 @@ The level axis is log2 when the levels are all powers of two (1, 2, 4, ...
 or 0.5, 1, 2 req/s) or span more than 8x, with the levels themselves as
 ticks. The saturation level, when there is one, is marked on every plot.
 
+Figures with a 95 % confidence interval in levels.csv (:mod:`tokenswarm.report.intervals`) carry error bars:
+the interval's two sides; a side the data cannot bound (too few requests for a p99) is left off.
+
 Files: ``throughput.png`` (output tok/s vs level; levels too short to be
 steady circled in grey; when any request failed, failed % per level as bars
 on a second axis), ``ttft.png`` (TTFT p50
@@ -27,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tokenswarm.report.intervals import ci_columns
 from tokenswarm.report.tables import LEVEL_HEADING
 
 FIGSIZE = (7.0, 4.2)
@@ -94,6 +98,30 @@ def _xy(levels: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
     return d["level"].to_numpy(), d[col].to_numpy()
 
 
+def _errors(levels: pd.DataFrame, col: str) -> np.ndarray | None:
+    """The 95 % interval of ``col`` per level as matplotlib's ``yerr`` (2 x n: below, above; an unknown side 0),
+    in the order of :func:`_xy`; None when levels.csv has no interval for it."""
+    low, high = ci_columns(col)
+    if not {col, low, high} <= set(levels.columns):
+        return None
+    d = levels[["level", col, low, high]].astype(float)
+    d = d[d[col].notna()].sort_values("level")
+    below = np.nan_to_num((d[col] - d[low]).to_numpy(), nan=0.0).clip(0)
+    above = np.nan_to_num((d[high] - d[col]).to_numpy(), nan=0.0).clip(0)
+    return np.vstack([below, above]) if (below.any() or above.any()) else None
+
+
+def _line(ax: Any, levels: pd.DataFrame, col: str, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``col`` per level as a line with markers, and its interval as error bars where levels.csv has one."""
+    x, y = _xy(levels, col)
+    err = _errors(levels, col)
+    if err is not None and err.shape[1] == x.size:
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, elinewidth=1, **kw)
+    else:
+        ax.plot(x, y, marker="o", **kw)
+    return x, y
+
+
 def _flag_levels(levels: pd.DataFrame, col: str) -> np.ndarray:
     """The levels whose flag column is set (True, also as read back from levels.csv)."""
     if col not in levels.columns:
@@ -119,8 +147,7 @@ def throughput_figure(levels: pd.DataFrame, knee: float | None = None, mode: str
     lv = levels["level"].astype(float).tolist() if "level" in levels.columns else []
     suffix = f" - {title}" if title else ""
     fig, ax = _figure()
-    x, y = _xy(levels, "output_throughput_tok_s")
-    ax.plot(x, y, marker="o", color="#1f77b4", label="output tok/s")
+    x, y = _line(ax, levels, "output_throughput_tok_s", color="#1f77b4", label="output tok/s")
     short = _flag_levels(levels, "short_window")
     if short.size:
         k = np.isin(x, short)
@@ -165,8 +192,7 @@ def sweep_plots(levels: pd.DataFrame, out_dir: str, knee: float | None = None, m
     for name, latency, label in ((FILES[1], "ttft", "TTFT"), (FILES[2], "tpot", "TPOT")):
         fig, ax = _figure()
         for pct, style in (("p50", "-"), ("p99", "--")):
-            x, y = _xy(levels, f"{latency}_{pct}_ms")
-            ax.plot(x, y, marker="o", linestyle=style, label=f"{label} {pct}")
+            _line(ax, levels, f"{latency}_{pct}_ms", linestyle=style, label=f"{label} {pct}")
         _level_axis(ax, lv, mode)
         _mark_level(ax, knee)
         ax.set_ylabel(f"{label} (ms)")
@@ -214,8 +240,7 @@ def compare_plots(runs: Sequence[tuple[str, pd.DataFrame, float | None]], out_di
         fig, ax = _figure()
         for (label, d, knee), color in zip(runs, colors):
             for col, style in series:
-                x, y = _xy(d, col)
-                ax.plot(x, y, marker="o", linestyle=style, color=color, label=label if style == "-" else None)
+                _line(ax, d, col, linestyle=style, color=color, label=label if style == "-" else None)
             if knee is not None:
                 x, y = _xy(d, series[0][0])
                 k = y[x == knee]

@@ -3,9 +3,13 @@
 A table is a tuple of columns ``(levels.csv column, heading, format)``:
 :data:`PUBLISHED` is the table engineers publish (first column "Concurrency",
 or "Rate (req/s)" for a rate sweep), :data:`DETAIL` the fuller per-level
-percentiles. Missing values print as ``-``. A level flagged in levels.csv by
-one of :data:`MARKS` carries that mark after its number (``16*``), and
-:func:`legend` explains the marks present. The same heads and cells feed
+percentiles. Missing values print as ``-``. A figure with a 95 % confidence
+interval in levels.csv (:mod:`tokenswarm.report.intervals`) prints with its
+half-width, the larger side of the interval: ``36.5 ±0.4``; a bound the data
+cannot give prints as ``?`` (``812.0 ±?``: too few requests for that p99's
+upper bound). A level flagged in levels.csv by one of :data:`MARKS` carries
+that mark after its number (``16*``), and :func:`legend` explains the marks
+present. The same heads and cells feed
 report.md, report.html and the text the CLI prints, so they cannot disagree.
 """
 
@@ -18,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from tokenswarm.report.intervals import ci_columns
 
 Column = tuple[str, str, str]
 
@@ -47,6 +53,11 @@ MARKS: tuple[tuple[str, str, str], ...] = (
     ("served_from_cache", "^", "the engine served these prompts from its prefix cache although the workload "
      "asked for unique prompts (a repeated --seed?): TTFT and input throughput read better than fresh prompts "
      "would"),
+    ("client_saturated", "!", "the load generator was saturated: its timings include client delay (add workers)"),
+    ("lockstep", "~", "requests were sent in waves (lockstep): users started together and stayed together, so "
+     "the level's figures depend on how it began"),
+    ("imprecise", "?", "the level reached its longest duration before its intervals were as narrow as "
+     "--precision asked"),
 )
 
 #: the fuller per-level table; columns absent from (or empty in) the levels table are left out
@@ -104,6 +115,27 @@ def cell(value: Any, fmt: str) -> str:
         return str(value)
 
 
+def with_interval(rec: dict[str, Any], col: str, fmt: str) -> str:
+    """The cell of ``col`` with its interval's half-width (the larger side) when levels.csv has one."""
+    text = cell(rec.get(col), fmt)
+    low_col, high_col = ci_columns(col)
+    if text == "-" or low_col not in rec or high_col not in rec:
+        return text
+    value, low, high = float(rec[col]), _float(rec[low_col]), _float(rec[high_col])
+    if math.isnan(low) and math.isnan(high):
+        return text
+    if math.isnan(low) or math.isnan(high):
+        return f"{text} ±?"
+    return f"{text} ±{cell(max(value - low, high - value), fmt)}"
+
+
+def _float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _present(levels: pd.DataFrame, col: str) -> bool:
     return col in levels.columns and not levels[col].isna().all()
 
@@ -118,7 +150,7 @@ def rows(levels: pd.DataFrame, columns: Sequence[Column] = PUBLISHED, mode: str 
     recs = levels.to_dict("records")
     flags = [marks(rec) for rec in recs]
     width = max((len(m) for m in flags), default=0)  # unmarked levels padded, so the numbers stay aligned
-    body = [[cell(rec[c], f) + (m.ljust(width) if c == "level" else "") for c, _, f in cols]
+    body = [[cell(rec[c], f) + m.ljust(width) if c == "level" else with_interval(rec, c, f) for c, _, f in cols]
             for rec, m in zip(recs, flags)]
     return heads, body
 

@@ -51,6 +51,9 @@ class SimConfig:
     model: str = "tokenswarm-sim"
     ttft_ms: float | None = None  # fixed timing when both are set
     tpot_ms: float | None = None
+    ttft_sigma: float = 0.0  # the stochastic mode: each request's TTFT is ttft_ms * exp(sigma * Z)
+    tpot_sigma: float = 0.0  # ... and its TPOT tpot_ms * exp(sigma * Z), Z standard normal
+    seed: int | None = None  # seeds those draws
     max_num_seqs: int | None = None  # None: the batch model's default; 0 with fixed timing: unlimited
     batch: BatchModel = field(default_factory=BatchModel)
     default_max_tokens: int = 128
@@ -71,6 +74,10 @@ class SimConfig:
     def describe(self) -> str:
         if self.fixed:
             cap = f", max {self.max_num_seqs} running" if self.max_num_seqs else ""
+            if self.ttft_sigma or self.tpot_sigma:
+                return (f"stochastic timing: TTFT lognormal (median {self.ttft_ms or 0:g} ms, sigma "
+                        f"{self.ttft_sigma:g}), TPOT lognormal (median {self.tpot_ms or 0:g} ms, sigma "
+                        f"{self.tpot_sigma:g}) per request, seed {self.seed}{cap}")
             return f"fixed timing: TTFT {self.ttft_ms or 0:g} ms, TPOT {self.tpot_ms or 0:g} ms{cap}"
         b = self.batch
         return (
@@ -179,7 +186,7 @@ class SimEngine:
         if config.fixed:
             self.sched: FixedScheduler | BatchScheduler = FixedScheduler(
                 self.loop, (config.ttft_ms or 0.0) / 1000.0, (config.tpot_ms or 0.0) / 1000.0,
-                config.max_num_seqs or 0,
+                config.max_num_seqs or 0, config.ttft_sigma, config.tpot_sigma, config.seed,
             )
         else:
             if config.max_num_seqs:

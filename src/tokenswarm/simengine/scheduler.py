@@ -8,6 +8,10 @@ due time is planned from the previous *planned* time, never from "now").
 
 * :class:`FixedScheduler`: every request gets TTFT then one token per TPOT
   (``--ttft-ms/--tpot-ms``), optionally queued behind ``max_num_seqs`` slots.
+  With ``--ttft-sigma``/``--tpot-sigma`` (the stochastic mode) each request
+  draws its own TTFT and its own TPOT (kept for all its tokens) from stated
+  lognormal distributions (:class:`Lognormal`, seeded by ``--seed``), so the
+  true percentiles of what a client should measure are known exactly.
 * :class:`BatchScheduler`: a continuous-batching engine. Each step admits
   waiting requests while slots and KV cache allow, spends a chunked-prefill
   token budget, and lasts ``step_base + step_per_seq * batch + prefill/rate``;
@@ -25,8 +29,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
+import random
 from collections import deque
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Protocol
 
 SPIN_S = 0.0015  # wake this early, then poll the loop until the due time
@@ -79,15 +85,40 @@ class Timer:
         raise NotImplementedError
 
 
-class FixedScheduler(Timer):
-    """TTFT after admission, then one token every TPOT; at most ``max_num_seqs`` at once."""
+@dataclass(frozen=True)
+class Lognormal:
+    """A duration's stated distribution: ``median`` (s) times ``exp(sigma * Z)``, Z standard normal
+    (sigma 0: exactly ``median``). Its percentiles and mean are known, so a client's estimates can be checked
+    against the truth."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, ttft_s: float, tpot_s: float, max_num_seqs: int = 0):
+    median: float
+    sigma: float = 0.0
+
+    def draw(self, rng: random.Random) -> float:
+        return self.median * math.exp(self.sigma * rng.gauss(0.0, 1.0)) if self.sigma else self.median
+
+    def percentile(self, p: float) -> float:
+        """The ``p``-th percentile (0-100)."""
+        return self.median * math.exp(self.sigma * NormalDist().inv_cdf(p / 100.0)) if self.sigma else self.median
+
+    @property
+    def mean(self) -> float:
+        return self.median * math.exp(self.sigma**2 / 2.0)
+
+
+class FixedScheduler(Timer):
+    """TTFT after admission, then one token every TPOT; at most ``max_num_seqs`` at once. ``ttft_sigma`` and
+    ``tpot_sigma`` (the stochastic mode): each request draws its TTFT and its TPOT from :class:`Lognormal`
+    distributions of those medians (``ttft_s``, ``tpot_s``), with a generator seeded by ``seed``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ttft_s: float, tpot_s: float, max_num_seqs: int = 0,
+                 ttft_sigma: float = 0.0, tpot_sigma: float = 0.0, seed: int | None = None):
         super().__init__(loop)
-        self.ttft = ttft_s
-        self.tpot = tpot_s
+        self.ttft_dist = Lognormal(ttft_s, ttft_sigma)
+        self.tpot_dist = Lognormal(tpot_s, tpot_sigma)
+        self.rng = random.Random(seed)
         self.max_num_seqs = max_num_seqs or 1 << 30
-        self.heap: list[tuple[float, int, Seq]] = []
+        self.heap: list[tuple[float, int, Seq, float]] = []  # (due, order, sequence, its TPOT)
         self.waiting: deque[Seq] = deque()
         self.running = 0
         self._n = 0
@@ -102,8 +133,8 @@ class FixedScheduler(Timer):
         self.running += 1
         seq.admitted(now)
         self._n += 1
-        due = now + self.ttft
-        heapq.heappush(self.heap, (due, self._n, seq))
+        due = now + self.ttft_dist.draw(self.rng)
+        heapq.heappush(self.heap, (due, self._n, seq, self.tpot_dist.draw(self.rng)))
         self.arm(due)
 
     def cancel(self, seq: Seq) -> None:
@@ -117,14 +148,14 @@ class FixedScheduler(Timer):
         heap = self.heap
         pop, push = heapq.heappop, heapq.heappush
         while heap and heap[0][0] <= now:
-            due, n, seq = pop(heap)
+            due, n, seq, tpot = pop(heap)
             if seq.cancelled:
                 self._release(now)
                 continue
             if seq.token(now, due):
                 self._release(now)
             else:
-                push(heap, (due + self.tpot, n, seq))
+                push(heap, (due + tpot, n, seq, tpot))
         if heap:
             self.arm(heap[0][0])
 

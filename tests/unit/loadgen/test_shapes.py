@@ -18,14 +18,32 @@ PRELUDE = dedent("""
     shapes.time.monotonic = clock
 
     class Run:
+        # the run controller as a shape sees it: levels begin, a level is over, the last level ends
         finished = False
         draining = False
-        def __init__(self): self.events, self.done = [], {}
-        def begin_level(self, i, level): self.events.append(["begin", i, level])
+        def __init__(self, verdicts=None):
+            self.events, self.done, self.plan, self.level = [], {}, None, None
+            self.verdicts = verdicts  # capacity: level -> "holds" / "fails"
+            self.settings = type("S", (), {"resolution_pct": 5.0, "max_probes": 20})()
+            self.levels = type("L", (), {"current": None})()
+        def begin_level(self, i, level):
+            self.events.append(["begin", i, level])
+            self.level = level
+            self.levels.current = {"level": level}
         def finished_at(self, level): return self.done.get(level, 0)
+        def level_over(self, i, elapsed):
+            if not self.plan.level_done(i, elapsed, self.finished_at(self.level)):
+                return False
+            if self.verdicts is not None:
+                self.levels.current["verdict"] = self.verdicts(self.level)
+            return True
         def end_of_levels(self):
             self.events.append(["end"])
             self.draining = True
+
+    def attach(shape, run, plan):
+        run.plan = plan
+        shape.attach(run, plan)
 """)
 
 
@@ -35,7 +53,7 @@ def test_a_concurrency_sweep_steps_by_time_and_by_finished_requests():
             pass
         shape, run = Sweep(), Run()
         plan = SweepPlan(CONCURRENCY, [1, 4, 16], level_duration_s=10.0, level_requests=5)
-        shape.attach(run, plan)
+        attach(shape, run, plan)
         ticks = [shape.tick()]
         clock.t += 9.9; ticks.append(shape.tick())      # level 1 still running
         clock.t += 0.1; ticks.append(shape.tick())      # its 10 s are up: level 4
@@ -52,7 +70,7 @@ def test_a_concurrency_sweep_steps_by_time_and_by_finished_requests():
 def test_a_rate_sweep_runs_max_concurrency_users_at_every_level():
     res = locust_child(PRELUDE + dedent("""
         shape, run = shapes.SweepShape(), Run()
-        shape.attach(run, SweepPlan(RATE, [0.5, 2.0], level_duration_s=5.0, max_concurrency=64))
+        attach(shape, run, SweepPlan(RATE, [0.5, 2.0], level_duration_s=5.0, max_concurrency=64))
         first = shape.tick()
         clock.t += 5; second = shape.tick()
         print(json.dumps({"ticks": [first, second], "events": run.events}))
@@ -90,3 +108,20 @@ def test_class_attributes_are_option_defaults_and_a_shape_refuses_another_kind_o
     assert res["ok"] is None and res["any"] is None
     assert "Sweep takes --levels" in res["rates_to_levels_shape"] and "rate test" in res["rates_to_levels_shape"]
     assert "give --levels, --rates or --trace" in res["one_level"]
+
+
+def test_a_capacity_search_probes_the_levels_its_verdicts_ask_for():
+    res = locust_child(PRELUDE + dedent("""
+        shape, run = shapes.SweepShape(), Run(verdicts=lambda level: "holds" if level <= 16 else "fails")
+        attach(shape, run, SweepPlan(CONCURRENCY, [4, 64], level_duration_s=5.0, capacity=True))
+        ticks = [shape.tick()]
+        while not run.draining:
+            clock.t += 5
+            ticks.append(shape.tick())
+        print(json.dumps({"levels": [e[2] for e in run.events if e[0] == "begin"], "last": run.events[-1],
+                          "users": ticks[:3], "probes": [[p.level, p.verdict] for p in shape.search.probes]}))
+    """))
+    # doubling from the bracket's low end while the SLOs hold, then bisecting between 16 (holds) and 32 (fails)
+    assert res["levels"] == [4, 8, 16, 32, 24, 20, 18, 17]
+    assert res["last"] == ["end"] and res["users"] == [[4, 4.0], [8, 8.0], [16, 16.0]]
+    assert res["probes"][-1] == [17, "fails"]

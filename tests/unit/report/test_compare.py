@@ -53,7 +53,7 @@ def test_compare_writes_md_html_and_one_line_per_run_plots(runs):
     out = str(root / "out2")
     res = compare([a, b], ["A", "B"], out)
     names = sorted(os.path.basename(f) for f in res.files)
-    assert names == ["compare.csv", "compare.html", "compare.md", "compare_latency_vs_throughput.png",
+    assert names == ["compare.csv", "compare.html", "compare.json", "compare.md", "compare_latency_vs_throughput.png",
                      "compare_throughput.png", "compare_tpot.png", "compare_ttft.png"]
     for f in res.files:
         assert os.path.getsize(f) > 200, f
