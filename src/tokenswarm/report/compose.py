@@ -224,12 +224,13 @@ def flag_items(a: Analysis) -> list[str]:
     waves = flagged_details(a.levels, "lockstep", lambda x, r: f"{fmt_level(x, a.mode)}: dispersion "
                             f"{tables.cell(r.get('send_dispersion'), '{:.1f}')}")
     if waves:
-        items.append(f"**Lockstep** ({waves}; marked `~`): these levels' requests were sent in waves, users started "
-                     "together and stayed together (their sends per quarter lifetime varied "
+        items.append(f"**Lockstep** ({waves}; marked `~`): these levels' requests were sent in waves: users that "
+                     "start together, or that a full server lets in together when slots free up, stay together "
+                     "(their sends per quarter lifetime varied "
                      f"{LOCKSTEP_DISPERSION[0]:g} to {LOCKSTEP_DISPERSION[1]:g} times more than steady, independent "
-                     "sends would), so their TTFT and "
-                     "throughput depend on how the level began, not only on the load. Spread the starts "
-                     "(the default; `--no-stagger` turns it off) or lengthen the level.")
+                     "sends would), so their TTFT and throughput depend on how the waves formed, not only on the "
+                     "load. Spread the starts (the default; `--no-stagger` turns it off); a server of very "
+                     "regular timing can form waves by itself.")
     loose = flagged_details(a.levels, "imprecise", lambda x, r: fmt_level(x, a.mode))
     if loose:
         items.append(f"**Imprecise** ({loose}; marked `?`): these levels reached `--max-level-duration` before "

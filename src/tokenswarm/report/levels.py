@@ -660,17 +660,23 @@ def lockstep_threshold(users: float) -> float:
 
 def send_dispersion(sends: np.ndarray, lo: float, hi: float, lifetime_s: float) -> float:
     """Index of dispersion (variance / mean) of the sends in [lo, hi) counted in bins of a quarter
-    ``lifetime_s``; NaN with fewer than 8 bins or no sends (see the module docstring)."""
+    ``lifetime_s``, the larger of two binnings half a bin apart (a wave on a bin's edge splits in two); NaN with
+    fewer than 8 bins or no sends (see the module docstring)."""
     if not (lifetime_s > 0) or not hi > lo:
         return np.nan
     width = lifetime_s / 4.0
-    nbins = int((hi - lo) // width)
+    nbins = int((hi - lo) // width) - 1
     if nbins < 8:
         return np.nan
-    counts = np.bincount(np.clip(((sends - lo) // width).astype(np.int64), 0, nbins - 1), minlength=nbins)
-    counts = counts[:nbins]
-    mean = counts.mean()
-    return float(counts.var(ddof=1) / mean) if mean > 0 else np.nan
+    out = np.nan
+    for shift in (0.0, width / 2.0):
+        at = np.floor((sends - lo - shift) / width).astype(np.int64)
+        counts = np.bincount(at[(at >= 0) & (at < nbins)], minlength=nbins)[:nbins]
+        mean = counts.mean()
+        if mean > 0:
+            d = float(counts.var(ddof=1) / mean)
+            out = d if np.isnan(out) else max(out, d)
+    return out
 
 
 def _intervals(row: dict[str, Any], w: Window, start: np.ndarray, sample: np.ndarray, judged: np.ndarray,

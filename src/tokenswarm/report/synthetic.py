@@ -18,6 +18,7 @@ Nothing here imports locust; the columns are :data:`tokenswarm.requestscsv.COLUM
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -165,3 +166,61 @@ def write_run(run_dir: str, levels: Sequence[float] = (1, 2, 4, 8, 16), mode: st
             "timeline": timeline, "settings": s, "workers": [{"id": "local"}]}
     runfolder.write_json(os.path.join(run_dir, runfolder.RUN_JSON), meta)
     return meta
+
+
+def stochastic_level(seed: int, rate: float = 20.0, seconds: float = 30.0, warmup_s: float = 3.0,
+                     ttft_ms: float = 100.0, tpot_ms: float = 10.0, sigma_state: float = 0.3,
+                     sigma_request: float = 0.2, tau_s: float = 0.25, output_tokens: int = 32,
+                     scale_tpot: float = 1.0, t0: float = 1_790_000_000.0) -> tuple[pd.DataFrame, Any]:
+    """One open-loop level with a known truth, for measuring intervals and verdicts: Poisson sends at ``rate``
+    req/s over ``warmup_s + seconds``; each request's TTFT is ``ttft_ms * exp(a(t) + e)`` and its TPOT
+    ``tpot_ms * scale_tpot * exp(b(t) + e')``, where ``a`` and ``b`` are the server's state, a stationary
+    Gaussian (Ornstein-Uhlenbeck) process of sd ``sigma_state`` and correlation time ``tau_s`` (neighbouring
+    requests are alike: the dependence intervals must carry), and ``e``, ``e'`` each request's own noise (sd
+    ``sigma_request``; ``sigma_state`` 0: independent requests). Sends do not depend on the state (open loop),
+    so a request's TTFT and TPOT are lognormal with sigma ``sqrt(sigma_state^2 + sigma_request^2)``:
+    :func:`stochastic_truth` gives the true figures. Returns (requests as :func:`tokenswarm.report.levels
+    .load_requests` reads them, the level's :class:`~tokenswarm.report.levels.Window` after its warm-up)."""
+    from tokenswarm.report.levels import Window
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.poisson(rate * (seconds + warmup_s)))
+    t = np.sort(rng.uniform(t0 - warmup_s, t0 + seconds, n))
+    state = np.zeros((n, 2))
+    prev = rng.normal(0.0, sigma_state, 2)
+    last_t = t[0] if n else t0
+    for i in range(n):
+        r = math.exp(-(t[i] - last_t) / tau_s) if tau_s > 0 else 0.0
+        prev = prev * r + math.sqrt(max(1.0 - r * r, 0.0)) * sigma_state * rng.normal(size=2)
+        state[i] = prev
+        last_t = t[i]
+    ttft = ttft_ms * np.exp(state[:, 0] + sigma_request * rng.normal(size=n))
+    tpot = tpot_ms * scale_tpot * np.exp(state[:, 1] + sigma_request * rng.normal(size=n))
+    e2e = ttft + (output_tokens - 1) * tpot
+    df = pd.DataFrame({
+        "start_time": t, "level": rate, "status": "ok", "http_status": 200.0, "ttft_ms": ttft, "tpot_ms": tpot,
+        "e2e_ms": e2e, "close_ms": e2e, "input_tokens": 100.0, "output_tokens": float(output_tokens),
+        "cached_tokens": np.nan, "output_events": float(output_tokens), "scheduled_time": t, "backoff_ms": np.nan,
+        "itl_ms": [" ".join([f"{x:.4f}"] * (output_tokens - 1)) for x in tpot],
+    })
+    return df, Window(rate, t0, t0 + seconds, t0 - warmup_s)
+
+
+def stochastic_truth(rate: float = 20.0, ttft_ms: float = 100.0, tpot_ms: float = 10.0, sigma_state: float = 0.3,
+                     sigma_request: float = 0.2, output_tokens: int = 32, scale_tpot: float = 1.0
+                     ) -> dict[str, float]:
+    """The true figures of :func:`stochastic_level`'s levels, by levels.csv column: TTFT, TPOT and ITL mean,
+    p50, p90 and p99 (lognormal: ``median * exp(sigma * z_p)``, mean ``median * exp(sigma^2 / 2)``; every gap
+    of a request equals its TPOT, so ITL's distribution is TPOT's), and the request, input and output rates."""
+    from statistics import NormalDist
+
+    sigma = math.sqrt(sigma_state**2 + sigma_request**2)
+    out: dict[str, float] = {}
+    for name, median in (("ttft", ttft_ms), ("tpot", tpot_ms * scale_tpot), ("itl", tpot_ms * scale_tpot)):
+        for p in (50, 90, 99):
+            out[f"{name}_p{p}_ms"] = median * math.exp(sigma * NormalDist().inv_cdf(p / 100.0))
+        out[f"{name}_mean_ms"] = median * math.exp(sigma**2 / 2.0)
+    out["request_throughput_req_s"] = rate
+    out["input_throughput_tok_s"] = 100.0 * rate
+    out["output_throughput_tok_s"] = float(output_tokens) * rate
+    return out

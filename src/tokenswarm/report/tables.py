@@ -54,8 +54,8 @@ MARKS: tuple[tuple[str, str, str], ...] = (
      "asked for unique prompts (a repeated --seed?): TTFT and input throughput read better than fresh prompts "
      "would"),
     ("client_saturated", "!", "the load generator was saturated: its timings include client delay (add workers)"),
-    ("lockstep", "~", "requests were sent in waves (lockstep): users started together and stayed together, so "
-     "the level's figures depend on how it began"),
+    ("lockstep", "~", "requests were sent in waves (lockstep): users that start together, or that a full server "
+     "lets in together, stay together, so the level's figures depend on how the waves formed"),
     ("imprecise", "?", "the level reached its longest duration before its intervals were as narrow as "
      "--precision asked"),
 )
