@@ -106,6 +106,7 @@ def block_of(times: np.ndarray, lo: float, hi: float, k: int) -> np.ndarray:
 
 
 MAX_LAG1 = 0.8  # the blocks' lag-1 correlation taken into account at most
+LAG1_MIN_BLOCKS = 10  # ... and only with this many blocks: fewer give a lag-1 estimate too noisy to act on
 
 
 def lag1(v: np.ndarray) -> float:
@@ -122,11 +123,14 @@ def lag1(v: np.ndarray) -> float:
 def _spread_se(block_values: np.ndarray) -> float:
     """Standard error of the mean of ``block_values`` (NaN with fewer than two), inflated by
     ``sqrt((1 + r) / (1 - r))`` when neighbouring blocks still correlate (``r``: their lag-1 autocorrelation,
-    when positive: the variance of a sum of AR(1) terms; Law 2015, section 9.5.3, on batches too short)."""
+    when positive: the variance of a sum of AR(1) terms; Law 2015, section 9.5.3, on batches too short), from
+    :data:`LAG1_MIN_BLOCKS` blocks on (with fewer, Student's t's few degrees of freedom carry the doubt)."""
     v = block_values[~np.isnan(block_values)]
     if v.size < 2:
         return math.nan
     se = float(v.std(ddof=1) / math.sqrt(v.size))
+    if v.size < LAG1_MIN_BLOCKS:
+        return se
     r = min(max(lag1(v), 0.0), MAX_LAG1)
     return se * math.sqrt((1 + r) / (1 - r))
 
@@ -228,15 +232,28 @@ def percentile_intervals(values: np.ndarray, blocks: np.ndarray | Units, k: int,
     return out
 
 
+def wilson(share: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson's score interval of a share ``share`` of ``n`` independent trials (Wilson, "Probable inference,
+    the law of succession, and statistical inference", JASA 22, 1927): unlike share +/- z * se it is not a
+    point at 0 or 1, so 40 hits of 40 bound the share at 0.91, not 1."""
+    if n <= 0:
+        return math.nan, math.nan
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return max(centre - half, 0.0), min(centre + half, 1.0)
+
+
 def share_interval(hits: np.ndarray, blocks: np.ndarray, k: int) -> Interval:
-    """The share (0-1) of true ``hits`` with its batch-means interval, clipped to [0, 1]."""
+    """The share (0-1) of true ``hits``: the union of its batch-means interval and Wilson's interval for
+    independent trials (never narrower than either), clipped to [0, 1]."""
     hits = np.asarray(hits, float)
     if not hits.size:
         return NONE
     iv = mean_interval(hits, blocks, k)
-    if math.isnan(iv.low):
-        return iv
-    return Interval(iv.estimate, max(iv.low, 0.0), min(iv.high, 1.0))
+    low, high = wilson(iv.estimate, int(hits.size))
+    if not math.isnan(iv.low):
+        low, high = min(low, iv.low), max(high, iv.high)
+    return Interval(iv.estimate, max(low, 0.0), min(high, 1.0))
 
 
 def block_rates(first: np.ndarray, last: np.ndarray, amounts: list[np.ndarray], lo: float, hi: float, k: int
