@@ -30,6 +30,8 @@ from tokenswarm.strategies import KINDS as ARRIVAL_KINDS
 from tokenswarm.sweep import CONCURRENCY, RATE, SweepPlan, level_str, parse_levels, parse_slo
 
 REDACTED = "<redacted>"
+#: the share of the shortest timed level that a closed-loop level's first sends may be spread over
+STAGGER_SHARE = 0.2
 
 
 @dataclass
@@ -94,6 +96,14 @@ class Settings:
         if self.trace:
             return RATE
         return self.plan.mode if self.plan is not None else CONCURRENCY
+
+    def stagger_spread_s(self) -> float | None:
+        """The longest a closed-loop level's first sends are spread over: a fifth of the shortest timed level
+        (the run's ``--duration``, else the sweep's shortest level), so the ramp leaves most of each level to
+        measure. None when no level is timed (``--requests`` runs end by count: the spread is then one request
+        lifetime, learnt from a first request)."""
+        shortest = self.plan.shortest() if self.plan is not None else self.duration_s
+        return STAGGER_SHARE * shortest if shortest else None
 
     @property
     def base_url(self) -> str:
@@ -168,7 +178,7 @@ class Settings:
             "burstiness": self.burstiness if self.mode == RATE else None,
             "warmup_s": self.warmup_s,
             "warmups_s": self.warmups_s,
-            "starts": ("spread over a request lifetime" if self.stagger else "together")
+            "starts": ("spread over a request lifetime, at most a fifth of a level" if self.stagger else "together")
             if self.mode != RATE else "scheduled",
             "precision_pct": self.precision_pct or None,
             "capacity": {"bracket": [level_str(v) for v in self.plan.levels], "max_probes": self.max_probes,
@@ -478,10 +488,11 @@ def with_trace(settings: Settings) -> Settings:
 
 
 def _max_level_duration(opts: Any, plan: SweepPlan | None) -> float | None:
-    """--max-level-duration in seconds; with --precision and none given: 10 times the longest level duration, at
-    least 120 s. SettingsError for a bad span, or one shorter than --level-duration."""
+    """--max-level-duration in seconds; with --precision or a capacity search and none given: 10 times the longest
+    level duration, at least 120 s (a probe whose intervals never decide must still end). SettingsError for a bad
+    span, or one shorter than --level-duration."""
     raw = str(getattr(opts, "max_level_duration", "") or "").strip()
-    if not raw and not getattr(opts, "precision", 0):
+    if not raw and not getattr(opts, "precision", 0) and not getattr(opts, "capacity", False):
         return None
     longest = max(plan.level_durations_s or [plan.level_duration_s or 0.0]) if plan is not None else 0.0
     if not raw:

@@ -117,7 +117,7 @@ def test_headless_runs_print_progress_lines_with_the_final_tables_definitions(cl
     assert measured and all("measuring" in ln for ln in lines if ln not in measured)
     last = measured[-1]
     req_s = float(re.search(r"\| ([\d.]+) req/s", last).group(1))
-    out_tok_s = float(re.search(r"out ([\d,]+) tok/s", last).group(1).replace(",", ""))
+    out_tok_s = float(re.search(r"out ([\d,]+)(?: ±[\d,.]+)? tok/s", last).group(1).replace(",", ""))
     levels = pd.read_csv(os.path.join(out, "levels.csv"))
     assert req_s == pytest.approx(levels.request_throughput_req_s[0], rel=0.1)
     assert out_tok_s == pytest.approx(levels.output_throughput_tok_s[0], rel=0.1)

@@ -146,6 +146,25 @@ def test_sweep_settings_and_default_warmup():
     assert r.public()["rates"] == ["0.5", "2"]
 
 
+def test_a_capacity_probe_and_a_precise_level_always_have_a_longest_duration():
+    # a probe whose intervals never decide (a level right at the SLO) must still end: 10 x the level, >= 2 min
+    cap = from_options(opts(levels="4,64", level_duration="5s", slo="ttft=240", capacity=True), environ={})
+    assert cap.max_level_duration_s == 120.0
+    long = from_options(opts(levels="4,64", level_duration="30s", slo="ttft=240", capacity=True), environ={})
+    assert long.max_level_duration_s == 300.0
+    assert from_options(opts(levels="1,2", level_duration="5s"), environ={}).max_level_duration_s is None
+    given = from_options(opts(levels="4,64", level_duration="5s", slo="ttft=240", capacity=True,
+                              max_level_duration="40s"), environ={})
+    assert given.max_level_duration_s == 40.0
+
+
+def test_closed_loop_first_sends_spread_over_at_most_a_fifth_of_the_shortest_timed_level():
+    assert from_options(opts(users=8, duration="10s"), environ={}).stagger_spread_s() == pytest.approx(2.0)
+    sweep = from_options(opts(levels="1,2", level_duration="8s,30s"), environ={})
+    assert sweep.stagger_spread_s() == pytest.approx(1.6)
+    assert from_options(opts(users=8, requests=40), environ={}).stagger_spread_s() is None  # learnt from a pilot
+
+
 @pytest.mark.parametrize("kw,msg", [
     ({"prefix_len": -1}, "bad --prefix-len -1"),
     ({"prefix_len": 64, "num_prefixes": 0}, "bad --num-prefixes 0"),

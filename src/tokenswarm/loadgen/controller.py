@@ -36,7 +36,7 @@ from tokenswarm.report.levels import SLO_KEYS, judge
 from tokenswarm.report.live import S as SAMPLE
 from tokenswarm.requestscsv import Row
 from tokenswarm.settings import Settings
-from tokenswarm.sweep import level_str
+from tokenswarm.sweep import CONCURRENCY, level_str
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -82,7 +82,8 @@ class RunController:
         self.level_index: int | None = None  # position in the sweep plan
         self.flags: dict[str, str] = {}  # level -> why the client was saturated during it
         self.exporter = exporter
-        self.live = LiveWatch(exporter)
+        # a timed closed loop: a level's window opens once its last user has sent (its first sends are spread)
+        self.live = LiveWatch(exporter, closed_loop=settings.mode == CONCURRENCY and not settings.requests)
         self.series = Series()  # the web UI's charts over time
         self.dataset_counts = dataset_counts
         self.own_selfcheck = own_selfcheck
@@ -317,7 +318,12 @@ class RunController:
     def set_level(self, level: float, t: float | None = None) -> None:
         """Start a new level now (or at epoch ``t``): closes the previous one, tells the load."""
         t = time.time() if t is None else t
+        before = self.levels.current
         seg = self.levels.begin(level, t)
+        if before is not None and level < before["level"]:
+            # a step down: the level's window opens once the requests sent before it have ended (they still
+            # hold the server); the live figures know it when this many records of earlier levels are in
+            seg["sent_before"] = self.load.sent()
         self.load.announce(level, seg["start"])  # one clock for every worker: the master's
         if self.engine_metrics is not None:
             self.engine_metrics.mark(level, t)

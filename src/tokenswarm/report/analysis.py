@@ -199,7 +199,8 @@ def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool
         levels, source, source_file = read_levels_csv(lv_path), SOURCE_LEVELS, lv_path
     elif os.path.exists(req_path):
         df = load_requests(req_path)
-        windows = windows_from(df, meta.get("timeline"), warmup_s, warmups, budget=bool(s.get("requests")))
+        windows = windows_from(df, meta.get("timeline"), warmup_s, warmups, budget=bool(s.get("requests")),
+                               closed_loop=mode == "concurrency")
         try:
             levels = level_stats(df, windows, slo=slo, mode=mode, slo_attainment=target,
                                  expect_cache=expects_cache(s))

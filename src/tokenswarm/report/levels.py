@@ -233,7 +233,8 @@ class Window:
 
 
 def windows_from(df: pd.DataFrame, timeline: list[dict[str, Any]] | None, warmup_s: float = 0.0,
-                 warmups: Mapping[float, float] | None = None, budget: bool = False) -> list[Window]:
+                 warmups: Mapping[float, float] | None = None, budget: bool = False,
+                 closed_loop: bool = False) -> list[Window]:
     """Measurement windows per level: from the run's timeline, else from the records' span. ``warmups``
     gives a level its own warm-up (levels of different lengths), else ``warmup_s`` applies.
 
@@ -242,8 +243,12 @@ def windows_from(df: pd.DataFrame, timeline: list[dict[str, Any]] | None, warmup
     level's end; in a run that ends when its request budget is spent (``budget``: ``--requests``), at the
     last request's close when that came first (the run notices the budget is spent a moment later). A timeline
     entry without an ``end`` (an interrupted run) ends at the next entry's start, or, for the last one, at
-    the last request sent: what follows is requests draining, not the level's load. ReportError for a
-    timeline entry without a numeric level or start.
+    the last request sent: what follows is requests draining, not the level's load. Two moments open it later
+    when they come after that: in a timed closed loop (``closed_loop``: ``level`` users, each sending its next
+    request when its last ends), the moment the last of the level's users sent its first request there (first
+    sends are spread, :meth:`tokenswarm.settings.Settings.stagger_spread_s`); and for a level below the
+    one before it, the end of the last request sent before it began, since until then the earlier level's
+    requests still hold the server. ReportError for a timeline entry without a numeric level or start.
     """
     out: list[Window] = []
     if timeline:
@@ -261,7 +266,12 @@ def windows_from(df: pd.DataFrame, timeline: list[dict[str, Any]] | None, warmup
                 end = last_close
             load = max(start, _first_send(df, level, start, end))
             w = warmups.get(level, warmup_s) if warmups else warmup_s
-            out.append(Window(level, min(load + w, end), end, start, bool(seg.get("imprecise"))))
+            opens = load + w
+            if closed_loop and not budget:
+                opens = max(opens, _ramp_end(df, level, start, end))
+            if i and level < _level_of(timeline[i - 1]):
+                opens = max(opens, _last_end_before(df, start))
+            out.append(Window(level, min(opens, end), end, start, bool(seg.get("imprecise"))))
         return out
     if df.empty:
         return out
@@ -280,6 +290,40 @@ def _first_send(df: pd.DataFrame, level: float, after: float, before: float) -> 
     t = df["start_time"].to_numpy(float)
     mine = (df["level"].to_numpy(float) == level) & (t >= after) & (t < before)
     return float(t[mine].min()) if mine.any() else after
+
+
+def _ramp_end(df: pd.DataFrame, level: float, after: float, before: float) -> float:
+    """When the last user of ``level`` sent its first request in [after, before): the latest of the users'
+    (``worker``, ``user``) first sends there (-inf: none sent). Without user columns (an old run folder),
+    the ``level``-th send."""
+    if df.empty:
+        return -math.inf
+    t = df["start_time"].to_numpy(float)
+    mine = (df["level"].to_numpy(float) == level) & (t >= after) & (t < before)
+    if not mine.any():
+        return -math.inf
+    if "user" not in df.columns:
+        sent = np.sort(t[mine])
+        return float(sent[min(int(level), len(sent)) - 1]) if int(level) >= 1 else -math.inf
+    keys = [df["user"][mine].astype(str)] + ([df["worker"][mine].astype(str)] if "worker" in df.columns else [])
+    return float(pd.Series(t[mine]).groupby([k.to_numpy() for k in keys]).min().max())
+
+
+def _last_end_before(df: pd.DataFrame, start: float) -> float:
+    """The last end (close) of the requests sent before ``start`` (-inf: none)."""
+    if df.empty:
+        return -math.inf
+    before = df["start_time"] < start
+    if not before.any():
+        return -math.inf
+    return float((df["start_time"][before] + df["close_ms"][before].fillna(0) / 1000.0).max())
+
+
+def _level_of(seg: dict[str, Any]) -> float:
+    try:
+        return float(seg["level"])
+    except (KeyError, TypeError, ValueError):
+        return math.inf
 
 
 def _last_send(df: pd.DataFrame, after: float) -> float:
