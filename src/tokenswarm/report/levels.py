@@ -167,7 +167,7 @@ NUMERIC: tuple[str, ...] = (
 #: the columns the report reads; others (ids, errors, prompt ids) are skipped when loading
 READ: tuple[str, ...] = (
     "start_time", "level", "status", "http_status", "ttft_ms", "tpot_ms", "e2e_ms", "close_ms", "input_tokens",
-    "output_tokens", "cached_tokens", "output_events", "scheduled_time", "backoff_ms", "itl_ms",
+    "output_tokens", "cached_tokens", "output_events", "scheduled_time", "backoff_ms", "itl_ms", "user", "worker",
 )
 REQUIRED: tuple[str, ...] = ("start_time", "level", "status")
 #: the statistics of each latency in :data:`LATENCIES`: levels.csv has ``<latency>_<stat>_ms`` for each
@@ -196,7 +196,7 @@ def load_requests(path: str, columns: tuple[str, ...] | None = READ) -> pd.DataF
         raise ReportError(f"{path}: column {missing[0]!r} is missing (columns: {', '.join(header) or 'none'})")
     use = header if columns is None else [c for c in header if c in columns]
     num = {c: "float64" for c in use if c in NUMERIC}
-    strs = {c: object for c in use if c not in NUMERIC}
+    strs = {c: "category" if c == "worker" else object for c in use if c not in NUMERIC}
     try:
         df = pd.read_csv(path, usecols=use, dtype={**num, **strs}, keep_default_na=False,
                          na_values={c: [""] for c in num}, engine="c")
@@ -245,14 +245,16 @@ def windows_from(df: pd.DataFrame, timeline: list[dict[str, Any]] | None, warmup
     entry without an ``end`` (an interrupted run) ends at the next entry's start, or, for the last one, at
     the last request sent: what follows is requests draining, not the level's load. Two moments open it later
     when they come after that: in a timed closed loop (``closed_loop``: ``level`` users, each sending its next
-    request when its last ends), the moment the last of the level's users sent its first request there (first
-    sends are spread, :meth:`tokenswarm.settings.Settings.stagger_spread_s`); and for a level below the
+    request when its last ends), the moment the last of the users that joined in the level sent its first request
+    (their first sends are spread, :meth:`tokenswarm.settings.Settings.stagger_spread_s`; users carried over from
+    the level before are busy from its start); and for a level below the
     one before it, the end of the last request sent before it began, since until then the earlier level's
     requests still hold the server. ReportError for a timeline entry without a numeric level or start.
     """
     out: list[Window] = []
     if timeline:
         last_close = _last_end(df) if budget else 0.0
+        first_sends = _first_sends(df) if closed_loop and not budget else np.empty(0)
         for i, seg in enumerate(timeline):
             try:
                 level, start = float(seg["level"]), float(seg["start"])
@@ -268,7 +270,7 @@ def windows_from(df: pd.DataFrame, timeline: list[dict[str, Any]] | None, warmup
             w = warmups.get(level, warmup_s) if warmups else warmup_s
             opens = load + w
             if closed_loop and not budget:
-                opens = max(opens, _ramp_end(df, level, start, end))
+                opens = max(opens, _ramp_end(first_sends, start, end))
             if i and level < _level_of(timeline[i - 1]):
                 opens = max(opens, _last_end_before(df, start))
             out.append(Window(level, min(opens, end), end, start, bool(seg.get("imprecise"))))
@@ -292,21 +294,19 @@ def _first_send(df: pd.DataFrame, level: float, after: float, before: float) -> 
     return float(t[mine].min()) if mine.any() else after
 
 
-def _ramp_end(df: pd.DataFrame, level: float, after: float, before: float) -> float:
-    """When the last user of ``level`` sent its first request in [after, before): the latest of the users'
-    (``worker``, ``user``) first sends there (-inf: none sent). Without user columns (an old run folder),
-    the ``level``-th send."""
-    if df.empty:
-        return -math.inf
-    t = df["start_time"].to_numpy(float)
-    mine = (df["level"].to_numpy(float) == level) & (t >= after) & (t < before)
-    if not mine.any():
-        return -math.inf
-    if "user" not in df.columns:
-        sent = np.sort(t[mine])
-        return float(sent[min(int(level), len(sent)) - 1]) if int(level) >= 1 else -math.inf
-    keys = [df["user"][mine].astype(str)] + ([df["worker"][mine].astype(str)] if "worker" in df.columns else [])
-    return float(pd.Series(t[mine]).groupby([k.to_numpy() for k in keys]).min().max())
+def _first_sends(df: pd.DataFrame) -> np.ndarray:
+    """Each user's (``worker``, ``user``) first send of the run (epoch s); none without user ids (an old run
+    folder: its windows open as they did, at the first send plus the warm-up)."""
+    if df.empty or "user" not in df.columns or df["user"].isna().all():
+        return np.empty(0)
+    keys = [df["user"].to_numpy()] + ([df["worker"].astype(str).to_numpy()] if "worker" in df.columns else [])
+    return df["start_time"].groupby(keys).min().to_numpy(float)
+
+
+def _ramp_end(first_sends: np.ndarray, after: float, before: float) -> float:
+    """When the last of the users that joined in [after, before) sent its first request (-inf: none joined)."""
+    joined = first_sends[(first_sends >= after) & (first_sends < before)]
+    return float(joined.max()) if joined.size else -math.inf
 
 
 def _last_end_before(df: pd.DataFrame, start: float) -> float:

@@ -89,7 +89,7 @@ class _Level:
     cancelled: int = 0
     first_send: float = math.inf
     last_end: float = -math.inf  # the latest close of the level's requests (epoch s)
-    firsts: dict[str, float] | None = None  # closed loop: each user's (worker:user) first send in the level
+    firsts: dict[str, float] | None = None  # closed loop: the first send of each user (worker:user) joining here
     sample: _Buffer | None = None  # finished requests: start_time, ok (1/0), ttft_ms, tpot_ms, e2e_ms, close_ms
     final: dict[str, Any] | None = None  # the figures of an ended level, once every record is in
 
@@ -114,6 +114,7 @@ class LiveFigures:
         self.cap = cap
         #: users send their next request when their last ends: a level's window opens once its last user sent
         self.closed_loop = closed_loop
+        self.users: set[str] = set()  # closed loop: every user (worker:user) seen so far
         self.levels: dict[str, _Level] = {}
         # ok requests of any level: first and last token, close (epoch s), prompt and output tokens
         self.rates = _Buffer(len(_RATE_COLS), cap, watch=1)
@@ -143,14 +144,15 @@ class LiveFigures:
             lv.first_send = min(lv.first_send, float(start[mine].min()))
             ends = start[mine] + np.nan_to_num(close[mine]) / 1000.0
             lv.last_end = max(lv.last_end, float(ends.max()))
-            if self.closed_loop:
+            if self.closed_loop:  # users that joined in this level: their first sends (a user's records come
+                # in the order it sent them: it sends its next request when its last has ended)
                 firsts = lv.firsts if lv.firsts is not None else {}
                 lv.firsts = firsts
                 for i in np.flatnonzero(mine):
                     who = f"{rows[i][_I['worker']]}:{rows[i][_I['user']]}"
-                    t = float(start[i])
-                    if t < firsts.get(who, math.inf):
-                        firsts[who] = t
+                    if who not in self.users:
+                        self.users.add(who)
+                        firsts[who] = float(start[i])
             keep = mine & (status != "cancelled")
             if keep.any():
                 lv.sample.extend(np.column_stack([start[keep], ok[keep].astype(float), ttft[keep], tpot[keep],
@@ -175,9 +177,9 @@ class LiveFigures:
 
     def opens(self, key: str, sent_before: int | None = None) -> float:
         """The earliest a level's window may open, beside its warm-up (epoch s; -inf: no floor). In a closed
-        loop, once the last of its users sent its first request (as far as records tell). For a level below the
-        one before it (``sent_before``: requests sent before it began), once those requests have ended: +inf
-        while fewer records of other levels are in, then the latest of their ends (the report's rule,
+        loop, once the last of the users that joined in it sent its first request (as far as records tell). For a
+        level below the one before it (``sent_before``: requests sent before it began), once those requests have
+        ended: +inf while fewer records of other levels are in, then the latest of their ends (the report's rule,
         :func:`tokenswarm.report.levels.windows_from`)."""
         lv = self.levels.get(_level_key(key))
         floor = max(lv.firsts.values()) if lv is not None and lv.firsts else -math.inf
