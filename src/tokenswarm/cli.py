@@ -30,7 +30,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 from typing import Any, NoReturn
 
-from tokenswarm import __version__, runfolder
+from tokenswarm import __version__, provenance, runfolder
 from tokenswarm.exitstatus import ExitStatus
 from tokenswarm.options import AT_LEAST_1, OPTIONS, POSITIVE, ZERO_OR_MORE, Range, add_options, to_argv, to_env
 from tokenswarm.settings import (
@@ -184,6 +184,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     prompts, in ``<out>/repeat-<i>/``, then the spread between them (repeats.json, repeats.md)."""
     kind = args.command
     settings = _prepare(args, kind)
+    settings = replace(settings, provenance=provenance.start(getattr(args, "argv", ()), settings.headers.values()))
     _check_out(args.out)
     if args.repeat < 1:
         raise SettingsError(f"bad --repeat {args.repeat}: must be at least 1")
@@ -668,6 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     parser.argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = parser.argv  # the command line as given, for run.json's provenance (redacted there)
     try:
         return int(args.func(args))
     except SettingsError as e:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from gevent.event import Event
 
-from tokenswarm import capacity, selfcheck
+from tokenswarm import capacity, provenance, selfcheck
 from tokenswarm.datasets.files import counts_line
 from tokenswarm.exitstatus import ExitStatus, failure_ratio, failures_message
 from tokenswarm.loadgen import workarounds
@@ -71,6 +71,7 @@ class RunController:
         self.role = role
         self.headless = bool(getattr(environment.parsed_options, "headless", False))
         self.started = time.time()
+        self._provenance: dict[str, Any] | None = None
         self.ended: float | None = None
         self.complete = False
         self.finished = False  # finish() has begun
@@ -448,6 +449,16 @@ class RunController:
             return ExitStatus.FAILURES
         return ExitStatus.OK
 
+    def provenance(self) -> dict[str, Any]:
+        """run.json's ``provenance`` (:mod:`tokenswarm.provenance`): what the command line and the preflight
+        recorded; a run started otherwise (``locust -f``, the web UI) records this process's command line."""
+        if self.settings.provenance.get("command"):
+            return self.settings.provenance
+        if self._provenance is None:  # once: the start's date, not the end's
+            self._provenance = {**provenance.start(sys.argv[1:], self.settings.headers.values(), program="locust"),
+                                **self.settings.provenance}
+        return self._provenance
+
     def write_run_json(self) -> None:
         opts = self.env.parsed_options
         counts = self.dataset_counts
@@ -457,6 +468,7 @@ class RunController:
             "started": self.started,
             "ended": self.ended,
             "settings": self.settings.public(),
+            "provenance": self.provenance(),
             "locust": {
                 "role": self.role,
                 "expect_workers": getattr(opts, "expect_workers", None) if self.role == "master" else None,

@@ -2,7 +2,8 @@
 
 Everything here composes words and tables from numbers already computed
 (:class:`tokenswarm.report.analysis.Analysis`, a built folder's levels.csv and
-summary.json); nothing here computes a figure. Sections: the run's target and
+summary.json); nothing here computes a figure. Sections: the header (date,
+versions, command line, client machine, engine: :mod:`tokenswarm.report.provenance`), the run's target and
 shape, warnings (incomplete run, lost workers, a report built from Locust's
 CSV files), the published table with its marks, the saturation and SLO
 verdicts, the flags with what each means and what to do, per-level detail,
@@ -21,7 +22,7 @@ import pandas as pd
 
 from tokenswarm import runfolder, selfcheck
 from tokenswarm.datasets.files import counts_line
-from tokenswarm.report import intervals, saturation, tables
+from tokenswarm.report import intervals, provenance, saturation, tables
 from tokenswarm.report.analysis import (
     SOURCE_LEVELS,
     SOURCE_LOCUST,
@@ -294,6 +295,7 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
     name = str(s.get("run_name") or "")
     doc = Document(f"tokenswarm report: {name}" + (f" ({a.run_id})" if name and name not in a.run_id else "")
                    if name else f"tokenswarm report: {a.run_id}")
+    doc.facts(provenance.header_facts(a.meta))
     target = _target_line(s)
     if target:
         doc.para(target)

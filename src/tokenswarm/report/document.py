@@ -1,8 +1,9 @@
 """A report as a list of blocks, rendered once as Markdown and once as one self-contained HTML page.
 
 Blocks are headings, paragraphs (with ``**bold**`` and ```code``` inline
-markup), warnings, bullet lists, tables (heads and formatted cells) and
-images (PNG files). The HTML page carries its CSS inline and each image as
+markup), warnings, bullet lists, named facts (the header: date, version,
+command, client, engine), tables (heads and formatted cells) and images (PNG
+files). The HTML page carries its CSS inline and each image as
 a base64 ``data:`` URI: no script, no external URL, so the one file can be
 mailed, attached to a ticket or opened offline. report.md and compare.md
 link the PNGs by relative path instead.
@@ -32,6 +33,8 @@ code{background:#f1f3f7;padding:0 3px;border-radius:3px}
 figure{display:inline-block;margin:8px 12px 8px 0}figure img{max-width:100%;border:1px solid #d8dde6}
 figcaption{font-size:.85em;color:#555}
 .scroll{overflow-x:auto}
+table.facts{font-size:.9em;margin-top:0}table.facts th{text-align:left;background:none;white-space:nowrap}
+table.facts td{overflow-wrap:anywhere}table.facts code{white-space:pre-wrap;overflow-wrap:anywhere}
 """
 
 
@@ -65,6 +68,11 @@ class Document:
     def table(self, heads: Sequence[str], body: Sequence[Sequence[str]], left: int = 0) -> None:
         self.blocks.append(("table", (list(heads), [list(r) for r in body], left)))
 
+    def facts(self, rows: Sequence[tuple[str, str, bool]]) -> None:
+        """Named facts, one a line: (name, value, value is code); the report's header."""
+        if rows:
+            self.blocks.append(("facts", [tuple(r) for r in rows]))
+
     def image(self, path: str, rel: str, caption: str) -> None:
         """A PNG at ``path`` (read when rendering HTML), linked from Markdown as ``rel``."""
         self.blocks.append(("img", (path, rel, caption)))
@@ -80,6 +88,8 @@ class Document:
                 out += [f"> **Warning:** {b}", ""]
             elif kind == "ul":
                 out += [f"- {item}" for item in b] + [""]
+            elif kind == "facts":
+                out += [f"- **{name}:** " + (f"`{value}`" if code else value) for name, value, code in b] + [""]
             elif kind == "table":
                 heads, body, left = b
                 out += [tables.markdown_grid(heads, body, left), ""]
@@ -102,6 +112,11 @@ class Document:
                 out.append(f'<p class="warn"><strong>Warning:</strong> {inline_html(b)}</p>')
             elif kind == "ul":
                 out.append("<ul>" + "".join(f"<li>{inline_html(i)}</li>" for i in b) + "</ul>")
+            elif kind == "facts":
+                out.append('<table class="facts"><tbody>' + "".join(
+                    f"<tr><th>{html.escape(name)}</th><td>"
+                    + (f"<code>{html.escape(value)}</code>" if code else html.escape(value)) + "</td></tr>"
+                    for name, value, code in b) + "</tbody></table>")
             elif kind == "table":
                 heads, body, left = b
                 out.append('<div class="scroll">' + tables.html_grid(heads, body, left) + "</div>")
