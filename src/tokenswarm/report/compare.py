@@ -18,7 +18,8 @@ draws fresh prompts): that is shown and explained, as a note. Outputs, in ``out_
 ``compare.csv`` (long format: level, run, the :data:`COMPARED` levels.csv columns), ``compare.md``,
 ``compare.html`` (one self-contained file, plots embedded) and
 ``compare_*.png`` (one line per run, each run's saturation level circled, error bars where the figures have
-intervals), and ``compare.json``.
+intervals; ``compare_interactivity.png``: per-user output tok/s against total output tok/s, the points labelled
+with their levels), and ``compare.json``.
 
 **Verdicts.** Each run after the first (B) is set against the first (A): per level both measured and per
 figure of :data:`COMPARED`, the ratio B/A with its 95 % interval and a verdict, ``better``, ``worse``, ``no
@@ -355,7 +356,9 @@ def _document(analyses: Sequence[Analysis], labels: Sequence[str], result: Compa
     if plot_paths:
         doc.heading("Plots")
         captions = {"compare_throughput.png": "Output throughput", "compare_ttft.png": "TTFT mean / p99",
-                    "compare_tpot.png": "TPOT mean / p99", "compare_latency_vs_throughput.png": "Latency vs throughput"}
+                    "compare_tpot.png": "TPOT mean / p99", "compare_latency_vs_throughput.png": "Latency vs throughput",
+                    "compare_interactivity.png": "Interactivity vs throughput: per-user output tok/s (1000 / TPOT "
+                                                 "p50) against total output tok/s, one line per run"}
         for path in plot_paths:
             name = os.path.basename(path)
             doc.image(path, name, captions.get(name, name))

@@ -50,6 +50,8 @@ from tokenswarm.report.readers import read_json_object, read_levels_csv
 SLO_LABELS = {"ttft": "TTFT", "tpot": "TPOT", "e2e": "E2E", "itl": "every ITL"}
 PLOT_CAPTIONS = {"throughput.png": "Output throughput", "ttft.png": "TTFT p50 / p99",
                  "tpot.png": "TPOT p50 / p99", "latency_vs_throughput.png": "Latency vs throughput",
+                 "interactivity.png": "Interactivity vs throughput: per-user output tok/s (1000 / TPOT p50) "
+                                      "against total output tok/s, one point per level",
                  "server_metrics.png": "Engine metrics: running and waiting requests, KV cache"}
 
 
@@ -375,8 +377,10 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
     doc.heading("Per-level detail")
     doc.para("Latency in ms; percentiles " + ("exact, from every request in requests.csv." if a.source !=
                                               SOURCE_LOCUST else "rounded by Locust."))
-    doc.table(*tables.rows(a.levels, tables.DETAIL, a.mode, drop_empty=True))
-    cache = by_level(a.levels, "cache_hit_pct")
+    for title, grid in tables.detail_groups(a.levels, a.mode):
+        doc.subheading(title)
+        doc.table(*grid)
+    cache = by_level(a.levels, "cache_hit_pct") if tables.cache_hits(a.levels) else {}
     if cache:
         lv = a.levels.set_index("level")
         parts = "; ".join(f"{fmt_level(float(k), a.mode)}: {v:.0f}% of prompt tokens, TTFT p50 "

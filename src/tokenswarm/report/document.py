@@ -27,7 +27,8 @@ max-width:1200px;padding:0 16px;color:#1d2330;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid #d8dde6}
 table{border-collapse:collapse;margin:.6em 0 1em;font-size:.86em;font-variant-numeric:tabular-nums}
 th,td{border:1px solid #d8dde6;padding:3px 7px}th{background:#eef1f6;text-align:center}
-td.r{text-align:right}td.l{text-align:left}tbody tr:nth-child(even){background:#f8f9fb}
+h3{font-size:1.02em;margin:1.1em 0 .2em}td.r{text-align:right}
+td .ci{color:#6b7385;font-size:.9em;white-space:nowrap}td.l{text-align:left}tbody tr:nth-child(even){background:#f8f9fb}
 code{background:#f1f3f7;padding:0 3px;border-radius:3px}
 .warn{background:#fff4e0;border-left:4px solid #e8a33d;padding:6px 10px}
 figure{display:inline-block;margin:8px 12px 8px 0}figure img{max-width:100%;border:1px solid #d8dde6}
@@ -54,6 +55,9 @@ class Document:
 
     def heading(self, text: str) -> None:
         self.blocks.append(("h2", text))
+
+    def subheading(self, text: str) -> None:
+        self.blocks.append(("h3", text))
 
     def para(self, text: str) -> None:
         self.blocks.append(("p", text))
@@ -82,6 +86,8 @@ class Document:
         for kind, b in self.blocks:
             if kind == "h2":
                 out += [f"## {b}", ""]
+            elif kind == "h3":
+                out += [f"### {b}", ""]
             elif kind == "p":
                 out += [b, ""]
             elif kind == "warn":
@@ -106,6 +112,8 @@ class Document:
         for kind, b in self.blocks:
             if kind == "h2":
                 out.append(f"<h2>{inline_html(b)}</h2>")
+            elif kind == "h3":
+                out.append(f"<h3>{inline_html(b)}</h3>")
             elif kind == "p":
                 out.append(f"<p>{inline_html(b)}</p>")
             elif kind == "warn":

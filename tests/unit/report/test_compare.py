@@ -53,8 +53,9 @@ def test_compare_writes_md_html_and_one_line_per_run_plots(runs):
     out = str(root / "out2")
     res = compare([a, b], ["A", "B"], out)
     names = sorted(os.path.basename(f) for f in res.files)
-    assert names == ["compare.csv", "compare.html", "compare.json", "compare.md", "compare_latency_vs_throughput.png",
-                     "compare_throughput.png", "compare_tpot.png", "compare_ttft.png"]
+    assert names == ["compare.csv", "compare.html", "compare.json", "compare.md", "compare_interactivity.png",
+                     "compare_latency_vs_throughput.png", "compare_throughput.png", "compare_tpot.png",
+                     "compare_ttft.png"]
     for f in res.files:
         assert os.path.getsize(f) > 200, f
     md = Path(os.path.join(out, "compare.md")).read_text(encoding="utf-8")
@@ -63,7 +64,7 @@ def test_compare_writes_md_html_and_one_line_per_run_plots(runs):
             "P99 TPOT (ms) |") in md
     html = Path(os.path.join(out, "compare.html")).read_text(encoding="utf-8")
     srcs = re.findall(r"""\bsrc\s*=\s*["']?([^"'\s>]+)""", html)
-    assert len(srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 5 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert not re.search(r"""\b(?:href|srcset)\s*=|url\(|@import|<script|<link""", html, re.I)
     # nothing was written into the run folders
     assert not os.path.exists(os.path.join(a, "compare.md")) and not os.path.exists(os.path.join(a, "levels.csv"))
