@@ -126,8 +126,9 @@ def _value_axis(ax: Any, values: Any, axis: str = "y") -> None:
     target.set_minor_formatter(NullFormatter())
 
 
-def _boxes_overlap(a: Any, b: Any) -> bool:
-    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+def _boxes_overlap(a: Any, b: Any, pad: float = 1.5) -> bool:
+    """Two display boxes overlap or come within ``pad`` pixels of each other."""
+    return a.x0 < b.x1 + pad and b.x0 < a.x1 + pad and a.y0 < b.y1 + pad and b.y0 < a.y1 + pad
 
 
 #: label offsets from their point, in points, tried in this order (then further out)
@@ -142,6 +143,7 @@ def place_labels(ax: Any, xs: Sequence[float], ys: Sequence[float], texts: Seque
     Call after the axes' limits and scales are final. Returns the annotations (matplotlib ``Annotation``)."""
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
+    ax.get_xlim(), ax.get_ylim()  # the limits as drawn: matplotlib applies a pending autoscale when asked
     pts = ax.transData.transform(np.column_stack([np.asarray(xs, float), np.asarray(ys, float)]))
     from matplotlib.transforms import Bbox
 
