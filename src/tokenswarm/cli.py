@@ -1,4 +1,5 @@
-"""The ``tokenswarm`` command: run | sweep | ui | worker | report | engines | simengine.
+"""The ``tokenswarm`` command: run | sweep | capacity | ui | worker | report | compare | runs | engines |
+simengine.
 
 ``run`` and ``sweep`` build the run's settings here, once (a bad value is one
 line and exit code 2, before anything starts), start the embedded simulated
@@ -483,6 +484,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    """One index page (HTML) of every run folder under the root: :mod:`tokenswarm.report.runs`."""
+    from tokenswarm.report.runs import write_index
+
+    index = write_index(args.root, args.out or None)
+    for line in index.problems:
+        print(f"tokenswarm: warning: {line}", file=sys.stderr, flush=True)
+    print(f"tokenswarm: {len(index.rows)} run{'s' if len(index.rows) != 1 else ''} indexed", flush=True)
+    print(index.path, flush=True)
+    return 0
+
+
 def cmd_engines(_args: argparse.Namespace) -> int:
     from tokenswarm.presets import PRESETS, get_preset
 
@@ -657,6 +670,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="verdicts: a ratio whose 95 %% interval stays within 1 +/- PCT %% is 'no detectable "
                         "difference' (default 5)")
     p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("runs", help="one index page (HTML) of every run under a folder: date, engine, model, "
+                                    "version, command, peak and saturation, each linked to its report")
+    p.add_argument("root", help="the folder holding run folders (e.g. reports/)")
+    p.add_argument("--out", default="", help="where to write the page (default: ROOT/index.html)")
+    p.set_defaults(func=cmd_runs)
     p = sub.add_parser("engines", help="list the engine presets")
     p.set_defaults(func=cmd_engines)
     p = sub.add_parser("simengine", help="serve the simulated engine (an OpenAI-compatible streaming server)")

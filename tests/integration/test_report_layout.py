@@ -116,3 +116,27 @@ def test_the_three_opinions_with_vllm_bench_beside_fit_too(tmp_path):
     m, pixels = _open(run, tmp_path, "report-opinions-1400.png")
     assert "Three opinions per level" in m["h2"]  # 15 columns: ours, the engine's, vLLM bench's
     _check_fits(m, pixels)
+
+
+def test_the_runs_index_fits_1400_px_and_its_links_open_the_reports(tmp_path):
+    from tokenswarm.report.runs import write_index
+
+    root = tmp_path / "reports"
+    for example in ("llamacpp-smollm2-cpu", "gpu-vllm-h200"):
+        build_report(_copy_example(example, root))
+    index = write_index(str(root))
+    shot = tmp_path / "runs-index-1400.png"
+    with Browser(width=WIDTH, height=900) as b:
+        b.open("file://" + os.path.abspath(index.path))
+        m = b.eval("""(() => ({docWidth: document.scrollingElement.scrollWidth, inner: innerWidth,
+          rows: document.querySelectorAll('table.runs tbody tr').length,
+          heads: [...document.querySelectorAll('table.runs th')].map(t => t.textContent),
+          links: [...document.querySelectorAll('a')].map(a => a.href),
+          right: document.querySelector('table.runs').getBoundingClientRect().right}))()""")
+        b.screenshot(shot)
+        assert m["docWidth"] <= m["inner"] == WIDTH and m["right"] <= WIDTH - 100
+        assert m["rows"] == len(index.rows) >= 2
+        assert m["heads"] == ["Date (UTC)", "Run", "Engine", "Model", "tokenswarm", "Command", "Peak output tok/s",
+                              "Saturation"]
+        b.open(m["links"][0])  # a link opens a report
+        assert b.eval("document.querySelector('h1').textContent").startswith("tokenswarm report")
