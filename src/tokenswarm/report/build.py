@@ -39,13 +39,13 @@ def build_report(run_dir: str, warmup_s: float | None = None, with_plots: bool =
     a.capacity = capacity.build(run_dir, a.meta, a.levels)
     runfolder.write_json(os.path.join(run_dir, SUMMARY_JSON), a.summary())
     plot_paths: list[str] = []
+    ident = plot_title(a)
     if with_plots and a.capacity:
-        drawn = capacity.plot(a.capacity, os.path.join(run_dir, runfolder.PLOTS))
+        drawn = capacity.plot(a.capacity, os.path.join(run_dir, runfolder.PLOTS), ident)
         if drawn:
             plot_paths.append(drawn)
     if with_plots and len(a.levels) > 1:  # a single level has no curve to draw
         out_dir = os.path.join(run_dir, runfolder.PLOTS)
-        ident = plot_title(a)
         plot_paths += plots.sweep_plots(a.levels, out_dir, a.knee.level, a.mode, ident)
         gauges = plots.engine_gauges_plot(a.levels, out_dir, a.mode, ident)
         if gauges:

@@ -48,6 +48,7 @@ from tokenswarm.report.compose import level_word
 from tokenswarm.report.document import Document
 from tokenswarm.report.errors import ReportError
 from tokenswarm.report.intervals import Interval, ci_columns
+from tokenswarm.report.provenance import of_run as run_provenance
 from tokenswarm.report.saturation import flagged
 
 COMPARE_MD, COMPARE_HTML, COMPARE_CSV, COMPARE_JSON = "compare.md", "compare.html", "compare.csv", "compare.json"
@@ -256,6 +257,14 @@ def _long_table(analyses: Sequence[Analysis], labels: Sequence[str]) -> pd.DataF
     return out.drop(columns="_order").reset_index(drop=True)[["level", "run", *(c for c, _, _ in COMPARED)]]
 
 
+def _engine_cell(meta: dict[str, Any]) -> str:
+    """``vllm 0.8.5``: the run's engine with its version as the server told it (run.json ``provenance``);
+    the preset alone when the version is unknown; ``-`` when neither is known."""
+    p = run_provenance(meta)
+    name = "-" if p["engine_name"] == "unknown" else p["engine_name"]
+    return name if p["engine_version"] == "unknown" else f"{name} {p['engine_version']}"
+
+
 def _level_cell(level: float, *flags: dict[str, str]) -> str:
     """``16`` followed by the marks the given runs' flags put on that level (``16*~``)."""
     key = f"{float(level):g}"
@@ -306,7 +315,7 @@ def _document(analyses: Sequence[Analysis], labels: Sequence[str], result: Compa
         peak = summ["peak_output_throughput"]
         best = summ["max_level_meeting_slo"]
         body.append([
-            lab, a.run_dir, str(s.get("engine") or "-"), str(s.get("model") or "-"), level_word(a.mode),
+            lab, a.run_dir, _engine_cell(a.meta), str(s.get("model") or "-"), level_word(a.mode),
             {"locust_csv": "Locust CSV (rounded)", "levels.csv": "levels.csv"}.get(a.source, "requests.csv"),
             "yes" if a.complete else "no (interrupted)",
             ", ".join(f"{x:g}" for x in summ["levels"]) or "-",

@@ -1,5 +1,6 @@
 """compare(): several run folders side by side, levels outer-joined, one self-contained HTML page."""
 
+import json
 import os
 import re
 from pathlib import Path
@@ -134,3 +135,17 @@ def test_compare_warns_where_runs_measured_different_work_and_notes_the_seeds(tm
            "cache: repeat)" in text
     assert res.notes == []  # the same seed: nothing to note (the cache warning says what it did)
     assert "**Warning:** The runs differ in API dialect" in Path(tmp_path / "ac" / "compare.md").read_text()
+
+
+def test_the_runs_table_names_each_engine_with_its_version(tmp_path):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    write_run(a, levels=(1, 2), seed=1, settings={"engine": "vllm"})
+    write_run(b, levels=(1, 2), seed=2, settings={"engine": "sglang"})
+    with open(os.path.join(a, "run.json"), encoding="utf-8") as fh:
+        meta = json.load(fh)
+    meta["provenance"] = {"engine": {"version": "0.8.5", "version_source": "GET /version"}}
+    with open(os.path.join(a, "run.json"), "w", encoding="utf-8") as fh:
+        json.dump(meta, fh)
+    res = compare([a, b], ["A", "B"], str(tmp_path / "out"))
+    md = Path(res.out_dir, "compare.md").read_text(encoding="utf-8")
+    assert f"| A | {a} | vllm 0.8.5 |" in md and f"| B | {b} | sglang |" in md
