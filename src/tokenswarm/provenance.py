@@ -91,8 +91,9 @@ def _hide_userinfo(word: str) -> str:
 
 def redact_argv(argv: Sequence[str], secrets: Iterable[str] = ()) -> list[str]:
     """``argv`` with secrets replaced by ``<redacted>``: the values of ``--api-key`` and ``--header``
-    (``--api-key=sk-1``, ``--api-key sk-1``, abbreviations too; a header keeps its name), a URL's userinfo,
-    and every occurrence of a string in ``secrets`` (at least :data:`MIN_SECRET_LEN` characters) anywhere."""
+    (``--api-key=sk-1``, ``--api-key sk-1``, abbreviations too; a header keeps its name; also inside one
+    word holding options, such as ``--sim-args '--api-key sk-1'``), a URL's userinfo, and every occurrence of
+    a string in ``secrets`` (at least :data:`MIN_SECRET_LEN` characters) anywhere."""
     words = [str(w) for w in argv]
     hidden = sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LEN}, key=len, reverse=True)
     out: list[str] = []
@@ -111,6 +112,12 @@ def redact_argv(argv: Sequence[str], secrets: Iterable[str] = ()) -> list[str]:
                 out.append(word)
                 pending = opt
             continue
+        if " " in word and any(opt in word for opt in SECRET_OPTIONS):  # options inside one word (--sim-args)
+            try:
+                word = " ".join(w if w == REDACTED else shlex.quote(w)
+                                for w in redact_argv(shlex.split(word), hidden))
+            except ValueError:  # unbalanced quotes: hide everything after the option
+                word = word.split(" ", 1)[0] + " " + REDACTED
         word = _hide_userinfo(word)
         for s in hidden:
             word = word.replace(s, REDACTED)

@@ -34,6 +34,12 @@ def test_the_command_line_keeps_no_secret(argv):
     assert line.startswith("tokenswarm sweep ")
 
 
+def test_options_inside_one_word_are_redacted_too():
+    line = provenance.command_line(["run", "--sim-args", f"--ttft-ms 10 --api-key {SECRET} --tpot-ms 2"],
+                                   environ={})
+    assert SECRET not in line and "'--ttft-ms 10 --api-key <redacted> --tpot-ms 2'" in line
+
+
 def test_a_header_keeps_its_name_and_other_words_stay():
     line = provenance.command_line(["run", "--header", "Authorization: Bearer abcdefgh", "--levels", "1,2,4",
                                     "--host", "http://gpu-1:8000"], environ={})

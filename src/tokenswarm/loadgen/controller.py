@@ -451,12 +451,14 @@ class RunController:
 
     def provenance(self) -> dict[str, Any]:
         """run.json's ``provenance`` (:mod:`tokenswarm.provenance`): what the command line and the preflight
-        recorded; a run started otherwise (``locust -f``, the web UI) records this process's command line."""
-        if self.settings.provenance.get("command"):
-            return self.settings.provenance
-        if self._provenance is None:  # once: the start's date, not the end's
-            self._provenance = {**provenance.start(sys.argv[1:], self.settings.headers.values(), program="locust"),
-                                **self.settings.provenance}
+        recorded, dated at the test's start; a run started otherwise (``locust -f``, the web UI) records this
+        process's command line."""
+        if self._provenance is None:  # once; its date is the test's start
+            known = self.settings.provenance
+            if not known.get("command"):
+                known = {**provenance.start(sys.argv[1:], self.settings.headers.values(), program="locust"),
+                         **known}
+            self._provenance = {**known, "date": provenance.utc_iso(self.started)}
         return self._provenance
 
     def write_run_json(self) -> None:
