@@ -23,7 +23,8 @@ preflight): the first of ``GET /version`` (vLLM), ``/get_server_info`` and ``/se
 holding a ``version`` string; the ``Server`` header; and the served model's entry in ``/v1/models``
 (``owned_by``, ``root``, ``max_model_len``). Only these named fields are kept (SGLang's server info also
 lists its own ``api_key``). What the server does not tell reads ``"unknown"``. No probe can fail a run:
-an error, a timeout or any other answer just leaves the field unknown.
+an error, a timeout or any other answer just leaves the field unknown, and no probe starts after
+:data:`PROBE_BUDGET_S`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from tokenswarm.http.target import Target
 UNKNOWN = "unknown"
 REDACTED = "<redacted>"
 PROBE_TIMEOUT_S = 5.0  # each probe's connection and read
+PROBE_BUDGET_S = 10.0  # no probe starts after this long: a slow server delays the start by so much at most
 #: (path under the server's root, who answers it) in the order asked; the first with a version wins
 VERSION_PROBES: tuple[tuple[str, str], ...] = (
     ("/version", "vLLM"),
@@ -208,7 +210,10 @@ def engine_info(target: Target, headers: Mapping[str, str], model: str, models_r
     root = Target(target.scheme, target.host, target.port, "")
     timeout = min(connect_timeout_s, PROBE_TIMEOUT_S)
     with PlainClient(timeout, PROBE_TIMEOUT_S, headers, max_body_bytes=4 * 1024 * 1024) as client:
+        started = time.monotonic()
         for path, _who in VERSION_PROBES:
+            if time.monotonic() - started > PROBE_BUDGET_S:
+                break
             try:
                 reply = client.get(root.url(path))
             except FetchError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -63,9 +64,11 @@ class _Handler(BaseHTTPRequestHandler):
     routes: dict[str, tuple[int, bytes]] = {}
     server_header = ""
     seen: list[tuple[str, str]] = []
+    delay_s = 0.0
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         self.seen.append((self.path, self.headers.get("Authorization", "")))
+        time.sleep(self.delay_s)
         status, body = self.routes.get(self.path, (404, b'{"detail":"Not Found"}'))
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -80,10 +83,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def _serve(routes: dict[str, object], server_header: str = "") -> Iterator[tuple[Target, type]]:
+def _serve(routes: dict[str, object], server_header: str = "", delay_s: float = 0.0
+           ) -> Iterator[tuple[Target, type]]:
     handler = type("H", (_Handler,), {
         "routes": {p: (200, json.dumps(b).encode()) if not isinstance(b, tuple) else b for p, b in routes.items()},
-        "server_header": server_header, "seen": []})
+        "server_header": server_header, "seen": [], "delay_s": delay_s})
     srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
@@ -176,3 +180,11 @@ def test_header_of_an_older_run_folder_falls_back_then_says_unknown():
     assert r["client"] == "lg-2, 8 CPUs, Linux-6.1, Python 3.11.7, Locust 2.32.4"
     assert r["engine"] == "sglang, version unknown" and r["command"] == "unknown" and r["model"] == "unknown"
     assert report_provenance.of_run({})["date"] == "unknown"
+
+
+def test_a_slow_server_is_asked_no_longer_than_the_budget(monkeypatch):
+    monkeypatch.setattr(provenance, "PROBE_BUDGET_S", 0.3)
+    for target, handler in _serve({}, delay_s=0.6):
+        info = provenance.engine_info(target, {}, "m", None)
+        assert info["version"] == provenance.UNKNOWN
+        assert [p for p, _ in handler.seen] == ["/version"]  # the first probe took longer than the budget
