@@ -443,6 +443,8 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
         f"{MIN_LIFETIMES:g} request lifetimes (mean E2E) or {MIN_COMPLETED} completed requests is marked `*`.",
         f"Saturation: the lowest level beyond which output throughput never grows by {a.knee_pct:g} % or more while "
         f"TTFT p99 rises by more than {saturation.TTFT_RISE_PCT:g} %.",
+        "Interactivity: per-user output tok/s = 1000 / TPOT p50 (the token rate one stream sees), drawn against "
+        "the level's total output tok/s; its error bars come from the two figures' intervals.",
         "Achieved concurrency: time-averaged requests in flight in the window; a closed-loop level under "
         f"{UNDER_TARGET:.0%} of its target is flagged.",
     ])
