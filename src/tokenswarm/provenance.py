@@ -3,7 +3,7 @@
 A provenance record is a plain dict (it travels inside :class:`tokenswarm.settings.Settings` and is written
 to run.json as it is)::
 
-    {"date": "2026-12-07T10:58:02Z",               # UTC, ISO 8601, when the run was prepared
+    {"date": "2026-12-07T10:58:02Z",               # UTC, ISO 8601: prepared; run.json: the test's start
      "tokenswarm": "0.9.0",
      "command": "tokenswarm sweep --api-key '<redacted>' ...",   # secrets redacted
      "client": {"host": "loadgen-1", "cpus": 16, "os": "Linux-6.8-x86_64-with-glibc2.39",
