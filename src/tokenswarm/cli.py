@@ -1,4 +1,5 @@
-"""The ``tokenswarm`` command: run | sweep | ui | worker | report | engines | simengine.
+"""The ``tokenswarm`` command: run | sweep | capacity | ui | worker | report | compare | runs | engines |
+simengine.
 
 ``run`` and ``sweep`` build the run's settings here, once (a bad value is one
 line and exit code 2, before anything starts), start the embedded simulated
@@ -30,7 +31,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 from typing import Any, NoReturn
 
-from tokenswarm import __version__, runfolder
+from tokenswarm import __version__, provenance, runfolder
 from tokenswarm.exitstatus import ExitStatus
 from tokenswarm.options import AT_LEAST_1, OPTIONS, POSITIVE, ZERO_OR_MORE, Range, add_options, to_argv, to_env
 from tokenswarm.settings import (
@@ -184,6 +185,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     prompts, in ``<out>/repeat-<i>/``, then the spread between them (repeats.json, repeats.md)."""
     kind = args.command
     settings = _prepare(args, kind)
+    settings = replace(settings, provenance=provenance.start(getattr(args, "argv", ()), settings.headers.values()))
     _check_out(args.out)
     if args.repeat < 1:
         raise SettingsError(f"bad --repeat {args.repeat}: must be at least 1")
@@ -482,6 +484,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    """One index page (HTML) of every run folder under the root: :mod:`tokenswarm.report.runs`."""
+    from tokenswarm.report.runs import write_index
+
+    index = write_index(args.root, args.out or None)
+    for line in index.problems:
+        print(f"tokenswarm: warning: {line}", file=sys.stderr, flush=True)
+    print(f"tokenswarm: {len(index.rows)} run{'s' if len(index.rows) != 1 else ''} indexed", flush=True)
+    print(index.path, flush=True)
+    return 0
+
+
 def cmd_engines(_args: argparse.Namespace) -> int:
     from tokenswarm.presets import PRESETS, get_preset
 
@@ -656,6 +670,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="verdicts: a ratio whose 95 %% interval stays within 1 +/- PCT %% is 'no detectable "
                         "difference' (default 5)")
     p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("runs", help="one index page (HTML) of every run under a folder: date, engine, model, "
+                                    "version, command, peak and saturation, each linked to its report")
+    p.add_argument("root", help="the folder holding run folders (e.g. reports/)")
+    p.add_argument("--out", default="", help="where to write the page (default: ROOT/index.html)")
+    p.set_defaults(func=cmd_runs)
     p = sub.add_parser("engines", help="list the engine presets")
     p.set_defaults(func=cmd_engines)
     p = sub.add_parser("simengine", help="serve the simulated engine (an OpenAI-compatible streaming server)")
@@ -668,6 +687,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     parser.argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = parser.argv  # the command line as given, for run.json's provenance (redacted there)
     try:
         return int(args.func(args))
     except SettingsError as e:

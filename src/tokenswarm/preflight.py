@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+from tokenswarm import provenance
 from tokenswarm.client import Connection, StreamCall, request_head
 from tokenswarm.datasets import Prompt
-from tokenswarm.http.plain import BAD_RESPONSE, TIMEOUT, FetchError, PlainClient
+from tokenswarm.http.plain import BAD_RESPONSE, TIMEOUT, FetchError, PlainClient, Reply
 from tokenswarm.measure import CONNECT_ERROR, HTTP_ERROR, STATUS_OK
 from tokenswarm.settings import Settings
 
@@ -37,6 +38,11 @@ def list_models(settings: Settings) -> list[str] | None:
     """Model ids from ``<base>/v1/models`` (None when the server has no such route or answers something else);
     raises :class:`PreflightError` when the server cannot be reached, does not answer in time, breaks HTTP or
     rejects the API key."""
+    return _models(settings)[0]
+
+
+def _models(settings: Settings) -> tuple[list[str] | None, Reply]:
+    """:func:`list_models`'s answer and the whole reply it read (for the engine's metadata)."""
     path = _models_path(settings)
     url = settings.target.url(path)
     with PlainClient(settings.connect_timeout, min(settings.read_timeout, PREFLIGHT_TIMEOUT_S),
@@ -53,18 +59,19 @@ def list_models(settings: Settings) -> list[str] | None:
     if reply.status in (401, 403):
         raise PreflightError(f"the server rejected the API key (HTTP {reply.status} from {url})")
     if reply.status != 200:
-        return None
+        return None, reply
     try:
         data = json.loads(reply.body)
-        return [str(m["id"]) for m in data.get("data", []) if isinstance(m, dict) and "id" in m]
+        return [str(m["id"]) for m in data.get("data", []) if isinstance(m, dict) and "id" in m], reply
     except (ValueError, AttributeError, TypeError):
-        return None
+        return None, reply
 
 
 def check(settings: Settings) -> Settings:
     """Raise :class:`PreflightError` unless the target answers a tiny request; returns settings with
-    the model filled in from the server when none was given."""
-    models = list_models(settings)
+    the model filled in from the server when none was given, and ``provenance`` with what the server tells
+    about itself (``engine``: :func:`tokenswarm.provenance.engine_info`)."""
+    models, models_reply = _models(settings)
     if settings.model_from_server:
         if not models:
             raise PreflightError(f"no --model given and {settings.target.url(_models_path(settings))} lists no model; "
@@ -101,4 +108,6 @@ def check(settings: Settings) -> Settings:
                              f"{settings.request.model!r}){offered}")
     if rec.status != STATUS_OK:
         raise PreflightError(f"a test request to {where} failed: {rec.status}: {rec.error}")
-    return settings
+    engine = provenance.engine_info(settings.target, settings.headers, settings.request.model, models_reply,
+                                    settings.connect_timeout, settings.scrub)
+    return replace(settings, provenance={**settings.provenance, "engine": engine})

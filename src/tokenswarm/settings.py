@@ -89,6 +89,8 @@ class Settings:
     precision_pct: float = 0.0  # run each level until its intervals are this narrow (0: off)
     max_level_duration_s: float | None = None  # --precision, capacity: the longest a level runs
     preflight: bool = True  # check the target before the load starts (cleared once a check passed)
+    #: what was run, from where, against what (:mod:`tokenswarm.provenance`): run.json's ``provenance``
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mode(self) -> str:

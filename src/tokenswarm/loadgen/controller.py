@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from gevent.event import Event
 
-from tokenswarm import capacity, selfcheck
+from tokenswarm import capacity, provenance, selfcheck
 from tokenswarm.datasets.files import counts_line
 from tokenswarm.exitstatus import ExitStatus, failure_ratio, failures_message
 from tokenswarm.loadgen import workarounds
@@ -71,6 +71,7 @@ class RunController:
         self.role = role
         self.headless = bool(getattr(environment.parsed_options, "headless", False))
         self.started = time.time()
+        self._provenance: dict[str, Any] | None = None
         self.ended: float | None = None
         self.complete = False
         self.finished = False  # finish() has begun
@@ -454,6 +455,18 @@ class RunController:
             return ExitStatus.FAILURES
         return ExitStatus.OK
 
+    def provenance(self) -> dict[str, Any]:
+        """run.json's ``provenance`` (:mod:`tokenswarm.provenance`): what the command line and the preflight
+        recorded, dated at the test's start; a run started otherwise (``locust -f``, the web UI) records this
+        process's command line."""
+        if self._provenance is None:  # once; its date is the test's start
+            known = self.settings.provenance
+            if not known.get("command"):
+                known = {**provenance.start(sys.argv[1:], self.settings.headers.values(), program="locust"),
+                         **known}
+            self._provenance = {**known, "date": provenance.utc_iso(self.started)}
+        return self._provenance
+
     def write_run_json(self) -> None:
         opts = self.env.parsed_options
         counts = self.dataset_counts
@@ -463,6 +476,7 @@ class RunController:
             "started": self.started,
             "ended": self.ended,
             "settings": self.settings.public(),
+            "provenance": self.provenance(),
             "locust": {
                 "role": self.role,
                 "expect_workers": getattr(opts, "expect_workers", None) if self.role == "master" else None,

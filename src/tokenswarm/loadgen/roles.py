@@ -341,7 +341,7 @@ class WriterRole(Role):
         ``checked``, None without a preflight): the test start that follows takes them as they are."""
         if checked is not None:
             settings = replace(settings, request=replace(settings.request, model=checked.request.model),
-                               model_from_server=False, preflight=False)
+                               model_from_server=False, preflight=False, provenance=checked.provenance)
         self.checked = (settings, time.monotonic()) if checked is not None else None
         self.settings = settings
 

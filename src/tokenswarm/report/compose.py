@@ -2,7 +2,8 @@
 
 Everything here composes words and tables from numbers already computed
 (:class:`tokenswarm.report.analysis.Analysis`, a built folder's levels.csv and
-summary.json); nothing here computes a figure. Sections: the run's target and
+summary.json); nothing here computes a figure. Sections: the header (date,
+versions, command line, client machine, engine: :mod:`tokenswarm.report.provenance`), the run's target and
 shape, warnings (incomplete run, lost workers, a report built from Locust's
 CSV files), the published table with its marks, the saturation and SLO
 verdicts, the flags with what each means and what to do, per-level detail,
@@ -21,7 +22,7 @@ import pandas as pd
 
 from tokenswarm import runfolder, selfcheck
 from tokenswarm.datasets.files import counts_line
-from tokenswarm.report import intervals, saturation, tables
+from tokenswarm.report import intervals, provenance, saturation, tables
 from tokenswarm.report.analysis import (
     SOURCE_LEVELS,
     SOURCE_LOCUST,
@@ -49,6 +50,8 @@ from tokenswarm.report.readers import read_json_object, read_levels_csv
 SLO_LABELS = {"ttft": "TTFT", "tpot": "TPOT", "e2e": "E2E", "itl": "every ITL"}
 PLOT_CAPTIONS = {"throughput.png": "Output throughput", "ttft.png": "TTFT p50 / p99",
                  "tpot.png": "TPOT p50 / p99", "latency_vs_throughput.png": "Latency vs throughput",
+                 "interactivity.png": "Interactivity vs throughput: per-user output tok/s (1000 / TPOT p50) "
+                                      "against total output tok/s, one point per level",
                  "server_metrics.png": "Engine metrics: running and waiting requests, KV cache"}
 
 
@@ -294,6 +297,7 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
     name = str(s.get("run_name") or "")
     doc = Document(f"tokenswarm report: {name}" + (f" ({a.run_id})" if name and name not in a.run_id else "")
                    if name else f"tokenswarm report: {a.run_id}")
+    doc.facts(provenance.header_facts(a.meta))
     target = _target_line(s)
     if target:
         doc.para(target)
@@ -373,8 +377,10 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
     doc.heading("Per-level detail")
     doc.para("Latency in ms; percentiles " + ("exact, from every request in requests.csv." if a.source !=
                                               SOURCE_LOCUST else "rounded by Locust."))
-    doc.table(*tables.rows(a.levels, tables.DETAIL, a.mode, drop_empty=True))
-    cache = by_level(a.levels, "cache_hit_pct")
+    for title, grid in tables.detail_groups(a.levels, a.mode):
+        doc.subheading(title)
+        doc.table(*grid)
+    cache = by_level(a.levels, "cache_hit_pct") if tables.cache_hits(a.levels) else {}
     if cache:
         lv = a.levels.set_index("level")
         parts = "; ".join(f"{fmt_level(float(k), a.mode)}: {v:.0f}% of prompt tokens, TTFT p50 "
@@ -437,6 +443,8 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
         f"{MIN_LIFETIMES:g} request lifetimes (mean E2E) or {MIN_COMPLETED} completed requests is marked `*`.",
         f"Saturation: the lowest level beyond which output throughput never grows by {a.knee_pct:g} % or more while "
         f"TTFT p99 rises by more than {saturation.TTFT_RISE_PCT:g} %.",
+        "Interactivity: per-user output tok/s = 1000 / TPOT p50 (the token rate one stream sees), drawn against "
+        "the level's total output tok/s; its error bars come from the two figures' intervals.",
         "Achieved concurrency: time-averaged requests in flight in the window; a closed-loop level under "
         f"{UNDER_TARGET:.0%} of its target is flagged.",
     ])

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from tokenswarm.report import ReportError, analyse, build_report, summary_text
-from tokenswarm.report.plots import FILES, use_log2
+from tokenswarm.report.plots import FILES, INTERACTIVITY, use_log2
 from tokenswarm.report.synthetic import write_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -44,7 +44,8 @@ def sweep(tmp_path_factory):
 
 def test_build_writes_every_file_with_knee_slo_and_flags(sweep):
     levels = analyse(sweep).levels  # what build() wrote, recomputed without writing
-    for name in ("levels.csv", "summary.json", "report.md", "report.html", *(f"plots/{f}" for f in FILES)):
+    for name in ("levels.csv", "summary.json", "report.md", "report.html",
+                 *(f"plots/{f}" for f in (*FILES, INTERACTIVITY))):
         assert os.path.getsize(os.path.join(sweep, name)) > 0, name
     back = pd.read_csv(os.path.join(sweep, "levels.csv"))
     assert back["level"].tolist() == [1, 2, 4, 8, 16, 32]
@@ -76,7 +77,7 @@ def test_report_html_is_one_self_contained_file(sweep):
     html = Path(os.path.join(sweep, "report.html")).read_text(encoding="utf-8")
     refs = resource_refs(html)
     imgs = [r for r in refs if r.startswith("data:image/png;base64,")]
-    assert len(imgs) == len(FILES) and refs == imgs  # nothing but embedded PNGs
+    assert len(imgs) == len(FILES) + 1 and refs == imgs  # nothing but embedded PNGs (the four, interactivity)
     assert "<script" not in html.lower() and "<link" not in html.lower()
     assert "http://gpu-box:8000" in html  # the target URL is text, not a resource
     assert "<th>Output Throughput (tok/s)</th>" in html and "<th>Concurrency</th>" in html
@@ -89,7 +90,7 @@ def test_report_html_is_one_self_contained_file(sweep):
 
 
 def test_plots_are_real_pngs_and_the_axis_rule(sweep):
-    for name in FILES:
+    for name in (*FILES, INTERACTIVITY):
         with open(os.path.join(sweep, "plots", name), "rb") as fh:
             data = fh.read()
         w, h = png_size(data)
