@@ -61,3 +61,12 @@ def test_a_master_stopped_while_waiting_for_workers_exits_cleanly_with_no_folder
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert "no test ran" in err
     assert not os.path.exists(tmp_path / "reports") or os.listdir(tmp_path / "reports") == []
+
+
+def test_a_sweep_above_100_users_prints_no_spawn_rate_warning(cli, sim_fixed, tmp_path):
+    # each level's users start within a second on purpose: Locust's warning about it said nothing useful
+    p = cli("sweep", "--host", sim_fixed.url, "--levels", "2,150", "--level-requests", "150", "--max-tokens", "4",
+            "--out", str(tmp_path / "r"))
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "150" in p.stdout  # the level ran
+    assert "spawn rate is very high" not in p.stdout + p.stderr

@@ -255,6 +255,29 @@ def sigterm_like_sigint(handler: Callable[[], None]) -> None:
     signal.signal(signal.SIGTERM, lambda _sig, _frame: gevent.spawn(handler))
 
 
+# -- the console ---------------------------------------------------------------------------------
+#: the start of the warning Locust's runners log when users start faster than 100 a second
+SPAWN_RATE_WARNING = "Your selected spawn rate is very high"
+
+
+class _NoSpawnRateWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(SPAWN_RATE_WARNING)
+
+
+def quiet_spawn_rate_warning() -> bool:
+    """Leave out Locust's "Your selected spawn rate is very high (>100)" warning. Returns whether it is off.
+
+    Locust 2.47's ``Runner.start`` (and the master's, per worker) logs it whenever users start faster than 100 a
+    second. tokenswarm starts each level's users within a second on purpose (a sweep's shape, and ``run``'s
+    default spawn rate of all users at once) and staggers their first sends itself, so every sweep above 100
+    users printed a warning about nothing. Upstream: warn only for a spawn rate the user typed, not a shape's."""
+    logger = logging.getLogger("locust.runners")
+    if not any(isinstance(f, _NoSpawnRateWarning) for f in logger.filters):
+        logger.addFilter(_NoSpawnRateWarning())
+    return True
+
+
 # -- the web UI ----------------------------------------------------------------------------------
 def form_fields_in_order(web_ui: Any, fields: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
     """The start form shows ``fields(extra_options)`` in the order given. Returns whether it is installed.

@@ -240,3 +240,37 @@ def test_stopping_now_cancels_and_restores_the_stop_timeout():
         print(json.dumps({"during": seen, "after": after, "cancel": env.stop_timeout}))
     """)
     assert res == {"during": [0], "after": 30, "cancel": 0}
+
+
+def test_locusts_spawn_rate_warning_is_left_out_and_other_warnings_stay():
+    # the real runner's warning at 200 users a second (what a sweep's level of 200 asks), then another warning
+    res = run("""
+        import json, logging
+        from locust import User, constant, task
+        from locust.env import Environment
+        from tokenswarm.loadgen import workarounds as w
+
+        class U(User):
+            wait_time = constant(1)
+            @task
+            def t(self): pass
+
+        seen = []
+        class Keep(logging.Handler):
+            def emit(self, record):
+                seen.append(record.getMessage())
+        logging.getLogger("locust.runners").addHandler(Keep())
+        runner = Environment(user_classes=[U]).create_local_runner()
+        runner.start(1, 200, wait=False)
+        before = list(seen)
+        w.quiet_spawn_rate_warning()
+        w.quiet_spawn_rate_warning()  # once is enough; twice adds no second filter
+        runner.start(1, 200, wait=False)
+        logging.getLogger("locust.runners").warning("another warning")
+        runner.quit()
+        filters = len(logging.getLogger("locust.runners").filters)
+        print(json.dumps({"before": before, "after": seen[len(before):], "filters": filters}))
+    """)
+    assert any(m.startswith("Your selected spawn rate is very high") for m in res["before"]), res
+    assert not any("spawn rate is very high" in m for m in res["after"]) and "another warning" in res["after"]
+    assert res["filters"] == 1
