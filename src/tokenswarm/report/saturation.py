@@ -24,6 +24,7 @@ The **highest level meeting the SLOs** is the highest level whose
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -59,10 +60,19 @@ def _usable(levels: pd.DataFrame) -> pd.DataFrame:
 
 
 def find_knee(levels: pd.DataFrame, knee_pct: float = DEFAULT_KNEE_PCT,
-              ttft_rise_pct: float = TTFT_RISE_PCT) -> Knee:
+              ttft_rise_pct: float = TTFT_RISE_PCT, not_run: Sequence[float] = ()) -> Knee:
     """The saturation level of a sweep's levels table (columns ``level``, ``output_throughput_tok_s``,
-    ``ttft_p99_ms``), by the rule in the module docstring."""
+    ``ttft_p99_ms``), by the rule in the module docstring. ``not_run``: the planned levels a stopped sweep
+    (Ctrl-C, a crash) never reached; a knee not found then says the sweep stopped, not that saturation lies
+    beyond the plan."""
     d = _usable(levels)
+    if not_run:
+        knee = find_knee(levels, knee_pct, ttft_rise_pct)
+        if knee.level is None:
+            last = f" at level {d['level'].iloc[-1]:g}" if len(d) else ""
+            knee.reason = (f"not reached before the sweep stopped{last}; planned but not run: "
+                           f"{', '.join(f'{x:g}' for x in not_run)}")
+        return knee
     if len(d) < 2:
         return Knee(None, f"not enough levels to see a knee ({len(d)} with output throughput and TTFT p99; "
                           "a sweep needs at least 2)")
