@@ -257,8 +257,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
         host, _sim, _ = _target(args, settings, stack)
         locustfile = args.locustfile or _packaged("sweepfile.py" if settings.plan else "locustfile.py")
         cmd = _locust_cmd(args, locustfile, host) + to_argv(_option_values(args)) + [
-            "--web-host", args.web_host, "--web-port", str(args.web_port), "-u", str(args.users),
-            "-r", f"{args.spawn_rate or args.users:g}"]
+            "--web-host", args.web_host, "--web-port", str(args.web_port)]
+        if not settings.plan:  # a sweep's levels set the users; the form's user fields are then disabled
+            cmd += ["-u", str(args.users), "-r", f"{args.spawn_rate or args.users:g}"]
         login = os.environ.get("LOCUST_WEB_LOGIN", "").lower() in ("1", "true", "yes")
         if args.web_login or login:
             if not os.environ.get("TOKENSWARM_WEB_PASSWORD"):
