@@ -196,6 +196,7 @@ def cmd_load(args: argparse.Namespace) -> int:
             code, run_dir = _run_once(args, settings, host, sim, args.out)
             if run_dir is not None:
                 _print_results(run_dir, code)
+                _resume_hint(run_dir, code)
             return code
         from tokenswarm.report import repeats
 
@@ -254,7 +255,15 @@ def _resume(args: argparse.Namespace) -> int:
     except ReportError as e:
         print(f"tokenswarm: error: {e}", file=sys.stderr, flush=True)
     _print_results(args.resume, code)
+    _resume_hint(args.resume, code)
     return code
+
+
+def _resume_hint(run_dir: str, code: int) -> None:
+    """After a sweep stopped early: how to run the rest (on stderr; the run folder stays stdout's last line)."""
+    if code == ExitStatus.INTERRUPTED and os.path.exists(os.path.join(run_dir, "resume.json")):
+        print(f"tokenswarm: the sweep stopped early; `tokenswarm sweep --resume {shlex.quote(run_dir)}` runs the "
+              "rest", file=sys.stderr, flush=True)
 
 
 def _run_once(args: argparse.Namespace, settings: Settings, host: str, sim: Any, out: str

@@ -95,3 +95,4 @@ def test_a_sweep_cut_by_ctrl_c_says_so_on_the_console_as_report_md_does(sim_fixe
     reason = line.split("(", 1)[1].rsplit(")", 1)[0]
     report = (out / "report.md").read_text()
     assert reason in report and "did not complete" in report
+    assert f"`tokenswarm sweep --resume {out}` runs the rest" in stderr
