@@ -77,6 +77,7 @@ class RunController:
         self.finished = False  # finish() has begun
         self.done = Event()  # ... and has written everything
         self._marks: tuple[dict[str, str], list[str]] | None = None  # the report's marks, once it is built
+        self.taking_records = True  # until requests.csv is closed (finish() waits for the workers' last ones)
         self.interrupted = False
         self.levels = LevelTimeline()
         self.ending = Ending(time.monotonic(), settings.duration_s if self.plan is None else None)
@@ -440,6 +441,7 @@ class RunController:
         self._check_client()
         self.live.digest()
         self.sample()  # the charts end where the test ended
+        self.taking_records = False
         self.recorder.close()
         self.exit_reason = failures_message(self.recorder.status_by_level, self.settings.max_fail_ratio,
                                             self.load.lost_in_flight,

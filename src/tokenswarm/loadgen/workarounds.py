@@ -200,6 +200,23 @@ def worker_index(runner: Any, client_id: str) -> int | None:
     return runner.worker_indexes.get(client_id)
 
 
+def stop_workers(runner: Any) -> bool:
+    """On a master: send every worker Locust's stop message, as ``MasterRunner.stop`` does. Returns whether
+    it was sent.
+
+    Locust 2.47 ends a headless shape's test by ``MasterRunner.quit()``, whose ``stop(send_stop_to_client=False)``
+    fires ``test_stop`` before any worker has stopped: after Ctrl-C in a sweep the workers' requests in flight
+    were never cancelled nor recorded (the master then sends "quit"). Upstream: let ``quit()`` stop the workers
+    (and wait for them) before it fires ``test_stop``."""
+    if not applies(runner, "clients") or not applies(runner, "server"):
+        return False
+    from locust.rpc import Message
+
+    for client in runner.clients.all:
+        runner.server.send_to_client(Message("stop", None, client.id))
+    return True
+
+
 def in_runner_greenlet(runner: Any) -> bool:
     """Is the current greenlet one of the runner's own (its message listener among them)? Waiting there for
     a worker's message would wait for what that very greenlet has to receive.

@@ -230,7 +230,8 @@ def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool
                               "*_stats_history.csv or levels.csv")
     if len(levels) and "mode" in levels.columns and str(levels["mode"].iloc[0]) in ("concurrency", "rate"):
         mode = str(levels["mode"].iloc[0])
-    knee = saturation.find_knee(levels, knee_pct, not_run=not_run(meta, levels, mode))
+    stopped = not meta.get("complete", True) and not s.get("capacity") and source != SOURCE_LOCUST
+    knee = saturation.find_knee(levels, knee_pct, not_run=not_run(meta, levels, mode), stopped=stopped)
     return Analysis(run_dir, meta, levels, source, source_file, mode, knee, knee_pct, slo, target, warmup_s,
                     failures, client, tok_check, turns, trace, bench if bench is not None and len(bench) else None,
                     messages)

@@ -60,18 +60,19 @@ def _usable(levels: pd.DataFrame) -> pd.DataFrame:
 
 
 def find_knee(levels: pd.DataFrame, knee_pct: float = DEFAULT_KNEE_PCT,
-              ttft_rise_pct: float = TTFT_RISE_PCT, not_run: Sequence[float] = ()) -> Knee:
+              ttft_rise_pct: float = TTFT_RISE_PCT, not_run: Sequence[float] = (), stopped: bool = False) -> Knee:
     """The saturation level of a sweep's levels table (columns ``level``, ``output_throughput_tok_s``,
-    ``ttft_p99_ms``), by the rule in the module docstring. ``not_run``: the planned levels a stopped sweep
-    (Ctrl-C, a crash) never reached; a knee not found then says the sweep stopped, not that saturation lies
-    beyond the plan."""
+    ``ttft_p99_ms``), by the rule in the module docstring. ``stopped``: the sweep stopped before its end
+    (Ctrl-C, a crash), its last level cut short, and ``not_run`` the planned levels it never reached; a knee not
+    found then says the sweep stopped, not that saturation lies beyond the plan."""
     d = _usable(levels)
-    if not_run:
+    if stopped or not_run:
         knee = find_knee(levels, knee_pct, ttft_rise_pct)
         if knee.level is None:
-            last = f" at level {d['level'].iloc[-1]:g}" if len(d) else ""
-            knee.reason = (f"not reached before the sweep stopped{last}; planned but not run: "
-                           f"{', '.join(f'{x:g}' for x in not_run)}")
+            lv = levels["level"].astype(float) if len(levels) and "level" in levels.columns else []
+            last = f" at level {max(lv):g}" if len(lv) else ""
+            rest = f"; planned but not run: {', '.join(f'{x:g}' for x in not_run)}" if not_run else ""
+            knee.reason = f"not reached before the sweep stopped{last}{rest}"
         return knee
     if len(d) < 2:
         return Knee(None, f"not enough levels to see a knee ({len(d)} with output throughput and TTFT p99; "

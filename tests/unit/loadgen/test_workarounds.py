@@ -193,6 +193,7 @@ def test_every_workaround_finds_what_it_needs_on_the_installed_locusts_real_clas
                 "csv._stats_history_data_rows": w.applies(csv_writer, "_stats_history_data_rows"),
                 "master.worker_indexes": w.applies(master, "worker_indexes"),
                 "master.clients": w.applies(master, "clients"),
+                "master.server": w.applies(master, "server"),
                 "master.greenlet": w.applies(master, "greenlet"),
                 "master.handle_message": w.applies(master, "handle_message"),
                 "master.quit": w.applies(master, "quit"),

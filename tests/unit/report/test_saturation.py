@@ -78,3 +78,11 @@ def test_a_sweep_stopped_early_says_so_rather_than_saturation_beyond_it():
     assert knee.reason == "not reached before the sweep stopped at level 16; planned but not run: 32, 64"
     # a knee found before the stop stands
     assert find_knee(table([1, 2, 4, 8], [100, 200, 400, 410], [50, 51, 53, 200]), not_run=[16]).level == 4
+
+
+def test_a_sweep_stopped_in_its_last_level_says_so_too():
+    # Ctrl-C in the last planned level (16), whose window held no finished request: every level was reached
+    lv = table([4, 8, 16], [100, 190, float("nan")], [50, 52, float("nan")])
+    knee = find_knee(lv, stopped=True)
+    assert knee.reason == "not reached before the sweep stopped at level 16"
+    assert "beyond this sweep" in find_knee(lv).reason  # a complete sweep's words
