@@ -80,3 +80,29 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path):
     p.communicate(timeout=60)
     assert p.returncode == 130
     assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.slow
+def test_sigint_in_a_sweep_with_workers_keeps_the_records_of_requests_in_flight(tmp_path):
+    # Ctrl-C in a sweep ends it by Locust's quit, which sends the workers no stop: they stop on the master's
+    # Abort themselves, and the master takes their last records while its test end waits for them
+    out = str(tmp_path / "run")
+    p = start(["sweep", "--workers", "2", "--levels", "4,8,16", "--level-duration", "4s", "--output-len", "64",
+               "--range-ratio", "0.9", "--sim-args", "--ttft-ms 50 --tpot-ms 20"], out)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:  # level 8 has begun and its requests are mid-stream
+        path = os.path.join(out, "requests.csv")
+        if os.path.exists(path) and (pd.read_csv(path).level == 8).any():
+            break
+        time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    output, _ = p.communicate(timeout=120)
+    assert p.returncode == 130, output[-3000:]
+    check_incomplete(out, output)
+    df = pd.read_csv(os.path.join(out, "requests.csv"))
+    with open(os.path.join(out, "run.json")) as fh:
+        workers = json.load(fh)["workers"]
+    assert sum(w["sent"] for w in workers) == len(df), (workers, output[-3000:])
+    assert all(w.get("final") for w in workers), workers
+    assert (df.status == "cancelled").sum() > 0, output[-3000:]
+    assert "arrived with no test running" not in output and "sent no final records" not in output

@@ -35,6 +35,7 @@ from tokenswarm.report.intervals import Interval
 from tokenswarm.report.levels import SLO_KEYS, judge
 from tokenswarm.report.live import S as SAMPLE
 from tokenswarm.requestscsv import Row
+from tokenswarm.runfolder import LEVELS_CSV, REPORT_HTML
 from tokenswarm.settings import Settings
 from tokenswarm.sweep import CONCURRENCY, level_str
 
@@ -76,6 +77,8 @@ class RunController:
         self.complete = False
         self.finished = False  # finish() has begun
         self.done = Event()  # ... and has written everything
+        self._marks: tuple[dict[str, str], list[str]] | None = None  # the report's marks, once it is built
+        self.taking_records = True  # until requests.csv is closed (finish() waits for the workers' last ones)
         self.interrupted = False
         self.levels = LevelTimeline()
         self.ending = Ending(time.monotonic(), settings.duration_s if self.plan is None else None)
@@ -197,12 +200,38 @@ class RunController:
                 "finished": self.finished, "samples": self.series.since(since)}
 
     def ui_table(self) -> list[dict[str, Any]]:
-        """The tokenswarm tab's rows: one per level so far."""
+        """The tokenswarm tab's rows: one per level so far; once the report is built, each level with its marks
+        (``16*``: :data:`tokenswarm.report.tables.MARKS`), as the report's tables show it."""
         self.live.digest()
         flags = {k: "SATURATED: " + v for k, v in self.flags.items()}
         # a sweep's timeline follows its plan, so segment i has level i's warm-up
         return self.live.table([(seg, self.settings.warmup_at(i if self.plan is not None else None))
-                                for i, seg in enumerate(self.timeline)], flags)
+                                for i, seg in enumerate(self.timeline)], flags, self.report_marks()[0])
+
+    def report_marks(self) -> tuple[dict[str, str], list[str]]:
+        """({level: its marks}, the legend's lines) from the report's levels.csv; empty before the report is
+        built (the marks need the whole level). Read once."""
+        if self._marks is None:
+            if not self.done.is_set():
+                return {}, []
+            self._marks = ({}, [])
+            path = os.path.join(self.run_dir, LEVELS_CSV)
+            if os.path.exists(path):
+                from tokenswarm.report import tables
+                from tokenswarm.report.readers import read_levels_csv
+
+                try:
+                    levels = read_levels_csv(path)
+                    self._marks = ({level_str(float(rec["level"])): tables.marks(rec)
+                                    for rec in levels.to_dict("records")}, tables.legend(levels))
+                except Exception as e:  # the tab keeps its figures without the marks
+                    log.warning("tokenswarm: cannot read the marks of %s (%s)", path, e)
+        return self._marks
+
+    def report_file(self) -> str | None:
+        """The report's HTML page once the test's report is built, else None."""
+        path = os.path.join(self.run_dir, REPORT_HTML)
+        return path if self.done.is_set() and os.path.exists(path) else None
 
     def live_figures(self) -> LiveWatch:
         """The live figures with every row received so far folded in (what /metrics serves)."""
@@ -419,6 +448,7 @@ class RunController:
         self._check_client()
         self.live.digest()
         self.sample()  # the charts end where the test ended
+        self.taking_records = False
         self.recorder.close()
         self.exit_reason = failures_message(self.recorder.status_by_level, self.settings.max_fail_ratio,
                                             self.load.lost_in_flight,

@@ -231,10 +231,27 @@ def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool
                               "*_stats_history.csv or levels.csv")
     if len(levels) and "mode" in levels.columns and str(levels["mode"].iloc[0]) in ("concurrency", "rate"):
         mode = str(levels["mode"].iloc[0])
-    knee = saturation.find_knee(levels, knee_pct)
+    stopped = not meta.get("complete", True) and not s.get("capacity") and source != SOURCE_LOCUST
+    knee = saturation.find_knee(levels, knee_pct, not_run=not_run(meta, levels, mode), stopped=stopped)
     return Analysis(run_dir, meta, levels, source, source_file, mode, knee, knee_pct, slo, target, warmup_s,
                     failures, client, tok_check, turns, trace, bench if bench is not None and len(bench) else None,
                     messages)
+
+
+def not_run(meta: dict[str, Any], levels: pd.DataFrame, mode: str) -> list[float]:
+    """The levels a sweep planned (run.json's ``settings.levels``, or ``rates``) and never reached, when the run
+    did not complete (Ctrl-C, a crash); [] for a complete run or one without a plan."""
+    s = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}
+    if meta.get("complete", True) or s.get("capacity"):  # a capacity search's plan is its bracket, not levels
+        return []
+    planned = s.get("rates" if mode == "rate" else "levels")
+    if not isinstance(planned, list):
+        return []
+    ran = set(levels["level"].astype(float)) if len(levels) and "level" in levels.columns else set()
+    try:
+        return [float(x) for x in planned if float(x) not in ran]
+    except (TypeError, ValueError):
+        return []
 
 
 def fold_engine_levels(levels: pd.DataFrame, server: pd.DataFrame | None, requests: pd.DataFrame,
