@@ -35,6 +35,7 @@ from tokenswarm import __version__, provenance, runfolder
 from tokenswarm.exitstatus import ExitStatus
 from tokenswarm.options import AT_LEAST_1, OPTIONS, POSITIVE, ZERO_OR_MORE, Range, add_options, to_argv, to_env
 from tokenswarm.settings import (
+    MASTER_WAITING_ENV,
     WIRE_ENV,
     Settings,
     SettingsError,
@@ -426,9 +427,8 @@ def _launch(args: argparse.Namespace, cmd: list[str], env: dict[str, str], run_d
     if args.master:
         cmd = cmd + ["--master", "--expect-workers", str(args.expect_workers), "--master-bind-host",
                      args.master_bind_host, "--master-bind-port", str(args.master_bind_port), "--enable-rebalancing"]
-        print(f"tokenswarm: master waiting for {args.expect_workers} worker(s) on port {args.master_bind_port}",
-              flush=True)
-        return run_child(cmd, env)
+        # the Locust process says it waits once its signal handlers are in (a stop before that killed it silently)
+        return run_child(cmd, {**env, MASTER_WAITING_ENV: "1"})
     if not args.workers:
         return run_child(cmd, env)
     port = _free_port()

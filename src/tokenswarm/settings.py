@@ -614,6 +614,8 @@ def parse_duration(text: str, option: str = "--duration") -> float:
 WIRE_VERSION = 1
 #: the environment variable in which ``tokenswarm run|sweep`` hands its Locust process the run's settings (JSON)
 WIRE_ENV = "TOKENSWARM_RUN_SETTINGS"
+#: set by `tokenswarm run|sweep --master`: the Locust process says it waits for its workers once it can be stopped
+MASTER_WAITING_ENV = "TOKENSWARM_SAY_MASTER_WAITING"
 
 
 def to_wire(settings: Settings) -> dict[str, Any]:

@@ -65,6 +65,7 @@ from tokenswarm.options import BY_DEST
 from tokenswarm.preflight import PreflightError, check
 from tokenswarm.selfcheck import Sample
 from tokenswarm.settings import (
+    MASTER_WAITING_ENV,
     WIRE_ENV,
     Settings,
     SettingsError,
@@ -476,6 +477,10 @@ class MasterRole(WriterRole):
         messages.on(runner, Lease, self._for_run(lambda m, cid: self.ledger.on_lease(cid, m)), self._bad)
         messages.on(runner, Drained, self._for_run(lambda m, cid: self.ledger.on_drained(cid, m)), self._bad)
         messages.on(runner, SettingsWanted, self._on_settings_wanted, self._bad)
+        if os.environ.get(MASTER_WAITING_ENV):  # `tokenswarm --master`: said here, where Ctrl-C/SIGTERM are handled
+            opts = environment.parsed_options
+            print(f"tokenswarm: master waiting for {opts.expect_workers} worker(s) on port {opts.master_bind_port}",
+                  flush=True)
 
     @staticmethod
     def _bad(line: str) -> None:
