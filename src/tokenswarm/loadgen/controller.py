@@ -80,7 +80,10 @@ class RunController:
         self.ending = Ending(time.monotonic(), settings.duration_s if self.plan is None else None)
         self.exit_reason = ""  # why the exit code is 1 (failures over --max-fail-ratio); '' otherwise
         self.level_index: int | None = None  # position in the sweep plan
-        self.flags: dict[str, str] = {}  # level -> why the client was saturated during it
+        self.flags: dict[str, str] = {}  # level -> what the self-check found wrong during it (said once, live)
+        self.client_checks: dict[str, dict[str, Any]] = {}  # level -> the live self-check's latest figures
+        self.live_check = selfcheck.LiveCheck()
+        self._said: set[tuple[str, str]] = set()
         self.exporter = exporter
         self.live = LiveWatch(exporter)
         self.series = Series()  # the web UI's charts over time
@@ -167,20 +170,25 @@ class RunController:
             self.exporter.health(sample)
 
     def _check_client(self) -> None:
-        """Flag the current level when a load generator is saturated (and say so once, live)."""
+        """The live self-check of the current level (:class:`selfcheck.LiveCheck`): its timings exact within X
+        ms, its load as asked; each verdict that fails is said once, with its advice."""
         seg = self.levels.current
         if seg is None:
             return
         key = level_str(seg["level"])
-        if key in self.flags:
-            return
         # after the level's warm-up, as the report: the ramp spawning users stalls no measured request
         since = seg["start"] + self.settings.warmup_at(self.level_index)
-        bad, why = selfcheck.verdict([h for h in self.recorder.samples if h.time >= since])
-        if bad:
-            self.flags[key] = why
-            print(f"tokenswarm: warning: the load generator is saturated at level {key} ({why}): its timings "
-                  f"include client delay; {selfcheck.ADVICE}", flush=True)
+        got = self.live_check.check(key, since, time.time(), float(seg["level"]), self.settings.mode)
+        if got is None:
+            return
+        self.client_checks[key] = got
+        for flag, line, advice in (("timing_uncertain", "timing", selfcheck.TIMING_ADVICE),
+                                   ("load_short", "load", selfcheck.LOAD_ADVICE)):
+            if got[flag] and (key, flag) not in self._said:
+                self._said.add((key, flag))
+                said = self.flags.get(key)
+                self.flags[key] = f"{said}; {got[line]}" if said else str(got[line])
+                print(f"tokenswarm: warning: level {key}: {got[line]}; {advice}", flush=True)
 
     # -- what the web UI shows ----------------------------------------------------------------
     def sample(self) -> None:
@@ -197,7 +205,7 @@ class RunController:
     def ui_table(self) -> list[dict[str, Any]]:
         """The tokenswarm tab's rows: one per level so far."""
         self.live.digest()
-        flags = {k: "SATURATED: " + v for k, v in self.flags.items()}
+        flags = dict(self.flags)
         # a sweep's timeline follows its plan, so segment i has level i's warm-up
         return self.live.table([(seg, self.settings.warmup_at(i if self.plan is not None else None))
                                 for i, seg in enumerate(self.timeline)], flags)
@@ -393,6 +401,7 @@ class RunController:
         """Finished requests' rows (this process's users', or a worker's batch): written and watched."""
         self.recorder.add_rows(rows)
         self.live.add(rows)
+        self.live_check.add(rows)
 
     # -- end -----------------------------------------------------------------------------
     def finish(self, complete: bool = True) -> None:
@@ -467,5 +476,5 @@ class RunController:
             "dataset_counts": {k: counts.get(k) for k in ("dataset", "path", "records", "usable", "skipped")}
             if counts else None,
             "exit_reason": self.exit_reason or None,
-            "client_saturated": self.flags,
+            "client_checks": self.client_checks,
         })
