@@ -83,6 +83,10 @@ class RunController:
         self.flags: dict[str, str] = {}  # level -> what the self-check found wrong during it (said once, live)
         self.client_checks: dict[str, dict[str, Any]] = {}  # level -> the live self-check's latest figures
         self.live_check = selfcheck.LiveCheck()
+        #: the users' processes' scheduling priority {asked, got, why}; a master's workers each apply it and
+        #: print what they got in their logs
+        self.client_priority: dict[str, Any] = {"asked": settings.priority, "got": None,
+                                                "why": "applied by each worker; its log says what it got"}
         self._said: set[tuple[str, str]] = set()
         self.exporter = exporter
         self.live = LiveWatch(exporter)
@@ -477,4 +481,5 @@ class RunController:
             if counts else None,
             "exit_reason": self.exit_reason or None,
             "client_checks": self.client_checks,
+            "client_priority": self.client_priority,
         })
