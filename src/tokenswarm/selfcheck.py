@@ -24,6 +24,7 @@ Pure: the samplers live in the load generator.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 LAG_INTERVAL_S = 0.05  # the lag sampler's sleep
@@ -37,6 +38,8 @@ UNCERTAIN_MS = 5.0  # a level whose TTFT error bound p99 exceeds this is flagged
 SHORT_PCT = 2.0  # a level whose load fell short by more than this (percent) is flagged load_short
 LIVE_MIN_REQUESTS = 100  # the live checks judge a level from this many requests ...
 LIVE_MIN_WINDOW_S = 5.0  # ... over at least this many seconds after its warm-up
+LIVE_CHECK_S = 5.0  # the live checks run this often
+LIVE_KEEP = 20_000  # the live checks read a level's most recent requests, this many at most
 TIMING_ADVICE = ("raise the client's scheduling priority (--priority high, or realtime where permitted), keep "
                  "busy processes off its cores, or add workers (--workers N)")
 LOAD_ADVICE = ("give the client more CPU (a larger CPU limit or quota, fewer neighbours) or add workers "
@@ -119,8 +122,8 @@ def lag_p99(values: list[float]) -> float:
 
 class LiveCheck:
     """The two verdicts while a test runs, from the finished requests' rows (requests.csv strings): per
-    level, once it has :data:`LIVE_MIN_REQUESTS` requests after its warm-up over at least
-    :data:`LIVE_MIN_WINDOW_S`. The window ends where every request that began in it has most likely reported
+    level (its latest :data:`LIVE_KEEP` requests, so a check costs the same late in a long run), once it has
+    :data:`LIVE_MIN_REQUESTS` requests after its warm-up over at least :data:`LIVE_MIN_WINDOW_S`. The window ends where every request that began in it has most likely reported
     (now, less the longest send-to-close time seen, less ``transit_s`` for records on their way), so requests
     still in flight do not read as missing load."""
 
@@ -130,7 +133,8 @@ class LiveCheck:
         self._i = {k: COLUMN_INDEX[k] for k in ("level", "status", "start_time", "close_ms", "ttft_error_bound_ms",
                                                 "worker", "user")}
         self.transit_s = transit_s
-        self.levels: dict[str, list[tuple[float, float, float]]] = {}  # level -> (send, close, bound ms or NaN)
+        #: level -> its most recent requests' (send, close, bound ms or NaN)
+        self.levels: dict[str, deque[tuple[float, float, float]]] = {}
         self.first_send: dict[str, dict[tuple[str, str], float]] = {}  # level -> user -> its first send
 
     def add(self, rows: list[list[str]]) -> None:
@@ -145,7 +149,7 @@ class LiveCheck:
             if start < firsts.get(who, float("inf")):
                 firsts[who] = start
             bound = r[i["ttft_error_bound_ms"]] if status == "ok" else ""
-            self.levels.setdefault(r[i["level"]], []).append(
+            self.levels.setdefault(r[i["level"]], deque(maxlen=LIVE_KEEP)).append(
                 (start, start + float(r[i["close_ms"]]) / 1000.0, float(bound) if bound else float("nan")))
 
     def check(self, level: str, since: float, now: float, target: float, mode: str = "concurrency"
@@ -154,6 +158,8 @@ class LiveCheck:
         "timing", "load_shortfall_pct", "load_short", "load"} of ``level`` (requests.csv's spelling) over its
         requests sent after epoch ``since``; None until there are enough."""
         recs = [x for x in self.levels.get(level, ()) if x[0] >= since]
+        if recs and len(recs) == LIVE_KEEP:  # only the most recent ones are kept: the window starts at them
+            since = max(since, min(x[0] for x in recs))
         if len(recs) < LIVE_MIN_REQUESTS:
             return None
         life = max(c - s for s, c, _b in recs)

@@ -88,6 +88,7 @@ class RunController:
         self.client_priority: dict[str, Any] = {"asked": settings.priority, "got": None,
                                                 "why": "applied by each worker; its log says what it got"}
         self._said: set[tuple[str, str]] = set()
+        self._next_check = 0.0
         self.exporter = exporter
         self.live = LiveWatch(exporter)
         self.series = Series()  # the web UI's charts over time
@@ -177,8 +178,10 @@ class RunController:
         """The live self-check of the current level (:class:`selfcheck.LiveCheck`): its timings exact within X
         ms, its load as asked; each verdict that fails is said once, with its advice."""
         seg = self.levels.current
-        if seg is None:
+        now = time.monotonic()
+        if seg is None or now < self._next_check:
             return
+        self._next_check = now + selfcheck.LIVE_CHECK_S
         key = level_str(seg["level"])
         # after the level's warm-up, as the report: the ramp spawning users stalls no measured request
         since = seg["start"] + self.settings.warmup_at(self.level_index)
