@@ -122,10 +122,11 @@ def lag_p99(values: list[float]) -> float:
 
 class LiveCheck:
     """The two verdicts while a test runs, from the finished requests' rows (requests.csv strings): per
-    level (its latest :data:`LIVE_KEEP` requests, so a check costs the same late in a long run), once it has
-    :data:`LIVE_MIN_REQUESTS` requests after its warm-up over at least :data:`LIVE_MIN_WINDOW_S`. The window ends where every request that began in it has most likely reported
-    (now, less the longest send-to-close time seen, less ``transit_s`` for records on their way), so requests
-    still in flight do not read as missing load."""
+    level (its latest :data:`LIVE_KEEP` requests, so a check costs the same late in a long run), once it
+    has :data:`LIVE_MIN_REQUESTS` requests after its warm-up over at least :data:`LIVE_MIN_WINDOW_S`. The
+    window ends where every request that began in it has most likely reported (now, less the longest
+    send-to-close time seen, less ``transit_s`` for records on their way), so requests still in flight do
+    not read as missing load."""
 
     def __init__(self, transit_s: float = 2.0) -> None:
         from tokenswarm.requestscsv import COLUMN_INDEX
