@@ -181,13 +181,13 @@ class RunController:
         now = time.monotonic()
         if seg is None or now < self._next_check:
             return
-        self._next_check = now + selfcheck.LIVE_CHECK_S
         key = level_str(seg["level"])
         # after the level's warm-up, as the report: the ramp spawning users stalls no measured request
         since = seg["start"] + self.settings.warmup_at(self.level_index)
         got = self.live_check.check(key, since, time.time(), float(seg["level"]), self.settings.mode)
-        if got is None:
+        if got is None:  # not enough yet: again at the next flush
             return
+        self._next_check = now + selfcheck.LIVE_CHECK_S
         self.client_checks[key] = got
         for flag, line, advice in (("timing_uncertain", "timing", selfcheck.TIMING_ADVICE),
                                    ("load_short", "load", selfcheck.LOAD_ADVICE)):
