@@ -63,6 +63,7 @@ _TIMESPEC = struct.Struct("qq")
 _EXT_ERR = struct.Struct("IBBBBII")  # struct sock_extended_err
 MAX_RX_LAG_S = 600.0  # a kernel stamp older than this is not trusted (a clock step): the read's own time is used
 MAX_TX_LAG_S = 1.0  # a transmit stamp further than this from the send call is not trusted
+TX_LATE_READS = 8  # after a send whose stamp was not there yet, this many reads drain the error queue first
 MAX_ERROR_BODY = 65536  # bytes of an error response kept for its message
 ERROR_TEXT_LEN = 200  # characters of an error kept in a record
 DONE_GRACE_S = 2.0  # after the end marker, how long to wait for the end of the HTTP message
@@ -89,6 +90,7 @@ class Connection:
         self.stamped = False  # reads carry the kernel's receive time (plain TCP on Linux)
         self.tx_stamped = False  # sends get the kernel's transmit time (plain TCP to a loopback address, Linux)
         self.tx_bytes = 0  # bytes written since transmit stamps were turned on (their OPT_ID counter)
+        self.tx_late = 0  # reads left that drain the error queue first: a send's stamp was not there yet
         # the bounds of the last read (:meth:`recv`): its bytes reached the socket in [floor, its stamp]
         self.floor = 0.0
         self.kernel = False  # the last read's stamp was the kernel's, and the read took all that had come
@@ -135,6 +137,10 @@ class Connection:
             stamp = self._tx_stamp(sock, self.tx_bytes - 1)
             if stamp is not None and -MAX_TX_LAG_S < stamp - before < MAX_TX_LAG_S:
                 send = stamp
+            elif stamp is None:
+                # the kernel deferred the segment and will stamp it later: the stamp would then sit in the
+                # error queue, which wakes a waiting reader for nothing until read; the next reads drain it
+                self.tx_late = TX_LATE_READS
         self._next_floor = send
         self.floor = send
         return send
@@ -165,6 +171,22 @@ class Connection:
             sock.settimeout(timeout)
         return found
 
+    def _tx_drain(self, sock: socket.socket) -> bool:
+        """Read the error queue empty (stamps of earlier sends, come late); True when it held any."""
+        timeout = sock.gettimeout()
+        sock.settimeout(0.0)
+        got = False
+        try:
+            while True:
+                try:
+                    sock.recvmsg(0, _ERRQ_SIZE, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+                    got = True
+                except OSError:  # empty (EAGAIN), or refused
+                    break
+        finally:
+            sock.settimeout(timeout)
+        return got
+
     def recv(self, sock: socket.socket) -> tuple[bytes, float]:
         """Read what has arrived: (bytes, the perf_counter time they reached this host).
 
@@ -181,6 +203,10 @@ class Connection:
         socket, the stamp is the newest one's: only the last byte's arrival is known, the rest lies in the
         interval.
         """
+        if self.tx_late:
+            self.tx_late -= 1
+            if self._tx_drain(sock):
+                self.tx_late = 0
         start = perf_counter()
         if not self.stamped:
             data = sock.recv(RECV_SIZE)

@@ -217,3 +217,30 @@ def test_a_transmit_stamp_counts_only_for_the_last_byte_of_this_send():
     assert client._tx_entry(_errq(42), 99) is None  # an earlier send's stamp, read late
     assert client._tx_entry(_errq(99, info=1), 99) is None  # the scheduler's stamp, not the device's
     assert client._tx_entry(_errq(99, origin=2), 99) is None  # a real error, not a stamp
+
+
+def test_a_stamp_the_kernel_gives_late_is_drained_by_the_next_reads_and_the_send_keeps_its_own_stamp(monkeypatch):
+    def answer(c, head):
+        c.sendall(response_head())
+        time.sleep(0.1)
+        c.sendall(ev("a") + DONE)
+
+    srv = LoopbackServer(answer)
+    conn = Connection(Target.parse(f"http://127.0.0.1:{srv.port}"), 2.0, 2.0)
+    drains = []
+    try:
+        conn.open()
+        if not conn.tx_stamped:
+            pytest.skip("no kernel transmit stamps on this platform")
+        monkeypatch.setattr(conn, "_tx_stamp", lambda sock, key: None)  # not stamped yet when the write returned
+        monkeypatch.setattr(conn, "_tx_drain", lambda sock: drains.append(1) or len(drains) == 2)
+        before = time.perf_counter()
+        send = conn.send(conn.sock, HEAD + b"Content-Length: 0\r\n\r\n")
+        assert before <= send <= time.perf_counter() and conn.tx_late == client.TX_LATE_READS
+        assert conn.recv(conn.sock)[0].startswith(b"HTTP/1.1 200")
+        assert len(drains) == 1 and conn.tx_late == client.TX_LATE_READS - 1  # empty yet: the next read tries
+        assert b"[DONE]" in conn.recv(conn.sock)[0]
+        assert len(drains) == 2 and conn.tx_late == 0  # the stamp came and was read: no more draining
+    finally:
+        conn.close()
+        srv.close()
