@@ -185,9 +185,12 @@ class LiveCheck:
         short = max(short, 0.0) if short == short else short
         uncertain, timing = timing_verdict(p99, exact)
         low, load = load_verdict(short)
-        return {"requests": len(recs), "window_s": round(window, 3), "ttft_exact_1ms_pct": exact,
-                "ttft_error_bound_p99_ms": p99, "timing_uncertain": uncertain, "timing": timing,
-                "load_shortfall_pct": short, "load_short": low, "load": load}
+        def num(x: float) -> float | None:
+            return None if x != x else x  # run.json is strict JSON: no NaN
+
+        return {"requests": len(recs), "window_s": round(window, 3), "ttft_exact_1ms_pct": num(exact),
+                "ttft_error_bound_p99_ms": num(p99), "timing_uncertain": uncertain, "timing": timing,
+                "load_shortfall_pct": num(short), "load_short": low, "load": load}
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
