@@ -46,13 +46,18 @@ LOAD_ADVICE = ("give the client more CPU (a larger CPU limit or quota, fewer nei
                "(--workers N, or more worker processes/pods)")
 
 
-def timing_verdict(bound_p99_ms: float, exact_pct: float) -> tuple[bool, str]:
-    """(uncertain, one line) from a level's TTFT error-bound p99 (ms) and the share (percent) of its requests
-    exact within :data:`EXACT_MS`; NaN figures (no request) give (False, "")."""
+def timing_verdict(bound_p99_ms: float, exact_pct: float, over: int | None = None) -> tuple[bool, str]:
+    """(uncertain, one line) from a level's TTFT error-bound p99 (ms), the share (percent) of its requests
+    exact within :data:`EXACT_MS` and, where known, how many requests have a bound over
+    :data:`UNCERTAIN_MS` (those may be off by more; each carries its bound); NaN figures (no request) give
+    (False, "")."""
     if bound_p99_ms != bound_p99_ms:
         return False, ""
     line = (f"timings exact within {bound_p99_ms:.2f} ms (TTFT error bound p99; {exact_pct:.1f} % of requests "
-            f"exact within {EXACT_MS:g} ms)")
+            f"exact within {EXACT_MS:g} ms")
+    if over:
+        line += f"; {over} may be off by more than {UNCERTAIN_MS:g} ms, each by at most its bound"
+    line += ")"
     if bound_p99_ms > UNCERTAIN_MS:
         return True, f"{line}: over {UNCERTAIN_MS:g} ms, the client's own delay is in these timings"
     return False, line
@@ -183,7 +188,7 @@ class LiveCheck:
                 if hi - lo >= LIVE_MIN_WINDOW_S else float("nan")
             short = 100.0 * (1.0 - held / target) if target else float("nan")
         short = max(short, 0.0) if short == short else short
-        uncertain, timing = timing_verdict(p99, exact)
+        uncertain, timing = timing_verdict(p99, exact, sum(1 for b in bounds if b > UNCERTAIN_MS))
         low, load = load_verdict(short)
         def num(x: float) -> float | None:
             return None if x != x else x  # run.json is strict JSON: no NaN

@@ -79,6 +79,7 @@ def test_levels_get_the_two_measured_figures_from_the_requests_bounds():
     levels._client_check(row, bounds, "concurrency", 256.0)
     assert row["ttft_exact_1ms_pct"] == 96.0
     assert row["ttft_error_bound_p99_ms"] == np.percentile(bounds, 99) and row["timing_uncertain"]
+    assert row["ttft_bound_over_5ms"] == 3
     assert abs(row["load_shortfall_pct"] - 100 * 11 / 256) < 1e-9 and row["load_short"]
     row = {"window_s": 10.0, "send_rate_req_s": 9.9, "late": False}
     levels._client_check(row, np.zeros(50), "rate", 10.0)
@@ -106,3 +107,9 @@ def test_the_live_check_waits_for_enough_requests_then_gives_both_verdicts():
     assert got is not None and got["timing_uncertain"] and got["ttft_error_bound_p99_ms"] == 12.0
     assert got["ttft_exact_1ms_pct"] == 90.0
     assert 4.9 < got["load_shortfall_pct"] < 5.1 and got["load_short"]  # 1 - 3.8 / 4: 5 %
+
+
+def test_the_timing_verdict_says_how_many_requests_may_be_off_by_more_than_5_ms():
+    bad, line = selfcheck.timing_verdict(3.0, 97.0, over=7)
+    assert not bad and "7 may be off by more than 5 ms, each by at most its bound" in line
+    assert "may be off" not in selfcheck.timing_verdict(0.0, 100.0, over=0)[1]

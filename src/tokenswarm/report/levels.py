@@ -85,7 +85,8 @@ req/s) of a run.
 * Client self-check (:mod:`tokenswarm.selfcheck`): ``ttft_exact_1ms_pct`` is
   the share (percent) of the sample whose TTFT error bound (requests.csv
   ``ttft_error_bound_ms``) is at most 1 ms, ``ttft_error_bound_p99_ms`` the
-  bound's p99 (the level's timings are exact within it), ``timing_uncertain``
+  bound's p99 (the level's timings are exact within it), ``ttft_bound_over_5ms``
+  how many may be off by more than 5 ms (each by at most its bound), ``timing_uncertain``
   set when it exceeds 5 ms. ``load_shortfall_pct`` is how far the load fell
   short: closed loop, 1 - the requests in flight (send to the stream's end,
   time-averaged from the moment every user had sent its first request,
@@ -655,6 +656,7 @@ def _client_check(row: dict[str, Any], bound: np.ndarray, mode: str, target: flo
     known = bound[~np.isnan(bound)]
     row["ttft_exact_1ms_pct"] = float(100.0 * (known <= selfcheck.EXACT_MS).mean()) if known.size else np.nan
     row["ttft_error_bound_p99_ms"] = float(np.percentile(known, 99)) if known.size else np.nan
+    row["ttft_bound_over_5ms"] = int((known > selfcheck.UNCERTAIN_MS).sum())
     row["timing_uncertain"] = selfcheck.timing_verdict(row["ttft_error_bound_p99_ms"], row["ttft_exact_1ms_pct"])[0]
     if mode == "rate":
         asked = target * row["window_s"]

@@ -42,8 +42,10 @@ def client_checks(levels: pd.DataFrame) -> dict[float, dict[str, object]]:
     lines and False flags."""
     out: dict[float, dict[str, object]] = {}
     for r in levels.to_dict("records"):
+        over = r.get("ttft_bound_over_5ms")
         timing = verdicts.timing_verdict(float(r.get("ttft_error_bound_p99_ms", np.nan)),
-                                         float(r.get("ttft_exact_1ms_pct", np.nan)))
+                                         float(r.get("ttft_exact_1ms_pct", np.nan)),
+                                         int(over) if over is not None and over == over else None)
         late = r.get("late")
         load = verdicts.load_verdict(float(r.get("load_shortfall_pct", np.nan)), bool(late) and late == late)
         out[float(r["level"])] = {"timing": timing[1], "timing_uncertain": timing[0], "load": load[1],

@@ -96,6 +96,7 @@ DETAIL: tuple[Column, ...] = (
     ("client_lag_p99_ms", "Client loop lag p99 (ms)", "{:.1f}"),
     ("ttft_exact_1ms_pct", "TTFT exact ≤1 ms", "{:.1f}%"),
     ("ttft_error_bound_p99_ms", "TTFT error bound p99 (ms)", "{:.2f}"),
+    ("ttft_bound_over_5ms", "TTFT bound >5 ms", "{:.0f}"),
     ("load_shortfall_pct", "Load short", "{:.1f}%"),
     ("client_strained", "Client CPU/lag over limits", "{}"),
 )
