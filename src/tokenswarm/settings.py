@@ -26,6 +26,7 @@ from tokenswarm.errors import SettingsError
 from tokenswarm.http.target import BadURL, Target
 from tokenswarm.options import OPTIONS
 from tokenswarm.presets import Preset, UnknownPreset, get_preset
+from tokenswarm.priority import PRIORITIES
 from tokenswarm.strategies import KINDS as ARRIVAL_KINDS
 from tokenswarm.sweep import CONCURRENCY, RATE, SweepPlan, level_str, parse_levels, parse_slo
 
@@ -69,6 +70,7 @@ class Settings:
     server_metrics_interval: float = 2.0
     metrics_port: int = 0
     progress_interval: float = 5.0
+    priority: str = "normal"  # the load-generating processes' scheduling (tokenswarm.priority)
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
     tokenizer: str = ""  # path of a tokenizer.json / model folder ("" : none)
     prefix_len: int = 0  # shared-prefix workload (0: off)
@@ -278,6 +280,8 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         warmup = 0.2 * plan.shortest() if plan is not None and plan.shortest() else 0.0
         if plan is not None and plan.level_durations_s:
             warmups = [0.2 * d for d in plan.level_durations_s]
+    if opts.priority not in PRIORITIES:
+        raise SettingsError(f"bad --priority {opts.priority!r}: choose one of {', '.join(PRIORITIES)}")
     if opts.arrival not in ARRIVAL_KINDS:
         raise SettingsError(f"bad --arrival {opts.arrival!r}: choose one of {', '.join(ARRIVAL_KINDS)}")
     route = Route(host=host or "", endpoint=opts.endpoint, dialect_given=bool(opts.dialect),
@@ -324,6 +328,7 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         server_metrics_interval=opts.server_metrics_interval,
         metrics_port=opts.metrics_port,
         progress_interval=opts.progress_interval,
+        priority=opts.priority,
         dataset=spec,
         tokenizer=opts.tokenizer,
         prefix_len=opts.prefix_len,

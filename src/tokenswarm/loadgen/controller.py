@@ -84,7 +84,15 @@ class RunController:
         self.ending = Ending(time.monotonic(), settings.duration_s if self.plan is None else None)
         self.exit_reason = ""  # why the exit code is 1 (failures over --max-fail-ratio); '' otherwise
         self.level_index: int | None = None  # position in the sweep plan
-        self.flags: dict[str, str] = {}  # level -> why the client was saturated during it
+        self.flags: dict[str, str] = {}  # level -> what the self-check found wrong during it (said once, live)
+        self.client_checks: dict[str, dict[str, Any]] = {}  # level -> the live self-check's latest figures
+        self.live_check = selfcheck.LiveCheck()
+        #: the users' processes' scheduling priority {asked, got, why}; a master's workers each apply it and
+        #: print what they got in their logs
+        self.client_priority: dict[str, Any] = {"asked": settings.priority, "got": None,
+                                                "why": "applied by each worker; its log says what it got"}
+        self._said: set[tuple[str, str]] = set()
+        self._next_check = 0.0
         self.exporter = exporter
         # a timed closed loop: a level's window opens once its last user has sent (its first sends are spread)
         self.live = LiveWatch(exporter, closed_loop=settings.mode == CONCURRENCY and not settings.requests)
@@ -172,20 +180,27 @@ class RunController:
             self.exporter.health(sample)
 
     def _check_client(self) -> None:
-        """Flag the current level when a load generator is saturated (and say so once, live)."""
+        """The live self-check of the current level (:class:`selfcheck.LiveCheck`): its timings exact within X
+        ms, its load as asked; each verdict that fails is said once, with its advice."""
         seg = self.levels.current
-        if seg is None:
+        now = time.monotonic()
+        if seg is None or now < self._next_check:
             return
         key = level_str(seg["level"])
-        if key in self.flags:
-            return
         # after the level's warm-up, as the report: the ramp spawning users stalls no measured request
         since = seg["start"] + self.settings.warmup_at(self.level_index)
-        bad, why = selfcheck.verdict([h for h in self.recorder.samples if h.time >= since])
-        if bad:
-            self.flags[key] = why
-            print(f"tokenswarm: warning: the load generator is saturated at level {key} ({why}): its timings "
-                  f"include client delay; {selfcheck.ADVICE}", flush=True)
+        got = self.live_check.check(key, since, time.time(), float(seg["level"]), self.settings.mode)
+        if got is None:  # not enough yet: again at the next flush
+            return
+        self._next_check = now + selfcheck.LIVE_CHECK_S
+        self.client_checks[key] = got
+        for flag, line, advice in (("timing_uncertain", "timing", selfcheck.TIMING_ADVICE),
+                                   ("load_short", "load", selfcheck.LOAD_ADVICE)):
+            if got[flag] and (key, flag) not in self._said:
+                self._said.add((key, flag))
+                said = self.flags.get(key)
+                self.flags[key] = f"{said}; {got[line]}" if said else str(got[line])
+                print(f"tokenswarm: warning: level {key}: {got[line]}; {advice}", flush=True)
 
     # -- what the web UI shows ----------------------------------------------------------------
     def sample(self) -> None:
@@ -203,7 +218,7 @@ class RunController:
         """The tokenswarm tab's rows: one per level so far; once the report is built, each level with its marks
         (``16*``: :data:`tokenswarm.report.tables.MARKS`), as the report's tables show it."""
         self.live.digest()
-        flags = {k: "SATURATED: " + v for k, v in self.flags.items()}
+        flags = dict(self.flags)
         # a sweep's timeline follows its plan, so segment i has level i's warm-up
         return self.live.table([(seg, self.settings.warmup_at(i if self.plan is not None else None))
                                 for i, seg in enumerate(self.timeline)], flags, self.report_marks()[0])
@@ -429,6 +444,7 @@ class RunController:
         """Finished requests' rows (this process's users', or a worker's batch): written and watched."""
         self.recorder.add_rows(rows)
         self.live.add(rows)
+        self.live_check.add(rows)
 
     # -- end -----------------------------------------------------------------------------
     def finish(self, complete: bool = True) -> None:
@@ -517,5 +533,6 @@ class RunController:
             "dataset_counts": {k: counts.get(k) for k in ("dataset", "path", "records", "usable", "skipped")}
             if counts else None,
             "exit_reason": self.exit_reason or None,
-            "client_saturated": self.flags,
+            "client_checks": self.client_checks,
+            "client_priority": self.client_priority,
         })

@@ -451,9 +451,11 @@ class LocalRole(WriterRole):
         swarm = Swarm(self.env, settings, "local", shard=0, shards=1, sink=self._add_rows,
                       tokenizer=tokenizer_of(settings))
         self.swarm = swarm
-        return RunController(self.env, settings, LocalLoad(swarm), RunRecorder(self.env, run_dir),
-                             role=self.name, exporter=self.exporter, dataset_counts=swarm.calls.dataset_counts(),
-                             own_selfcheck=True)
+        run = RunController(self.env, settings, LocalLoad(swarm), RunRecorder(self.env, run_dir),
+                            role=self.name, exporter=self.exporter, dataset_counts=swarm.calls.dataset_counts(),
+                            own_selfcheck=True)
+        run.client_priority = swarm.priority
+        return run
 
     def _add_rows(self, rows: list[Any]) -> None:
         """The swarm's finished rows, to the run folder of the test in progress."""

@@ -229,3 +229,18 @@ def test_pushback_columns_per_level():
     row = level_stats(df, [Window(2.0, 0.0, 10.0, 0.0)]).iloc[0]
     assert row.rate_limited_pct == 50.0
     assert row.backoff_pct == 100 * 2.5 / (2 * 10.0)
+
+
+def test_the_report_states_each_levels_client_error_and_load_as_measured(sweep):
+    md = Path(os.path.join(sweep, "report.md")).read_text(encoding="utf-8")
+    line = next(x for x in md.splitlines() if x.startswith("- **Client self-check**"))
+    # the synthetic client is exact (every bound 0); each level's load figure is its own
+    assert line.count("timings exact within 0.00 ms") == 6 and "100.0 % of requests exact within 1 ms" in line
+    with open(os.path.join(sweep, "summary.json")) as fh:
+        summary = json.load(fh)
+    assert not summary["timing_uncertain_levels"]
+    assert set(summary["client_checks"]) == {"1", "2", "4", "8", "16", "32"}
+    back = pd.read_csv(os.path.join(sweep, "levels.csv"))
+    assert (back["ttft_exact_1ms_pct"] == 100.0).all() and (back["ttft_error_bound_p99_ms"] == 0.0).all()
+    short = {f"{lvl:g}" for lvl, flag in zip(back["level"], back["load_short"]) if flag}
+    assert set(summary["load_short_levels"]) == short
