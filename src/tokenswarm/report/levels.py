@@ -661,7 +661,7 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
             ach = row["achieved_concurrency"]
             row["under_target"] = bool(not np.isnan(ach) and ach < UNDER_TARGET * w.level)
         if mode != "rate":  # the load after the ramp: from the moment every user had sent its first request
-            ramp_end = _ramp_end(start[mine], user[mine], worker[mine])
+            ramp_end = _level_users_sent(start[mine], user[mine], worker[mine])
             lo = max(w.start, ramp_end)
             secs_after = w.end - lo
             row["load_concurrency"] = float(
@@ -682,7 +682,7 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
     return pd.DataFrame(rows)
 
 
-def _ramp_end(start: np.ndarray, user: np.ndarray, worker: np.ndarray) -> float:
+def _level_users_sent(start: np.ndarray, user: np.ndarray, worker: np.ndarray) -> float:
     """Epoch seconds when the last of a level's users (a worker's user number) sent its first request of the
     level (-inf when the records do not say which user sent them)."""
     known = ~np.isnan(user) & (user >= 0)
