@@ -14,6 +14,7 @@ and how the figures are computed.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -507,15 +508,31 @@ def summary_text(run_dir: str) -> str:
     if isinstance(cap, dict) and cap.get("line"):
         out += f"\n\nCapacity: {cap['line']}"
     checks = summ.get("client_checks") or {}
-    for lvl, v in checks.items():
-        if v.get("timing") or v.get("load"):
-            out += f"\nClient at level {lvl}: " + "; ".join(x for x in (v.get("timing"), v.get("load")) if x)
     timing = summ.get("timing_uncertain_levels") or {}
+    load = summ.get("load_short_levels") or {}
+    if checks and not timing and not load:  # one line when every level is fine; report.md has each level's
+        out += "\nClient: " + _client_all_fine(levels)
+    for lvl, v in checks.items():
+        if (lvl in timing or lvl in load) and (v.get("timing") or v.get("load")):
+            out += f"\nClient at level {lvl}: " + "; ".join(x for x in (v.get("timing"), v.get("load")) if x)
     if timing:
         out += (f"\nWarning: timings not exact at level {', '.join(timing)}: requests.csv ttft_error_bound_ms "
                 f"says by how much each request may be off; {selfcheck.TIMING_ADVICE}")
-    load = summ.get("load_short_levels") or {}
     if load:
         out += (f"\nWarning: load short of the target at level {', '.join(load)} "
                 f"({'; '.join(load.values())}); {selfcheck.LOAD_ADVICE}")
     return out
+
+
+def _client_all_fine(levels: pd.DataFrame) -> str:
+    """The self-check's line for a run none of whose levels it flagged: the worst level's figures."""
+    def worst(col: str) -> float:
+        return float(levels[col].astype(float).max()) if col in levels.columns else math.nan
+
+    bound, short = worst("ttft_error_bound_p99_ms"), worst("load_shortfall_pct")
+    parts = []
+    if bound == bound:
+        parts.append(f"timings exact within {bound:.2f} ms (TTFT error bound p99, worst level)")
+    if short == short:
+        parts.append(f"load as asked (short by at most {max(short, 0.0):.1f} %)")
+    return (" and ".join(parts) or "nothing flagged") + " at every level"

@@ -244,3 +244,9 @@ def test_the_report_states_each_levels_client_error_and_load_as_measured(sweep):
     assert (back["ttft_exact_1ms_pct"] == 100.0).all() and (back["ttft_error_bound_p99_ms"] == 0.0).all()
     short = {f"{lvl:g}" for lvl, flag in zip(back["level"], back["load_short"]) if flag}
     assert set(summary["load_short_levels"]) == short
+    # the console: a line for each flagged level, or one line when none is
+    text = summary_text(sweep)
+    per_level = [x for x in text.splitlines() if x.startswith("Client at level ")]
+    flagged = set(summary["timing_uncertain_levels"]) | short
+    assert len(per_level) == len(flagged)
+    assert ("\nClient: timings exact within 0.00 ms" in text) == (not flagged)
