@@ -98,14 +98,17 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("--model", str, "", "model name sent in requests (default: the preset's, else the server's first model)",
         web_ui="model name sent in requests; empty: the preset's, else the server's first model"),
     Opt("--endpoint", str, "", "request path, overriding the preset's (e.g. /v1/completions)", metavar="PATH"),
-    Opt("--dialect", str, "", "API dialect, overriding the preset's (openai-chat, openai-completions)"),
+    Opt("--dialect", str, "", "API dialect, overriding the preset's: openai-chat, openai-completions, "
+        "openai-responses, anthropic-messages, ... (`tokenswarm engines` lists them); its path becomes the "
+        "endpoint", metavar="NAME"),
     Opt("--body-template", str, "", "template dialect: the JSON request body with \"{prompt}\", {max_tokens} "
         "and \"{model}\" placeholders", metavar="JSON"),
     Opt("--text-path", str, "", "template dialect: where each stream event holds its text (e.g. outputs.0.text)",
         metavar="PATH"),
     Opt("--text-mode", str, "auto", "template dialect: each event's text is a delta, cumulative, or auto"),
-    Opt("--api-key", str, "", "API key sent as 'Authorization: Bearer ...' (default: $TOKENSWARM_API_KEY, "
-        "then $OPENAI_API_KEY); never written anywhere nor shown in the web UI", secret=True, metavar="KEY"),
+    Opt("--api-key", str, "", "API key sent as 'Authorization: Bearer ...' (anthropic-messages: 'x-api-key') "
+        "(default: $TOKENSWARM_API_KEY, then $ANTHROPIC_API_KEY for anthropic-messages, then $OPENAI_API_KEY); "
+        "never written anywhere nor shown in the web UI", secret=True, metavar="KEY"),
     Opt("--header", str, None, "extra request header 'Name: value' (repeatable; values are never written)",
         action="append", metavar="'K: V'"),
     Opt("--no-preflight", None, False, "skip the check of the target before load starts", action="store_true"),
@@ -143,7 +146,14 @@ OPTIONS: tuple[Opt, ...] = (
         group="workload"),
     Opt("--ignore-eos", None, False, "ask the server to ignore EOS so outputs have exactly --max-tokens "
         "(vLLM, SGLang)", action="store_true", group="workload"),
-    Opt("--extra-body", str, "", "JSON object merged into every request body", metavar="JSON", group="workload"),
+    Opt("--extra-body", str, "", "JSON object merged into every request body; a key set to null is removed "
+        "(e.g. {\"stream_options\": null})", metavar="JSON", group="workload"),
+    Opt("--max-tokens-field", str, "", "the body field that caps the output (default: the preset's, else the "
+        "dialect's: max_tokens; openai preset: max_completion_tokens; openai-responses: max_output_tokens)",
+        metavar="NAME", group="workload"),
+    Opt("--no-stream-usage", None, False, "leave stream_options out of OpenAI requests (for servers that reject "
+        "it); output tokens are then counted with --tokenizer, else one per output event (token_source says "
+        "which)", action="store_true", group="workload"),
     Opt("--seed", str, "", "seed for the prompts (shifted per worker); default: a fresh one drawn for every run "
         "and recorded in run.json, so a repeated run is not served from the engine's prefix cache; give the "
         "recorded one to send the same prompts again", metavar="N", group="workload"),

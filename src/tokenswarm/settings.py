@@ -144,6 +144,8 @@ class Settings:
             "workload": self.workload(),
             "temperature": self.request.temperature,
             "ignore_eos": self.request.ignore_eos,
+            "stream_usage": self.request.include_usage,
+            "max_tokens_field": self.request.max_tokens_field or self.dialect.max_tokens_field,
             "extra_body": self.request.extra_body,
             "headers": {k: REDACTED for k in self.headers},
             "connect_timeout": self.connect_timeout,
@@ -196,11 +198,38 @@ def parse_header(raw: str) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
-def api_key(opts: Any, environ: dict[str, str] | None = None) -> str:
-    """--api-key, else $TOKENSWARM_API_KEY, else $OPENAI_API_KEY."""
+def api_key(opts: Any, environ: dict[str, str] | None = None, dialect: str = "") -> str:
+    """--api-key, else $TOKENSWARM_API_KEY, else $ANTHROPIC_API_KEY (the ``anthropic-messages`` dialect), else
+    $OPENAI_API_KEY."""
     environ = os.environ if environ is None else environ
     return (getattr(opts, "api_key", "") or environ.get("TOKENSWARM_API_KEY") or
+            (environ.get("ANTHROPIC_API_KEY") if dialect == "anthropic-messages" else "") or
             environ.get("OPENAI_API_KEY") or "")
+
+
+def dialect_headers(headers: dict[str, str], dialect: Dialect, key: str) -> dict[str, str]:
+    """``headers`` (the user's, by ``--header``) with what ``dialect`` needs added: its fixed headers and the
+    API ``key`` in its auth header (``Authorization: Bearer``, Anthropic's ``x-api-key``). A header the user
+    gave is kept as given (a gateway fronting Anthropic with a bearer token: ``--header 'Authorization: ...'``
+    and no key)."""
+    given = {k.lower() for k in headers}
+    out = dict(headers)
+    for name, value in dialect.request_headers(key).items():
+        if name.lower() not in given:
+            out[name] = value
+    return out
+
+
+def max_tokens_field(opts: Any, preset: Preset, dialect: Dialect) -> str:
+    """The body field capping the output: ``--max-tokens-field``, else the preset's when the run speaks the
+    preset's own dialect (``max_completion_tokens`` for ``openai``'s chat), else "" (the dialect's own)."""
+    given = getattr(opts, "max_tokens_field", "") or ""
+    if given:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", given):
+            raise SettingsError(f"bad --max-tokens-field {given!r}: must be a field name such as "
+                                "max_completion_tokens")
+        return given
+    return preset.max_tokens_field if dialect.name == preset.dialect else ""
 
 
 def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -237,11 +266,9 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
     env_headers = environ.get("TOKENSWARM_HEADER", "")
     raw_headers = [h for h in env_headers.splitlines() if h.strip()] + [h for h in raw_headers if h not in env_headers]
     for raw in raw_headers:
-        name, value = parse_header(raw)
-        headers[name] = value
-    key = api_key(opts, environ)
-    if key and not any(k.lower() == "authorization" for k in headers):
-        headers["Authorization"] = f"Bearer {key}"
+        hname, value = parse_header(raw)
+        headers[hname] = value
+    headers = dialect_headers(headers, dialect, api_key(opts, environ, dialect.name))
     seed, seed_drawn = parse_seed(opts)
     spec = DatasetSpec(name=opts.dataset or "random", path=opts.dataset_path, input_len=opts.input_len,
                        output_len=opts.output_len, range_ratio=opts.range_ratio, prompt_field=opts.prompt_field,
@@ -277,7 +304,9 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         max_tokens=opts.max_tokens,
         temperature=opts.temperature if opts.temperature >= 0 else None,
         ignore_eos=opts.ignore_eos,
+        include_usage=not getattr(opts, "no_stream_usage", False),
         extra_body=extra,
+        max_tokens_field=max_tokens_field(opts, preset, dialect),
     )
     return Settings(
         preset=preset,
@@ -395,7 +424,16 @@ def with_dialect(settings: Settings, name: str) -> Settings:
     route = replace(settings.route, dialect_given=True)
     target, endpoint, server_metrics = route.resolve(settings.preset, dialect, settings.request.model)
     return replace(settings, dialect=dialect, route=route, target=target, endpoint=endpoint,
-                   server_metrics=server_metrics)
+                   server_metrics=server_metrics, headers=_rekey(settings.headers, settings.dialect, dialect))
+
+
+def _rekey(headers: dict[str, str], old: Dialect, new: Dialect) -> dict[str, str]:
+    """``headers`` of ``old``'s requests made ``new``'s: the API key moved to ``new``'s auth header, ``old``'s
+    fixed headers dropped, ``new``'s added."""
+    value = headers.get(old.auth_header, "")
+    key = old.key_of(value) if value else ""
+    out = {k: v for k, v in headers.items() if k not in old.fixed_headers and not (key and k == old.auth_header)}
+    return dialect_headers(out, new, key)
 
 
 def check_options(opts: Any) -> None:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenswarm.dialects.base import Dialect, RequestOptions, error_text, finish_error, usage_of
+from tokenswarm.dialects.base import Dialect, RequestOptions, error_text, finish_error, merge_extra, usage_of
 from tokenswarm.measure import Event
 
 
 def _common(body: dict[str, Any], prompt: Any, opts: RequestOptions) -> dict[str, Any]:
     body["model"] = opts.model
-    body["max_tokens"] = prompt.max_tokens or opts.max_tokens
+    body[opts.max_tokens_field or "max_tokens"] = prompt.max_tokens or opts.max_tokens
     body["stream"] = True
     if opts.include_usage:
         body["stream_options"] = {"include_usage": True}
@@ -30,7 +30,7 @@ def _common(body: dict[str, Any], prompt: Any, opts: RequestOptions) -> dict[str
     if opts.ignore_eos:
         body["ignore_eos"] = True
     if opts.extra_body:
-        body.update(opts.extra_body)
+        merge_extra(body, opts.extra_body)
     return body
 
 
@@ -84,6 +84,7 @@ class OpenAIChat(Dialect):
     name = "openai-chat"
     path = "/v1/chat/completions"
     chat = True
+    tokens_from = "the usage chunk (stream_options.include_usage), else --tokenizer, else output events"
 
     def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
         messages = prompt.messages or [{"role": "user", "content": prompt.text}]
@@ -113,6 +114,7 @@ class OpenAICompletions(Dialect):
 
     name = "openai-completions"
     path = "/v1/completions"
+    tokens_from = "the usage chunk (stream_options.include_usage), else --tokenizer, else output events"
 
     def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
         return _common({"prompt": prompt.text}, prompt, opts)
