@@ -489,10 +489,19 @@ def cmd_engines(_args: argparse.Namespace) -> int:
     for name in PRESETS:
         e = get_preset(name)
         rows.append((e.name, e.dialect, e.base_url, e.path, e.metrics_path or "-", e.notes))
+    _table(rows)
+    from tokenswarm.dialects import DIALECTS
+
+    print("\n--dialect NAME takes its path (docs/engines-and-dialects.md):")
+    _table([("dialect", "path", "caps output with", "output tokens from")]
+           + [(d.name, d.path, d.max_tokens_field, d.tokens_from) for d in DIALECTS.values()])
+    return 0
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
-    return 0
 
 
 # -- simengine -------------------------------------------------------------------------------
