@@ -151,6 +151,11 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("--max-tokens-field", str, "", "the body field that caps the output (default: the preset's, else the "
         "dialect's: max_tokens; openai preset: max_completion_tokens; openai-responses: max_output_tokens)",
         metavar="NAME", group="workload"),
+    Opt("--no-stream", None, False, "ask for whole answers (stream: false): each request is measured as E2E "
+        "only (TTFT, TPOT and ITL are not figures of it); chat, completions, responses, messages",
+        action="store_true", group="workload"),
+    Opt("--batch-size", int, 1, "inputs per request of a batched API: openai-embeddings' inputs, rerank's "
+        "documents", metavar="N", group="workload", check=AT_LEAST_1),
     Opt("--no-stream-usage", None, False, "leave stream_options out of OpenAI requests (for servers that reject "
         "it); output tokens are then counted with --tokenizer, else one per output event (token_source says "
         "which)", action="store_true", group="workload"),

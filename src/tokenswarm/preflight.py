@@ -71,13 +71,15 @@ def check(settings: Settings) -> Settings:
                                  "pass --model NAME")
         settings = replace(settings, request=replace(settings.request, model=models[0]), model_from_server=False)
     conn = Connection(settings.target, settings.connect_timeout, min(settings.read_timeout, PREFLIGHT_TIMEOUT_S))
+    whole = settings.dialect.whole(settings.request)
     head = request_head(settings.target, "POST", settings.endpoint,
-                        {"Content-Type": "application/json", "Accept": "text/event-stream",
+                        {"Content-Type": "application/json",
+                         "Accept": "application/json" if whole else "text/event-stream",
                          "X-Sim-Fault": "none", **settings.headers})  # the simulated engine injects no fault here
     probe = Prompt(id="preflight", text="Say hello.", max_tokens=settings.dialect.probe_tokens)
     body = json.dumps(settings.dialect.body(probe, settings.request)).encode()
     try:
-        rec = StreamCall(conn, settings.dialect, head, body, "preflight").run()
+        rec = StreamCall(conn, settings.dialect, head, body, "preflight", whole=whole).run()
     finally:
         conn.close()
     rec.error = settings.scrub(rec.error)

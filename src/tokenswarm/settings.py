@@ -20,7 +20,7 @@ from typing import Any
 
 from tokenswarm import __version__
 from tokenswarm.datasets import DatasetSpec, validate_spec
-from tokenswarm.dialects import Dialect, RequestOptions, UnknownDialect, get_dialect
+from tokenswarm.dialects import DIALECTS, Dialect, RequestOptions, UnknownDialect, get_dialect
 from tokenswarm.enginemetrics import metrics_url
 from tokenswarm.errors import SettingsError
 from tokenswarm.http.target import BadURL, Target
@@ -145,6 +145,8 @@ class Settings:
             "temperature": self.request.temperature,
             "ignore_eos": self.request.ignore_eos,
             "stream_usage": self.request.include_usage,
+            "stream": not self.dialect.whole(self.request),
+            "batch_size": self.request.batch_size,
             "max_tokens_field": self.request.max_tokens_field or self.dialect.max_tokens_field,
             "extra_body": self.request.extra_body,
             "headers": {k: REDACTED for k in self.headers},
@@ -252,6 +254,13 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         dialect = get_dialect(name, **config)
     except UnknownDialect as e:
         raise SettingsError(str(e)) from None
+    if getattr(opts, "no_stream", False) and dialect.streams and type(dialect).parse_whole is Dialect.parse_whole:
+        whole = ", ".join(n for n, d in DIALECTS.items() if d.parse_whole is not Dialect.parse_whole and d.streams)
+        raise SettingsError(f"bad --no-stream: the {dialect.name} dialect reads streams only (whole answers: "
+                            f"{whole})")
+    if (getattr(opts, "batch_size", 1) or 1) > 1 and not dialect.batched:
+        raise SettingsError(f"bad --batch-size {opts.batch_size}: the {dialect.name} dialect sends one input per "
+                            "request (batched: openai-embeddings, rerank)")
     duration_s = parse_duration(opts.duration) if opts.duration else None
     extra: dict[str, Any] = {}
     if opts.extra_body:
@@ -305,6 +314,8 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         temperature=opts.temperature if opts.temperature >= 0 else None,
         ignore_eos=opts.ignore_eos,
         include_usage=not getattr(opts, "no_stream_usage", False),
+        stream=not getattr(opts, "no_stream", False),
+        batch_size=getattr(opts, "batch_size", 1) or 1,
         extra_body=extra,
         max_tokens_field=max_tokens_field(opts, preset, dialect),
     )

@@ -363,3 +363,14 @@ def test_a_locustfile_dialect_moves_the_key_to_its_header():
     assert back.headers == {"Authorization": "Bearer sk-moved1"}
     basic = with_dialect(from_options(opts(header=["Authorization: Basic abcdef"]), environ={}), "anthropic-messages")
     assert basic.headers == {"Authorization": "Basic abcdef", "anthropic-version": "2023-06-01"}
+
+
+def test_whole_answers_and_batches_only_where_the_api_has_them():
+    s = from_options(opts(dialect="rerank", batch_size=8), environ={})
+    assert s.url == "http://127.0.0.1:8000/v1/rerank" and s.request.batch_size == 8
+    assert s.public()["stream"] is False and s.public()["batch_size"] == 8
+    assert from_options(opts(no_stream=True), environ={}).public()["stream"] is False
+    with pytest.raises(SettingsError, match="bad --no-stream: the sglang-generate dialect reads streams only"):
+        from_options(opts(dialect="sglang-generate", no_stream=True), environ={})
+    with pytest.raises(SettingsError, match="bad --batch-size 4: the openai-chat dialect sends one input"):
+        from_options(opts(batch_size=4), environ={})

@@ -11,13 +11,14 @@ from tokenswarm.dialects.anthropic import AnthropicMessages
 from tokenswarm.dialects.base import Dialect, MalformedEvent, RequestOptions
 from tokenswarm.dialects.native import SGLangGenerate, TGIGenerateStream, TritonGenerateStream
 from tokenswarm.dialects.openai import OpenAIChat, OpenAICompletions
+from tokenswarm.dialects.pooling import OpenAIEmbeddings, Rerank
 from tokenswarm.dialects.responses import OpenAIResponses
 from tokenswarm.dialects.template import Template
 
 DIALECTS: dict[str, type[Dialect]] = {
     d.name: d
     for d in (OpenAIChat, OpenAICompletions, OpenAIResponses, AnthropicMessages, SGLangGenerate,
-              TGIGenerateStream, TritonGenerateStream, Template)
+              TGIGenerateStream, TritonGenerateStream, Template, OpenAIEmbeddings, Rerank)
 }
 
 

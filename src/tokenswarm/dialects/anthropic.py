@@ -25,6 +25,7 @@ Requests carry the key in ``x-api-key`` and the API's version in ``anthropic-ver
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tokenswarm.dialects.base import RequestOptions, TypedEvents, finish_error, merge_extra
@@ -83,7 +84,7 @@ class AnthropicMessages(TypedEvents):
         else:
             body["messages"] = [{"role": "user", "content": prompt.text}]
         body[self.cap_field(opts)] = prompt.max_tokens or opts.max_tokens
-        body["stream"] = True
+        body["stream"] = opts.stream
         if opts.temperature is not None:
             body["temperature"] = opts.temperature
         if opts.ignore_eos:
@@ -143,3 +144,27 @@ class AnthropicMessages(TypedEvents):
                 return Event(error=text or "the server sent an error event")
             return Event(error=str(err or obj.get("message") or "the server sent an error event"))
         return NOTHING
+
+    def parse_whole(self, obj: dict[str, Any]) -> Event:
+        """A whole ``message`` (``stream: false``): its content blocks' text, ``usage`` (both counts), its
+        ``stop_reason``; an ``{"type": "error", ...}`` body is the server's failure."""
+        if obj.get("type") == "error" or "error" in obj:
+            return self.parse({**obj, "type": "error"})
+        if obj.get("type") != "message":
+            return TypedEvents.parse_whole(self, obj)
+        text, reasoning, extra = [], [], []
+        for block in obj.get("content") or []:
+            if not isinstance(block, dict):
+                continue
+            btype = block.get("type")
+            if btype == "text":
+                text.append(str(block.get("text") or ""))
+            elif btype == "thinking":
+                reasoning.append(str(block.get("thinking") or ""))
+            elif btype in TOOL_BLOCKS:
+                extra.append(str(block.get("name") or "") + json.dumps(block.get("input") or {}))
+        usage = anthropic_usage(obj.get("usage"), output=True)
+        finish = obj.get("stop_reason")
+        return Event(text="".join(text), reasoning="".join(reasoning), extra="".join(extra),
+                     kind=KIND_TOOL_CALLS if extra else "", usage=usage, finish=finish, response_id=obj.get("id"),
+                     error=finish_error(finish))

@@ -41,6 +41,10 @@ class RequestOptions:
     #: the body field that caps the output ("" : the dialect's :attr:`Dialect.max_tokens_field`); a preset
     #: or ``--max-tokens-field`` sets it (``max_completion_tokens`` for OpenAI's reasoning models)
     max_tokens_field: str = ""
+    #: ask for a stream; off (``--no-stream``): ``stream: false``, the whole answer measured as E2E only
+    stream: bool = True
+    #: inputs per request of a batched API (embeddings' inputs, rerank's documents; ``--batch-size``)
+    batch_size: int = 1
 
 
 class Dialect:
@@ -63,6 +67,23 @@ class Dialect:
     fixed_headers: ClassVar[dict[str, str]] = {}
     #: where the API puts its token counts, for ``tokenswarm dialects`` and the docs' table
     tokens_from: ClassVar[str] = ""
+    #: the API answers with a stream (False: embeddings, rerank: one JSON answer, E2E only)
+    streams: ClassVar[bool] = True
+    #: a request carries :attr:`RequestOptions.batch_size` prompts (:attr:`Prompt.batch`)
+    batched: ClassVar[bool] = False
+
+    def whole(self, opts: RequestOptions) -> bool:
+        """True when this run's requests are answered by one JSON body, not a stream: a non-streaming API, or
+        ``--no-stream``. Such a request has an E2E and token counts; TTFT, TPOT and ITL are not figures of it."""
+        return not self.streams or not opts.stream
+
+    def parse_whole(self, obj: dict[str, Any]) -> Event:
+        """Read a whole (not streamed) JSON answer: its output text (for a tokenizer), usage, finish reason,
+        or the server's error. Raises :class:`MalformedEvent` for an API that has no whole answer."""
+        err = error_text(obj)
+        if err is not None:
+            return Event(error=err)
+        raise MalformedEvent(f"{self.name} reads streams only")
 
     def request_headers(self, api_key: str) -> dict[str, str]:
         """The headers this API needs: :attr:`fixed_headers`, and the API key in :attr:`auth_header` when

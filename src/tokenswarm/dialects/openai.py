@@ -22,8 +22,8 @@ from tokenswarm.measure import Event
 def _common(body: dict[str, Any], prompt: Any, opts: RequestOptions) -> dict[str, Any]:
     body["model"] = opts.model
     body[opts.max_tokens_field or "max_tokens"] = prompt.max_tokens or opts.max_tokens
-    body["stream"] = True
-    if opts.include_usage:
+    body["stream"] = opts.stream
+    if opts.include_usage and opts.stream:
         body["stream_options"] = {"include_usage": True}
     if opts.temperature is not None:
         body["temperature"] = opts.temperature
@@ -108,6 +108,19 @@ class OpenAIChat(Dialect):
             finish = choice.get("finish_reason")
         return _event(obj, text, reasoning, finish, extra, kind)
 
+    def parse_whole(self, obj: dict[str, Any]) -> Event:
+        """A ``chat.completion`` (``stream: false``): ``choices[0].message`` and ``usage``."""
+        choices = obj.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return Dialect.parse_whole(self, obj)
+        msg = choices[0].get("message") or {}
+        text = msg.get("content") or "" if isinstance(msg, dict) else ""
+        reasoning = (msg.get("reasoning_content") or msg.get("reasoning") or "") if isinstance(msg, dict) else ""
+        extra, kind = _tool_text(msg) if isinstance(msg, dict) else ("", "")
+        finish = choices[0].get("finish_reason")
+        return Event(text=str(text), reasoning=str(reasoning), extra=extra, kind=kind, finish=finish,
+                     usage=usage_of(obj.get("usage")), response_id=obj.get("id"), error=finish_error(finish))
+
 
 class OpenAICompletions(Dialect):
     """``POST /v1/completions`` with ``stream: true``; text in ``choices[0].text``."""
@@ -131,3 +144,12 @@ class OpenAICompletions(Dialect):
             text = choice.get("text") or ""
             finish = choice.get("finish_reason")
         return _event(obj, text, "", finish)
+
+    def parse_whole(self, obj: dict[str, Any]) -> Event:
+        """A ``text_completion`` (``stream: false``): ``choices[0].text`` and ``usage``."""
+        choices = obj.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return Dialect.parse_whole(self, obj)
+        finish = choices[0].get("finish_reason")
+        return Event(text=str(choices[0].get("text") or ""), finish=finish, usage=usage_of(obj.get("usage")),
+                     response_id=obj.get("id"), error=finish_error(finish))

@@ -84,7 +84,7 @@ class OpenAIResponses(TypedEvents):
             "model": opts.model,
             "input": prompt.messages or prompt.text,
             self.cap_field(opts): prompt.max_tokens or opts.max_tokens,
-            "stream": True,
+            "stream": opts.stream,
         }
         if opts.temperature is not None:
             body["temperature"] = opts.temperature
@@ -131,3 +131,28 @@ class OpenAIResponses(TypedEvents):
         if kind == "error" or (kind is None and "error" in obj):
             return Event(error=_failure("error", obj.get("error") if "error" in obj else obj))
         return NOTHING
+
+    def parse_whole(self, obj: dict[str, Any]) -> Event:
+        """A whole ``response`` object (``stream: false``): its output items' text, ``usage``, ``status``."""
+        if obj.get("object") != "response" and "output" not in obj:
+            return TypedEvents.parse_whole(self, obj)
+        if obj.get("status") == "failed" or obj.get("error"):
+            return Event(error=_failure("response.failed", obj.get("error")))
+        text, reasoning, extra = [], [], []
+        for item in obj.get("output") or []:
+            if not isinstance(item, dict):
+                continue
+            if item.get("type") == "message":
+                text += [str(c.get("text") or c.get("refusal") or "") for c in item.get("content") or []
+                         if isinstance(c, dict)]
+            elif item.get("type") == "reasoning":
+                parts = (item.get("content") or []) + (item.get("summary") or [])
+                reasoning += [str(c.get("text") or "") for c in parts if isinstance(c, dict)]
+            elif item.get("type") in TOOL_ITEMS:
+                extra.append(str(item.get("name") or "") + str(item.get("arguments") or item.get("input") or ""))
+        finish = obj.get("status") or "completed"
+        if finish == "incomplete" and isinstance(obj.get("incomplete_details"), dict):
+            finish = obj["incomplete_details"].get("reason") or finish
+        return Event(text="".join(text), reasoning="".join(reasoning), extra="".join(extra),
+                     kind=KIND_TOOL_CALLS if extra else "", usage=responses_usage(obj.get("usage")), finish=finish,
+                     response_id=obj.get("id"))

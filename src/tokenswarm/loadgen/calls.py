@@ -10,6 +10,7 @@ it after a few tokens (``--cancel-rate``).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -53,9 +54,11 @@ class CallFactory:
             if settings.prefix_len:
                 self.prompts = SharedPrefixes(self.prompts, settings.prefix_len, settings.num_prefixes,
                                               settings.seed, shard, tokenizer)
+        self.whole = settings.dialect.whole(settings.request)  # one JSON answer, not a stream
         self.head = request_head(
             settings.target, "POST", settings.endpoint,
-            {"Content-Type": "application/json", "Accept": "text/event-stream", **settings.headers},
+            {"Content-Type": "application/json", "Accept": "application/json" if self.whole else "text/event-stream",
+             **settings.headers},
         )
         self.count_tokens = tokenizer.count if tokenizer is not None else None
         self._ids = itertools.count(1)
@@ -76,9 +79,15 @@ class CallFactory:
 
     def _prepare(self, prompt: Prompt | None = None) -> tuple[Prompt, bytes]:
         """The next prompt (or ``prompt``) and its request body bytes."""
+        s = self.settings
         if prompt is None:
             prompt = next(self.prompts)
-        s = self.settings
+            if s.dialect.batched and s.request.batch_size > 1:  # embeddings' inputs, rerank's documents
+                more = [next(self.prompts) for _ in range(s.request.batch_size - 1)]
+                counts = [p.input_tokens for p in (prompt, *more)]
+                prompt = dataclasses.replace(prompt, batch=[prompt.text] + [p.text for p in more],
+                                             input_tokens=None if None in counts else sum(counts))  # type: ignore
+
         return prompt, json.dumps(s.dialect.body(prompt, s.request), separators=(",", ":")).encode()
 
     def _refill(self) -> None:
@@ -107,7 +116,7 @@ class CallFactory:
             cancel_after = self._rng.randint(1, max(1, n - 1))
         call = StreamCall(conn, self.settings.dialect, self.head + b"X-Request-Id: " + rid.encode() + b"\r\n", body,
                           rid, input_tokens=prompt.input_tokens, count_tokens=self.count_tokens,
-                          cancel_after=cancel_after)
+                          cancel_after=cancel_after, whole=self.whole)
         call.prompt = prompt  # type: ignore[attr-defined]
         return call
 

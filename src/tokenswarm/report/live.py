@@ -156,7 +156,8 @@ class LiveFigures:
         if not len(d):
             return -math.inf
         recent = d[:, 2] >= now - LIVE_WINDOW_S
-        life = float(np.nanmax(d[recent, 2] - d[recent, 0])) if recent.any() else 0.0
+        spans = d[recent, 2] - d[recent, 0]
+        life = float(np.nanmax(spans)) if recent.any() and not np.isnan(spans).all() else 0.0  # whole answers: NaN
         return now - (life if math.isfinite(life) else 0.0) - IN_TRANSIT_S
 
     def figures(self, key: str, start: float, end: float | None, warmup_s: float, now: float | None = None

@@ -1,8 +1,10 @@
 """The simulated engine's APIs: how each reads a request body and writes its response, byte for byte.
 
-Seven APIs, one entry each in :data:`APIS`: ``chat`` and ``completions``
+Nine APIs, one entry each in :data:`APIS`: ``chat`` and ``completions``
 (OpenAI ``/v1/chat/completions`` and ``/v1/completions``), ``responses`` (OpenAI
-``/v1/responses``), ``messages`` (Anthropic ``/v1/messages``), ``sglang``
+``/v1/responses``), ``messages`` (Anthropic ``/v1/messages``), ``embeddings``
+(``/v1/embeddings``) and ``rerank`` (``/v1/rerank``, ``/rerank``, ``/v2/rerank``: one JSON
+answer after one engine step), ``sglang``
 (SGLang ``/generate``), ``tgi`` (TGI ``/generate`` and ``/generate_stream``)
 and ``triton`` (Triton ``/v2/models/<model>/generate[_stream]``).
 :func:`route` tells which API a path belongs to; :func:`read` decodes a body
@@ -50,6 +52,7 @@ class Request:
     model: Any = None  # the model named (None or "": the engine's own)
     include_usage: bool = False  # OpenAI ``stream_options.include_usage``: a usage event before [DONE]
     cumulative: bool = False  # Triton: each event carries the whole text so far (header ``x-sim-text: cumulative``)
+    inputs: int = 1  # embeddings' inputs, rerank's documents
 
 
 class Writer:
@@ -515,6 +518,69 @@ class MessagesWriter(Writer):
         return json.dumps(self._message(content, "max_tokens", self.usage(n, cached))).encode()
 
 
+# -- embeddings and rerank: one JSON answer ---------------------------------------------------------
+
+def _texts(value: Any, field: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return value
+    raise HTTPFailure(400, f"'{field}' must be a string or a non-empty list of strings")
+
+
+def read_embeddings(body: dict[str, Any], path: str, headers: dict[str, str]) -> Request:
+    """``/v1/embeddings``: the words of every ``input``; one engine step (a forward pass), never streamed."""
+    texts = _texts(body.get("input"), "input")
+    return Request([w for t in texts for w in t.split()], 1, False, body.get("model"), inputs=len(texts))
+
+
+def read_rerank(body: dict[str, Any], path: str, headers: dict[str, str]) -> Request:
+    """``/v1/rerank`` (Cohere/Jina shape): the words of ``query`` and every document; one engine step."""
+    query = body.get("query")
+    if not isinstance(query, str):
+        raise HTTPFailure(400, "'query' must be a string")
+    docs = _texts(body.get("documents"), "documents")
+    return Request(query.split() + [w for d in docs for w in d.split()], 1, False, body.get("model"),
+                   inputs=len(docs))
+
+
+class EmbeddingsWriter(Writer):
+    """``/v1/embeddings``: ``{"object": "list", "data": [{"object": "embedding", "index", "embedding"}],
+    "model", "usage": {"prompt_tokens", "total_tokens"}}``, an 8-number vector per input."""
+
+    content_type = "application/json"
+    id_prefix = "embd-"
+    DIM = 8
+
+    def __init__(self, request_id: str, model: str, request: Request, offset: int = 0) -> None:
+        super().__init__(request_id, model, request, offset)
+        self.inputs = request.inputs
+
+    def token(self, i: int, last: bool) -> bytes:
+        return b""
+
+    def end(self, n: int, cached: int = 0) -> bytes:
+        return b""
+
+    def full(self, n: int, cached: int = 0) -> bytes:
+        vec = [round(((self.offset + k) % 17) / 17.0, 4) for k in range(self.DIM)]
+        return json.dumps({"id": self.id, "object": "list", "model": self.model,
+                           "data": [{"object": "embedding", "index": i, "embedding": vec} for i in range(self.inputs)],
+                           "usage": {"prompt_tokens": self.prompt_tokens, "total_tokens": self.prompt_tokens}}).encode()
+
+
+class RerankWriter(EmbeddingsWriter):
+    """``/v1/rerank``: ``{"id", "model", "results": [{"index", "relevance_score"}], "usage": {"total_tokens"}}``,
+    the documents in falling score order."""
+
+    id_prefix = "rerank-"
+
+    def full(self, n: int, cached: int = 0) -> bytes:
+        results = [{"index": i, "relevance_score": round(1.0 / (i + 1), 4)} for i in range(self.inputs)]
+        return json.dumps({"id": self.id, "model": self.model, "results": results,
+                           "usage": {"total_tokens": self.prompt_tokens}}).encode()
+
+
 # -- the table ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -532,6 +598,8 @@ APIS: dict[str, Api] = {api.name: api for api in (
     Api("completions", read_completions, CompletionsWriter, openai=True),
     Api("responses", read_responses, ResponsesWriter, openai=True),
     Api("messages", read_messages, MessagesWriter, openai=True),
+    Api("embeddings", read_embeddings, EmbeddingsWriter, openai=True),
+    Api("rerank", read_rerank, RerankWriter, openai=True),
     Api("sglang", read_sglang, SGLangWriter),
     Api("tgi", read_tgi, TGIWriter),
     Api("triton", read_triton, TritonWriter),
@@ -540,7 +608,8 @@ APIS: dict[str, Api] = {api.name: api for api in (
 #: what :func:`route` answers for ``/generate``: SGLang's or TGI's, told apart by the body (TGI's has "inputs")
 GENERATE = "generate"
 _PATHS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/responses": "responses",
-          "/v1/messages": "messages", "/generate": GENERATE, "/generate_stream": "tgi"}
+          "/v1/messages": "messages", "/v1/embeddings": "embeddings", "/v1/rerank": "rerank", "/rerank": "rerank",
+          "/v2/rerank": "rerank", "/generate": GENERATE, "/generate_stream": "tgi"}
 
 
 def route(path: str) -> str | None:

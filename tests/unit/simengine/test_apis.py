@@ -110,7 +110,7 @@ def test_a_bad_body_is_a_400_naming_the_field(name, raw, message):
 
 def test_every_api_in_the_table_is_reachable_by_a_path():
     named = {route(p) for p in ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages",
-                                "/generate_stream", "/v2/models/m/generate")}
+                                "/v1/embeddings", "/v1/rerank", "/generate_stream", "/v2/models/m/generate")}
     assert named | {"sglang"} == set(APIS)
 
 
@@ -189,3 +189,18 @@ def test_responses_and_messages_writers_read_back_through_their_dialects(writer,
     assert "".join(m.text) == apis.Writer.text(3, 2)
     full = json.loads(w.full(3))
     assert full["usage"]["output_tokens"] == 3
+
+
+def test_embeddings_and_rerank_answer_whole_after_one_step():
+    _, req = read("embeddings", body({"model": "e", "input": ["a b", "c"]}), "/v1/embeddings", {})
+    assert req == Request(["a", "b", "c"], 1, False, "e", inputs=2)
+    w = apis.EmbeddingsWriter("r1", "e", req)
+    full = json.loads(w.full(1))
+    assert [d["index"] for d in full["data"]] == [0, 1] and full["usage"]["prompt_tokens"] == 3
+    _, req = read("rerank", body({"query": "q", "documents": ["d one", "d two", "x"]}), "/v1/rerank", {})
+    assert req == Request(["q", "d", "one", "d", "two", "x"], 1, False, None, inputs=3)
+    full = json.loads(apis.RerankWriter("r2", "r", req).full(1))
+    assert len(full["results"]) == 3 and full["usage"]["total_tokens"] == 6
+    assert route("/rerank") == route("/v2/rerank") == "rerank"
+    with pytest.raises(HTTPFailure, match="'documents' must be a string or a non-empty list of strings"):
+        read("rerank", body({"query": "q", "documents": []}), "/v1/rerank", {})

@@ -1,0 +1,45 @@
+"""Whole answers against the simulated engine: embeddings, rerank and stream: false chat through a run, its
+levels.csv (batch, inputs/s), its report (no TTFT, said so) and compare (latency and throughput figures)."""
+
+import json
+import os
+
+import pandas as pd
+import pytest
+
+
+@pytest.mark.parametrize("args,batch", [
+    (["--dialect", "openai-embeddings", "--batch-size", "4"], 4),
+    (["--dialect", "rerank", "--batch-size", "5"], 5),
+    (["--no-stream"], None),
+])
+def test_whole_answers_run_report_and_compare(args, batch, cli, sim_factory, tmp_path):
+    sim = sim_factory("--ttft-ms", "40", "--tpot-ms", "2")
+    outs = []
+    for name in ("a", "b"):
+        out = str(tmp_path / name)
+        p = cli("run", "--host", sim.url, "--model", "m", "--users", "2", "--requests", "8", "--max-tokens", "6",
+                "--input-len", "20", "--out", out, *args)
+        assert p.returncode == 0, p.stderr[-3000:]
+        outs.append(out)
+    df = pd.read_csv(os.path.join(outs[0], "requests.csv"))
+    assert len(df) == 8 and (df.status == "ok").all()
+    assert df.ttft_ms.isna().all() and df.tpot_ms.isna().all() and (df.e2e_ms >= 35).all()
+    assert (df.token_source == "usage").all()
+    levels = pd.read_csv(os.path.join(outs[0], "levels.csv"))
+    if batch:
+        # the engine counts words: every input of the batch arrived; nothing generated
+        assert (df.input_tokens == 20 * batch).all() and (df.output_tokens == 0).all()
+        assert levels.batch_size.iloc[0] == batch
+        assert levels.inputs_throughput_s.iloc[0] == pytest.approx(levels.request_throughput_req_s.iloc[0] * batch)
+    else:
+        assert (df.output_tokens == 6).all() and "batch_size" not in levels.columns
+    with open(os.path.join(outs[0], "report.md")) as fh:
+        report = fh.read()
+    assert "TTFT, TPOT and ITL are not figures of them" in report and "Mean Latency (ms)" in report
+    cmp_dir = str(tmp_path / "cmp")
+    p = cli("compare", *outs, "--out", cmp_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    with open(os.path.join(cmp_dir, "compare.json")) as fh:
+        figures = {v["figure"] for v in json.load(fh)["verdicts"]}
+    assert figures == {"request_throughput_req_s", "input_throughput_tok_s", "e2e_mean_ms", "e2e_p99_ms"}
