@@ -198,6 +198,7 @@ class StreamCall:
         if self.connect_s is not None:
             rec.connect_ms = self.connect_s * 1000.0
         rec.received_bytes = self.received
+        rec.request_bytes = len(self.payload)
         return rec
 
     def text(self) -> str:

@@ -167,6 +167,7 @@ class RequestRecord:
     scheduled_time: float | None = None
     connect_ms: float | None = None
     received_bytes: int = 0  # bytes of the response read from the socket, headers included (not a column)
+    request_bytes: int = 0  # bytes of the request written, head and body (images and audio included)
 
     @property
     def ok(self) -> bool:

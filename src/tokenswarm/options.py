@@ -156,6 +156,14 @@ OPTIONS: tuple[Opt, ...] = (
         action="store_true", group="workload"),
     Opt("--batch-size", int, 1, "inputs per request of a batched API: openai-embeddings' inputs, rerank's "
         "documents", metavar="N", group="workload", check=AT_LEAST_1),
+    Opt("--images", int, 0, "synthetic images per request, sent as data URLs in the last user message "
+        "(openai-chat, openai-responses, anthropic-messages)", metavar="N", group="workload", check=ZERO_OR_MORE),
+    Opt("--image-size", str, "512x512", "--images: width x height in pixels", metavar="WxH", group="workload"),
+    Opt("--image-format", str, "png", "--images: png or jpeg", metavar="FMT", group="workload"),
+    Opt("--audio-seconds", float, 0.0, "a synthetic audio clip of this many seconds per request (16-bit mono WAV, "
+        "openai-chat's input_audio)", metavar="S", group="workload", check=ZERO_OR_MORE),
+    Opt("--audio-rate", int, 16000, "--audio-seconds: the sample rate in Hz", metavar="HZ", group="workload",
+        check=AT_LEAST_1),
     Opt("--no-stream-usage", None, False, "leave stream_options out of OpenAI requests (for servers that reject "
         "it); output tokens are then counted with --tokenizer, else one per output event (token_source says "
         "which)", action="store_true", group="workload"),

@@ -24,6 +24,8 @@ from tokenswarm.dialects import DIALECTS, Dialect, RequestOptions, UnknownDialec
 from tokenswarm.enginemetrics import metrics_url
 from tokenswarm.errors import SettingsError
 from tokenswarm.http.target import BadURL, Target
+from tokenswarm.media import MediaSpec, parse_size
+from tokenswarm.media import check as check_media
 from tokenswarm.options import OPTIONS
 from tokenswarm.presets import Preset, UnknownPreset, get_preset
 from tokenswarm.strategies import KINDS as ARRIVAL_KINDS
@@ -87,6 +89,7 @@ class Settings:
     precision_pct: float = 0.0  # run each level until its intervals are this narrow (0: off)
     max_level_duration_s: float | None = None  # --precision, capacity: the longest a level runs
     preflight: bool = True  # check the target before the load starts (cleared once a check passed)
+    media: MediaSpec = field(default_factory=MediaSpec)  # images and audio per request (--images, --audio-seconds)
 
     @property
     def mode(self) -> str:
@@ -147,6 +150,7 @@ class Settings:
             "stream_usage": self.request.include_usage,
             "stream": not self.dialect.whole(self.request),
             "batch_size": self.request.batch_size,
+            "media": self.media.describe() or None,
             "max_tokens_field": self.request.max_tokens_field or self.dialect.max_tokens_field,
             "extra_body": self.request.extra_body,
             "headers": {k: REDACTED for k in self.headers},
@@ -261,6 +265,7 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
     if (getattr(opts, "batch_size", 1) or 1) > 1 and not dialect.batched:
         raise SettingsError(f"bad --batch-size {opts.batch_size}: the {dialect.name} dialect sends one input per "
                             "request (batched: openai-embeddings, rerank)")
+    media = _media(opts, dialect)
     duration_s = parse_duration(opts.duration) if opts.duration else None
     extra: dict[str, Any] = {}
     if opts.extra_body:
@@ -371,7 +376,24 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         precision_pct=opts.precision,
         max_level_duration_s=_max_level_duration(opts, plan),
         preflight=not opts.no_preflight,
+        media=media,
     )
+
+
+def _media(opts: Any, dialect: Dialect) -> MediaSpec:
+    """The media spec of ``--images`` and ``--audio-seconds``; SettingsError for values that cannot be made or
+    media the dialect's API takes no part for."""
+    w, h = parse_size(getattr(opts, "image_size", "512x512") or "512x512")
+    spec = MediaSpec(images=getattr(opts, "images", 0) or 0, image_width=w, image_height=h,
+                     image_format=str(getattr(opts, "image_format", "png") or "png").lower(),
+                     audio_s=getattr(opts, "audio_seconds", 0.0) or 0.0, audio_rate=getattr(opts, "audio_rate", 16000))
+    check_media(spec)
+    for kind, flag, on in (("image", "--images", spec.images), ("audio", "--audio-seconds", spec.audio_s)):
+        if on and kind not in dialect.media_kinds:
+            takes = [n for n, d in DIALECTS.items() if kind in d.media_kinds]
+            raise SettingsError(f"bad {flag} {on:g}: the {dialect.name} dialect sends no {kind} parts "
+                                f"({kind}s: {', '.join(takes)})")
+    return spec
 
 
 @dataclass(frozen=True)

@@ -43,3 +43,21 @@ def test_whole_answers_run_report_and_compare(args, batch, cli, sim_factory, tmp
     with open(os.path.join(cmp_dir, "compare.json")) as fh:
         figures = {v["figure"] for v in json.load(fh)["verdicts"]}
     assert figures == {"request_throughput_req_s", "input_throughput_tok_s", "e2e_mean_ms", "e2e_p99_ms"}
+
+
+@pytest.mark.parametrize("dialect", ["openai-chat", "anthropic-messages"])
+def test_images_in_requests_count_as_input_and_request_bytes(dialect, cli, sim_factory, tmp_path):
+    sim = sim_factory("--ttft-ms", "20", "--tpot-ms", "2")
+    runs = {}
+    for name, media in (("text", []), ("images", ["--images", "2", "--image-size", "56x56"])):
+        out = str(tmp_path / name)
+        p = cli("run", "--host", sim.url, "--dialect", dialect, "--model", "m", "--users", "2", "--requests", "4",
+                "--max-tokens", "4", "--input-len", "30", "--seed", "7", "--out", out, *media)
+        assert p.returncode == 0, p.stderr[-3000:]
+        runs[name] = pd.read_csv(os.path.join(out, "requests.csv"))
+    text, images = runs["text"], runs["images"]
+    assert (images.status == "ok").all() and (images.token_source == "usage").all()
+    # the server's count, read from usage: the prompt's words plus 2 images of (56 / 28) ** 2 patches
+    assert (images.input_tokens == text.input_tokens + 2 * 4).all()
+    # two 56 x 56 noise PNGs (>= 9 kB each raw) ride in every request's body, base64
+    assert (images.request_bytes > text.request_bytes + 2 * 9408 * 4 // 3).all()

@@ -52,3 +52,5 @@ class Prompt:
     turn: int = 0  # ... and turn (1-based)
     #: a batched request's inputs, this prompt's text first (embeddings' ``input``, rerank's documents); None: one
     batch: list[str] | None = None
+    #: images and audio sent with the last user message (:class:`tokenswarm.media.MediaPart`s); None: none
+    media: list[Any] | None = None

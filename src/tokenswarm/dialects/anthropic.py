@@ -74,6 +74,12 @@ class AnthropicMessages(TypedEvents):
     fixed_headers = {"anthropic-version": ANTHROPIC_VERSION}
     tokens_from = "message_delta's usage.output_tokens (input: message_start's), else --tokenizer, else events"
 
+    media_kinds = frozenset({"image"})
+
+    def media_part(self, part: Any) -> dict[str, Any]:
+        """An ``image`` block with its base64 source."""
+        return {"type": "image", "source": {"type": "base64", "media_type": part.mime, "data": part.data}}
+
     def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
         body: dict[str, Any] = {"model": opts.model}
         if prompt.messages:
@@ -83,6 +89,8 @@ class AnthropicMessages(TypedEvents):
             body["messages"] = messages
         else:
             body["messages"] = [{"role": "user", "content": prompt.text}]
+        if prompt.media:
+            body["messages"] = self.with_media(body["messages"], prompt.media)
         body[self.cap_field(opts)] = prompt.max_tokens or opts.max_tokens
         body["stream"] = opts.stream
         if opts.temperature is not None:

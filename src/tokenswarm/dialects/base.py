@@ -71,6 +71,28 @@ class Dialect:
     streams: ClassVar[bool] = True
     #: a request carries :attr:`RequestOptions.batch_size` prompts (:attr:`Prompt.batch`)
     batched: ClassVar[bool] = False
+    #: the media a message of this API can carry (``image``, ``audio``; :mod:`tokenswarm.media`)
+    media_kinds: ClassVar[frozenset[str]] = frozenset()
+
+    def media_part(self, part: Any) -> dict[str, Any]:
+        """One :class:`~tokenswarm.media.MediaPart` as this API's content part."""
+        raise NotImplementedError
+
+    def text_part(self, text: str) -> dict[str, Any]:
+        """A text content part of this API."""
+        return {"type": "text", "text": text}
+
+    def with_media(self, messages: list[dict[str, Any]], media: Any) -> list[dict[str, Any]]:
+        """``messages`` with ``media`` (MediaParts) added to the last user message, its text made a text part
+        first; the others unchanged (copied, never the prompt's own)."""
+        if not media:
+            return messages
+        out = list(messages)
+        i = max((k for k, m in enumerate(out) if m.get("role") == "user"), default=len(out) - 1)
+        content = out[i].get("content")
+        parts = list(content) if isinstance(content, list) else [self.text_part(str(content or ""))]
+        out[i] = {**out[i], "content": parts + [self.media_part(p) for p in media]}
+        return out
 
     def whole(self, opts: RequestOptions) -> bool:
         """True when this run's requests are answered by one JSON body, not a stream: a non-streaming API, or

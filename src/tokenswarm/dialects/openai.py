@@ -86,9 +86,19 @@ class OpenAIChat(Dialect):
     chat = True
     tokens_from = "the usage chunk (stream_options.include_usage), else --tokenizer, else output events"
 
+    media_kinds = frozenset({"image", "audio"})
+
     def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
         messages = prompt.messages or [{"role": "user", "content": prompt.text}]
+        if prompt.media:
+            messages = self.with_media(messages, prompt.media)
         return _common({"messages": messages}, prompt, opts)
+
+    def media_part(self, part: Any) -> dict[str, Any]:
+        """``image_url`` with a data URL; audio as ``input_audio`` (base64 data and its format)."""
+        if part.kind == "audio":
+            return {"type": "input_audio", "input_audio": {"data": part.data, "format": part.format}}
+        return {"type": "image_url", "image_url": {"url": part.url}}
 
     def parse(self, obj: dict[str, Any]) -> Event:
         err = error_text(obj)

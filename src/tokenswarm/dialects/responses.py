@@ -79,10 +79,21 @@ class OpenAIResponses(TypedEvents):
     probe_tokens = 16  # OpenAI refuses a max_output_tokens below 16
     tokens_from = "response.completed's (or response.incomplete's) response.usage, else --tokenizer, else events"
 
+    media_kinds = frozenset({"image"})
+
+    def text_part(self, text: str) -> dict[str, Any]:
+        return {"type": "input_text", "text": text}
+
+    def media_part(self, part: Any) -> dict[str, Any]:
+        return {"type": "input_image", "image_url": part.url}
+
     def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
+        given: Any = prompt.messages or prompt.text
+        if prompt.media:
+            given = self.with_media(prompt.messages or [{"role": "user", "content": prompt.text}], prompt.media)
         body: dict[str, Any] = {
             "model": opts.model,
-            "input": prompt.messages or prompt.text,
+            "input": given,
             self.cap_field(opts): prompt.max_tokens or opts.max_tokens,
             "stream": opts.stream,
         }

@@ -22,6 +22,8 @@ import gevent
 
 from tokenswarm.client import Connection, StreamCall, request_head
 from tokenswarm.datasets import Prompt, open_dataset
+from tokenswarm.errors import SettingsError
+from tokenswarm.media import FILE_TYPES, SyntheticMedia, resolve
 from tokenswarm.settings import Settings
 from tokenswarm.workloads import Conversations, SharedPrefixes
 
@@ -55,6 +57,8 @@ class CallFactory:
                 self.prompts = SharedPrefixes(self.prompts, settings.prefix_len, settings.num_prefixes,
                                               settings.seed, shard, tokenizer)
         self.whole = settings.dialect.whole(settings.request)  # one JSON answer, not a stream
+        self.media = SyntheticMedia(settings.media, settings.seed * 7919 + shard) if settings.media.enabled else None
+        self._check_media()
         self.head = request_head(
             settings.target, "POST", settings.endpoint,
             {"Content-Type": "application/json", "Accept": "application/json" if self.whole else "text/event-stream",
@@ -65,6 +69,16 @@ class CallFactory:
         self._prefix = f"{worker}-{os.getpid():x}-"
         self._ready: deque[tuple[Prompt, bytes]] = deque()  # request bodies built ahead
         self._refiller: gevent.Greenlet | None = gevent.spawn(self._refill) if self.prompts is not None else None
+
+    def _check_media(self) -> None:
+        """SettingsError when the dataset names media of a kind the run's dialect sends no part for."""
+        source = getattr(self.prompts, "base", self.prompts)
+        kinds = {FILE_TYPES.get(os.path.splitext(path)[1].lower(), "image/").split("/")[0]
+                 for p in getattr(source, "prompts", None) or [] for path in (p.media or [])}
+        dialect = self.settings.dialect
+        for kind in sorted(kinds - dialect.media_kinds):
+            raise SettingsError(f"the dataset names {kind} files, and the {dialect.name} dialect sends no {kind} "
+                                "parts")
 
     def dataset_counts(self) -> dict[str, Any] | None:
         """A file dataset's counts (records read, used, skipped by reason); None for other sources."""
@@ -87,6 +101,9 @@ class CallFactory:
                 counts = [p.input_tokens for p in (prompt, *more)]
                 prompt = dataclasses.replace(prompt, batch=[prompt.text] + [p.text for p in more],
                                              input_tokens=None if None in counts else sum(counts))  # type: ignore
+        if prompt.media or self.media is not None:  # files a record names; fresh synthetic media
+            parts = resolve(prompt.media or []) + (self.media.parts() if self.media is not None else [])
+            prompt = dataclasses.replace(prompt, media=parts)
 
         return prompt, json.dumps(s.dialect.body(prompt, s.request), separators=(",", ":")).encode()
 

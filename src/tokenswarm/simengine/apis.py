@@ -21,8 +21,12 @@ token text is prebuilt. The shapes follow what vLLM's OpenAI server sends
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import math
 import time
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -131,11 +135,65 @@ def _words(text: Any, field: str) -> list[str]:
     return text.split()
 
 
+#: image tokens: one per 28 x 28 pixel patch (Qwen2-VL's merged patches); audio: 25 per second (Qwen2-Audio)
+IMAGE_PATCH_PX = 28
+AUDIO_TOKENS_PER_S = 25
+
+
+def media_tokens(kind: str, data: str) -> int:
+    """The input tokens the engine counts for an image or audio clip in base64 ``data`` (a data URL's or a
+    bare one): ``ceil(w / 28) * ceil(h / 28)`` for an image (its header read by Pillow), 25 per second for
+    WAV audio; 400 for media it cannot read (a URL it would fetch)."""
+    if "," in data[:100] and data.startswith("data:"):
+        data = data.split(",", 1)[1]
+    try:
+        raw = base64.b64decode(data, validate=False)
+        if kind == "audio":
+            with wave.open(io.BytesIO(raw)) as w:
+                return max(1, math.ceil(w.getnframes() / w.getframerate() * AUDIO_TOKENS_PER_S))
+        from PIL import Image
+
+        with Image.open(io.BytesIO(raw)) as im:
+            width, height = im.size
+        return math.ceil(width / IMAGE_PATCH_PX) * math.ceil(height / IMAGE_PATCH_PX)
+    except Exception:  # noqa: BLE001 - anything unreadable counts as a fixed amount
+        return 400
+
+
+def _media_of(part: dict[str, Any]) -> tuple[str, str] | None:
+    """(kind, base64 data or URL) of an image or audio content part, in OpenAI's, Responses' or Anthropic's
+    shape; None for other parts."""
+    kind = part.get("type")
+    if kind == "image_url":
+        url = part.get("image_url")
+        return "image", str(url.get("url", "") if isinstance(url, dict) else url or "")
+    if kind == "input_image":
+        return "image", str(part.get("image_url") or "")
+    if kind == "image":
+        src = part.get("source")
+        return "image", str(src.get("data") or src.get("url") or "") if isinstance(src, dict) else ""
+    if kind == "input_audio":
+        audio = part.get("input_audio")
+        return "audio", str(audio.get("data", "")) if isinstance(audio, dict) else ""
+    return None
+
+
+def _part_words(part: dict[str, Any]) -> list[str]:
+    """A content part's tokens: a text part's words; an image's or audio's :func:`media_tokens`, as words unique
+    to that content (so the prefix cache matches only the same media)."""
+    media = _media_of(part)
+    if media is None:
+        return str(part.get("text", "")).split()
+    kind, data = media
+    tag = f"<{kind}:{hash(data[-64:]) & 0xFFFFFFFF:x}:"
+    return [f"{tag}{i}>" for i in range(media_tokens(kind, data))]
+
+
 def _content_words(content: Any) -> list[str]:
     if isinstance(content, str):
         return content.split()
-    if isinstance(content, list):  # OpenAI content parts
-        return [w for p in content if isinstance(p, dict) for w in str(p.get("text", "")).split()]
+    if isinstance(content, list):  # content parts: text, images, audio
+        return [w for p in content if isinstance(p, dict) for w in _part_words(p)]
     return []
 
 
