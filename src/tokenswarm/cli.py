@@ -123,6 +123,12 @@ def _prepare(args: argparse.Namespace, kind: str) -> Settings:
         raise SettingsError(f"bad --locustfile {args.locustfile!r}: no such file")
     settings = with_trace(from_options(args, host=args.host or None))
     _check_dataset(settings)
+    if not settings.request.include_usage and not settings.dialect.whole(settings.request):
+        how = ("with --tokenizer on the generated text" if settings.tokenizer else
+               "one per output event, a lower bound wherever an event carries several tokens (--tokenizer counts "
+               "them exactly)")
+        print(f"tokenswarm: note: --no-stream-usage: no usage asked for; output tokens are counted {how} "
+              "(requests.csv token_source)", file=sys.stderr, flush=True)
     return settings
 
 

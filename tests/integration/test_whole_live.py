@@ -61,3 +61,16 @@ def test_images_in_requests_count_as_input_and_request_bytes(dialect, cli, sim_f
     assert (images.input_tokens == text.input_tokens + 2 * 4).all()
     # two 56 x 56 noise PNGs (>= 9 kB each raw) ride in every request's body, base64
     assert (images.request_bytes > text.request_bytes + 2 * 9408 * 4 // 3).all()
+
+
+def test_no_stream_usage_counts_locally_and_says_so(cli, sim_fixed, tmp_path):
+    out = str(tmp_path / "run")
+    p = cli("run", "--host", sim_fixed.url, "--model", "m", "--users", "1", "--requests", "3", "--max-tokens", "5",
+            "--no-stream-usage", "--out", out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "--no-stream-usage: no usage asked for; output tokens are counted one per output event" in p.stderr
+    df = pd.read_csv(os.path.join(out, "requests.csv"))
+    # the engine sends no usage without stream_options: the count is the events' (one token each here)
+    assert (df.status == "ok").all() and (df.token_source == "events").all() and (df.output_tokens == 5).all()
+    with open(os.path.join(out, "run.json")) as fh:
+        assert json.load(fh)["settings"]["stream_usage"] is False
