@@ -99,3 +99,13 @@ def test_an_engine_preset_speaks_the_other_apis_by_dialect(dialect, finish, cli,
     with open(os.path.join(out, "run.json")) as fh:
         settings = json.load(fh)["settings"]
     assert settings["dialect"] == dialect and "sk-live-key-1" not in json.dumps(settings)
+
+
+@pytest.mark.parametrize("dialect,words", [("openai-responses", "response.failed: server_error: injected"),
+                                           ("anthropic-messages", "api_error: injected server error")])
+def test_the_engines_error_event_reaches_the_record_in_the_apis_words(dialect, words, sim_factory):
+    sim = sim_factory("--ttft-ms", "5", "--tpot-ms", "1", "--fault", "error_event=1", "--fault-seed", "1")
+    path = get_dialect(dialect).path
+    rec = live(sim.url, get_dialect(dialect), path, 6, {})
+    assert rec.status == "server_error_event" and rec.error.startswith(words)
+    assert rec.output_events == 3  # the tokens before the failure are kept

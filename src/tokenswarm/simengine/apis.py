@@ -90,6 +90,11 @@ class Writer:
         """The whole non-streamed JSON response."""
         raise NotImplementedError
 
+    def error_event(self, message: str) -> bytes:
+        """A mid-stream failure in this API's words (the ``error_event`` fault): an ``{"error": ...}`` object, as
+        OpenAI-compatible servers send."""
+        return sse({"error": {"message": message, "type": "InternalServerError", "code": 500}})
+
     def usage(self, n: int, cached: int = 0) -> dict[str, Any]:
         cached = cached or self.cached
         u: dict[str, Any] = {
@@ -143,7 +148,9 @@ AUDIO_TOKENS_PER_S = 25
 def media_tokens(kind: str, data: str) -> int:
     """The input tokens the engine counts for an image or audio clip in base64 ``data`` (a data URL's or a
     bare one): ``ceil(w / 28) * ceil(h / 28)`` for an image (its header read by Pillow), 25 per second for
-    WAV audio; 400 for media it cannot read (a URL it would fetch)."""
+    WAV audio; 400 for media it cannot read (a URL it would fetch); 0 for a part with no data at all."""
+    if not data:
+        return 0
     if "," in data[:100] and data.startswith("data:"):
         data = data.split(",", 1)[1]
     try:
@@ -519,6 +526,11 @@ class ResponsesWriter(Writer):
     def full(self, n: int, cached: int = 0) -> bytes:
         return json.dumps(self.response("incomplete", n, cached)).encode()
 
+    def error_event(self, message: str) -> bytes:
+        """``response.failed`` with the response's ``error`` (code and message)."""
+        resp = {**self.response("failed"), "error": {"code": "server_error", "message": message}}
+        return self._ev("response.failed", response=resp)
+
 
 # -- Anthropic Messages: /v1/messages ---------------------------------------------------------------
 
@@ -574,6 +586,10 @@ class MessagesWriter(Writer):
     def full(self, n: int, cached: int = 0) -> bytes:
         content = [{"type": "text", "text": self.text(n, self.offset)}]
         return json.dumps(self._message(content, "max_tokens", self.usage(n, cached))).encode()
+
+    def error_event(self, message: str) -> bytes:
+        """Anthropic's ``event: error`` (an ``api_error``)."""
+        return event("error", {"type": "error", "error": {"type": "api_error", "message": message}})
 
 
 # -- embeddings and rerank: one JSON answer ---------------------------------------------------------

@@ -148,8 +148,7 @@ class Stream:
             conn.chunk(b'data: {"id": "' + self.writer.id.encode() + b'", "choices": [{"delta": \n\n')
             conn.drop(after=self.engine.cfg.fault_delay_s)
         elif kind == "error_event":
-            conn.chunk(b'data: {"error": {"message": "injected server error", "type": "InternalServerError", '
-                       b'"code": 500}}\n\n')
+            conn.chunk(self.writer.error_event("injected server error"))
             conn.end_stream()
         elif kind == "stall":
             conn.drop(after=self.engine.cfg.fault_delay_s)
