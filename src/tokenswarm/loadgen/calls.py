@@ -104,7 +104,6 @@ class CallFactory:
         if prompt.media or self.media is not None:  # files a record names; fresh synthetic media
             parts = resolve(prompt.media or []) + (self.media.parts() if self.media is not None else [])
             prompt = dataclasses.replace(prompt, media=parts)
-
         return prompt, json.dumps(s.dialect.body(prompt, s.request), separators=(",", ":")).encode()
 
     def _refill(self) -> None:
