@@ -94,3 +94,22 @@ def test_the_books_keep_a_bounded_number_of_records_and_never_count_a_dropped_sp
     # an ended level whose early records were let go is measured over the part still held, not diluted
     f = books.figures("4", 1000.0, 1100.0, 0.0, now=5000.0)
     assert f["req_s"] == pytest.approx(100.0, rel=0.02) and f["window_s"] < 100.0
+
+
+def test_whole_answers_read_latency_and_rates_without_a_ttft():
+    # 4 users, whole answers of 200 ms (no TTFT): their output counts when each answer arrives
+    i = {c: k for k, c in enumerate(COLUMNS)}
+    rows = []
+    for u in range(4):
+        t = 1000.0 + u * 0.05
+        while t < 1100:
+            row = as_row(t, 4, 0.0, 200.0, 30, 10)
+            row[i["ttft_ms"]] = row[i["tpot_ms"]] = ""
+            rows.append(row)
+            t += 0.201
+    books = LiveFigures()
+    books.add([r for r in rows if float(r[i["start_time"]]) + 0.2 <= 1060.0])  # the answers in by then
+    f = books.figures("4", 1000.0, None, 2.0, now=1060.0)
+    assert f["ttft_p50"] is None and f["e2e_p50"] == pytest.approx(200.0) and f["e2e_p99"] == pytest.approx(200.0)
+    assert f["req_s"] == pytest.approx(4 / 0.201, rel=0.02)
+    assert f["output_tok_s"] == pytest.approx(10 * f["req_s"], rel=0.02)
