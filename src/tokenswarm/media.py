@@ -17,7 +17,7 @@ import io
 import os
 import random
 import wave
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -38,8 +38,13 @@ class MediaPart(NamedTuple):
     data: str
 
     @property
+    def remote(self) -> bool:
+        """The part names an http(s) URL the server fetches (``--image-url``), not data it carries."""
+        return self.data.startswith(("http://", "https://"))
+
+    @property
     def url(self) -> str:
-        return f"data:{self.mime};base64,{self.data}"
+        return self.data if self.remote else f"data:{self.mime};base64,{self.data}"
 
     @property
     def format(self) -> str:
@@ -58,10 +63,11 @@ class MediaSpec:
     image_format: str = "png"
     audio_s: float = 0.0
     audio_rate: int = 16000
+    image_urls: list[str] = field(default_factory=list)  # --image-url: sent as URLs, fetched by the server
 
     @property
     def enabled(self) -> bool:
-        return bool(self.images or self.audio_s)
+        return bool(self.images or self.audio_s or self.image_urls)
 
     def describe(self) -> dict[str, object]:
         """For run.json: what each request carried."""
@@ -71,6 +77,8 @@ class MediaSpec:
                        image_format=self.image_format)
         if self.audio_s:
             out.update(audio_s=self.audio_s, audio_rate=self.audio_rate)
+        if self.image_urls:
+            out.update(image_urls=len(self.image_urls))
         return out
 
 
@@ -96,6 +104,9 @@ def check(spec: MediaSpec) -> None:
         raise SettingsError(f"bad --audio-seconds {spec.audio_s:g}: must be 0 to {MAX_AUDIO_SECONDS:g}")
     if not 1000 <= spec.audio_rate <= 192000:
         raise SettingsError(f"bad --audio-rate {spec.audio_rate}: must be 1000 to 192000 Hz")
+    for url in spec.image_urls:
+        if not url.startswith(("http://", "https://")) or len(url) < 12:
+            raise SettingsError(f"bad --image-url {url[:80]!r}: an http(s) URL the server can fetch")
 
 
 def image(width: int, height: int, fmt: str, rng: np.random.Generator) -> bytes:
@@ -168,4 +179,5 @@ class SyntheticMedia:
         if s.audio_s:
             raw = audio(s.audio_s, s.audio_rate, self.rng)
             out.append(MediaPart("audio", "audio/wav", base64.b64encode(raw).decode("ascii")))
+        out += [MediaPart("image", "", url) for url in s.image_urls]
         return out

@@ -160,6 +160,8 @@ OPTIONS: tuple[Opt, ...] = (
         "(openai-chat, openai-responses, anthropic-messages)", metavar="N", group="workload", check=ZERO_OR_MORE),
     Opt("--image-size", str, "512x512", "--images: width x height in pixels", metavar="WxH", group="workload"),
     Opt("--image-format", str, "png", "--images: png or jpeg", metavar="FMT", group="workload"),
+    Opt("--image-url", str, None, "an image every request names by URL, for the server to fetch (repeatable)",
+        action="append", metavar="URL", group="workload"),
     Opt("--audio-seconds", float, 0.0, "a synthetic audio clip of this many seconds per request (16-bit mono WAV, "
         "openai-chat's input_audio)", metavar="S", group="workload", check=ZERO_OR_MORE),
     Opt("--audio-rate", int, 16000, "--audio-seconds: the sample rate in Hz", metavar="HZ", group="workload",

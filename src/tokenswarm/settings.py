@@ -386,9 +386,11 @@ def _media(opts: Any, dialect: Dialect) -> MediaSpec:
     w, h = parse_size(getattr(opts, "image_size", "512x512") or "512x512")
     spec = MediaSpec(images=getattr(opts, "images", 0) or 0, image_width=w, image_height=h,
                      image_format=str(getattr(opts, "image_format", "png") or "png").lower(),
-                     audio_s=getattr(opts, "audio_seconds", 0.0) or 0.0, audio_rate=getattr(opts, "audio_rate", 16000))
+                     audio_s=getattr(opts, "audio_seconds", 0.0) or 0.0, audio_rate=getattr(opts, "audio_rate", 16000),
+                     image_urls=[str(u).strip() for u in getattr(opts, "image_url", None) or []])
     check_media(spec)
-    for kind, flag, on in (("image", "--images", spec.images), ("audio", "--audio-seconds", spec.audio_s)):
+    for kind, flag, on in (("image", "--images", spec.images or len(spec.image_urls)),
+                           ("audio", "--audio-seconds", spec.audio_s)):
         if on and kind not in dialect.media_kinds:
             takes = [n for n, d in DIALECTS.items() if kind in d.media_kinds]
             raise SettingsError(f"bad {flag} {on:g}: the {dialect.name} dialect sends no {kind} parts "

@@ -120,3 +120,19 @@ def test_dataset_records_name_image_and_audio_files(tmp_path):
     data.write_text(json.dumps({"prompt": "x", "image": "missing.png"}) + "\n")
     with pytest.raises(DatasetError, match="d.jsonl:1: no such image or audio file 'missing.png'"):
         open_dataset(DatasetSpec(name="jsonl", path=str(data)), 0, 1, None, 16)
+
+
+def test_images_by_url_are_sent_as_urls_for_the_server_to_fetch():
+    url = "https://example.com/cat.png"
+    (part,) = SyntheticMedia(MediaSpec(image_urls=[url])).parts()
+    assert part.remote and part.url == url
+    p = Prompt("p", "What is it?", media=[part])
+    opts = RequestOptions(model="m")
+    assert get_dialect("openai-chat").body(p, opts)["messages"][0]["content"][1] == {
+        "type": "image_url", "image_url": {"url": url}}
+    assert get_dialect("openai-responses").body(p, opts)["input"][0]["content"][1] == {
+        "type": "input_image", "image_url": url}
+    assert get_dialect("anthropic-messages").body(p, opts)["messages"][0]["content"][1] == {
+        "type": "image", "source": {"type": "url", "url": url}}
+    with pytest.raises(SettingsError, match="bad --image-url 'file:///etc/passwd'"):
+        check(MediaSpec(image_urls=["file:///etc/passwd"]))

@@ -77,7 +77,9 @@ class AnthropicMessages(TypedEvents):
     media_kinds = frozenset({"image"})
 
     def media_part(self, part: Any) -> dict[str, Any]:
-        """An ``image`` block with its base64 source."""
+        """An ``image`` block with its base64 source (a ``url`` source for an image the server fetches)."""
+        if part.remote:
+            return {"type": "image", "source": {"type": "url", "url": part.data}}
         return {"type": "image", "source": {"type": "base64", "media_type": part.mime, "data": part.data}}
 
     def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
