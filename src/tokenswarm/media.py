@@ -17,7 +17,7 @@ import io
 import os
 import random
 import wave
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -107,6 +107,36 @@ def check(spec: MediaSpec) -> None:
     for url in spec.image_urls:
         if not url.startswith(("http://", "https://")) or len(url) < 12:
             raise SettingsError(f"bad --image-url {url[:80]!r}: an http(s) URL the server can fetch")
+
+
+#: the media settings a ``--media-axis`` steps through: name -> how one value is read into MediaSpec fields
+AXES = ("images", "image-size", "audio-seconds")
+
+
+def parse_axis(text: str, spec: MediaSpec) -> list[tuple[str, MediaSpec]]:
+    """``images=0,1,2,4``, ``image-size=256x256,1024x1024`` or ``audio-seconds=5,30`` -> one (label, spec) per
+    value, each ``spec`` with that setting (``images-2``, ``image-size-256x256``); SettingsError naming
+    ``--media-axis`` and what is wrong. Each spec is :func:`check`-ed."""
+    name, _, values = str(text).partition("=")
+    name = name.strip()
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    if name not in AXES or not items:
+        raise SettingsError(f"bad --media-axis {text!r}: use NAME=V1,V2,... with NAME one of {', '.join(AXES)}")
+    out = []
+    for item in items:
+        try:
+            if name == "images":
+                one = replace(spec, images=int(item))
+            elif name == "image-size":
+                w, h = parse_size(item)
+                one = replace(spec, image_width=w, image_height=h, images=spec.images or 1)
+            else:
+                one = replace(spec, audio_s=float(item))
+        except ValueError:
+            raise SettingsError(f"bad --media-axis {text!r}: {item!r} is not a value of {name}") from None
+        check(one)
+        out.append((f"{name}-{item}", one))
+    return out
 
 
 def image(width: int, height: int, fmt: str, rng: np.random.Generator) -> bytes:

@@ -389,13 +389,18 @@ def _media(opts: Any, dialect: Dialect) -> MediaSpec:
                      audio_s=getattr(opts, "audio_seconds", 0.0) or 0.0, audio_rate=getattr(opts, "audio_rate", 16000),
                      image_urls=[str(u).strip() for u in getattr(opts, "image_url", None) or []])
     check_media(spec)
+    check_dialect_media(spec, dialect)
+    return spec
+
+
+def check_dialect_media(spec: MediaSpec, dialect: Dialect) -> None:
+    """SettingsError when ``spec`` asks for media the dialect's API takes no part for."""
     for kind, flag, on in (("image", "--images", spec.images or len(spec.image_urls)),
                            ("audio", "--audio-seconds", spec.audio_s)):
         if on and kind not in dialect.media_kinds:
             takes = [n for n, d in DIALECTS.items() if kind in d.media_kinds]
             raise SettingsError(f"bad {flag} {on:g}: the {dialect.name} dialect sends no {kind} parts "
                                 f"({kind}s: {', '.join(takes)})")
-    return spec
 
 
 @dataclass(frozen=True)

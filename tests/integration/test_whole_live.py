@@ -74,3 +74,18 @@ def test_no_stream_usage_counts_locally_and_says_so(cli, sim_fixed, tmp_path):
     assert (df.status == "ok").all() and (df.token_source == "events").all() and (df.output_tokens == 5).all()
     with open(os.path.join(out, "run.json")) as fh:
         assert json.load(fh)["settings"]["stream_usage"] is False
+
+
+def test_a_media_axis_runs_once_per_setting_and_compares_them(cli, sim_fixed, tmp_path):
+    out = str(tmp_path / "axis")
+    p = cli("run", "--host", sim_fixed.url, "--model", "m", "--users", "2", "--requests", "4", "--max-tokens", "4",
+            "--input-len", "20", "--image-size", "56x56", "--media-axis", "images=0,2", "--out", out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    a = pd.read_csv(os.path.join(out, "images-0", "requests.csv"))
+    b = pd.read_csv(os.path.join(out, "images-2", "requests.csv"))
+    assert (a.input_tokens == 20).all() and (b.input_tokens == 20 + 2 * 4).all()  # 2 images of 2 x 2 patches
+    with open(os.path.join(out, "compare", "compare.json")) as fh:
+        assert [r["label"] for r in json.load(fh)["runs"]] == ["images-0", "images-2"]
+    p = cli("run", "--host", sim_fixed.url, "--dialect", "openai-completions", "--media-axis", "images=0,1",
+            "--requests", "2", "--out", str(tmp_path / "bad"))
+    assert p.returncode == 2 and "sends no image parts" in p.stderr and not os.path.exists(tmp_path / "bad")

@@ -136,3 +136,16 @@ def test_images_by_url_are_sent_as_urls_for_the_server_to_fetch():
         "type": "image", "source": {"type": "url", "url": url}}
     with pytest.raises(SettingsError, match="bad --image-url 'file:///etc/passwd'"):
         check(MediaSpec(image_urls=["file:///etc/passwd"]))
+
+
+def test_a_media_axis_gives_one_spec_per_value():
+    from tokenswarm.media import parse_axis
+
+    axis = parse_axis("images=0,2", MediaSpec(image_width=64, image_height=64))
+    assert [(label, s.images, s.image_width) for label, s in axis] == [("images-0", 0, 64), ("images-2", 2, 64)]
+    axis = parse_axis("image-size=32x32,128x64", MediaSpec())
+    assert [(s.images, s.image_width, s.image_height) for _, s in axis] == [(1, 32, 32), (1, 128, 64)]
+    assert [s.audio_s for _, s in parse_axis("audio-seconds=1.5,3", MediaSpec())] == [1.5, 3.0]
+    for bad in ("pixels=1,2", "images=", "images=two", "image-size=big"):
+        with pytest.raises(SettingsError, match="bad --"):
+            parse_axis(bad, MediaSpec())
