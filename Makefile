@@ -6,6 +6,7 @@ PYTHON   ?= python3
 VENV     ?= .venv
 BIN      := $(VENV)/bin
 ENGINE   ?= sim
+DIALECT  ?=
 HOST     ?=
 MODEL    ?=
 USERS    ?=
@@ -23,14 +24,15 @@ SIM_PORT ?= 8000
 SIM_ARGS ?=
 SLO      ?=
 
-TARGET_FLAGS = --engine $(ENGINE) $(if $(HOST),--host $(HOST)) $(if $(MODEL),--model $(MODEL)) \
+TARGET_FLAGS = --engine $(ENGINE) $(if $(DIALECT),--dialect $(DIALECT)) $(if $(HOST),--host $(HOST)) \
+               $(if $(MODEL),--model $(MODEL)) \
                $(if $(WORKERS),--workers $(WORKERS))
 
 .PHONY: help install loadtest capacity run sweep report compare ui simengine real-engine test test-fast lint bench clean \
         check-python
 
 help: ## list the targets and knobs
-	@echo "tokenswarm make targets. Knobs: ENGINE=$(ENGINE) HOST= MODEL= LEVELS=$(LEVELS) LEVEL_DURATION=$(LEVEL_DURATION)"
+	@echo "tokenswarm make targets. Knobs: ENGINE=$(ENGINE) DIALECT= HOST= MODEL= LEVELS=$(LEVELS) LEVEL_DURATION=$(LEVEL_DURATION)"
 	@echo "  USERS= DURATION=$(DURATION) (one level instead of a sweep) WORKERS= (local worker processes) ARGS= (more options)"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 

@@ -83,6 +83,9 @@ def _add_load_args(p: argparse.ArgumentParser, kind: str) -> None:
         p.add_argument("--repeat", type=int, default=1, metavar="N",
                        help="run the plan N times, each with fresh prompts (--seed S: S, S+1, ...), in "
                             "<out>/repeat-<i>/, then print and write the spread between the runs (repeats.md)")
+        p.add_argument("--media-axis", default="", metavar="NAME=V1,V2",
+                       help="one run of the plan per media setting (images=0,1,2,4; image-size=256x256,1024x1024; "
+                            "audio-seconds=5,30) in <out>/<name>-<value>/, then compared (<out>/compare/)")
     d.add_argument("--workers", type=int, default=int(os.environ.get("TOKENSWARM_WORKERS", "0") or 0),
                    help="run a master and this many local worker processes (0: one process)")
     d.add_argument("--master", action="store_true", help="run as a master only; workers connect with "
@@ -125,6 +128,12 @@ def _prepare(args: argparse.Namespace, kind: str) -> Settings:
         raise SettingsError(f"bad --locustfile {args.locustfile!r}: no such file")
     settings = with_trace(from_options(args, host=args.host or None))
     _check_dataset(settings)
+    if not settings.request.include_usage and not settings.dialect.whole(settings.request):
+        how = ("with --tokenizer on the generated text" if settings.tokenizer else
+               "one per output event, a lower bound wherever an event carries several tokens (--tokenizer counts "
+               "them exactly)")
+        print(f"tokenswarm: note: --no-stream-usage: no usage asked for; output tokens are counted {how} "
+              "(requests.csv token_source)", file=sys.stderr, flush=True)
     return settings
 
 
@@ -192,9 +201,12 @@ def cmd_load(args: argparse.Namespace) -> int:
     _check_out(args.out)
     if args.repeat < 1:
         raise SettingsError(f"bad --repeat {args.repeat}: must be at least 1")
+    axis = _media_axis(args, settings)
     with ExitStack() as stack:
         host, sim, settings = _target(args, settings, stack)
         settings = _preflight(args, settings)
+        if axis:
+            return _run_axis(args, settings, host, sim, axis)
         if args.repeat == 1:
             code, run_dir = _run_once(args, settings, host, sim, args.out)
             if run_dir is not None:
@@ -267,6 +279,46 @@ def _resume_hint(run_dir: str, code: int) -> None:
     if code == ExitStatus.INTERRUPTED and os.path.exists(os.path.join(run_dir, "resume.json")):
         print(f"tokenswarm: the sweep stopped early; `tokenswarm sweep --resume {shlex.quote(run_dir)}` runs the "
               "rest", file=sys.stderr, flush=True)
+
+
+def _media_axis(args: argparse.Namespace, settings: Settings) -> list[tuple[str, Any]]:
+    """``--media-axis``'s (label, media spec) per value, each checked against the dialect; [] without one."""
+    text = getattr(args, "media_axis", "")
+    if not text:
+        return []
+    from tokenswarm.media import parse_axis
+    from tokenswarm.settings import check_dialect_media
+
+    if args.repeat > 1:
+        raise SettingsError("--media-axis and --repeat: choose one")
+    axis = parse_axis(text, settings.media)
+    for _label, spec in axis:
+        check_dialect_media(spec, settings.dialect)
+    return axis
+
+
+def _run_axis(args: argparse.Namespace, settings: Settings, host: str, sim: Any, axis: list[tuple[str, Any]]
+              ) -> int:
+    """One run of the plan per media setting of ``axis``, in ``<out>/<label>/``, then ``tokenswarm compare``
+    over them (the first is the baseline) in ``<out>/compare/``; prints each table, then the comparison."""
+    from tokenswarm.report.compare import compare
+
+    base = args.out or runfolder.make_run_dir("", settings.preset.name, args.run_name)
+    os.makedirs(base, exist_ok=True)
+    done, labels, code = [], [], 0
+    for label, spec in axis:
+        print(f"tokenswarm: {label}", flush=True)
+        code, run_dir = _run_once(args, replace(settings, media=spec), host, sim, os.path.join(base, label))
+        if run_dir is None or code == ExitStatus.INTERRUPTED:
+            break
+        done.append(run_dir)
+        labels.append(label)
+        _print_results(run_dir, code, last=False)
+    if len(done) > 1:
+        result = compare(done, labels, out_dir=os.path.join(base, "compare"))
+        print("\n" + result.text() + "\n" + "\n".join(result.verdict_lines()) + "\n", flush=True)
+    print(base, flush=True)
+    return code
 
 
 def _run_once(args: argparse.Namespace, settings: Settings, host: str, sim: Any, out: str
@@ -559,10 +611,19 @@ def cmd_engines(_args: argparse.Namespace) -> int:
     for name in PRESETS:
         e = get_preset(name)
         rows.append((e.name, e.dialect, e.base_url, e.path, e.metrics_path or "-", e.notes))
+    _table(rows)
+    from tokenswarm.dialects import DIALECTS
+
+    print("\n--dialect NAME takes its path (docs/engines-and-dialects.md):")
+    _table([("dialect", "path", "caps output with", "output tokens from")]
+           + [(d.name, d.path, d.max_tokens_field, d.tokens_from) for d in DIALECTS.values()])
+    return 0
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
-    return 0
 
 
 # -- simengine -------------------------------------------------------------------------------

@@ -276,8 +276,10 @@ class StreamCall:
         input_tokens: int | None = None,
         count_tokens: Callable[[str], int] | None = None,
         cancel_after: int | None = None,
+        whole: bool = False,
     ) -> None:
         self.conn = conn
+        self.whole = whole  # answered by one JSON body, not a stream (Dialect.whole): measured as E2E only
         self.cancel_after = cancel_after  # abandon the stream after this many output events (a user leaving)
         self.dialect = dialect
         self.payload = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
@@ -305,6 +307,7 @@ class StreamCall:
         if self.connect_s is not None:
             rec.connect_ms = self.connect_s * 1000.0
         rec.received_bytes = self.received
+        rec.request_bytes = len(self.payload)
         return rec
 
     def text(self) -> str:
@@ -380,6 +383,8 @@ class StreamCall:
         self.http_status = head.status
         if not 200 <= head.status < 300:
             return self._read_error(sock, reader, body)
+        if self.whole:
+            return self._read_whole(sock, reader, body, t)
         ctype = head.headers.get("content-type", "").lower()
         if "json" in ctype and "event-stream" not in ctype:
             return self._read_json(sock, reader, body, ctype)
@@ -514,6 +519,41 @@ class StreamCall:
             return self._rec(SERVER_ERROR_EVENT, f"HTTP {self.http_status} with an error body: {msg}", closed=t)
         return self._rec(MALFORMED, f"got {ctype or 'JSON'}, not an event stream (did the server ignore "
                          f"stream=true?): {_readable(body)}", closed=t)
+
+    def _read_whole(self, sock: socket.socket, reader: ResponseReader, first: bytes, t: float) -> RequestRecord:
+        """A whole 2xx answer asked for so (``stream: false``, embeddings, rerank), read to its end and parsed by
+        the dialect (``parse_whole``). E2E is when its last bytes arrived (``t``: the read's receive time); TTFT,
+        TPOT and ITL are not figures of it (left empty)."""
+        parts = [first]
+        while not reader.complete:
+            data, t = self.conn.recv(sock)
+            if not data:
+                reader.eof()
+                if reader.complete:
+                    break
+                self.conn.close()
+                return self._rec(DISCONNECT, "connection closed inside the answer", closed=t)
+            self.received += len(data)
+            parts.append(reader.feed(data))
+        if not reader.reusable:
+            self.conn.close()
+        body = b"".join(parts)
+        try:
+            obj = json.loads(body)
+            if not isinstance(obj, dict):
+                raise MalformedEvent(f"not a JSON object: {_readable(body)}")
+            ev = self.dialect.parse_whole(obj)
+        except ValueError as e:  # MalformedEvent included
+            return self._rec(MALFORMED, str(e) if isinstance(e, MalformedEvent) else f"not JSON: {_readable(body)}",
+                             closed=t)
+        m = self.measure
+        assert m is not None
+        m.feed(t, ev)
+        rec = self._rec(SERVER_ERROR_EVENT if m.error is not None else STATUS_OK, m.error or "", closed=t)
+        rec.e2e_ms = (t - m.send) * 1000.0
+        rec.ttft_ms = rec.ttft_visible_ms = rec.tpot_ms = None
+        rec.itl_ms = []
+        return rec
 
     def _read_error(self, sock: socket.socket, reader: ResponseReader, first: bytes) -> RequestRecord:
         head = reader.head

@@ -169,6 +169,7 @@ class RequestRecord:
     ttft_error_bound_ms: float | None = None  # the first output event arrived no more than this before its stamp
     e2e_error_bound_ms: float | None = None  # the same for the last output event (0: exact, the read's own)
     received_bytes: int = 0  # bytes of the response read from the socket, headers included (not a column)
+    request_bytes: int = 0  # bytes of the request written, head and body (images and audio included)
 
     @property
     def ok(self) -> bool:

@@ -98,14 +98,17 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("--model", str, "", "model name sent in requests (default: the preset's, else the server's first model)",
         web_ui="model name sent in requests; empty: the preset's, else the server's first model"),
     Opt("--endpoint", str, "", "request path, overriding the preset's (e.g. /v1/completions)", metavar="PATH"),
-    Opt("--dialect", str, "", "API dialect, overriding the preset's (openai-chat, openai-completions)"),
+    Opt("--dialect", str, "", "API dialect, overriding the preset's: openai-chat, openai-completions, "
+        "openai-responses, anthropic-messages, ... (`tokenswarm engines` lists them); its path becomes the "
+        "endpoint", metavar="NAME"),
     Opt("--body-template", str, "", "template dialect: the JSON request body with \"{prompt}\", {max_tokens} "
         "and \"{model}\" placeholders", metavar="JSON"),
     Opt("--text-path", str, "", "template dialect: where each stream event holds its text (e.g. outputs.0.text)",
         metavar="PATH"),
     Opt("--text-mode", str, "auto", "template dialect: each event's text is a delta, cumulative, or auto"),
-    Opt("--api-key", str, "", "API key sent as 'Authorization: Bearer ...' (default: $TOKENSWARM_API_KEY, "
-        "then $OPENAI_API_KEY); never written anywhere nor shown in the web UI", secret=True, metavar="KEY"),
+    Opt("--api-key", str, "", "API key sent as 'Authorization: Bearer ...' (anthropic-messages: 'x-api-key') "
+        "(default: $TOKENSWARM_API_KEY, then $ANTHROPIC_API_KEY for anthropic-messages, then $OPENAI_API_KEY); "
+        "never written anywhere nor shown in the web UI", secret=True, metavar="KEY"),
     Opt("--header", str, None, "extra request header 'Name: value' (repeatable; values are never written)",
         action="append", metavar="'K: V'"),
     Opt("--no-preflight", None, False, "skip the check of the target before load starts", action="store_true"),
@@ -143,7 +146,29 @@ OPTIONS: tuple[Opt, ...] = (
         group="workload"),
     Opt("--ignore-eos", None, False, "ask the server to ignore EOS so outputs have exactly --max-tokens "
         "(vLLM, SGLang)", action="store_true", group="workload"),
-    Opt("--extra-body", str, "", "JSON object merged into every request body", metavar="JSON", group="workload"),
+    Opt("--extra-body", str, "", "JSON object merged into every request body; a key set to null is removed "
+        "(e.g. {\"stream_options\": null})", metavar="JSON", group="workload"),
+    Opt("--max-tokens-field", str, "", "the body field that caps the output (default: the preset's, else the "
+        "dialect's: max_tokens; openai preset: max_completion_tokens; openai-responses: max_output_tokens)",
+        metavar="NAME", group="workload"),
+    Opt("--no-stream", None, False, "ask for whole answers (stream: false): each request is measured as E2E "
+        "only (TTFT, TPOT and ITL are not figures of it); chat, completions, responses, messages",
+        action="store_true", group="workload"),
+    Opt("--batch-size", int, 1, "inputs per request of a batched API: openai-embeddings' inputs, rerank's "
+        "documents", metavar="N", group="workload", check=AT_LEAST_1),
+    Opt("--images", int, 0, "synthetic images per request, sent as data URLs in the last user message "
+        "(openai-chat, openai-responses, anthropic-messages)", metavar="N", group="workload", check=ZERO_OR_MORE),
+    Opt("--image-size", str, "512x512", "--images: width x height in pixels", metavar="WxH", group="workload"),
+    Opt("--image-format", str, "png", "--images: png or jpeg", metavar="FMT", group="workload"),
+    Opt("--image-url", str, None, "an image every request names by URL, for the server to fetch (repeatable)",
+        action="append", metavar="URL", group="workload"),
+    Opt("--audio-seconds", float, 0.0, "a synthetic audio clip of this many seconds per request (16-bit mono WAV, "
+        "openai-chat's input_audio)", metavar="S", group="workload", check=ZERO_OR_MORE),
+    Opt("--audio-rate", int, 16000, "--audio-seconds: the sample rate in Hz", metavar="HZ", group="workload",
+        check=AT_LEAST_1),
+    Opt("--no-stream-usage", None, False, "leave stream_options out of OpenAI requests (for servers that reject "
+        "it); output tokens are then counted with --tokenizer, else one per output event (token_source says "
+        "which)", action="store_true", group="workload"),
     Opt("--seed", str, "", "seed for the prompts (shifted per worker); default: a fresh one drawn for every run "
         "and recorded in run.json, so a repeated run is not served from the engine's prefix cache; give the "
         "recorded one to send the same prompts again", metavar="N", group="workload"),

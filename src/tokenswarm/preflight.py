@@ -1,7 +1,7 @@
 """Preflight: check the target before sending load, and fail in seconds with one clear line.
 
 Asks ``/v1/models`` (for the model name when none was given, and to catch a
-rejected key), then sends one tiny real request (``max_tokens`` 1) through
+rejected key), then sends one tiny real request (``max_tokens`` 1, or the dialect's smallest cap) through
 the run's own dialect and endpoint, so a wrong path, a rejected key or an
 unknown model show the server's own error text before any load is sent.
 
@@ -20,7 +20,7 @@ from tokenswarm import provenance
 from tokenswarm.client import Connection, StreamCall, request_head
 from tokenswarm.datasets import Prompt
 from tokenswarm.http.plain import BAD_RESPONSE, TIMEOUT, FetchError, PlainClient, Reply
-from tokenswarm.measure import CONNECT_ERROR, HTTP_ERROR, STATUS_OK
+from tokenswarm.measure import CONNECT_ERROR, EMPTY, HTTP_ERROR, STATUS_OK
 from tokenswarm.settings import Settings
 
 PREFLIGHT_TIMEOUT_S = 30.0
@@ -91,13 +91,15 @@ def check(settings: Settings) -> Settings:
                                  "pass --model NAME")
         settings = replace(settings, request=replace(settings.request, model=models[0]), model_from_server=False)
     conn = Connection(settings.target, settings.connect_timeout, min(settings.read_timeout, PREFLIGHT_TIMEOUT_S))
+    whole = settings.dialect.whole(settings.request)
     head = request_head(settings.target, "POST", settings.endpoint,
-                        {"Content-Type": "application/json", "Accept": "text/event-stream",
+                        {"Content-Type": "application/json",
+                         "Accept": "application/json" if whole else "text/event-stream",
                          "X-Sim-Fault": "none", **settings.headers})  # the simulated engine injects no fault here
-    probe = Prompt(id="preflight", text="Say hello.", max_tokens=1)
+    probe = Prompt(id="preflight", text="Say hello.", max_tokens=settings.dialect.probe_tokens)
     body = json.dumps(settings.dialect.body(probe, settings.request)).encode()
     try:
-        rec = StreamCall(conn, settings.dialect, head, body, "preflight").run()
+        rec = StreamCall(conn, settings.dialect, head, body, "preflight", whole=whole).run()
     finally:
         conn.close()
     rec.error = settings.scrub(rec.error)
@@ -119,6 +121,8 @@ def check(settings: Settings) -> Settings:
             offered = f"; the server offers: {', '.join(models[:10])}{' ...' if len(models) > 10 else ''}"
         raise PreflightError(f"the server refused a test request: {rec.error} ({where}, model "
                              f"{settings.request.model!r}){offered}")
+    if rec.status == EMPTY and rec.finish_reason and rec.http_status == 200:
+        return settings  # the tiny cap went on hidden reasoning (OpenAI's o-series, gpt-5): the server answered
     if rec.status != STATUS_OK:
         raise PreflightError(f"a test request to {where} failed: {rec.status}: {rec.error}")
     engine = provenance.engine_info(settings.target, settings.headers, settings.request.model, models_reply,

@@ -21,6 +21,8 @@ class Preset:
     metrics_path: str = "/metrics"
     model: str = ""  # default model name ("" : ask the server's /v1/models)
     tokens: str = "usage"  # how output tokens are counted by default
+    #: the body field capping the output when the run speaks this preset's dialect ("" : the dialect's own)
+    max_tokens_field: str = ""
     # metrics_path: a path on the engine's port ("/metrics"), or ":PORT/path" for another port ("" : none)
     notes: str = ""
 
@@ -29,15 +31,25 @@ def _openai_base() -> str:
     return os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/")
 
 
+def _anthropic_base() -> str:
+    return os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com").rstrip("/")
+
+
+#: every engine and gateway below that serves these APIs too takes ``--dialect openai-responses``
+#: (``/v1/responses``) or ``--dialect anthropic-messages`` (``/v1/messages``): the dialect's path replaces the
+#: preset's, the port and metrics stay
+OTHER_APIS = "; /v1/responses: --dialect openai-responses; /v1/messages: --dialect anthropic-messages"
+
+
 PRESETS: dict[str, Preset] = {
     e.name: e
     for e in (
         Preset("sim", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions", model="tokenswarm-sim",
                notes="the embedded simulated engine; `tokenswarm run` starts one when --host is not given"),
         Preset("vllm", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions",
-               notes="vLLM OpenAI server (vllm serve); --dialect openai-completions for /v1/completions"),
+               notes="vLLM OpenAI server (vllm serve); --dialect openai-completions for /v1/completions" + OTHER_APIS),
         Preset("sglang", "openai-chat", "http://127.0.0.1:30000", "/v1/chat/completions",
-               notes="SGLang (--enable-metrics for /metrics); native API: --dialect sglang-generate"),
+               notes="SGLang (--enable-metrics for /metrics); native API: --dialect sglang-generate" + OTHER_APIS),
         Preset("tgi", "openai-chat", "http://127.0.0.1:8080", "/v1/chat/completions",
                tokens="usage (TGI >= 2.3), else --tokenizer",
                notes="Text Generation Inference Messages API; native: --dialect tgi-generate-stream"),
@@ -48,7 +60,7 @@ PRESETS: dict[str, Preset] = {
                notes="TensorRT-LLM on Triton (generate_stream; no usage, no [DONE]); trtllm-serve: --dialect "
                      "openai-chat"),
         Preset("litellm", "openai-chat", "http://127.0.0.1:4000", "/v1/chat/completions", metrics_path="",
-               tokens="usage from the backend", notes="LiteLLM proxy in front of an engine"),
+               tokens="usage from the backend", notes="LiteLLM proxy in front of an engine" + OTHER_APIS),
         Preset("higress", "openai-chat", "http://127.0.0.1:8080", "/v1/chat/completions", metrics_path="",
                tokens="usage from the backend", notes="Higress AI gateway in front of an engine"),
         Preset("fastchat", "openai-chat", "http://127.0.0.1:8000", "/v1/chat/completions", metrics_path="",
@@ -59,7 +71,14 @@ PRESETS: dict[str, Preset] = {
                notes="Hugging Face `transformers serve --continuous-batching` (usage on the finish chunk, no "
                      "[DONE], no /metrics; pass --model: its /v1/models lists only the hub cache)"),
         Preset("openai", "openai-chat", "https://api.openai.com/v1", "/chat/completions", metrics_path="",
-               notes="any OpenAI-compatible API; base URL from $OPENAI_BASE_URL"),
+               max_tokens_field="max_completion_tokens",
+               notes="OpenAI's API, or any compatible one; base URL from $OPENAI_BASE_URL; sends "
+                     "max_completion_tokens (reasoning models refuse max_tokens; --max-tokens-field max_tokens for "
+                     "servers that only read that); /v1/responses: --dialect openai-responses"),
+        Preset("anthropic", "anthropic-messages", "https://api.anthropic.com", "/v1/messages", metrics_path="",
+               tokens="usage (message_delta)",
+               notes="Anthropic's Messages API; base URL from $ANTHROPIC_BASE_URL; key from --api-key or "
+                     "$ANTHROPIC_API_KEY, sent as x-api-key with anthropic-version 2023-06-01"),
     )
 }
 
@@ -77,4 +96,6 @@ def get_preset(name: str) -> Preset:
         raise UnknownPreset(f"unknown engine {given!r}; choose one of: {', '.join(PRESETS)}") from None
     if name == "openai":
         engine = Preset(**{**engine.__dict__, "base_url": _openai_base()})
+    elif name == "anthropic":
+        engine = Preset(**{**engine.__dict__, "base_url": _anthropic_base()})
     return engine

@@ -20,10 +20,12 @@ from typing import Any
 
 from tokenswarm import __version__
 from tokenswarm.datasets import DatasetSpec, validate_spec
-from tokenswarm.dialects import Dialect, RequestOptions, UnknownDialect, get_dialect
+from tokenswarm.dialects import DIALECTS, Dialect, RequestOptions, UnknownDialect, get_dialect
 from tokenswarm.enginemetrics import metrics_url
 from tokenswarm.errors import SettingsError
 from tokenswarm.http.target import BadURL, Target
+from tokenswarm.media import MediaSpec, parse_size
+from tokenswarm.media import check as check_media
 from tokenswarm.options import OPTIONS
 from tokenswarm.presets import Preset, UnknownPreset, get_preset
 from tokenswarm.priority import PRIORITIES
@@ -93,6 +95,7 @@ class Settings:
     preflight: bool = True  # check the target before the load starts (cleared once a check passed)
     #: what was run, from where, against what (:mod:`tokenswarm.provenance`): run.json's ``provenance``
     provenance: dict[str, Any] = field(default_factory=dict)
+    media: MediaSpec = field(default_factory=MediaSpec)  # images and audio per request (--images, --audio-seconds)
 
     @property
     def mode(self) -> str:
@@ -158,6 +161,11 @@ class Settings:
             "workload": self.workload(),
             "temperature": self.request.temperature,
             "ignore_eos": self.request.ignore_eos,
+            "stream_usage": self.request.include_usage,
+            "stream": not self.dialect.whole(self.request),
+            "batch_size": self.request.batch_size,
+            "media": self.media.describe() or None,
+            "max_tokens_field": self.request.max_tokens_field or self.dialect.max_tokens_field,
             "extra_body": self.request.extra_body,
             "headers": {k: REDACTED for k in self.headers},
             "connect_timeout": self.connect_timeout,
@@ -210,11 +218,38 @@ def parse_header(raw: str) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
-def api_key(opts: Any, environ: dict[str, str] | None = None) -> str:
-    """--api-key, else $TOKENSWARM_API_KEY, else $OPENAI_API_KEY."""
+def api_key(opts: Any, environ: dict[str, str] | None = None, dialect: str = "") -> str:
+    """--api-key, else $TOKENSWARM_API_KEY, else $ANTHROPIC_API_KEY (the ``anthropic-messages`` dialect), else
+    $OPENAI_API_KEY."""
     environ = os.environ if environ is None else environ
     return (getattr(opts, "api_key", "") or environ.get("TOKENSWARM_API_KEY") or
+            (environ.get("ANTHROPIC_API_KEY") if dialect == "anthropic-messages" else "") or
             environ.get("OPENAI_API_KEY") or "")
+
+
+def dialect_headers(headers: dict[str, str], dialect: Dialect, key: str) -> dict[str, str]:
+    """``headers`` (the user's, by ``--header``) with what ``dialect`` needs added: its fixed headers and the
+    API ``key`` in its auth header (``Authorization: Bearer``, Anthropic's ``x-api-key``). A header the user
+    gave is kept as given (a gateway fronting Anthropic with a bearer token: ``--header 'Authorization: ...'``
+    and no key)."""
+    given = {k.lower() for k in headers}
+    out = dict(headers)
+    for name, value in dialect.request_headers(key).items():
+        if name.lower() not in given:
+            out[name] = value
+    return out
+
+
+def max_tokens_field(opts: Any, preset: Preset, dialect: Dialect) -> str:
+    """The body field capping the output: ``--max-tokens-field``, else the preset's when the run speaks the
+    preset's own dialect (``max_completion_tokens`` for ``openai``'s chat), else "" (the dialect's own)."""
+    given = getattr(opts, "max_tokens_field", "") or ""
+    if given:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", given):
+            raise SettingsError(f"bad --max-tokens-field {given!r}: must be a field name such as "
+                                "max_completion_tokens")
+        return given
+    return preset.max_tokens_field if dialect.name == preset.dialect else ""
 
 
 def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -237,6 +272,14 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         dialect = get_dialect(name, **config)
     except UnknownDialect as e:
         raise SettingsError(str(e)) from None
+    if getattr(opts, "no_stream", False) and dialect.streams and type(dialect).parse_whole is Dialect.parse_whole:
+        whole = ", ".join(n for n, d in DIALECTS.items() if d.parse_whole is not Dialect.parse_whole and d.streams)
+        raise SettingsError(f"bad --no-stream: the {dialect.name} dialect reads streams only (whole answers: "
+                            f"{whole})")
+    if (getattr(opts, "batch_size", 1) or 1) > 1 and not dialect.batched:
+        raise SettingsError(f"bad --batch-size {opts.batch_size}: the {dialect.name} dialect sends one input per "
+                            "request (batched: openai-embeddings, rerank)")
+    media = _media(opts, dialect)
     duration_s = parse_duration(opts.duration) if opts.duration else None
     extra: dict[str, Any] = {}
     if opts.extra_body:
@@ -251,11 +294,9 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
     env_headers = environ.get("TOKENSWARM_HEADER", "")
     raw_headers = [h for h in env_headers.splitlines() if h.strip()] + [h for h in raw_headers if h not in env_headers]
     for raw in raw_headers:
-        name, value = parse_header(raw)
-        headers[name] = value
-    key = api_key(opts, environ)
-    if key and not any(k.lower() == "authorization" for k in headers):
-        headers["Authorization"] = f"Bearer {key}"
+        hname, value = parse_header(raw)
+        headers[hname] = value
+    headers = dialect_headers(headers, dialect, api_key(opts, environ, dialect.name))
     seed, seed_drawn = parse_seed(opts)
     spec = DatasetSpec(name=opts.dataset or "random", path=opts.dataset_path, input_len=opts.input_len,
                        output_len=opts.output_len, range_ratio=opts.range_ratio, prompt_field=opts.prompt_field,
@@ -293,7 +334,11 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         max_tokens=opts.max_tokens,
         temperature=opts.temperature if opts.temperature >= 0 else None,
         ignore_eos=opts.ignore_eos,
+        include_usage=not getattr(opts, "no_stream_usage", False),
+        stream=not getattr(opts, "no_stream", False),
+        batch_size=getattr(opts, "batch_size", 1) or 1,
         extra_body=extra,
+        max_tokens_field=max_tokens_field(opts, preset, dialect),
     )
     return Settings(
         preset=preset,
@@ -348,7 +393,31 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         precision_pct=opts.precision,
         max_level_duration_s=_max_level_duration(opts, plan),
         preflight=not opts.no_preflight,
+        media=media,
     )
+
+
+def _media(opts: Any, dialect: Dialect) -> MediaSpec:
+    """The media spec of ``--images`` and ``--audio-seconds``; SettingsError for values that cannot be made or
+    media the dialect's API takes no part for."""
+    w, h = parse_size(getattr(opts, "image_size", "512x512") or "512x512")
+    spec = MediaSpec(images=getattr(opts, "images", 0) or 0, image_width=w, image_height=h,
+                     image_format=str(getattr(opts, "image_format", "png") or "png").lower(),
+                     audio_s=getattr(opts, "audio_seconds", 0.0) or 0.0, audio_rate=getattr(opts, "audio_rate", 16000),
+                     image_urls=[str(u).strip() for u in getattr(opts, "image_url", None) or []])
+    check_media(spec)
+    check_dialect_media(spec, dialect)
+    return spec
+
+
+def check_dialect_media(spec: MediaSpec, dialect: Dialect) -> None:
+    """SettingsError when ``spec`` asks for media the dialect's API takes no part for."""
+    for kind, flag, on in (("image", "--images", spec.images or len(spec.image_urls)),
+                           ("audio", "--audio-seconds", spec.audio_s)):
+        if on and kind not in dialect.media_kinds:
+            takes = [n for n, d in DIALECTS.items() if kind in d.media_kinds]
+            raise SettingsError(f"bad {flag} {on:g}: the {dialect.name} dialect sends no {kind} parts "
+                                f"({kind}s: {', '.join(takes)})")
 
 
 @dataclass(frozen=True)
@@ -412,7 +481,16 @@ def with_dialect(settings: Settings, name: str) -> Settings:
     route = replace(settings.route, dialect_given=True)
     target, endpoint, server_metrics = route.resolve(settings.preset, dialect, settings.request.model)
     return replace(settings, dialect=dialect, route=route, target=target, endpoint=endpoint,
-                   server_metrics=server_metrics)
+                   server_metrics=server_metrics, headers=_rekey(settings.headers, settings.dialect, dialect))
+
+
+def _rekey(headers: dict[str, str], old: Dialect, new: Dialect) -> dict[str, str]:
+    """``headers`` of ``old``'s requests made ``new``'s: the API key moved to ``new``'s auth header, ``old``'s
+    fixed headers dropped, ``new``'s added."""
+    value = headers.get(old.auth_header, "")
+    key = old.key_of(value) if value else ""
+    out = {k: v for k, v in headers.items() if k not in old.fixed_headers and not (key and k == old.auth_header)}
+    return dialect_headers(out, new, key)
 
 
 def check_options(opts: Any) -> None:

@@ -310,3 +310,87 @@ def test_every_declared_constraint_is_enforced_by_build_with_one_line(opt):
         from_options(opts(**{opt.dest: opt.type(bad)}), environ={})
     assert str(e.value) == f"bad {opt.flag} {opt.type(bad)}: {rng.words}"
     from_options(opts(**{opt.dest: opt.default}), environ={})  # the default itself is allowed
+
+
+def test_anthropic_messages_sends_its_key_as_x_api_key_with_its_version():
+    s = from_options(opts(engine="anthropic", model="claude"), environ={"ANTHROPIC_API_KEY": "sk-ant-env1"})
+    assert s.url == "https://api.anthropic.com/v1/messages" and s.dialect.name == "anthropic-messages"
+    assert s.headers == {"anthropic-version": "2023-06-01", "x-api-key": "sk-ant-env1"}
+    assert "sk-ant-env1" not in repr(s.public())
+    # --dialect on an engine serving the API: the dialect's path; --api-key wins over the environment
+    s = from_options(opts(engine="vllm", dialect="anthropic-messages", api_key="sk-flag1", model="m"),
+                     environ={"ANTHROPIC_API_KEY": "sk-ant-env1"})
+    assert s.url == "http://127.0.0.1:8000/v1/messages" and s.headers["x-api-key"] == "sk-flag1"
+    assert "Authorization" not in s.headers
+    # a gateway taking a bearer token on its Anthropic route: the user's header is kept as given
+    s = from_options(opts(engine="litellm", dialect="anthropic-messages", header=["anthropic-version: 2024-01-01"],
+                          model="m"), environ={})
+    assert s.headers == {"anthropic-version": "2024-01-01"}
+    assert s.url == "http://127.0.0.1:4000/v1/messages"
+
+
+def test_openai_responses_on_presets():
+    s = from_options(opts(engine="openai", dialect="openai-responses", model="gpt-5"),
+                     environ={"OPENAI_API_KEY": "sk-o1"})
+    assert s.url == "https://api.openai.com/v1/responses"  # one /v1
+    assert s.headers == {"Authorization": "Bearer sk-o1"}
+    assert s.request.max_tokens_field == ""  # the dialect's own: max_output_tokens
+    assert s.public()["max_tokens_field"] == "max_output_tokens"
+    assert from_options(opts(engine="sglang", dialect="openai-responses"), environ={}).url == (
+        "http://127.0.0.1:30000/v1/responses")
+
+
+def test_the_max_tokens_field_is_the_presets_then_the_flags():
+    from tokenswarm.datasets import Prompt
+
+    p = Prompt("p", "x")
+    s = from_options(opts(engine="openai", model="o3"), environ={})
+    body = s.dialect.body(p, s.request)
+    assert body["max_completion_tokens"] == 128 and "max_tokens" not in body
+    # the preset's field is for its own dialect: the legacy completions API takes max_tokens
+    s = from_options(opts(engine="openai", model="o3", dialect="openai-completions"), environ={})
+    assert "max_tokens" in s.dialect.body(p, s.request)
+    s = from_options(opts(engine="openai", model="m", max_tokens_field="max_tokens"), environ={})
+    assert "max_tokens" in s.dialect.body(p, s.request)
+    s = from_options(opts(engine="vllm", model="m", max_tokens_field="max_completion_tokens"), environ={})
+    assert s.dialect.body(p, s.request)["max_completion_tokens"] == 128
+    with pytest.raises(SettingsError, match="bad --max-tokens-field 'max tokens'"):
+        from_options(opts(max_tokens_field="max tokens"), environ={})
+
+
+def test_extra_body_null_removes_a_field_and_stream_usage_can_be_left_out():
+    from tokenswarm.datasets import Prompt
+
+    p = Prompt("p", "x")
+    s = from_options(opts(extra_body='{"max_tokens": null, "max_completion_tokens": 9, "top_k": 5}'), environ={})
+    body = s.dialect.body(p, s.request)
+    assert "max_tokens" not in body and body["max_completion_tokens"] == 9 and body["top_k"] == 5
+    assert body["stream_options"] == {"include_usage": True}
+    s = from_options(opts(no_stream_usage=True), environ={})
+    assert "stream_options" not in s.dialect.body(p, s.request) and s.public()["stream_usage"] is False
+    s = from_options(opts(dialect="sglang-generate", extra_body='{"stream": null}'), environ={})
+    assert "stream" not in s.dialect.body(p, s.request)
+
+
+def test_a_locustfile_dialect_moves_the_key_to_its_header():
+    from tokenswarm.settings import with_dialect
+
+    s = from_options(opts(api_key="sk-moved1"), environ={})
+    a = with_dialect(s, "anthropic-messages")
+    assert a.headers == {"anthropic-version": "2023-06-01", "x-api-key": "sk-moved1"}
+    back = with_dialect(from_options(opts(engine="anthropic", model="c", api_key="sk-moved1"), environ={}),
+                        "openai-chat")
+    assert back.headers == {"Authorization": "Bearer sk-moved1"}
+    basic = with_dialect(from_options(opts(header=["Authorization: Basic abcdef"]), environ={}), "anthropic-messages")
+    assert basic.headers == {"Authorization": "Basic abcdef", "anthropic-version": "2023-06-01"}
+
+
+def test_whole_answers_and_batches_only_where_the_api_has_them():
+    s = from_options(opts(dialect="rerank", batch_size=8), environ={})
+    assert s.url == "http://127.0.0.1:8000/v1/rerank" and s.request.batch_size == 8
+    assert s.public()["stream"] is False and s.public()["batch_size"] == 8
+    assert from_options(opts(no_stream=True), environ={}).public()["stream"] is False
+    with pytest.raises(SettingsError, match="bad --no-stream: the sglang-generate dialect reads streams only"):
+        from_options(opts(dialect="sglang-generate", no_stream=True), environ={})
+    with pytest.raises(SettingsError, match="bad --batch-size 4: the openai-chat dialect sends one input"):
+        from_options(opts(batch_size=4), environ={})

@@ -50,3 +50,7 @@ class Prompt:
     prefix_id: str = ""  # which shared prefix it starts with (--prefix-len)
     conversation_id: str = ""  # multi-turn: its conversation ...
     turn: int = 0  # ... and turn (1-based)
+    #: a batched request's inputs, this prompt's text first (embeddings' ``input``, rerank's documents); None: one
+    batch: list[str] | None = None
+    #: images and audio sent with the last user message (:class:`tokenswarm.media.MediaPart`s); None: none
+    media: list[Any] | None = None

@@ -14,6 +14,7 @@ own items with a seed of its own.
 from __future__ import annotations
 
 import math
+import os
 import random
 import re
 from collections.abc import Iterator
@@ -48,12 +49,24 @@ def read_items(spec: DatasetSpec) -> tuple[list[Item], int, dict[str, int]]:
     for n, rec in records:
         total += 1
         try:
-            items.append(layout(n, rec, opts))
+            item = layout(n, rec, opts)
         except Skip as e:
             skipped[str(e)] = skipped.get(str(e), 0) + 1
         except Bad as e:
             raise DatasetError(f"{file.where(n)}: {e}")
+        else:
+            if item.media:
+                item = item._replace(media=tuple(_media_path(spec.path, p, file.where(n)) for p in item.media))
+            items.append(item)
     return items, total, skipped
+
+
+def _media_path(dataset: str, path: str, where: str) -> str:
+    """A media file a record names, relative to the dataset file's folder; DatasetError when it is not there."""
+    full = path if os.path.isabs(path) else os.path.join(os.path.dirname(os.path.abspath(dataset)), path)
+    if not os.path.isfile(full):
+        raise DatasetError(f"{where}: no such image or audio file {path!r}")
+    return full
 
 
 def counts_line(info: dict[str, object]) -> str:
@@ -114,7 +127,7 @@ def _measure(items: list[Item], picks: list[int], spec: DatasetSpec, tokenizer: 
             outs = [None] * len(kept)
         name = spec.name
         prompts += [Prompt(id=f"{name}-{it.n}", text=it.text, input_tokens=c if tokenizer is not None else None,
-                           max_tokens=out) for (it, c), out in zip(kept, outs)]
+                           max_tokens=out, media=list(it.media) or None) for (it, c), out in zip(kept, outs)]
         if limit and len(prompts) >= limit:
             break
     return prompts
@@ -156,7 +169,7 @@ class FilePrompts:
         p = self.prompts[self._at]
         self._at = (self._at + self._step) % size
         self._k += 1
-        return Prompt(id=p.id, text=p.text, input_tokens=p.input_tokens, max_tokens=p.max_tokens)
+        return Prompt(id=p.id, text=p.text, input_tokens=p.input_tokens, max_tokens=p.max_tokens, media=p.media)
 
     def prefetch(self, count: int) -> None:
         """Nothing to do: every prompt of the shard was built at open (here for the same API as random)."""

@@ -16,6 +16,9 @@ line. The layouts:
   ``output`` the reference.
 * ``jsonl`` / ``csv``: the ``--prompt-field`` field (default ``prompt``); an ``output_len`` or
   ``max_tokens`` field, when present, is the prompt's own output length for ``--output-len -1``.
+
+``sharegpt``, ``jsonl`` and ``csv`` records may name image and audio files sent with the prompt
+(:data:`MEDIA_FIELDS`: ``image``, ``images``, ``audio``; paths relative to the dataset file).
 """
 
 from __future__ import annotations
@@ -43,6 +46,29 @@ class Item(NamedTuple):
     text: str
     reference: str | None = None
     output_len: int | None = None
+    media: tuple[str, ...] = ()  # image and audio files the record names (MEDIA_FIELDS), as written
+
+
+#: the record fields naming image or audio files sent with the prompt (a path or a list of paths, relative to the
+#: dataset file's folder): LLaVA-style ShareGPT's ``image``, and ``images``, ``audio`` in jsonl/csv
+MEDIA_FIELDS = ("image", "images", "audio")
+
+
+def _media(rec: dict[str, Any]) -> tuple[str, ...]:
+    """The files ``rec`` names in :data:`MEDIA_FIELDS`, in that order; Bad for a field that is not a path or a
+    list of paths."""
+    out: list[str] = []
+    for field in MEDIA_FIELDS:
+        value = rec.get(field)
+        if value is None or value == "":
+            continue
+        paths = value if isinstance(value, list) else [value]
+        for k, path in enumerate(paths):
+            if not isinstance(path, str) or not path.strip():
+                where = f"{field}[{k}]" if isinstance(value, list) else field
+                raise Bad(f"'{where}' is {_kind(path)}, not a file path")
+            out.append(path.strip())
+    return tuple(out)
 
 
 _KINDS = {dict: "an object", list: "a list", type(None): "null", bool: "a boolean", int: "a number",
@@ -129,7 +155,7 @@ def sharegpt(n: int, rec: Any, opts: LayoutOptions) -> Item:
             reference = _answer(_text(answer, aform[1])) if opts.want_reference else None
             if not prompt.strip():
                 raise Skip("empty prompt")
-            return Item(n, prompt, reference)
+            return Item(n, prompt, reference, media=_media(rec))
     raise Skip("no human turn")
 
 
@@ -173,7 +199,7 @@ def fields(n: int, rec: Any, opts: LayoutOptions) -> Item:
             output_len = _length(rec, field)
             if output_len is not None:
                 break
-    return Item(n, text, None, output_len)
+    return Item(n, text, None, output_len, _media(rec))
 
 
 class LayoutOptions(NamedTuple):

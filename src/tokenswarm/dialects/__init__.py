@@ -7,14 +7,18 @@ Each dialect builds a request body and parses one stream line into a
 
 from __future__ import annotations
 
+from tokenswarm.dialects.anthropic import AnthropicMessages
 from tokenswarm.dialects.base import Dialect, MalformedEvent, RequestOptions
 from tokenswarm.dialects.native import SGLangGenerate, TGIGenerateStream, TritonGenerateStream
 from tokenswarm.dialects.openai import OpenAIChat, OpenAICompletions
+from tokenswarm.dialects.pooling import OpenAIEmbeddings, Rerank
+from tokenswarm.dialects.responses import OpenAIResponses
 from tokenswarm.dialects.template import Template
 
 DIALECTS: dict[str, type[Dialect]] = {
     d.name: d
-    for d in (OpenAIChat, OpenAICompletions, SGLangGenerate, TGIGenerateStream, TritonGenerateStream, Template)
+    for d in (OpenAIChat, OpenAICompletions, OpenAIResponses, AnthropicMessages, SGLangGenerate,
+              TGIGenerateStream, TritonGenerateStream, Template, OpenAIEmbeddings, Rerank)
 }
 
 

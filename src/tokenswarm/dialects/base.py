@@ -33,8 +33,18 @@ class RequestOptions:
     max_tokens: int = 128
     temperature: float | None = None
     ignore_eos: bool = False
+    #: ask for a usage event (OpenAI ``stream_options.include_usage``); off (``--no-stream-usage``): the field
+    #: is left out and output tokens are counted locally (``token_source`` says how)
     include_usage: bool = True
+    #: --extra-body, merged last; a key whose value is None (JSON null) is removed from the body
     extra_body: dict[str, Any] = field(default_factory=dict)
+    #: the body field that caps the output ("" : the dialect's :attr:`Dialect.max_tokens_field`); a preset
+    #: or ``--max-tokens-field`` sets it (``max_completion_tokens`` for OpenAI's reasoning models)
+    max_tokens_field: str = ""
+    #: ask for a stream; off (``--no-stream``): ``stream: false``, the whole answer measured as E2E only
+    stream: bool = True
+    #: inputs per request of a batched API (embeddings' inputs, rerank's documents; ``--batch-size``)
+    batch_size: int = 1
 
 
 class Dialect:
@@ -46,6 +56,78 @@ class Dialect:
     #: final event); a stream that stops before it is a failure.
     needs_end_marker: ClassVar[bool] = True
     chat: ClassVar[bool] = False  # takes messages rather than a prompt string
+    #: the body field capping the output, unless the run names another (:attr:`RequestOptions.max_tokens_field`)
+    max_tokens_field: ClassVar[str] = "max_tokens"
+    #: the smallest cap the API accepts: the preflight's test request asks for this many tokens
+    probe_tokens: ClassVar[int] = 1
+    #: the header carrying the API key, and the scheme written before the key ("" : the key alone)
+    auth_header: ClassVar[str] = "Authorization"
+    auth_scheme: ClassVar[str] = "Bearer"
+    #: headers every request of this API carries (Anthropic's ``anthropic-version``)
+    fixed_headers: ClassVar[dict[str, str]] = {}
+    #: where the API puts its token counts, for ``tokenswarm dialects`` and the docs' table
+    tokens_from: ClassVar[str] = ""
+    #: the API answers with a stream (False: embeddings, rerank: one JSON answer, E2E only)
+    streams: ClassVar[bool] = True
+    #: a request carries :attr:`RequestOptions.batch_size` prompts (:attr:`Prompt.batch`)
+    batched: ClassVar[bool] = False
+    #: the media a message of this API can carry (``image``, ``audio``; :mod:`tokenswarm.media`)
+    media_kinds: ClassVar[frozenset[str]] = frozenset()
+
+    def media_part(self, part: Any) -> dict[str, Any]:
+        """One :class:`~tokenswarm.media.MediaPart` as this API's content part."""
+        raise NotImplementedError
+
+    def text_part(self, text: str) -> dict[str, Any]:
+        """A text content part of this API."""
+        return {"type": "text", "text": text}
+
+    def with_media(self, messages: list[dict[str, Any]], media: Any) -> list[dict[str, Any]]:
+        """``messages`` with ``media`` (MediaParts) added to the last user message, its text made a text part
+        first; the others unchanged (copied, never the prompt's own)."""
+        if not media:
+            return messages
+        out = list(messages)
+        i = max((k for k, m in enumerate(out) if m.get("role") == "user"), default=len(out) - 1)
+        content = out[i].get("content")
+        parts = list(content) if isinstance(content, list) else [self.text_part(str(content or ""))]
+        out[i] = {**out[i], "content": parts + [self.media_part(p) for p in media]}
+        return out
+
+    def whole(self, opts: RequestOptions) -> bool:
+        """True when this run's requests are answered by one JSON body, not a stream: a non-streaming API, or
+        ``--no-stream``. Such a request has an E2E and token counts; TTFT, TPOT and ITL are not figures of it."""
+        return not self.streams or not opts.stream
+
+    def parse_whole(self, obj: dict[str, Any]) -> Event:
+        """Read a whole (not streamed) JSON answer: its output text (for a tokenizer), usage, finish reason,
+        or the server's error. Raises :class:`MalformedEvent` for an API that has no whole answer."""
+        err = error_text(obj)
+        if err is not None:
+            return Event(error=err)
+        raise MalformedEvent(f"{self.name} reads streams only")
+
+    def request_headers(self, api_key: str) -> dict[str, str]:
+        """The headers this API needs: :attr:`fixed_headers`, and the API key in :attr:`auth_header` when
+        ``api_key`` is not empty (a secret: :class:`~tokenswarm.settings.Settings` keeps it out of every
+        output)."""
+        out = dict(self.fixed_headers)
+        if api_key:
+            out[self.auth_header] = f"{self.auth_scheme} {api_key}" if self.auth_scheme else api_key
+        return out
+
+    def key_of(self, value: str) -> str:
+        """The API key in a value of :attr:`auth_header` (its scheme removed), "" when the value is not of this
+        dialect's scheme (a header the user wrote): the inverse of :meth:`request_headers`, for moving a key
+        to another dialect's header."""
+        scheme = self.auth_scheme + " " if self.auth_scheme else ""
+        if not scheme:
+            return value
+        return value[len(scheme):] if value.startswith(scheme) else ""
+
+    def cap_field(self, opts: RequestOptions) -> str:
+        """The body field that caps the output for this run."""
+        return opts.max_tokens_field or self.max_tokens_field
 
     def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
         raise NotImplementedError
@@ -85,6 +167,17 @@ class Dialect:
         if not isinstance(obj, dict):
             raise MalformedEvent(f"not a JSON object: {_snippet(data)}")
         return self.parse(obj)
+
+
+def merge_extra(body: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with ``--extra-body`` merged in, top-level keys replaced; a key whose value is None (JSON
+    ``null``) is removed, so a field a server rejects can be left out: ``{"stream_options": null}``."""
+    for k, v in extra.items():
+        if v is None:
+            body.pop(k, None)
+        else:
+            body[k] = v
+    return body
 
 
 #: ``finish_reason`` values meaning the engine gave up on the request rather than finished it: vLLM's
@@ -156,6 +249,24 @@ class StreamText:
         while i < n and seen[i] == text[i]:
             i += 1
         return text[i:]
+
+
+class TypedEvents(Dialect):
+    """A dialect whose events name their own type in the JSON (``{"type": "message_start", ...}``): an
+    ``event: error`` carrying a JSON object is read by :meth:`parse` too, so its failure keeps the API's own
+    words (its error type or code beside the message)."""
+
+    def parse_event(self, ev: SSEEvent) -> Event | None:
+        if ev.event == "error":
+            try:
+                obj = json.loads(ev.data)
+            except ValueError:
+                obj = None
+            if isinstance(obj, dict):
+                out = self.parse(obj)
+                if out is not None and out.error is not None:
+                    return out
+        return Dialect.parse_event(self, ev)
 
 
 def _snippet(text: str, n: int = 80) -> str:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenswarm.dialects.base import Dialect, RequestOptions, StreamText, error_text, finish_error
+from tokenswarm.dialects.base import Dialect, RequestOptions, StreamText, error_text, finish_error, merge_extra
 from tokenswarm.measure import Event, Usage
 
 
 def _sampling(opts: RequestOptions, prompt: Any) -> dict[str, Any]:
-    params: dict[str, Any] = {"max_new_tokens": prompt.max_tokens or opts.max_tokens}
+    params: dict[str, Any] = {opts.max_tokens_field or "max_new_tokens": prompt.max_tokens or opts.max_tokens}
     if opts.temperature is not None:
         params["temperature"] = opts.temperature
     if opts.ignore_eos:
@@ -38,7 +38,7 @@ class _Native(Dialect):
     reader: type[Dialect]
 
     def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
-        return {**self.fields(prompt, opts), **opts.extra_body}
+        return merge_extra(self.fields(prompt, opts), opts.extra_body)
 
     def fields(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
         raise NotImplementedError
@@ -66,6 +66,8 @@ class SGLangGenerate(_Native):
 
     name = "sglang-generate"
     path = "/generate"
+    max_tokens_field = "max_new_tokens"  # in sampling_params
+    tokens_from = "meta_info.completion_tokens (a running count on every event)"
 
     def fields(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
         return {"text": prompt.text, "sampling_params": _sampling(opts, prompt), "stream": True}
@@ -96,9 +98,11 @@ class TGIGenerateStream(_Native):
 
     name = "tgi-generate-stream"
     path = "/generate_stream"
+    max_tokens_field = "max_new_tokens"  # in parameters
+    tokens_from = "the token index on every event; details.generated_tokens on the last"
 
     def fields(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
-        params: dict[str, Any] = {"max_new_tokens": prompt.max_tokens or opts.max_tokens, "details": True}
+        params: dict[str, Any] = {self.cap_field(opts): prompt.max_tokens or opts.max_tokens, "details": True}
         if opts.temperature:  # TGI rejects temperature 0; greedy is its default
             params["temperature"] = opts.temperature
         if opts.ignore_eos:
@@ -133,9 +137,10 @@ class TritonGenerateStream(_Native):
     name = "triton-generate-stream"
     path = "/v2/models/{model}/generate_stream"
     needs_end_marker = False  # the stream simply ends
+    tokens_from = "no usage: --tokenizer, else output events"
 
     def fields(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
-        body: dict[str, Any] = {"text_input": prompt.text, "max_tokens": prompt.max_tokens or opts.max_tokens,
+        body: dict[str, Any] = {"text_input": prompt.text, self.cap_field(opts): prompt.max_tokens or opts.max_tokens,
                                 "stream": True, "bad_words": "", "stop_words": ""}
         if opts.temperature is not None:
             body["temperature"] = opts.temperature

@@ -15,22 +15,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenswarm.dialects.base import Dialect, RequestOptions, error_text, finish_error, usage_of
+from tokenswarm.dialects.base import Dialect, RequestOptions, error_text, finish_error, merge_extra, usage_of
 from tokenswarm.measure import Event
 
 
 def _common(body: dict[str, Any], prompt: Any, opts: RequestOptions) -> dict[str, Any]:
     body["model"] = opts.model
-    body["max_tokens"] = prompt.max_tokens or opts.max_tokens
-    body["stream"] = True
-    if opts.include_usage:
+    body[opts.max_tokens_field or "max_tokens"] = prompt.max_tokens or opts.max_tokens
+    body["stream"] = opts.stream
+    if opts.include_usage and opts.stream:
         body["stream_options"] = {"include_usage": True}
     if opts.temperature is not None:
         body["temperature"] = opts.temperature
     if opts.ignore_eos:
         body["ignore_eos"] = True
     if opts.extra_body:
-        body.update(opts.extra_body)
+        merge_extra(body, opts.extra_body)
     return body
 
 
@@ -84,10 +84,21 @@ class OpenAIChat(Dialect):
     name = "openai-chat"
     path = "/v1/chat/completions"
     chat = True
+    tokens_from = "the usage chunk (stream_options.include_usage), else --tokenizer, else output events"
+
+    media_kinds = frozenset({"image", "audio"})
 
     def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
         messages = prompt.messages or [{"role": "user", "content": prompt.text}]
+        if prompt.media:
+            messages = self.with_media(messages, prompt.media)
         return _common({"messages": messages}, prompt, opts)
+
+    def media_part(self, part: Any) -> dict[str, Any]:
+        """``image_url`` with a data URL; audio as ``input_audio`` (base64 data and its format)."""
+        if part.kind == "audio":
+            return {"type": "input_audio", "input_audio": {"data": part.data, "format": part.format}}
+        return {"type": "image_url", "image_url": {"url": part.url}}
 
     def parse(self, obj: dict[str, Any]) -> Event:
         err = error_text(obj)
@@ -107,12 +118,26 @@ class OpenAIChat(Dialect):
             finish = choice.get("finish_reason")
         return _event(obj, text, reasoning, finish, extra, kind)
 
+    def parse_whole(self, obj: dict[str, Any]) -> Event:
+        """A ``chat.completion`` (``stream: false``): ``choices[0].message`` and ``usage``."""
+        choices = obj.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return Dialect.parse_whole(self, obj)
+        msg = choices[0].get("message") or {}
+        text = msg.get("content") or "" if isinstance(msg, dict) else ""
+        reasoning = (msg.get("reasoning_content") or msg.get("reasoning") or "") if isinstance(msg, dict) else ""
+        extra, kind = _tool_text(msg) if isinstance(msg, dict) else ("", "")
+        finish = choices[0].get("finish_reason")
+        return Event(text=str(text), reasoning=str(reasoning), extra=extra, kind=kind, finish=finish,
+                     usage=usage_of(obj.get("usage")), response_id=obj.get("id"), error=finish_error(finish))
+
 
 class OpenAICompletions(Dialect):
     """``POST /v1/completions`` with ``stream: true``; text in ``choices[0].text``."""
 
     name = "openai-completions"
     path = "/v1/completions"
+    tokens_from = "the usage chunk (stream_options.include_usage), else --tokenizer, else output events"
 
     def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
         return _common({"prompt": prompt.text}, prompt, opts)
@@ -129,3 +154,12 @@ class OpenAICompletions(Dialect):
             text = choice.get("text") or ""
             finish = choice.get("finish_reason")
         return _event(obj, text, "", finish)
+
+    def parse_whole(self, obj: dict[str, Any]) -> Event:
+        """A ``text_completion`` (``stream: false``): ``choices[0].text`` and ``usage``."""
+        choices = obj.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return Dialect.parse_whole(self, obj)
+        finish = choices[0].get("finish_reason")
+        return Event(text=str(choices[0].get("text") or ""), finish=finish, usage=usage_of(obj.get("usage")),
+                     response_id=obj.get("id"), error=finish_error(finish))

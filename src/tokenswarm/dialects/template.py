@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tokenswarm.dialects.base import Dialect, RequestOptions, StreamText, error_text
+from tokenswarm.dialects.base import Dialect, RequestOptions, StreamText, error_text, merge_extra
 from tokenswarm.errors import SettingsError
 from tokenswarm.measure import Event
 
@@ -47,6 +47,7 @@ class Template(Dialect):
     name = "template"
     path = "/generate_stream"
     needs_end_marker = False
+    tokens_from = "no usage: --tokenizer, else output events"
 
     def __init__(self, body_template: str = "", text_path: str = "", text_mode: str = "auto") -> None:
         if not body_template:
@@ -78,8 +79,7 @@ class Template(Dialect):
 
     def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
         body = json.loads(self._render(prompt.text, prompt.max_tokens or opts.max_tokens, opts.model))
-        body.update(opts.extra_body)
-        return body
+        return merge_extra(body, opts.extra_body)
 
     def stream(self) -> Dialect:
         return _TemplateStream(self)

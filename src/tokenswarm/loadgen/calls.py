@@ -10,6 +10,7 @@ it after a few tokens (``--cancel-rate``).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -21,6 +22,8 @@ import gevent
 
 from tokenswarm.client import Connection, StreamCall, request_head
 from tokenswarm.datasets import Prompt, open_dataset
+from tokenswarm.errors import SettingsError
+from tokenswarm.media import FILE_TYPES, SyntheticMedia, resolve
 from tokenswarm.settings import Settings
 from tokenswarm.workloads import Conversations, SharedPrefixes
 
@@ -53,15 +56,29 @@ class CallFactory:
             if settings.prefix_len:
                 self.prompts = SharedPrefixes(self.prompts, settings.prefix_len, settings.num_prefixes,
                                               settings.seed, shard, tokenizer)
+        self.whole = settings.dialect.whole(settings.request)  # one JSON answer, not a stream
+        self.media = SyntheticMedia(settings.media, settings.seed * 7919 + shard) if settings.media.enabled else None
+        self._check_media()
         self.head = request_head(
             settings.target, "POST", settings.endpoint,
-            {"Content-Type": "application/json", "Accept": "text/event-stream", **settings.headers},
+            {"Content-Type": "application/json", "Accept": "application/json" if self.whole else "text/event-stream",
+             **settings.headers},
         )
         self.count_tokens = tokenizer.count if tokenizer is not None else None
         self._ids = itertools.count(1)
         self._prefix = f"{worker}-{os.getpid():x}-"
         self._ready: deque[tuple[Prompt, bytes]] = deque()  # request bodies built ahead
         self._refiller: gevent.Greenlet | None = gevent.spawn(self._refill) if self.prompts is not None else None
+
+    def _check_media(self) -> None:
+        """SettingsError when the dataset names media of a kind the run's dialect sends no part for."""
+        source = getattr(self.prompts, "base", self.prompts)
+        kinds = {FILE_TYPES.get(os.path.splitext(path)[1].lower(), "image/").split("/")[0]
+                 for p in getattr(source, "prompts", None) or [] for path in (p.media or [])}
+        dialect = self.settings.dialect
+        for kind in sorted(kinds - dialect.media_kinds):
+            raise SettingsError(f"the dataset names {kind} files, and the {dialect.name} dialect sends no {kind} "
+                                "parts")
 
     def dataset_counts(self) -> dict[str, Any] | None:
         """A file dataset's counts (records read, used, skipped by reason); None for other sources."""
@@ -76,9 +93,17 @@ class CallFactory:
 
     def _prepare(self, prompt: Prompt | None = None) -> tuple[Prompt, bytes]:
         """The next prompt (or ``prompt``) and its request body bytes."""
+        s = self.settings
         if prompt is None:
             prompt = next(self.prompts)
-        s = self.settings
+            if s.dialect.batched and s.request.batch_size > 1:  # embeddings' inputs, rerank's documents
+                more = [next(self.prompts) for _ in range(s.request.batch_size - 1)]
+                counts = [p.input_tokens for p in (prompt, *more)]
+                prompt = dataclasses.replace(prompt, batch=[prompt.text] + [p.text for p in more],
+                                             input_tokens=None if None in counts else sum(counts))  # type: ignore
+        if prompt.media or self.media is not None:  # files a record names; fresh synthetic media
+            parts = resolve(prompt.media or []) + (self.media.parts() if self.media is not None else [])
+            prompt = dataclasses.replace(prompt, media=parts)
         return prompt, json.dumps(s.dialect.body(prompt, s.request), separators=(",", ":")).encode()
 
     def _refill(self) -> None:
@@ -107,7 +132,7 @@ class CallFactory:
             cancel_after = self._rng.randint(1, max(1, n - 1))
         call = StreamCall(conn, self.settings.dialect, self.head + b"X-Request-Id: " + rid.encode() + b"\r\n", body,
                           rid, input_tokens=prompt.input_tokens, count_tokens=self.count_tokens,
-                          cancel_after=cancel_after)
+                          cancel_after=cancel_after, whole=self.whole)
         call.prompt = prompt  # type: ignore[attr-defined]
         return call
 

@@ -97,9 +97,12 @@ class LiveWatch:
         lvl = level_str(segment["level"]) if segment is not None else "-"
         failed = self.totals["failed"]
         done = failed + self.totals["ok"]
-        return (f"tokenswarm {m:02d}:{s:02d} | level {lvl}{index} | users {users} | {rates_text(f, ci)} | "
-                f"TTFT p50 {ms(f['ttft_p50'])} p99 {ms(f['ttft_p99'])}{pm(ci.get('ttft_p99'))} ms | "
-                f"TPOT p50 {ms(f['tpot_p50'])} ms | "
+        if f["ttft_p50"] is None and f.get("e2e_p50") is not None:  # whole answers: latency, no TTFT
+            timing = f"latency (E2E; no TTFT: whole answers) p50 {ms(f['e2e_p50'])} p99 {ms(f['e2e_p99'])} ms | "
+        else:
+            timing = (f"TTFT p50 {ms(f['ttft_p50'])} p99 {ms(f['ttft_p99'])}{pm(ci.get('ttft_p99'))} ms | "
+                      f"TPOT p50 {ms(f['tpot_p50'])} ms | ")
+        return (f"tokenswarm {m:02d}:{s:02d} | level {lvl}{index} | users {users} | {rates_text(f, ci)} | {timing}"
                 f"ok {self.totals['ok']} failed {failed}" + (f" ({100 * failed / done:.1f} %)" if failed else ""))
 
     def table(self, segments: list[tuple[dict[str, Any], float]], flags: dict[str, str],

@@ -216,6 +216,7 @@ def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool
         server = engine.read_server_metrics(os.path.join(run_dir, engine.SERVER_CSV))
         levels = engine.engine_gauges(levels, server, windows)
         levels = fold_engine_levels(levels, server, df, windows)
+        levels = fold_batches(levels, s)
         bench = engine.read_vllm_bench(os.path.join(run_dir, engine.PEERS_DIR))
         messages = failure_messages(req_path) if failures else {}
         tok_check = tokenizer_check(req_path)
@@ -258,6 +259,25 @@ def not_run(meta: dict[str, Any], levels: pd.DataFrame, mode: str) -> list[float
         return [float(x) for x in planned if float(x) not in ran]
     except (TypeError, ValueError):
         return []
+
+
+#: the dialects whose requests carry a batch of inputs (tokenswarm.dialects: Dialect.batched)
+BATCHED = ("openai-embeddings", "rerank")
+
+
+def fold_batches(levels: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
+    """``levels`` plus ``batch_size`` (inputs per request, run.json ``settings.batch_size``) and
+    ``inputs_throughput_s`` (inputs per second: requests per second times the batch) for a run of whole
+    answers (embeddings, rerank, ``--no-stream``); unchanged otherwise."""
+    if settings.get("stream", True) is not False or not len(levels) or "request_throughput_req_s" not in levels:
+        return levels
+    if str(settings.get("dialect")) not in BATCHED and int(settings.get("batch_size") or 1) <= 1:
+        return levels  # stream: false chat: one input per request
+    batch = int(settings.get("batch_size") or 1)
+    levels = levels.copy()
+    levels["batch_size"] = batch
+    levels["inputs_throughput_s"] = levels["request_throughput_req_s"] * batch
+    return levels
 
 
 def fold_engine_levels(levels: pd.DataFrame, server: pd.DataFrame | None, requests: pd.DataFrame,

@@ -63,8 +63,23 @@ COMPARED: tuple[tables.Column, ...] = (
     ("tpot_mean_ms", "Mean TPOT (ms)", "{:.2f}"),
     ("tpot_p99_ms", "P99 TPOT (ms)", "{:.2f}"),
 )
+#: the figures compared for runs of whole answers (embeddings, rerank, ``stream: false``): no TTFT or TPOT there
+COMPARED_WHOLE: tuple[tables.Column, ...] = (
+    ("request_throughput_req_s", "Req/s", "{:.2f}"),
+    ("input_throughput_tok_s", "Input tok/s", "{:.1f}"),
+    ("e2e_mean_ms", "Mean latency (ms)", "{:.1f}"),
+    ("e2e_p99_ms", "P99 latency (ms)", "{:.1f}"),
+)
 #: the compared figures for which higher is better (the rest are latencies: lower is better)
-HIGHER_IS_BETTER = frozenset({"output_throughput_tok_s"})
+HIGHER_IS_BETTER = frozenset({"output_throughput_tok_s", "request_throughput_req_s", "input_throughput_tok_s"})
+
+
+def compared(analyses: Sequence[Analysis]) -> tuple[tables.Column, ...]:
+    """The figures to compare: :data:`COMPARED_WHOLE` when every run is of whole answers
+    (:func:`tokenswarm.report.tables.whole_answers`), else :data:`COMPARED`."""
+    if analyses and all(tables.whole_answers(a.levels) for a in analyses):
+        return COMPARED_WHOLE
+    return COMPARED
 
 
 @dataclass
@@ -81,10 +96,12 @@ class CompareResult:
     #: per later run against the first: {"run", "level", "figure", "a", "b", "ratio", "ci_low", "ci_high",
     #: "verdict", "more_requests"}
     verdicts: list[dict[str, Any]] = field(default_factory=list)
+    figures: tuple[tables.Column, ...] = COMPARED  # what was compared (:func:`compared`)
 
-    def pivot(self, column: str = "output_throughput_tok_s") -> pd.DataFrame:
-        """Levels as rows, runs as columns, for one levels.csv column (NaN where a run lacks the level)."""
-        p = self.table.pivot(index="level", columns="run", values=column)
+    def pivot(self, column: str | None = None) -> pd.DataFrame:
+        """Levels as rows, runs as columns, for one levels.csv column (None: the first compared figure,
+        output throughput or, for whole answers, requests per second); NaN where a run lacks the level."""
+        p = self.table.pivot(index="level", columns="run", values=column or self.figures[0][0])
         return p.reindex(columns=self.labels)
 
     def verdict_lines(self) -> list[str]:
@@ -103,10 +120,12 @@ class CompareResult:
         return out
 
     def text(self) -> str:
-        """Output throughput per level and run, as aligned text (what the CLI prints)."""
+        """Output throughput (whole answers: requests per second) per level and run, as aligned text (what the
+        CLI prints)."""
         p = self.pivot()
-        heads = [tables.LEVEL_HEADING[self.mode], *(f"{lab} tok/s" for lab in self.labels)]
-        body = [[f"{lvl:g}", *(tables.cell(v, "{:.1f}") for v in p.loc[lvl])] for lvl in p.index]
+        unit = "tok/s" if self.figures[0][0] == "output_throughput_tok_s" else "req/s"
+        heads = [tables.LEVEL_HEADING[self.mode], *(f"{lab} {unit}" for lab in self.labels)]
+        body = [[f"{lvl:g}", *(tables.cell(v, self.figures[0][2]) for v in p.loc[lvl])] for lvl in p.index]
         return tables.text_grid(heads, body)
 
 
@@ -169,11 +188,12 @@ def compare(run_dirs: list[str], labels: list[str] | None = None, out_dir: str |
     os.makedirs(out_dir, exist_ok=True)
     modes = {a.mode for a in analyses}
     mode = modes.pop() if len(modes) == 1 else "concurrency"
-    table = _long_table(analyses, labels)
-    result = CompareResult(labels, table, out_dir, mode=mode)
+    figs = compared(analyses)
+    table = _long_table(analyses, labels, figs)
+    result = CompareResult(labels, table, out_dir, mode=mode, figures=figs)
     facts = [run_facts(a) for a in analyses]
     result.warnings, result.notes = differences(facts, labels)
-    result.verdicts = judge_runs(analyses, labels, margin_pct / 100.0)
+    result.verdicts = judge_runs(analyses, labels, margin_pct / 100.0, figs)
     path = os.path.join(out_dir, COMPARE_CSV)
     table.to_csv(path, index=False, float_format="%.4f")
     result.files.append(path)
@@ -210,9 +230,10 @@ def _interval(row: dict[str, Any], col: str) -> Interval:
     return Interval(f(col), f(low), f(high))
 
 
-def judge_runs(analyses: Sequence[Analysis], labels: Sequence[str], margin: float) -> list[dict[str, Any]]:
-    """Each run after the first against the first, per level both measured and per figure of :data:`COMPARED`
-    (:func:`tokenswarm.report.verdicts.compare_figures`)."""
+def judge_runs(analyses: Sequence[Analysis], labels: Sequence[str], margin: float,
+               figures: Sequence[tables.Column] = COMPARED) -> list[dict[str, Any]]:
+    """Each run after the first against the first, per level both measured and per figure of ``figures``
+    (:data:`COMPARED`; :func:`compared`) (:func:`tokenswarm.report.verdicts.compare_figures`)."""
     if len(analyses) < 2:
         return []
     base = {float(r["level"]): r for r in analyses[0].levels.to_dict("records")}
@@ -223,7 +244,7 @@ def judge_runs(analyses: Sequence[Analysis], labels: Sequence[str], margin: floa
             if level not in base:
                 continue
             requests = int(min(float(row.get("completed", 0) or 0), float(base[level].get("completed", 0) or 0)))
-            for col, _head, _fmt in COMPARED:
+            for col, _head, _fmt in figures:
                 v = verdicts.compare_figures(_interval(base[level], col), _interval(row, col),
                                              col not in HIGHER_IS_BETTER, requests, margin)
                 out.append({"run": lab, "level": level, "figure": col, "a": _interval(base[level], col).estimate,
@@ -237,16 +258,17 @@ def _flags_of(levels: pd.DataFrame) -> dict[str, str]:
     return {f"{float(r['level']):g}": tables.marks(r) for r in levels.to_dict("records")}
 
 
-def _long_table(analyses: Sequence[Analysis], labels: Sequence[str]) -> pd.DataFrame:
+def _long_table(analyses: Sequence[Analysis], labels: Sequence[str],
+                figures: Sequence[tables.Column] = COMPARED) -> pd.DataFrame:
     """Outer join on level: one row per (level, run), runs in the given order."""
     levels = sorted({float(x) for a in analyses for x in a.levels["level"]})
     frames = []
     for lab, a in zip(labels, analyses):
         d = a.levels.copy()
         d["level"] = d["level"].astype(float)
-        cols = ["level", *(c for c, _, _ in COMPARED if c in d.columns)]
+        cols = ["level", *(c for c, _, _ in figures if c in d.columns)]
         d = d[cols].drop_duplicates("level").set_index("level").reindex(levels)
-        for c, _, _ in COMPARED:
+        for c, _, _ in figures:
             if c not in d.columns:
                 d[c] = np.nan
         d = d.reset_index()
@@ -254,7 +276,7 @@ def _long_table(analyses: Sequence[Analysis], labels: Sequence[str]) -> pd.DataF
         d["_order"] = labels.index(lab)
         frames.append(d)
     out = pd.concat(frames, ignore_index=True).sort_values(["level", "_order"], kind="stable")
-    return out.drop(columns="_order").reset_index(drop=True)[["level", "run", *(c for c, _, _ in COMPARED)]]
+    return out.drop(columns="_order").reset_index(drop=True)[["level", "run", *(c for c, _, _ in figures)]]
 
 
 def _engine_cell(meta: dict[str, Any]) -> str:
@@ -272,11 +294,11 @@ def _level_cell(level: float, *flags: dict[str, str]) -> str:
 
 
 def _heading(col: str) -> str:
-    return next(h for c, h, _ in COMPARED if c == col)
+    return next(h for c, h, _ in COMPARED + COMPARED_WHOLE if c == col)
 
 
 def _fmt(col: str) -> str:
-    return next(f for c, _, f in COMPARED if c == col)
+    return next(f for c, _, f in COMPARED + COMPARED_WHOLE if c == col)
 
 
 def _ratio_text(v: dict[str, Any]) -> str:
@@ -353,10 +375,10 @@ def _document(analyses: Sequence[Analysis], labels: Sequence[str], result: Compa
                  "**better**/**worse**: it excludes 1; **no detectable difference**: it lies within the margin "
                  "(`--margin`); **undecided**: neither, and about how many more requests per run would decide.")
     doc.heading("Per level and run")
-    heads = [lh, "Run", *(h for _, h, _ in COMPARED)]
+    heads = [lh, "Run", *(h for _, h, _ in result.figures)]
     by_label = dict(zip(labels, analyses))
     rows = [[_level_cell(r["level"], marks[str(r["run"])]), str(r["run"]),
-             *(_with_ci(by_label[str(r["run"])].levels, r["level"], c, f) for c, _, f in COMPARED)]
+             *(_with_ci(by_label[str(r["run"])].levels, r["level"], c, f) for c, _, f in result.figures)]
             for r in result.table.to_dict("records")]
     doc.table(heads, rows, left=0)
     doc.para("A `-` means the run has no such level (levels are outer-joined across runs). `±` is half a 95 % "

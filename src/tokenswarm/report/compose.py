@@ -377,9 +377,11 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
                  "interval inverts the probes' intervals: where the SLO's pessimistic and optimistic bounds, joined "
                  "across the probed levels, cross its limit. capacity.json has every probe.")
     doc.heading("Results")
-    doc.table(*tables.rows(a.levels, tables.PUBLISHED, a.mode))
+    doc.table(*tables.rows(a.levels, tables.published(a.levels), a.mode))
     for line in tables.legend(a.levels):
         doc.para(f"`{line[0]}` {line[2:]}")
+    for line in tables.notes(a.levels):
+        doc.para(line[0].upper() + line[1:] + ".")
     if intervals.ci_columns("ttft_mean_ms")[0] in a.levels.columns:
         doc.para(f"`±` is half the width of a {intervals.LEVEL:.0%} confidence interval (its larger side; `?`: a bound "
                  f"the data cannot give, such as a p99's upper bound from too few requests): "
@@ -485,7 +487,7 @@ def summary_text(run_dir: str) -> str:
         return ""
     levels = read_levels_csv(path)
     out = tables.text(levels)
-    for line in tables.legend(levels):
+    for line in tables.legend(levels) + tables.notes(levels):
         out += "\n" + line
     try:
         summ = read_json_object(os.path.join(run_dir, SUMMARY_JSON), "summary.json", missing_ok=True)

@@ -160,7 +160,8 @@ class LiveFigures:
         if ok.any():
             n_in, n_out = _floats(rows, "input_tokens"), _floats(rows, "output_tokens")
             s = start[ok]
-            self.rates.extend(np.column_stack([s + ttft[ok] / 1000.0, s + e2e[ok] / 1000.0,
+            first = np.where(np.isnan(ttft[ok]), e2e[ok], ttft[ok])  # a whole answer's output comes at its end
+            self.rates.extend(np.column_stack([s + first / 1000.0, s + e2e[ok] / 1000.0,
                                                s + close[ok] / 1000.0, n_in[ok], n_out[ok]]))
 
     def horizon(self, now: float) -> float:
@@ -172,7 +173,8 @@ class LiveFigures:
         if not len(d):
             return -math.inf
         recent = d[:, 2] >= now - LIVE_WINDOW_S
-        life = float(np.nanmax(d[recent, 2] - d[recent, 0])) if recent.any() else 0.0
+        spans = d[recent, 2] - d[recent, 0]
+        life = float(np.nanmax(spans)) if recent.any() and not np.isnan(spans).all() else 0.0  # whole answers: NaN
         return now - (life if math.isfinite(life) else 0.0) - IN_TRANSIT_S
 
     def opens(self, key: str, sent_before: int | None = None) -> float:
@@ -199,8 +201,8 @@ class LiveFigures:
 
         Keys: ``level``, ``ok``, ``failed``, ``failed_pct``, ``phase`` (warming up, measuring, measured),
         ``warmup_left_s``, ``window_s`` (the span the rates cover), ``req_s``, ``input_tok_s``,
-        ``output_tok_s`` (None until measured), ``ttft_p50``, ``ttft_p99``, ``tpot_p50``, ``tpot_p99`` (ms;
-        None without a sample)."""
+        ``output_tok_s`` (None until measured), ``ttft_p50``, ``ttft_p99``, ``tpot_p50``, ``tpot_p99``,
+        ``e2e_p50``, ``e2e_p99`` (ms; None without a sample)."""
         now = time.time() if now is None else now
         lv = self.levels.get(_level_key(key)) or _Level()
         if lv.final is not None:
@@ -215,7 +217,8 @@ class LiveFigures:
         sample = sample[(sample[:, S["start"]] >= lo) & (sample[:, S["ok"]] > 0)] if end is None or lo < end \
             else sample[:0]
         p_ttft, p_tpot = percentiles(sample[:, S["ttft"]], (50, 99)), percentiles(sample[:, S["tpot"]], (50, 99))
-        for name, (p50, p99) in (("ttft", p_ttft), ("tpot", p_tpot)):
+        p_e2e = percentiles(sample[:, S["e2e"]], (50, 99))
+        for name, (p50, p99) in (("ttft", p_ttft), ("tpot", p_tpot), ("e2e", p_e2e)):
             out[f"{name}_p50"] = None if math.isnan(p50) else p50
             out[f"{name}_p99"] = None if math.isnan(p99) else p99
         if now < lo:

@@ -147,6 +147,7 @@ def write_run(run_dir: str, levels: Sequence[float] = (1, 2, 4, 8, 16), mode: st
             "finish_reason": np.where(ok, "length", ""),
             "scheduled_time": sched,
             "connect_ms": "",
+            "request_bytes": "",
             "prompt_id": rng.integers(0, 10_000, k).astype(str),
             "prefix_id": "",
             "conversation_id": "",

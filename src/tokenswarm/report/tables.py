@@ -46,6 +46,50 @@ PUBLISHED: tuple[Column, ...] = (
     ("failed_pct", "Failed %", "{:.1f}"),
 )
 
+#: the published table of whole answers (embeddings, rerank, ``stream: false``): latency is E2E, the whole
+#: answer's arrival; TTFT, TPOT and ITL are not figures of them (:data:`NOT_STREAMED_NOTE`)
+WHOLE: tuple[Column, ...] = (
+    ("level", "Concurrency", "{:g}"),
+    ("e2e_mean_ms", "Mean Latency (ms)", "{:.1f}"),
+    ("e2e_p50_ms", "P50 Latency (ms)", "{:.1f}"),
+    ("e2e_p99_ms", "P99 Latency (ms)", "{:.1f}"),
+    ("batch_size", "Batch", "{:g}"),
+    ("inputs_throughput_s", "Inputs/s", "{:.1f}"),
+    ("input_throughput_tok_s", "Input Throughput (tok/s)", "{:.1f}"),
+    ("output_throughput_tok_s", "Output Throughput (tok/s)", "{:.1f}"),
+    ("mean_input_tokens", "Mean Input Len", "{:.1f}"),
+    ("request_throughput_req_s", "Req/s", "{:.2f}"),
+    ("completed", "OK", "{:d}"),
+    ("failed", "Failed", "{:d}"),
+    ("failed_pct", "Failed %", "{:.1f}"),
+)
+NOT_STREAMED_NOTE = ("whole answers (not streamed: embeddings, rerank or stream: false): latency is E2E, when the "
+                     "whole answer arrived; TTFT, TPOT and ITL are not figures of them")
+
+
+def whole_answers(levels: pd.DataFrame) -> bool:
+    """True for a run of whole (not streamed) answers: levels.csv has a ``batch_size`` (analysis.fold_batches),
+    or latencies but no TTFT at all."""
+    if "batch_size" in levels.columns:
+        return True
+    return (_present(levels, "e2e_mean_ms") and not _present(levels, "ttft_mean_ms")
+            and "ttft_mean_ms" in levels.columns)
+
+
+def published(levels: pd.DataFrame) -> tuple[Column, ...]:
+    """The published table's columns for ``levels``: :data:`PUBLISHED`, or :data:`WHOLE` for whole answers
+    (output throughput only when something was generated; batch and inputs/s only when levels.csv has them)."""
+    if not whole_answers(levels):
+        return PUBLISHED
+    drop = set()
+    out = levels["output_throughput_tok_s"] if "output_throughput_tok_s" in levels.columns else pd.Series([0.0])
+    if not (out.fillna(0) > 0).any():
+        drop.add("output_throughput_tok_s")
+    if "batch_size" not in levels.columns:
+        drop |= {"batch_size", "inputs_throughput_s"}
+    return tuple(c for c in WHOLE if c[0] not in drop)
+
+
 #: (levels.csv flag column, mark after the level's number, what it means) for the published tables
 MARKS: tuple[tuple[str, str, str], ...] = (
     ("short_window", "*", "not steady: the window held fewer than 3 request lifetimes (mean E2E) or fewer than "
@@ -188,9 +232,11 @@ def _present(levels: pd.DataFrame, col: str) -> bool:
     return col in levels.columns and not levels[col].isna().all()
 
 
-def rows(levels: pd.DataFrame, columns: Sequence[Column] = PUBLISHED, mode: str | None = None,
+def rows(levels: pd.DataFrame, columns: Sequence[Column] | None = None, mode: str | None = None,
          drop_empty: bool = False) -> tuple[list[str], list[list[str]]]:
-    """(headings, formatted rows) for the columns the table has; the level heading follows ``mode``."""
+    """(headings, formatted rows) for the columns the table has (None: :func:`published`'s); the level heading
+    follows ``mode``."""
+    columns = published(levels) if columns is None else columns
     mode = mode or mode_of(levels)
     cols = [c for c in columns if c[0] in levels.columns and (not drop_empty or c[0] == "level" or
                                                               _present(levels, c[0]))]
@@ -219,6 +265,11 @@ def legend(levels: pd.DataFrame) -> list[str]:
     """One line per mark present in the table: ``* not steady: ...``."""
     return [f"{m} {text}" for col, m, text in MARKS
             if col in levels.columns and any(_flagged(v) for v in levels[col].tolist())]
+
+
+def notes(levels: pd.DataFrame) -> list[str]:
+    """What the table's columns mean for this run's workload, beyond the marks (whole answers: no TTFT)."""
+    return [NOT_STREAMED_NOTE] if whole_answers(levels) else []
 
 
 def markdown_grid(heads: Sequence[str], body: Sequence[Sequence[str]], left: int = 0) -> str:
@@ -259,16 +310,16 @@ def text_grid(heads: Sequence[str], body: Sequence[Sequence[str]], left: int = 0
     return "\n".join([line(heads), "  ".join("-" * w for w in widths), *(line(r) for r in body)])
 
 
-def markdown(levels: pd.DataFrame, columns: Sequence[Column] = PUBLISHED, mode: str | None = None,
+def markdown(levels: pd.DataFrame, columns: Sequence[Column] | None = None, mode: str | None = None,
              drop_empty: bool = False) -> str:
     return markdown_grid(*rows(levels, columns, mode, drop_empty))
 
 
-def text(levels: pd.DataFrame, columns: Sequence[Column] = PUBLISHED, mode: str | None = None,
+def text(levels: pd.DataFrame, columns: Sequence[Column] | None = None, mode: str | None = None,
          drop_empty: bool = False) -> str:
     return text_grid(*rows(levels, columns, mode, drop_empty))
 
 
-def html_table(levels: pd.DataFrame, columns: Sequence[Column] = PUBLISHED, mode: str | None = None,
+def html_table(levels: pd.DataFrame, columns: Sequence[Column] | None = None, mode: str | None = None,
                drop_empty: bool = False, css_class: str = "") -> str:
     return html_grid(*rows(levels, columns, mode, drop_empty), css_class=css_class)

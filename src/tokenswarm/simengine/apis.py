@@ -1,7 +1,10 @@
 """The simulated engine's APIs: how each reads a request body and writes its response, byte for byte.
 
-Five APIs, one entry each in :data:`APIS`: ``chat`` and ``completions``
-(OpenAI ``/v1/chat/completions`` and ``/v1/completions``), ``sglang``
+Nine APIs, one entry each in :data:`APIS`: ``chat`` and ``completions``
+(OpenAI ``/v1/chat/completions`` and ``/v1/completions``), ``responses`` (OpenAI
+``/v1/responses``), ``messages`` (Anthropic ``/v1/messages``), ``embeddings``
+(``/v1/embeddings``) and ``rerank`` (``/v1/rerank``, ``/rerank``, ``/v2/rerank``: one JSON
+answer after one engine step), ``sglang``
 (SGLang ``/generate``), ``tgi`` (TGI ``/generate`` and ``/generate_stream``)
 and ``triton`` (Triton ``/v2/models/<model>/generate[_stream]``).
 :func:`route` tells which API a path belongs to; :func:`read` decodes a body
@@ -18,8 +21,12 @@ token text is prebuilt. The shapes follow what vLLM's OpenAI server sends
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import math
 import time
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +56,7 @@ class Request:
     model: Any = None  # the model named (None or "": the engine's own)
     include_usage: bool = False  # OpenAI ``stream_options.include_usage``: a usage event before [DONE]
     cumulative: bool = False  # Triton: each event carries the whole text so far (header ``x-sim-text: cumulative``)
+    inputs: int = 1  # embeddings' inputs, rerank's documents
 
 
 class Writer:
@@ -81,6 +89,11 @@ class Writer:
     def full(self, n: int, cached: int = 0) -> bytes:
         """The whole non-streamed JSON response."""
         raise NotImplementedError
+
+    def error_event(self, message: str) -> bytes:
+        """A mid-stream failure in this API's words (the ``error_event`` fault): an ``{"error": ...}`` object, as
+        OpenAI-compatible servers send."""
+        return sse({"error": {"message": message, "type": "InternalServerError", "code": 500}})
 
     def usage(self, n: int, cached: int = 0) -> dict[str, Any]:
         cached = cached or self.cached
@@ -127,11 +140,67 @@ def _words(text: Any, field: str) -> list[str]:
     return text.split()
 
 
+#: image tokens: one per 28 x 28 pixel patch (Qwen2-VL's merged patches); audio: 25 per second (Qwen2-Audio)
+IMAGE_PATCH_PX = 28
+AUDIO_TOKENS_PER_S = 25
+
+
+def media_tokens(kind: str, data: str) -> int:
+    """The input tokens the engine counts for an image or audio clip in base64 ``data`` (a data URL's or a
+    bare one): ``ceil(w / 28) * ceil(h / 28)`` for an image (its header read by Pillow), 25 per second for
+    WAV audio; 400 for media it cannot read (a URL it would fetch); 0 for a part with no data at all."""
+    if not data:
+        return 0
+    if "," in data[:100] and data.startswith("data:"):
+        data = data.split(",", 1)[1]
+    try:
+        raw = base64.b64decode(data, validate=False)
+        if kind == "audio":
+            with wave.open(io.BytesIO(raw)) as w:
+                return max(1, math.ceil(w.getnframes() / w.getframerate() * AUDIO_TOKENS_PER_S))
+        from PIL import Image
+
+        with Image.open(io.BytesIO(raw)) as im:
+            width, height = im.size
+        return math.ceil(width / IMAGE_PATCH_PX) * math.ceil(height / IMAGE_PATCH_PX)
+    except Exception:  # noqa: BLE001 - anything unreadable counts as a fixed amount
+        return 400
+
+
+def _media_of(part: dict[str, Any]) -> tuple[str, str] | None:
+    """(kind, base64 data or URL) of an image or audio content part, in OpenAI's, Responses' or Anthropic's
+    shape; None for other parts."""
+    kind = part.get("type")
+    if kind == "image_url":
+        url = part.get("image_url")
+        return "image", str(url.get("url", "") if isinstance(url, dict) else url or "")
+    if kind == "input_image":
+        return "image", str(part.get("image_url") or "")
+    if kind == "image":
+        src = part.get("source")
+        return "image", str(src.get("data") or src.get("url") or "") if isinstance(src, dict) else ""
+    if kind == "input_audio":
+        audio = part.get("input_audio")
+        return "audio", str(audio.get("data", "")) if isinstance(audio, dict) else ""
+    return None
+
+
+def _part_words(part: dict[str, Any]) -> list[str]:
+    """A content part's tokens: a text part's words; an image's or audio's :func:`media_tokens`, as words unique
+    to that content (so the prefix cache matches only the same media)."""
+    media = _media_of(part)
+    if media is None:
+        return str(part.get("text", "")).split()
+    kind, data = media
+    tag = f"<{kind}:{hash(data[-64:]) & 0xFFFFFFFF:x}:"
+    return [f"{tag}{i}>" for i in range(media_tokens(kind, data))]
+
+
 def _content_words(content: Any) -> list[str]:
     if isinstance(content, str):
         return content.split()
-    if isinstance(content, list):  # OpenAI content parts
-        return [w for p in content if isinstance(p, dict) for w in str(p.get("text", "")).split()]
+    if isinstance(content, list):  # content parts: text, images, audio
+        return [w for p in content if isinstance(p, dict) for w in _part_words(p)]
     return []
 
 
@@ -358,6 +427,234 @@ class TritonWriter(Writer):
                            "text_output": self.text(n, self.offset)}).encode()
 
 
+# -- OpenAI Responses: /v1/responses --------------------------------------------------------------
+
+def _input_words(value: Any, field: str) -> list[str]:
+    """The words of a Responses ``input`` or a Messages ``system``: a string, or a list of messages / content
+    parts (each a string, or an object whose ``text`` or ``content`` holds them)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return value.split()
+    if not isinstance(value, list):
+        raise HTTPFailure(400, f"'{field}' must be a string or a list")
+    words: list[str] = []
+    for item in value:
+        if isinstance(item, str):
+            words += item.split()
+        elif isinstance(item, dict):
+            words += _content_words(item["content"]) if "content" in item else str(item.get("text", "")).split()
+    return words
+
+
+def read_responses(body: dict[str, Any], path: str, headers: dict[str, str]) -> Request:
+    """``/v1/responses``: the words of ``input`` (a string or messages) and ``instructions``;
+    ``max_output_tokens``."""
+    if body.get("input") is None:
+        raise HTTPFailure(400, "'input' is required")
+    words = _input_words(body.get("instructions"), "instructions") + _input_words(body.get("input"), "input")
+    return Request(words, _first(body, "max_output_tokens"), _stream(body), body.get("model"))
+
+
+def event(name: str, obj: dict[str, Any]) -> bytes:
+    """One named server-sent event: ``event: <name>`` and the JSON ``data`` line."""
+    return b"event: " + name.encode() + b"\ndata: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+class ResponsesWriter(Writer):
+    """``/v1/responses`` events as OpenAI sends them: ``response.created``, ``response.in_progress``, the
+    message item and its text part added, one ``response.output_text.delta`` per token, the text, part and
+    item done, then ``response.incomplete`` (``max_output_tokens``: the engine always stops at the cap, as
+    chat's ``finish_reason: length``) carrying ``response.usage``. Each event has its ``sequence_number``."""
+
+    id_prefix = "resp_"
+
+    def __init__(self, request_id: str, model: str, request: Request, offset: int = 0) -> None:
+        super().__init__(request_id, model, request, offset)
+        self.seq = 0
+        self.item = "msg_" + request_id
+        self._pre = (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+                     b'"sequence_number":')
+        self._mid = ('"item_id":"' + self.item + '","output_index":0,"content_index":0,"delta":').encode()
+
+    def _ev(self, name: str, **fields: Any) -> bytes:
+        self.seq += 1
+        return event(name, {"type": name, "sequence_number": self.seq - 1, **fields})
+
+    def response(self, status: str, n: int | None = None, cached: int = 0) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "object": "response", "created_at": self.created, "status": status,
+                               "model": self.model, "output": [], "usage": None, "error": None,
+                               "incomplete_details": None}
+        if n is not None:
+            out["output"] = [self._message(self.text(n, self.offset))]
+            out["usage"] = self.usage(n, cached)
+            out["incomplete_details"] = {"reason": "max_output_tokens"}
+        return out
+
+    def _message(self, text: str) -> dict[str, Any]:
+        return {"id": self.item, "type": "message", "status": "incomplete", "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}]}
+
+    def usage(self, n: int, cached: int = 0) -> dict[str, Any]:
+        return {"input_tokens": self.prompt_tokens, "input_tokens_details": {"cached_tokens": cached or self.cached},
+                "output_tokens": n, "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": self.prompt_tokens + n}
+
+    def start(self) -> bytes:
+        item = {"id": self.item, "type": "message", "status": "in_progress", "role": "assistant", "content": []}
+        return (self._ev("response.created", response=self.response("in_progress"))
+                + self._ev("response.in_progress", response=self.response("in_progress"))
+                + self._ev("response.output_item.added", output_index=0, item=item)
+                + self._ev("response.content_part.added", item_id=self.item, output_index=0, content_index=0,
+                           part={"type": "output_text", "text": "", "annotations": []}))
+
+    def token(self, i: int, last: bool) -> bytes:
+        self.seq += 1
+        word = TOKEN_JSON[(self.offset + i) % len(TOKEN_JSON)]
+        return self._pre + str(self.seq - 1).encode() + b"," + self._mid + word + b',"logprobs":[]}\n\n'
+
+    def end(self, n: int, cached: int = 0) -> bytes:
+        text = self.text(n, self.offset)
+        part = {"type": "output_text", "text": text, "annotations": []}
+        return (self._ev("response.output_text.done", item_id=self.item, output_index=0, content_index=0,
+                         text=text, logprobs=[])
+                + self._ev("response.content_part.done", item_id=self.item, output_index=0, content_index=0,
+                           part=part)
+                + self._ev("response.output_item.done", output_index=0, item=self._message(text))
+                + self._ev("response.incomplete", response=self.response("incomplete", n, cached)))
+
+    def full(self, n: int, cached: int = 0) -> bytes:
+        return json.dumps(self.response("incomplete", n, cached)).encode()
+
+    def error_event(self, message: str) -> bytes:
+        """``response.failed`` with the response's ``error`` (code and message)."""
+        resp = {**self.response("failed"), "error": {"code": "server_error", "message": message}}
+        return self._ev("response.failed", response=resp)
+
+
+# -- Anthropic Messages: /v1/messages ---------------------------------------------------------------
+
+def read_messages(body: dict[str, Any], path: str, headers: dict[str, str]) -> Request:
+    """``/v1/messages``: the words of ``system`` and of every message's content (a string or text blocks);
+    ``max_tokens``."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise HTTPFailure(400, "'messages' must be a non-empty list")
+    words = _input_words(body.get("system"), "system")
+    words += [w for m in messages if isinstance(m, dict) for w in _content_words(m.get("content"))]
+    return Request(words, _first(body, "max_tokens"), _stream(body), body.get("model"))
+
+
+class MessagesWriter(Writer):
+    """``/v1/messages`` events as Anthropic sends them: ``message_start`` (input usage; ``output_tokens`` 1, the
+    API's placeholder), a text ``content_block_start``, a ``ping``, one ``content_block_delta`` per token,
+    ``content_block_stop``, ``message_delta`` (``stop_reason: max_tokens``, ``usage.output_tokens``),
+    ``message_stop``."""
+
+    id_prefix = "msg_"
+
+    def __init__(self, request_id: str, model: str, request: Request, offset: int = 0) -> None:
+        super().__init__(request_id, model, request, offset)
+        self._pre = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+                     b'"delta":{"type":"text_delta","text":')
+
+    def usage(self, n: int, cached: int = 0) -> dict[str, Any]:
+        cached = cached or self.cached
+        return {"input_tokens": self.prompt_tokens - cached, "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": cached, "output_tokens": n}
+
+    def _message(self, content: list[Any], stop: str | None, usage: dict[str, Any]) -> dict[str, Any]:
+        return {"id": self.id, "type": "message", "role": "assistant", "content": content, "model": self.model,
+                "stop_reason": stop, "stop_sequence": None, "usage": usage}
+
+    def start(self) -> bytes:
+        return (event("message_start", {"type": "message_start", "message": self._message([], None, self.usage(1))})
+                + event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                "content_block": {"type": "text", "text": ""}})
+                + event("ping", {"type": "ping"}))
+
+    def token(self, i: int, last: bool) -> bytes:
+        return self._pre + TOKEN_JSON[(self.offset + i) % len(TOKEN_JSON)] + b"}}\n\n"
+
+    def end(self, n: int, cached: int = 0) -> bytes:
+        return (event("content_block_stop", {"type": "content_block_stop", "index": 0})
+                + event("message_delta", {"type": "message_delta",
+                                          "delta": {"stop_reason": "max_tokens", "stop_sequence": None},
+                                          "usage": {"output_tokens": n}})
+                + event("message_stop", {"type": "message_stop"}))
+
+    def full(self, n: int, cached: int = 0) -> bytes:
+        content = [{"type": "text", "text": self.text(n, self.offset)}]
+        return json.dumps(self._message(content, "max_tokens", self.usage(n, cached))).encode()
+
+    def error_event(self, message: str) -> bytes:
+        """Anthropic's ``event: error`` (an ``api_error``)."""
+        return event("error", {"type": "error", "error": {"type": "api_error", "message": message}})
+
+
+# -- embeddings and rerank: one JSON answer ---------------------------------------------------------
+
+def _texts(value: Any, field: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return value
+    raise HTTPFailure(400, f"'{field}' must be a string or a non-empty list of strings")
+
+
+def read_embeddings(body: dict[str, Any], path: str, headers: dict[str, str]) -> Request:
+    """``/v1/embeddings``: the words of every ``input``; one engine step (a forward pass), never streamed."""
+    texts = _texts(body.get("input"), "input")
+    return Request([w for t in texts for w in t.split()], 1, False, body.get("model"), inputs=len(texts))
+
+
+def read_rerank(body: dict[str, Any], path: str, headers: dict[str, str]) -> Request:
+    """``/v1/rerank`` (Cohere/Jina shape): the words of ``query`` and every document; one engine step."""
+    query = body.get("query")
+    if not isinstance(query, str):
+        raise HTTPFailure(400, "'query' must be a string")
+    docs = _texts(body.get("documents"), "documents")
+    return Request(query.split() + [w for d in docs for w in d.split()], 1, False, body.get("model"),
+                   inputs=len(docs))
+
+
+class EmbeddingsWriter(Writer):
+    """``/v1/embeddings``: ``{"object": "list", "data": [{"object": "embedding", "index", "embedding"}],
+    "model", "usage": {"prompt_tokens", "total_tokens"}}``, an 8-number vector per input."""
+
+    content_type = "application/json"
+    id_prefix = "embd-"
+    DIM = 8
+
+    def __init__(self, request_id: str, model: str, request: Request, offset: int = 0) -> None:
+        super().__init__(request_id, model, request, offset)
+        self.inputs = request.inputs
+
+    def token(self, i: int, last: bool) -> bytes:
+        return b""
+
+    def end(self, n: int, cached: int = 0) -> bytes:
+        return b""
+
+    def full(self, n: int, cached: int = 0) -> bytes:
+        vec = [round(((self.offset + k) % 17) / 17.0, 4) for k in range(self.DIM)]
+        return json.dumps({"id": self.id, "object": "list", "model": self.model,
+                           "data": [{"object": "embedding", "index": i, "embedding": vec} for i in range(self.inputs)],
+                           "usage": {"prompt_tokens": self.prompt_tokens, "total_tokens": self.prompt_tokens}}).encode()
+
+
+class RerankWriter(EmbeddingsWriter):
+    """``/v1/rerank``: ``{"id", "model", "results": [{"index", "relevance_score"}], "usage": {"total_tokens"}}``,
+    the documents in falling score order."""
+
+    id_prefix = "rerank-"
+
+    def full(self, n: int, cached: int = 0) -> bytes:
+        results = [{"index": i, "relevance_score": round(1.0 / (i + 1), 4)} for i in range(self.inputs)]
+        return json.dumps({"id": self.id, "model": self.model, "results": results,
+                           "usage": {"total_tokens": self.prompt_tokens}}).encode()
+
+
 # -- the table ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -373,6 +670,10 @@ class Api:
 APIS: dict[str, Api] = {api.name: api for api in (
     Api("chat", read_chat, ChatWriter, openai=True),
     Api("completions", read_completions, CompletionsWriter, openai=True),
+    Api("responses", read_responses, ResponsesWriter, openai=True),
+    Api("messages", read_messages, MessagesWriter, openai=True),
+    Api("embeddings", read_embeddings, EmbeddingsWriter, openai=True),
+    Api("rerank", read_rerank, RerankWriter, openai=True),
     Api("sglang", read_sglang, SGLangWriter),
     Api("tgi", read_tgi, TGIWriter),
     Api("triton", read_triton, TritonWriter),
@@ -380,8 +681,9 @@ APIS: dict[str, Api] = {api.name: api for api in (
 
 #: what :func:`route` answers for ``/generate``: SGLang's or TGI's, told apart by the body (TGI's has "inputs")
 GENERATE = "generate"
-_PATHS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/generate": GENERATE,
-          "/generate_stream": "tgi"}
+_PATHS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/responses": "responses",
+          "/v1/messages": "messages", "/v1/embeddings": "embeddings", "/v1/rerank": "rerank", "/rerank": "rerank",
+          "/v2/rerank": "rerank", "/generate": GENERATE, "/generate_stream": "tgi"}
 
 
 def route(path: str) -> str | None:

@@ -14,7 +14,7 @@ http_500        500 with a JSON error body                                ``http
 slow_headers    holds the response headers for ``--fault-delay`` seconds  ``timeout`` (delay > its read timeout)
 disconnect      closes the connection halfway through the stream          ``disconnect``
 malformed       sends a chunk that is not JSON halfway through            ``malformed``
-error_event     sends ``data: {"error": ...}`` halfway, ends the stream   ``server_error_event``
+error_event     sends the API's own error event halfway, ends the stream  ``server_error_event``
 stall           stops sending halfway; closes after ``--fault-delay``     ``timeout`` (delay > its read timeout)
 truncate        ends the HTTP response halfway: no finish, no ``[DONE]``   ``disconnect``
 =============== ======================================================== =========================

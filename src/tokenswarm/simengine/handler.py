@@ -3,7 +3,7 @@
 :class:`SimEngine` is the handler behind the HTTP server
 (:mod:`tokenswarm.simengine.server`): it serves the routes an
 OpenAI-compatible engine serves (``/v1/chat/completions``,
-``/v1/completions``, SGLang's, TGI's and Triton's generation routes,
+``/v1/completions``, ``/v1/responses``, Anthropic's ``/v1/messages``, SGLang's, TGI's and Triton's generation routes,
 ``/v1/models``, ``/version``, ``/health``, ``/metrics``), reads each generation request
 with its API's reader and answers with its writer
 (:mod:`tokenswarm.simengine.apis`). Token timing comes from
@@ -149,8 +149,7 @@ class Stream:
             conn.chunk(b'data: {"id": "' + self.writer.id.encode() + b'", "choices": [{"delta": \n\n')
             conn.drop(after=self.engine.cfg.fault_delay_s)
         elif kind == "error_event":
-            conn.chunk(b'data: {"error": {"message": "injected server error", "type": "InternalServerError", '
-                       b'"code": 500}}\n\n')
+            conn.chunk(self.writer.error_event("injected server error"))
             conn.end_stream()
         elif kind == "stall":
             conn.drop(after=self.engine.cfg.fault_delay_s)
@@ -258,6 +257,8 @@ class SimEngine:
             route = apis.route(path)
             if self.cfg.api_key and (route is not None or path == "/v1/models"):
                 auth = headers.get("authorization", "")
+                if not auth and "x-api-key" in headers:  # Anthropic's header (its /v1/models takes it too)
+                    auth = "Bearer " + headers["x-api-key"]
                 if auth != f"Bearer {self.cfg.api_key}":
                     # echoes the key it got, as some gateways do: the client must keep it out of its outputs
                     given = auth.split()[-1] if auth.split() else "none"

@@ -24,8 +24,9 @@ def run(dialect, fixture, **kw):
 
 
 def test_registry_lists_every_dialect_and_rejects_unknown_names():
-    assert set(DIALECTS) == {"openai-chat", "openai-completions", "sglang-generate", "tgi-generate-stream",
-                             "triton-generate-stream", "template"}
+    assert set(DIALECTS) == {"openai-chat", "openai-completions", "openai-responses", "anthropic-messages",
+                             "sglang-generate", "tgi-generate-stream", "triton-generate-stream", "template",
+                             "openai-embeddings", "rerank"}
     with pytest.raises(UnknownDialect, match="choose one of: openai-chat"):
         get_dialect("grpc")
 

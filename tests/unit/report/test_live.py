@@ -115,3 +115,22 @@ def test_a_closed_loop_levels_live_window_opens_once_its_last_user_sent_and_a_st
     last_end = 1000.0 + 1.5 + 4 * 1.001 + 1.0005  # user 3's fifth request closes
     assert lf.opens("2", sent_before=20) == pytest.approx(last_end)
     assert LiveFigures().opens("4") == float("-inf")  # open loop: no floor
+
+
+def test_whole_answers_read_latency_and_rates_without_a_ttft():
+    # 4 users, whole answers of 200 ms (no TTFT): their output counts when each answer arrives
+    i = {c: k for k, c in enumerate(COLUMNS)}
+    rows = []
+    for u in range(4):
+        t = 1000.0 + u * 0.05
+        while t < 1100:
+            row = as_row(t, 4, 0.0, 200.0, 30, 10)
+            row[i["ttft_ms"]] = row[i["tpot_ms"]] = ""
+            rows.append(row)
+            t += 0.201
+    books = LiveFigures()
+    books.add([r for r in rows if float(r[i["start_time"]]) + 0.2 <= 1060.0])  # the answers in by then
+    f = books.figures("4", 1000.0, None, 2.0, now=1060.0)
+    assert f["ttft_p50"] is None and f["e2e_p50"] == pytest.approx(200.0) and f["e2e_p99"] == pytest.approx(200.0)
+    assert f["req_s"] == pytest.approx(4 / 0.201, rel=0.02)
+    assert f["output_tok_s"] == pytest.approx(10 * f["req_s"], rel=0.02)

@@ -25,3 +25,23 @@ def test_every_flag_carries_its_mark_and_the_legend_explains_it():
     heads, body = tables.rows(levels, (("level", "Concurrency", "{:g}"), ("completed", "OK", "{:d}")))
     assert [r[0].strip() for r in body] == ["8*<~", "16!?"]
     assert [line[0] for line in tables.legend(levels)] == ["*", "!", "<", "~", "?"]
+
+
+def test_whole_answers_get_their_own_columns_and_say_ttft_is_not_a_figure():
+    import numpy as np
+
+    from tokenswarm.report import tables as t
+
+    whole = pd.DataFrame({"level": [2.0], "ttft_mean_ms": [np.nan], "e2e_mean_ms": [41.0], "e2e_p99_ms": [60.0],
+                          "request_throughput_req_s": [30.0], "batch_size": [4], "inputs_throughput_s": [120.0],
+                          "output_throughput_tok_s": [0.0], "completed": [10], "failed": [0]})
+    heads, body = t.rows(whole)
+    assert heads[:2] == ["Concurrency", "Mean Latency (ms)"] and "Inputs/s" in heads and "Batch" in heads
+    assert "Mean TTFT (ms)" not in heads and "Output Throughput (tok/s)" not in heads
+    assert body[0][heads.index("Inputs/s")] == "120.0"
+    assert t.notes(whole) == [t.NOT_STREAMED_NOTE]
+    chat = whole.drop(columns=["batch_size", "inputs_throughput_s"]).assign(output_throughput_tok_s=[90.0])
+    heads, _ = t.rows(chat)  # stream: false chat: no batch, output throughput kept
+    assert "Batch" not in heads and "Output Throughput (tok/s)" in heads
+    streamed = chat.assign(ttft_mean_ms=[12.0])
+    assert t.published(streamed) == t.PUBLISHED and t.notes(streamed) == []

@@ -16,6 +16,8 @@ def body(obj) -> bytes:
 @pytest.mark.parametrize(("path", "name"), [
     ("/v1/chat/completions", "chat"),
     ("/v1/completions", "completions"),
+    ("/v1/responses", "responses"),
+    ("/v1/messages", "messages"),
     ("/generate", GENERATE),
     ("/generate_stream", "tgi"),
     ("/v2/models/llama/generate_stream", "triton"),
@@ -107,7 +109,8 @@ def test_a_bad_body_is_a_400_naming_the_field(name, raw, message):
 
 
 def test_every_api_in_the_table_is_reachable_by_a_path():
-    named = {route(p) for p in ("/v1/chat/completions", "/v1/completions", "/generate_stream", "/v2/models/m/generate")}
+    named = {route(p) for p in ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages",
+                                "/v1/embeddings", "/v1/rerank", "/generate_stream", "/v2/models/m/generate")}
     assert named | {"sglang"} == set(APIS)
 
 
@@ -143,3 +146,61 @@ def test_openai_writers_bytes(created):
     assert list(json.loads(cmpl.full(1))) == ["id", "object", "created", "model", "choices", "usage"]
     assert json.loads(cmpl.full(1))["choices"] == [
         {"index": 0, "text": apis.TOKEN_TEXT[3], "logprobs": None, "finish_reason": "length"}]
+
+
+def test_responses_and_messages_readers():
+    _, req = read("responses", body({"model": "m", "instructions": "be brief", "max_output_tokens": 4, "stream": True,
+                                     "input": [{"role": "user", "content": [{"type": "input_text", "text": "a b"}]},
+                                               {"role": "assistant", "content": "c"}]}), "/v1/responses", {})
+    assert req == Request(["be", "brief", "a", "b", "c"], 4, True, "m")
+    _, req = read("responses", body({"input": "x y"}), "/v1/responses", {})
+    assert req == Request(["x", "y"], None, False, None)
+    _, req = read("messages", body({"model": "c", "system": [{"type": "text", "text": "sys"}], "max_tokens": 3,
+                                    "stream": True, "messages": [{"role": "user", "content": "p q"}]}),
+                  "/v1/messages", {})
+    assert req == Request(["sys", "p", "q"], 3, True, "c")
+    with pytest.raises(HTTPFailure, match="'input' is required"):
+        read("responses", body({"model": "m"}), "/v1/responses", {})
+    with pytest.raises(HTTPFailure, match="'messages' must be a non-empty list"):
+        read("messages", body({"messages": []}), "/v1/messages", {})
+
+
+@pytest.mark.parametrize("writer,dialect,finish", [
+    (apis.ResponsesWriter, "openai-responses", "max_output_tokens"),
+    (apis.MessagesWriter, "anthropic-messages", "max_tokens"),
+])
+def test_responses_and_messages_writers_read_back_through_their_dialects(writer, dialect, finish):
+    from tokenswarm.dialects import get_dialect
+    from tokenswarm.measure import StreamMeasure
+    from tokenswarm.sse import SSEDecoder
+
+    w = writer("r9", "m", Request(["a", "b", "c"], 3, True), offset=2)
+    w.cached = 2
+    raw = w.start() + w.token(0, False) + w.token(1, False) + w.token(2, True) + w.end(3)
+    parse = get_dialect(dialect).stream().parse_event
+    m = StreamMeasure(0.0)
+    for i, sev in enumerate(SSEDecoder().feed(raw)):
+        ev = parse(sev)
+        if ev is not None:
+            m.feed(float(i), ev)
+    rec = m.record("c", "ok")
+    assert m.done and rec.output_events == 3 and rec.output_tokens == 3 and rec.token_source == "usage"
+    assert rec.input_tokens == 3 and rec.cached_tokens == 2 and rec.finish_reason == finish
+    assert "".join(m.text) == apis.Writer.text(3, 2)
+    full = json.loads(w.full(3))
+    assert full["usage"]["output_tokens"] == 3
+
+
+def test_embeddings_and_rerank_answer_whole_after_one_step():
+    _, req = read("embeddings", body({"model": "e", "input": ["a b", "c"]}), "/v1/embeddings", {})
+    assert req == Request(["a", "b", "c"], 1, False, "e", inputs=2)
+    w = apis.EmbeddingsWriter("r1", "e", req)
+    full = json.loads(w.full(1))
+    assert [d["index"] for d in full["data"]] == [0, 1] and full["usage"]["prompt_tokens"] == 3
+    _, req = read("rerank", body({"query": "q", "documents": ["d one", "d two", "x"]}), "/v1/rerank", {})
+    assert req == Request(["q", "d", "one", "d", "two", "x"], 1, False, None, inputs=3)
+    full = json.loads(apis.RerankWriter("r2", "r", req).full(1))
+    assert len(full["results"]) == 3 and full["usage"]["total_tokens"] == 6
+    assert route("/rerank") == route("/v2/rerank") == "rerank"
+    with pytest.raises(HTTPFailure, match="'documents' must be a string or a non-empty list of strings"):
+        read("rerank", body({"query": "q", "documents": []}), "/v1/rerank", {})
