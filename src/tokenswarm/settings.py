@@ -67,6 +67,7 @@ class Settings:
     knee_pct: float = 10.0
     server_metrics: str = ""  # URL of the engine's metrics ("" : none)
     server_metrics_interval: float = 2.0
+    gpu_metrics: str = ""  # URL of a DCGM exporter's metrics ("" : none), sampled into gpu_metrics.csv
     metrics_port: int = 0
     progress_interval: float = 5.0
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
@@ -190,6 +191,7 @@ class Settings:
             "slo_attainment": self.slo_attainment,
             "knee_pct": self.knee_pct,
             "server_metrics": self.server_metrics or None,
+            "gpu_metrics": self.gpu_metrics or None,
             "tokenswarm_version": __version__,
         }
 
@@ -322,6 +324,7 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         knee_pct=opts.knee_pct,
         server_metrics=server_metrics,
         server_metrics_interval=opts.server_metrics_interval,
+        gpu_metrics=_gpu_metrics_url(opts.gpu_metrics),
         metrics_port=opts.metrics_port,
         progress_interval=opts.progress_interval,
         dataset=spec,
@@ -385,6 +388,18 @@ class Route:
                 raise SettingsError(f"--endpoint {endpoint!r} needs the model name: pass --model")
             endpoint = endpoint.replace("{model}", model)
         return target, endpoint, server_metrics
+
+
+def _gpu_metrics_url(url: str) -> str:
+    """``--gpu-metrics``: a DCGM exporter's metrics URL (``/metrics`` when it names no path), or "" for none.
+    SettingsError for a bad URL."""
+    if not url or url.lower() == "none":
+        return ""
+    try:
+        Target.parse(url)
+    except BadURL as e:
+        raise SettingsError(f"bad --gpu-metrics {e}") from None
+    return url
 
 
 def with_host(settings: Settings, host: str) -> Settings:
