@@ -63,6 +63,16 @@ COMPARED: tuple[tables.Column, ...] = (
     ("tpot_mean_ms", "Mean TPOT (ms)", "{:.2f}"),
     ("tpot_p99_ms", "P99 TPOT (ms)", "{:.2f}"),
 )
+#: (levels.csv column, heading, format) of what the GPU spent (runs with ``--gpu-metrics``): in compare.csv and
+#: their own table when some run has them; no verdicts (the samples carry no intervals)
+GPU_COMPARED: tuple[tables.Column, ...] = (
+    ("gpu_count", "GPUs", "{:g}"),
+    ("gpu_power_w", "Power (W)", "{:.0f}"),
+    ("energy_per_output_token_j", "J / output token", "{:.3f}"),
+    ("output_throughput_per_gpu_tok_s", "Output tok/s per GPU", "{:.1f}"),
+    ("gpu_util_pct", "GPU util %", "{:.0f}"),
+    ("gpu_memory_used_mib", "Memory used (MiB)", "{:.0f}"),
+)
 #: the compared figures for which higher is better (the rest are latencies: lower is better)
 HIGHER_IS_BETTER = frozenset({"output_throughput_tok_s"})
 
@@ -72,7 +82,9 @@ class CompareResult:
     """What :func:`compare` produced: labels in run order, the long table, and the files written."""
 
     labels: list[str]
-    table: pd.DataFrame  # columns: level, run, then the COMPARED columns; one row per (level, run)
+    #: columns: level, run, the COMPARED columns, then GPU_COMPARED's where some run has them; one row per
+    #: (level, run)
+    table: pd.DataFrame
     out_dir: str
     files: list[str] = field(default_factory=list)
     mode: str = "concurrency"
@@ -240,13 +252,15 @@ def _flags_of(levels: pd.DataFrame) -> dict[str, str]:
 def _long_table(analyses: Sequence[Analysis], labels: Sequence[str]) -> pd.DataFrame:
     """Outer join on level: one row per (level, run), runs in the given order."""
     levels = sorted({float(x) for a in analyses for x in a.levels["level"]})
+    figures = [*COMPARED, *(g for g in GPU_COMPARED if any(
+        g[0] in a.levels.columns and a.levels[g[0]].notna().any() for a in analyses))]
     frames = []
     for lab, a in zip(labels, analyses):
         d = a.levels.copy()
         d["level"] = d["level"].astype(float)
-        cols = ["level", *(c for c, _, _ in COMPARED if c in d.columns)]
+        cols = ["level", *(c for c, _, _ in figures if c in d.columns)]
         d = d[cols].drop_duplicates("level").set_index("level").reindex(levels)
-        for c, _, _ in COMPARED:
+        for c, _, _ in figures:
             if c not in d.columns:
                 d[c] = np.nan
         d = d.reset_index()
@@ -254,7 +268,7 @@ def _long_table(analyses: Sequence[Analysis], labels: Sequence[str]) -> pd.DataF
         d["_order"] = labels.index(lab)
         frames.append(d)
     out = pd.concat(frames, ignore_index=True).sort_values(["level", "_order"], kind="stable")
-    return out.drop(columns="_order").reset_index(drop=True)[["level", "run", *(c for c, _, _ in COMPARED)]]
+    return out.drop(columns="_order").reset_index(drop=True)[["level", "run", *(c for c, _, _ in figures)]]
 
 
 def _engine_cell(meta: dict[str, Any]) -> str:
@@ -362,6 +376,16 @@ def _document(analyses: Sequence[Analysis], labels: Sequence[str], result: Compa
     doc.para("A `-` means the run has no such level (levels are outer-joined across runs). `±` is half a 95 % "
              "confidence interval's width (its larger side). Marks after a level are that run's flags: "
              + "; ".join(f"`{m}` {text.split(':')[0]}" for _, m, text in tables.MARKS) + ".")
+    gpu_cols = [g for g in GPU_COMPARED if g[0] in result.table.columns]
+    if gpu_cols:
+        doc.heading("What the GPU spent")
+        rows = [[_level_cell(r["level"], marks[str(r["run"])]), str(r["run"]),
+                 *(tables.cell(r[c], f) for c, _, f in gpu_cols)] for r in result.table.to_dict("records")]
+        doc.table([lh, "Run", *(h for _, h, _ in gpu_cols)], rows, left=0)
+        doc.para("From each run's DCGM exporter (`--gpu-metrics`), over each level's measurement window: power "
+                 "summed over the GPUs, energy per output token (the energy counters' rise per second over the "
+                 "level's output tok/s), utilisation averaged over the GPUs, memory summed. A `-`: the run "
+                 "has no GPU figures for that level.")
     if plot_paths:
         doc.heading("Plots")
         captions = {"compare_throughput.png": "Output throughput", "compare_ttft.png": "TTFT mean / p99",
