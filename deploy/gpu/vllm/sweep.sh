@@ -148,7 +148,7 @@ if has sweep; then
         "$PY" - <<'EOF'
 import importlib.metadata as md, sys
 print("python:", sys.version.split()[0])
-for n in ("torch", "vllm", "transformers", "locust", "tokenswarm"):
+for n in ("torch", "vllm", "sglang", "transformers", "locust", "tokenswarm"):
     try:
         print(f"{n}: {md.version(n)}")
     except md.PackageNotFoundError:
