@@ -191,7 +191,7 @@ class Settings:
             "slo_attainment": self.slo_attainment,
             "knee_pct": self.knee_pct,
             "server_metrics": self.server_metrics or None,
-            "gpu_metrics": self.gpu_metrics or None,
+            "gpu_metrics": _scrape_url(self.gpu_metrics) if self.gpu_metrics else None,
             "tokenswarm_version": __version__,
         }
 
@@ -388,6 +388,12 @@ class Route:
                 raise SettingsError(f"--endpoint {endpoint!r} needs the model name: pass --model")
             endpoint = endpoint.replace("{model}", model)
         return target, endpoint, server_metrics
+
+
+def _scrape_url(url: str) -> str:
+    """The URL a scrape of ``url`` fetches: no userinfo, no query (what run.json records)."""
+    t = Target.parse(url)
+    return t._replace(base_path="").url(t.base_path or "/metrics")
 
 
 def _gpu_metrics_url(url: str) -> str:

@@ -309,3 +309,13 @@ def test_every_declared_constraint_is_enforced_by_build_with_one_line(opt):
         from_options(opts(**{opt.dest: opt.type(bad)}), environ={})
     assert str(e.value) == f"bad {opt.flag} {opt.type(bad)}: {rng.words}"
     from_options(opts(**{opt.dest: opt.default}), environ={})  # the default itself is allowed
+
+
+def test_gpu_metrics_is_checked_and_recorded_without_userinfo():
+    s = from_options(opts(gpu_metrics="http://user:secret@gpu-host:9400/metrics?token=x"))
+    assert s.gpu_metrics.startswith("http://user:secret@")  # the scraper drops userinfo itself
+    assert s.public()["gpu_metrics"] == "http://gpu-host:9400/metrics"
+    assert from_options(opts(gpu_metrics="none")).gpu_metrics == ""
+    assert from_options(opts()).public()["gpu_metrics"] is None
+    with pytest.raises(SettingsError, match=r"bad --gpu-metrics 'ftp://h/m'"):
+        from_options(opts(gpu_metrics="ftp://h/m"))
