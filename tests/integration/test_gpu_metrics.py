@@ -69,6 +69,7 @@ def test_a_sweep_reports_power_and_energy_per_token_per_level(cli, sim_factory, 
     with open(os.path.join(out, "report.md"), encoding="utf-8") as fh:
         md = fh.read()
     assert "GPU (DCGM, --gpu-metrics)" in md and "J / output token" in md
+    assert os.path.getsize(os.path.join(out, "plots", "gpu.png")) > 5000 and "plots/gpu.png" in md
 
 
 def test_a_bad_gpu_metrics_url_is_one_line_and_exit_2(cli, tmp_path):

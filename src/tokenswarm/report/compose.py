@@ -52,7 +52,8 @@ PLOT_CAPTIONS = {"throughput.png": "Output throughput", "ttft.png": "TTFT p50 / 
                  "tpot.png": "TPOT p50 / p99", "latency_vs_throughput.png": "Latency vs throughput",
                  "interactivity.png": "Interactivity vs throughput: per-user output tok/s (1000 / TPOT p50) "
                                       "against total output tok/s, one point per level",
-                 "server_metrics.png": "Engine metrics: running and waiting requests, KV cache"}
+                 "server_metrics.png": "Engine metrics: running and waiting requests, KV cache",
+                 "gpu.png": "What the GPU spent: power (W) and J per output token per level"}
 
 
 def opinions_section(a: Analysis) -> tuple[str, tuple[list[str], list[list[str]]]] | None:

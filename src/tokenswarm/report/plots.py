@@ -48,6 +48,7 @@ INTERACTIVITY = "interactivity.png"  # per-user output tok/s against total outpu
 LOG_SPAN = 10.0  # a latency axis whose highest value is more than this many times its lowest is logarithmic
 LABEL_SIZE = 7
 ENGINE_PLOT = "server_metrics.png"  # the engine's gauges, when the run scraped its /metrics
+GPU_PLOT = "gpu.png"  # power and J per output token, when the run scraped a DCGM exporter (--gpu-metrics)
 
 
 def use_log2(levels: Sequence[float]) -> bool:
@@ -524,3 +525,32 @@ def engine_gauges_plot(levels: pd.DataFrame, out_dir: str, mode: str, title: str
     ax.legend(lines, [h.get_label() for h in lines], fontsize=8, loc="upper left")
     _title(ax, "Engine metrics (server_metrics.csv)", title)
     return _save(fig, os.path.join(out_dir, ENGINE_PLOT))
+
+
+def gpu_plot(levels: pd.DataFrame, out_dir: str, mode: str, title: str = "") -> str | None:
+    """plots/gpu.png: what the GPU spent per level (``gpu_power_w``: W summed over the GPUs, left axis;
+    ``energy_per_output_token_j``: J per output token, right axis), from a DCGM exporter scraped during the run
+    (:mod:`tokenswarm.report.gpu`); None when the levels have neither."""
+    if not any(c in levels.columns and levels[c].notna().any()
+               for c in ("gpu_power_w", "energy_per_output_token_j")):
+        return None
+    os.makedirs(out_dir, exist_ok=True)
+    fig, ax = _figure()
+    lv = levels["level"].astype(float).tolist()
+    x, y = _xy(levels, "gpu_power_w")
+    if len(x):
+        ax.plot(x, y, marker="o", label="power (W, all GPUs)")
+    _level_axis(ax, lv, mode)
+    ax.set_ylabel("Power (W, mean over the window)")
+    _ylim0(ax)
+    x, y = _xy(levels, "energy_per_output_token_j")
+    handles: list[Any] = []
+    if len(x):
+        ax2 = ax.twinx()
+        handles = ax2.plot(x, y, marker="s", color="#27ae60", label="J per output token")
+        ax2.set_ylabel("J per output token")
+        ax2.set_ylim(bottom=0)
+    lines = ax.get_legend_handles_labels()[0] + handles
+    ax.legend(lines, [h.get_label() for h in lines], fontsize=8, loc="upper left")
+    _title(ax, "What the GPU spent (gpu_metrics.csv)", title)
+    return _save(fig, os.path.join(out_dir, GPU_PLOT))
