@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tarfile
@@ -181,3 +182,56 @@ def test_sweep_sh_dry_run_against_the_simulated_engine_with_gpu_metrics(sim_fact
     with open(work / "run" / "run.json", encoding="utf-8") as fh:
         settings = json.load(fh)["settings"]
     assert settings["engine"] == "sglang" and settings["gpu_metrics"] == env["GPU_METRICS"]
+
+
+FAKE_PYNVML = '''
+"""A pynvml with one GPU whose energy counter rises 300 J/s with the wall clock."""
+import time
+from types import SimpleNamespace
+T0 = time.time()
+class NVMLError(Exception):
+    pass
+def nvmlInit(): pass
+def nvmlShutdown(): pass
+def nvmlDeviceGetCount(): return 1
+def nvmlDeviceGetHandleByIndex(i): return i
+def nvmlDeviceGetPowerUsage(h): return 300000
+def nvmlDeviceGetTotalEnergyConsumption(h): return int(1e9 + 300000 * (time.time() - T0))
+def nvmlDeviceGetUtilizationRates(h): return SimpleNamespace(gpu=90, memory=50)
+def nvmlDeviceGetMemoryInfo(h): return SimpleNamespace(used=70000 << 20)
+def nvmlDeviceGetUUID(h): return "GPU-00000000-0000-0000-0000-000000000000"
+def nvmlDeviceGetName(h): return "NVIDIA H100 80GB HBM3"
+'''
+
+
+@pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
+def test_sweep_sh_starts_a_gpu_exporter_where_nvml_imports(sim_factory, tmp_path):
+    sim = sim_factory("--ttft-ms", "30", "--tpot-ms", "5")
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "pynvml.py").write_text(FAKE_PYNVML)
+    model = tmp_path / "model"
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "deploy", "gpu", "vllm", "make_model.py"), str(model),
+                        "--vocab", "600"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    work = tmp_path / "work"
+    env = {"PY": sys.executable, "PORT": sim.url.rsplit(":", 1)[1], "WORK": str(work), "MODEL_DIR": str(model),
+           "SERVED_NAME": "tokenswarm-sim", "LEVELS": "1,2", "LEVEL_DURATION": "3s", "WORKERS": "1",
+           "MAX_TOKENS": "16", "INPUT_LEN": "32", "RUN_NAME": "dry", "PYTHONPATH": str(fake),
+           "GPU_EXPORTER_PORT": str(free_port())}
+    p = run("sweep.sh", "--steps", "sweep", str(tmp_path / "out"), env=env, timeout=240)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "gpu-exporter (pid " in p.stdout and f"127.0.0.1:{env['GPU_EXPORTER_PORT']}/metrics" in p.stdout
+    lv = pd.read_csv(work / "run" / "levels.csv").set_index("level")
+    assert lv.loc[2, "gpu_power_w"] == pytest.approx(300.0) and lv.loc[2, "gpu_memory_used_mib"] == 70000.0
+    assert lv.loc[2, "energy_per_output_token_j"] == pytest.approx(300.0 / lv.loc[2, "output_throughput_tok_s"],
+                                                                    rel=0.05)
+    # the exporter was stopped with the sweep: nothing answers on its port any more
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", int(env["GPU_EXPORTER_PORT"])), timeout=2).close()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
