@@ -391,7 +391,9 @@ def _document(analyses: Sequence[Analysis], labels: Sequence[str], result: Compa
         captions = {"compare_throughput.png": "Output throughput", "compare_ttft.png": "TTFT mean / p99",
                     "compare_tpot.png": "TPOT mean / p99", "compare_latency_vs_throughput.png": "Latency vs throughput",
                     "compare_interactivity.png": "Interactivity vs throughput: per-user output tok/s (1000 / TPOT "
-                                                 "p50) against total output tok/s, one line per run"}
+                                                 "p50) against total output tok/s, one line per run",
+                    "compare_energy.png": "Energy per output token (J) against output tok/s, one line per run "
+                                          "with GPU figures"}
         for path in plot_paths:
             name = os.path.basename(path)
             doc.image(path, name, captions.get(name, name))

@@ -409,7 +409,8 @@ def interactivity_figure(levels: pd.DataFrame, knee: float | None = None, title:
 def compare_plots(runs: Sequence[tuple[str, pd.DataFrame, float | None]], out_dir: str, mode: str = "concurrency"
                   ) -> list[str]:
     """One line per run (label, levels, saturation level); the files of :data:`FILES` and
-    :data:`INTERACTIVITY` prefixed ``compare_``."""
+    :data:`INTERACTIVITY` prefixed ``compare_``, and ``compare_energy.png`` (J per output token against output
+    tok/s, one line per run) when some run scraped a DCGM exporter."""
     os.makedirs(out_dir, exist_ok=True)
     all_levels = sorted({float(x) for _, d, _ in runs for x in d["level"].astype(float)})
     paths = []
@@ -461,6 +462,24 @@ def compare_plots(runs: Sequence[tuple[str, pd.DataFrame, float | None]], out_di
     fig = compare_interactivity_figure(runs)
     if fig is not None:
         paths.append(_save(fig, os.path.join(out_dir, "compare_" + INTERACTIVITY)))
+    energy = [(label, d) for label, d, _knee in runs
+              if "energy_per_output_token_j" in d.columns and d["energy_per_output_token_j"].notna().any()]
+    if energy:
+        fig, ax = _figure()
+        for (label, d), color in zip(energy, colors):
+            dd = d[["level", "output_throughput_tok_s", "energy_per_output_token_j"]].astype(float).dropna()
+            dd = dd.sort_values("level")
+            ax.plot(dd["output_throughput_tok_s"], dd["energy_per_output_token_j"], marker="o", color=color,
+                    label=label)
+            for lvl, x, y in zip(dd["level"], dd["output_throughput_tok_s"], dd["energy_per_output_token_j"]):
+                ax.annotate(f"{lvl:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=LABEL_SIZE)
+        ax.set_xlabel("Output throughput (tok/s)")
+        ax.set_ylabel("J per output token")
+        _ylim0(ax)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_title("Energy per output token vs throughput (labels: levels)", fontsize=10)
+        paths.append(_save(fig, os.path.join(out_dir, "compare_energy.png")))
     return paths
 
 

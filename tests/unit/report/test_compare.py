@@ -178,7 +178,9 @@ def test_what_the_gpu_spent_is_compared_when_a_run_has_it(tmp_path):
     assert not any(v["figure"].startswith("gpu_") for v in res.verdicts)
     md = Path(tmp_path / "out" / "compare.md").read_text()
     assert "## What the GPU spent" in md and "J / output token" in md
+    assert "compare_energy.png" in {os.path.basename(f) for f in res.files}
     assert "energy_per_output_token_j" in pd.read_csv(tmp_path / "out" / "compare.csv").columns
     plain = compare([str(tmp_path / "b")], None, str(tmp_path / "out2"))
     assert "gpu_power_w" not in plain.table.columns
     assert "What the GPU spent" not in Path(tmp_path / "out2" / "compare.md").read_text()
+    assert "compare_energy.png" not in {os.path.basename(f) for f in plain.files}
