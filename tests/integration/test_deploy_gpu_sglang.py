@@ -129,6 +129,11 @@ def test_bad_input_is_refused_in_one_line(tmp_path):
     one_error_line(run("bench.sh", env={"BENCH_LEVELS": "1,x"}), r"BENCH_LEVELS=1,x")
     one_error_line(run("bench.sh", env={"PORT": "9"}), r"no server answers at http://127.0.0.1:9/health")
     one_error_line(run("install.sh", str(tmp_path / "none")), r"/none does not exist: copy the kit's parts")
+    one_error_line(run("build_kit.sh", str(tmp_path / "kit"), env={"PART_MIB": "sixty"}), r"PART_MIB=sixty")
+    p = subprocess.run(["bash", os.path.join(ROOT, "deploy", "gpu", "vllm", "build_kit.sh"), str(tmp_path / "k")],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT,
+                       env={**os.environ, "KIT_REQUIREMENTS": str(tmp_path / "absent.txt")})
+    one_error_line(p, r"KIT_REQUIREMENTS: .*absent.txt does not exist")
 
 
 class Dcgm(BaseHTTPRequestHandler):
