@@ -30,6 +30,19 @@ class PreflightError(RuntimeError):
     """The target cannot take the test: one line saying why."""
 
 
+#: headers that carry a key (OpenAI's, Anthropic's and Azure's names); with none of them, no key was given
+KEY_HEADERS = ("authorization", "x-api-key", "api-key")
+
+
+def key_refused(settings: Settings, code: int, detail: str) -> str:
+    """The line for an HTTP 401/403 (``detail``: the server's words and where): a key given was rejected, or
+    none was given at all and how to give one."""
+    if any(name.lower() in KEY_HEADERS for name in settings.headers):
+        return f"the server rejected the API key (HTTP {code}: {detail})"
+    return (f"the server asks for an API key and none was given (HTTP {code}: {detail}); pass --api-key KEY or set "
+            "$TOKENSWARM_API_KEY (or $OPENAI_API_KEY)")
+
+
 def _models_path(settings: Settings) -> str:
     return "/models" if settings.target.base_path.endswith("/v1") else "/v1/models"
 
@@ -57,7 +70,7 @@ def _models(settings: Settings) -> tuple[list[str] | None, Reply]:
                 raise PreflightError(f"{url} sent a bad HTTP response: {reason}") from None
             raise PreflightError(f"cannot reach {settings.base_url}: {reason}") from None
     if reply.status in (401, 403):
-        raise PreflightError(f"the server rejected the API key (HTTP {reply.status} from {url})")
+        raise PreflightError(key_refused(settings, reply.status, f"from {url}"))
     if reply.status != 200:
         return None, reply
     try:
@@ -94,7 +107,7 @@ def check(settings: Settings) -> Settings:
     if rec.status == HTTP_ERROR:
         code = rec.http_status
         if code in (401, 403):
-            raise PreflightError(f"the server rejected the API key: {rec.error} ({where})")
+            raise PreflightError(key_refused(settings, code, f"{rec.error} ({where})"))
         if code == 404 and "model" not in rec.error.lower():
             hint = "set --endpoint or --engine"
             if settings.target.base_path:

@@ -26,6 +26,7 @@ from tokenswarm.errors import SettingsError
 from tokenswarm.http.target import BadURL, Target
 from tokenswarm.options import OPTIONS
 from tokenswarm.presets import Preset, UnknownPreset, get_preset
+from tokenswarm.priority import PRIORITIES
 from tokenswarm.strategies import KINDS as ARRIVAL_KINDS
 from tokenswarm.sweep import CONCURRENCY, RATE, SweepPlan, level_str, parse_levels, parse_slo
 
@@ -70,6 +71,7 @@ class Settings:
     gpu_metrics: str = ""  # URL of a DCGM exporter's metrics ("" : none), sampled into gpu_metrics.csv
     metrics_port: int = 0
     progress_interval: float = 5.0
+    priority: str = "normal"  # the load-generating processes' scheduling (tokenswarm.priority)
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
     tokenizer: str = ""  # path of a tokenizer.json / model folder ("" : none)
     prefix_len: int = 0  # shared-prefix workload (0: off)
@@ -280,6 +282,8 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         warmup = 0.2 * plan.shortest() if plan is not None and plan.shortest() else 0.0
         if plan is not None and plan.level_durations_s:
             warmups = [0.2 * d for d in plan.level_durations_s]
+    if opts.priority not in PRIORITIES:
+        raise SettingsError(f"bad --priority {opts.priority!r}: choose one of {', '.join(PRIORITIES)}")
     if opts.arrival not in ARRIVAL_KINDS:
         raise SettingsError(f"bad --arrival {opts.arrival!r}: choose one of {', '.join(ARRIVAL_KINDS)}")
     route = Route(host=host or "", endpoint=opts.endpoint, dialect_given=bool(opts.dialect),
@@ -327,6 +331,7 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         gpu_metrics=_gpu_metrics_url(opts.gpu_metrics),
         metrics_port=opts.metrics_port,
         progress_interval=opts.progress_interval,
+        priority=opts.priority,
         dataset=spec,
         tokenizer=opts.tokenizer,
         prefix_len=opts.prefix_len,
@@ -635,6 +640,8 @@ def parse_duration(text: str, option: str = "--duration") -> float:
 WIRE_VERSION = 1
 #: the environment variable in which ``tokenswarm run|sweep`` hands its Locust process the run's settings (JSON)
 WIRE_ENV = "TOKENSWARM_RUN_SETTINGS"
+#: set by `tokenswarm run|sweep --master`: the Locust process says it waits for its workers once it can be stopped
+MASTER_WAITING_ENV = "TOKENSWARM_SAY_MASTER_WAITING"
 
 
 def to_wire(settings: Settings) -> dict[str, Any]:

@@ -23,8 +23,11 @@ def _levels(out):
 @pytest.mark.slow
 def test_intervals_cover_the_stochastic_engines_stated_truth(cli, sim_factory, tmp_path):
     # 24 levels (8..31 users) of 4 s against an engine whose every request draws its TTFT and TPOT from stated
-    # lognormal distributions (no slot limit: the truth does not depend on the load); 48 intervals (TPOT p50 and
-    # mean per level) must cover the truth 90 % of the time (nominal 95 %). TPOT is the figure a busy machine
+    # lognormal distributions (no slot limit: the truth does not depend on the load); of 48 intervals (TPOT p50 and
+    # mean per level) at least 41 (85 %) must cover the truth. With the nominal 95 % and independent intervals a
+    # false failure (8 or more misses) has probability 0.24 % (binomial; 0.7 % at a true coverage of 94 %), and
+    # an interval that ignored the requests' dependence (about 50 % coverage) fails it every time; the runs
+    # measured here covered 48 of 48. TPOT is the figure a busy machine
     # leaves alone (the engine plans every token from the one before): TTFT and single gaps carry the engine's
     # and the client's own delays there (measured with the engine's truth log at load 6 on 2 cores: TTFT +1.3 ms
     # mean from the client and up to +13 ms from the engine's late writes in a level; gaps off by up to 10 ms),
@@ -47,7 +50,7 @@ def test_intervals_cover_the_stochastic_engines_stated_truth(cli, sim_factory, t
             low, high = (row[c] for c in ci_columns(col))
             total += 1
             covered += bool(low <= value <= high)
-    assert covered / total >= 0.90, (covered, total)
+    assert covered >= 41 and total == 48, (covered, total)
 
 
 def _capacity(cli, sim_url, out, bracket, *more):

@@ -138,7 +138,8 @@ def test_every_run_draws_fresh_prompts_and_a_repeated_seed_is_flagged_as_cached(
 
 
 def test_vllm_bench_shape_reads_what_vllm_bench_would_and_what_the_engine_did(cli, sim_factory, tmp_path):
-    """README "Beside vLLM bench and evalscope": `--users C --spawn-rate C --requests N --no-stagger` is vLLM bench's
+    """docs/metrics.md "Beside vLLM bench and evalscope": `--users C --spawn-rate C --requests N --no-stagger` is
+    vLLM bench's
     `--max-concurrency C --num-prompts N`, and its throughput is vLLM's formula (tokens over first send to
     last close); TPOT and E2E agree with the engine's own log."""
     truth = str(tmp_path / "truth.csv")

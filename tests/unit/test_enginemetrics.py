@@ -115,3 +115,22 @@ def test_the_sglang_preset_reads_sglang_0_5_17s_names():
     assert (v["engine_queue_sum_s"], v["engine_queue_count"]) == (210.5, 6144)
     assert (v["engine_itl_sum_s"], v["engine_itl_count"]) == (8583.2, 780288)
     assert "engine_tpot_count" not in v  # SGLang has no per-request TPOT histogram
+
+
+def test_metrics_are_read_beside_v1_not_under_it():
+    # `--host http://h:8000/v1` (the OpenAI clients' base URL): vLLM and SGLang serve /metrics at the root
+    assert enginemetrics.metrics_url("http://h:8000/v1", "/metrics") == "http://h:8000/metrics"
+    assert enginemetrics.metrics_url("http://h:8000/v1/", "/metrics") == "http://h:8000/metrics"
+    assert enginemetrics.metrics_url("http://h:8000", "/metrics") == "http://h:8000/metrics"
+    # a gateway's prefix before /v1 stays; another port takes the host alone
+    assert enginemetrics.metrics_url("http://gw/team-a/v1", "/metrics") == "http://gw/team-a/metrics"
+    assert enginemetrics.metrics_url("http://h:8000/v1", ":8002/metrics") == "http://h:8002/metrics"
+
+
+def test_engine_names_in_any_case():
+    from tokenswarm.presets import UnknownPreset, get_preset
+
+    assert get_preset("vLLM").name == get_preset("VLLM").name == "vllm"
+    assert get_preset(" SGLang ").name == "sglang"
+    with pytest.raises(UnknownPreset, match="unknown engine 'VLM'"):
+        get_preset("VLM")

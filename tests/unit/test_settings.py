@@ -126,6 +126,7 @@ def test_options_round_trip_through_the_environment():
     ({"levels": "1,2", "level_duration": "0s"}, "bad --level-duration"),
     ({"rates": "1", "level_duration": "5s", "max_concurrency": 0}, "bad --max-concurrency 0"),
     ({"arrival": "uniform"}, "bad --arrival 'uniform'"),
+    ({"priority": "urgent"}, "bad --priority 'urgent': choose one of normal, high, realtime"),
     ({"burstiness": 0.0}, "bad --burstiness"),
     ({"slo": "ttfx=3"}, "bad --slo"),
 ])

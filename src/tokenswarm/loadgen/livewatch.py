@@ -102,9 +102,11 @@ class LiveWatch:
                 f"TPOT p50 {ms(f['tpot_p50'])} ms | "
                 f"ok {self.totals['ok']} failed {failed}" + (f" ({100 * failed / done:.1f} %)" if failed else ""))
 
-    def table(self, segments: list[tuple[dict[str, Any], float]], flags: dict[str, str]) -> list[dict[str, Any]]:
+    def table(self, segments: list[tuple[dict[str, Any], float]], flags: dict[str, str],
+              marks: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Rows for the web UI's tokenswarm tab, newest level first: ``segments`` are the timeline's
-        (segment, warm-up s), the last one running."""
+        (segment, warm-up s), the last one running; ``marks``: each level's marks after its number (``16*``)."""
+        marks = marks or {}
         out = []
         for n, (seg, warmup) in enumerate(reversed(segments)):
             f = self.figures(seg, warmup)
@@ -115,7 +117,8 @@ class LiveWatch:
 
             measured = f["req_s"] is not None
             out.append({
-                "level": key + (" (now)" if n == 0 and seg.get("end") is None else ""), "ok": f["ok"],
+                "level": key + marks.get(key, "") + (" (now)" if n == 0 and seg.get("end") is None else ""),
+                "ok": f["ok"],
                 "failed": f["failed"], "failed_pct": r(f["failed_pct"]) if f["failed"] else 0,
                 "reqs": r(f["req_s"], 2) if measured else f["phase"],
                 "tokens": r(f["output_tok_s"], 0) if measured else f["phase"],

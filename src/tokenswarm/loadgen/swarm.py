@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from gevent.event import Event
 from gevent.lock import Semaphore
 
-from tokenswarm import strategies
+from tokenswarm import priority, strategies
 from tokenswarm.client import Connection, StreamCall
 from tokenswarm.datasets import Prompt
 from tokenswarm.loadgen.budget import Budget, LocalBudget
@@ -52,6 +52,12 @@ class Swarm:
         self.env = environment
         self.settings = settings
         self.worker = worker
+        #: this process's scheduling priority, as asked (--priority) and got (tokenswarm.priority)
+        self.priority = priority.apply(settings.priority)
+        if settings.priority != "normal":
+            print(f"tokenswarm: {worker}: priority {self.priority['got']}"
+                  + (f" (asked {settings.priority}; refused: {self.priority['why']})" if self.priority["why"] else ""),
+                  flush=True)
         shards = max(shards, 1)
         self.shard = shard % shards
         self.shards = shards

@@ -82,6 +82,17 @@ req/s) of a run.
   0.52, 22 tokens left to prefill) and is not flagged. Not flagged either
   when the workload shares prompts by design (``--prefix-len``, ``--turns``,
   a trace), which ``expect_cache`` says.
+* Client self-check (:mod:`tokenswarm.selfcheck`): ``ttft_exact_1ms_pct`` is
+  the share (percent) of the sample whose TTFT error bound (requests.csv
+  ``ttft_error_bound_ms``) is at most 1 ms, ``ttft_error_bound_p99_ms`` the
+  bound's p99 (the level's timings are exact within it), ``ttft_bound_over_5ms``
+  how many may be off by more than 5 ms (each by at most its bound), ``timing_uncertain``
+  set when it exceeds 5 ms. ``load_shortfall_pct`` is how far the load fell
+  short: closed loop, 1 - the requests in flight (send to the stream's end,
+  time-averaged from the moment every user had sent its first request,
+  ``load_concurrency``) / target; open loop, 1 -
+  requests sent in the window / rate x window (never negative);
+  ``load_short`` set above 2 % or when the sends were ``late``.
 * Achieved concurrency is the time-averaged number of requests in flight
   inside the window (from each request's send and close times). A closed-loop
   level holding less than ``UNDER_TARGET`` (95 %) of its target is flagged
@@ -136,6 +147,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tokenswarm import selfcheck
 from tokenswarm.report import intervals
 from tokenswarm.report.errors import ReportError
 
@@ -162,12 +174,13 @@ OK, CANCELLED = "ok", "cancelled"
 NUMERIC: tuple[str, ...] = (
     "start_time", "level", "user", "http_status", "ttft_ms", "ttft_visible_ms", "tpot_ms", "e2e_ms", "close_ms",
     "input_tokens", "output_tokens", "reasoning_tokens", "cached_tokens", "output_events", "scheduled_time",
-    "connect_ms", "backoff_ms",
+    "connect_ms", "backoff_ms", "ttft_error_bound_ms", "e2e_error_bound_ms",
 )
 #: the columns the report reads; others (ids, errors, prompt ids) are skipped when loading
 READ: tuple[str, ...] = (
     "start_time", "level", "status", "http_status", "ttft_ms", "tpot_ms", "e2e_ms", "close_ms", "input_tokens",
-    "output_tokens", "cached_tokens", "output_events", "scheduled_time", "backoff_ms", "itl_ms", "user", "worker",
+    "output_tokens", "cached_tokens", "output_events", "scheduled_time", "backoff_ms", "itl_ms",
+    "ttft_error_bound_ms", "user", "worker",
 )
 REQUIRED: tuple[str, ...] = ("start_time", "level", "status")
 #: the statistics of each latency in :data:`LATENCIES`: levels.csv has ``<latency>_<stat>_ms`` for each
@@ -572,6 +585,9 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
     sched = _col(df, "scheduled_time")
     cached = _col(df, "cached_tokens")
     backoff = _col(df, "backoff_ms")
+    bound = _col(df, "ttft_error_bound_ms")
+    user = _col(df, "user")
+    worker = df["worker"].to_numpy(object) if "worker" in df.columns else np.full(len(df), "", object)
     pushback = np.isin(_col(df, "http_status"), (429.0, 503.0))
     close_end = start + np.nan_to_num(close) / 1000.0
     # the rates count ok requests only, by their span first token .. last token
@@ -644,6 +660,14 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
         else:
             ach = row["achieved_concurrency"]
             row["under_target"] = bool(not np.isnan(ach) and ach < UNDER_TARGET * w.level)
+        if mode != "rate":  # the load after the ramp: from the moment every user had sent its first request
+            ramp_end = _level_users_sent(start[mine], user[mine], worker[mine])
+            lo = max(w.start, ramp_end)
+            secs_after = w.end - lo
+            row["load_concurrency"] = float(
+                np.clip(np.minimum(close_end, w.end) - np.maximum(start, lo), 0, None)[mine].sum() / secs_after
+            ) if secs_after > 0 else np.nan
+        _client_check(row, bound[sample], mode, w.level)
         row["send_dispersion"] = send_dispersion(start[in_level & (start < w.end)], w.start, w.end,
                                                  row["e2e_mean_ms"] / 1000.0)
         row["lockstep"] = bool(mode != "rate" and w.level >= LOCKSTEP_MIN_LEVEL
@@ -656,6 +680,37 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
         row["slo_verdict"] = slo_verdict(row, limits, targets, slo_attainment) if everything else None
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _level_users_sent(start: np.ndarray, user: np.ndarray, worker: np.ndarray) -> float:
+    """Epoch seconds when the last of a level's users (a worker's user number) sent its first request of the
+    level (-inf when the records do not say which user sent them)."""
+    known = ~np.isnan(user) & (user >= 0)
+    if not known.any():
+        return -math.inf
+    firsts = pd.Series(start[known]).groupby([worker[known].astype(str), user[known]]).min()
+    return float(firsts.max())
+
+
+def _client_check(row: dict[str, Any], bound: np.ndarray, mode: str, target: float) -> None:
+    """The self-check's two measured figures and flags (:mod:`tokenswarm.selfcheck`): ``ttft_exact_1ms_pct``,
+    ``ttft_error_bound_p99_ms``, ``timing_uncertain`` from the sample's TTFT error bounds (NaN / False in
+    a run folder without them); ``load_shortfall_pct`` (closed loop: achieved concurrency against the
+    target; open loop: sends in the window against the rate's schedule) and ``load_short``."""
+    known = bound[~np.isnan(bound)]
+    row["ttft_exact_1ms_pct"] = float(100.0 * (known <= selfcheck.EXACT_MS).mean()) if known.size else np.nan
+    row["ttft_error_bound_p99_ms"] = float(np.percentile(known, 99)) if known.size else np.nan
+    row["ttft_bound_over_5ms"] = int((known > selfcheck.UNCERTAIN_MS).sum())
+    row["timing_uncertain"] = selfcheck.timing_verdict(row["ttft_error_bound_p99_ms"], row["ttft_exact_1ms_pct"])[0]
+    if mode == "rate":
+        asked = target * row["window_s"]
+        sent = row["send_rate_req_s"] * row["window_s"]
+        short = 100.0 * (1.0 - sent / asked) if asked else np.nan
+    else:
+        ach = row.get("load_concurrency", row["achieved_concurrency"])
+        short = 100.0 * (1.0 - ach / target) if target and not np.isnan(ach) else np.nan
+    row["load_shortfall_pct"] = max(short, 0.0) if not np.isnan(short) else np.nan
+    row["load_short"] = selfcheck.load_verdict(row["load_shortfall_pct"], bool(row.get("late", False)))[0]
 
 
 HOLDS, FAILS, UNDECIDED = "holds", "fails", "undecided"

@@ -53,7 +53,11 @@ MARKS: tuple[tuple[str, str, str], ...] = (
     ("served_from_cache", "^", "the engine served these prompts from its prefix cache although the workload "
      "asked for unique prompts (a repeated --seed?): TTFT and input throughput read better than fresh prompts "
      "would"),
-    ("client_saturated", "!", "the load generator was saturated: its timings include client delay (add workers)"),
+    ("timing_uncertain", "!", "the client's timings were not exact: its TTFT error bound p99 exceeded 5 ms, so "
+     "the client's own delay is in them (report.md says by how much; raise its priority or add workers)"),
+    ("load_short", "<", "the load fell short of what was asked (fewer in flight than the target by more than "
+     "2 %, or sends behind the rate's schedule): the client set part of the pace (give it more CPU or add "
+     "workers)"),
     ("lockstep", "~", "requests were sent in waves (lockstep): users that start together, or that a full server "
      "lets in together, stay together, so the level's figures depend on how the waves formed"),
     ("imprecise", "?", "the level reached its longest duration before its intervals were as narrow as "
@@ -105,12 +109,18 @@ DETAIL_GROUPS: tuple[tuple[str, tuple[Column, ...]], ...] = (
         ("gpu_util_pct", "GPU util", "{:.0f}%"),
         ("gpu_memory_used_mib", "Memory used (MiB)", "{:.0f}"),
     )),
-    ("Client", (
+    ("Client: timing and load", (
+        ("ttft_exact_1ms_pct", "TTFT exact ≤1 ms", "{:.1f}%"),
+        ("ttft_error_bound_p99_ms", "TTFT error bound p99 (ms)", "{:.2f}"),
+        ("ttft_bound_over_5ms", "TTFT bound >5 ms", "{:.0f}"),
+        ("load_shortfall_pct", "Load short", "{:.1f}%"),
         ("send_lag_p50_ms", "Send lag p50 (ms)", "{:.1f}"),
         ("send_lag_p99_ms", "Send lag p99 (ms)", "{:.1f}"),
+    )),
+    ("Client: evidence", (
         ("client_cpu_max_pct", "CPU max %", "{:.0f}"),
         ("client_lag_p99_ms", "Loop lag p99 (ms)", "{:.1f}"),
-        ("client_saturated", "Client saturated", "{}"),
+        ("client_strained", "CPU/lag over limits", "{}"),
     )),
 )
 #: the prefix cache's columns: left out of the Engine group when no level had a hit

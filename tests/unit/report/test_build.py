@@ -256,3 +256,24 @@ def test_the_report_names_sglangs_benchmark_and_shows_what_the_gpu_spent(tmp_pat
     back = pd.read_csv(os.path.join(run, "levels.csv"))
     assert back["energy_per_output_token_j"].tolist() == pytest.approx(
         (300.0 / back["output_throughput_tok_s"]).tolist(), rel=1e-3)
+
+
+def test_the_report_states_each_levels_client_error_and_load_as_measured(sweep):
+    md = Path(os.path.join(sweep, "report.md")).read_text(encoding="utf-8")
+    line = next(x for x in md.splitlines() if x.startswith("- **Client self-check**"))
+    # the synthetic client is exact (every bound 0); each level's load figure is its own
+    assert line.count("timings exact within 0.00 ms") == 6 and "100.0 % of requests exact within 1 ms" in line
+    with open(os.path.join(sweep, "summary.json")) as fh:
+        summary = json.load(fh)
+    assert not summary["timing_uncertain_levels"]
+    assert set(summary["client_checks"]) == {"1", "2", "4", "8", "16", "32"}
+    back = pd.read_csv(os.path.join(sweep, "levels.csv"))
+    assert (back["ttft_exact_1ms_pct"] == 100.0).all() and (back["ttft_error_bound_p99_ms"] == 0.0).all()
+    short = {f"{lvl:g}" for lvl, flag in zip(back["level"], back["load_short"]) if flag}
+    assert set(summary["load_short_levels"]) == short
+    # the console: a line for each flagged level, or one line when none is
+    text = summary_text(sweep)
+    per_level = [x for x in text.splitlines() if x.startswith("Client at level ")]
+    flagged = set(summary["timing_uncertain_levels"]) | short
+    assert len(per_level) == len(flagged)
+    assert ("\nClient: timings exact within 0.00 ms" in text) == (not flagged)
