@@ -568,6 +568,8 @@ def cmd_engines(_args: argparse.Namespace) -> int:
 def cmd_gpu_exporter(args: argparse.Namespace) -> int:
     from tokenswarm import gpuexporter
 
+    if not 0 <= args.port <= 65535:
+        raise SettingsError(f"bad --port {args.port}: must be a port number, 0 to 65535")
     try:
         gpuexporter.serve(args.host, args.port)
     except OSError as e:
