@@ -1,5 +1,5 @@
 """The ``tokenswarm`` command: run | sweep | capacity | ui | worker | report | compare | runs | engines |
-simengine.
+simengine | gpu-exporter.
 
 ``run`` and ``sweep`` build the run's settings here, once (a bad value is one
 line and exit code 2, before anything starts), start the embedded simulated
@@ -626,6 +626,18 @@ def _table(rows: list[tuple[str, ...]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
 
 
+def cmd_gpu_exporter(args: argparse.Namespace) -> int:
+    from tokenswarm import gpuexporter
+
+    if not 0 <= args.port <= 65535:
+        raise SettingsError(f"bad --port {args.port}: must be a port number, 0 to 65535")
+    try:
+        gpuexporter.serve(args.host, args.port)
+    except OSError as e:
+        raise SettingsError(f"gpu-exporter: cannot listen on {args.host}:{args.port} ({e.strerror or e})") from None
+    return 0
+
+
 # -- simengine -------------------------------------------------------------------------------
 def _add_sim_args(p: argparse.ArgumentParser) -> None:
     from tokenswarm.simengine import BatchModel
@@ -800,6 +812,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simengine", help="serve the simulated engine (an OpenAI-compatible streaming server)")
     _add_sim_args(p)
     p.set_defaults(func=cmd_simengine)
+    p = sub.add_parser("gpu-exporter", help="on the engine's host: serve the GPUs' power, energy, utilisation and "
+                                            "memory from NVML under DCGM's names, for --gpu-metrics")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for a "
+                                                       "client on another machine)")
+    p.add_argument("--port", type=int, default=9400, help="port (default 9400, dcgm-exporter's)")
+    p.set_defaults(func=cmd_gpu_exporter)
     return parser
 
 

@@ -17,8 +17,13 @@ server_metrics.csv, one row per scrape. Pure: no locust, no gevent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 from prometheus_client.parser import text_string_to_metric_families
 
+from tokenswarm import gpumetrics
 from tokenswarm.http.plain import PlainClient
 from tokenswarm.http.target import Target
 
@@ -173,27 +178,54 @@ def metrics_url(base_url: str, path: str) -> str:
     return base + path
 
 
+def csv_cells(values: dict[str, float]) -> list[list[str]]:
+    """server_metrics.csv's cells for one scrape (:func:`parse`'s values), one row: the :data:`COMMON`
+    figures then :data:`HISTOGRAM_COLUMNS`, ``""`` where the scrape had none (no time, level or edge)."""
+    return [["" if values.get(k) is None else f"{values[k]:.12g}" for k in (*COMMON, *HISTOGRAM_COLUMNS)]]
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One kind of Prometheus page sampled during a run: what it is (for messages), its CSV's columns
+    (``time``, ``level``, then what ``cells`` gives, then ``scrape_ms``, ``edge_time``), its parser (text ->
+    values; ValueError when not an exposition) and its rows' cells for one scrape."""
+
+    what: str
+    columns: tuple[str, ...]
+    parse: Callable[[str], Any]
+    cells: Callable[[Any], list[list[str]]]
+
+
+#: the engine's /metrics -> server_metrics.csv
+ENGINE_FEED = Feed("the engine's metrics", CSV_COLUMNS, parse, csv_cells)
+#: a DCGM exporter's (or ``tokenswarm gpu-exporter``'s) page -> gpu_metrics.csv, one row per GPU
+GPU_FEED = Feed("the GPU metrics", gpumetrics.CSV_COLUMNS, gpumetrics.parse, gpumetrics.csv_rows)
+
+
 class Scraper:
     """Fetches and parses one engine's metrics over a kept-alive connection (:class:`PlainClient`).
 
     ``url`` is the metrics URL (:func:`metrics_url`); raises :class:`~tokenswarm.http.target.BadURL` (a
-    ValueError) when it is not one. ``timeout`` (seconds) bounds the connection and each read.
+    ValueError) when it is not one. ``timeout`` (seconds) bounds the connection and each read. ``parse``
+    reads the page (:func:`parse`, the engine's; :func:`tokenswarm.gpumetrics.parse` for a DCGM exporter).
     """
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, headers: dict[str, str] | None = None, timeout: float = 5.0,
+                 parse: Callable[[str], Any] = parse) -> None:
+        self.parse = parse
         target = Target.parse(url)
         self.url = target._replace(base_path="").url(target.base_path or "/metrics")  # no userinfo, no query
         self.timeout = timeout
         self.client = PlainClient(timeout, timeout, headers, max_body_bytes=MAX_SCRAPE_BYTES)
 
-    def scrape(self) -> dict[str, float]:
-        """One scrape: :func:`parse` of the page. Raises OSError (no answer:
+    def scrape(self) -> Any:
+        """One scrape: the page parsed (:func:`parse` by default). Raises OSError (no answer:
         :class:`~tokenswarm.http.plain.FetchError`) or ValueError (an answer other than 200, or not a
         Prometheus text exposition)."""
         reply = self.client.get(self.url)
         if reply.status != 200:
             raise ValueError(f"HTTP {reply.status} from {self.url}")
-        return parse(reply.body.decode("utf-8", "replace"))
+        return self.parse(reply.body.decode("utf-8", "replace"))
 
     def close(self) -> None:
         """Drop the kept-alive connection; the next scrape connects again."""

@@ -249,6 +249,9 @@ OPTIONS: tuple[Opt, ...] = (
         "(default: the preset's metrics path on --host; 'none' to skip)", metavar="URL", group="observe"),
     Opt("--server-metrics-interval", float, 2.0, "seconds between samples of the engine's metrics", metavar="S",
         group="observe", check=POSITIVE),
+    Opt("--gpu-metrics", str, "", "a DCGM exporter's Prometheus metrics URL (dcgm-exporter, or tokenswarm "
+        "gpu-exporter on the engine's host), sampled into gpu_metrics.csv: power, energy per output token, GPU "
+        "utilisation and memory per level", metavar="URL", group="observe"),
     Opt("--metrics-port", int, 0, "headless runs: serve tokenswarm's own Prometheus metrics on this port "
         "(0: off; the web UI serves them at /metrics)", metavar="PORT", group="observe",
         check=Range("must be a port number (0: off)", lo=0, hi=65535)),

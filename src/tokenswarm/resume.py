@@ -38,9 +38,10 @@ RESUME_JSON = "resume.json"
 RESUME_VERSION = 1
 PART_PREFIX = "part-"
 #: a part's raw files that :func:`join` puts together (time-stamped rows: each part's own stay in the part)
-JOINED_CSVS = (runfolder.REQUESTS_CSV, "server_metrics.csv", "client_health.csv")
+JOINED_CSVS = (runfolder.REQUESTS_CSV, "server_metrics.csv", "gpu_metrics.csv", "client_health.csv")
 #: files a part leaves that are its own alone (moved into part-1 on the first resume)
-RAW_FILES = ("requests.csv", "run.json", "server_metrics.csv", "client_health.csv", "simengine.log")
+RAW_FILES = ("requests.csv", "run.json", "server_metrics.csv", "gpu_metrics.csv", "client_health.csv",
+             "simengine.log")
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,7 @@ class Settings:
     knee_pct: float = 10.0
     server_metrics: str = ""  # URL of the engine's metrics ("" : none)
     server_metrics_interval: float = 2.0
+    gpu_metrics: str = ""  # URL of a DCGM exporter's metrics ("" : none), sampled into gpu_metrics.csv
     metrics_port: int = 0
     progress_interval: float = 5.0
     priority: str = "normal"  # the load-generating processes' scheduling (tokenswarm.priority)
@@ -200,6 +201,7 @@ class Settings:
             "slo_attainment": self.slo_attainment,
             "knee_pct": self.knee_pct,
             "server_metrics": self.server_metrics or None,
+            "gpu_metrics": _scrape_url(self.gpu_metrics) if self.gpu_metrics else None,
             "tokenswarm_version": __version__,
         }
 
@@ -371,6 +373,7 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         knee_pct=opts.knee_pct,
         server_metrics=server_metrics,
         server_metrics_interval=opts.server_metrics_interval,
+        gpu_metrics=_gpu_metrics_url(opts.gpu_metrics),
         metrics_port=opts.metrics_port,
         progress_interval=opts.progress_interval,
         priority=opts.priority,
@@ -459,6 +462,24 @@ class Route:
                 raise SettingsError(f"--endpoint {endpoint!r} needs the model name: pass --model")
             endpoint = endpoint.replace("{model}", model)
         return target, endpoint, server_metrics
+
+
+def _scrape_url(url: str) -> str:
+    """The URL a scrape of ``url`` fetches: no userinfo, no query (what run.json records)."""
+    t = Target.parse(url)
+    return t._replace(base_path="").url(t.base_path or "/metrics")
+
+
+def _gpu_metrics_url(url: str) -> str:
+    """``--gpu-metrics``: a DCGM exporter's metrics URL (``/metrics`` when it names no path), or "" for none.
+    SettingsError for a bad URL."""
+    if not url or url.lower() == "none":
+        return ""
+    try:
+        Target.parse(url)
+    except BadURL as e:
+        raise SettingsError(f"bad --gpu-metrics {e}") from None
+    return url
 
 
 def with_host(settings: Settings, host: str) -> Settings:

@@ -1090,11 +1090,13 @@ GRAFANA = os.path.join(ROOT, "deploy", "grafana")
 
 
 def test_grafana_dashboard_queries_metrics_that_exist():
-    """Every metric the dashboard queries is one tokenswarm exports or an engine name tokenswarm.enginemetrics maps."""
+    """Every metric the dashboard queries is one tokenswarm exports, an engine name tokenswarm.enginemetrics maps,
+    or a DCGM field tokenswarm.gpumetrics reads."""
     import json
     import re
 
     from tokenswarm.enginemetrics import MAPPING
+    from tokenswarm.gpumetrics import FIELDS
 
     with open(os.path.join(GRAFANA, "dashboards", "tokenswarm.json")) as fh:
         dash = json.load(fh)
@@ -1102,15 +1104,15 @@ def test_grafana_dashboard_queries_metrics_that_exist():
                 "tokenswarm_e2e_seconds_bucket", "tokenswarm_output_tokens_total", "tokenswarm_input_tokens_total",
                 "tokenswarm_requests_total", "tokenswarm_users", "tokenswarm_level", "tokenswarm_worker_cpu_percent",
                 "tokenswarm_worker_loop_lag_seconds"}
-    engine = {name for name, *_ in MAPPING}
+    engine = {name for name, *_ in MAPPING} | set(FIELDS)
     titles = [p["title"] for p in dash["panels"]]
     for want in ("Output tokens/s", "TTFT p50 / p99", "TPOT p50 / p99", "Users and level", "Requests by status",
-                 "Engine KV-cache use"):
+                 "Engine KV-cache use", "GPU power (W)", "Energy per output token (J)"):
         assert want in titles
     for panel in dash["panels"]:
         assert panel["datasource"]["uid"] == "prometheus"
         for t in panel["targets"]:
-            names = set(re.findall(r"\b([a-z_]+:[a-z_:]+|tokenswarm_[a-z_]+)\b", t["expr"]))
+            names = set(re.findall(r"\b([a-z_]+:[a-z_:]+|tokenswarm_[a-z_]+|DCGM_FI_[A-Z_]+)\b", t["expr"]))
             assert names, t["expr"]
             for n in names:
                 assert n in exported or n in engine, (panel["title"], n)

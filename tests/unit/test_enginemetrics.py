@@ -100,6 +100,23 @@ def test_csv_columns_name_their_units():
     assert {name for name, _ in enginemetrics.HISTOGRAMS} == set(enginemetrics.HISTOGRAM_NAMES)
 
 
+def test_the_sglang_preset_reads_sglang_0_5_17s_names():
+    """Names, types and labels as SGLang 0.5.17 defines them (sglang/srt/observability/metrics_collector.py):
+    scheduler gauges labelled by rank, TTFT and E2E split by is_streaming (summed here), the queue time from
+    the scheduler."""
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "metrics",
+                        "sglang-0.5.17-synthetic.prom")
+    with open(path, encoding="utf-8") as fh:
+        v = enginemetrics.parse(fh.read())
+    assert (v["running"], v["waiting"], v["kv_cache_usage"]) == (256.0, 12.0, 0.15)
+    assert (v["prompt_tokens_total"], v["generation_tokens_total"]) == (786432.0, 786431.0)
+    assert v["engine_ttft_count"] == 6144 and v["engine_ttft_sum_s"] == pytest.approx(2579.3 + 1.6)
+    assert v["engine_e2e_count"] == 6144 and v["engine_e2e_sum_s"] == pytest.approx(17443.7 + 10.2)
+    assert (v["engine_queue_sum_s"], v["engine_queue_count"]) == (210.5, 6144)
+    assert (v["engine_itl_sum_s"], v["engine_itl_count"]) == (8583.2, 780288)
+    assert "engine_tpot_count" not in v  # SGLang has no per-request TPOT histogram
+
+
 def test_metrics_are_read_beside_v1_not_under_it():
     # `--host http://h:8000/v1` (the OpenAI clients' base URL): vLLM and SGLang serve /metrics at the root
     assert enginemetrics.metrics_url("http://h:8000/v1", "/metrics") == "http://h:8000/metrics"

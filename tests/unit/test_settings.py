@@ -394,3 +394,13 @@ def test_whole_answers_and_batches_only_where_the_api_has_them():
         from_options(opts(dialect="sglang-generate", no_stream=True), environ={})
     with pytest.raises(SettingsError, match="bad --batch-size 4: the openai-chat dialect sends one input"):
         from_options(opts(batch_size=4), environ={})
+
+
+def test_gpu_metrics_is_checked_and_recorded_without_userinfo():
+    s = from_options(opts(gpu_metrics="http://user:secret@gpu-host:9400/metrics?token=x"))
+    assert s.gpu_metrics.startswith("http://user:secret@")  # the scraper drops userinfo itself
+    assert s.public()["gpu_metrics"] == "http://gpu-host:9400/metrics"
+    assert from_options(opts(gpu_metrics="none")).gpu_metrics == ""
+    assert from_options(opts()).public()["gpu_metrics"] is None
+    with pytest.raises(SettingsError, match=r"bad --gpu-metrics 'ftp://h/m'"):
+        from_options(opts(gpu_metrics="ftp://h/m"))

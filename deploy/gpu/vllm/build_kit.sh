@@ -10,6 +10,9 @@
 #
 # Env: PART_MIB (57), PY (the Python that runs pip and trains the tokenizer: .venv/bin/python, else python3).
 # Wheels are pinned with their hashes in requirements-vllm.txt and requirements-client.txt (pip checks them).
+# Another engine's kit (deploy/gpu/sglang/build_kit.sh) sets KIT_REQUIREMENTS (its requirement files, space
+# separated) and KIT_AFTER_DOWNLOAD (a command run with the wheels folder as its last argument, e.g. to rewrite
+# a wheel), and KIT_NAME (vllm) for the messages.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
@@ -37,12 +40,19 @@ for p in manylinux_2_31_x86_64 manylinux_2_28_x86_64 manylinux_2_27_x86_64 manyl
          manylinux_2_24_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux_2_5_x86_64 manylinux1_x86_64; do
     platforms+=(--platform "$p")
 done
-for req in requirements-vllm.txt requirements-client.txt; do
-    say "pip download -r $req"
+read -ra reqs <<<"${KIT_REQUIREMENTS:-$here/requirements-vllm.txt $here/requirements-client.txt}"
+for req in "${reqs[@]}"; do
+    [ -f "$req" ] || die "KIT_REQUIREMENTS: $req does not exist"
+    say "pip download -r ${req#"$repo"/}"
     "$PY" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: --require-hashes \
         --python-version 3.12 --implementation cp --abi cp312 --abi abi3 --abi none "${platforms[@]}" \
-        --platform any -d "$kit/wheels" -r "$here/$req" 2> >(grep -v "^WARNING: Location" >&2)
+        --platform any -d "$kit/wheels" -r "$req" 2> >(grep -v "^WARNING: Location" >&2)
 done
+if [ -n "${KIT_AFTER_DOWNLOAD:-}" ]; then
+    say "$KIT_AFTER_DOWNLOAD $kit/wheels"
+    read -ra after <<<"$KIT_AFTER_DOWNLOAD"
+    "${after[@]}" "$kit/wheels" || die "$KIT_AFTER_DOWNLOAD failed"
+fi
 
 say "building the tokenswarm wheel from $repo"
 rm -f "$kit"/wheels/tokenswarm-*.whl
@@ -51,7 +61,7 @@ rm -f "$kit"/wheels/tokenswarm-*.whl
 rm -rf "$repo/build"
 
 # every wheel present must be one the requirement files name, or tokenswarm's own
-expected=$(cat "$here"/requirements-*.txt | grep -c -- '--hash=sha256:')
+expected=$(cat "${reqs[@]}" | grep -c -- '--hash=sha256:')
 have=$(find "$kit/wheels" -name '*.whl' ! -name 'tokenswarm-*' | wc -l)
 [ "$have" -eq "$expected" ] || die "$kit/wheels holds $have wheels, the requirement files name $expected: \
 remove $kit/wheels and build again"
@@ -65,6 +75,7 @@ if git -C "$repo" status --porcelain 2>/dev/null | grep -qv '^??'; then dirty=" 
 cat >"$kit/BUILD_INFO" <<EOF
 built: $(date -u +%Y-%m-%dT%H:%M:%SZ)
 tokenswarm: $commit$dirty
+engine: ${KIT_NAME:-vllm}
 python: 3.12, manylinux x86-64
 wheels: $(find "$kit/wheels" -name '*.whl' | wc -l)
 EOF

@@ -82,3 +82,49 @@ except Exception as e:
     sys.exit(1)
 EOF
 }
+
+# What the GPU spends, for tokenswarm's --gpu-metrics. gpu_metrics_start sets GPU_ARGS: GPU_METRICS (a DCGM
+# exporter's URL) when set; else, where NVML's binding imports (nvidia-ml-py, in the GPU image), it starts
+# `tokenswarm gpu-exporter` on 127.0.0.1:GPU_EXPORTER_PORT (9401; log $WORK/gpu-exporter.log) and points at it;
+# else nothing, with a line saying so. GPU_METRICS=none: nothing. gpu_metrics_stop stops that exporter.
+# shellcheck disable=SC2034  # GPU_ARGS is read by the scripts that source this file
+GPU_ARGS=()
+GPU_EXPORTER_PID=0
+# shellcheck disable=SC2034
+gpu_metrics_start() {
+    local port=${GPU_EXPORTER_PORT:-9401} url _
+    GPU_ARGS=()
+    if [ "${GPU_METRICS:-}" = none ]; then
+        return 0
+    elif [ -n "${GPU_METRICS:-}" ]; then
+        GPU_ARGS=(--gpu-metrics "$GPU_METRICS")
+        return 0
+    fi
+    if ! "$PY" -c 'import pynvml; pynvml.nvmlInit()' 2>/dev/null; then
+        say "no NVML here (nvidia-ml-py, driver): no GPU figures (or set GPU_METRICS to a DCGM exporter's URL)"
+        return 0
+    fi
+    [[ $port =~ ^[0-9]+$ ]] || die "GPU_EXPORTER_PORT=$port: must be a port number"
+    url=http://127.0.0.1:$port/metrics
+    "$PY" -m tokenswarm gpu-exporter --host 127.0.0.1 --port "$port" >"$WORK/gpu-exporter.log" 2>&1 &
+    GPU_EXPORTER_PID=$!
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        http_ok "$url" && break
+        sleep 0.5
+    done
+    if http_ok "$url"; then
+        say "gpu-exporter (pid $GPU_EXPORTER_PID) on $url"
+        GPU_ARGS=(--gpu-metrics "$url")
+    else
+        say "warning: gpu-exporter did not answer; no GPU figures. Its log:"
+        cat "$WORK/gpu-exporter.log" >&2 || true
+        gpu_metrics_stop
+    fi
+}
+gpu_metrics_stop() {
+    if ((GPU_EXPORTER_PID)); then
+        kill "$GPU_EXPORTER_PID" 2>/dev/null || true
+        wait "$GPU_EXPORTER_PID" 2>/dev/null || true
+    fi
+    GPU_EXPORTER_PID=0
+}

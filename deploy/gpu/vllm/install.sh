@@ -7,7 +7,8 @@
 #
 # KIT_DIR holds the parts as they were copied: kit.tar.01 ... and kit.sha256, flat or in part folders.
 # Afterwards: the model folder is $KIT_DIR/kit/model/llama-8b-shape; serve.sh and sweep.sh use SITE.
-# Env: PY (python3: must be Python 3.12, the one with PyTorch).
+# Env: PY (python3: must be Python 3.12, the one with PyTorch); KIT_IMPORTS (what must import afterwards:
+# "vllm locust gevent tokenswarm"; deploy/gpu/sglang/install.sh names sglang's).
 set -euo pipefail
 # shellcheck source=deploy/gpu/vllm/common.sh
 . "$(dirname "$0")/common.sh"
@@ -55,13 +56,18 @@ say "pip install --target $SITE (${#wheels[@]} wheels) ..."
 say "pip done after $(($(date +%s) - t0)) s"
 
 export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
-"$PY" - <<'EOF' || die "the installed packages do not import (see above)"
+read -ra imports <<<"${KIT_IMPORTS:-vllm locust gevent tokenswarm}"
+"$PY" - "${imports[@]}" <<'EOF' || die "the installed packages do not import (see above)"
 import importlib
 import importlib.metadata as md
+import sys
 
-for name in ("vllm", "locust", "gevent", "tokenswarm"):
+for name in sys.argv[1:]:
     importlib.import_module(name)
-    print(f"[install] {name} {md.version(name)}")
+    try:
+        print(f"[install] {name} {md.version(name)}")
+    except md.PackageNotFoundError:  # a module whose distribution has another name (sgl_kernel)
+        print(f"[install] {name} imported")
 for name in ("torch", "transformers", "tokenizers", "numpy", "pandas", "matplotlib", "psutil", "msgpack",
              "prometheus-client", "requests"):
     try:

@@ -8,7 +8,9 @@
 #   sweep  tokenswarm: a master and WORKERS local workers pinned to CLIENT_CPUS (the server has SERVER_CPUS),
 #          the engine's /metrics sampled every METRICS_INTERVAL s and at each level's edges; the run folder is
 #          $WORK/run. Also there: machine.txt, sample_stream.txt (one raw streamed answer), cpu-sweep.csv
-#          (cpu_sample.py) and gpu-sweep.csv (nvidia-smi).
+#          (cpu_sample.py) and gpu-sweep.csv (nvidia-smi); with --gpu-metrics (GPU_METRICS, or a
+#          `tokenswarm gpu-exporter` started where NVML imports: common.sh's gpu_metrics_start), gpu_metrics.csv
+#          and power and J per output token per level.
 #   bench  `vllm bench serve` for each of BENCH_LEVELS (largest first), max(BENCH_PROMPTS_PER_USER x C,
 #          BENCH_MIN_PROMPTS) prompts at --max-concurrency C, all users at once, a seed of its own per level
 #          (no prompt repeats another level's, so none is served from the prefix cache), detailed results in
@@ -105,6 +107,7 @@ EOF
 samplers=()
 stop_samplers() {
     local p
+    gpu_metrics_stop
     for p in "${samplers[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${samplers[@]}"; do wait "$p" 2>/dev/null || true; done
     samplers=()
@@ -148,7 +151,7 @@ if has sweep; then
         "$PY" - <<'EOF'
 import importlib.metadata as md, sys
 print("python:", sys.version.split()[0])
-for n in ("torch", "vllm", "transformers", "locust", "tokenswarm"):
+for n in ("torch", "vllm", "sglang", "transformers", "locust", "tokenswarm"):
     try:
         print(f"{n}: {md.version(n)}")
     except md.PackageNotFoundError:
@@ -166,6 +169,7 @@ req = urllib.request.Request(sys.argv[1] + "/v1/chat/completions", json.dumps(bo
 with urllib.request.urlopen(req, timeout=60) as r:
     sys.stdout.write(r.read().decode("utf-8", "replace"))
 EOF
+    gpu_metrics_start
     start_samplers sweep
     say "tokenswarm sweep: levels $LEVELS, ${planned}s of load, $WORKERS workers on CPUs $CLIENT_CPUS"
     set +e
@@ -173,7 +177,7 @@ EOF
         --tokenizer "$MODEL_DIR" --levels "$LEVELS" --level-duration "$LEVEL_DURATION" --workers "$WORKERS" \
         --input-len "$INPUT_LEN" --max-tokens "$MAX_TOKENS" --ignore-eos --server-metrics "$base/metrics" \
         --server-metrics-interval "$METRICS_INTERVAL" --read-timeout 600 --stop-timeout 120 \
-        --max-fail-ratio 0.01 --run-name "$RUN_NAME" --out "$RUN" "$@"
+        --max-fail-ratio 0.01 --run-name "$RUN_NAME" --out "$RUN" "${GPU_ARGS[@]}" "$@"
     sweep_rc=$?
     set -e
     stop_samplers

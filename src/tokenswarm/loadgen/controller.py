@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from gevent.event import Event
 
-from tokenswarm import capacity, provenance, selfcheck
+from tokenswarm import capacity, enginemetrics, provenance, selfcheck
 from tokenswarm.datasets.files import counts_line
 from tokenswarm.exitstatus import ExitStatus, failure_ratio, failures_message
 from tokenswarm.loadgen import workarounds
@@ -48,6 +48,7 @@ log = logging.getLogger("tokenswarm")
 
 FLUSH_S = 1.0  # requests.csv is flushed at least this often
 SERVER_METRICS_CSV = "server_metrics.csv"
+GPU_METRICS_CSV = "gpu_metrics.csv"
 WATCH_S = 0.05  # how often levels, budget, drain and workers are checked
 JUDGE_S = 1.0  # how often a level's intervals are looked at (--precision, a capacity search)
 
@@ -100,6 +101,7 @@ class RunController:
         self.dataset_counts = dataset_counts
         self.own_selfcheck = own_selfcheck
         self.engine_metrics: EngineMetricsSampler | None = None  # scrapes /metrics, also at each level's edges
+        self.gpu_metrics: EngineMetricsSampler | None = None  # scrapes the DCGM exporter, likewise
         self._judged_at = 0.0  # when the current level's intervals were last looked at
         self._greenlets: list[gevent.Greenlet] = []
         self._samplers: list[Any] = []
@@ -136,6 +138,11 @@ class RunController:
                 self.settings.server_metrics, os.path.join(self.run_dir, SERVER_METRICS_CSV), lambda: self.level,
                 self.settings.server_metrics_interval, self.settings.headers)
             self._samplers.append(self.engine_metrics)
+        if self.settings.gpu_metrics:
+            self.gpu_metrics = EngineMetricsSampler(
+                self.settings.gpu_metrics, os.path.join(self.run_dir, GPU_METRICS_CSV), lambda: self.level,
+                self.settings.server_metrics_interval, None, enginemetrics.GPU_FEED)
+            self._samplers.append(self.gpu_metrics)
         log.info("tokenswarm run folder: %s", self.run_dir)
         if self.dataset_counts:
             self.say(f"tokenswarm: dataset {counts_line(self.dataset_counts)}")
@@ -370,14 +377,17 @@ class RunController:
             # hold the server); the live figures know it when this many records of earlier levels are in
             seg["sent_before"] = self.load.sent()
         self.load.announce(level, seg["start"])  # one clock for every worker: the master's
-        if self.engine_metrics is not None:
-            self.engine_metrics.mark(level, t)
+        for sampler in (self.engine_metrics, self.gpu_metrics):
+            if sampler is not None:
+                sampler.mark(level, t)
 
     def stopping(self) -> None:
         """Load stops now: the last level's window ends (in-flight requests still finish)."""
         t = time.time()
-        if self.levels.close(t) and self.engine_metrics is not None:
-            self.engine_metrics.mark(None, t)
+        if self.levels.close(t):
+            for sampler in (self.engine_metrics, self.gpu_metrics):
+                if sampler is not None:
+                    sampler.mark(None, t)
 
     # -- ending ----------------------------------------------------------------------------
     def _drain(self, why: str) -> None:

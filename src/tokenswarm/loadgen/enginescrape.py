@@ -1,4 +1,6 @@
-"""The engine's ``/metrics`` during a run: :class:`EngineMetricsSampler` writes server_metrics.csv.
+"""The engine's ``/metrics`` during a run: :class:`EngineMetricsSampler` writes server_metrics.csv (and, with
+``--gpu-metrics``, a DCGM exporter's page to gpu_metrics.csv: the same sampler with
+:data:`tokenswarm.enginemetrics.GPU_FEED`, one row per GPU and scrape).
 
 It scrapes every ``interval`` seconds, and at once when the controller marks a
 level's edge (:meth:`EngineMetricsSampler.mark`: a level starts, or the load
@@ -32,11 +34,16 @@ SCRAPE_LIMIT_S = 10.0  # for the whole scrape
 
 
 class EngineMetricsSampler:
-    """Scrapes the engine's metrics every ``interval`` seconds, and at each marked level edge, into ``path``."""
+    """Scrapes a metrics page every ``interval`` seconds, and at each marked level edge, into ``path``.
+
+    ``feed`` says which page and how its rows look (:data:`tokenswarm.enginemetrics.ENGINE_FEED`, the
+    engine's, by default; :data:`~tokenswarm.enginemetrics.GPU_FEED` for a DCGM exporter)."""
 
     def __init__(self, url: str, path: str, level: Callable[[], float | None], interval: float = 2.0,
-                 headers: dict[str, str] | None = None) -> None:
-        self.scraper = enginemetrics.Scraper(url, headers, SCRAPE_TIMEOUT_S)
+                 headers: dict[str, str] | None = None,
+                 feed: enginemetrics.Feed = enginemetrics.ENGINE_FEED) -> None:
+        self.feed = feed
+        self.scraper = enginemetrics.Scraper(url, headers, SCRAPE_TIMEOUT_S, feed.parse)
         self.level = level
         self.interval = interval
         self.rows = 0
@@ -46,7 +53,7 @@ class EngineMetricsSampler:
         self._fh = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115
         self._w = csv.writer(self._fh)
         if self._fh.tell() == 0:
-            self._w.writerow(enginemetrics.CSV_COLUMNS)
+            self._w.writerow(feed.columns)
         self.greenlet = gevent.spawn(self._loop)
 
     def mark(self, level: float | None, t: float | None = None) -> None:
@@ -82,19 +89,17 @@ class EngineMetricsSampler:
             self.scraper.close()  # an answer may be left half read: the next scrape connects again
             self.failures += 1
             if self.failures == 1:
-                log.warning("tokenswarm: cannot read the engine's metrics at %s (%s); will keep trying",
-                            self.scraper.url, error)
+                log.warning("tokenswarm: cannot read %s at %s (%s); will keep trying",
+                            self.feed.what, self.scraper.url, error)
             return
         t1 = time.time()
         lvl = self.level()
-        self._w.writerow([
-            f"{t1:.3f}", level_str(lvl) if lvl is not None else "",
-            *("" if values.get(k) is None else f"{values[k]:.12g}" for k in enginemetrics.COMMON),
-            *("" if values.get(k) is None else f"{values[k]:.12g}" for k in enginemetrics.HISTOGRAM_COLUMNS),
-            f"{(t1 - t0) * 1000.0:.1f}", f"{edges[-1]:.3f}" if edges else "",
-        ])
+        head = [f"{t1:.3f}", level_str(lvl) if lvl is not None else ""]
+        tail = [f"{(t1 - t0) * 1000.0:.1f}", f"{edges[-1]:.3f}" if edges else ""]
+        cells = self.feed.cells(values)
+        self._w.writerows([*head, *row, *tail] for row in cells)
         self._fh.flush()
-        self.rows += 1
+        self.rows += len(cells)
 
     def stop(self) -> None:
         """Stop sampling; an edge marked since the last scrape is scraped now."""

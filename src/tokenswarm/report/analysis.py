@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from tokenswarm import runfolder
-from tokenswarm.report import engine, intervals, locustcsv, saturation, selfcheck, workloads
+from tokenswarm.report import engine, gpu, intervals, locustcsv, saturation, selfcheck, workloads
 from tokenswarm.report.errors import ReportError
 from tokenswarm.report.levels import DEFAULT_SLO_ATTAINMENT, Window, check_slo, level_stats, load_requests, windows_from
 from tokenswarm.report.readers import newest, read_json_object, read_levels_csv
@@ -217,7 +217,8 @@ def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool
         levels = engine.engine_gauges(levels, server, windows)
         levels = fold_engine_levels(levels, server, df, windows)
         levels = fold_batches(levels, s)
-        bench = engine.read_vllm_bench(os.path.join(run_dir, engine.PEERS_DIR))
+        levels = gpu.gpu_levels(levels, gpu.read_gpu_metrics(os.path.join(run_dir, gpu.GPU_CSV)), windows)
+        bench = engine.read_peer_bench(os.path.join(run_dir, engine.PEERS_DIR))
         messages = failure_messages(req_path) if failures else {}
         tok_check = tokenizer_check(req_path)
         turns = workloads.turn_table(req_path)

@@ -50,6 +50,9 @@ def build_report(run_dir: str, warmup_s: float | None = None, with_plots: bool =
         gauges = plots.engine_gauges_plot(a.levels, out_dir, a.mode, ident)
         if gauges:
             plot_paths.append(gauges)
+        spent = plots.gpu_plot(a.levels, out_dir, a.mode, ident)
+        if spent:
+            plot_paths.append(spent)
     doc = report_document(a, plot_paths)
     with open(os.path.join(run_dir, runfolder.REPORT_MD), "w", encoding="utf-8") as fh:
         fh.write(doc.markdown())

@@ -70,6 +70,16 @@ COMPARED_WHOLE: tuple[tables.Column, ...] = (
     ("e2e_mean_ms", "Mean latency (ms)", "{:.1f}"),
     ("e2e_p99_ms", "P99 latency (ms)", "{:.1f}"),
 )
+#: (levels.csv column, heading, format) of what the GPU spent (runs with ``--gpu-metrics``): in compare.csv and
+#: their own table when some run has them; no verdicts (the samples carry no intervals)
+GPU_COMPARED: tuple[tables.Column, ...] = (
+    ("gpu_count", "GPUs", "{:g}"),
+    ("gpu_power_w", "Power (W)", "{:.0f}"),
+    ("energy_per_output_token_j", "J / output token", "{:.3f}"),
+    ("output_throughput_per_gpu_tok_s", "Output tok/s per GPU", "{:.1f}"),
+    ("gpu_util_pct", "GPU util %", "{:.0f}"),
+    ("gpu_memory_used_mib", "Memory used (MiB)", "{:.0f}"),
+)
 #: the compared figures for which higher is better (the rest are latencies: lower is better)
 HIGHER_IS_BETTER = frozenset({"output_throughput_tok_s", "request_throughput_req_s", "input_throughput_tok_s"})
 
@@ -87,7 +97,9 @@ class CompareResult:
     """What :func:`compare` produced: labels in run order, the long table, and the files written."""
 
     labels: list[str]
-    table: pd.DataFrame  # columns: level, run, then the COMPARED columns; one row per (level, run)
+    #: columns: level, run, the COMPARED columns, then GPU_COMPARED's where some run has them; one row per
+    #: (level, run)
+    table: pd.DataFrame
     out_dir: str
     files: list[str] = field(default_factory=list)
     mode: str = "concurrency"
@@ -262,6 +274,8 @@ def _long_table(analyses: Sequence[Analysis], labels: Sequence[str],
                 figures: Sequence[tables.Column] = COMPARED) -> pd.DataFrame:
     """Outer join on level: one row per (level, run), runs in the given order."""
     levels = sorted({float(x) for a in analyses for x in a.levels["level"]})
+    figures = [*COMPARED, *(g for g in GPU_COMPARED if any(
+        g[0] in a.levels.columns and a.levels[g[0]].notna().any() for a in analyses))]
     frames = []
     for lab, a in zip(labels, analyses):
         d = a.levels.copy()
@@ -384,12 +398,24 @@ def _document(analyses: Sequence[Analysis], labels: Sequence[str], result: Compa
     doc.para("A `-` means the run has no such level (levels are outer-joined across runs). `±` is half a 95 % "
              "confidence interval's width (its larger side). Marks after a level are that run's flags: "
              + "; ".join(f"`{m}` {text.split(':')[0]}" for _, m, text in tables.MARKS) + ".")
+    gpu_cols = [g for g in GPU_COMPARED if g[0] in result.table.columns]
+    if gpu_cols:
+        doc.heading("What the GPU spent")
+        rows = [[_level_cell(r["level"], marks[str(r["run"])]), str(r["run"]),
+                 *(tables.cell(r[c], f) for c, _, f in gpu_cols)] for r in result.table.to_dict("records")]
+        doc.table([lh, "Run", *(h for _, h, _ in gpu_cols)], rows, left=0)
+        doc.para("From each run's DCGM exporter (`--gpu-metrics`), over each level's measurement window: power "
+                 "summed over the GPUs, energy per output token (the energy counters' rise per second over the "
+                 "level's output tok/s), utilisation averaged over the GPUs, memory summed. A `-`: the run "
+                 "has no GPU figures for that level.")
     if plot_paths:
         doc.heading("Plots")
         captions = {"compare_throughput.png": "Output throughput", "compare_ttft.png": "TTFT mean / p99",
                     "compare_tpot.png": "TPOT mean / p99", "compare_latency_vs_throughput.png": "Latency vs throughput",
                     "compare_interactivity.png": "Interactivity vs throughput: per-user output tok/s (1000 / TPOT "
-                                                 "p50) against total output tok/s, one line per run"}
+                                                 "p50) against total output tok/s, one line per run",
+                    "compare_energy.png": "Energy per output token (J) against output tok/s, one line per run "
+                                          "with GPU figures"}
         for path in plot_paths:
             name = os.path.basename(path)
             doc.image(path, name, captions.get(name, name))

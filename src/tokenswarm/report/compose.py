@@ -23,7 +23,7 @@ import pandas as pd
 
 from tokenswarm import runfolder, selfcheck
 from tokenswarm.datasets.files import counts_line
-from tokenswarm.report import intervals, provenance, saturation, tables
+from tokenswarm.report import engine, intervals, provenance, saturation, tables
 from tokenswarm.report.analysis import (
     SOURCE_LEVELS,
     SOURCE_LOCUST,
@@ -53,7 +53,8 @@ PLOT_CAPTIONS = {"throughput.png": "Output throughput", "ttft.png": "TTFT p50 / 
                  "tpot.png": "TPOT p50 / p99", "latency_vs_throughput.png": "Latency vs throughput",
                  "interactivity.png": "Interactivity vs throughput: per-user output tok/s (1000 / TPOT p50) "
                                       "against total output tok/s, one point per level",
-                 "server_metrics.png": "Engine metrics: running and waiting requests, KV cache"}
+                 "server_metrics.png": "Engine metrics: running and waiting requests, KV cache",
+                 "gpu.png": "What the GPU spent: power (W) and J per output token per level"}
 
 
 def opinions_section(a: Analysis) -> tuple[str, tuple[list[str], list[list[str]]]] | None:
@@ -74,9 +75,12 @@ def opinions_section(a: Analysis) -> tuple[str, tuple[list[str], list[list[str]]
     heads = [tables.LEVEL_HEADING[a.mode], "TTFT mean (ms): ours", "engine", "outside engine",
              "E2E mean (ms): ours", "engine", "Engine queue (ms)", "Events / request", "Coalesced",
              "Output tok/s: ours"]
+    peer = "vLLM bench"
     if bench is not None:
-        heads += ["vLLM bench TTFT mean (ms)", "engine during it", "vLLM bench E2E mean (ms)",
-                  "vLLM bench output tok/s", "vLLM bench events / request"]
+        tools = list(dict.fromkeys(bench["bench_tool"])) if "bench_tool" in bench.columns else ["vllm"]
+        peer = " / ".join(engine.BENCH_TOOLS.get(str(t), str(t)) for t in tools)
+        heads += [f"{peer} TTFT mean (ms)", "engine during it", f"{peer} E2E mean (ms)",
+                  f"{peer} output tok/s", f"{peer} events / request"]
     rows = []
     for level in levels:
         ttft = get(ours, level, "client_ttft_mean_ms")
@@ -100,8 +104,9 @@ def opinions_section(a: Analysis) -> tuple[str, tuple[list[str], list[list[str]]
     intro = ("Each level's latency as three witnesses saw it: tokenswarm's records; the engine's own histograms "
              "(its /metrics, scraped at the window's edges: mean = the difference of each histogram's sum over "
              "the difference of its count, over the requests whose first or last token fell in that window, and "
-             "ours over the same requests); and, where it ran beside this run, vLLM's `vllm bench serve` at the "
-             "same concurrency (all users at once, 3 prompts per user). *Outside engine* is our TTFT minus the "
+             "ours over the same requests); and, where it ran beside this run, the engine's own benchmark ("
+             f"{peer}: vLLM's `vllm bench serve`, SGLang's `bench_serving`) at the same concurrency (all users "
+             "at once, 3 prompts per user). *Outside engine* is our TTFT minus the "
              "engine's: network, the API server's HTTP and streaming work, the client. *Coalesced*: the share of "
              "requests whose tokens came in two events or fewer, which hides TTFT and ITL from every client.")
     return intro, (heads, rows)

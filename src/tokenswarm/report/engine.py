@@ -24,6 +24,9 @@ Three opinions of one level's latency: the client's records, the engine's own hi
 * :func:`read_vllm_bench` reads ``vllm bench serve`` results saved beside a run
   (``peers/vllm-bench-c<C>.json``), and the engine's histograms scraped just
   before and after each (``.metrics-before.prom``, ``.metrics-after.prom``).
+* :func:`read_sglang_bench` reads SGLang's own benchmark the same way (``python -m sglang.bench_serving
+  --output-file peers/sglang-bench-c<C>.jsonl``, deploy/gpu/sglang/bench.sh), under the same ``bench_*``
+  names; :func:`read_peer_bench` reads whichever ran (vLLM's first where both did), with ``bench_tool``.
 * :func:`opinions_table` puts the three side by side per level.
 
 Definitions. vLLM 0.26 (vllm/v1/metrics/stats.py): TTFT is the time the
@@ -47,6 +50,7 @@ the file, field and value. Pure pandas/numpy: no locust, no gevent.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -63,6 +67,9 @@ from tokenswarm.report.readers import read_csv_with, read_json_object
 SERVER_CSV = "server_metrics.csv"
 PEERS_DIR = "peers"
 BENCH_GLOB = "vllm-bench-c*.json"
+SGLANG_BENCH_GLOB = "sglang-bench-c*.jsonl"
+#: ``bench_tool`` values, and how the report names each peer benchmark
+BENCH_TOOLS: dict[str, str] = {"vllm": "vLLM bench", "sglang": "SGLang bench_serving"}
 BENCH_BEFORE, BENCH_AFTER = ".metrics-before.prom", ".metrics-after.prom"
 #: server_metrics.csv gauge -> (levels.csv column, factor): the engine's requests running and waiting, KV cache used
 GAUGE_COLUMNS: dict[str, tuple[str, float]] = {"running": ("server_running", 1.0), "waiting": ("server_waiting", 1.0),
@@ -88,6 +95,19 @@ BENCH_FIELDS: dict[str, str] = {
     "max_output_tokens_per_s": "bench_max_output_throughput_tok_s",
     **{f"{stat}_{m}_ms": f"bench_{'e2e' if m == 'e2el' else m}_{'p50' if stat == 'median' else stat}_ms"
        for m in ("ttft", "tpot", "itl", "e2el") for stat in ("mean", "median", "p99")},
+}
+
+
+#: SGLang bench_serving's result fields (one JSON line per run, python/sglang/bench_serving.py) -> our names;
+#: its ``concurrency`` is the mean achieved, not a maximum, so it has no ``bench_max_concurrent_requests``
+SGLANG_BENCH_FIELDS: dict[str, str] = {
+    "completed": "bench_completed", "duration": "bench_duration_s",
+    "request_throughput": "bench_request_throughput_req_s", "output_throughput": "bench_output_throughput_tok_s",
+    "total_throughput": "bench_total_throughput_tok_s", "concurrency": "bench_mean_concurrency",
+    **{f"{stat}_{m}_ms": f"bench_{m}_{'p50' if stat == 'median' else stat}_ms"
+       for m in ("ttft", "tpot", "itl") for stat in ("mean", "median", "p99")},
+    **{f"{stat}_e2e_latency_ms": f"bench_e2e_{'p50' if stat == 'median' else stat}_ms"
+       for stat in ("mean", "median", "p99")},
 }
 
 
@@ -267,7 +287,7 @@ def _bench_detail(data: Mapping[str, Any], path: str) -> dict[str, float]:
 
 def _bench_engine(json_path: str) -> dict[str, float]:
     """The engine's histograms over one bench run, from the scrapes saved before and after it."""
-    stem = json_path[: -len(".json")]
+    stem = json_path.rsplit(".", 1)[0]
     before, after = stem + BENCH_BEFORE, stem + BENCH_AFTER
     if not (os.path.exists(before) and os.path.exists(after)):
         return {}
@@ -312,6 +332,63 @@ def read_vllm_bench(folder: str) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=["concurrency", *BENCH_FIELDS.values()])
     return pd.DataFrame(rows).sort_values("concurrency", kind="stable").reset_index(drop=True)
+
+
+def read_sglang_bench(folder: str) -> pd.DataFrame:
+    """SGLang ``bench_serving --output-file`` results in ``folder`` (``sglang-bench-c<C>.jsonl``; the file's
+    last line, the latest run, counts), one row per concurrency C, sorted: :data:`SGLANG_BENCH_FIELDS` under
+    the ``bench_*`` names :func:`read_vllm_bench` gives, and the engine's histograms over the run where the
+    scrapes before and after it were saved. An empty frame when there are none.
+
+    Raises :class:`ReportError` naming the file for a line that is not a JSON object, or a ``max_concurrency``
+    other than the C in the file's name.
+    """
+    rows = []
+    for path in glob.glob(os.path.join(folder, SGLANG_BENCH_GLOB)):
+        m = re.fullmatch(r"sglang-bench-c(\d+)\.jsonl", os.path.basename(path))
+        if m is None:
+            continue
+        try:
+            with open(path, encoding="utf-8") as fh:
+                lines = [ln for ln in fh.read().splitlines() if ln.strip()]
+            data = json.loads(lines[-1]) if lines else None
+        except (OSError, ValueError) as e:
+            raise ReportError(f"{path}: cannot read SGLang bench result ({e})") from None
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            raise ReportError(f"{path}: the last line is not a JSON object")
+        c = data.get("max_concurrency")
+        if not isinstance(c, int) or c != int(m.group(1)):
+            raise ReportError(f"{path}: max_concurrency = {c!r}, expected {int(m.group(1))} (the file's name)")
+        row: dict[str, Any] = {"concurrency": float(c)}
+        for src, dst in SGLANG_BENCH_FIELDS.items():
+            v = data.get(src)
+            row[dst] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
+        row.update(_bench_engine(path))
+        if "bench_engine_ttft_mean_ms" in row:
+            row["bench_outside_engine_ttft_ms"] = row["bench_ttft_mean_ms"] - row["bench_engine_ttft_mean_ms"]
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=["concurrency", *SGLANG_BENCH_FIELDS.values()])
+    return pd.DataFrame(rows).sort_values("concurrency", kind="stable").reset_index(drop=True)
+
+
+def read_peer_bench(folder: str) -> pd.DataFrame:
+    """The peer benchmark that ran beside a run (``peers/``): :func:`read_vllm_bench`'s rows, then
+    :func:`read_sglang_bench`'s for concurrencies vLLM's did not cover, each with ``bench_tool`` (a key of
+    :data:`BENCH_TOOLS`). An empty frame when neither ran."""
+    frames = []
+    seen: set[float] = set()
+    for tool, reader in (("vllm", read_vllm_bench), ("sglang", read_sglang_bench)):
+        df = reader(folder)
+        df = df[~df["concurrency"].astype(float).isin(seen)]
+        if len(df):
+            frames.append(df.assign(bench_tool=tool))
+            seen |= set(df["concurrency"].astype(float))
+    if not frames:
+        return pd.DataFrame(columns=["concurrency", "bench_tool", *BENCH_FIELDS.values()])
+    return pd.concat(frames, ignore_index=True).sort_values("concurrency", kind="stable").reset_index(drop=True)
 
 
 # -- side by side -----------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ INTERACTIVITY = "interactivity.png"  # per-user output tok/s against total outpu
 LOG_SPAN = 10.0  # a latency axis whose highest value is more than this many times its lowest is logarithmic
 LABEL_SIZE = 7
 ENGINE_PLOT = "server_metrics.png"  # the engine's gauges, when the run scraped its /metrics
+GPU_PLOT = "gpu.png"  # power and J per output token, when the run scraped a DCGM exporter (--gpu-metrics)
 
 
 def use_log2(levels: Sequence[float]) -> bool:
@@ -408,7 +409,8 @@ def interactivity_figure(levels: pd.DataFrame, knee: float | None = None, title:
 def compare_plots(runs: Sequence[tuple[str, pd.DataFrame, float | None]], out_dir: str, mode: str = "concurrency"
                   ) -> list[str]:
     """One line per run (label, levels, saturation level); the files of :data:`FILES` and
-    :data:`INTERACTIVITY` prefixed ``compare_``."""
+    :data:`INTERACTIVITY` prefixed ``compare_``, and ``compare_energy.png`` (J per output token against output
+    tok/s, one line per run) when some run scraped a DCGM exporter."""
     os.makedirs(out_dir, exist_ok=True)
     all_levels = sorted({float(x) for _, d, _ in runs for x in d["level"].astype(float)})
     paths = []
@@ -460,6 +462,24 @@ def compare_plots(runs: Sequence[tuple[str, pd.DataFrame, float | None]], out_di
     fig = compare_interactivity_figure(runs)
     if fig is not None:
         paths.append(_save(fig, os.path.join(out_dir, "compare_" + INTERACTIVITY)))
+    energy = [(label, d) for label, d, _knee in runs
+              if "energy_per_output_token_j" in d.columns and d["energy_per_output_token_j"].notna().any()]
+    if energy:
+        fig, ax = _figure()
+        for (label, d), color in zip(energy, colors):
+            dd = d[["level", "output_throughput_tok_s", "energy_per_output_token_j"]].astype(float).dropna()
+            dd = dd.sort_values("level")
+            ax.plot(dd["output_throughput_tok_s"], dd["energy_per_output_token_j"], marker="o", color=color,
+                    label=label)
+            for lvl, x, y in zip(dd["level"], dd["output_throughput_tok_s"], dd["energy_per_output_token_j"]):
+                ax.annotate(f"{lvl:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=LABEL_SIZE)
+        ax.set_xlabel("Output throughput (tok/s)")
+        ax.set_ylabel("J per output token")
+        _ylim0(ax)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_title("Energy per output token vs throughput (labels: levels)", fontsize=10)
+        paths.append(_save(fig, os.path.join(out_dir, "compare_energy.png")))
     return paths
 
 
@@ -524,3 +544,32 @@ def engine_gauges_plot(levels: pd.DataFrame, out_dir: str, mode: str, title: str
     ax.legend(lines, [h.get_label() for h in lines], fontsize=8, loc="upper left")
     _title(ax, "Engine metrics (server_metrics.csv)", title)
     return _save(fig, os.path.join(out_dir, ENGINE_PLOT))
+
+
+def gpu_plot(levels: pd.DataFrame, out_dir: str, mode: str, title: str = "") -> str | None:
+    """plots/gpu.png: what the GPU spent per level (``gpu_power_w``: W summed over the GPUs, left axis;
+    ``energy_per_output_token_j``: J per output token, right axis), from a DCGM exporter scraped during the run
+    (:mod:`tokenswarm.report.gpu`); None when the levels have neither."""
+    if not any(c in levels.columns and levels[c].notna().any()
+               for c in ("gpu_power_w", "energy_per_output_token_j")):
+        return None
+    os.makedirs(out_dir, exist_ok=True)
+    fig, ax = _figure()
+    lv = levels["level"].astype(float).tolist()
+    x, y = _xy(levels, "gpu_power_w")
+    if len(x):
+        ax.plot(x, y, marker="o", label="power (W, all GPUs)")
+    _level_axis(ax, lv, mode)
+    ax.set_ylabel("Power (W, mean over the window)")
+    _ylim0(ax)
+    x, y = _xy(levels, "energy_per_output_token_j")
+    handles: list[Any] = []
+    if len(x):
+        ax2 = ax.twinx()
+        handles = ax2.plot(x, y, marker="s", color="#27ae60", label="J per output token")
+        ax2.set_ylabel("J per output token")
+        ax2.set_ylim(bottom=0)
+    lines = ax.get_legend_handles_labels()[0] + handles
+    ax.legend(lines, [h.get_label() for h in lines], fontsize=8, loc="upper left")
+    _title(ax, "What the GPU spent (gpu_metrics.csv)", title)
+    return _save(fig, os.path.join(out_dir, GPU_PLOT))

@@ -110,7 +110,7 @@ MARKS: tuple[tuple[str, str, str], ...] = (
 
 #: the per-level detail in groups (title, columns after the level), each narrow enough to read at 1400 px
 #: without scrolling sideways: latency (first token and whole request; between tokens), throughput and load,
-#: the engine's own gauges and prefix cache, the client's health
+#: the engine's own gauges and prefix cache, what the GPU spent (only with --gpu-metrics), the client's health
 DETAIL_GROUPS: tuple[tuple[str, tuple[Column, ...]], ...] = (
     ("Latency: first token and whole request (ms)", (
         ("ttft_p50_ms", "TTFT p50", "{:.1f}"),
@@ -144,6 +144,14 @@ DETAIL_GROUPS: tuple[tuple[str, tuple[Column, ...]], ...] = (
         ("cache_hit_pct", "Prefix cache hit", "{:.0f}%"),
         ("ttft_p50_cache_hit_ms", "TTFT p50 hit (ms)", "{:.1f}"),
         ("ttft_p50_cache_miss_ms", "TTFT p50 miss (ms)", "{:.1f}"),
+    )),
+    ("GPU (DCGM, --gpu-metrics)", (
+        ("gpu_count", "GPUs", "{:g}"),
+        ("gpu_power_w", "Power (W)", "{:.0f}"),
+        ("energy_per_output_token_j", "J / output token", "{:.3f}"),
+        ("output_throughput_per_gpu_tok_s", "Output tok/s per GPU", "{:.1f}"),
+        ("gpu_util_pct", "GPU util", "{:.0f}%"),
+        ("gpu_memory_used_mib", "Memory used (MiB)", "{:.0f}"),
     )),
     ("Client: timing and load", (
         ("ttft_exact_1ms_pct", "TTFT exact ≤1 ms", "{:.1f}%"),

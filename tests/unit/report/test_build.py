@@ -231,6 +231,33 @@ def test_pushback_columns_per_level():
     assert row.backoff_pct == 100 * 2.5 / (2 * 10.0)
 
 
+def test_the_report_names_sglangs_benchmark_and_shows_what_the_gpu_spent(tmp_path):
+    run = str(tmp_path / "r")
+    write_run(run, levels=(1, 2), requests_per_level=30)
+    with open(os.path.join(run, "run.json"), encoding="utf-8") as fh:
+        timeline = json.load(fh)["timeline"]
+    os.makedirs(os.path.join(run, "peers"))
+    result = {"max_concurrency": 2, "completed": 6, "duration": 2.0, "output_throughput": 321.0,
+              "mean_ttft_ms": 42.0, "mean_e2e_latency_ms": 900.0}
+    with open(os.path.join(run, "peers", "sglang-bench-c2.jsonl"), "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(result) + "\n")
+    t0, t1 = timeline[0]["start"], timeline[-1]["end"]
+    rows = [f"{t:.3f},,h,0,300,{300 * (t - t0):.3f},80,1000,1.0," for t in
+            [t0 + i * 0.5 for i in range(int((t1 - t0) / 0.5) + 1)]]
+    with open(os.path.join(run, "gpu_metrics.csv"), "w", encoding="utf-8") as fh:
+        fh.write("time,level,host,gpu,power_w,energy_j,util_pct,memory_used_mib,scrape_ms,edge_time\n")
+        fh.write("\n".join(rows) + "\n")
+    levels = build_report(run, with_plots=False)
+    assert levels["gpu_power_w"].tolist() == pytest.approx([300.0, 300.0])
+    with open(os.path.join(run, "report.md"), encoding="utf-8") as fh:
+        md = fh.read()
+    assert "SGLang bench_serving TTFT mean (ms)" in md and "| 42.0 |" in md  # its TTFT beside ours
+    assert "GPU (DCGM, --gpu-metrics)" in md and "J / output token" in md
+    back = pd.read_csv(os.path.join(run, "levels.csv"))
+    assert back["energy_per_output_token_j"].tolist() == pytest.approx(
+        (300.0 / back["output_throughput_tok_s"]).tolist(), rel=1e-3)
+
+
 def test_the_report_states_each_levels_client_error_and_load_as_measured(sweep):
     md = Path(os.path.join(sweep, "report.md")).read_text(encoding="utf-8")
     line = next(x for x in md.splitlines() if x.startswith("- **Client self-check**"))

@@ -149,3 +149,38 @@ def test_the_runs_table_names_each_engine_with_its_version(tmp_path):
     res = compare([a, b], ["A", "B"], str(tmp_path / "out"))
     md = Path(res.out_dir, "compare.md").read_text(encoding="utf-8")
     assert f"| A | {a} | vllm 0.8.5 |" in md and f"| B | {b} | sglang |" in md
+
+
+def write_gpu_metrics(run, watts):
+    """gpu_metrics.csv for a synthetic run: one GPU drawing ``watts``, scraped every second of its timeline."""
+    with open(os.path.join(run, "run.json"), encoding="utf-8") as fh:
+        timeline = json.load(fh)["timeline"]
+    t0, t1 = timeline[0]["start"], timeline[-1]["end"]
+    times = np.arange(t0, t1 + 1.0, 1.0)
+    pd.DataFrame({"time": times, "level": "", "host": "h", "gpu": "0", "power_w": watts,
+                  "energy_j": watts * (times - t0), "util_pct": 90.0, "memory_used_mib": 70000.0,
+                  "scrape_ms": 1.0, "edge_time": ""}).to_csv(os.path.join(run, "gpu_metrics.csv"), index=False)
+
+
+def test_what_the_gpu_spent_is_compared_when_a_run_has_it(tmp_path):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    write_run(a, levels=(1, 2), seed=1, settings={"engine": "vllm"})
+    write_run(b, levels=(1, 2), seed=2, settings={"engine": "sglang"})
+    write_gpu_metrics(a, 400.0)
+    res = compare([a, b], None, str(tmp_path / "out"))
+    t = res.table.set_index(["level", "run"])
+    lvl_a = analyse(a).levels.set_index("level")
+    for level in (1.0, 2.0):
+        r = t.loc[(level, "vllm")]
+        assert r["gpu_power_w"] == pytest.approx(400.0)
+        assert r["energy_per_output_token_j"] == pytest.approx(400.0 / lvl_a.loc[level, "output_throughput_tok_s"])
+        assert np.isnan(t.loc[(level, "sglang"), "gpu_power_w"])  # that run had no DCGM exporter
+    assert not any(v["figure"].startswith("gpu_") for v in res.verdicts)
+    md = Path(tmp_path / "out" / "compare.md").read_text()
+    assert "## What the GPU spent" in md and "J / output token" in md
+    assert "compare_energy.png" in {os.path.basename(f) for f in res.files}
+    assert "energy_per_output_token_j" in pd.read_csv(tmp_path / "out" / "compare.csv").columns
+    plain = compare([str(tmp_path / "b")], None, str(tmp_path / "out2"))
+    assert "gpu_power_w" not in plain.table.columns
+    assert "What the GPU spent" not in Path(tmp_path / "out2" / "compare.md").read_text()
+    assert "compare_energy.png" not in {os.path.basename(f) for f in plain.files}

@@ -181,3 +181,59 @@ def test_a_recorded_vllm_bench_result_and_the_engine_scrapes_around_it():
     # (vLLM sends it with the first token): bench TTFT below the engine's
     assert r.bench_ttft_mean_ms < r.bench_engine_ttft_mean_ms
     assert r.bench_engine_e2e_mean_ms == pytest.approx(r.bench_e2e_mean_ms, rel=0.02)
+
+
+def sglang_result(c, ttft=420.5):
+    """One line of SGLang bench_serving's --output-file (python/sglang/bench_serving.py's result dict)."""
+    return {"backend": "sglang-oai-chat", "dataset_name": "random-ids", "request_rate": float("inf"),
+            "max_concurrency": c, "random_input_len": 128, "random_output_len": 128, "random_range_ratio": 1.0,
+            "duration": 9.81, "completed": 3 * c, "total_input_tokens": 384 * c, "total_output_tokens": 384 * c,
+            "request_throughput": 78.3, "input_throughput": 10022.4, "output_throughput": 10022.4,
+            "mean_e2e_latency_ms": 3210.0, "median_e2e_latency_ms": 3190.0, "std_e2e_latency_ms": 40.0,
+            "p99_e2e_latency_ms": 3400.0, "mean_ttft_ms": ttft, "median_ttft_ms": 401.0, "std_ttft_ms": 30.0,
+            "p99_ttft_ms": 690.0, "mean_tpot_ms": 21.9, "median_tpot_ms": 21.8, "std_tpot_ms": 0.4,
+            "p99_tpot_ms": 23.0, "mean_itl_ms": 21.9, "median_itl_ms": 20.1, "std_itl_ms": 9.0, "p99_itl_ms": 60.0,
+            "concurrency": 251.7}
+
+
+def sglang_prom(ttft_sum, ttft_count):
+    return (f"# TYPE sglang:time_to_first_token_seconds histogram\n"
+            f"sglang:time_to_first_token_seconds_bucket{{le=\"+Inf\",is_streaming=\"true\"}} {ttft_count}\n"
+            f"sglang:time_to_first_token_seconds_sum{{is_streaming=\"true\"}} {ttft_sum}\n"
+            f"sglang:time_to_first_token_seconds_count{{is_streaming=\"true\"}} {ttft_count}\n")
+
+
+def test_read_sglang_bench_takes_the_last_run_under_the_same_names(tmp_path):
+    lines = [json.dumps(sglang_result(256, ttft=999.0)), json.dumps(sglang_result(256))]
+    (tmp_path / "sglang-bench-c256.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "sglang-bench-c256.metrics-before.prom").write_text(sglang_prom(10.0, 10))
+    (tmp_path / "sglang-bench-c256.metrics-after.prom").write_text(sglang_prom(10.0 + 0.4 * 768, 10 + 768))
+    (tmp_path / "sglang-bench-c4.jsonl").write_text(json.dumps(sglang_result(4)) + "\n")
+    b = engine.read_sglang_bench(str(tmp_path))
+    assert list(b.concurrency) == [4.0, 256.0]
+    r = b.iloc[1]
+    assert r.bench_ttft_mean_ms == 420.5 and r.bench_ttft_p50_ms == 401.0 and r.bench_e2e_p99_ms == 3400.0
+    assert r.bench_output_throughput_tok_s == 10022.4 and r.bench_completed == 768
+    assert r.bench_mean_concurrency == 251.7 and "bench_max_concurrent_requests" not in b.columns
+    assert r.bench_engine_ttft_mean_ms == pytest.approx(400.0) and r.bench_outside_engine_ttft_ms == pytest.approx(20.5)
+
+
+def test_read_sglang_bench_errors_name_the_file(tmp_path):
+    (tmp_path / "sglang-bench-c8.jsonl").write_text(json.dumps(sglang_result(16)) + "\n")
+    with pytest.raises(ReportError, match=r"sglang-bench-c8.jsonl: max_concurrency = 16, expected 8"):
+        engine.read_sglang_bench(str(tmp_path))
+    (tmp_path / "sglang-bench-c8.jsonl").write_text("[1, 2]\n")
+    with pytest.raises(ReportError, match=r"sglang-bench-c8.jsonl: the last line is not a JSON object"):
+        engine.read_sglang_bench(str(tmp_path))
+    (tmp_path / "sglang-bench-c8.jsonl").write_text("{oops\n")
+    with pytest.raises(ReportError, match=r"sglang-bench-c8.jsonl: cannot read SGLang bench result"):
+        engine.read_sglang_bench(str(tmp_path))
+
+
+def test_read_peer_bench_names_the_tool_and_prefers_vllms_where_both_ran(tmp_path):
+    (tmp_path / "vllm-bench-c2.json").write_text(json.dumps(bench_result(2)))
+    (tmp_path / "sglang-bench-c2.jsonl").write_text(json.dumps(sglang_result(2)) + "\n")
+    (tmp_path / "sglang-bench-c8.jsonl").write_text(json.dumps(sglang_result(8)) + "\n")
+    b = engine.read_peer_bench(str(tmp_path))
+    assert list(zip(b.concurrency, b.bench_tool)) == [(2.0, "vllm"), (8.0, "sglang")]
+    assert engine.read_peer_bench(str(tmp_path / "none")).empty

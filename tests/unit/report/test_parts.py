@@ -110,3 +110,11 @@ def test_flagged_details_lists_the_flagged_levels_only():
     assert got == "2: 2; 4: 4"
     assert compose.flagged_details(levels, "under_target", lambda x, r: "?") == ""
     assert compose.fmt_level(2.5, "rate") == "2.5 req/s" and compose.levels_list([1, 2], "rate") == "1, 2 req/s"
+
+
+def test_gpu_plot_draws_only_when_there_are_gpu_figures(tmp_path):
+    levels = pd.DataFrame({"level": [1.0, 2.0, 4.0], "gpu_power_w": [150.0, 300.0, 420.0],
+                           "energy_per_output_token_j": [2.1, 0.9, 0.5]})
+    path = plots.gpu_plot(levels, str(tmp_path), "concurrency")
+    assert path == str(tmp_path / plots.GPU_PLOT) and os.path.getsize(path) > 1000
+    assert plots.gpu_plot(LEVELS, str(tmp_path / "x"), "concurrency") is None
