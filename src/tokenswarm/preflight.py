@@ -72,12 +72,11 @@ def check(settings: Settings) -> Settings:
         settings = replace(settings, request=replace(settings.request, model=models[0]), model_from_server=False)
     conn = Connection(settings.target, settings.connect_timeout, min(settings.read_timeout, PREFLIGHT_TIMEOUT_S))
     head = request_head(settings.target, "POST", settings.endpoint,
-                        {"Content-Type": "application/json", "Accept": "text/event-stream",
-                         "X-Sim-Fault": "none", **settings.headers})  # the simulated engine injects no fault here
+                        {**settings.stream_headers(), "X-Sim-Fault": "none"})  # the simulated engine injects no fault
     probe = Prompt(id="preflight", text="Say hello.", max_tokens=1)
     body = json.dumps(settings.dialect.body(probe, settings.request)).encode()
     try:
-        rec = StreamCall(conn, settings.dialect, head, body, "preflight").run()
+        rec = StreamCall(conn, settings.dialect, head, body, "preflight", await_usage=settings.await_usage).run()
     finally:
         conn.close()
     rec.error = settings.scrub(rec.error)

@@ -133,6 +133,7 @@ class TritonGenerateStream(_Native):
     name = "triton-generate-stream"
     path = "/v2/models/{model}/generate_stream"
     needs_end_marker = False  # the stream simply ends
+    sends_finish = False  # nor says it finished
 
     def fields(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
         body: dict[str, Any] = {"text_input": prompt.text, "max_tokens": prompt.max_tokens or opts.max_tokens,

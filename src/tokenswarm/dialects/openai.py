@@ -84,6 +84,7 @@ class OpenAIChat(Dialect):
     name = "openai-chat"
     path = "/v1/chat/completions"
     chat = True
+    usage_after_finish = True
 
     def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
         messages = prompt.messages or [{"role": "user", "content": prompt.text}]
@@ -113,6 +114,7 @@ class OpenAICompletions(Dialect):
 
     name = "openai-completions"
     path = "/v1/completions"
+    usage_after_finish = True
 
     def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
         return _common({"prompt": prompt.text}, prompt, opts)
