@@ -420,6 +420,8 @@ class RunController:
         self.live.digest()
         self.sample()  # the charts end where the test ended
         self.recorder.close()
+        if self.exporter is not None:  # the last word: a scrape sees the final totals before the process ends
+            self.exporter.await_final_scrape()
         self.exit_reason = failures_message(self.recorder.status_by_level, self.settings.max_fail_ratio,
                                             self.load.lost_in_flight,
                                             "rate" if self.settings.mode == "rate" else "level")
