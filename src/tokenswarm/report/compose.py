@@ -250,7 +250,7 @@ def flag_items(a: Analysis) -> list[str]:
                      "closed that connection (requests.csv `lingered`); a real client waiting for the end would "
                      "have been held until the gateway's own timeout.")
     clumps = flagged_details(a.levels, "clumped", lambda x, r: f"{fmt_level(x, a.mode)}: "
-                             f"{tables.cell(r.get('output_events_per_token'), '{:.2f}')} events per token, ITL p50 "
+                             f"{tables.cell(r.get('output_tokens_per_event'), '{:.1f}')} tokens per event, ITL p50 "
                              f"{tables.cell(r.get('itl_p50_ms'), '{:.1f}')} ms beside TPOT "
                              f"{tables.cell(r.get('tpot_mean_ms'), '{:.1f}')} ms")
     if clumps:

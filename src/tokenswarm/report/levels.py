@@ -106,10 +106,10 @@ req/s) of a run.
   ``lingered_pct`` is the share of its ``ok`` requests whose server kept the
   stream open after the complete answer (the client closed it); flagged
   ``lingered`` from ``LINGER_FLAG_PCT`` (10 %).
-* Clumped events: ``output_events_per_token`` is the sample's output events over
-  its output tokens. A level is flagged ``clumped`` when events arrived in clumps
-  (a buffering proxy, an engine sending many tokens per event): fewer than
-  ``CLUMP_EVENTS_PER_TOKEN`` (0.5) events per token, or an ITL p50 under
+* Clumped events. A level is flagged ``clumped`` when events arrived in clumps
+  (a buffering proxy, an engine sending many tokens per event): more than
+  ``CLUMP_TOKENS_PER_EVENT`` (2) output tokens per output event over its sample
+  (the ``output_tokens_per_event`` of :mod:`tokenswarm.report.engine`), or an ITL p50 under
   ``CLUMP_ITL_SHARE`` (10 %) of the mean TPOT while that is at least
   ``CLUMP_MIN_TPOT_MS`` (1 ms). Its ITL then describes the server's framing, not
   the engine's per-token pace.
@@ -175,7 +175,7 @@ LATE_BASE_MS = 10.0  # a rate level is late when its p99 send lag exceeds this .
 LATE_SHARE = 0.05  # ... plus this share of the mean inter-arrival time
 DEFAULT_SLO_ATTAINMENT = 0.99
 LINGER_FLAG_PCT = 10.0  # a level whose server kept this share of complete streams open is flagged
-CLUMP_EVENTS_PER_TOKEN = 0.5  # fewer output events per token than this: clumped
+CLUMP_TOKENS_PER_EVENT = 2.0  # more output tokens per output event than this: clumped
 CLUMP_ITL_SHARE = 0.1  # an ITL p50 under this share of the mean TPOT ...
 CLUMP_MIN_TPOT_MS = 1.0  # ... of at least this: clumped
 OK, CANCELLED = "ok", "cancelled"
@@ -652,8 +652,8 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
         row["lingered_pct"] = 100.0 * float((mine & is_ok & lingered).sum()) / n_ok if n_ok else np.nan
         row["lingered"] = bool(n_ok and row["lingered_pct"] >= LINGER_FLAG_PCT)
         tokens_sum, events_sum = float(np.nansum(n_out[sample])), float(np.nansum(n_events[sample]))
-        row["output_events_per_token"] = events_sum / tokens_sum if tokens_sum > 0 else np.nan
-        row["clumped"] = is_clumped(row["output_events_per_token"], row["itl_p50_ms"], row["tpot_mean_ms"])
+        per_event = tokens_sum / events_sum if events_sum > 0 else np.nan
+        row["clumped"] = is_clumped(per_event, row["itl_p50_ms"], row["tpot_mean_ms"])
         _intervals(row, w, start, sample, in_level & ~is_cancelled & ~unjudged, good, itl, df,
                    (ok_f, ok_e, ok_in, ok_n, ok_good))
         for key, limit in targets.items():  # a level's figure against its target: the point estimate
@@ -663,11 +663,11 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
     return pd.DataFrame(rows)
 
 
-def is_clumped(events_per_token: float, itl_p50_ms: float, tpot_mean_ms: float) -> bool:
-    """Did a level's output events arrive in clumps (module docstring: fewer than
-    :data:`CLUMP_EVENTS_PER_TOKEN` events per token, or an ITL p50 under :data:`CLUMP_ITL_SHARE` of a mean TPOT
-    of at least :data:`CLUMP_MIN_TPOT_MS`)? NaN figures decide nothing."""
-    few = events_per_token < CLUMP_EVENTS_PER_TOKEN  # False for NaN
+def is_clumped(tokens_per_event: float, itl_p50_ms: float, tpot_mean_ms: float) -> bool:
+    """Did a level's output events arrive in clumps (module docstring: more than :data:`CLUMP_TOKENS_PER_EVENT`
+    output tokens per event, or an ITL p50 under :data:`CLUMP_ITL_SHARE` of a mean TPOT of at least
+    :data:`CLUMP_MIN_TPOT_MS`)? NaN figures decide nothing."""
+    few = tokens_per_event > CLUMP_TOKENS_PER_EVENT  # False for NaN
     bunched = tpot_mean_ms >= CLUMP_MIN_TPOT_MS and itl_p50_ms < CLUMP_ITL_SHARE * tpot_mean_ms
     return bool(few or bunched)
 
