@@ -17,6 +17,17 @@ workers), joins requests.csv with the truth log by request id, and prints:
   one-second event-loop lag p99 of any of them, and the engine's own schedule
   error (actual minus planned write time).
 
+Where users run: ``--busy N`` starts N spinning processes
+(``while True: pass``) on the client's cores for each run; ``--quota CORES``
+puts the client in a CPU quota (cgroup v2 ``cpu.max``, else v1
+``cpu.cfs_quota_us``, as a Kubernetes CPU limit sets; skipped with the reason
+where neither can be made). The self-check's columns: ``>5ms bnd`` is, of
+the requests whose read side was off by more than 5 ms, the share whose
+requests.csv ``ttft_error_bound_ms`` covers that error; ``exact1ms`` the
+share whose bound is at most 1 ms; ``short`` the level's
+``load_shortfall_pct``; ``said`` what the self-check flagged (T: timings not
+exact, L: load short, S: the old CPU/lag "saturated"; ``-``: nothing).
+
 By default the engine runs on one half of the cores and the client on the
 other (``--no-pin`` to share), users start over one request's duration (a
 steady state; ``--burst`` starts them all at once, so requests end in waves),
@@ -26,6 +37,8 @@ and figures leave out the ramp plus one request.
     python bench/client_overhead.py --users 1024 --tpot-ms 100 --tokens 64 --workers 2
     make bench ARGS="--users 256 --workers 0 --burst"
     python bench/client_overhead.py --plain      # the plain command, as a user types it (see --plain)
+    python bench/client_overhead.py --plain --users 256 --busy 2       # beside 2 busy processes
+    python bench/client_overhead.py --plain --users 256 --quota 0.5    # in half a core's quota
 
 It prints figures; nothing here asserts a wall time.
 """
@@ -33,6 +46,7 @@ It prints figures; nothing here asserts a wall time.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import subprocess
@@ -51,6 +65,98 @@ from tokenswarm.simengine import SimProcess
 CPUS = sorted(os.sched_getaffinity(0))
 ENGINE_CPUS = set(CPUS[: max(1, len(CPUS) // 2)])  # the engine on one half of the cores ...
 CLIENT_CPUS = set(CPUS[len(ENGINE_CPUS):]) or ENGINE_CPUS  # ... the client on the other
+
+
+COVER_TOL_MS = 0.5  # the engine notes its write just before it, the kernel stamps the arrival just after
+V1_CPU = "/sys/fs/cgroup/cpu"
+V2_ROOT = "/sys/fs/cgroup"
+
+
+class Quota:
+    """A CPU quota of ``cores`` for the client's processes: a cgroup made for the run (v2 ``cpu.max``, else
+    v1 ``cpu.cfs_period_us``/``cpu.cfs_quota_us``), removed after. ``why_not`` says why none could be made."""
+
+    def __init__(self, cores: float) -> None:
+        self.cores = cores
+        self.path = ""
+        self.why_not = ""
+        name = f"tokenswarm-bench-{os.getpid()}"
+        period = 100_000
+        errors = []
+        v2 = os.path.join(V2_ROOT, "cgroup.controllers")
+        controllers = ""
+        if os.path.exists(v2):
+            with open(v2) as fh:
+                controllers = fh.read()
+        if "cpu" in controllers.split():
+            try:
+                path = os.path.join(V2_ROOT, name)
+                os.mkdir(path)
+                with open(os.path.join(path, "cpu.max"), "w") as fh:
+                    fh.write(f"{int(cores * period)} {period}")
+                self.path = path
+                return
+            except OSError as e:
+                errors.append(f"cgroup v2: {e.strerror or e}")
+        else:
+            errors.append("cgroup v2: no cpu controller")
+        if os.path.isdir(V1_CPU):
+            try:
+                path = os.path.join(V1_CPU, name)
+                os.mkdir(path)
+                with open(os.path.join(path, "cpu.cfs_period_us"), "w") as fh:
+                    fh.write(str(period))
+                with open(os.path.join(path, "cpu.cfs_quota_us"), "w") as fh:
+                    fh.write(str(int(cores * period)))
+                self.path = path
+                return
+            except OSError as e:
+                errors.append(f"cgroup v1: {e.strerror or e}")
+        else:
+            errors.append("cgroup v1: no cpu hierarchy")
+        self.why_not = "; ".join(errors)
+
+    def enter(self) -> None:
+        """Put the calling process (a child before exec: its children follow) in the quota."""
+        with open(os.path.join(self.path, "cgroup.procs"), "w") as fh:
+            fh.write(str(os.getpid()))
+
+    def throttled(self) -> int:
+        try:
+            with open(os.path.join(self.path, "cpu.stat")) as fh:
+                return int(dict(line.split() for line in fh).get("nr_throttled", 0))
+        except (OSError, ValueError):
+            return -1
+
+    def remove(self) -> None:
+        if self.path:
+            try:
+                os.rmdir(self.path)
+            except OSError:
+                pass
+
+
+def busy_neighbours(n: int, cpus: set[int]) -> list[subprocess.Popen]:
+    """N processes spinning on the client's cores (``python -c 'while True: pass'``)."""
+    procs = []
+    for _ in range(n):
+        p = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        os.sched_setaffinity(p.pid, cpus)
+        procs.append(p)
+    return procs
+
+
+def said(out: str) -> str:
+    """What the self-check flagged, from summary.json: T timings not exact, L load short, S the CPU/lag
+    heuristic's "saturated" (builds before the measured verdicts); '-' nothing."""
+    try:
+        with open(os.path.join(out, "summary.json")) as fh:
+            summ = json.load(fh)
+    except (OSError, ValueError):
+        return "?"
+    marks = "".join(m for key, m in (("timing_uncertain_levels", "T"), ("load_short_levels", "L"),
+                                      ("client_saturated_levels", "S")) if summ.get(key))
+    return marks or "-"
 
 
 def child_cpu() -> float:
@@ -78,10 +184,25 @@ def one(c: int, workers: int, args: argparse.Namespace, workdir: str) -> dict[st
         cmd = [sys.executable, "-m", "tokenswarm", "run", "--host", sim.url, "--users", str(c), "--duration",
                args.duration, "--max-tokens", str(args.tokens), "--input-len", str(args.input_len), "--out", out,
                "--workers", str(workers), *ramp, *args.extra]
+        quota = args.quota_cg
+
+        def prepare() -> None:
+            if args.pin:
+                os.sched_setaffinity(0, CLIENT_CPUS)
+            if quota is not None:
+                quota.enter()
+
+        busy = busy_neighbours(args.busy, CLIENT_CPUS if args.pin else set(CPUS))
+        throttled0 = quota.throttled() if quota is not None else 0
         cpu0, t0 = child_cpu(), time.monotonic()
-        pin = (lambda: os.sched_setaffinity(0, CLIENT_CPUS)) if args.pin else None
-        proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=pin)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=prepare)
+        finally:
+            for b in busy:
+                b.kill()
+                b.wait()
         cpu1, t1 = child_cpu(), time.monotonic()
+        throttled = (quota.throttled() - throttled0) if quota is not None else 0
         if proc.returncode not in (0, 1):
             print(proc.stdout[-2000:], proc.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"tokenswarm run failed with code {proc.returncode}")
@@ -99,6 +220,15 @@ def one(c: int, workers: int, args: argparse.Namespace, workdir: str) -> dict[st
     j = df[df.status == "ok"].merge(tr, on="request_id", how="inner")
     j = j[j.start_time >= df.start_time.min() + warmup]  # the steady state: after the ramp and warm-up
     true_ttft = (j.first_write - j.arrival) * 1000.0
+    read_err = (j.start_time + j.ttft_ms / 1000.0 - j.first_write) * 1000.0
+    off = read_err > 5.0
+    if "ttft_error_bound_ms" in j.columns:
+        bound = j.ttft_error_bound_ms
+        covered = float((bound[off] >= read_err[off] - COVER_TOL_MS).mean() * 100) if off.any() else float("nan")
+        exact = float((bound <= 1.0).mean() * 100)
+    else:  # a build before the bounds
+        covered = exact = float("nan")
+    short = float(levels.load_shortfall_pct.iloc[0]) if "load_shortfall_pct" in levels.columns else float("nan")
     true_tpot = (j.last_write - j.first_write) * 1000.0 / (j.tokens - 1)
     n = args.tokens
     ideal = c * n / ((args.ttft_ms + (n - 1) * args.tpot_ms) / 1000.0)
@@ -113,7 +243,13 @@ def one(c: int, workers: int, args: argparse.Namespace, workdir: str) -> dict[st
         "ttft_vs_cfg_p99": pct((j.ttft_ms - args.ttft_ms).to_numpy(), 99),
         "ttft_err_p50": pct((j.ttft_ms - true_ttft).to_numpy(), 50),
         "ttft_err_p99": pct((j.ttft_ms - true_ttft).to_numpy(), 99),
-        "read_side_p99": pct(((j.start_time + j.ttft_ms / 1000.0 - j.first_write) * 1000.0).to_numpy(), 99),
+        "read_side_p99": pct(read_err.to_numpy(), 99),
+        "off_5ms": int(off.sum()),
+        "off_5ms_covered_pct": covered,
+        "exact_1ms_pct": exact,
+        "load_short_pct": short,
+        "said": said(out),
+        "throttled": throttled,
         "send_side_p99": pct(((j.arrival - j.start_time) * 1000.0).to_numpy(), 99),
         "tpot_err_p50": pct((j.tpot_ms - true_tpot).to_numpy(), 50),
         "tpot_err_p99": pct((j.tpot_ms - true_tpot).to_numpy(), 99),
@@ -148,8 +284,18 @@ def main() -> None:
                    help="the plain command as a user types it: `tokenswarm run --engine vllm --users 256 --duration "
                         "25s --max-tokens 128` with the default spawn (all at once), nothing pinned, the engine's "
                         "/metrics scraped, every request counted (no warm-up left out); --users/--duration still apply")
+    p.add_argument("--busy", type=int, default=0, help="N processes spinning on the client's cores during each run")
+    p.add_argument("--quota", type=float, default=0.0, help="a CPU quota of this many cores on the client "
+                   "(cgroup v2 cpu.max or v1 cfs quota; skipped with the reason where neither can be made)")
     p.add_argument("extra", nargs="*", help="more `tokenswarm run` options after --")
     args = p.parse_args()
+    args.quota_cg = None
+    if args.quota:
+        q = Quota(args.quota)
+        if not q.path:
+            print(f"no CPU quota: {q.why_not}; skipped")
+            return
+        args.quota_cg = q
     if args.plain:
         args.burst, args.pin, args.warmup, args.workers = True, False, 0.0, "0"
         if args.users == "64,256":
@@ -162,11 +308,13 @@ def main() -> None:
     workdir = tempfile.mkdtemp(prefix="tokenswarm-bench-")
     pins = (f"engine on CPU {','.join(map(str, sorted(ENGINE_CPUS)))}, client on CPU "
             f"{','.join(map(str, sorted(CLIENT_CPUS)))}" if args.pin else "not pinned")
+    where = (f"; beside {args.busy} busy processes" if args.busy else "") + (
+        f"; in a CPU quota of {args.quota:g} core ({args.quota_cg.path})" if args.quota_cg else "")
     print(f"engine: TTFT {args.ttft_ms:g} ms, TPOT {args.tpot_ms:g} ms, {args.tokens} tokens; "
-          f"{args.duration} per level, {args.workers or 'no'} workers; {pins}; files in {workdir}")
+          f"{args.duration} per level, {args.workers or 'no'} workers; {pins}{where}; files in {workdir}")
     head = (f"{'users':>6} {'workers':>7} {'reqs':>6} {'TTFT err p50/p99 ms':>20} {'read/send side p99':>19} "
             f"{'TPOT err p50/p99 ms':>20} {'out tok/s':>10} {'% ideal':>8} {'client CPU':>10} {'loop lag ms':>11} "
-            f"{'engine sched p99/max ms':>24}")
+            f"{'engine sched p99/max ms':>24} {'>5ms n/bnd':>11} {'exact1ms':>8} {'short':>6} {'said':>4}")
     print(head)
     for c in (int(x) for x in args.users.split(",")):
         for w in (int(x) for x in str(args.workers).split(",")):
@@ -175,7 +323,12 @@ def main() -> None:
                   f"{r['ttft_err_p50']:>9.2f}/{r['ttft_err_p99']:<10.2f}{r['read_side_p99']:>9.2f}/{r['send_side_p99']:<9.2f}"
                   f"{r['tpot_err_p50']:>9.3f}/{r['tpot_err_p99']:<10.3f}"
                   f"{r['out_tok_s']:>10.0f} {100 * r['out_tok_s'] / r['ideal_tok_s']:>7.1f}% {r['client_cpu']:>9.2f}c "
-                  f"{r['loop_lag_ms']:>11.1f} {r['sched_p99_ms']:>11.2f}/{r['sched_max_ms']:<8.2f}", flush=True)
+                  f"{r['loop_lag_ms']:>11.1f} {r['sched_p99_ms']:>11.2f}/{r['sched_max_ms']:<8.2f}"
+                  f"{r['off_5ms']:>5}/{r['off_5ms_covered_pct']:>5.1f}% {r['exact_1ms_pct']:>7.1f}% "
+                  f"{r['load_short_pct']:>5.1f}% {r['said']:>4}"
+                  + (f"  throttled {r['throttled']}x" if args.quota_cg else ""), flush=True)
+    if args.quota_cg is not None:
+        args.quota_cg.remove()
     if not args.keep:
         import shutil
 

@@ -1,4 +1,5 @@
-"""The ``tokenswarm`` command: run | sweep | ui | worker | report | engines | simengine.
+"""The ``tokenswarm`` command: run | sweep | capacity | ui | worker | report | compare | runs | engines |
+simengine.
 
 ``run`` and ``sweep`` build the run's settings here, once (a bad value is one
 line and exit code 2, before anything starts), start the embedded simulated
@@ -30,10 +31,11 @@ from contextlib import ExitStack
 from dataclasses import replace
 from typing import Any, NoReturn
 
-from tokenswarm import __version__, runfolder
+from tokenswarm import __version__, provenance, runfolder
 from tokenswarm.exitstatus import ExitStatus
 from tokenswarm.options import AT_LEAST_1, OPTIONS, POSITIVE, ZERO_OR_MORE, Range, add_options, to_argv, to_env
 from tokenswarm.settings import (
+    MASTER_WAITING_ENV,
     WIRE_ENV,
     Settings,
     SettingsError,
@@ -183,7 +185,10 @@ def cmd_load(args: argparse.Namespace) -> int:
     written before the target passed its preflight. ``--repeat N``: N runs of the plan, each with fresh
     prompts, in ``<out>/repeat-<i>/``, then the spread between them (repeats.json, repeats.md)."""
     kind = args.command
+    if getattr(args, "resume", ""):
+        return _resume(args)
     settings = _prepare(args, kind)
+    settings = replace(settings, provenance=provenance.start(getattr(args, "argv", ()), settings.headers.values()))
     _check_out(args.out)
     if args.repeat < 1:
         raise SettingsError(f"bad --repeat {args.repeat}: must be at least 1")
@@ -194,6 +199,7 @@ def cmd_load(args: argparse.Namespace) -> int:
             code, run_dir = _run_once(args, settings, host, sim, args.out)
             if run_dir is not None:
                 _print_results(run_dir, code)
+                _resume_hint(run_dir, code)
             return code
         from tokenswarm.report import repeats
 
@@ -215,6 +221,54 @@ def cmd_load(args: argparse.Namespace) -> int:
         return code
 
 
+def _resume(args: argparse.Namespace) -> int:
+    """``sweep --resume DIR``: the sweep in DIR from its first level cut short, with the settings and seed it
+    recorded, into DIR/part-<n>/; then DIR's files and report join the parts (:mod:`tokenswarm.resume`)."""
+    from tokenswarm import resume
+    from tokenswarm.settings import api_key
+
+    if args.repeat != 1:
+        raise SettingsError("--resume continues one sweep: leave out --repeat")
+    env_headers = [h for h in os.environ.get("TOKENSWARM_HEADER", "").splitlines() if h.strip()]
+    r = resume.prepare(args.resume, api_key(args), env_headers + list(args.header or []))
+    args.workers = args.workers or r.workers
+    args.sim_args = args.sim_args or r.sim_args
+    print(f"tokenswarm: resuming {args.resume} at level {r.remaining_levels[0]:g} (done: "
+          f"{', '.join(f'{x:g}' for x in r.done_levels) or 'none'}), into {r.part_dir}", flush=True)
+    with ExitStack() as stack:
+        settings, sim, host = r.settings, None, args.host or r.host
+        if r.embedded_sim and not args.host:
+            from tokenswarm.simengine import SimProcess
+
+            sim = SimProcess(shlex.split(args.sim_args))
+            sim.start()
+            stack.callback(sim.stop)
+            print(f"tokenswarm: embedded simulated engine at {sim.url}", flush=True)
+            host = sim.url
+        if host:
+            settings = with_host(settings, host)
+        settings = _preflight(args, settings)
+        resume.start_part(r)
+        code, _part = _run_once(args, settings, host, sim, r.part_dir)
+        resume.join(args.resume)
+    from tokenswarm.report import ReportError, build_report
+
+    try:
+        build_report(args.resume)
+    except ReportError as e:
+        print(f"tokenswarm: error: {e}", file=sys.stderr, flush=True)
+    _print_results(args.resume, code)
+    _resume_hint(args.resume, code)
+    return code
+
+
+def _resume_hint(run_dir: str, code: int) -> None:
+    """After a sweep stopped early: how to run the rest (on stderr; the run folder stays stdout's last line)."""
+    if code == ExitStatus.INTERRUPTED and os.path.exists(os.path.join(run_dir, "resume.json")):
+        print(f"tokenswarm: the sweep stopped early; `tokenswarm sweep --resume {shlex.quote(run_dir)}` runs the "
+              "rest", file=sys.stderr, flush=True)
+
+
 def _run_once(args: argparse.Namespace, settings: Settings, host: str, sim: Any, out: str
               ) -> tuple[int, str | None]:
     """One headless Locust run of ``settings`` into ``out`` (or a new run folder): (exit code, run folder;
@@ -227,6 +281,10 @@ def _run_once(args: argparse.Namespace, settings: Settings, host: str, sim: Any,
     if sim is not None:
         sim.log_to(os.path.join(run_dir, "simengine.log"))
     settings = replace(settings, out=run_dir)
+    if settings.plan is not None and not settings.plan.capacity and not getattr(args, "resume", ""):
+        from tokenswarm import resume
+
+        resume.write_info(run_dir, settings, args.host, sim is not None, args.sim_args, args.workers)
     # a sweep, a capacity search, or a trace replay (one open-loop level), is driven by the sweep shape
     locustfile = args.locustfile or _packaged("sweepfile.py" if settings.plan else "locustfile.py")
     cmd = _locust_cmd(args, locustfile, host) + ["--headless", "--only-summary"]
@@ -257,8 +315,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
         host, _sim, _ = _target(args, settings, stack)
         locustfile = args.locustfile or _packaged("sweepfile.py" if settings.plan else "locustfile.py")
         cmd = _locust_cmd(args, locustfile, host) + to_argv(_option_values(args)) + [
-            "--web-host", args.web_host, "--web-port", str(args.web_port), "-u", str(args.users),
-            "-r", f"{args.spawn_rate or args.users:g}"]
+            "--web-host", args.web_host, "--web-port", str(args.web_port)]
+        if not settings.plan:  # a sweep's levels set the users; the form's user fields are then disabled
+            cmd += ["-u", str(args.users), "-r", f"{args.spawn_rate or args.users:g}"]
         login = os.environ.get("LOCUST_WEB_LOGIN", "").lower() in ("1", "true", "yes")
         if args.web_login or login:
             if not os.environ.get("TOKENSWARM_WEB_PASSWORD"):
@@ -368,9 +427,8 @@ def _launch(args: argparse.Namespace, cmd: list[str], env: dict[str, str], run_d
     if args.master:
         cmd = cmd + ["--master", "--expect-workers", str(args.expect_workers), "--master-bind-host",
                      args.master_bind_host, "--master-bind-port", str(args.master_bind_port), "--enable-rebalancing"]
-        print(f"tokenswarm: master waiting for {args.expect_workers} worker(s) on port {args.master_bind_port}",
-              flush=True)
-        return run_child(cmd, env)
+        # the Locust process says it waits once its signal handlers are in (a stop before that killed it silently)
+        return run_child(cmd, {**env, MASTER_WAITING_ENV: "1"})
     if not args.workers:
         return run_child(cmd, env)
     port = _free_port()
@@ -479,6 +537,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for line in result.notes:
         print(f"tokenswarm: note: {line}", file=sys.stderr, flush=True)
     print(result.out_dir)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """One index page (HTML) of every run folder under the root: :mod:`tokenswarm.report.runs`."""
+    from tokenswarm.report.runs import write_index
+
+    index = write_index(args.root, args.out or None)
+    for line in index.problems:
+        print(f"tokenswarm: warning: {line}", file=sys.stderr, flush=True)
+    print(f"tokenswarm: {len(index.rows)} run{'s' if len(index.rows) != 1 else ''} indexed", flush=True)
+    print(index.path, flush=True)
     return 0
 
 
@@ -621,6 +691,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="a concurrency (--levels) or request-rate (--rates) sweep, headless, "
                                      "with the report")
     _add_load_args(p, "sweep")
+    p.add_argument("--resume", default="", metavar="DIR",
+                   help="continue the interrupted sweep in DIR from its first level cut short, with its settings "
+                        "and seed; give the API key and headers again. DIR's report then joins the parts")
     p.set_defaults(func=cmd_load)
     p = sub.add_parser("capacity", help="the highest concurrency (or, with --rates LOW,HIGH, request rate) whose "
                                         "--slo holds, with its 95 %% interval; headless")
@@ -656,6 +729,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="verdicts: a ratio whose 95 %% interval stays within 1 +/- PCT %% is 'no detectable "
                         "difference' (default 5)")
     p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("runs", help="one index page (HTML) of every run under a folder: date, engine, model, "
+                                    "version, command, peak and saturation, each linked to its report")
+    p.add_argument("root", help="the folder holding run folders (e.g. reports/)")
+    p.add_argument("--out", default="", help="where to write the page (default: ROOT/index.html)")
+    p.set_defaults(func=cmd_runs)
     p = sub.add_parser("engines", help="list the engine presets")
     p.set_defaults(func=cmd_engines)
     p = sub.add_parser("simengine", help="serve the simulated engine (an OpenAI-compatible streaming server)")
@@ -668,6 +746,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     parser.argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = parser.argv  # the command line as given, for run.json's provenance (redacted there)
     try:
         return int(args.func(args))
     except SettingsError as e:

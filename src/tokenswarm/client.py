@@ -50,9 +50,21 @@ __all__ = ["Connection", "StreamCall", "request_head", "error_message", "json_er
 RECV_SIZE = 65536
 #: Linux's SO_TIMESTAMPNS: the kernel stamps each read with when its last bytes reached the socket
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-_ANC_SIZE = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 64
+#: Linux's SO_TIMESTAMPING (transmit stamps): software TX stamp, reported, counted in bytes, no payload back
+SO_TIMESTAMPING = getattr(socket, "SO_TIMESTAMPING", 37)
+TX_FLAGS = (1 << 1) | (1 << 4) | (1 << 7) | (1 << 11)  # TX_SOFTWARE | SOFTWARE | OPT_ID | OPT_TSONLY
+SCM_TSTAMP_SND = 0  # sock_extended_err.ee_info of the stamp taken as the bytes left for the device
+SO_EE_ORIGIN_TIMESTAMPING = 4
+_IP_RECVERR = (socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11))
+_IPV6_RECVERR = (socket.IPPROTO_IPV6, getattr(socket, "IPV6_RECVERR", 25))
+# a read carries SO_TIMESTAMPNS and, once transmit stamps are on, SCM_TIMESTAMPING (3 timespecs) too
+_ANC_SIZE = socket.CMSG_SPACE(16) + socket.CMSG_SPACE(48) if hasattr(socket, "CMSG_SPACE") else 128
+_ERRQ_SIZE = 512
 _TIMESPEC = struct.Struct("qq")
+_EXT_ERR = struct.Struct("IBBBBII")  # struct sock_extended_err
 MAX_RX_LAG_S = 600.0  # a kernel stamp older than this is not trusted (a clock step): the read's own time is used
+MAX_TX_LAG_S = 1.0  # a transmit stamp further than this from the send call is not trusted
+TX_LATE_READS = 8  # after a send whose stamp was not there yet, this many reads drain the error queue first
 MAX_ERROR_BODY = 65536  # bytes of an error response kept for its message
 ERROR_TEXT_LEN = 200  # characters of an error kept in a record
 DONE_GRACE_S = 2.0  # after the end marker, how long to wait for the end of the HTTP message
@@ -82,6 +94,13 @@ class Connection:
         self.sock: socket.socket | None = None
         self.requests_on_sock = 0
         self.stamped = False  # reads carry the kernel's receive time (plain TCP on Linux)
+        self.tx_stamped = False  # sends get the kernel's transmit time (plain TCP to a loopback address, Linux)
+        self.tx_bytes = 0  # bytes written since transmit stamps were turned on (their OPT_ID counter)
+        self.tx_late = 0  # reads left that drain the error queue first: a send's stamp was not there yet
+        # the bounds of the last read (:meth:`recv`): its bytes reached the socket in [floor, its stamp]
+        self.floor = 0.0
+        self.kernel = False  # the last read's stamp was the kernel's, and the read took all that had come
+        self._next_floor = 0.0
         if target.scheme == "https" and ssl_context is None:
             ssl_context = ssl.create_default_context()
         self.ssl_context = ssl_context
@@ -107,8 +126,72 @@ class Connection:
             raise
         self.sock = sock
         self.stamped = stamped
+        self.tx_stamped = stamped and _loopback(sock) and _tx_stamps_on(sock)
+        self.tx_bytes = 0
         self.requests_on_sock = 0
         return perf_counter() - t0
+
+    def send(self, sock: socket.socket, payload: bytes) -> float:
+        """Write ``payload``; returns the perf_counter time it was sent: the kernel's transmit stamp of its
+        last byte where it gives one (:attr:`tx_stamped`), else the moment just before the write. It also
+        starts the read bounds (:meth:`recv`): no byte of the answer can come before it."""
+        before = perf_counter()
+        sock.sendall(payload)
+        send = before
+        if self.tx_stamped:
+            self.tx_bytes += len(payload)
+            stamp = self._tx_stamp(sock, self.tx_bytes - 1)
+            if stamp is not None and -MAX_TX_LAG_S < stamp - before < MAX_TX_LAG_S:
+                send = stamp
+            elif stamp is None:
+                # the kernel deferred the segment and will stamp it later: the stamp would then sit in the
+                # error queue, which wakes a waiting reader for nothing until read; the next reads drain it
+                self.tx_late = TX_LATE_READS
+        self._next_floor = send
+        self.floor = send
+        return send
+
+    def _tx_stamp(self, sock: socket.socket, last_byte: int) -> float | None:
+        """The transmit stamp (perf_counter) of byte ``last_byte`` (the OPT_ID counter), from the socket's
+        error queue, drained whole so it never signals an error to a waiting reader; None when the kernel
+        has not (yet) stamped it: the caller keeps its own stamp. On loopback the stamp is taken inside the
+        write call, so it is there when the write returns."""
+        found = None
+        timeout = sock.gettimeout()
+        sock.settimeout(0.0)  # a cooperative socket would otherwise wait for an empty error queue to fill
+        try:
+            while True:
+                try:
+                    _d, anc, _f, _a = sock.recvmsg(0, _ERRQ_SIZE, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    self.tx_stamped = False  # the platform refused the error queue: user-space send stamps
+                    break
+                if not anc:
+                    break
+                stamp = _tx_entry(anc, last_byte)
+                if stamp is not None:
+                    found = perf_counter() - (wall_time() - stamp)
+        finally:
+            sock.settimeout(timeout)
+        return found
+
+    def _tx_drain(self, sock: socket.socket) -> bool:
+        """Read the error queue empty (stamps of earlier sends, come late); True when it held any."""
+        timeout = sock.gettimeout()
+        sock.settimeout(0.0)
+        got = False
+        try:
+            while True:
+                try:
+                    sock.recvmsg(0, _ERRQ_SIZE, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+                    got = True
+                except OSError:  # empty (EAGAIN), or refused
+                    break
+        finally:
+            sock.settimeout(timeout)
+        return got
 
     def recv(self, sock: socket.socket) -> tuple[bytes, float]:
         """Read what has arrived: (bytes, the perf_counter time they reached this host).
@@ -117,17 +200,43 @@ class Connection:
         kernel stamped them, not when this process got round to reading them: a client busy with other
         streams (hundreds of first tokens arriving in the same millisecond) adds none of its own delay.
         Otherwise it is the moment the read returned.
+
+        The read's bounds, kept for the caller: every byte it returned reached the socket no earlier than
+        :attr:`floor` (the later of the previous read's start and the previous read's stamp: bytes still
+        unread then came after both; the send for the first read) and no later than the returned time.
+        :attr:`kernel` says whether the returned time is the kernel's stamp of the read's last byte, hence
+        exact for whatever that byte completed. Where the kernel has merged segments that waited in the
+        socket, the stamp is the newest one's: only the last byte's arrival is known, the rest lies in the
+        interval.
         """
+        if self.tx_late:
+            self.tx_late -= 1
+            if self._tx_drain(sock):
+                self.tx_late = 0
+        start = perf_counter()
         if not self.stamped:
-            return sock.recv(RECV_SIZE), perf_counter()
-        data, anc, _flags, _addr = sock.recvmsg(RECV_SIZE, _ANC_SIZE)
-        now = perf_counter()
-        if anc:
-            sec, nsec = _TIMESPEC.unpack_from(anc[0][2])
-            lag = wall_time() - sec - nsec * 1e-9
-            if 0.0 < lag < MAX_RX_LAG_S:
-                return data, now - lag
-        return data, now
+            data = sock.recv(RECV_SIZE)
+            t = perf_counter()
+            kernel = False
+        else:
+            data, anc, _flags, _addr = sock.recvmsg(RECV_SIZE, _ANC_SIZE)
+            t = perf_counter()
+            kernel = False
+            for level, kind, raw in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = _TIMESPEC.unpack_from(raw)
+                    lag = wall_time() - sec - nsec * 1e-9
+                    if 0.0 < lag < MAX_RX_LAG_S:
+                        t -= lag
+                        kernel = True
+                    break
+        self.floor = floor = self._next_floor
+        if len(data) >= RECV_SIZE or (self.ssl_context is not None and sock.pending()):
+            self.kernel = False  # bytes were left behind: the stamp may belong to a later segment
+        else:
+            self.kernel = kernel
+            self._next_floor = max(floor, start, t)
+        return data, t
 
     def close(self) -> None:
         if self.sock is not None:
@@ -234,10 +343,9 @@ class StreamCall:
                     return self._rec(CONNECT_ERROR, f"cannot connect to {conn.target.netloc}: {_oserr(e)}")
             sock = conn.sock
             assert sock is not None
-            send = perf_counter()
-            self.measure = StreamMeasure(send)
+            self.measure = m = StreamMeasure(perf_counter())
             try:
-                sock.sendall(self.payload)
+                m.send = conn.send(sock, self.payload)
                 data, t = conn.recv(sock)
             except TimeoutError:
                 conn.close()
@@ -315,6 +423,7 @@ class StreamCall:
         parse = self.dialect.stream().parse_event
         recv = self.conn.recv
         feed = reader.feed
+        conn = self.conn
         sse = SSEDecoder()
         take = self._take
         await_usage = self.await_usage
@@ -327,11 +436,17 @@ class StreamCall:
                     body = inflate(body)
                 if not events and len(first_bytes) < ERROR_TEXT_LEN:
                     first_bytes += body[:ERROR_TEXT_LEN]
-                for sev in sse.feed(body):
-                    events += 1
-                    end = take(parse, sev, t)
-                    if end is not None:
-                        return end
+                evs = sse.feed(body)
+                if evs:
+                    # an event whose last byte ended the read has the read's kernel stamp for its own; any
+                    # other arrived somewhere between the read's floor and its stamp
+                    spread = t - conn.floor if t > conn.floor else 0.0
+                    last = len(evs) - 1 if conn.kernel and sse.ended_at_event and reader.ended_in_body else -1
+                    for i, sev in enumerate(evs):
+                        events += 1
+                        end = take(parse, sev, t, 0.0 if i == last else spread)
+                        if end is not None:
+                            return end
             if reader.complete:
                 break
             if deadline:
@@ -365,7 +480,7 @@ class StreamCall:
         last = sse.close()  # an event whose final blank line never came (read leniently)
         if last is not None:
             events += 1
-            end = take(parse, last, t)
+            end = take(parse, last, t, t - conn.floor if t > conn.floor else 0.0)
             if end is not None:
                 return end
         if not reader.reusable:
@@ -392,9 +507,11 @@ class StreamCall:
                              f"output events (cut short upstream?)", closed=t)
         return self._rec(STATUS_OK, closed=t)
 
-    def _take(self, parse: Callable[[SSEEvent], Event | None], sev: SSEEvent, t: float) -> RequestRecord | None:
-        """One server-sent event, arrived at ``t``: parsed and fed to the measure. Returns the request's record
-        when the event ends it (not JSON, the server's error, the client's cancel), else None."""
+    def _take(self, parse: Callable[[SSEEvent], Event | None], sev: SSEEvent, t: float,
+              bound: float = 0.0) -> RequestRecord | None:
+        """One server-sent event, arrived at ``t`` (no more than ``bound`` seconds earlier): parsed and fed to
+        the measure. Returns the request's record when the event ends it (not JSON, the server's error, the
+        client's cancel), else None."""
         try:
             ev = parse(sev)
         except MalformedEvent as e:
@@ -404,7 +521,7 @@ class StreamCall:
             return None
         m = self.measure
         assert m is not None
-        m.feed(t, ev)
+        m.feed(t, ev, bound)
         if m.error is not None:
             self.conn.close()
             return self._rec(SERVER_ERROR_EVENT, m.error, closed=t)
@@ -467,6 +584,45 @@ class StreamCall:
         if head.status in (429, 503):
             rec.retry_after_s = retry_after_s(head.headers.get("retry-after", ""))
         return rec
+
+
+def _tx_entry(anc: list[tuple[int, int, bytes]], last_byte: int) -> float | None:
+    """The software transmit stamp (CLOCK_REALTIME seconds) in one error-queue message's control data, when
+    it stamps byte ``last_byte`` (the OPT_ID byte counter); else None (another kind of stamp, another send)."""
+    wall = None
+    info = key = -1
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPING and len(data) >= 16:
+            sec, nsec = _TIMESPEC.unpack_from(data)
+            wall = sec + nsec * 1e-9
+        elif (level, kind) in (_IP_RECVERR, _IPV6_RECVERR) and len(data) >= _EXT_ERR.size:
+            _errno, origin, _t, _c, _p, info, key = _EXT_ERR.unpack_from(data)
+            if origin != SO_EE_ORIGIN_TIMESTAMPING:
+                info = -1
+    return wall if wall is not None and info == SCM_TSTAMP_SND and key == last_byte else None
+
+
+def _loopback(sock: socket.socket) -> bool:
+    """Is the socket's peer this host (127.0.0.0/8, ::1)? Transmit stamps are asked there only: on loopback
+    the kernel stamps within the write call, elsewhere a driver may stamp later, after the error queue was
+    read."""
+    try:
+        host = sock.getpeername()[0]
+    except (OSError, IndexError):
+        return False
+    return host.startswith("127.") or host in ("::1", "::ffff:127.0.0.1") or host.startswith("::ffff:127.")
+
+
+def _tx_stamps_on(sock: socket.socket) -> bool:
+    """Ask the kernel for software transmit stamps on ``sock``; False where it refuses (not Linux, an old
+    kernel): the send is then stamped in user space."""
+    if not hasattr(socket, "MSG_ERRQUEUE"):
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, TX_FLAGS)
+    except OSError:
+        return False
+    return True
 
 
 def json_error(body: bytes) -> str | None:

@@ -159,12 +159,18 @@ def parse(text: str) -> dict[str, float]:
 
 
 def metrics_url(base_url: str, path: str) -> str:
-    """The metrics URL for a preset's metrics path: ``/metrics`` on the engine's port, ``:8002/metrics`` on another."""
+    """The metrics URL for a preset's metrics path: ``/metrics`` on the engine's port, ``:8002/metrics`` on another.
+
+    Engines serve ``/metrics`` beside ``/v1``, not under it: a base URL written the OpenAI clients' way
+    (``http://h:8000/v1``) reads ``http://h:8000/metrics``; a prefix before ``/v1`` (a gateway's route) stays."""
     if path.startswith(":"):
         t = Target.parse(base_url)
         host = f"[{t.host}]" if ":" in t.host else t.host
         return f"{t.scheme}://{host}{path}"
-    return base_url.rstrip("/") + path
+    base = base_url.rstrip("/")
+    if base.endswith("/v1") and "://" in base and "/" in base.split("://", 1)[1]:
+        base = base[: -len("/v1")]
+    return base + path
 
 
 class Scraper:

@@ -221,6 +221,8 @@ class RequestRecord:
     turn: int = 0
     scheduled_time: float | None = None
     connect_ms: float | None = None
+    ttft_error_bound_ms: float | None = None  # the first output event arrived no more than this before its stamp
+    e2e_error_bound_ms: float | None = None  # the same for the last output event (0: exact, the read's own)
     received_bytes: int = 0  # bytes of the response read from the socket, headers included (not a column)
 
     @property
@@ -258,6 +260,8 @@ class StreamMeasure:
         "error",
         "response_id",
         "closed",
+        "first_bound",
+        "last_bound",
     )
 
     def __init__(self, send: float) -> None:
@@ -277,9 +281,12 @@ class StreamMeasure:
         self.error: str | None = None
         self.response_id: str | None = None
         self.closed: float | None = None
+        self.first_bound = 0.0  # seconds: how much earlier than its stamp the first output event may have come
+        self.last_bound = 0.0  # the same for the latest output event
 
-    def feed(self, t: float, ev: Event) -> None:
-        """Take one parsed event that arrived at perf_counter time ``t``."""
+    def feed(self, t: float, ev: Event, bound: float = 0.0) -> None:
+        """Take one parsed event that arrived at perf_counter time ``t``, or up to ``bound`` seconds earlier
+        (0: ``t`` is its own arrival; the client's read bounds, :meth:`tokenswarm.client.Connection.recv`)."""
         k = 0
         tok = ev.tokens
         # per-event counts are trusted only when they ran from the start; a count that first shows
@@ -308,6 +315,8 @@ class StreamMeasure:
         if k:
             if self.first is None:
                 self.first = t
+                self.first_bound = bound
+            self.last_bound = bound
             self.times.append(t)
             self.ktokens.append(k)
             if not (ev.text or ev.reasoning or ev.extra) and KIND_TOKENS not in kinds:
@@ -398,6 +407,8 @@ class StreamMeasure:
             finish_reason=self.finish,
             token_check=check,
             error=error,
+            ttft_error_bound_ms=self.first_bound * 1000.0 if ttft is not None else None,
+            e2e_error_bound_ms=self.last_bound * 1000.0 if e2e is not None else None,
         )
 
 

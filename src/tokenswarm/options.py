@@ -232,6 +232,10 @@ OPTIONS: tuple[Opt, ...] = (
         check=Range("must be a port number (0: off)", lo=0, hi=65535)),
     Opt("--metrics-bind", str, "127.0.0.1", "the address --metrics-port listens on (127.0.0.1: this machine "
         "only; 0.0.0.0: every interface, as in a container)", metavar="ADDR", group="observe"),
+    Opt("--priority", str, "normal", "the load generator's scheduling priority: normal, high (nice -10) or "
+        "realtime (SCHED_RR, where permitted; it starves a server on the same cores); a refused one falls back, and "
+        "run.json says what was got",
+        group="observe"),
     Opt("--progress-interval", float, 5.0, "headless runs: print a progress line this often (0: never)",
         metavar="S", group="observe", check=Range("must be 0 (off) or more", lo=0)),
     # -- outputs ---------------------------------------------------------------------

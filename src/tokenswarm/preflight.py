@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+from tokenswarm import provenance
 from tokenswarm.client import Connection, StreamCall, request_head
 from tokenswarm.datasets import Prompt
-from tokenswarm.http.plain import BAD_RESPONSE, TIMEOUT, FetchError, PlainClient
+from tokenswarm.http.plain import BAD_RESPONSE, TIMEOUT, FetchError, PlainClient, Reply
 from tokenswarm.measure import CONNECT_ERROR, HTTP_ERROR, STATUS_OK
 from tokenswarm.settings import Settings
 
@@ -29,6 +30,19 @@ class PreflightError(RuntimeError):
     """The target cannot take the test: one line saying why."""
 
 
+#: headers that carry a key (OpenAI's, Anthropic's and Azure's names); with none of them, no key was given
+KEY_HEADERS = ("authorization", "x-api-key", "api-key")
+
+
+def key_refused(settings: Settings, code: int, detail: str) -> str:
+    """The line for an HTTP 401/403 (``detail``: the server's words and where): a key given was rejected, or
+    none was given at all and how to give one."""
+    if any(name.lower() in KEY_HEADERS for name in settings.headers):
+        return f"the server rejected the API key (HTTP {code}: {detail})"
+    return (f"the server asks for an API key and none was given (HTTP {code}: {detail}); pass --api-key KEY or set "
+            "$TOKENSWARM_API_KEY (or $OPENAI_API_KEY)")
+
+
 def _models_path(settings: Settings) -> str:
     return "/models" if settings.target.base_path.endswith("/v1") else "/v1/models"
 
@@ -37,6 +51,11 @@ def list_models(settings: Settings) -> list[str] | None:
     """Model ids from ``<base>/v1/models`` (None when the server has no such route or answers something else);
     raises :class:`PreflightError` when the server cannot be reached, does not answer in time, breaks HTTP or
     rejects the API key."""
+    return _models(settings)[0]
+
+
+def _models(settings: Settings) -> tuple[list[str] | None, Reply]:
+    """:func:`list_models`'s answer and the whole reply it read (for the engine's metadata)."""
     path = _models_path(settings)
     url = settings.target.url(path)
     with PlainClient(settings.connect_timeout, min(settings.read_timeout, PREFLIGHT_TIMEOUT_S),
@@ -51,20 +70,21 @@ def list_models(settings: Settings) -> list[str] | None:
                 raise PreflightError(f"{url} sent a bad HTTP response: {reason}") from None
             raise PreflightError(f"cannot reach {settings.base_url}: {reason}") from None
     if reply.status in (401, 403):
-        raise PreflightError(f"the server rejected the API key (HTTP {reply.status} from {url})")
+        raise PreflightError(key_refused(settings, reply.status, f"from {url}"))
     if reply.status != 200:
-        return None
+        return None, reply
     try:
         data = json.loads(reply.body)
-        return [str(m["id"]) for m in data.get("data", []) if isinstance(m, dict) and "id" in m]
+        return [str(m["id"]) for m in data.get("data", []) if isinstance(m, dict) and "id" in m], reply
     except (ValueError, AttributeError, TypeError):
-        return None
+        return None, reply
 
 
 def check(settings: Settings) -> Settings:
     """Raise :class:`PreflightError` unless the target answers a tiny request; returns settings with
-    the model filled in from the server when none was given."""
-    models = list_models(settings)
+    the model filled in from the server when none was given, and ``provenance`` with what the server tells
+    about itself (``engine``: :func:`tokenswarm.provenance.engine_info`)."""
+    models, models_reply = _models(settings)
     if settings.model_from_server:
         if not models:
             raise PreflightError(f"no --model given and {settings.target.url(_models_path(settings))} lists no model; "
@@ -86,7 +106,7 @@ def check(settings: Settings) -> Settings:
     if rec.status == HTTP_ERROR:
         code = rec.http_status
         if code in (401, 403):
-            raise PreflightError(f"the server rejected the API key: {rec.error} ({where})")
+            raise PreflightError(key_refused(settings, code, f"{rec.error} ({where})"))
         if code == 404 and "model" not in rec.error.lower():
             hint = "set --endpoint or --engine"
             if settings.target.base_path:
@@ -100,4 +120,6 @@ def check(settings: Settings) -> Settings:
                              f"{settings.request.model!r}){offered}")
     if rec.status != STATUS_OK:
         raise PreflightError(f"a test request to {where} failed: {rec.status}: {rec.error}")
-    return settings
+    engine = provenance.engine_info(settings.target, settings.headers, settings.request.model, models_reply,
+                                    settings.connect_timeout, settings.scrub)
+    return replace(settings, provenance={**settings.provenance, "engine": engine})

@@ -69,11 +69,12 @@ class UnknownPreset(ValueError):
 
 
 def get_preset(name: str) -> Preset:
-    """A preset by name; an unknown name lists the valid ones."""
+    """A preset by name, in any case (``vLLM`` is ``vllm``); an unknown name lists the valid ones."""
+    given, name = name, name.strip().lower()
     try:
         engine = PRESETS[name]
     except KeyError:
-        raise UnknownPreset(f"unknown engine {name!r}; choose one of: {', '.join(PRESETS)}") from None
+        raise UnknownPreset(f"unknown engine {given!r}; choose one of: {', '.join(PRESETS)}") from None
     if name == "openai":
         engine = Preset(**{**engine.__dict__, "base_url": _openai_base()})
     return engine

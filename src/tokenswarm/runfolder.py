@@ -53,7 +53,7 @@ def remove_if_unused(run_dir: str) -> bool:
         return False
     try:
         for name in os.listdir(run_dir):
-            if name == "simengine.log" or re.fullmatch(r"worker-\d+\.log", name):
+            if name in ("simengine.log", "resume.json") or re.fullmatch(r"worker-\d+\.log", name):
                 os.unlink(os.path.join(run_dir, name))
         os.rmdir(run_dir)
     except OSError:

@@ -26,10 +26,13 @@ from tokenswarm.errors import SettingsError
 from tokenswarm.http.target import BadURL, Target
 from tokenswarm.options import OPTIONS
 from tokenswarm.presets import Preset, UnknownPreset, get_preset
+from tokenswarm.priority import PRIORITIES
 from tokenswarm.strategies import KINDS as ARRIVAL_KINDS
 from tokenswarm.sweep import CONCURRENCY, RATE, SweepPlan, level_str, parse_levels, parse_slo
 
 REDACTED = "<redacted>"
+#: the share of the shortest timed level that a closed-loop level's first sends may be spread over
+STAGGER_SHARE = 0.2
 
 
 @dataclass
@@ -69,6 +72,7 @@ class Settings:
     metrics_port: int = 0
     metrics_bind: str = "127.0.0.1"
     progress_interval: float = 5.0
+    priority: str = "normal"  # the load-generating processes' scheduling (tokenswarm.priority)
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
     tokenizer: str = ""  # path of a tokenizer.json / model folder ("" : none)
     prefix_len: int = 0  # shared-prefix workload (0: off)
@@ -89,6 +93,8 @@ class Settings:
     precision_pct: float = 0.0  # run each level until its intervals are this narrow (0: off)
     max_level_duration_s: float | None = None  # --precision, capacity: the longest a level runs
     preflight: bool = True  # check the target before the load starts (cleared once a check passed)
+    #: what was run, from where, against what (:mod:`tokenswarm.provenance`): run.json's ``provenance``
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mode(self) -> str:
@@ -96,6 +102,14 @@ class Settings:
         if self.trace:
             return RATE
         return self.plan.mode if self.plan is not None else CONCURRENCY
+
+    def stagger_spread_s(self) -> float | None:
+        """The longest a closed-loop level's first sends are spread over: a fifth of the shortest timed level
+        (the run's ``--duration``, else the sweep's shortest level), so the ramp leaves most of each level to
+        measure. None when no level is timed (``--requests`` runs end by count: the spread is then one request
+        lifetime, learnt from a first request)."""
+        shortest = self.plan.shortest() if self.plan is not None else self.duration_s
+        return STAGGER_SHARE * shortest if shortest else None
 
     @property
     def base_url(self) -> str:
@@ -186,7 +200,7 @@ class Settings:
             "burstiness": self.burstiness if self.mode == RATE else None,
             "warmup_s": self.warmup_s,
             "warmups_s": self.warmups_s,
-            "starts": ("spread over a request lifetime" if self.stagger else "together")
+            "starts": ("spread over a request lifetime, at most a fifth of a level" if self.stagger else "together")
             if self.mode != RATE else "scheduled",
             "precision_pct": self.precision_pct or None,
             "capacity": {"bracket": [level_str(v) for v in self.plan.levels], "max_probes": self.max_probes,
@@ -284,6 +298,8 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         warmup = 0.2 * plan.shortest() if plan is not None and plan.shortest() else 0.0
         if plan is not None and plan.level_durations_s:
             warmups = [0.2 * d for d in plan.level_durations_s]
+    if opts.priority not in PRIORITIES:
+        raise SettingsError(f"bad --priority {opts.priority!r}: choose one of {', '.join(PRIORITIES)}")
     if opts.arrival not in ARRIVAL_KINDS:
         raise SettingsError(f"bad --arrival {opts.arrival!r}: choose one of {', '.join(ARRIVAL_KINDS)}")
     route = Route(host=host or "", endpoint=opts.endpoint, dialect_given=bool(opts.dialect),
@@ -332,6 +348,7 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         metrics_port=opts.metrics_port,
         metrics_bind=opts.metrics_bind.strip() or "127.0.0.1",
         progress_interval=opts.progress_interval,
+        priority=opts.priority,
         dataset=spec,
         tokenizer=opts.tokenizer,
         prefix_len=opts.prefix_len,
@@ -498,10 +515,11 @@ def with_trace(settings: Settings) -> Settings:
 
 
 def _max_level_duration(opts: Any, plan: SweepPlan | None) -> float | None:
-    """--max-level-duration in seconds; with --precision and none given: 10 times the longest level duration, at
-    least 120 s. SettingsError for a bad span, or one shorter than --level-duration."""
+    """--max-level-duration in seconds; with --precision or a capacity search and none given: 10 times the longest
+    level duration, at least 120 s (a probe whose intervals never decide must still end). SettingsError for a bad
+    span, or one shorter than --level-duration."""
     raw = str(getattr(opts, "max_level_duration", "") or "").strip()
-    if not raw and not getattr(opts, "precision", 0):
+    if not raw and not getattr(opts, "precision", 0) and not getattr(opts, "capacity", False):
         return None
     longest = max(plan.level_durations_s or [plan.level_duration_s or 0.0]) if plan is not None else 0.0
     if not raw:
@@ -621,6 +639,8 @@ def parse_duration(text: str, option: str = "--duration") -> float:
 WIRE_VERSION = 1
 #: the environment variable in which ``tokenswarm run|sweep`` hands its Locust process the run's settings (JSON)
 WIRE_ENV = "TOKENSWARM_RUN_SETTINGS"
+#: set by `tokenswarm run|sweep --master`: the Locust process says it waits for its workers once it can be stopped
+MASTER_WAITING_ENV = "TOKENSWARM_SAY_MASTER_WAITING"
 
 
 def to_wire(settings: Settings) -> dict[str, Any]:

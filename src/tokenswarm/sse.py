@@ -60,7 +60,7 @@ class SSEDecoder:
     [SSEEvent(event='message', data='{"a":\\n1}', id=''), SSEEvent(event='error', data='x', id='')]
     """
 
-    __slots__ = ("_pending", "_data", "_event", "_id", "retry_ms", "_start", "_skip_lf")
+    __slots__ = ("_pending", "_data", "_event", "_id", "retry_ms", "_start", "_skip_lf", "ended_at_event")
 
     def __init__(self) -> None:
         self._pending = b""  # an incomplete last line
@@ -70,6 +70,9 @@ class SSEDecoder:
         self.retry_ms: int | None = None  # the last valid ``retry:`` field, milliseconds
         self._start = True  # nothing seen yet: a BOM may come
         self._skip_lf = False  # the previous piece ended with CR: an LF now belongs to that line end
+        #: the last :meth:`feed` ended exactly where its last event ended (its blank line was the piece's last
+        #: byte, bar a CR/LF pair split across pieces): the piece's arrival time is that event's own
+        self.ended_at_event = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """The events completed by ``chunk`` (possibly none), in order."""
@@ -91,18 +94,22 @@ class SSEDecoder:
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         if b"\n" not in chunk:
             self._pending += chunk
+            self.ended_at_event = False
             return []
         lines = (self._pending + chunk).split(b"\n") if self._pending else chunk.split(b"\n")
         self._pending = lines.pop()
         out: list[SSEEvent] = []
-        for line in lines:
+        last = -1  # the line that dispatched the last event
+        for i, line in enumerate(lines):
             if not line:
                 if self._data:
                     out.append(self._dispatch())
+                    last = i
                 else:
                     self._event = b""
             elif line[0] != 58:  # not a ":" comment
                 self._field(line)
+        self.ended_at_event = last == len(lines) - 1 and not self._pending
         return out
 
     def close(self) -> SSEEvent | None:

@@ -23,8 +23,11 @@ def _levels(out):
 @pytest.mark.slow
 def test_intervals_cover_the_stochastic_engines_stated_truth(cli, sim_factory, tmp_path):
     # 24 levels (8..31 users) of 4 s against an engine whose every request draws its TTFT and TPOT from stated
-    # lognormal distributions (no slot limit: the truth does not depend on the load); 48 intervals (TPOT p50 and
-    # mean per level) must cover the truth 90 % of the time (nominal 95 %). TPOT is the figure a busy machine
+    # lognormal distributions (no slot limit: the truth does not depend on the load); of 48 intervals (TPOT p50 and
+    # mean per level) at least 41 (85 %) must cover the truth. With the nominal 95 % and independent intervals a
+    # false failure (8 or more misses) has probability 0.24 % (binomial; 0.7 % at a true coverage of 94 %), and
+    # an interval that ignored the requests' dependence (about 50 % coverage) fails it every time; the runs
+    # measured here covered 48 of 48. TPOT is the figure a busy machine
     # leaves alone (the engine plans every token from the one before): TTFT and single gaps carry the engine's
     # and the client's own delays there (measured with the engine's truth log at load 6 on 2 cores: TTFT +1.3 ms
     # mean from the client and up to +13 ms from the engine's late writes in a level; gaps off by up to 10 ms),
@@ -47,12 +50,13 @@ def test_intervals_cover_the_stochastic_engines_stated_truth(cli, sim_factory, t
             low, high = (row[c] for c in ci_columns(col))
             total += 1
             covered += bool(low <= value <= high)
-    assert covered / total >= 0.90, (covered, total)
+    assert covered >= 41 and total == 48, (covered, total)
 
 
 def _capacity(cli, sim_url, out, bracket, *more):
-    p = cli("capacity", "--host", sim_url, "--slo", "ttft=230", "--levels", bracket, "--level-duration", "3s",
-            "--max-tokens", "16", "--progress-interval", "0", "--out", out, *more, timeout=600)
+    p = cli("capacity", "--host", sim_url, "--slo", "ttft=240", "--slo-attainment", "0.9", "--levels", bracket,
+            "--level-duration", "5s", "--max-tokens", "16", "--progress-interval", "0", "--out", out, *more,
+            timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     with open(os.path.join(out, "capacity.json")) as fh:
         return json.load(fh), p.stdout
@@ -61,15 +65,17 @@ def _capacity(cli, sim_url, out, bracket, *more):
 @pytest.mark.slow
 @pytest.mark.parametrize("bracket,more", [("4,64", ()), ("12,40", ("--workers", "2")), ("30,100", ())])
 def test_capacity_finds_the_engines_slots_from_three_brackets(cli, sim_factory, tmp_path, bracket, more):
-    # 16 slots, TTFT 200 ms, 16 tokens of 40 ms (a lifetime of 800 ms): up to 16 users no request waits; at 17
-    # the slots are always full, so a user's cycle is 17/16 lifetimes and a request waits 50 ms on average,
-    # past the 230 ms that 99 % of requests must meet (the 30 ms margin is for the client and the engine on a
-    # busy machine, under the 50 ms)
-    sim = sim_factory("--ttft-ms", "200", "--tpot-ms", "40", "--max-num-seqs", "16")
+    # 16 slots, TTFT 200 ms, 16 tokens of 80 ms (a lifetime of 1.4 s): up to 16 users no request waits; at 17
+    # the slots are always full, so a user's cycle is 17/16 lifetimes and every request waits about 88 ms for a
+    # slot, past the 240 ms that 90 % of requests must meet. The 40 ms margin is for the client and the engine on
+    # a busy machine (measured with 5 agents' work beside it: the 99 %-of-requests form of this test, with a
+    # 30 ms margin, left a level-4 probe undecided for 10 minutes). 30,100 starts above the capacity and steps
+    # down: each lower probe opens its window once the higher one's requests have ended.
+    sim = sim_factory("--ttft-ms", "200", "--tpot-ms", "80", "--max-num-seqs", "16")
     c, stdout = _capacity(cli, sim.url, str(tmp_path / "cap"), bracket, *more)
     assert c["status"] == "found" and c["max_level"] == 16, c
     assert c["ci_low"] <= 16 <= c["ci_high"], c
-    assert "max concurrency meeting TTFT <= 230 ms (for 99 % of requests): 16 (95 % CI" in stdout
+    assert "max concurrency meeting TTFT <= 240 ms (for 90 % of requests): 16 (95 % CI" in stdout
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Every row of the README's bad-input table: exit code 2, one line naming the problem, no traceback."""
+"""Every row of the bad-input table (docs/commands.md): exit code 2, one line naming the problem, no traceback."""
 
 import os
 import re
@@ -10,7 +10,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def table_rows():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+    with open(os.path.join(ROOT, "docs", "commands.md"), encoding="utf-8") as fh:
         text = fh.read()
     section = text[text.index("Bad input is one line"):]
     section = section[:section.index("\n## ")]

@@ -1,6 +1,8 @@
 """What a newcomer meets on the command line: one line per mistake, hints that point the right way, no
 secrets echoed, no tracebacks, no empty run folders, and tokenswarm's table rather than Locust's."""
 
+import csv
+import io
 import os
 import signal
 import subprocess
@@ -61,3 +63,36 @@ def test_a_master_stopped_while_waiting_for_workers_exits_cleanly_with_no_folder
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert "no test ran" in err
     assert not os.path.exists(tmp_path / "reports") or os.listdir(tmp_path / "reports") == []
+
+
+def test_a_sweep_above_100_users_prints_no_spawn_rate_warning(cli, sim_fixed, tmp_path):
+    # each level's users start within a second on purpose: Locust's warning about it said nothing useful
+    p = cli("sweep", "--host", sim_fixed.url, "--levels", "2,150", "--level-requests", "150", "--max-tokens", "4",
+            "--out", str(tmp_path / "r"))
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "150" in p.stdout  # the level ran
+    assert "spawn rate is very high" not in p.stdout + p.stderr
+
+
+def test_a_sweep_cut_by_ctrl_c_says_so_on_the_console_as_report_md_does(sim_fixed, tmp_path):
+    out = tmp_path / "r"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSWARM_", "LOCUST_"))}
+    p = subprocess.Popen([sys.executable, "-m", "tokenswarm", "sweep", "--host", sim_fixed.url, "--levels",
+                          "1,2,4,8,16", "--level-duration", "3s", "--max-tokens", "8", "--out", str(out)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:  # level 2 has begun (requests.csv is flushed every second)
+        text = (out / "requests.csv").read_text() if (out / "requests.csv").exists() else ""
+        if any(row.get("level") == "2" for row in csv.DictReader(io.StringIO(text))):
+            break
+        time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 130, stdout[-2000:] + stderr[-2000:]
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("Saturation:"))
+    assert "beyond this sweep" not in stdout and "not reached before the sweep stopped" in line, line
+    assert "planned but not run: 4, 8, 16" in line or "planned but not run: 8, 16" in line, line
+    reason = line.split("(", 1)[1].rsplit(")", 1)[0]
+    report = (out / "report.md").read_text()
+    assert reason in report and "did not complete" in report
+    assert f"`tokenswarm sweep --resume {out}` runs the rest" in stderr

@@ -69,7 +69,7 @@ def test_report_html_renders_in_chromium(tmp_path):
     run = str(tmp_path / "run")
     write_run(run, levels=(1, 2, 4, 8, 16), capacity=8, slo={"ttft": 500}, seed=3)
     build_report(run)
-    check_loads(os.path.join(run, "report.html"), tmp_path, "Output Throughput (tok/s)", images=4)
+    check_loads(os.path.join(run, "report.html"), tmp_path, "Output Throughput (tok/s)", images=5)
 
 
 def test_compare_html_renders_in_chromium(tmp_path):
@@ -77,4 +77,4 @@ def test_compare_html_renders_in_chromium(tmp_path):
     write_run(a, levels=(1, 2, 4, 8), capacity=4, seed=1, settings={"engine": "vllm"})
     write_run(b, levels=(2, 4, 8, 16), capacity=8, seed=2, settings={"engine": "sglang"})
     res = compare([a, b], None, str(tmp_path / "cmp"))
-    check_loads(os.path.join(res.out_dir, "compare.html"), tmp_path, "Output tok/s", images=4)
+    check_loads(os.path.join(res.out_dir, "compare.html"), tmp_path, "Output tok/s", images=5)

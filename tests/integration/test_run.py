@@ -138,7 +138,8 @@ def test_every_run_draws_fresh_prompts_and_a_repeated_seed_is_flagged_as_cached(
 
 
 def test_vllm_bench_shape_reads_what_vllm_bench_would_and_what_the_engine_did(cli, sim_factory, tmp_path):
-    """README "Beside vLLM bench and evalscope": `--users C --spawn-rate C --requests N` is vLLM bench's
+    """docs/metrics.md "Beside vLLM bench and evalscope": `--users C --spawn-rate C --requests N --no-stagger` is
+    vLLM bench's
     `--max-concurrency C --num-prompts N`, and its throughput is vLLM's formula (tokens over first send to
     last close); TPOT and E2E agree with the engine's own log."""
     truth = str(tmp_path / "truth.csv")
@@ -146,7 +147,7 @@ def test_vllm_bench_shape_reads_what_vllm_bench_would_and_what_the_engine_did(cl
     out = str(tmp_path / "run")
     c, n = 4, 16
     p = cli("run", "--host", sim.url, "--users", str(c), "--spawn-rate", str(c), "--requests", str(n),
-            "--max-tokens", "64", "--no-preflight", "--out", out)
+            "--max-tokens", "64", "--no-preflight", "--no-stagger", "--out", out)
     assert p.returncode == 0, p.stderr[-3000:]
     df = pd.read_csv(os.path.join(out, "requests.csv"))
     assert len(df) == n and (df.status == "ok").all()

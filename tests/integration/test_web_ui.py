@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -184,3 +185,67 @@ def test_a_test_stopped_in_the_web_ui_with_workers_counts_every_request_in_locus
     stats = pd.read_csv(out / "locust_stats.csv").set_index("Name")
     # the workers' last seconds of Locust statistics are in too (a stop, unlike a quit, sends none by itself)
     assert rows > 20 and stats.loc["Aggregated", "Request Count"] == rows == stats.loc["E2E", "Request Count"]
+
+
+SHOTS = os.environ.get("TOKENSWARM_SHOTS", "")  # a folder to copy the screenshots into, to look at them
+
+
+def keep_shot(path):
+    if SHOTS:
+        import shutil
+
+        os.makedirs(SHOTS, exist_ok=True)
+        shutil.copy(path, os.path.join(SHOTS, os.path.basename(path)))
+
+
+@needs_chromium
+def test_a_sweep_started_from_the_form_keeps_its_run_folder_report_and_marks_in_the_tab(tmp_path):
+    from headless import Browser
+
+    out = tmp_path / "ui"
+    # short levels: fewer than 10 requests in a window, so the report marks them not steady (*)
+    with web_ui("--levels", "1,2", "--level-duration", "2s", "--max-tokens", "32", "--sim-args",
+                "--ttft-ms 50 --tpot-ms 10", "--out", str(out)) as (base, output):
+        with Browser() as b:
+            b.open(base + "/")
+            b.wait_for("document.querySelector('form input[name=userCount]') !== null")
+            # the levels set the users: the form's user fields are disabled, not required
+            fields = b.eval("['userCount', 'spawnRate'].map(n => { const e = document.querySelector("
+                            "'form input[name=' + n + ']'); return [e.disabled, e.required && !e.disabled]; })")
+            assert fields == [[True, False], [True, False]], fields
+            b.screenshot(tmp_path / "webui-sweep-form.png")
+            keep_shot(tmp_path / "webui-sweep-form.png")
+            b.eval("Array.from(document.querySelectorAll('form button')).find(x => x.textContent.trim() === 'Start')"
+                   ".click()")
+            deadline = time.time() + 90
+            while get_json(base + "/tokenswarm/series")["report"] is None:
+                assert time.time() < deadline, output
+                time.sleep(0.5)
+            b.open(base + "/?tab=tokenswarm")
+            href = b.wait_for("(() => { const a = document.querySelector('a.tokenswarm-report');"
+                              " return a && a.href; })()", timeout=30)
+            run_line = b.eval("document.querySelector('.tokenswarm-run').textContent")
+            b.wait_for("document.querySelectorAll('td').length > 0")
+            cells = b.eval("Array.from(document.querySelectorAll('tr')).map(r => r.cells[0] &&"
+                           " r.cells[0].textContent).filter(Boolean)")
+            marks = b.eval("document.querySelector('.tokenswarm-marks').textContent")
+            caption = b.eval("document.querySelector('.tokenswarm-caption').textContent")
+            shot = tmp_path / "webui-run-kept.png"
+            assert b.screenshot(shot) > 20000
+            keep_shot(shot)
+        # the run folder, where the test wrote it, and its report served by the web UI
+        assert run_line.startswith(f"Run folder: {out}"), run_line
+        with urllib.request.urlopen(href, timeout=10) as r:
+            page = r.read().decode()
+            assert r.headers["Content-Type"].startswith("text/html")
+        assert page == (out / "report.html").read_text()
+        # nothing but the run's report files is served
+        for wrong in (href.replace("report.html", "requests.csv"), href.replace("/report/", "/report/x")):
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(wrong, timeout=10)
+            assert e.value.code == 404
+    # the level table keeps the report's marks, and says what they mean
+    assert "1*" in cells and "2*" in cells, cells
+    assert marks.startswith("Marks in the table below: * not steady"), marks
+    # Locust's header RPS is another figure than the table's Req/s: the tab says how
+    assert "Locust's RPS in the header is its own rolling figure" in caption

@@ -98,3 +98,22 @@ def test_csv_columns_name_their_units():
     hist = [c for c in cols if c.startswith("engine_")]
     assert all(c.endswith(("_sum_s", "_count")) for c in hist) and len(hist) == 2 * len(enginemetrics.HISTOGRAM_NAMES)
     assert {name for name, _ in enginemetrics.HISTOGRAMS} == set(enginemetrics.HISTOGRAM_NAMES)
+
+
+def test_metrics_are_read_beside_v1_not_under_it():
+    # `--host http://h:8000/v1` (the OpenAI clients' base URL): vLLM and SGLang serve /metrics at the root
+    assert enginemetrics.metrics_url("http://h:8000/v1", "/metrics") == "http://h:8000/metrics"
+    assert enginemetrics.metrics_url("http://h:8000/v1/", "/metrics") == "http://h:8000/metrics"
+    assert enginemetrics.metrics_url("http://h:8000", "/metrics") == "http://h:8000/metrics"
+    # a gateway's prefix before /v1 stays; another port takes the host alone
+    assert enginemetrics.metrics_url("http://gw/team-a/v1", "/metrics") == "http://gw/team-a/metrics"
+    assert enginemetrics.metrics_url("http://h:8000/v1", ":8002/metrics") == "http://h:8002/metrics"
+
+
+def test_engine_names_in_any_case():
+    from tokenswarm.presets import UnknownPreset, get_preset
+
+    assert get_preset("vLLM").name == get_preset("VLLM").name == "vllm"
+    assert get_preset(" SGLang ").name == "sglang"
+    with pytest.raises(UnknownPreset, match="unknown engine 'VLM'"):
+        get_preset("VLM")

@@ -11,26 +11,26 @@ def samples(worker, lags, cpu=10.0, t0=0.0):
 
 def test_one_slow_second_is_not_saturation_two_are():
     calm = [1.0] * 60
-    assert selfcheck.verdict(samples("w1", calm)) == (False, "")
+    assert selfcheck.strain(samples("w1", calm)) == (False, "")
     one = calm[:30] + [34.0] + calm[31:]
-    assert selfcheck.verdict(samples("w1", one))[0] is False
+    assert selfcheck.strain(samples("w1", one))[0] is False
     two = one[:40] + [21.0] + one[41:]
-    bad, why = selfcheck.verdict(samples("w1", two))
+    bad, why = selfcheck.strain(samples("w1", two))
     assert bad and "w1" in why and "2 s at >= 20 ms" in why and "34 ms" in why
 
 
 def test_seconds_count_per_process_not_pooled():
     # one slow second on each of two workers is not two slow seconds of one
     mixed = samples("w1", [1.0, 25.0, 1.0]) + samples("w2", [1.0, 1.0, 25.0])
-    assert selfcheck.verdict(mixed)[0] is False
+    assert selfcheck.strain(mixed)[0] is False
     hot = samples("w3", [1.0] * 5, cpu=95.0)
-    bad, why = selfcheck.verdict(mixed + hot)
+    bad, why = selfcheck.strain(mixed + hot)
     assert bad and why == "w3: CPU up to 95% of a core (5 s at >= 90%)"  # only what tripped it: no lag figure
 
 
 def test_cpu_needs_two_hot_seconds():
-    assert selfcheck.verdict(samples("w1", [1.0] * 10, cpu=50.0) + samples("w1", [1.0], cpu=99.0, t0=10))[0] is False
-    assert selfcheck.verdict(samples("w1", [1.0] * 2, cpu=90.0))[0] is True
+    assert selfcheck.strain(samples("w1", [1.0] * 10, cpu=50.0) + samples("w1", [1.0], cpu=99.0, t0=10))[0] is False
+    assert selfcheck.strain(samples("w1", [1.0] * 2, cpu=90.0))[0] is True
 
 
 def test_a_verdict_on_part_of_a_level_holds_on_the_whole():
@@ -39,13 +39,77 @@ def test_a_verdict_on_part_of_a_level_holds_on_the_whole():
         lags[i] = 30.0
     level = samples("w1", lags)
     for n in range(1, len(level) + 1):
-        if selfcheck.verdict(level[:n])[0]:
-            assert selfcheck.verdict(level)[0], n
-    assert [n for n in range(1, 201) if selfcheck.verdict(level[:n])[0]][0] == 151  # the second slow second
+        if selfcheck.strain(level[:n])[0]:
+            assert selfcheck.strain(level)[0], n
+    assert [n for n in range(1, 201) if selfcheck.strain(level[:n])[0]][0] == 151  # the second slow second
 
 
 def test_the_reason_names_only_what_tripped_the_flag():
     lagging = samples("w1", [1.0, 40.0, 35.0, 1.0], cpu=13.0)
-    bad, why = selfcheck.verdict(lagging)
+    bad, why = selfcheck.strain(lagging)
     assert bad and why == "w1: event-loop lag p99 up to 40 ms (2 s at >= 20 ms)"
     assert "CPU" not in why
+
+
+def test_timing_verdict_says_exact_within_the_bound_p99_and_flags_over_5_ms():
+    bad, line = selfcheck.timing_verdict(0.0, 99.4)
+    assert not bad and line.startswith("timings exact within 0.00 ms") and "99.4 %" in line
+    assert selfcheck.timing_verdict(5.0, 90.0)[0] is False  # the limit itself holds
+    bad, line = selfcheck.timing_verdict(40.2, 80.0)
+    assert bad and "40.20 ms" in line
+    assert selfcheck.timing_verdict(float("nan"), float("nan")) == (False, "")  # an older run: no figures
+
+
+def test_load_verdict_says_by_how_much_and_flags_over_2_pct_or_late():
+    assert selfcheck.load_verdict(1.0) == (False, "load as asked (short by 1.0 %)")
+    bad, line = selfcheck.load_verdict(4.2)
+    assert bad and "short by 4.2 %" in line
+    bad, line = selfcheck.load_verdict(0.0, late=True)
+    assert bad and "sends late" in line
+    assert selfcheck.load_verdict(float("nan")) == (False, "")
+
+
+def test_levels_get_the_two_measured_figures_from_the_requests_bounds():
+    import numpy as np
+
+    from tokenswarm.report import levels
+
+    row = {"achieved_concurrency": 245.0, "window_s": 10.0}
+    bounds = np.array([0.0] * 95 + [0.5, 2.0, 20.0, 40.0, 60.0])
+    levels._client_check(row, bounds, "concurrency", 256.0)
+    assert row["ttft_exact_1ms_pct"] == 96.0
+    assert row["ttft_error_bound_p99_ms"] == np.percentile(bounds, 99) and row["timing_uncertain"]
+    assert row["ttft_bound_over_5ms"] == 3
+    assert abs(row["load_shortfall_pct"] - 100 * 11 / 256) < 1e-9 and row["load_short"]
+    row = {"window_s": 10.0, "send_rate_req_s": 9.9, "late": False}
+    levels._client_check(row, np.zeros(50), "rate", 10.0)
+    assert abs(row["load_shortfall_pct"] - 1.0) < 1e-9 and not row["load_short"] and not row["timing_uncertain"]
+
+
+def test_the_live_check_waits_for_enough_requests_then_gives_both_verdicts():
+    from tokenswarm.requestscsv import COLUMNS
+
+    def row(user, start, close_ms, bound):
+        r = [""] * len(COLUMNS)
+        for k, v in {"level": "4", "status": "ok", "start_time": f"{start:.6f}", "close_ms": f"{close_ms:.3f}",
+                     "ttft_error_bound_ms": f"{bound:.3f}", "worker": "local", "user": str(user)}.items():
+            r[COLUMNS.index(k)] = v
+        return r
+
+    live = selfcheck.LiveCheck(transit_s=0.0)
+    # 4 users, back to back requests of 0.2 s, but user 3 waits 0.05 s after each: 3.8 of 4 in flight
+    rows = [row(u, 100.0 + k * (0.25 if u == 3 else 0.2), 200.0, 0.0 if k % 10 else 12.0)
+            for u in range(4) for k in range(40)]
+    live.add(rows[:50])
+    assert live.check("4", 100.0, 109.0, 4.0) is None  # too few requests yet
+    live.add(rows[50:])
+    got = live.check("4", 100.0, 108.2, 4.0)
+    assert got is not None and got["timing_uncertain"] and got["ttft_error_bound_p99_ms"] == 12.0
+    assert got["ttft_exact_1ms_pct"] == 90.0
+    assert 4.9 < got["load_shortfall_pct"] < 5.1 and got["load_short"]  # 1 - 3.8 / 4: 5 %
+
+
+def test_the_timing_verdict_says_how_many_requests_may_be_off_by_more_than_5_ms():
+    bad, line = selfcheck.timing_verdict(3.0, 97.0, over=7)
+    assert not bad and "7 may be off by more than 5 ms, each by at most its bound" in line
+    assert "may be off" not in selfcheck.timing_verdict(0.0, 100.0, over=0)[1]

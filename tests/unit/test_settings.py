@@ -137,6 +137,7 @@ def test_options_round_trip_through_the_environment():
     ({"levels": "1,2", "level_duration": "0s"}, "bad --level-duration"),
     ({"rates": "1", "level_duration": "5s", "max_concurrency": 0}, "bad --max-concurrency 0"),
     ({"arrival": "uniform"}, "bad --arrival 'uniform'"),
+    ({"priority": "urgent"}, "bad --priority 'urgent': choose one of normal, high, realtime"),
     ({"burstiness": 0.0}, "bad --burstiness"),
     ({"slo": "ttfx=3"}, "bad --slo"),
 ])
@@ -155,6 +156,25 @@ def test_sweep_settings_and_default_warmup():
     r = from_options(opts(rates="0.5,2", level_requests=40, warmup=1.5), environ={})
     assert r.mode == "rate" and r.plan.levels == [0.5, 2.0] and r.warmup_s == 1.5
     assert r.public()["rates"] == ["0.5", "2"]
+
+
+def test_a_capacity_probe_and_a_precise_level_always_have_a_longest_duration():
+    # a probe whose intervals never decide (a level right at the SLO) must still end: 10 x the level, >= 2 min
+    cap = from_options(opts(levels="4,64", level_duration="5s", slo="ttft=240", capacity=True), environ={})
+    assert cap.max_level_duration_s == 120.0
+    long = from_options(opts(levels="4,64", level_duration="30s", slo="ttft=240", capacity=True), environ={})
+    assert long.max_level_duration_s == 300.0
+    assert from_options(opts(levels="1,2", level_duration="5s"), environ={}).max_level_duration_s is None
+    given = from_options(opts(levels="4,64", level_duration="5s", slo="ttft=240", capacity=True,
+                              max_level_duration="40s"), environ={})
+    assert given.max_level_duration_s == 40.0
+
+
+def test_closed_loop_first_sends_spread_over_at_most_a_fifth_of_the_shortest_timed_level():
+    assert from_options(opts(users=8, duration="10s"), environ={}).stagger_spread_s() == pytest.approx(2.0)
+    sweep = from_options(opts(levels="1,2", level_duration="8s,30s"), environ={})
+    assert sweep.stagger_spread_s() == pytest.approx(1.6)
+    assert from_options(opts(users=8, requests=40), environ={}).stagger_spread_s() is None  # learnt from a pilot
 
 
 @pytest.mark.parametrize("kw,msg", [

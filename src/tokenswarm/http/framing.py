@@ -84,7 +84,7 @@ class BodyDecoder:
     that carried them must not be reused.
     """
 
-    __slots__ = ("mode", "remaining", "buf", "state", "complete")
+    __slots__ = ("mode", "remaining", "buf", "state", "complete", "_tail_body")
 
     _SIZE, _DATA, _CRLF, _TRAILER = 0, 1, 2, 3
 
@@ -94,6 +94,7 @@ class BodyDecoder:
         self.state = self._SIZE
         self.remaining = 0
         self.complete = False
+        self._tail_body = False  # the last bytes fed ended with body bytes (or their chunk's closing CRLF)
         if head.status in (204, 304) or 100 <= head.status < 200 or method == "HEAD":
             self.mode = "length"  # no body, whatever the headers say (RFC 9112 6.3, rule 1)
             self.complete = True
@@ -122,6 +123,14 @@ class BodyDecoder:
             return take
         return data
 
+    @property
+    def ended_in_body(self) -> bool:
+        """The bytes last fed ended with body bytes (or a chunk's closing CRLF after them, which servers
+        write with the chunk): no framing of a later chunk, no end of message, no bytes after the message."""
+        if self.mode == "chunked":
+            return self._tail_body and (self.state != self._SIZE or not self.buf)
+        return not self.buf
+
     def eof(self) -> None:
         """The peer closed the connection: that ends a close-delimited body only."""
         if self.mode == "close":
@@ -132,11 +141,13 @@ class BodyDecoder:
         out: list[bytes] = []
         pos, n = 0, len(buf)
         state = self.state
+        tail = self._tail_body
         while pos < n:
             if state == self._DATA:
                 take = min(self.remaining, n - pos)
                 out.append(buf[pos : pos + take])
                 pos += take
+                tail = True
                 self.remaining -= take
                 if self.remaining == 0:
                     state = self._CRLF
@@ -151,6 +162,7 @@ class BodyDecoder:
                 except ValueError:
                     raise ProtocolError(f"bad chunk size {buf[pos:eol][:20]!r}") from None
                 pos = eol + 2
+                tail = False
                 if size == 0:
                     state = self._TRAILER
                 else:
@@ -164,6 +176,7 @@ class BodyDecoder:
                 pos += 2
                 state = self._SIZE
             else:  # trailer section: lines until an empty one
+                tail = False
                 eol = buf.find(b"\r\n", pos)
                 if eol < 0:
                     break
@@ -173,6 +186,7 @@ class BodyDecoder:
                     break
                 pos = eol + 2
         self.state = state
+        self._tail_body = tail
         self.buf = buf[pos:] if pos < n else b""
         return out[0] if len(out) == 1 else b"".join(out)
 
@@ -261,6 +275,13 @@ class ResponseReader:
         dec = self._dec = BodyDecoder(self.head, self.method)
         rest = raw[end + 4 :]
         return dec.feed(rest) if rest else b""
+
+    @property
+    def ended_in_body(self) -> bool:
+        """The bytes last fed ended with the body's bytes (:attr:`BodyDecoder.ended_in_body`): whatever the
+        body's last byte completed, its arrival is the read's own."""
+        dec = self._dec
+        return dec is not None and dec.ended_in_body
 
     def eof(self) -> None:
         if self._dec is not None:

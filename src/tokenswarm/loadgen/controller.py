@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from gevent.event import Event
 
-from tokenswarm import capacity, selfcheck
+from tokenswarm import capacity, provenance, selfcheck
 from tokenswarm.datasets.files import counts_line
 from tokenswarm.exitstatus import ExitStatus, failure_ratio, failures_message
 from tokenswarm.loadgen import workarounds
@@ -35,8 +35,9 @@ from tokenswarm.report.intervals import Interval
 from tokenswarm.report.levels import SLO_KEYS, judge
 from tokenswarm.report.live import S as SAMPLE
 from tokenswarm.requestscsv import Row
+from tokenswarm.runfolder import LEVELS_CSV, REPORT_HTML
 from tokenswarm.settings import Settings
-from tokenswarm.sweep import level_str
+from tokenswarm.sweep import CONCURRENCY, level_str
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -71,18 +72,30 @@ class RunController:
         self.role = role
         self.headless = bool(getattr(environment.parsed_options, "headless", False))
         self.started = time.time()
+        self._provenance: dict[str, Any] | None = None
         self.ended: float | None = None
         self.complete = False
         self.finished = False  # finish() has begun
         self.done = Event()  # ... and has written everything
+        self._marks: tuple[dict[str, str], list[str]] | None = None  # the report's marks, once it is built
+        self.taking_records = True  # until requests.csv is closed (finish() waits for the workers' last ones)
         self.interrupted = False
         self.levels = LevelTimeline()
         self.ending = Ending(time.monotonic(), settings.duration_s if self.plan is None else None)
         self.exit_reason = ""  # why the exit code is 1 (failures over --max-fail-ratio); '' otherwise
         self.level_index: int | None = None  # position in the sweep plan
-        self.flags: dict[str, str] = {}  # level -> why the client was saturated during it
+        self.flags: dict[str, str] = {}  # level -> what the self-check found wrong during it (said once, live)
+        self.client_checks: dict[str, dict[str, Any]] = {}  # level -> the live self-check's latest figures
+        self.live_check = selfcheck.LiveCheck()
+        #: the users' processes' scheduling priority {asked, got, why}; a master's workers each apply it and
+        #: print what they got in their logs
+        self.client_priority: dict[str, Any] = {"asked": settings.priority, "got": None,
+                                                "why": "applied by each worker; its log says what it got"}
+        self._said: set[tuple[str, str]] = set()
+        self._next_check = 0.0
         self.exporter = exporter
-        self.live = LiveWatch(exporter)
+        # a timed closed loop: a level's window opens once its last user has sent (its first sends are spread)
+        self.live = LiveWatch(exporter, closed_loop=settings.mode == CONCURRENCY and not settings.requests)
         self.series = Series()  # the web UI's charts over time
         self.dataset_counts = dataset_counts
         self.own_selfcheck = own_selfcheck
@@ -167,20 +180,27 @@ class RunController:
             self.exporter.health(sample)
 
     def _check_client(self) -> None:
-        """Flag the current level when a load generator is saturated (and say so once, live)."""
+        """The live self-check of the current level (:class:`selfcheck.LiveCheck`): its timings exact within X
+        ms, its load as asked; each verdict that fails is said once, with its advice."""
         seg = self.levels.current
-        if seg is None:
+        now = time.monotonic()
+        if seg is None or now < self._next_check:
             return
         key = level_str(seg["level"])
-        if key in self.flags:
-            return
         # after the level's warm-up, as the report: the ramp spawning users stalls no measured request
         since = seg["start"] + self.settings.warmup_at(self.level_index)
-        bad, why = selfcheck.verdict([h for h in self.recorder.samples if h.time >= since])
-        if bad:
-            self.flags[key] = why
-            print(f"tokenswarm: warning: the load generator is saturated at level {key} ({why}): its timings "
-                  f"include client delay; {selfcheck.ADVICE}", flush=True)
+        got = self.live_check.check(key, since, time.time(), float(seg["level"]), self.settings.mode)
+        if got is None:  # not enough yet: again at the next flush
+            return
+        self._next_check = now + selfcheck.LIVE_CHECK_S
+        self.client_checks[key] = got
+        for flag, line, advice in (("timing_uncertain", "timing", selfcheck.TIMING_ADVICE),
+                                   ("load_short", "load", selfcheck.LOAD_ADVICE)):
+            if got[flag] and (key, flag) not in self._said:
+                self._said.add((key, flag))
+                said = self.flags.get(key)
+                self.flags[key] = f"{said}; {got[line]}" if said else str(got[line])
+                print(f"tokenswarm: warning: level {key}: {got[line]}; {advice}", flush=True)
 
     # -- what the web UI shows ----------------------------------------------------------------
     def sample(self) -> None:
@@ -195,12 +215,38 @@ class RunController:
                 "finished": self.finished, "samples": self.series.since(since)}
 
     def ui_table(self) -> list[dict[str, Any]]:
-        """The tokenswarm tab's rows: one per level so far."""
+        """The tokenswarm tab's rows: one per level so far; once the report is built, each level with its marks
+        (``16*``: :data:`tokenswarm.report.tables.MARKS`), as the report's tables show it."""
         self.live.digest()
-        flags = {k: "SATURATED: " + v for k, v in self.flags.items()}
+        flags = dict(self.flags)
         # a sweep's timeline follows its plan, so segment i has level i's warm-up
         return self.live.table([(seg, self.settings.warmup_at(i if self.plan is not None else None))
-                                for i, seg in enumerate(self.timeline)], flags)
+                                for i, seg in enumerate(self.timeline)], flags, self.report_marks()[0])
+
+    def report_marks(self) -> tuple[dict[str, str], list[str]]:
+        """({level: its marks}, the legend's lines) from the report's levels.csv; empty before the report is
+        built (the marks need the whole level). Read once."""
+        if self._marks is None:
+            if not self.done.is_set():
+                return {}, []
+            self._marks = ({}, [])
+            path = os.path.join(self.run_dir, LEVELS_CSV)
+            if os.path.exists(path):
+                from tokenswarm.report import tables
+                from tokenswarm.report.readers import read_levels_csv
+
+                try:
+                    levels = read_levels_csv(path)
+                    self._marks = ({level_str(float(rec["level"])): tables.marks(rec)
+                                    for rec in levels.to_dict("records")}, tables.legend(levels))
+                except Exception as e:  # the tab keeps its figures without the marks
+                    log.warning("tokenswarm: cannot read the marks of %s (%s)", path, e)
+        return self._marks
+
+    def report_file(self) -> str | None:
+        """The report's HTML page once the test's report is built, else None."""
+        path = os.path.join(self.run_dir, REPORT_HTML)
+        return path if self.done.is_set() and os.path.exists(path) else None
 
     def live_figures(self) -> LiveWatch:
         """The live figures with every row received so far folded in (what /metrics serves)."""
@@ -324,7 +370,12 @@ class RunController:
     def set_level(self, level: float, t: float | None = None) -> None:
         """Start a new level now (or at epoch ``t``): closes the previous one, tells the load."""
         t = time.time() if t is None else t
+        before = self.levels.current
         seg = self.levels.begin(level, t)
+        if before is not None and level < before["level"]:
+            # a step down: the level's window opens once the requests sent before it have ended (they still
+            # hold the server); the live figures know it when this many records of earlier levels are in
+            seg["sent_before"] = self.load.sent()
         self.load.announce(level, seg["start"])  # one clock for every worker: the master's
         if self.engine_metrics is not None:
             self.engine_metrics.mark(level, t)
@@ -400,6 +451,7 @@ class RunController:
         """Finished requests' rows (this process's users', or a worker's batch): written and watched."""
         self.recorder.add_rows(rows)
         self.live.add(rows)
+        self.live_check.add(rows)
 
     # -- end -----------------------------------------------------------------------------
     def finish(self, complete: bool = True) -> None:
@@ -419,6 +471,7 @@ class RunController:
         self._check_client()
         self.live.digest()
         self.sample()  # the charts end where the test ended
+        self.taking_records = False
         self.recorder.close()
         if self.exporter is not None:  # the last word: a scrape sees the final totals before the process ends
             self.exporter.await_final_scrape()
@@ -457,6 +510,18 @@ class RunController:
             return ExitStatus.FAILURES
         return ExitStatus.OK
 
+    def provenance(self) -> dict[str, Any]:
+        """run.json's ``provenance`` (:mod:`tokenswarm.provenance`): what the command line and the preflight
+        recorded, dated at the test's start; a run started otherwise (``locust -f``, the web UI) records this
+        process's command line."""
+        if self._provenance is None:  # once; its date is the test's start
+            known = self.settings.provenance
+            if not known.get("command"):
+                known = {**provenance.start(sys.argv[1:], self.settings.headers.values(), program="locust"),
+                         **known}
+            self._provenance = {**known, "date": provenance.utc_iso(self.started)}
+        return self._provenance
+
     def write_run_json(self) -> None:
         opts = self.env.parsed_options
         counts = self.dataset_counts
@@ -466,6 +531,7 @@ class RunController:
             "started": self.started,
             "ended": self.ended,
             "settings": self.settings.public(),
+            "provenance": self.provenance(),
             "locust": {
                 "role": self.role,
                 "expect_workers": getattr(opts, "expect_workers", None) if self.role == "master" else None,
@@ -476,5 +542,6 @@ class RunController:
             "dataset_counts": {k: counts.get(k) for k in ("dataset", "path", "records", "usable", "skipped")}
             if counts else None,
             "exit_reason": self.exit_reason or None,
-            "client_saturated": self.flags,
+            "client_checks": self.client_checks,
+            "client_priority": self.client_priority,
         })

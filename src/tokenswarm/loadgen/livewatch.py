@@ -38,8 +38,8 @@ class LiveWatch:
     report's own definitions (window from the first send plus the warm-up, one weighting for every rate,
     exact percentiles over the level's sample)."""
 
-    def __init__(self, exporter: Exporter | None = None) -> None:
-        self.so_far = LiveFigures()
+    def __init__(self, exporter: Exporter | None = None, closed_loop: bool = False) -> None:
+        self.so_far = LiveFigures(closed_loop=closed_loop)
         self.pending: list[Row] = []
         self.exporter = exporter
         self.totals = {"ok": 0, "failed": 0, "cancelled": 0}
@@ -66,7 +66,9 @@ class LiveWatch:
         """One timeline segment's figures (``{"level", "start", "end"}``; see LiveFigures.figures)."""
         if segment is None:
             return self.so_far.figures("", time.time(), None, 0.0, now)
-        return self.so_far.figures(level_str(segment["level"]), segment["start"], segment.get("end"), warmup_s, now)
+        key = level_str(segment["level"])
+        return self.so_far.figures(key, segment["start"], segment.get("end"), warmup_s, now,
+                                   self.so_far.opens(key, segment.get("sent_before")))
 
     def failed(self, level: float) -> int:
         """Failed requests of ``level`` so far."""
@@ -79,8 +81,9 @@ class LiveWatch:
         (:func:`tokenswarm.report.live.level_intervals`); ``{"n": 0}`` before the first level."""
         if segment is None:
             return {"n": 0}
-        return level_intervals(self.so_far, level_str(segment["level"]), segment["start"], segment.get("end"),
-                               warmup_s, now, good)
+        key = level_str(segment["level"])
+        return level_intervals(self.so_far, key, segment["start"], segment.get("end"), warmup_s, now, good,
+                               self.so_far.opens(key, segment.get("sent_before")))
 
     def progress_line(self, segment: dict[str, Any] | None, warmup_s: float, users: int, elapsed: float,
                       index: str = "") -> str:
@@ -99,9 +102,11 @@ class LiveWatch:
                 f"TPOT p50 {ms(f['tpot_p50'])} ms | "
                 f"ok {self.totals['ok']} failed {failed}" + (f" ({100 * failed / done:.1f} %)" if failed else ""))
 
-    def table(self, segments: list[tuple[dict[str, Any], float]], flags: dict[str, str]) -> list[dict[str, Any]]:
+    def table(self, segments: list[tuple[dict[str, Any], float]], flags: dict[str, str],
+              marks: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Rows for the web UI's tokenswarm tab, newest level first: ``segments`` are the timeline's
-        (segment, warm-up s), the last one running."""
+        (segment, warm-up s), the last one running; ``marks``: each level's marks after its number (``16*``)."""
+        marks = marks or {}
         out = []
         for n, (seg, warmup) in enumerate(reversed(segments)):
             f = self.figures(seg, warmup)
@@ -112,7 +117,8 @@ class LiveWatch:
 
             measured = f["req_s"] is not None
             out.append({
-                "level": key + (" (now)" if n == 0 and seg.get("end") is None else ""), "ok": f["ok"],
+                "level": key + marks.get(key, "") + (" (now)" if n == 0 and seg.get("end") is None else ""),
+                "ok": f["ok"],
                 "failed": f["failed"], "failed_pct": r(f["failed_pct"]) if f["failed"] else 0,
                 "reqs": r(f["req_s"], 2) if measured else f["phase"],
                 "tokens": r(f["output_tok_s"], 0) if measured else f["phase"],
@@ -185,6 +191,8 @@ def pm(iv: Interval | None, digits: int = 0) -> str:
 def rates_text(f: dict[str, Any], ci: dict[str, Any] | None = None) -> str:
     """``38.2 req/s | in 4,890 tok/s | out 2,451 ±40 tok/s``, or what keeps them from being known yet."""
     if f["phase"] == WARMING_UP:
+        if not math.isfinite(f["warmup_left_s"]):
+            return "warming up (the level before is draining)"
         return f"warming up ({f['warmup_left_s']:.1f} s left)"
     if f["req_s"] is None:
         return "measuring (waiting for a request lifetime)"

@@ -45,6 +45,10 @@ class Load(Protocol):
         """``--requests``: every request was handed out and has turned into a record (or was lost)."""
         ...
 
+    def sent(self) -> int:
+        """Requests sent so far (a master: as its workers last said, up to a heartbeat old)."""
+        ...
+
     def abort(self) -> None:
         """The run was interrupted: the coming stop cancels requests in flight."""
         ...
@@ -94,6 +98,9 @@ class LocalLoad:
     def budget_spent(self) -> bool:
         return self.swarm.exhausted and self.swarm.in_flight == 0
 
+    def sent(self) -> int:
+        return self.swarm.started
+
     def abort(self) -> None:
         pass
 
@@ -139,6 +146,9 @@ class ClusterLoad:
 
     def budget_spent(self) -> bool:
         return self.ledger.budget_spent()
+
+    def sent(self) -> int:
+        return sum(w["sent"] for w in self.ledger.workers.values())
 
     def abort(self) -> None:
         messages.send(self.runner, Abort())

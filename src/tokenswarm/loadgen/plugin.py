@@ -19,6 +19,7 @@ from typing import Any
 from locust import events
 from locust.env import Environment
 
+from tokenswarm.loadgen import workarounds
 from tokenswarm.loadgen.roles import Role, make_role
 from tokenswarm.options import add_options
 
@@ -47,6 +48,8 @@ def _init(environment: Environment, web_ui: Any = None, **_kw: Any) -> None:
         weblogin.install(web_ui)
     role = make_role(environment, web_ui)
     environment.tokenswarm = role
+    if role is not None:
+        workarounds.quiet_spawn_rate_warning()  # each level's users start within a second on purpose
     if role is not None and web_ui is not None and role.name != "worker":
         from tokenswarm.loadgen.webui import install_web_ui
 

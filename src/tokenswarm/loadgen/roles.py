@@ -65,6 +65,7 @@ from tokenswarm.options import BY_DEST
 from tokenswarm.preflight import PreflightError, check
 from tokenswarm.selfcheck import Sample
 from tokenswarm.settings import (
+    MASTER_WAITING_ENV,
     WIRE_ENV,
     Settings,
     SettingsError,
@@ -341,7 +342,7 @@ class WriterRole(Role):
         ``checked``, None without a preflight): the test start that follows takes them as they are."""
         if checked is not None:
             settings = replace(settings, request=replace(settings.request, model=checked.request.model),
-                               model_from_server=False, preflight=False)
+                               model_from_server=False, preflight=False, provenance=checked.provenance)
         self.checked = (settings, time.monotonic()) if checked is not None else None
         self.settings = settings
 
@@ -450,9 +451,11 @@ class LocalRole(WriterRole):
         swarm = Swarm(self.env, settings, "local", shard=0, shards=1, sink=self._add_rows,
                       tokenizer=tokenizer_of(settings))
         self.swarm = swarm
-        return RunController(self.env, settings, LocalLoad(swarm), RunRecorder(self.env, run_dir),
-                             role=self.name, exporter=self.exporter, dataset_counts=swarm.calls.dataset_counts(),
-                             own_selfcheck=True)
+        run = RunController(self.env, settings, LocalLoad(swarm), RunRecorder(self.env, run_dir),
+                            role=self.name, exporter=self.exporter, dataset_counts=swarm.calls.dataset_counts(),
+                            own_selfcheck=True)
+        run.client_priority = swarm.priority
+        return run
 
     def _add_rows(self, rows: list[Any]) -> None:
         """The swarm's finished rows, to the run folder of the test in progress."""
@@ -472,10 +475,14 @@ class MasterRole(WriterRole):
         self.ledger: WorkerLedger | None = None
         self.sent_settings: RunSettings | None = None
         runner = self.runner
-        messages.on(runner, Records, self._for_run(self._on_records), self._bad)
+        messages.on(runner, Records, self._for_run(self._on_records, finishing=True), self._bad)
         messages.on(runner, Lease, self._for_run(lambda m, cid: self.ledger.on_lease(cid, m)), self._bad)
         messages.on(runner, Drained, self._for_run(lambda m, cid: self.ledger.on_drained(cid, m)), self._bad)
         messages.on(runner, SettingsWanted, self._on_settings_wanted, self._bad)
+        if os.environ.get(MASTER_WAITING_ENV):  # `tokenswarm --master`: said here, where Ctrl-C/SIGTERM are handled
+            opts = environment.parsed_options
+            print(f"tokenswarm: master waiting for {opts.expect_workers} worker(s) on port {opts.master_bind_port}",
+                  flush=True)
 
     @staticmethod
     def _bad(line: str) -> None:
@@ -504,10 +511,14 @@ class MasterRole(WriterRole):
         if msg.rows:
             run.add_rows(msg.rows)
 
-    def _for_run(self, handler: Any) -> Any:
+    def _for_run(self, handler: Any, finishing: bool = False) -> Any:
+        """``handler`` for messages of the running test; ``finishing``: also while the test's end waits for the
+        workers' last records (Locust's quit, as after Ctrl-C in a sweep, ends the test before they arrive)."""
+
         def receive(msg: Any, client_id: str) -> None:
             run = self.run
-            if run is None or run.finished or self.ledger is None:
+            open_ = run is not None and (not run.finished or (finishing and run.taking_records))
+            if not open_ or self.ledger is None:
                 rows = len(getattr(msg, "rows", ()) or ())
                 if rows:
                     log.warning("tokenswarm: %d records from %s arrived with no test running; dropped", rows,
@@ -516,6 +527,15 @@ class MasterRole(WriterRole):
             handler(msg, client_id)
 
         return receive
+
+    def test_stop(self) -> None:
+        run = self.run
+        if run is not None and run.interrupted and not run.finished:
+            # Ctrl-C in a headless sweep: Locust's quit ends the test without stopping the workers, whose
+            # requests in flight would then never be recorded; stopped here, they cancel those requests and ship
+            # their final records, which the test's end waits for
+            workarounds.stop_workers(self.runner)
+        super().test_stop()
 
     def quitting(self) -> None:
         super().quitting()

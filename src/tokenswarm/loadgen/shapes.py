@@ -44,7 +44,9 @@ class LevelShape(LoadTestShape):
     running level's position in it; None before the test), ``level_started`` (monotonic s)."""
 
     abstract = True
-    use_common_options = True  # the web UI keeps the user/spawn-rate fields (ignored) and tokenswarm's options
+    # the levels set the users: the web UI's form disables its "Number of users" and "Ramp up" fields (Locust's
+    # "Disabled for tests using LoadTestShape class") and keeps tokenswarm's options
+    use_common_options = False
     #: "concurrency", "rate" or "trace": what this shape steps (None: whatever the options ask for)
     kind: ClassVar[str | None] = None
     #: option defaults of a locustfile's shape (dest -> value), from the class attributes of its kind

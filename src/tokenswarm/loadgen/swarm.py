@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from gevent.event import Event
 from gevent.lock import Semaphore
 
-from tokenswarm import strategies
+from tokenswarm import priority, strategies
 from tokenswarm.client import Connection, StreamCall
 from tokenswarm.datasets import Prompt
 from tokenswarm.loadgen.budget import Budget, LocalBudget
@@ -52,6 +52,12 @@ class Swarm:
         self.env = environment
         self.settings = settings
         self.worker = worker
+        #: this process's scheduling priority, as asked (--priority) and got (tokenswarm.priority)
+        self.priority = priority.apply(settings.priority)
+        if settings.priority != "normal":
+            print(f"tokenswarm: {worker}: priority {self.priority['got']}"
+                  + (f" (asked {settings.priority}; refused: {self.priority['why']})" if self.priority["why"] else ""),
+                  flush=True)
         shards = max(shards, 1)
         self.shard = shard % shards
         self.shards = shards
@@ -110,20 +116,23 @@ class Swarm:
         self._wake = Event()
 
     def stagger(self) -> None:
-        """A closed-loop user's first send of a level waits a random part of one request lifetime, so a level's
-        new users do not send together and stay in lockstep (``--no-stagger``: they do, as vLLM's bench). The
-        lifetime is what this process's requests took lately; before any has ended, the first user sends at
-        once (the pilot) and the others wait for it, then spread over what it took. Returns at once in an open
-        loop or once the test is ending."""
+        """A closed-loop user's first send of a level waits a random part of the spread, so a level's new users
+        do not send together and stay in lockstep (``--no-stagger``: they do, as vLLM's bench). The spread is
+        one request lifetime (what this process's requests took lately), at most a fifth of the shortest timed
+        level (:meth:`tokenswarm.settings.Settings.stagger_spread_s`); before any request has ended, that fifth.
+        A run with no timed level (``--requests``) learns the lifetime first: its first user sends at once (the
+        pilot) and the others wait for it. Returns at once in an open loop or once the test is ending."""
         if not self.settings.stagger or self.open_loop or self.draining:
             return
-        if self.lifetime_s is None:
+        cap = self.settings.stagger_spread_s()
+        if self.lifetime_s is None and cap is None:
             if self._pilot is None:
                 self._pilot = Event()
                 return  # this user is the pilot
             self._pilot.wait(self.settings.read_timeout)
-        if self.lifetime_s:
-            self._stopping.wait(self._rng.uniform(0.0, self.lifetime_s))
+        spread = self.lifetime_s if cap is None else min(self.lifetime_s or cap, cap)
+        if spread:
+            self._stopping.wait(self._rng.uniform(0.0, spread))
 
     def _ended(self, rec: RequestRecord) -> None:
         """A request ended: the lifetime estimate follows the ok ones (an average over the last ~16)."""

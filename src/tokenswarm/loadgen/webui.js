@@ -3,7 +3,8 @@
  *  - charts over time in the tokenswarm tab (output tok/s, TTFT and TPOT p50/p99, users, failures), drawn
  *    as inline SVG from tokenswarm/series, the run's samples of its live figures: no library, nothing
  *    fetched from anywhere else, so the page works offline and behind the web login;
- *  - above them, the reason the last start failed, when it did;
+ *  - above them, the reason the last start failed, when it did, and the run folder with a link to its
+ *    report once the test has ended; below them, what the level table's marks mean;
  *  - the start form's "Custom parameters" (tokenswarm's options) open, not folded away.
  * Every text from the server is set as text, never as HTML.
  */
@@ -33,7 +34,9 @@
       {field: "failed_s", label: "failed/s", color: "#c62828"}]}
   ];
 
-  var state = {runId: null, started: 0, samples: [], error: null, last: 0, busy: false, timer: null};
+  var BASE_URL = SCRIPT.src.replace(/tokenswarm\/ui\.js(\?.*)?$/, "");
+  var state = {runId: null, started: 0, samples: [], error: null, last: 0, busy: false, timer: null,
+               runDir: null, report: null, finished: null, marks: []};
 
   function el(name, attrs, text) {
     var node = document.createElementNS(SVG, name);
@@ -185,6 +188,29 @@
     var error = box.querySelector(".tokenswarm-error");
     error.textContent = state.error ? "The last start failed: " + state.error : "";
     error.style.display = state.error ? "block" : "none";
+    // the run folder, and once the test has ended its report, served by this web UI
+    var run = box.querySelector(".tokenswarm-run");
+    run.replaceChildren();
+    if (state.runDir) {
+      run.appendChild(document.createTextNode((state.finished ? "Run folder: " : "Writing to: ") + state.runDir));
+      if (state.report) {
+        run.appendChild(document.createTextNode(" \u2014 "));
+        var a = document.createElement("a");
+        a.href = BASE_URL + state.report;
+        a.target = "_blank";
+        a.rel = "noopener";
+        a.className = "tokenswarm-report";
+        a.textContent = "open report.html";
+        run.appendChild(a);
+      } else if (!state.finished) {
+        run.appendChild(document.createTextNode(" (the report is written there when the test ends)"));
+      }
+    }
+    run.style.display = state.runDir ? "block" : "none";
+    // what the marks after a level's number in the table below mean (once the report has them)
+    var marks = box.querySelector(".tokenswarm-marks");
+    marks.textContent = state.marks.length ? "Marks in the table below: " + state.marks.join("; ") : "";
+    marks.style.display = state.marks.length ? "block" : "none";
     var grid = box.querySelector(".tokenswarm-grid");
     var samples = withRates(state.samples);
     var charts = CHARTS.map(function (def) {
@@ -209,6 +235,10 @@
         }
         state.started = data.started || 0;
         state.error = data.error || null;
+        state.runDir = data.run_dir || null;
+        state.report = data.report || null;
+        state.finished = data.finished;
+        state.marks = data.marks || [];
         state.samples = state.samples.concat(data.samples || []);
         var all = state.samples;
         if (all.length > KEEP) {  // every other one, the first and the newest kept
@@ -230,17 +260,29 @@
     error.setAttribute("role", "alert");
     error.style.cssText = "display:none;color:#c62828;border:1px solid #c62828;border-radius:4px;" +
                           "padding:8px 12px;margin-bottom:10px;white-space:pre-wrap";
+    var run = document.createElement("div");
+    run.className = "tokenswarm-run";
+    run.style.cssText = "display:none;font-size:14px;margin-bottom:8px;word-break:break-all";
     var caption = document.createElement("div");
     caption.style.cssText = "font-size:13px;opacity:0.75;margin-bottom:8px";
     caption.textContent = "Live figures from each request's exact record, sampled every few seconds: output " +
       "tokens/s over the current level's latest window, TTFT and TPOT percentiles over the level so far " +
-      "(after its warm-up), failures per second as their records arrive. Time is since the test started.";
+      "(after its warm-up), failures per second as their records arrive. Time is since the test started. " +
+      "The table's Req/s is each level's completed requests per second over its window after warm-up; " +
+      "Locust's RPS in the header is its own rolling figure (whole-second counts of every request over about " +
+      "10 s, ending 2 s ago), so the two differ by design, most while a level starts or ends.";
+    caption.className = "tokenswarm-caption";
+    var marks = document.createElement("div");
+    marks.className = "tokenswarm-marks";
+    marks.style.cssText = "display:none;font-size:13px;margin-bottom:8px";
     var grid = document.createElement("div");
     grid.className = "tokenswarm-grid";
     grid.style.cssText = "display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:12px";
     box.appendChild(error);
+    box.appendChild(run);
     box.appendChild(caption);
     box.appendChild(grid);
+    box.appendChild(marks);
     return box;
   }
 

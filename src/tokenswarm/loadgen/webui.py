@@ -15,7 +15,10 @@ options that matter, and the tokenswarm tab shows per-level figures and charts o
   locustfile gets the sweep's options, a one-level one ``--duration`` and ``--requests``. The others keep
   their flag, ``TOKENSWARM_*`` variable and config-file value.
 * **The tokenswarm tab**: Locust's extended table, one row per level
-  (:meth:`~tokenswarm.loadgen.controller.RunController.ui_table`), and above it the charts that webui.js
+  (:meth:`~tokenswarm.loadgen.controller.RunController.ui_table`; once the report is built, each level with
+  the report's marks, ``16*``, and what they mean), above it the run folder and, once the test has ended, a
+  link to its report.html, which this web UI serves (``tokenswarm/report/<run id>/report.html``: that run's
+  report files only, :data:`SERVED`), and the charts that webui.js
   (``tokenswarm/ui.js``, added to Locust's page) draws as inline SVG from ``tokenswarm/series``: the run's
   samples of its live figures (:class:`tokenswarm.loadgen.livewatch.Series`). Both are behind the web login
   when there is one; nothing is fetched from anywhere else.
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from tokenswarm.loadgen import workarounds
 from tokenswarm.options import BY_DEST, OPTIONS
+from tokenswarm.runfolder import LEVELS_CSV, REPORT_HTML, REPORT_MD
 from tokenswarm.settings import SettingsError
 
 if TYPE_CHECKING:
@@ -51,6 +55,10 @@ UI_STRUCTURE = [
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "webui.js")
 SCRIPT_PATH = "/tokenswarm/ui.js"
 SERIES_PATH = "/tokenswarm/series"
+REPORT_PATH = "/tokenswarm/report"  # + /<run id>/<file>: the run folder's report, once the test has ended
+#: the run folder's files the web UI serves (report.html holds its plots inline)
+SERVED = {REPORT_HTML: "text/html", REPORT_MD: "text/markdown", LEVELS_CSV: "text/csv",
+          "summary.json": "application/json"}
 
 
 # -- the form ------------------------------------------------------------------------------
@@ -149,7 +157,22 @@ def chart_data(environment: Environment, since: float) -> dict[str, Any]:
                                                           "finished": None, "samples": []}
     data["error"] = role.start_error
     data["state"] = getattr(environment.runner, "state", None)
+    data["run_dir"] = os.path.abspath(run.run_dir) if run is not None else None
+    # the report, served by this web UI once the test has written it (a path relative to the page)
+    data["report"] = f"{REPORT_PATH.lstrip('/')}/{run.run_id}/{REPORT_HTML}" if (
+        run is not None and run.report_file()) else None
+    data["marks"] = run.report_marks()[1] if run is not None else []
     return data
+
+
+def report_path(environment: Environment, run_id: str, name: str) -> str | None:
+    """The file ``name`` of the current (or last) test's run folder, when ``run_id`` is that test's and the file
+    is one of :data:`SERVED` that exists; else None. Only those files: nothing else on the disk is served."""
+    run = environment.tokenswarm.run
+    if run is None or run_id != run.run_id or name not in SERVED or run.report_file() is None:
+        return None
+    path = os.path.join(run.run_dir, name)
+    return path if os.path.isfile(path) else None
 
 
 # -- installing it -------------------------------------------------------------------------
@@ -206,6 +229,16 @@ def install_web_ui(web_ui: Any, environment: Environment) -> None:
         except ValueError:
             since = 0.0
         return jsonify(chart_data(environment, since))
+
+    @bp.route(REPORT_PATH + "/<run_id>/<name>")
+    @web_ui.auth_required_if_enabled
+    def _report(run_id: str, name: str) -> Any:
+        path = report_path(environment, run_id, name)
+        if path is None:
+            return Response("no such report: the test is running, or another test has started since\n",
+                            status=404, mimetype="text/plain")
+        with open(path, "rb") as fh:
+            return Response(fh.read(), mimetype=SERVED[name], headers={"Cache-Control": "no-cache"})
 
     web_ui.app.register_blueprint(bp)
 

@@ -200,6 +200,23 @@ def worker_index(runner: Any, client_id: str) -> int | None:
     return runner.worker_indexes.get(client_id)
 
 
+def stop_workers(runner: Any) -> bool:
+    """On a master: send every worker Locust's stop message, as ``MasterRunner.stop`` does. Returns whether
+    it was sent.
+
+    Locust 2.47 ends a headless shape's test by ``MasterRunner.quit()``, whose ``stop(send_stop_to_client=False)``
+    fires ``test_stop`` before any worker has stopped: after Ctrl-C in a sweep the workers' requests in flight
+    were never cancelled nor recorded (the master then sends "quit"). Upstream: let ``quit()`` stop the workers
+    (and wait for them) before it fires ``test_stop``."""
+    if not applies(runner, "clients") or not applies(runner, "server"):
+        return False
+    from locust.rpc import Message
+
+    for client in runner.clients.all:
+        runner.server.send_to_client(Message("stop", None, client.id))
+    return True
+
+
 def in_runner_greenlet(runner: Any) -> bool:
     """Is the current greenlet one of the runner's own (its message listener among them)? Waiting there for
     a worker's message would wait for what that very greenlet has to receive.
@@ -253,6 +270,29 @@ def sigterm_like_sigint(handler: Callable[[], None]) -> None:
     ``signal`` one (gevent's must not replace Locust's later); it only spawns a greenlet, which runs once the
     loop is back. Upstream: install the SIGTERM handler before the headless start."""
     signal.signal(signal.SIGTERM, lambda _sig, _frame: gevent.spawn(handler))
+
+
+# -- the console ---------------------------------------------------------------------------------
+#: the start of the warning Locust's runners log when users start faster than 100 a second
+SPAWN_RATE_WARNING = "Your selected spawn rate is very high"
+
+
+class _NoSpawnRateWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(SPAWN_RATE_WARNING)
+
+
+def quiet_spawn_rate_warning() -> bool:
+    """Leave out Locust's "Your selected spawn rate is very high (>100)" warning. Returns whether it is off.
+
+    Locust 2.47's ``Runner.start`` (and the master's, per worker) logs it whenever users start faster than 100 a
+    second. tokenswarm starts each level's users within a second on purpose (a sweep's shape, and ``run``'s
+    default spawn rate of all users at once) and staggers their first sends itself, so every sweep above 100
+    users printed a warning about nothing. Upstream: warn only for a spawn rate the user typed, not a shape's."""
+    logger = logging.getLogger("locust.runners")
+    if not any(isinstance(f, _NoSpawnRateWarning) for f in logger.filters):
+        logger.addFilter(_NoSpawnRateWarning())
+    return True
 
 
 # -- the web UI ----------------------------------------------------------------------------------

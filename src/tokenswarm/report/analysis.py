@@ -61,7 +61,8 @@ class Analysis:
     slo_attainment: float
     warmup_s: float
     failures: dict[float | None, dict[str, int]] = field(default_factory=dict)  # level (None: all) -> kind -> n
-    client: dict[float, str] = field(default_factory=dict)  # level -> why the load generator was saturated
+    #: level -> the client self-check's verdicts and evidence (:func:`tokenswarm.report.selfcheck.client_checks`)
+    client: dict[float, dict[str, Any]] = field(default_factory=dict)
     tokenizer_check: dict[str, Any] = field(default_factory=dict)  # usage vs --tokenizer output token counts
     turns: pd.DataFrame | None = None  # multi-turn: TTFT by turn
     trace: dict[str, Any] = field(default_factory=dict)  # trace replay: actual vs scheduled sends
@@ -117,7 +118,10 @@ class Analysis:
             "short_window_levels": saturation.flagged(lv, "short_window"),
             "served_from_cache_levels": saturation.flagged(lv, "served_from_cache"),
             "failed_pct_by_level": by_level(lv, "failed_pct"),
-            "client_saturated_levels": {f"{k:g}": v for k, v in sorted(self.client.items())},
+            "timing_uncertain_levels": {f"{k:g}": v["timing"] for k, v in sorted(self.client.items())
+                                        if v["timing_uncertain"]},
+            "load_short_levels": {f"{k:g}": v["load"] for k, v in sorted(self.client.items()) if v["load_short"]},
+            "client_checks": {f"{k:g}": v for k, v in sorted(self.client.items())},
             "tokenizer_check": self.tokenizer_check or None,
             "cache_hit_pct_by_level": by_level(lv, "cache_hit_pct"),
             "ttft_by_turn": self.turns.to_dict("records") if self.turns is not None else None,
@@ -193,7 +197,7 @@ def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool
     req_path = os.path.join(run_dir, runfolder.REQUESTS_CSV)
     lv_path = os.path.join(run_dir, runfolder.LEVELS_CSV)
     failures: dict[float | None, dict[str, int]] = {}
-    client: dict[float, str] = {}
+    client: dict[float, dict[str, Any]] = {}
     bench: pd.DataFrame | None = None
     messages: dict[str, list[tuple[str, int]]] = {}
     tok_check: dict[str, Any] = {}
@@ -202,9 +206,11 @@ def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool
     if prefer_levels_csv and os.path.exists(lv_path) and newest(lv_path, req_path, os.path.join(
             run_dir, runfolder.RUN_JSON)):
         levels, source, source_file = read_levels_csv(lv_path), SOURCE_LEVELS, lv_path
+        client = selfcheck.client_checks(levels)
     elif os.path.exists(req_path):
         df = load_requests(req_path)
-        windows = windows_from(df, meta.get("timeline"), warmup_s, warmups, budget=bool(s.get("requests")))
+        windows = windows_from(df, meta.get("timeline"), warmup_s, warmups, budget=bool(s.get("requests")),
+                               closed_loop=mode == "concurrency")
         try:
             levels = level_stats(df, windows, slo=slo, mode=mode, slo_attainment=target,
                                  expect_cache=expects_cache(s))
@@ -230,15 +236,33 @@ def analyse(run_dir: str, warmup_s: float | None = None, prefer_levels_csv: bool
             source, source_file, mode = SOURCE_LOCUST, hist, "concurrency"
         elif os.path.exists(lv_path):
             levels, source, source_file = read_levels_csv(lv_path), SOURCE_LEVELS, lv_path
+            client = selfcheck.client_checks(levels)
         else:
             raise ReportError(f"{run_dir} is not a tokenswarm run folder: it has no requests.csv, "
                               "*_stats_history.csv or levels.csv")
     if len(levels) and "mode" in levels.columns and str(levels["mode"].iloc[0]) in ("concurrency", "rate"):
         mode = str(levels["mode"].iloc[0])
-    knee = saturation.find_knee(levels, knee_pct)
+    stopped = not meta.get("complete", True) and not s.get("capacity") and source != SOURCE_LOCUST
+    knee = saturation.find_knee(levels, knee_pct, not_run=not_run(meta, levels, mode), stopped=stopped)
     return Analysis(run_dir, meta, levels, source, source_file, mode, knee, knee_pct, slo, target, warmup_s,
                     failures, client, tok_check, turns, trace, bench if bench is not None and len(bench) else None,
                     messages)
+
+
+def not_run(meta: dict[str, Any], levels: pd.DataFrame, mode: str) -> list[float]:
+    """The levels a sweep planned (run.json's ``settings.levels``, or ``rates``) and never reached, when the run
+    did not complete (Ctrl-C, a crash); [] for a complete run or one without a plan."""
+    s = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}
+    if meta.get("complete", True) or s.get("capacity"):  # a capacity search's plan is its bracket, not levels
+        return []
+    planned = s.get("rates" if mode == "rate" else "levels")
+    if not isinstance(planned, list):
+        return []
+    ran = set(levels["level"].astype(float)) if len(levels) and "level" in levels.columns else set()
+    try:
+        return [float(x) for x in planned if float(x) not in ran]
+    except (TypeError, ValueError):
+        return []
 
 
 def fold_engine_levels(levels: pd.DataFrame, server: pd.DataFrame | None, requests: pd.DataFrame,

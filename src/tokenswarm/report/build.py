@@ -22,6 +22,13 @@ from tokenswarm.report.errors import ReportError
 __all__ = ["SUMMARY_JSON", "Analysis", "ReportError", "analyse", "build_report", "read_meta", "summary_text"]
 
 
+def plot_title(a: Analysis) -> str:
+    """The run as each plot's title names it: ``vllm · Qwen/Qwen2.5-0.5B · 20261207-105802-vllm`` (engine
+    and model as far as run.json knows them)."""
+    s = a.settings
+    return " · ".join(str(x) for x in (s.get("engine"), s.get("model"), a.run_id) if x)
+
+
 def build_report(run_dir: str, warmup_s: float | None = None, with_plots: bool = True) -> pd.DataFrame:
     """Write levels.csv, summary.json, report.md, report.html and plots/*.png (for two levels or more) into
     ``run_dir``; returns the levels table. ``warmup_s`` overrides run.json's ``settings.warmup_s``.
@@ -32,14 +39,15 @@ def build_report(run_dir: str, warmup_s: float | None = None, with_plots: bool =
     a.capacity = capacity.build(run_dir, a.meta, a.levels)
     runfolder.write_json(os.path.join(run_dir, SUMMARY_JSON), a.summary())
     plot_paths: list[str] = []
+    ident = plot_title(a)
     if with_plots and a.capacity:
-        drawn = capacity.plot(a.capacity, os.path.join(run_dir, runfolder.PLOTS))
+        drawn = capacity.plot(a.capacity, os.path.join(run_dir, runfolder.PLOTS), ident)
         if drawn:
             plot_paths.append(drawn)
     if with_plots and len(a.levels) > 1:  # a single level has no curve to draw
         out_dir = os.path.join(run_dir, runfolder.PLOTS)
-        plot_paths += plots.sweep_plots(a.levels, out_dir, a.knee.level, a.mode)
-        gauges = plots.engine_gauges_plot(a.levels, out_dir, a.mode)
+        plot_paths += plots.sweep_plots(a.levels, out_dir, a.knee.level, a.mode, ident)
+        gauges = plots.engine_gauges_plot(a.levels, out_dir, a.mode, ident)
         if gauges:
             plot_paths.append(gauges)
     doc = report_document(a, plot_paths)

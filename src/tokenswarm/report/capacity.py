@@ -138,27 +138,27 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-def plot(c: dict[str, Any], out_dir: str) -> str | None:
+def plot(c: dict[str, Any], out_dir: str, title: str = "") -> str | None:
     """plots/capacity.png: the binding SLO's figure at each probe, with its interval, the limit, and the probes'
-    order and verdicts; the answer's interval shaded. None without probes."""
+    order and verdicts (labels placed clear of each other); the answer's interval shaded. ``title``: the run
+    (engine, model, run id), the title's second line. None without probes."""
     probes = c.get("probes") or []
     key = c.get("binding")
     if not probes or not key:
         return None
     from tokenswarm.report.plots import _figure as new_figure
-    from tokenswarm.report.plots import _save, use_log2
+    from tokenswarm.report.plots import _save, _title, place_labels, use_log2
 
     os.makedirs(out_dir, exist_ok=True)
     fig, ax = new_figure()
     pts = [(p["level"], p["figures"][key], p["verdict"], i + 1, p["decided"]) for i, p in enumerate(probes)
            if key in p.get("figures", {})]
-    for level, f, verdict, order, decided in pts:
+    for level, f, verdict, _order, decided in pts:
         est, low, high = f["estimate"], f["ci_low"], f["ci_high"]
         color = "#27ae60" if verdict == "holds" else "#c0392b"
         err = [[est - low if math.isfinite(low) else 0.0], [high - est if math.isfinite(high) else 0.0]]
         ax.errorbar([level], [est], yerr=err, marker="o" if decided else "s", color=color, capsize=3,
                     markerfacecolor=color if decided else "none")
-        ax.annotate(str(order), (level, est), fontsize=7, textcoords="offset points", xytext=(5, 5))
     limit = (c.get("slo") or {}).get(key, 100.0 * (c.get("slo_attainment") or 0.99))
     ax.axhline(limit, color="#7f8c8d", linestyle="--", linewidth=1, label=f"limit {limit:g}")
     if c.get("ci_low") is not None and c.get("ci_high") is not None:
@@ -169,7 +169,8 @@ def plot(c: dict[str, Any], out_dir: str) -> str | None:
     ax.set_xlabel("Request rate (req/s)" if c.get("mode") == "rate" else "Concurrency")
     metric, _, stat = key.partition("_")
     ax.set_ylabel(f"{NAMES.get(metric, metric)} {stat} (ms)" if key != "slo_attainment" else "SLO attainment (%)")
-    ax.set_title("Capacity search: probes in order (green holds, red fails; hollow: by estimate)", fontsize=10)
+    _title(ax, "Capacity search: probes in order (green holds, red fails; hollow: by estimate)", title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
+    place_labels(ax, [p[0] for p in pts], [p[1]["estimate"] for p in pts], [str(p[3]) for p in pts])
     return _save(fig, os.path.join(out_dir, CAPACITY_PLOT))

@@ -18,7 +18,8 @@ draws fresh prompts): that is shown and explained, as a note. Outputs, in ``out_
 ``compare.csv`` (long format: level, run, the :data:`COMPARED` levels.csv columns), ``compare.md``,
 ``compare.html`` (one self-contained file, plots embedded) and
 ``compare_*.png`` (one line per run, each run's saturation level circled, error bars where the figures have
-intervals), and ``compare.json``.
+intervals; ``compare_interactivity.png``: per-user output tok/s against total output tok/s, the points labelled
+with their levels), and ``compare.json``.
 
 **Verdicts.** Each run after the first (B) is set against the first (A): per level both measured and per
 figure of :data:`COMPARED`, the ratio B/A with its 95 % interval and a verdict, ``better``, ``worse``, ``no
@@ -47,6 +48,7 @@ from tokenswarm.report.compose import level_word
 from tokenswarm.report.document import Document
 from tokenswarm.report.errors import ReportError
 from tokenswarm.report.intervals import Interval, ci_columns
+from tokenswarm.report.provenance import of_run as run_provenance
 from tokenswarm.report.saturation import flagged
 
 COMPARE_MD, COMPARE_HTML, COMPARE_CSV, COMPARE_JSON = "compare.md", "compare.html", "compare.csv", "compare.json"
@@ -255,6 +257,14 @@ def _long_table(analyses: Sequence[Analysis], labels: Sequence[str]) -> pd.DataF
     return out.drop(columns="_order").reset_index(drop=True)[["level", "run", *(c for c, _, _ in COMPARED)]]
 
 
+def _engine_cell(meta: dict[str, Any]) -> str:
+    """``vllm 0.8.5``: the run's engine with its version as the server told it (run.json ``provenance``);
+    the preset alone when the version is unknown; ``-`` when neither is known."""
+    p = run_provenance(meta)
+    name = "-" if p["engine_name"] == "unknown" else p["engine_name"]
+    return name if p["engine_version"] == "unknown" else f"{name} {p['engine_version']}"
+
+
 def _level_cell(level: float, *flags: dict[str, str]) -> str:
     """``16`` followed by the marks the given runs' flags put on that level (``16*~``)."""
     key = f"{float(level):g}"
@@ -305,7 +315,7 @@ def _document(analyses: Sequence[Analysis], labels: Sequence[str], result: Compa
         peak = summ["peak_output_throughput"]
         best = summ["max_level_meeting_slo"]
         body.append([
-            lab, a.run_dir, str(s.get("engine") or "-"), str(s.get("model") or "-"), level_word(a.mode),
+            lab, a.run_dir, _engine_cell(a.meta), str(s.get("model") or "-"), level_word(a.mode),
             {"locust_csv": "Locust CSV (rounded)", "levels.csv": "levels.csv"}.get(a.source, "requests.csv"),
             "yes" if a.complete else "no (interrupted)",
             ", ".join(f"{x:g}" for x in summ["levels"]) or "-",
@@ -355,7 +365,9 @@ def _document(analyses: Sequence[Analysis], labels: Sequence[str], result: Compa
     if plot_paths:
         doc.heading("Plots")
         captions = {"compare_throughput.png": "Output throughput", "compare_ttft.png": "TTFT mean / p99",
-                    "compare_tpot.png": "TPOT mean / p99", "compare_latency_vs_throughput.png": "Latency vs throughput"}
+                    "compare_tpot.png": "TPOT mean / p99", "compare_latency_vs_throughput.png": "Latency vs throughput",
+                    "compare_interactivity.png": "Interactivity vs throughput: per-user output tok/s (1000 / TPOT "
+                                                 "p50) against total output tok/s, one line per run"}
         for path in plot_paths:
             name = os.path.basename(path)
             doc.image(path, name, captions.get(name, name))

@@ -2,7 +2,8 @@
 
 Everything here composes words and tables from numbers already computed
 (:class:`tokenswarm.report.analysis.Analysis`, a built folder's levels.csv and
-summary.json); nothing here computes a figure. Sections: the run's target and
+summary.json); nothing here computes a figure. Sections: the header (date,
+versions, command line, client machine, engine: :mod:`tokenswarm.report.provenance`), the run's target and
 shape, warnings (incomplete run, lost workers, a report built from Locust's
 CSV files), the published table with its marks, the saturation and SLO
 verdicts, the flags with what each means and what to do, per-level detail,
@@ -13,6 +14,7 @@ and how the figures are computed.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +23,7 @@ import pandas as pd
 
 from tokenswarm import runfolder, selfcheck
 from tokenswarm.datasets.files import counts_line
-from tokenswarm.report import intervals, saturation, tables
+from tokenswarm.report import intervals, provenance, saturation, tables
 from tokenswarm.report.analysis import (
     SOURCE_LEVELS,
     SOURCE_LOCUST,
@@ -49,6 +51,8 @@ from tokenswarm.report.readers import read_json_object, read_levels_csv
 SLO_LABELS = {"ttft": "TTFT", "tpot": "TPOT", "e2e": "E2E", "itl": "every ITL"}
 PLOT_CAPTIONS = {"throughput.png": "Output throughput", "ttft.png": "TTFT p50 / p99",
                  "tpot.png": "TPOT p50 / p99", "latency_vs_throughput.png": "Latency vs throughput",
+                 "interactivity.png": "Interactivity vs throughput: per-user output tok/s (1000 / TPOT p50) "
+                                      "against total output tok/s, one point per level",
                  "server_metrics.png": "Engine metrics: running and waiting requests, KV cache"}
 
 
@@ -162,6 +166,17 @@ def slo_line(a: Analysis) -> str:
     return f"**SLOs:** {limits}; {rule}; {verdict}."
 
 
+def client_line(a: Analysis) -> str:
+    """The client self-check as one bullet: per level, the client-induced error as measured (the TTFT error
+    bound's p99 and the share exact within 1 ms) and whether the load was as asked; '' without figures."""
+    parts = [f"{fmt_level(lvl, a.mode)}: " + "; ".join(x for x in (v["timing"], v["load"]) if x)
+             for lvl, v in sorted(a.client.items()) if v["timing"] or v["load"]]
+    if not parts:
+        return ""
+    return ("**Client self-check** (the client's own error, measured per request: requests.csv "
+            "`ttft_error_bound_ms`; docs/metrics.md): " + "; ".join(parts) + ".")
+
+
 def flag_items(a: Analysis) -> list[str]:
     """The report's flags, each with what it means and what to do."""
     items = []
@@ -177,13 +192,23 @@ def flag_items(a: Analysis) -> list[str]:
         items.append(f"**Late sends** ({lags}): the client sent these levels' requests behind schedule (limit: "
                      f"{LATE_BASE_MS:g} ms + {LATE_SHARE:.0%} of the mean gap between arrivals), so the offered rate "
                      "was lower than asked. Add workers (`--workers N`) or load machines, or check the client's CPU.")
-    if a.client:
-        why = "; ".join(f"{lvl:g}: {reason}" for lvl, reason in sorted(a.client.items()))
-        items.append(f"**Client saturated** ({why}): a load-generating process ran at or above "
-                     f"{selfcheck.CPU_SATURATED_PCT:g} % of a core or its event loop lagged "
-                     f"{selfcheck.LAG_SATURATED_MS:g} ms or more (p99), so these levels' latencies include the "
-                     "client's own delay: "
-                     f"{selfcheck.ADVICE}. client_health.csv has the samples.")
+    uncertain = {lvl: v for lvl, v in sorted(a.client.items()) if v["timing_uncertain"]}
+    if uncertain:
+        why = "; ".join(f"{fmt_level(lvl, a.mode)}: {v['timing']}" + (f" ({v['evidence']})" if v["evidence"] else "")
+                        for lvl, v in uncertain.items())
+        items.append(f"**Timings not exact** ({why}): every request carries a bound on its own TTFT error "
+                     f"(requests.csv `ttft_error_bound_ms`), and at these levels the bound's p99 exceeded "
+                     f"{selfcheck.UNCERTAIN_MS:g} ms: the client read some first tokens late and cannot say "
+                     "exactly when they came. The requests with a bound of 0 are exact; the others are off by at "
+                     f"most their bound. To fix: {selfcheck.TIMING_ADVICE}.")
+    short = {lvl: v for lvl, v in sorted(a.client.items()) if v["load_short"]}
+    if short:
+        why = "; ".join(f"{fmt_level(lvl, a.mode)}: {v['load']}" + (f" ({v['evidence']})" if v["evidence"] else "")
+                        for lvl, v in short.items())
+        items.append(f"**Load short** ({why}): the server saw less load than asked (closed loop: fewer requests "
+                     "in flight than the target; open loop: fewer sends than scheduled, or late), because the "
+                     f"client was slow to start the next request; its timings may still be exact. To fix: "
+                     f"{selfcheck.LOAD_ADVICE}.")
     if "rate_limited_pct" in a.levels.columns:
         lv = a.levels[a.levels["rate_limited_pct"].fillna(0) > 0]
         if len(lv):
@@ -327,6 +352,7 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
     name = str(s.get("run_name") or "")
     doc = Document(f"tokenswarm report: {name}" + (f" ({a.run_id})" if name and name not in a.run_id else "")
                    if name else f"tokenswarm report: {a.run_id}")
+    doc.facts(provenance.header_facts(a.meta))
     target = _target_line(s)
     if target:
         doc.para(target)
@@ -398,6 +424,9 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
     if peak:
         lines.append(f"**Peak output throughput:** {peak['output_throughput_tok_s']:,.1f} tok/s at "
                      f"{level_word(a.mode)} {fmt_level(peak['level'], a.mode)}.")
+    client = client_line(a)
+    if client:
+        lines.append(client)
     doc.bullets(lines)
     flags = flag_items(a)
     if flags:
@@ -406,8 +435,10 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
     doc.heading("Per-level detail")
     doc.para("Latency in ms; percentiles " + ("exact, from every request in requests.csv." if a.source !=
                                               SOURCE_LOCUST else "rounded by Locust."))
-    doc.table(*tables.rows(a.levels, tables.DETAIL, a.mode, drop_empty=True))
-    cache = by_level(a.levels, "cache_hit_pct")
+    for title, grid in tables.detail_groups(a.levels, a.mode):
+        doc.subheading(title)
+        doc.table(*grid)
+    cache = by_level(a.levels, "cache_hit_pct") if tables.cache_hits(a.levels) else {}
     if cache:
         lv = a.levels.set_index("level")
         parts = "; ".join(f"{fmt_level(float(k), a.mode)}: {v:.0f}% of prompt tokens, TTFT p50 "
@@ -470,6 +501,8 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
         f"{MIN_LIFETIMES:g} request lifetimes (mean E2E) or {MIN_COMPLETED} completed requests is marked `*`.",
         f"Saturation: the lowest level beyond which output throughput never grows by {a.knee_pct:g} % or more while "
         f"TTFT p99 rises by more than {saturation.TTFT_RISE_PCT:g} %.",
+        "Interactivity: per-user output tok/s = 1000 / TPOT p50 (the token rate one stream sees), drawn against "
+        "the level's total output tok/s; its error bars come from the two figures' intervals.",
         "Achieved concurrency: time-averaged requests in flight in the window; a closed-loop level under "
         f"{UNDER_TARGET:.0%} of its target is flagged.",
     ])
@@ -507,8 +540,32 @@ def summary_text(run_dir: str) -> str:
     cap = summ.get("capacity")
     if isinstance(cap, dict) and cap.get("line"):
         out += f"\n\nCapacity: {cap['line']}"
-    sat_levels = summ.get("client_saturated_levels") or {}
-    if sat_levels:
-        out += (f"\nWarning: the load generator was saturated at level {', '.join(sat_levels)} "
-                f"({'; '.join(sat_levels.values())}): those timings include client delay; {selfcheck.ADVICE}")
+    checks = summ.get("client_checks") or {}
+    timing = summ.get("timing_uncertain_levels") or {}
+    load = summ.get("load_short_levels") or {}
+    if checks and not timing and not load:  # one line when every level is fine; report.md has each level's
+        out += "\nClient: " + _client_all_fine(levels)
+    for lvl, v in checks.items():
+        if (lvl in timing or lvl in load) and (v.get("timing") or v.get("load")):
+            out += f"\nClient at level {lvl}: " + "; ".join(x for x in (v.get("timing"), v.get("load")) if x)
+    if timing:
+        out += (f"\nWarning: timings not exact at level {', '.join(timing)}: requests.csv ttft_error_bound_ms "
+                f"says by how much each request may be off; {selfcheck.TIMING_ADVICE}")
+    if load:
+        out += (f"\nWarning: load short of the target at level {', '.join(load)} "
+                f"({'; '.join(load.values())}); {selfcheck.LOAD_ADVICE}")
     return out
+
+
+def _client_all_fine(levels: pd.DataFrame) -> str:
+    """The self-check's line for a run none of whose levels it flagged: the worst level's figures."""
+    def worst(col: str) -> float:
+        return float(levels[col].astype(float).max()) if col in levels.columns else math.nan
+
+    bound, short = worst("ttft_error_bound_p99_ms"), worst("load_shortfall_pct")
+    parts = []
+    if bound == bound:
+        parts.append(f"timings exact within {bound:.2f} ms (TTFT error bound p99, worst level)")
+    if short == short:
+        parts.append(f"load as asked (short by at most {max(short, 0.0):.1f} %)")
+    return (" and ".join(parts) or "nothing flagged") + " at every level"

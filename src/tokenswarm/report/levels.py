@@ -82,6 +82,17 @@ req/s) of a run.
   0.52, 22 tokens left to prefill) and is not flagged. Not flagged either
   when the workload shares prompts by design (``--prefix-len``, ``--turns``,
   a trace), which ``expect_cache`` says.
+* Client self-check (:mod:`tokenswarm.selfcheck`): ``ttft_exact_1ms_pct`` is
+  the share (percent) of the sample whose TTFT error bound (requests.csv
+  ``ttft_error_bound_ms``) is at most 1 ms, ``ttft_error_bound_p99_ms`` the
+  bound's p99 (the level's timings are exact within it), ``ttft_bound_over_5ms``
+  how many may be off by more than 5 ms (each by at most its bound), ``timing_uncertain``
+  set when it exceeds 5 ms. ``load_shortfall_pct`` is how far the load fell
+  short: closed loop, 1 - the requests in flight (send to the stream's end,
+  time-averaged from the moment every user had sent its first request,
+  ``load_concurrency``) / target; open loop, 1 -
+  requests sent in the window / rate x window (never negative);
+  ``load_short`` set above 2 % or when the sends were ``late``.
 * Achieved concurrency is the time-averaged number of requests in flight
   inside the window (from each request's send and close times). A closed-loop
   level holding less than ``UNDER_TARGET`` (95 %) of its target is flagged
@@ -153,6 +164,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tokenswarm import selfcheck
 from tokenswarm.report import intervals
 from tokenswarm.report.errors import ReportError
 
@@ -183,13 +195,13 @@ OK, CANCELLED = "ok", "cancelled"
 NUMERIC: tuple[str, ...] = (
     "start_time", "level", "user", "http_status", "ttft_ms", "ttft_visible_ms", "tpot_ms", "e2e_ms", "close_ms",
     "input_tokens", "output_tokens", "reasoning_tokens", "cached_tokens", "output_events", "scheduled_time",
-    "connect_ms", "backoff_ms", "lingered",
+    "connect_ms", "backoff_ms", "ttft_error_bound_ms", "e2e_error_bound_ms", "lingered",
 )
 #: the columns the report reads; others (ids, errors, prompt ids) are skipped when loading
 READ: tuple[str, ...] = (
     "start_time", "level", "status", "http_status", "ttft_ms", "tpot_ms", "e2e_ms", "close_ms", "input_tokens",
-    "output_tokens", "cached_tokens", "output_events", "scheduled_time", "backoff_ms", "itl_ms", "token_check",
-    "lingered",
+    "output_tokens", "cached_tokens", "output_events", "scheduled_time", "backoff_ms", "itl_ms",
+    "ttft_error_bound_ms", "user", "worker", "token_check", "lingered",
 )
 REQUIRED: tuple[str, ...] = ("start_time", "level", "status")
 #: the statistics of each latency in :data:`LATENCIES`: levels.csv has ``<latency>_<stat>_ms`` for each
@@ -218,7 +230,7 @@ def load_requests(path: str, columns: tuple[str, ...] | None = READ) -> pd.DataF
         raise ReportError(f"{path}: column {missing[0]!r} is missing (columns: {', '.join(header) or 'none'})")
     use = header if columns is None else [c for c in header if c in columns]
     num = {c: "float64" for c in use if c in NUMERIC}
-    strs = {c: object for c in use if c not in NUMERIC}
+    strs = {c: "category" if c == "worker" else object for c in use if c not in NUMERIC}
     try:
         df = pd.read_csv(path, usecols=use, dtype={**num, **strs}, keep_default_na=False,
                          na_values={c: [""] for c in num}, engine="c")
@@ -255,7 +267,8 @@ class Window:
 
 
 def windows_from(df: pd.DataFrame, timeline: list[dict[str, Any]] | None, warmup_s: float = 0.0,
-                 warmups: Mapping[float, float] | None = None, budget: bool = False) -> list[Window]:
+                 warmups: Mapping[float, float] | None = None, budget: bool = False,
+                 closed_loop: bool = False) -> list[Window]:
     """Measurement windows per level: from the run's timeline, else from the records' span. ``warmups``
     gives a level its own warm-up (levels of different lengths), else ``warmup_s`` applies.
 
@@ -264,12 +277,18 @@ def windows_from(df: pd.DataFrame, timeline: list[dict[str, Any]] | None, warmup
     level's end; in a run that ends when its request budget is spent (``budget``: ``--requests``), at the
     last request's close when that came first (the run notices the budget is spent a moment later). A timeline
     entry without an ``end`` (an interrupted run) ends at the next entry's start, or, for the last one, at
-    the last request sent: what follows is requests draining, not the level's load. ReportError for a
-    timeline entry without a numeric level or start.
+    the last request sent: what follows is requests draining, not the level's load. Two moments open it later
+    when they come after that: in a timed closed loop (``closed_loop``: ``level`` users, each sending its next
+    request when its last ends), the moment the last of the users that joined in the level sent its first request
+    (their first sends are spread, :meth:`tokenswarm.settings.Settings.stagger_spread_s`; users carried over from
+    the level before are busy from its start); and for a level below the
+    one before it, the end of the last request sent before it began, since until then the earlier level's
+    requests still hold the server. ReportError for a timeline entry without a numeric level or start.
     """
     out: list[Window] = []
     if timeline:
         last_close = _last_end(df) if budget else 0.0
+        first_sends = _first_sends(df) if closed_loop and not budget else np.empty(0)
         for i, seg in enumerate(timeline):
             try:
                 level, start = float(seg["level"]), float(seg["start"])
@@ -283,7 +302,12 @@ def windows_from(df: pd.DataFrame, timeline: list[dict[str, Any]] | None, warmup
                 end = last_close
             load = max(start, _first_send(df, level, start, end))
             w = warmups.get(level, warmup_s) if warmups else warmup_s
-            out.append(Window(level, min(load + w, end), end, start, bool(seg.get("imprecise"))))
+            opens = load + w
+            if closed_loop and not budget:
+                opens = max(opens, _ramp_end(first_sends, start, end))
+            if i and level < _level_of(timeline[i - 1]):
+                opens = max(opens, _last_end_before(df, start))
+            out.append(Window(level, min(opens, end), end, start, bool(seg.get("imprecise"))))
         return out
     if df.empty:
         return out
@@ -302,6 +326,38 @@ def _first_send(df: pd.DataFrame, level: float, after: float, before: float) -> 
     t = df["start_time"].to_numpy(float)
     mine = (df["level"].to_numpy(float) == level) & (t >= after) & (t < before)
     return float(t[mine].min()) if mine.any() else after
+
+
+def _first_sends(df: pd.DataFrame) -> np.ndarray:
+    """Each user's (``worker``, ``user``) first send of the run (epoch s); none without user ids (an old run
+    folder: its windows open as they did, at the first send plus the warm-up)."""
+    if df.empty or "user" not in df.columns or df["user"].isna().all():
+        return np.empty(0)
+    keys = [df["user"].to_numpy()] + ([df["worker"].astype(str).to_numpy()] if "worker" in df.columns else [])
+    return df["start_time"].groupby(keys).min().to_numpy(float)
+
+
+def _ramp_end(first_sends: np.ndarray, after: float, before: float) -> float:
+    """When the last of the users that joined in [after, before) sent its first request (-inf: none joined)."""
+    joined = first_sends[(first_sends >= after) & (first_sends < before)]
+    return float(joined.max()) if joined.size else -math.inf
+
+
+def _last_end_before(df: pd.DataFrame, start: float) -> float:
+    """The last end (close) of the requests sent before ``start`` (-inf: none)."""
+    if df.empty:
+        return -math.inf
+    before = df["start_time"] < start
+    if not before.any():
+        return -math.inf
+    return float((df["start_time"][before] + df["close_ms"][before].fillna(0) / 1000.0).max())
+
+
+def _level_of(seg: dict[str, Any]) -> float:
+    try:
+        return float(seg["level"])
+    except (KeyError, TypeError, ValueError):
+        return math.inf
 
 
 def _last_send(df: pd.DataFrame, after: float) -> float:
@@ -564,6 +620,9 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
     sched = _col(df, "scheduled_time")
     cached = _col(df, "cached_tokens")
     backoff = _col(df, "backoff_ms")
+    bound = _col(df, "ttft_error_bound_ms")
+    user = _col(df, "user")
+    worker = df["worker"].to_numpy(object) if "worker" in df.columns else np.full(len(df), "", object)
     pushback = np.isin(_col(df, "http_status"), (429.0, 503.0))
     close_end = start + np.nan_to_num(close) / 1000.0
     # the rates count ok requests only, by their span first token .. last token
@@ -641,6 +700,14 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
         else:
             ach = row["achieved_concurrency"]
             row["under_target"] = bool(not np.isnan(ach) and ach < UNDER_TARGET * w.level)
+        if mode != "rate":  # the load after the ramp: from the moment every user had sent its first request
+            ramp_end = _level_users_sent(start[mine], user[mine], worker[mine])
+            lo = max(w.start, ramp_end)
+            secs_after = w.end - lo
+            row["load_concurrency"] = float(
+                np.clip(np.minimum(close_end, w.end) - np.maximum(start, lo), 0, None)[mine].sum() / secs_after
+            ) if secs_after > 0 else np.nan
+        _client_check(row, bound[sample], mode, w.level)
         row["send_dispersion"] = send_dispersion(start[in_level & (start < w.end)], w.start, w.end,
                                                  row["e2e_mean_ms"] / 1000.0)
         row["lockstep"] = bool(mode != "rate" and w.level >= LOCKSTEP_MIN_LEVEL
@@ -670,6 +737,37 @@ def is_clumped(tokens_per_event: float, itl_p50_ms: float, tpot_mean_ms: float) 
     few = tokens_per_event > CLUMP_TOKENS_PER_EVENT  # False for NaN
     bunched = tpot_mean_ms >= CLUMP_MIN_TPOT_MS and itl_p50_ms < CLUMP_ITL_SHARE * tpot_mean_ms
     return bool(few or bunched)
+
+
+def _level_users_sent(start: np.ndarray, user: np.ndarray, worker: np.ndarray) -> float:
+    """Epoch seconds when the last of a level's users (a worker's user number) sent its first request of the
+    level (-inf when the records do not say which user sent them)."""
+    known = ~np.isnan(user) & (user >= 0)
+    if not known.any():
+        return -math.inf
+    firsts = pd.Series(start[known]).groupby([worker[known].astype(str), user[known]]).min()
+    return float(firsts.max())
+
+
+def _client_check(row: dict[str, Any], bound: np.ndarray, mode: str, target: float) -> None:
+    """The self-check's two measured figures and flags (:mod:`tokenswarm.selfcheck`): ``ttft_exact_1ms_pct``,
+    ``ttft_error_bound_p99_ms``, ``timing_uncertain`` from the sample's TTFT error bounds (NaN / False in
+    a run folder without them); ``load_shortfall_pct`` (closed loop: achieved concurrency against the
+    target; open loop: sends in the window against the rate's schedule) and ``load_short``."""
+    known = bound[~np.isnan(bound)]
+    row["ttft_exact_1ms_pct"] = float(100.0 * (known <= selfcheck.EXACT_MS).mean()) if known.size else np.nan
+    row["ttft_error_bound_p99_ms"] = float(np.percentile(known, 99)) if known.size else np.nan
+    row["ttft_bound_over_5ms"] = int((known > selfcheck.UNCERTAIN_MS).sum())
+    row["timing_uncertain"] = selfcheck.timing_verdict(row["ttft_error_bound_p99_ms"], row["ttft_exact_1ms_pct"])[0]
+    if mode == "rate":
+        asked = target * row["window_s"]
+        sent = row["send_rate_req_s"] * row["window_s"]
+        short = 100.0 * (1.0 - sent / asked) if asked else np.nan
+    else:
+        ach = row.get("load_concurrency", row["achieved_concurrency"])
+        short = 100.0 * (1.0 - ach / target) if target and not np.isnan(ach) else np.nan
+    row["load_shortfall_pct"] = max(short, 0.0) if not np.isnan(short) else np.nan
+    row["load_short"] = selfcheck.load_verdict(row["load_shortfall_pct"], bool(row.get("late", False)))[0]
 
 
 HOLDS, FAILS, UNDECIDED = "holds", "fails", "undecided"

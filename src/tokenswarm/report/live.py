@@ -88,6 +88,8 @@ class _Level:
     failed: int = 0
     cancelled: int = 0
     first_send: float = math.inf
+    last_end: float = -math.inf  # the latest close of the level's requests (epoch s)
+    firsts: dict[str, float] | None = None  # closed loop: the first send of each user (worker:user) joining here
     sample: _Buffer | None = None  # finished requests: start_time, ok (1/0), ttft_ms, tpot_ms, e2e_ms, close_ms
     final: dict[str, Any] | None = None  # the figures of an ended level, once every record is in
 
@@ -108,8 +110,11 @@ def _floats(rows: list[list[str]], col: str) -> np.ndarray:
 class LiveFigures:
     """Per-level figures over the records seen so far (see the module docstring)."""
 
-    def __init__(self, cap: int = LIVE_ROWS) -> None:
+    def __init__(self, cap: int = LIVE_ROWS, closed_loop: bool = False) -> None:
         self.cap = cap
+        #: users send their next request when their last ends: a level's window opens once its last user sent
+        self.closed_loop = closed_loop
+        self.users: set[str] = set()  # closed loop: every user (worker:user) seen so far
         self.levels: dict[str, _Level] = {}
         # ok requests of any level: first and last token, close (epoch s), prompt and output tokens
         self.rates = _Buffer(len(_RATE_COLS), cap, watch=1)
@@ -137,6 +142,17 @@ class LiveFigures:
             lv.cancelled += n_cancelled
             lv.failed += int(mine.sum()) - n_ok - n_cancelled
             lv.first_send = min(lv.first_send, float(start[mine].min()))
+            ends = start[mine] + np.nan_to_num(close[mine]) / 1000.0
+            lv.last_end = max(lv.last_end, float(ends.max()))
+            if self.closed_loop:  # users that joined in this level: their first sends (a user's records come
+                # in the order it sent them: it sends its next request when its last has ended)
+                firsts = lv.firsts if lv.firsts is not None else {}
+                lv.firsts = firsts
+                for i in np.flatnonzero(mine):
+                    who = f"{rows[i][_I['worker']]}:{rows[i][_I['user']]}"
+                    if who not in self.users:
+                        self.users.add(who)
+                        firsts[who] = float(start[i])
             keep = mine & (status != "cancelled")
             if keep.any():
                 lv.sample.extend(np.column_stack([start[keep], ok[keep].astype(float), ttft[keep], tpot[keep],
@@ -159,10 +175,27 @@ class LiveFigures:
         life = float(np.nanmax(d[recent, 2] - d[recent, 0])) if recent.any() else 0.0
         return now - (life if math.isfinite(life) else 0.0) - IN_TRANSIT_S
 
-    def figures(self, key: str, start: float, end: float | None, warmup_s: float, now: float | None = None
-                ) -> dict[str, Any]:
+    def opens(self, key: str, sent_before: int | None = None) -> float:
+        """The earliest a level's window may open, beside its warm-up (epoch s; -inf: no floor). In a closed
+        loop, once the last of the users that joined in it sent its first request (as far as records tell). For a
+        level below the one before it (``sent_before``: requests sent before it began), once those requests have
+        ended: +inf while fewer records of other levels are in, then the latest of their ends (the report's rule,
+        :func:`tokenswarm.report.levels.windows_from`)."""
+        lv = self.levels.get(_level_key(key))
+        floor = max(lv.firsts.values()) if lv is not None and lv.firsts else -math.inf
+        if sent_before is None:
+            return floor
+        mine = lv.ok + lv.failed + lv.cancelled if lv is not None else 0
+        if self.records - mine < sent_before:
+            return math.inf
+        k = _level_key(key)
+        return max([floor] + [o.last_end for name, o in self.levels.items() if name != k])
+
+    def figures(self, key: str, start: float, end: float | None, warmup_s: float, now: float | None = None,
+                opens: float = -math.inf) -> dict[str, Any]:
         """One level's figures: the level ``key`` (as in requests.csv) began at epoch ``start``, ended at
-        ``end`` (None: running) and leaves out its first ``warmup_s`` seconds of load.
+        ``end`` (None: running) and leaves out its first ``warmup_s`` seconds of load, and what comes before
+        ``opens`` (:meth:`opens`).
 
         Keys: ``level``, ``ok``, ``failed``, ``failed_pct``, ``phase`` (warming up, measuring, measured),
         ``warmup_left_s``, ``window_s`` (the span the rates cover), ``req_s``, ``input_tok_s``,
@@ -173,7 +206,7 @@ class LiveFigures:
         if lv.final is not None:
             return lv.final
         load = max(start, lv.first_send) if math.isfinite(lv.first_send) else start
-        lo = load + warmup_s
+        lo = max(load + warmup_s, opens)
         out: dict[str, Any] = {"level": key, "ok": lv.ok, "failed": lv.failed,
                                "failed_pct": failed_pct(lv.failed, lv.ok), "phase": MEASURED,
                                "warmup_left_s": max(0.0, lo - now), "window_s": 0.0,
@@ -210,13 +243,13 @@ LIVE_FIGURES = tuple(f"{m}_{stat}" for m in ("ttft", "tpot", "e2e") for stat in 
 
 
 def _intervals_of(lf: LiveFigures, key: str, start: float, end: float | None, warmup_s: float, now: float,
-                  good: Any) -> dict[str, Any]:
+                  good: Any, opens: float) -> dict[str, Any]:
     lv = lf.levels.get(_level_key(key))
-    if lv is None or lv.sample is None:
+    if lv is None or lv.sample is None or opens == math.inf:
         return {"n": 0}
     d = lv.sample.view()
     load = max(start, lv.first_send) if math.isfinite(lv.first_send) else start
-    lo = load + warmup_s
+    lo = max(load + warmup_s, opens)
     # every request sent before `sent_by` has finished: those sent since may still be in flight, and a sample
     # of the short ones alone would read low
     life = d[:, S["close"]] / 1000.0
@@ -260,7 +293,7 @@ def _intervals_of(lf: LiveFigures, key: str, start: float, end: float | None, wa
 
 
 def level_intervals(lf: LiveFigures, key: str, start: float, end: float | None, warmup_s: float,
-                    now: float | None = None, good: Any = None) -> dict[str, Any]:
+                    now: float | None = None, good: Any = None, opens: float = -math.inf) -> dict[str, Any]:
     """The 95 % intervals (:mod:`tokenswarm.report.intervals`, the report's own method) of a level's figures so
     far: ``{"n": requests judged, "window_s", "blocks", "<figure>": Interval}`` for the figures of
     :data:`LIVE_FIGURES` and, with ``good`` (rows of the level's sample -> array: met every SLO, 1/0, or NaN
@@ -268,4 +301,4 @@ def level_intervals(lf: LiveFigures, key: str, start: float, end: float | None, 
     ``slo_attainment_pct``. Only requests sent before every one of them has finished are judged (the last
     lifetime's sends are still in flight, the short ones first), so the sample is not biased to short requests.
     ``good`` reads the sample's columns by :data:`S` (``start``, ``ok``, ``ttft``, ``tpot``, ``e2e``, ``close``)."""
-    return _intervals_of(lf, key, start, end, warmup_s, time.time() if now is None else now, good)
+    return _intervals_of(lf, key, start, end, warmup_s, time.time() if now is None else now, good, opens)

@@ -24,6 +24,7 @@ The **highest level meeting the SLOs** is the highest level whose
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -59,10 +60,20 @@ def _usable(levels: pd.DataFrame) -> pd.DataFrame:
 
 
 def find_knee(levels: pd.DataFrame, knee_pct: float = DEFAULT_KNEE_PCT,
-              ttft_rise_pct: float = TTFT_RISE_PCT) -> Knee:
+              ttft_rise_pct: float = TTFT_RISE_PCT, not_run: Sequence[float] = (), stopped: bool = False) -> Knee:
     """The saturation level of a sweep's levels table (columns ``level``, ``output_throughput_tok_s``,
-    ``ttft_p99_ms``), by the rule in the module docstring."""
+    ``ttft_p99_ms``), by the rule in the module docstring. ``stopped``: the sweep stopped before its end
+    (Ctrl-C, a crash), its last level cut short, and ``not_run`` the planned levels it never reached; a knee not
+    found then says the sweep stopped, not that saturation lies beyond the plan."""
     d = _usable(levels)
+    if stopped or not_run:
+        knee = find_knee(levels, knee_pct, ttft_rise_pct)
+        if knee.level is None:
+            lv = levels["level"].astype(float) if len(levels) and "level" in levels.columns else []
+            last = f" at level {max(lv):g}" if len(lv) else ""
+            rest = f"; planned but not run: {', '.join(f'{x:g}' for x in not_run)}" if not_run else ""
+            knee.reason = f"not reached before the sweep stopped{last}{rest}"
+        return knee
     if len(d) < 2:
         return Knee(None, f"not enough levels to see a knee ({len(d)} with output throughput and TTFT p99; "
                           "a sweep needs at least 2)")

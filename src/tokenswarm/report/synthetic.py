@@ -117,11 +117,14 @@ def write_run(run_dir: str, levels: Sequence[float] = (1, 2, 4, 8, 16), mode: st
             totals = np.bincount(user, weights=close / 1000.0, minlength=users)
             duration = float((begin - t0 + totals).min())  # the level ends when the first user runs out
             free = begin + totals
+        worker = rng.integers(0, 4, k)
+        if mode != "rate":  # a closed-loop user belongs to one worker
+            worker = user % 4
         frame = pd.DataFrame({
             "request_id": [f"r{level:g}-{i}" for i in range(k)],
             "start_time": start,
             "level": float(level),
-            "worker": rng.integers(0, 4, k).astype(str),
+            "worker": worker.astype(str),
             "user": user,
             "status": status,
             "http_status": np.where(status == "http_error", 500, 200),
@@ -130,6 +133,8 @@ def write_run(run_dir: str, levels: Sequence[float] = (1, 2, 4, 8, 16), mode: st
             "tpot_ms": np.where(ok, (e2e - ttft) / (out_tok - 1), np.nan),
             "e2e_ms": np.where(ok, e2e, np.nan),
             "close_ms": close,
+            "ttft_error_bound_ms": np.where(ok, 0.0, np.nan),  # a synthetic client is exact
+            "e2e_error_bound_ms": np.where(ok, 0.0, np.nan),
             "input_tokens": pd.array(n_in, dtype="Int64"),
             "output_tokens": pd.array(out_tok, dtype="Int64"),
             "reasoning_tokens": "",

@@ -53,45 +53,93 @@ MARKS: tuple[tuple[str, str, str], ...] = (
     ("served_from_cache", "^", "the engine served these prompts from its prefix cache although the workload "
      "asked for unique prompts (a repeated --seed?): TTFT and input throughput read better than fresh prompts "
      "would"),
-    ("client_saturated", "!", "the load generator was saturated: its timings include client delay (add workers)"),
+    ("timing_uncertain", "!", "the client's timings were not exact: its TTFT error bound p99 exceeded 5 ms, so "
+     "the client's own delay is in them (report.md says by how much; raise its priority or add workers)"),
+    ("load_short", "<", "the load fell short of what was asked (fewer in flight than the target by more than "
+     "2 %, or sends behind the rate's schedule): the client set part of the pace (give it more CPU or add "
+     "workers)"),
     ("lockstep", "~", "requests were sent in waves (lockstep): users that start together, or that a full server "
      "lets in together, stay together, so the level's figures depend on how the waves formed"),
     ("imprecise", "?", "the level reached its longest duration before its intervals were as narrow as "
      "--precision asked"),
 )
 
-#: the fuller per-level table; columns absent from (or empty in) the levels table are left out
-DETAIL: tuple[Column, ...] = (
-    ("level", "Concurrency", "{:g}"),
-    ("achieved_concurrency", "Achieved conc.", "{:.1f}"),
-    ("send_rate_req_s", "Sent req/s", "{:.2f}"),
-    ("send_lag_p50_ms", "Send lag p50 (ms)", "{:.1f}"),
-    ("send_lag_p99_ms", "Send lag p99 (ms)", "{:.1f}"),
-    ("ttft_p50_ms", "TTFT p50", "{:.1f}"),
-    ("ttft_p90_ms", "TTFT p90", "{:.1f}"),
-    ("ttft_p99_ms", "TTFT p99", "{:.1f}"),
-    ("tpot_p50_ms", "TPOT p50", "{:.2f}"),
-    ("tpot_p90_ms", "TPOT p90", "{:.2f}"),
-    ("tpot_p99_ms", "TPOT p99", "{:.2f}"),
-    ("itl_p50_ms", "ITL p50", "{:.2f}"),
-    ("itl_p90_ms", "ITL p90", "{:.2f}"),
-    ("itl_p99_ms", "ITL p99", "{:.2f}"),
-    ("e2e_p50_ms", "E2E p50", "{:.0f}"),
-    ("e2e_p90_ms", "E2E p90", "{:.0f}"),
-    ("e2e_p99_ms", "E2E p99", "{:.0f}"),
-    ("goodput_req_s", "Goodput (req/s)", "{:.2f}"),
-    ("slo_attainment_pct", "SLO attainment", "{:.1f}%"),
-    ("meets_slo", "Meets SLO", "{}"),
-    ("cache_hit_pct", "Cache hit", "{:.0f}%"),
-    ("ttft_p50_cache_hit_ms", "TTFT p50 hit", "{:.1f}"),
-    ("ttft_p50_cache_miss_ms", "TTFT p50 miss", "{:.1f}"),
-    ("server_running", "Engine running", "{:.1f}"),
-    ("server_waiting", "Engine waiting", "{:.1f}"),
-    ("server_kv_cache_usage_pct", "Engine KV used", "{:.0f}%"),
-    ("client_cpu_max_pct", "Client CPU max %", "{:.0f}"),
-    ("client_lag_p99_ms", "Client loop lag p99 (ms)", "{:.1f}"),
-    ("client_saturated", "Client saturated", "{}"),
+#: the per-level detail in groups (title, columns after the level), each narrow enough to read at 1400 px
+#: without scrolling sideways: latency (first token and whole request; between tokens), throughput and load,
+#: the engine's own gauges and prefix cache, the client's health
+DETAIL_GROUPS: tuple[tuple[str, tuple[Column, ...]], ...] = (
+    ("Latency: first token and whole request (ms)", (
+        ("ttft_p50_ms", "TTFT p50", "{:.1f}"),
+        ("ttft_p90_ms", "TTFT p90", "{:.1f}"),
+        ("ttft_p99_ms", "TTFT p99", "{:.1f}"),
+        ("e2e_p50_ms", "E2E p50", "{:.0f}"),
+        ("e2e_p90_ms", "E2E p90", "{:.0f}"),
+        ("e2e_p99_ms", "E2E p99", "{:.0f}"),
+    )),
+    ("Latency: between tokens (ms)", (
+        ("tpot_p50_ms", "TPOT p50", "{:.2f}"),
+        ("tpot_p90_ms", "TPOT p90", "{:.2f}"),
+        ("tpot_p99_ms", "TPOT p99", "{:.2f}"),
+        ("itl_p50_ms", "ITL p50", "{:.2f}"),
+        ("itl_p90_ms", "ITL p90", "{:.2f}"),
+        ("itl_p99_ms", "ITL p99", "{:.2f}"),
+    )),
+    ("Throughput and load", (
+        ("achieved_concurrency", "Achieved conc.", "{:.1f}"),
+        ("send_rate_req_s", "Sent req/s", "{:.2f}"),
+        ("request_throughput_req_s", "Req/s", "{:.2f}"),
+        ("output_throughput_tok_s", "Output tok/s", "{:.1f}"),
+        ("goodput_req_s", "Goodput (req/s)", "{:.2f}"),
+        ("slo_attainment_pct", "SLO attainment", "{:.1f}%"),
+        ("meets_slo", "Meets SLO", "{}"),
+    )),
+    ("Engine", (
+        ("server_running", "Running", "{:.1f}"),
+        ("server_waiting", "Waiting", "{:.1f}"),
+        ("server_kv_cache_usage_pct", "KV cache used", "{:.0f}%"),
+        ("cache_hit_pct", "Prefix cache hit", "{:.0f}%"),
+        ("ttft_p50_cache_hit_ms", "TTFT p50 hit (ms)", "{:.1f}"),
+        ("ttft_p50_cache_miss_ms", "TTFT p50 miss (ms)", "{:.1f}"),
+    )),
+    ("Client: timing and load", (
+        ("ttft_exact_1ms_pct", "TTFT exact ≤1 ms", "{:.1f}%"),
+        ("ttft_error_bound_p99_ms", "TTFT error bound p99 (ms)", "{:.2f}"),
+        ("ttft_bound_over_5ms", "TTFT bound >5 ms", "{:.0f}"),
+        ("load_shortfall_pct", "Load short", "{:.1f}%"),
+        ("send_lag_p50_ms", "Send lag p50 (ms)", "{:.1f}"),
+        ("send_lag_p99_ms", "Send lag p99 (ms)", "{:.1f}"),
+    )),
+    ("Client: evidence", (
+        ("client_cpu_max_pct", "CPU max %", "{:.0f}"),
+        ("client_lag_p99_ms", "Loop lag p99 (ms)", "{:.1f}"),
+        ("client_strained", "CPU/lag over limits", "{}"),
+    )),
 )
+#: the prefix cache's columns: left out of the Engine group when no level had a hit
+CACHE_COLUMNS = ("cache_hit_pct", "ttft_p50_cache_hit_ms", "ttft_p50_cache_miss_ms")
+
+#: the fuller per-level table, every group's columns in one (text output; the report shows the groups)
+DETAIL: tuple[Column, ...] = (("level", "Concurrency", "{:g}"),) + tuple(
+    c for _title, cols in DETAIL_GROUPS for c in cols)
+
+
+def cache_hits(levels: pd.DataFrame) -> bool:
+    """Some level had prompt tokens served from the prefix cache (``cache_hit_pct`` above 0)."""
+    return "cache_hit_pct" in levels.columns and bool((levels["cache_hit_pct"].astype(float).fillna(0) > 0).any())
+
+
+def detail_groups(levels: pd.DataFrame, mode: str | None = None
+                  ) -> list[tuple[str, tuple[list[str], list[list[str]]]]]:
+    """The groups of :data:`DETAIL_GROUPS` that have something to say, each as (title, (heads, rows)): a
+    group whose columns are all absent or empty is left out, and so are the prefix cache's columns when no
+    level had a hit."""
+    out = []
+    hits = cache_hits(levels)
+    for title, cols in DETAIL_GROUPS:
+        keep = tuple(c for c in cols if _present(levels, c[0]) and (hits or c[0] not in CACHE_COLUMNS))
+        if keep:
+            out.append((title, rows(levels, (("level", "Concurrency", "{:g}"), *keep), mode)))
+    return out
 
 
 def mode_of(levels: pd.DataFrame) -> str:
@@ -187,10 +235,18 @@ def html_grid(heads: Sequence[str], body: Sequence[Sequence[str]], left: int = 0
     out = [f"<table{cls}>", "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in heads) + "</tr></thead>",
            "<tbody>"]
     for r in body:
-        out.append("<tr>" + "".join(f'<td class="{"l" if i < left else "r"}">{html.escape(c)}</td>'
+        out.append("<tr>" + "".join(f'<td class="{"l" if i < left else "r"}">{_html_cell(c)}</td>'
                                     for i, c in enumerate(r)) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
+
+
+def _html_cell(text: str) -> str:
+    """A cell escaped; an interval's half-width (`` ±0.4``) set apart, so a narrow column breaks before it."""
+    value, sep, ci = text.partition(" ±")
+    if not sep:
+        return html.escape(text)
+    return f'{html.escape(value)} <span class="ci">±{html.escape(ci)}</span>'
 
 
 def text_grid(heads: Sequence[str], body: Sequence[Sequence[str]], left: int = 0) -> str:

@@ -4,7 +4,7 @@
 (:mod:`tokenswarm.simengine.server`): it serves the routes an
 OpenAI-compatible engine serves (``/v1/chat/completions``,
 ``/v1/completions``, SGLang's, TGI's and Triton's generation routes,
-``/v1/models``, ``/health``, ``/metrics``), reads each generation request
+``/v1/models``, ``/version``, ``/health``, ``/metrics``), reads each generation request
 with its API's reader and answers with its writer
 (:mod:`tokenswarm.simengine.apis`). Token timing comes from
 :mod:`tokenswarm.simengine.scheduler`.
@@ -27,6 +27,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
+from tokenswarm import __version__
 from tokenswarm.simengine import apis
 from tokenswarm.simengine.apis import Writer
 from tokenswarm.simengine.faults import FaultPlan
@@ -273,6 +274,8 @@ class SimEngine:
                 conn.respond(200, b"")
             elif path == "/v1/models":
                 conn.respond(200, self._models())
+            elif path == "/version":  # as vLLM answers it
+                conn.respond(200, json.dumps({"version": f"tokenswarm-sim {__version__}"}).encode())
             elif path == "/metrics":
                 conn.respond(200, self._metrics(), ctype="text/plain; version=0.0.4; charset=utf-8")
             else:  # /sim/stats
@@ -371,4 +374,4 @@ class SimEngine:
         return out
 
 
-_GET_ROUTES = ("/health", "/v1/models", "/metrics", "/sim/stats")
+_GET_ROUTES = ("/health", "/v1/models", "/version", "/metrics", "/sim/stats")

@@ -193,6 +193,7 @@ def test_every_workaround_finds_what_it_needs_on_the_installed_locusts_real_clas
                 "csv._stats_history_data_rows": w.applies(csv_writer, "_stats_history_data_rows"),
                 "master.worker_indexes": w.applies(master, "worker_indexes"),
                 "master.clients": w.applies(master, "clients"),
+                "master.server": w.applies(master, "server"),
                 "master.greenlet": w.applies(master, "greenlet"),
                 "master.handle_message": w.applies(master, "handle_message"),
                 "master.quit": w.applies(master, "quit"),
@@ -240,3 +241,37 @@ def test_stopping_now_cancels_and_restores_the_stop_timeout():
         print(json.dumps({"during": seen, "after": after, "cancel": env.stop_timeout}))
     """)
     assert res == {"during": [0], "after": 30, "cancel": 0}
+
+
+def test_locusts_spawn_rate_warning_is_left_out_and_other_warnings_stay():
+    # the real runner's warning at 200 users a second (what a sweep's level of 200 asks), then another warning
+    res = run("""
+        import json, logging
+        from locust import User, constant, task
+        from locust.env import Environment
+        from tokenswarm.loadgen import workarounds as w
+
+        class U(User):
+            wait_time = constant(1)
+            @task
+            def t(self): pass
+
+        seen = []
+        class Keep(logging.Handler):
+            def emit(self, record):
+                seen.append(record.getMessage())
+        logging.getLogger("locust.runners").addHandler(Keep())
+        runner = Environment(user_classes=[U]).create_local_runner()
+        runner.start(1, 200, wait=False)
+        before = list(seen)
+        w.quiet_spawn_rate_warning()
+        w.quiet_spawn_rate_warning()  # once is enough; twice adds no second filter
+        runner.start(1, 200, wait=False)
+        logging.getLogger("locust.runners").warning("another warning")
+        runner.quit()
+        filters = len(logging.getLogger("locust.runners").filters)
+        print(json.dumps({"before": before, "after": seen[len(before):], "filters": filters}))
+    """)
+    assert any(m.startswith("Your selected spawn rate is very high") for m in res["before"]), res
+    assert not any("spawn rate is very high" in m for m in res["after"]) and "another warning" in res["after"]
+    assert res["filters"] == 1

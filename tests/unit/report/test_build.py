@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from tokenswarm.report import ReportError, analyse, build_report, summary_text
-from tokenswarm.report.plots import FILES, use_log2
+from tokenswarm.report.plots import FILES, INTERACTIVITY, use_log2
 from tokenswarm.report.synthetic import write_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -44,7 +44,8 @@ def sweep(tmp_path_factory):
 
 def test_build_writes_every_file_with_knee_slo_and_flags(sweep):
     levels = analyse(sweep).levels  # what build() wrote, recomputed without writing
-    for name in ("levels.csv", "summary.json", "report.md", "report.html", *(f"plots/{f}" for f in FILES)):
+    for name in ("levels.csv", "summary.json", "report.md", "report.html",
+                 *(f"plots/{f}" for f in (*FILES, INTERACTIVITY))):
         assert os.path.getsize(os.path.join(sweep, name)) > 0, name
     back = pd.read_csv(os.path.join(sweep, "levels.csv"))
     assert back["level"].tolist() == [1, 2, 4, 8, 16, 32]
@@ -76,7 +77,7 @@ def test_report_html_is_one_self_contained_file(sweep):
     html = Path(os.path.join(sweep, "report.html")).read_text(encoding="utf-8")
     refs = resource_refs(html)
     imgs = [r for r in refs if r.startswith("data:image/png;base64,")]
-    assert len(imgs) == len(FILES) and refs == imgs  # nothing but embedded PNGs
+    assert len(imgs) == len(FILES) + 1 and refs == imgs  # nothing but embedded PNGs (the four, interactivity)
     assert "<script" not in html.lower() and "<link" not in html.lower()
     assert "http://gpu-box:8000" in html  # the target URL is text, not a resource
     assert "<th>Output Throughput (tok/s)</th>" in html and "<th>Concurrency</th>" in html
@@ -89,7 +90,7 @@ def test_report_html_is_one_self_contained_file(sweep):
 
 
 def test_plots_are_real_pngs_and_the_axis_rule(sweep):
-    for name in FILES:
+    for name in (*FILES, INTERACTIVITY):
         with open(os.path.join(sweep, "plots", name), "rb") as fh:
             data = fh.read()
         w, h = png_size(data)
@@ -249,3 +250,24 @@ def test_contradicted_usage_lingering_streams_and_clumps_are_flagged_in_summary_
     md = Path(run, "report.md").read_text()
     assert "**Token counts contradicted the stream** (2: 3 requests" in md
     assert "**Streams held open** (4: 100%" in md and "**Events in clumps**" not in md
+
+
+def test_the_report_states_each_levels_client_error_and_load_as_measured(sweep):
+    md = Path(os.path.join(sweep, "report.md")).read_text(encoding="utf-8")
+    line = next(x for x in md.splitlines() if x.startswith("- **Client self-check**"))
+    # the synthetic client is exact (every bound 0); each level's load figure is its own
+    assert line.count("timings exact within 0.00 ms") == 6 and "100.0 % of requests exact within 1 ms" in line
+    with open(os.path.join(sweep, "summary.json")) as fh:
+        summary = json.load(fh)
+    assert not summary["timing_uncertain_levels"]
+    assert set(summary["client_checks"]) == {"1", "2", "4", "8", "16", "32"}
+    back = pd.read_csv(os.path.join(sweep, "levels.csv"))
+    assert (back["ttft_exact_1ms_pct"] == 100.0).all() and (back["ttft_error_bound_p99_ms"] == 0.0).all()
+    short = {f"{lvl:g}" for lvl, flag in zip(back["level"], back["load_short"]) if flag}
+    assert set(summary["load_short_levels"]) == short
+    # the console: a line for each flagged level, or one line when none is
+    text = summary_text(sweep)
+    per_level = [x for x in text.splitlines() if x.startswith("Client at level ")]
+    flagged = set(summary["timing_uncertain_levels"]) | short
+    assert len(per_level) == len(flagged)
+    assert ("\nClient: timings exact within 0.00 ms" in text) == (not flagged)

@@ -1,5 +1,6 @@
 """compare(): several run folders side by side, levels outer-joined, one self-contained HTML page."""
 
+import json
 import os
 import re
 from pathlib import Path
@@ -53,8 +54,9 @@ def test_compare_writes_md_html_and_one_line_per_run_plots(runs):
     out = str(root / "out2")
     res = compare([a, b], ["A", "B"], out)
     names = sorted(os.path.basename(f) for f in res.files)
-    assert names == ["compare.csv", "compare.html", "compare.json", "compare.md", "compare_latency_vs_throughput.png",
-                     "compare_throughput.png", "compare_tpot.png", "compare_ttft.png"]
+    assert names == ["compare.csv", "compare.html", "compare.json", "compare.md", "compare_interactivity.png",
+                     "compare_latency_vs_throughput.png", "compare_throughput.png", "compare_tpot.png",
+                     "compare_ttft.png"]
     for f in res.files:
         assert os.path.getsize(f) > 200, f
     md = Path(os.path.join(out, "compare.md")).read_text(encoding="utf-8")
@@ -63,7 +65,7 @@ def test_compare_writes_md_html_and_one_line_per_run_plots(runs):
             "P99 TPOT (ms) |") in md
     html = Path(os.path.join(out, "compare.html")).read_text(encoding="utf-8")
     srcs = re.findall(r"""\bsrc\s*=\s*["']?([^"'\s>]+)""", html)
-    assert len(srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 5 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert not re.search(r"""\b(?:href|srcset)\s*=|url\(|@import|<script|<link""", html, re.I)
     # nothing was written into the run folders
     assert not os.path.exists(os.path.join(a, "compare.md")) and not os.path.exists(os.path.join(a, "levels.csv"))
@@ -133,3 +135,17 @@ def test_compare_warns_where_runs_measured_different_work_and_notes_the_seeds(tm
            "cache: repeat)" in text
     assert res.notes == []  # the same seed: nothing to note (the cache warning says what it did)
     assert "**Warning:** The runs differ in API dialect" in Path(tmp_path / "ac" / "compare.md").read_text()
+
+
+def test_the_runs_table_names_each_engine_with_its_version(tmp_path):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    write_run(a, levels=(1, 2), seed=1, settings={"engine": "vllm"})
+    write_run(b, levels=(1, 2), seed=2, settings={"engine": "sglang"})
+    with open(os.path.join(a, "run.json"), encoding="utf-8") as fh:
+        meta = json.load(fh)
+    meta["provenance"] = {"engine": {"version": "0.8.5", "version_source": "GET /version"}}
+    with open(os.path.join(a, "run.json"), "w", encoding="utf-8") as fh:
+        json.dump(meta, fh)
+    res = compare([a, b], ["A", "B"], str(tmp_path / "out"))
+    md = Path(res.out_dir, "compare.md").read_text(encoding="utf-8")
+    assert f"| A | {a} | vllm 0.8.5 |" in md and f"| B | {b} | sglang |" in md

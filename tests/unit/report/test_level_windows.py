@@ -96,6 +96,40 @@ def test_a_single_runs_window_opens_at_its_first_request_not_at_the_level_start(
     assert w2.start == pytest.approx(1002.8)
 
 
+def test_a_timed_closed_loops_window_opens_once_its_last_user_has_sent():
+    # 16 users whose first sends are spread over 1.6 s (0.1 s apart): until the last has sent, the level runs
+    # below its concurrency, so its rates and its achieved concurrency would read low
+    df = waves(16, 1000.0, 1020.0, 0.150, 0.015, 64, 64, stagger_s=0.1)
+    timeline = [{"level": 16, "start": 1000.0, "end": 1020.0}]
+    (w,) = windows_from(df, timeline, closed_loop=True)
+    assert w.start == pytest.approx(1001.5)  # user 15's first send
+    row = level_stats(df, [w]).iloc[0]
+    assert row["achieved_concurrency"] == pytest.approx(16, rel=0.01)
+    (ramp,) = windows_from(df, timeline)  # from the first send: the ramp is inside and reads low
+    assert level_stats(df, [ramp]).iloc[0]["achieved_concurrency"] < 0.97 * 16
+    # a warm-up that ends later still rules; a --requests run (budget) keeps its first send
+    (later,) = windows_from(df, timeline, warmup_s=3.0, closed_loop=True)
+    assert later.start == pytest.approx(1003.0)
+    (budget,) = windows_from(df, timeline, closed_loop=True, budget=True)
+    assert budget.start == pytest.approx(1000.0)
+
+
+def test_a_level_below_the_one_before_opens_once_the_earlier_requests_have_ended():
+    # 8 users, then 4: the 8's last requests (2 s long) still hold the server well into the 4's level
+    high = waves(8, 1000.7, 1010.0, 0.5, 0.05, 31, 10)
+    low = waves(4, 1010.0, 1030.0, 0.5, 0.05, 31, 10)
+    df = pd.concat([high, low], ignore_index=True)
+    timeline = [{"level": 8, "start": 1000.0, "end": 1010.0}, {"level": 4, "start": 1010.0, "end": 1030.0}]
+    _, w = windows_from(df, timeline)
+    last_end = float((high.start_time + high.close_ms / 1000).max())
+    assert last_end > 1010.5 and w.start == pytest.approx(last_end)
+    # a level above the one before opens at its start, as before
+    up = [{"level": 4, "start": 1000.0, "end": 1010.0}, {"level": 8, "start": 1010.0, "end": 1030.0}]
+    df_up = pd.concat([waves(4, 1000.0, 1010.0, 0.5, 0.05, 31, 10), waves(8, 1010.0, 1030.0, 0.5, 0.05, 31, 10)],
+                      ignore_index=True)
+    assert windows_from(df_up, up)[1].start == pytest.approx(1010.0)
+
+
 def test_a_requests_budget_run_closes_its_window_at_the_last_close():
     df = waves(4, 1000.2, 1010.0, 0.150, 0.015, 64, 64)
     last_close = float((df.start_time + df.close_ms / 1000).max())

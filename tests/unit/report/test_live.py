@@ -94,3 +94,24 @@ def test_the_books_keep_a_bounded_number_of_records_and_never_count_a_dropped_sp
     # an ended level whose early records were let go is measured over the part still held, not diluted
     f = books.figures("4", 1000.0, 1100.0, 0.0, now=5000.0)
     assert f["req_s"] == pytest.approx(100.0, rel=0.02) and f["window_s"] < 100.0
+
+
+def test_a_closed_loop_levels_live_window_opens_once_its_last_user_sent_and_a_step_down_once_drained():
+    # 4 users whose first sends are 0.5 s apart, each request 1 s long
+    def row(start, level, user, e2e_ms=1000.0):
+        r = as_row(start, level, 100.0, e2e_ms, 10, 10)
+        r[COLUMNS.index("user")], r[COLUMNS.index("worker")] = str(user), "local"
+        return r
+
+    lf = LiveFigures(closed_loop=True)
+    lf.add([row(1000.0 + 0.5 * u + k * 1.001, 4, u) for u in range(4) for k in range(5)])
+    assert lf.opens("4") == pytest.approx(1001.5)
+    f = lf.figures("4", 1000.0, None, 0.0, now=1001.2, opens=lf.opens("4"))
+    assert f["phase"] == WARMING_UP and f["warmup_left_s"] == pytest.approx(0.3)
+    # a step down to 2 users: 20 requests were sent before it; until all 20 records are in it has not opened
+    lf.add([row(1006.0, 2, 0, e2e_ms=500.0)])
+    assert lf.opens("2", sent_before=21) == float("inf")
+    assert lf.figures("2", 1006.0, None, 0.0, now=1007.0, opens=float("inf"))["phase"] == WARMING_UP
+    last_end = 1000.0 + 1.5 + 4 * 1.001 + 1.0005  # user 3's fifth request closes
+    assert lf.opens("2", sent_before=20) == pytest.approx(last_end)
+    assert LiveFigures().opens("4") == float("-inf")  # open loop: no floor

@@ -22,12 +22,14 @@ def test_fold_health_judges_only_the_samples_inside_each_window(tmp_path):
     rows += [f"{t},w1,40,{25 if t in (133, 134) else 2},30" for t in range(130, 141)]  # level 2: two lagging s
     (tmp_path / "client_health.csv").write_text("\n".join(rows) + "\n")
     got, reasons = selfcheck.fold_selfcheck(LEVELS, str(tmp_path), WINDOWS)
-    assert got["client_saturated"].tolist()[:2] == [False, True] and math.isnan(got["client_saturated"][2])
+    assert got["client_strained"].tolist()[:2] == [False, True] and math.isnan(got["client_strained"][2])
     assert got["client_cpu_max_pct"].tolist()[:2] == [30.0, 40.0]  # the 99 % seconds lie outside both windows
     assert got["client_lag_p99_ms"][0] == pytest.approx(2.0) and got["client_lag_p99_ms"][1] >= 2.0
-    assert list(reasons) == [2.0] and "event-loop lag p99 up to 25 ms" in reasons[2.0]
-    assert "client_saturated" not in LEVELS.columns  # the input is left alone
-    assert selfcheck.fold_selfcheck(LEVELS, str(tmp_path / "none"), WINDOWS) == (LEVELS, {})
+    assert [lvl for lvl, v in reasons.items() if v["evidence"]] == [2.0]  # CPU and lag: evidence, not a verdict
+    assert "event-loop lag p99 up to 25 ms" in reasons[2.0]["evidence"]
+    assert not any(v["timing_uncertain"] or v["load_short"] for v in reasons.values())  # no figures: no flag
+    assert "client_strained" not in LEVELS.columns  # the input is left alone
+    assert selfcheck.fold_selfcheck(LEVELS, str(tmp_path / "none"), WINDOWS)[0] is LEVELS
 
 
 def test_engine_gauges_are_window_means_with_the_kv_cache_in_percent():

@@ -68,3 +68,21 @@ def test_knee_to_dict_is_json_ready():
     assert d["level"] == 2 and d["later_ttft_rise_pct"] is not None
     d0 = find_knee(table([1, 2, 4], [100, 102, 101], [0, 60, 300])).to_dict()
     assert d0["level"] == 1 and d0["later_ttft_rise_pct"] is None  # from a TTFT p99 of 0: infinite rise
+
+
+def test_a_sweep_stopped_early_says_so_rather_than_saturation_beyond_it():
+    # Ctrl-C at level 16 of 1..64: still growing there says nothing about the levels not run
+    lv = table([1, 2, 4, 8, 16], [100, 190, 350, 600, 900], [50, 52, 55, 60, 70])
+    knee = find_knee(lv, not_run=[32, 64])
+    assert knee.level is None and "beyond this sweep" not in knee.reason
+    assert knee.reason == "not reached before the sweep stopped at level 16; planned but not run: 32, 64"
+    # a knee found before the stop stands
+    assert find_knee(table([1, 2, 4, 8], [100, 200, 400, 410], [50, 51, 53, 200]), not_run=[16]).level == 4
+
+
+def test_a_sweep_stopped_in_its_last_level_says_so_too():
+    # Ctrl-C in the last planned level (16), whose window held no finished request: every level was reached
+    lv = table([4, 8, 16], [100, 190, float("nan")], [50, 52, float("nan")])
+    knee = find_knee(lv, stopped=True)
+    assert knee.reason == "not reached before the sweep stopped at level 16"
+    assert "beyond this sweep" in find_knee(lv).reason  # a complete sweep's words

@@ -17,11 +17,11 @@ def test_a_figure_prints_with_its_intervals_larger_side_and_an_unknown_bound_as_
 
 def test_every_flag_carries_its_mark_and_the_legend_explains_it():
     levels = pd.DataFrame([
-        {"level": 8.0, "short_window": True, "served_from_cache": False, "client_saturated": False,
-         "lockstep": True, "imprecise": False, "completed": 10},
-        {"level": 16.0, "short_window": False, "served_from_cache": False, "client_saturated": True,
-         "lockstep": False, "imprecise": True, "completed": 10},
+        {"level": 8.0, "short_window": True, "served_from_cache": False, "timing_uncertain": False,
+         "load_short": True, "lockstep": True, "imprecise": False, "completed": 10},
+        {"level": 16.0, "short_window": False, "served_from_cache": False, "timing_uncertain": True,
+         "load_short": False, "lockstep": False, "imprecise": True, "completed": 10},
     ])
     heads, body = tables.rows(levels, (("level", "Concurrency", "{:g}"), ("completed", "OK", "{:d}")))
-    assert [r[0].strip() for r in body] == ["8*~", "16!?"]
-    assert [line[0] for line in tables.legend(levels)] == ["*", "!", "~", "?"]
+    assert [r[0].strip() for r in body] == ["8*<~", "16!?"]
+    assert [line[0] for line in tables.legend(levels)] == ["*", "!", "<", "~", "?"]
