@@ -156,13 +156,15 @@ class ScriptedServer:
 
 
 def run_stream(pieces: list[bytes], dialect, delays: list[float] | None = None, close: bool = False,
-               read_timeout: float = 5.0, head: bytes = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"):
-    """One request through the real client against ``pieces``: (record, server)."""
+               read_timeout: float = 5.0, head: bytes = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n",
+               **call_kw):
+    """One request through the real client against ``pieces``: (record, server); ``call_kw`` go to the
+    :class:`~tokenswarm.client.StreamCall` (``await_usage``, ``count_tokens`` ...)."""
     from tokenswarm.client import StreamCall
 
     srv = ScriptedServer(pieces, delays, close=close)
     try:
-        call = StreamCall(srv.connection(read_timeout), dialect, head, b"{}", "client-1", input_tokens=11)
+        call = StreamCall(srv.connection(read_timeout), dialect, head, b"{}", "client-1", input_tokens=11, **call_kw)
         return call.run(), srv
     finally:
         srv.stop()

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 
 from tokenswarm.dialects.base import Dialect, MalformedEvent, error_text
-from tokenswarm.http.framing import ProtocolError, ResponseReader, request_head
+from tokenswarm.http.framing import ProtocolError, ResponseReader, content_decoder, request_head
 from tokenswarm.http.target import Target
 from tokenswarm.measure import (
     CONNECT_ERROR,
@@ -38,13 +38,14 @@ from tokenswarm.measure import (
     STATUS_CANCELLED,
     STATUS_OK,
     TIMEOUT,
+    TRUNCATED,
     Event,
     RequestRecord,
     StreamMeasure,
 )
 from tokenswarm.sse import SSEDecoder, SSEEvent
 
-__all__ = ["Connection", "StreamCall", "request_head", "error_message", "json_error", "retry_after_s"]
+__all__ = ["Connection", "StreamCall", "request_head", "error_message", "json_error", "retry_after_s", "printable"]
 
 RECV_SIZE = 65536
 #: Linux's SO_TIMESTAMPNS: the kernel stamps each read with when its last bytes reached the socket
@@ -67,6 +68,11 @@ TX_LATE_READS = 8  # after a send whose stamp was not there yet, this many reads
 MAX_ERROR_BODY = 65536  # bytes of an error response kept for its message
 ERROR_TEXT_LEN = 200  # characters of an error kept in a record
 DONE_GRACE_S = 2.0  # after the end marker, how long to wait for the end of the HTTP message
+#: after a complete answer with no end marker yet (finish reason, and the usage when it was asked for), how long
+#: to wait for the marker or the end of the HTTP message before closing the connection: a server that sends
+#: them does so at once (the same write, or the next); one that keeps the stream open (heartbeats, silence)
+#: holds no user longer than this
+COMPLETE_GRACE_S = 0.25
 
 perf_counter = time.perf_counter
 wall_time = time.time
@@ -277,9 +283,14 @@ class StreamCall:
         count_tokens: Callable[[str], int] | None = None,
         cancel_after: int | None = None,
         whole: bool = False,
+        await_usage: bool = False,
     ) -> None:
         self.conn = conn
         self.whole = whole  # answered by one JSON body, not a stream (Dialect.whole): measured as E2E only
+        #: the usage was asked for and comes after the finish reason (:attr:`Dialect.usage_after_finish`): the
+        #: answer is complete once both are in
+        self.await_usage = await_usage
+        self.lingered = False
         self.cancel_after = cancel_after  # abandon the stream after this many output events (a user leaving)
         self.dialect = dialect
         self.payload = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
@@ -300,7 +311,7 @@ class StreamCall:
             status,
             closed=closed,
             http_status=self.http_status,
-            error=error[:ERROR_TEXT_LEN],
+            error=printable(error)[:ERROR_TEXT_LEN] if error else "",
             input_tokens=self.input_tokens,
             count_tokens=self.count_tokens,
         )
@@ -308,6 +319,7 @@ class StreamCall:
             rec.connect_ms = self.connect_s * 1000.0
         rec.received_bytes = self.received
         rec.request_bytes = len(self.payload)
+        rec.lingered = self.lingered
         return rec
 
     def text(self) -> str:
@@ -388,12 +400,29 @@ class StreamCall:
         ctype = head.headers.get("content-type", "").lower()
         if "json" in ctype and "event-stream" not in ctype:
             return self._read_json(sock, reader, body, ctype)
-        return self._stream(sock, reader, body, t)
+        coding = head.headers.get("content-encoding")
+        inflate = None
+        if coding is not None and coding.strip().lower() not in ("", "identity"):
+            inflate = content_decoder(coding)  # the server compressed the stream anyway (or was asked to)
+            if inflate is None:
+                self.conn.close()
+                return self._rec(MALFORMED, f"the event stream came with Content-Encoding {coding}, which cannot "
+                                 f"be decoded here (gzip and deflate can; --accept-encoding says what to ask for)",
+                                 closed=perf_counter())
+        return self._stream(sock, reader, body, t, inflate)
 
-    def _stream(self, sock: socket.socket, reader: ResponseReader, body: bytes, t: float) -> RequestRecord:
+    def _stream(self, sock: socket.socket, reader: ResponseReader, body: bytes, t: float,
+                inflate: Callable[[bytes], bytes] | None = None) -> RequestRecord:
         """Read the event stream to its end: each server-sent event is parsed by the dialect and fed to the
         measure with the time the read that completed it arrived (:meth:`Connection.recv`). ``body`` is what
-        the read that completed the head held of the body."""
+        the read that completed the head held of the body; ``inflate`` decodes a compressed body incrementally
+        (each event is timed by the read that completed its decoded bytes).
+
+        The request is complete at its end marker, or at its finish reason (and its usage, when it was asked
+        for and comes after it): from then on the server gets :data:`COMPLETE_GRACE_S` (after the end marker
+        :data:`DONE_GRACE_S`) to end the HTTP message; a server that keeps the stream open past it (heartbeat
+        comments, silence) has the connection closed, not reused, and the record says it ``lingered``.
+        Silence after a complete answer is never a timeout."""
         m = self.measure
         assert m is not None
         parse = self.dialect.stream().parse_event
@@ -402,11 +431,14 @@ class StreamCall:
         conn = self.conn
         sse = SSEDecoder()
         take = self._take
-        grace = False
+        await_usage = self.await_usage
+        deadline = 0.0  # once the answer is complete: when to stop waiting for the end of the HTTP message
         events = 0
         first_bytes = b""  # the body's first bytes, for the message when no event ever comes
         while True:
             if body:
+                if inflate is not None:
+                    body = inflate(body)
                 if not events and len(first_bytes) < ERROR_TEXT_LEN:
                     first_bytes += body[:ERROR_TEXT_LEN]
                 evs = sse.feed(body)
@@ -422,15 +454,24 @@ class StreamCall:
                             return end
             if reader.complete:
                 break
-            if m.done and not grace:
-                # the end marker is in: wait only briefly for the end of the HTTP message
-                grace = True
-                sock.settimeout(min(DONE_GRACE_S, self.conn.read_timeout))
+            if deadline:
+                left = deadline - perf_counter()
+                if left <= 0.0:
+                    self.lingered = True  # the answer is complete; the server still holds the stream open
+                    self.conn.close()
+                    break
+                sock.settimeout(left)
+            elif m.done or (m.finish is not None and (m.usage is not None or not await_usage)):
+                # the answer is complete: wait only briefly for the end of the HTTP message
+                grace = min(DONE_GRACE_S if m.done else COMPLETE_GRACE_S, self.conn.read_timeout)
+                deadline = perf_counter() + grace
+                sock.settimeout(grace)
             try:
                 data, t = recv(sock)
             except TimeoutError:
-                if not grace:
+                if not deadline:
                     raise
+                self.lingered = True
                 self.conn.close()  # the server never ended the message; the stream itself is complete
                 break
             self.received += len(data)
@@ -449,7 +490,7 @@ class StreamCall:
                 return end
         if not reader.reusable:
             self.conn.close()
-        elif grace and self.conn.sock is not None:
+        elif deadline and self.conn.sock is not None:
             self.conn.sock.settimeout(self.conn.read_timeout)
         if not events:
             if first_bytes.strip():
@@ -459,11 +500,16 @@ class StreamCall:
         if not m.output_events and reader.complete:
             return self._rec(EMPTY, "stream carried no output", closed=t)
         # a stream missing its end marker failed, unless the HTTP message ended in order after a finish
-        # reason (`transformers serve` sends no [DONE]); a stream cut short has no finish reason
-        if not m.done and self.dialect.needs_end_marker and not (m.finish and reader.complete):
+        # reason (`transformers serve` sends no [DONE]) or the answer was complete and the server lingered; a
+        # stream cut short has no finish reason
+        if not m.done and self.dialect.needs_end_marker and not (m.finish and (reader.complete or self.lingered)):
             return self._rec(DISCONNECT, "stream ended without its end marker ([DONE])", closed=t)
         if not m.output_events:
             return self._rec(EMPTY, "stream carried no output", closed=t)
+        if m.finish is None and self.dialect.sends_finish:
+            # ended in order, yet never said it finished: a gateway closing a dead upstream's stream itself
+            return self._rec(TRUNCATED, f"the stream ended without a finish reason after {m.output_events} "
+                             f"output events (cut short upstream?)", closed=t)
         return self._rec(STATUS_OK, closed=t)
 
     def _take(self, parse: Callable[[SSEEvent], Event | None], sev: SSEEvent, t: float,
@@ -509,10 +555,24 @@ class StreamCall:
             self.conn.close()
         return b"".join(parts)
 
+    def _decoded_body(self, sock: socket.socket, reader: ResponseReader, first: bytes) -> bytes:
+        """:meth:`_body`, decoded when the server compressed it (gzip, deflate); as received otherwise."""
+        body = self._body(sock, reader, first)
+        head = reader.head
+        coding = head.headers.get("content-encoding") if head is not None else None
+        if coding and body:
+            inflate = content_decoder(coding)
+            if inflate is not None:
+                try:
+                    return inflate(body)
+                except ProtocolError:
+                    pass
+        return body
+
     def _read_json(self, sock: socket.socket, reader: ResponseReader, first: bytes, ctype: str) -> RequestRecord:
         """A 2xx JSON body where a stream was asked for: a gateway's error in a 200 (its own words kept), or
         a whole answer from a server that ignored ``stream: true``."""
-        body = self._body(sock, reader, first)
+        body = self._decoded_body(sock, reader, first)
         t = perf_counter()
         msg = json_error(body)
         if msg is not None:
@@ -558,7 +618,7 @@ class StreamCall:
     def _read_error(self, sock: socket.socket, reader: ResponseReader, first: bytes) -> RequestRecord:
         head = reader.head
         assert head is not None
-        body = self._body(sock, reader, first)
+        body = self._decoded_body(sock, reader, first)
         msg = error_message(body) or head.reason
         rec = self._rec(HTTP_ERROR, f"HTTP {head.status}: {msg}", closed=perf_counter())
         if head.status in (429, 503):
@@ -643,11 +703,24 @@ _TAG = re.compile(r"<[^>]*>")
 
 
 def _readable(body: bytes) -> str:
-    """A short readable form of a body: HTML tags and runs of white space removed."""
+    """A short readable form of a body: HTML tags and runs of white space removed; a body that is not text
+    (compressed, binary) is named by its size and first bytes in hex, never copied."""
     text = body[:MAX_ERROR_BODY].decode("utf-8", "replace")
+    sample = text[:ERROR_TEXT_LEN]
+    if sum(1 for c in sample if c == "\ufffd" or not (c.isprintable() or c.isspace())) * 10 > len(sample):
+        return f"{len(body)} bytes that are not text, starting {body[:8].hex(' ')}"
     if text.lstrip().startswith("<"):
         text = _TAG.sub(" ", text)
     return " ".join(text.split())[:ERROR_TEXT_LEN]
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that does not print (control characters, NUL) written as its escape
+    (``\\x08``): what a record stores and a terminal shows is always text, never raw bytes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else (" " if c in "\t\n\r" else c.encode("unicode_escape").decode("ascii"))
+                   for c in text)
 
 
 def _oserr(e: OSError) -> str:

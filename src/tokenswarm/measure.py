@@ -19,9 +19,14 @@ is written to the socket):
   chunk or ``[DONE]``) is kept apart as ``close_ms``.
 * Output tokens: server usage, else a local tokenizer on the generated text,
   else the number of output-carrying events (``token_source`` says which).
-* TPOT: ``(E2E - TTFT) / (output_tokens - 1)``, only when output_tokens > 1.
+  The usage is checked against itself and the stream first (:func:`check_usage`;
+  ``token_check`` names what contradicted it and which count was used).
+* TPOT: ``(E2E - TTFT) / (output_tokens - 1)``, only when output_tokens > 1
+  and the stream carried at least two output events: an answer delivered in
+  one event has no per-token timing, so TPOT is undefined (None), never 0.
 * ITL: gaps between consecutive output-carrying events; an event carrying
   k > 1 tokens (known from per-event token counts) splits its gap in k parts.
+  Fewer than two output events: no gap, no ITL.
 """
 
 from __future__ import annotations
@@ -41,7 +46,10 @@ DISCONNECT = "disconnect"
 MALFORMED = "malformed"
 SERVER_ERROR_EVENT = "server_error_event"
 EMPTY = "empty"
-FAILURE_KINDS = (HTTP_ERROR, TIMEOUT, CONNECT_ERROR, DISCONNECT, MALFORMED, SERVER_ERROR_EVENT, EMPTY)
+#: the stream carried output and ended in order (end marker, end of the HTTP message) but never said it was
+#: finished (no finish reason): a gateway closing a dead upstream's stream itself looks like this
+TRUNCATED = "truncated"
+FAILURE_KINDS = (HTTP_ERROR, TIMEOUT, CONNECT_ERROR, DISCONNECT, MALFORMED, SERVER_ERROR_EVENT, EMPTY, TRUNCATED)
 STATUSES = (STATUS_OK, STATUS_CANCELLED, *FAILURE_KINDS)
 
 # --- token sources ------------------------------------------------------------
@@ -54,6 +62,18 @@ KIND_CONTENT = "content"  # visible text
 KIND_REASONING = "reasoning"  # reasoning text (reasoning_content / reasoning)
 KIND_TOKENS = "tokens"  # output known only by a token count (a special token with no text)
 # other kinds are named by the dialect: tool_calls, function_call, refusal
+
+# --- token checks (requests.csv ``token_check``: what contradicted the server's usage, "+"-joined) -----------
+#: completion + reasoning = total - prompt, or reasoning > completion: the server left its reasoning tokens out
+#: of ``completion_tokens`` (OpenAI counts them in); the count used is completion + reasoning
+CHECK_REASONING_OUTSIDE = "reasoning_outside_completion"
+#: prompt + completion != total, and reasoning does not explain it; the count used stays completion
+CHECK_TOTAL_MISMATCH = "total_mismatch"
+#: usage says 0 generated tokens after output events arrived: the usage is not the engine's (a gateway made it
+#: up); the count used is the local one (tokenizer, else events)
+CHECK_ZERO_USAGE = "zero_usage_after_output"
+#: the stream carried output and ended without a finish reason (status ``truncated``)
+CHECK_NO_FINISH = "no_finish"
 
 # Offset that turns perf_counter readings into Unix epoch seconds. Taken once
 # per process so every record of a process shares one clock.
@@ -72,6 +92,7 @@ class Usage(NamedTuple):
     completion_tokens: int | None = None
     reasoning_tokens: int | None = None
     cached_tokens: int | None = None
+    total_tokens: int | None = None
 
 
 class Event(NamedTuple):
@@ -100,11 +121,43 @@ class Event(NamedTuple):
 NOTHING = Event()  # a line that carries nothing (role-only chunk, keep-alive)
 
 
-def tpot_ms(e2e_ms: float | None, ttft_ms: float | None, output_tokens: int | None) -> float | None:
-    """Time per output token after the first: (E2E - TTFT) / (tokens - 1); None if tokens <= 1."""
-    if e2e_ms is None or ttft_ms is None or output_tokens is None or output_tokens <= 1:
+def tpot_ms(e2e_ms: float | None, ttft_ms: float | None, output_tokens: int | None,
+            output_events: int = 2) -> float | None:
+    """Time per output token after the first: (E2E - TTFT) / (tokens - 1), in ms; None if tokens <= 1 or the
+    stream carried fewer than two output events (one event has no per-token timing: DESIGN.md, "TPOT")."""
+    if e2e_ms is None or ttft_ms is None or output_tokens is None or output_tokens <= 1 or output_events < 2:
         return None
     return (e2e_ms - ttft_ms) / (output_tokens - 1)
+
+
+def check_usage(usage: Usage, output_events: int) -> tuple[int | None, str]:
+    """The server's usage checked against itself and the stream: ``(output tokens to use, check)``.
+
+    ``output tokens`` is None when the usage cannot be trusted (the caller counts locally); ``check`` is ""
+    when nothing contradicted it, else the ``CHECK_*`` names of the rules broken, "+"-joined. The rules, in
+    order (dialect-agnostic: they read :class:`Usage` only):
+
+    1. zero usage after output: ``completion_tokens`` 0 when ``output_events`` > 0 -> None, ``CHECK_ZERO_USAGE``
+       (a gateway ending a dead upstream's stream with usage all 0, maximhq/bifrost #5546);
+    2. reasoning vs completion: OpenAI counts reasoning tokens inside ``completion_tokens``, so reasoning >
+       completion, or prompt + completion + reasoning == total, means they were left out -> completion +
+       reasoning, ``CHECK_REASONING_OUTSIDE`` (Gemini behind OpenAI-compatible gateways: completion 6,
+       reasoning 190, total 216 with prompt 20);
+    3. prompt + completion vs total: any other mismatch keeps completion and says ``CHECK_TOTAL_MISMATCH``.
+    """
+    done = usage.completion_tokens
+    if not isinstance(done, int):
+        return (None, "") if done is None else (None, CHECK_TOTAL_MISMATCH)
+    prompt, total, reasoning = (v if isinstance(v, int) else None
+                                for v in (usage.prompt_tokens, usage.total_tokens, usage.reasoning_tokens))
+    if done == 0 and output_events > 0:
+        return None, CHECK_ZERO_USAGE
+    if reasoning and (reasoning > done or (prompt is not None and total is not None and total != prompt + done
+                                           and total == prompt + done + reasoning)):
+        return done + reasoning, CHECK_REASONING_OUTSIDE
+    if prompt is not None and total and total != prompt + done:
+        return done, CHECK_TOTAL_MISMATCH
+    return done, ""
 
 
 def itl_ms(times: list[float], tokens: list[int]) -> list[float]:
@@ -154,6 +207,8 @@ class RequestRecord:
     output_events: int = 0
     output_kind: str = ""  # the kinds of output, "+"-joined in order of appearance: content, reasoning, tool_calls ...
     finish_reason: str | None = None
+    token_check: str = ""  # what contradicted the server's usage (CHECK_* names, "+"-joined); "" : nothing
+    lingered: bool = False  # the answer was complete but the server kept its stream open; the client closed it
     error: str = ""
     retry_after_s: float | None = None  # the server's Retry-After on a 429/503 (not a requests.csv column)
     backoff_ms: float | None = None  # how long the user waited after this request before its next
@@ -303,10 +358,15 @@ class StreamMeasure:
         ttft_vis = (self.first_visible - send) * 1000.0 if self.first_visible is not None else None
         e2e = (self.times[-1] - send) * 1000.0 if self.times else None
         usage = self.usage
-        out_tokens: int | None
+        out_tokens: int | None = None
         source: str | None
+        check = ""
         if usage is not None and usage.completion_tokens is not None:
-            out_tokens, source = usage.completion_tokens, SOURCE_USAGE
+            out_tokens, check = check_usage(usage, len(self.times))
+        if status == TRUNCATED:
+            check = f"{check}+{CHECK_NO_FINISH}" if check else CHECK_NO_FINISH
+        if out_tokens is not None:
+            source = SOURCE_USAGE
         elif self.cum_tokens:
             out_tokens, source = self.cum_tokens, SOURCE_USAGE
         elif count_tokens is not None and self.times:
@@ -321,8 +381,8 @@ class StreamMeasure:
             local = count_tokens(self.generated())
         elif source == SOURCE_TOKENIZER:
             local = out_tokens
-        if usage is not None and usage.prompt_tokens is not None:
-            input_tokens = usage.prompt_tokens
+        if usage is not None and usage.prompt_tokens is not None and not check.startswith(CHECK_ZERO_USAGE):
+            input_tokens = usage.prompt_tokens  # (a usage made up after output is not the engine's: not this either)
         reasoning_tokens = usage.reasoning_tokens if usage is not None else None
         if reasoning_tokens is None and self.reasoning and count_tokens is not None:
             reasoning_tokens = count_tokens("".join(self.reasoning))
@@ -333,7 +393,7 @@ class StreamMeasure:
             http_status=http_status,
             ttft_ms=ttft,
             ttft_visible_ms=ttft_vis,
-            tpot_ms=tpot_ms(e2e, ttft, out_tokens),
+            tpot_ms=tpot_ms(e2e, ttft, out_tokens, len(self.times)),
             e2e_ms=e2e,
             close_ms=(closed - send) * 1000.0 if closed is not None else None,
             itl_ms=itl_ms(self.times, self.ktokens),
@@ -346,6 +406,7 @@ class StreamMeasure:
             output_events=len(self.times),
             output_kind="+".join(self.kinds),
             finish_reason=self.finish,
+            token_check=check,
             error=error,
             ttft_error_bound_ms=self.first_bound * 1000.0 if ttft is not None else None,
             e2e_error_bound_ms=self.last_bound * 1000.0 if e2e is not None else None,

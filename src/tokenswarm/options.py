@@ -115,6 +115,9 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("--connect-timeout", float, 10.0, "seconds to wait for a connection", metavar="S", check=POSITIVE),
     Opt("--read-timeout", float, 120.0, "seconds to wait for the next bytes of a response", metavar="S",
         check=POSITIVE),
+    Opt("--accept-encoding", str, "identity", "the Accept-Encoding every request sends: identity (no "
+        "compression, the default: a compressed stream's events are timed when a whole block decodes), or e.g. "
+        "gzip to test a gateway's compressed path (gzip and deflate are decoded as they arrive)", metavar="CODING"),
     Opt("--no-backoff", None, False, "on HTTP 429/503, send the next request at once instead of waiting what "
         "Retry-After says (or backing off); a run of failures still backs off, so no user spins",
         action="store_true"),
@@ -255,6 +258,8 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("--metrics-port", int, 0, "headless runs: serve tokenswarm's own Prometheus metrics on this port "
         "(0: off; the web UI serves them at /metrics)", metavar="PORT", group="observe",
         check=Range("must be a port number (0: off)", lo=0, hi=65535)),
+    Opt("--metrics-bind", str, "127.0.0.1", "the address --metrics-port listens on (127.0.0.1: this machine "
+        "only; 0.0.0.0: every interface, as in a container)", metavar="ADDR", group="observe"),
     Opt("--priority", str, "normal", "the load generator's scheduling priority: normal, high (nice -10) or "
         "realtime (SCHED_RR, where permitted; it starves a server on the same cores); a refused one falls back, and "
         "run.json says what was got",

@@ -93,13 +93,12 @@ def check(settings: Settings) -> Settings:
     conn = Connection(settings.target, settings.connect_timeout, min(settings.read_timeout, PREFLIGHT_TIMEOUT_S))
     whole = settings.dialect.whole(settings.request)
     head = request_head(settings.target, "POST", settings.endpoint,
-                        {"Content-Type": "application/json",
-                         "Accept": "application/json" if whole else "text/event-stream",
-                         "X-Sim-Fault": "none", **settings.headers})  # the simulated engine injects no fault here
+                        {**settings.stream_headers(), "X-Sim-Fault": "none"})  # the simulated engine injects no fault
     probe = Prompt(id="preflight", text="Say hello.", max_tokens=settings.dialect.probe_tokens)
     body = json.dumps(settings.dialect.body(probe, settings.request)).encode()
     try:
-        rec = StreamCall(conn, settings.dialect, head, body, "preflight", whole=whole).run()
+        rec = StreamCall(conn, settings.dialect, head, body, "preflight", whole=whole,
+                         await_usage=settings.await_usage).run()
     finally:
         conn.close()
     rec.error = settings.scrub(rec.error)

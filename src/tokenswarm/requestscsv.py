@@ -2,7 +2,10 @@
 
 Columns (DESIGN.md, "Per-request record"), in this order; ``itl_ms`` holds the
 inter-token latencies of a request as space-separated milliseconds and comes
-last because it is long. Rows are formatted to strings where records are made
+last because it is long. ``token_check`` names what contradicted the server's usage
+(:func:`tokenswarm.measure.check_usage`; empty when nothing did), ``output_tokens`` being the count used and
+``token_source`` where it came from; ``lingered`` is 1 when the answer was complete but the server kept the
+stream open and the client closed it. Rows are formatted to strings where records are made
 (on workers), so the process that writes the file only appends them.
 """
 
@@ -40,6 +43,8 @@ COLUMNS: tuple[str, ...] = (
     "output_events",
     "output_kind",
     "finish_reason",
+    "token_check",
+    "lingered",
     "scheduled_time",
     "connect_ms",
     "request_bytes",
@@ -92,6 +97,8 @@ def to_row(r: RequestRecord) -> Row:
         str(r.output_events),
         r.output_kind,
         r.finish_reason or "",
+        r.token_check,
+        "1" if r.lingered else "",
         _f(r.scheduled_time, "%.6f"),
         _f(r.connect_ms),
         str(r.request_bytes) if r.request_bytes else "",

@@ -48,6 +48,7 @@ class Settings:
     headers: dict[str, str] = field(default_factory=dict)  # includes Authorization: never print
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
+    accept_encoding: str = "identity"  # --accept-encoding: the content coding asked for
     backoff: bool = True  # wait what 429/503 ask for (Retry-After, else backoff); --no-backoff: off
     max_backoff_s: float = 60.0
     input_len: int = 128
@@ -72,6 +73,7 @@ class Settings:
     server_metrics_interval: float = 2.0
     gpu_metrics: str = ""  # URL of a DCGM exporter's metrics ("" : none), sampled into gpu_metrics.csv
     metrics_port: int = 0
+    metrics_bind: str = "127.0.0.1"
     progress_interval: float = 5.0
     priority: str = "normal"  # the load-generating processes' scheduling (tokenswarm.priority)
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
@@ -120,6 +122,23 @@ class Settings:
     @property
     def url(self) -> str:
         return self.target.url(self.endpoint)
+
+    def stream_headers(self) -> dict[str, str]:
+        """The headers of every measured request (preflight included), before ``Content-Length``: JSON in, an
+        event stream out (JSON for a whole answer: embeddings, rerank, ``--no-stream``), the content coding asked
+        for (``--accept-encoding``; identity unless told), then
+        ``--header`` and the API key, which may replace any of them (names compared case-insensitively)."""
+        mine = {k.lower() for k in self.headers}
+        accept = "application/json" if self.dialect.whole(self.request) else "text/event-stream"
+        base = {"Content-Type": "application/json", "Accept": accept, "Accept-Encoding": self.accept_encoding}
+        return {**{k: v for k, v in base.items() if k.lower() not in mine}, **self.headers}
+
+    @property
+    def await_usage(self) -> bool:
+        """The usage was asked for and comes in its own event after the finish reason
+        (:attr:`tokenswarm.dialects.base.Dialect.usage_after_finish`): a stream is complete once both are in."""
+        return bool(self.request.include_usage and self.dialect.usage_after_finish
+                    and not self.dialect.whole(self.request))
 
     def workload(self) -> dict[str, Any]:
         """The workload's shape, for run.json and the report."""
@@ -171,6 +190,7 @@ class Settings:
             "headers": {k: REDACTED for k in self.headers},
             "connect_timeout": self.connect_timeout,
             "read_timeout": self.read_timeout,
+            "accept_encoding": self.accept_encoding,
             "backoff": self.backoff,
             "max_backoff_s": self.max_backoff_s,
             "seed": self.seed,
@@ -352,6 +372,7 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         headers=headers,
         connect_timeout=opts.connect_timeout,
         read_timeout=opts.read_timeout,
+        accept_encoding=opts.accept_encoding.strip() or "identity",
         backoff=not opts.no_backoff,
         max_backoff_s=opts.max_backoff,
         input_len=opts.input_len,
@@ -375,6 +396,7 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         server_metrics_interval=opts.server_metrics_interval,
         gpu_metrics=_gpu_metrics_url(opts.gpu_metrics),
         metrics_port=opts.metrics_port,
+        metrics_bind=opts.metrics_bind.strip() or "127.0.0.1",
         progress_interval=opts.progress_interval,
         priority=opts.priority,
         dataset=spec,

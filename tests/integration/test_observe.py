@@ -63,6 +63,41 @@ def test_prometheus_scrapes_the_exporter_and_promql_answers(cli, sim_factory, tm
         prom.wait(timeout=30)
 
 
+def _requests_total(text: str) -> float:
+    return sum(float(m.group(1)) for m in re.finditer(r'^tokenswarm_requests_total\{status="[a-z_]+"\} (\S+)$',
+                                                        text, re.M))
+
+
+def test_the_last_scrape_of_a_headless_run_equals_requests_csv(sim_factory, tmp_path):
+    # a scraper polling once a second, as Prometheus would; the run ends by its duration, requests in flight
+    sim = sim_factory("--ttft-ms", "30", "--tpot-ms", "5")
+    mport = free_port()
+    run = tmp_path / "run"
+    env = {**env_clean(), "PYTHONPATH": os.path.join(ROOT, "src")}
+    proc = subprocess.Popen([os.sys.executable, "-m", "tokenswarm", "run", "--host", sim.url, "--users", "8",
+                             "--duration", "4s", "--max-tokens", "16", "--metrics-port", str(mport),
+                             "--out", str(run)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    last, answers = None, 0
+    try:
+        while proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=2) as r:
+                    last = r.read().decode()
+                    answers += 1
+            except OSError:
+                pass
+            time.sleep(1.0)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    rows = len(pd.read_csv(run / "requests.csv"))
+    assert answers >= 2 and last is not None and rows > 0
+    assert _requests_total(last) == rows  # the last word is the final count
+
+
 @pytest.mark.slow  # over ~10 s: make test runs it, make test-fast leaves it out
 def test_a_sweep_samples_the_engines_metrics_per_level(cli, sim_factory, tmp_path):
     sim = sim_factory("--max-num-seqs", "4", "--step-base-ms", "10", "--step-per-seq-ms", "1")

@@ -18,7 +18,9 @@ from tokenswarm.measure import EPOCH_OFFSET
 from tokenswarm.sse import SSEDecoder
 
 HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-DONE = chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+#: the answer's end: a finish reason (a stream ending without one is `truncated`), then [DONE]
+DONE = (chunk(b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
+        + chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
 
 
 def ev(text: str) -> bytes:

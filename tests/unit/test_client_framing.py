@@ -14,7 +14,8 @@ STREAM = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encod
 
 
 def _event(text):
-    body = ('data: {"choices":[{"index":0,"delta":{"content":"%s"}}]}\n\ndata: [DONE]\n\n' % text).encode()
+    body = ('data: {"choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+            % text).encode()
     return STREAM % (len(body), body)
 
 
@@ -122,3 +123,11 @@ def test_event_times_are_when_bytes_arrived_not_when_a_busy_client_read_them():
         assert 45.0 <= rec.ttft_ms < 200.0, rec.ttft_ms  # the arrival, though read ~250 ms later
     else:  # no kernel timestamps on this platform: the read's own time
         assert rec.ttft_ms >= 300.0
+
+
+def test_error_text_is_always_printable():
+    from tokenswarm.client import printable
+
+    assert printable("plain text ü") == "plain text ü"
+    out = printable("a\x00b\x08c\x7fd\ne")
+    assert out.isprintable() and out == "a\\x00b\\x08c\\x7fd e"

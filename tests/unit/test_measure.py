@@ -9,6 +9,7 @@ from tokenswarm.measure import (
     Event,
     StreamMeasure,
     Usage,
+    check_usage,
     itl_ms,
     tpot_ms,
 )
@@ -19,6 +20,8 @@ def test_tpot_formula_and_its_undefined_cases():
     assert tpot_ms(1000.0, 200.0, 1) is None
     assert tpot_ms(None, 200.0, 5) is None
     assert tpot_ms(1000.0, None, 5) is None
+    assert tpot_ms(1000.0, 200.0, 60, output_events=1) is None  # one event carried them all: no timing
+    assert tpot_ms(1000.0, 200.0, 60, output_events=2) == pytest.approx(800.0 / 59)
 
 
 def test_itl_splits_a_gap_over_the_tokens_of_the_event_that_ends_it():
@@ -119,3 +122,38 @@ def test_response_id_from_the_stream_wins_over_the_client_id():
     m = StreamMeasure(send=0.0)
     feed(m, [(0.1, Event(text="a", response_id="chatcmpl-1")), (0.2, Event(text="b", response_id="other"))])
     assert m.record("client-1", "ok").request_id == "chatcmpl-1"
+
+
+@pytest.mark.parametrize("usage,events,want", [
+    (Usage(20, 6, 190, None, 216), 6, (196, "reasoning_outside_completion")),  # Gemini via a gateway
+    (Usage(20, 6, 190), 6, (196, "reasoning_outside_completion")),  # no total: reasoning > completion tells
+    (Usage(20, 196, 190, None, 216), 6, (196, "")),  # reasoning inside completion, as OpenAI counts
+    (Usage(0, 0, None, None, 0), 3, (None, "zero_usage_after_output")),  # a gateway's made-up usage
+    (Usage(0, 0), 0, (0, "")),  # nothing generated, nothing said: consistent
+    (Usage(20, 10, None, None, 25), 10, (10, "total_mismatch")),  # unexplained: flagged, completion kept
+    (Usage(20, 10, None, None, 30), 10, (10, "")),
+    (Usage(20, 10), 10, (10, "")),  # no total: nothing to check
+    (Usage(20, None), 4, (None, "")),
+    (Usage(20, "10"), 4, (None, "total_mismatch")),  # not a number: not trusted
+])
+def test_usage_is_checked_against_itself_and_the_stream(usage, events, want):
+    assert check_usage(usage, events) == want
+
+
+def test_a_record_says_which_check_failed_and_uses_the_count_it_chose():
+    m = StreamMeasure(0.0)
+    feed(m, [(0.1, Event(text="a")), (0.2, Event(text="b")), (0.3, Event(text="c")),
+             (0.3, Event(usage=Usage(0, 0, None, None, 0))), (0.3, Event(done=True))])
+    rec = m.record("c", "truncated", input_tokens=7)
+    assert rec.output_tokens == 3 and rec.token_source == SOURCE_EVENTS and rec.input_tokens == 7
+    assert rec.token_check == "zero_usage_after_output+no_finish"
+    rec = m.record("c", "truncated", input_tokens=7, count_tokens=lambda text: 2 * len(text))
+    assert rec.output_tokens == 6 and rec.token_source == SOURCE_TOKENIZER
+
+
+def test_one_output_event_has_no_tpot_whatever_the_usage_says():
+    m = StreamMeasure(0.0)
+    feed(m, [(3.0, Event(text="all sixty tokens at once", finish="stop")), (3.0, Event(usage=Usage(18, 60)))])
+    rec = m.record("c", "ok")
+    assert rec.output_tokens == 60 and rec.output_events == 1
+    assert rec.tpot_ms is None and rec.itl_ms == [] and rec.ttft_ms == pytest.approx(3000.0)

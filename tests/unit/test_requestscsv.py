@@ -144,25 +144,29 @@ def test_slo_attainment_goodput_and_meets_slo_follow_every_limit():
         (0.0, 4, "ok", 100.0, 10.0, 500.0, "10 10 10"),   # meets all
         (0.1, 4, "ok", 300.0, 10.0, 700.0, "10 10 10"),   # TTFT too slow
         (0.2, 4, "ok", 100.0, 30.0, 900.0, "30 30 30"),   # TPOT too slow
-        (0.3, 4, "ok", 100.0, np.nan, 100.0, ""),         # one token: no TPOT or ITL, passes them
+        (0.3, 4, "ok", 100.0, np.nan, 100.0, ""),         # one token: no TPOT or ITL, unjudged by those limits
         (0.4, 4, "ok", 100.0, 12.0, 500.0, "5 5 80"),     # one gap over the ITL limit
         (0.5, 4, "cancelled", np.nan, np.nan, np.nan, ""),  # not judged
     ]
     df = _frame(rows)
     w = [Window(4, 0.0, 10.0, 0.0)]
     row = first(level_stats(df, w, slo={"ttft": 200, "tpot": 20}))
-    assert row["slo_attainment_pct"] == pytest.approx(100 * 3 / 5)
-    assert row["goodput_req_s"] == pytest.approx(3 / 10.0)
+    assert row["slo_attainment_pct"] == pytest.approx(100 * 2 / 4) and row["slo_unjudged"] == 1
+    assert row["goodput_req_s"] == pytest.approx(2 / 10.0)
     assert row["meets_slo"] is False
     row = first(level_stats(df, w, slo={"ttft": 200, "tpot": 20, "itl": 50}))
-    assert row["slo_attainment_pct"] == pytest.approx(100 * 2 / 5)
+    assert row["slo_attainment_pct"] == pytest.approx(100 * 1 / 4)
     lenient = first(level_stats(df, w, slo={"ttft": 1000, "tpot": 100}, slo_attainment=0.99))
     assert lenient["slo_attainment_pct"] == 100.0 and lenient["meets_slo"] is True
+    # without a TPOT or ITL limit the one-token request is judged like any other
+    row = first(level_stats(df, w, slo={"ttft": 200}))
+    assert row["slo_attainment_pct"] == pytest.approx(100 * 4 / 5) and row["slo_unjudged"] == 0
     # the attainment threshold is a parameter; one failure fails the level whatever the attainment
     assert first(level_stats(df, w, slo={"ttft": 200}, slo_attainment=0.75))["meets_slo"] is True
     failed = pd.concat([df, _frame([(0.6, 4, "timeout", np.nan, np.nan, np.nan, "")])], ignore_index=True)
     row = first(level_stats(failed, w, slo={"ttft": 1000, "tpot": 100}))
-    assert row["slo_attainment_pct"] == pytest.approx(100 * 5 / 6) and row["meets_slo"] is False
+    # the one-token request is unjudged: 4 of the 5 judged meet the limits
+    assert row["slo_attainment_pct"] == pytest.approx(100 * 4 / 5) and row["meets_slo"] is False
     none = first(level_stats(df, w))
     assert np.isnan(none["goodput_req_s"]) and np.isnan(none["slo_attainment_pct"]) and none["meets_slo"] is None
 

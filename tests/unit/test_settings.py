@@ -70,6 +70,17 @@ def test_headers_from_flags_and_environment():
     assert parse_header("K:  v  with spaces") == ("K", "v  with spaces")
 
 
+def test_requests_ask_for_no_compression_unless_told():
+    s = from_options(opts(), environ={})
+    assert s.stream_headers()["Accept-Encoding"] == "identity" and s.await_usage
+    s = from_options(opts(accept_encoding="gzip"), environ={})
+    assert s.stream_headers()["Accept-Encoding"] == "gzip" and s.public()["accept_encoding"] == "gzip"
+    s = from_options(opts(header=["accept-encoding: br"]), environ={})  # a header given wins, whatever its case
+    assert [(k, v) for k, v in s.stream_headers().items() if k.lower() == "accept-encoding"] == [
+        ("accept-encoding", "br")]
+    assert from_options(opts(metrics_bind="0.0.0.0"), environ={}).metrics_bind == "0.0.0.0"
+
+
 @pytest.mark.parametrize("text,seconds", [("30", 30), ("30s", 30), ("2m", 120), ("1h30m", 5400), ("1.5s", 1.5)])
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds

@@ -195,3 +195,97 @@ def test_event_time_is_when_its_blank_line_arrives():
     pieces += [chunk(e) for e in events[2:]] + [b"0\r\n\r\n"]
     rec, srv = run_stream(pieces, CHAT, [0.0, 0.0, 0.0, 0.06] + [0.0] * (len(pieces) - 4))
     assert rec.status == "ok" and rec.ttft_ms >= 60.0
+
+
+# -- 5. streams that contradict themselves, streams that linger, compressed streams ----------------------
+def test_reasoning_left_out_of_completion_tokens_is_counted_back_in():
+    # a gateway before a thinking model: completion 6, reasoning 190, total 216, prompt 20 (field case 14 A)
+    rec = run("gateway_reasoning_outside_completion.sse", await_usage=True)
+    assert rec.status == "ok", rec.error
+    assert rec.output_tokens == 196 and rec.token_source == "usage" and rec.reasoning_tokens == 190
+    assert rec.token_check == "reasoning_outside_completion"
+    assert rec.output_events == 6
+
+
+def test_a_stream_a_gateway_ended_itself_with_zero_usage_is_truncated_and_counted_locally():
+    # upstream died after 3 tokens: empty delta, no finish_reason, usage all 0, then [DONE] (field case 14 B)
+    rec = run("gateway_upstream_died.sse", await_usage=True)
+    assert rec.status == "truncated"
+    assert "without a finish reason" in rec.error
+    assert rec.output_tokens == 3 and rec.token_source == "events"  # the made-up 0 is not used
+    assert rec.input_tokens == 11  # nor its prompt_tokens 0: the dataset's count stays
+    assert rec.token_check == "zero_usage_after_output+no_finish"
+
+
+def test_a_complete_answer_frees_its_user_though_heartbeats_keep_the_stream_open():
+    # finish + usage, no [DONE]; the gateway sends a heartbeat comment every 0.4 s and never ends (case 15 A)
+    beats = [chunk(b": heartbeat\n\n")] * 4
+    pieces = sse_response(fixture_events("gateway_no_done.sse"), end=False) + beats
+    delays = [0.0] * (len(pieces) - len(beats)) + [0.4] * len(beats)
+    rec, srv = run_stream(pieces, CHAT, delays, await_usage=True)
+    assert rec.status == "ok", rec.error
+    assert rec.lingered and rec.output_tokens == 5
+    # closed well before the heartbeats would have ended (1.6 s), within the grace after the answer
+    assert rec.close_ms - rec.e2e_ms < 0.5 * sum(delays) * 1000
+
+
+def test_silence_after_a_complete_answer_is_not_a_timeout():
+    pieces = sse_response(fixture_events("gateway_no_done.sse"), end=False)  # then nothing, connection open
+    rec, _ = run_stream(pieces, CHAT, read_timeout=3.0, await_usage=True)
+    assert rec.status == "ok" and rec.lingered
+    assert rec.close_ms < 0.5 * 3000  # not the read timeout
+
+
+def test_without_usage_asked_the_finish_reason_completes_the_answer():
+    events = fixture_events("gateway_no_done.sse")[:-1]  # no usage event
+    rec, _ = run_stream(sse_response(events, end=False), CHAT, read_timeout=3.0)
+    assert rec.status == "ok" and rec.lingered and rec.output_tokens == 5 and rec.token_source == "events"
+
+
+def test_a_stream_ending_in_order_keeps_its_connection_and_does_not_linger():
+    rec, srv = run_stream(sse_response(fixture_events("vllm_chat.sse")), CHAT, await_usage=True)
+    assert rec.status == "ok" and not rec.lingered
+
+
+def _compressed(events, wbits):
+    import zlib
+
+    z = zlib.compressobj(wbits=wbits)
+    return [z.compress(e) + z.flush(zlib.Z_SYNC_FLUSH) for e in events] + [z.flush()]
+
+
+@pytest.mark.parametrize("coding,wbits", [("gzip", 31), ("deflate", 15), ("deflate", -15)])
+def test_a_compressed_stream_is_decoded_as_it_arrives_and_timed_at_its_events(coding, wbits):
+    # the gateway compresses anyway, flushing after every event (field case 16); deflate zlib-wrapped or raw
+    events = fixture_events("gateway_no_done.sse") + [b"data: [DONE]\n\n"]
+    parts = _compressed(events, wbits)
+    pieces = [response_head(extra=f"content-encoding: {coding}\r\n")] + [chunk(p) for p in parts] + [b"0\r\n\r\n"]
+    delays = [0.0, 0.0, 0.1] + [0.05] * 5 + [0.0] * (len(pieces) - 8)
+    rec, _ = run_stream(pieces, CHAT, delays, await_usage=True)
+    assert rec.status == "ok", rec.error
+    assert rec.output_tokens == 5 and rec.output_events == 5
+    # each event timed when its own compressed block arrived: four gaps of about 50 ms, none near 0
+    assert len(rec.itl_ms) == 4 and min(rec.itl_ms) > 0.5 * 50
+
+
+def test_a_coding_that_cannot_be_decoded_is_named_and_no_raw_bytes_are_stored():
+    pieces = [response_head(extra="content-encoding: br\r\n"), chunk(b"\x1b\x00\x08\xff\x9c"), b"0\r\n\r\n"]
+    rec = run(pieces)
+    assert rec.status == "malformed" and "Content-Encoding br" in rec.error and rec.error.isprintable()
+
+
+def test_a_binary_body_is_described_not_copied():
+    import zlib
+
+    blob = zlib.compress(b"data: x\n\n" * 20)  # compressed, but the server did not say so
+    rec = run([response_head(), chunk(blob), b"0\r\n\r\n"])
+    assert rec.status == "malformed" and rec.error.isprintable()
+    assert "not text" in rec.error and "\x00" not in rec.error
+
+
+def test_a_whole_answer_in_one_event_has_no_tpot_nor_itl():
+    # "fake streaming": 60 tokens (usage) in a single event (field case 18)
+    rec = run("fake_stream_one_event.sse", await_usage=True)
+    assert rec.status == "ok" and rec.output_tokens == 60 and rec.output_events == 1
+    assert rec.tpot_ms is None and rec.itl_ms == []
+    assert rec.ttft_ms == rec.e2e_ms

@@ -55,6 +55,12 @@ class Dialect:
     #: True when a stream must end with an explicit marker (``[DONE]``, a
     #: final event); a stream that stops before it is a failure.
     needs_end_marker: ClassVar[bool] = True
+    #: True when a finished answer says so (a finish/stop reason); a stream that carried output and ended
+    #: without one is ``truncated``. False for APIs that never send one (Triton, a template).
+    sends_finish: ClassVar[bool] = True
+    #: True when the usage comes in its own event after the finish reason (OpenAI's ``include_usage``): the
+    #: answer is complete only once it is in. False where usage rides on the finish event or never comes.
+    usage_after_finish: ClassVar[bool] = False
     chat: ClassVar[bool] = False  # takes messages rather than a prompt string
     #: the body field capping the output, unless the run names another (:attr:`RequestOptions.max_tokens_field`)
     max_tokens_field: ClassVar[str] = "max_tokens"
@@ -218,6 +224,7 @@ def usage_of(u: Any) -> Usage | None:
         completion_tokens=u.get("completion_tokens"),
         reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None,
         cached_tokens=pdetails.get("cached_tokens") if isinstance(pdetails, dict) else None,
+        total_tokens=u.get("total_tokens"),
     )
 
 

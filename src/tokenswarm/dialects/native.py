@@ -138,6 +138,7 @@ class TritonGenerateStream(_Native):
     path = "/v2/models/{model}/generate_stream"
     needs_end_marker = False  # the stream simply ends
     tokens_from = "no usage: --tokenizer, else output events"
+    sends_finish = False  # nor says it finished
 
     def fields(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
         body: dict[str, Any] = {"text_input": prompt.text, self.cap_field(opts): prompt.max_tokens or opts.max_tokens,

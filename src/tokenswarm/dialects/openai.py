@@ -85,6 +85,7 @@ class OpenAIChat(Dialect):
     path = "/v1/chat/completions"
     chat = True
     tokens_from = "the usage chunk (stream_options.include_usage), else --tokenizer, else output events"
+    usage_after_finish = True
 
     media_kinds = frozenset({"image", "audio"})
 
@@ -138,6 +139,7 @@ class OpenAICompletions(Dialect):
     name = "openai-completions"
     path = "/v1/completions"
     tokens_from = "the usage chunk (stream_options.include_usage), else --tokenizer, else output events"
+    usage_after_finish = True
 
     def body(self, prompt: Any, opts: RequestOptions) -> dict[str, Any]:
         return _common({"prompt": prompt.text}, prompt, opts)

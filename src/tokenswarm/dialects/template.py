@@ -48,6 +48,7 @@ class Template(Dialect):
     path = "/generate_stream"
     needs_end_marker = False
     tokens_from = "no usage: --tokenizer, else output events"
+    sends_finish = False
 
     def __init__(self, body_template: str = "", text_path: str = "", text_mode: str = "auto") -> None:
         if not body_template:
@@ -87,6 +88,7 @@ class Template(Dialect):
 
 class _TemplateStream(Dialect):
     needs_end_marker = False
+    sends_finish = False
 
     def __init__(self, t: Template) -> None:
         self.t = t

@@ -19,6 +19,8 @@ saturates, and its timings carry client delay, that much sooner.
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Callable
 from typing import NamedTuple
 
 MAX_HEAD_BYTES = 65536  # a response head larger than this is a protocol error
@@ -187,6 +189,43 @@ class BodyDecoder:
         self._tail_body = tail
         self.buf = buf[pos:] if pos < n else b""
         return out[0] if len(out) == 1 else b"".join(out)
+
+
+class _Inflater:
+    """Incremental gzip or deflate decoding of a body (RFC 9110 8.4.1): each call returns the decoded bytes
+    the piece completes. ``deflate`` is meant as the zlib format (RFC 1950), but servers also send it raw
+    (RFC 1951): the first bytes tell which."""
+
+    __slots__ = ("_d", "_gzip")
+
+    def __init__(self, gzip: bool) -> None:
+        self._gzip = gzip
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
+
+    def __call__(self, data: bytes) -> bytes:
+        d = self._d
+        if d is None:  # deflate: a zlib header (CMF 0x?8, CMF*256+FLG divisible by 31), else raw
+            raw = len(data) < 2 or data[0] & 0x0F != 8 or ((data[0] << 8) | data[1]) % 31
+            d = self._d = zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+        try:
+            return d.decompress(data)
+        except zlib.error as e:
+            raise ProtocolError(f"bad {'gzip' if self._gzip else 'deflate'} data in the body: {e}") from None
+
+
+def content_decoder(coding: str) -> Callable[[bytes], bytes] | None:
+    """An incremental decoder of a body sent with ``Content-Encoding: coding`` (``gzip``/``x-gzip``,
+    ``deflate``; ``identity`` decodes to itself): a callable taking each piece of body bytes and returning the
+    decoded bytes it completes (raises :class:`ProtocolError` on corrupt data). None for a coding this
+    cannot decode (``br``, ``zstd``, a chain of several)."""
+    coding = coding.strip().lower()
+    if coding in ("", "identity"):
+        return lambda data: data
+    if coding in ("gzip", "x-gzip"):
+        return _Inflater(True)
+    if coding == "deflate":
+        return _Inflater(False)
+    return None
 
 
 class ResponseReader:

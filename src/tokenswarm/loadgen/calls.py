@@ -59,11 +59,8 @@ class CallFactory:
         self.whole = settings.dialect.whole(settings.request)  # one JSON answer, not a stream
         self.media = SyntheticMedia(settings.media, settings.seed * 7919 + shard) if settings.media.enabled else None
         self._check_media()
-        self.head = request_head(
-            settings.target, "POST", settings.endpoint,
-            {"Content-Type": "application/json", "Accept": "application/json" if self.whole else "text/event-stream",
-             **settings.headers},
-        )
+        self.head = request_head(settings.target, "POST", settings.endpoint, settings.stream_headers())
+        self.await_usage = settings.await_usage
         self.count_tokens = tokenizer.count if tokenizer is not None else None
         self._ids = itertools.count(1)
         self._prefix = f"{worker}-{os.getpid():x}-"
@@ -132,7 +129,7 @@ class CallFactory:
             cancel_after = self._rng.randint(1, max(1, n - 1))
         call = StreamCall(conn, self.settings.dialect, self.head + b"X-Request-Id: " + rid.encode() + b"\r\n", body,
                           rid, input_tokens=prompt.input_tokens, count_tokens=self.count_tokens,
-                          cancel_after=cancel_after, whole=self.whole)
+                          cancel_after=cancel_after, whole=self.whole, await_usage=self.await_usage)
         call.prompt = prompt  # type: ignore[attr-defined]
         return call
 

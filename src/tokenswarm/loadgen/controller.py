@@ -326,17 +326,24 @@ class RunController:
         return {k: v for k, v in slo.items() if k in SLO_KEYS}, {k: v for k, v in slo.items() if k not in SLO_KEYS}
 
     def _meets_slo(self, sample: Any) -> Any:
-        """Per request of a live sample (:data:`tokenswarm.report.live.S`): ok and within every per-request limit
-        (TPOT: a request without one passes, as in the report)."""
+        """Per request of a live sample (:data:`tokenswarm.report.live.S`): 1.0 when ok and within every
+        per-request limit, 0.0 when not, NaN when unjudged (an ok request without the TPOT a TPOT limit needs
+        neither meets nor misses it, as in the report: :func:`tokenswarm.report.levels.slo_masks`)."""
         import numpy as np
 
         limits, _ = self._targets()
-        good = sample[:, SAMPLE["ok"]] > 0
+        ok = sample[:, SAMPLE["ok"]] > 0
+        good = ok.copy()
+        unjudged = np.zeros(len(sample), dtype=bool)
         for key, limit in limits.items():
             col = sample[:, SAMPLE[key]]
             with np.errstate(invalid="ignore"):
-                good &= (np.isnan(col) | (col <= limit)) if key == "tpot" else (col <= limit)
-        return good
+                good &= col <= limit
+            if key == "tpot":
+                unjudged |= ok & np.isnan(col)
+        out = good.astype(float)
+        out[unjudged] = np.nan
+        return out
 
     def _precise(self, figures: dict[str, Any]) -> bool:
         """The figures that matter (the SLO's, else output throughput and TTFT p99) are within --precision."""
@@ -476,6 +483,8 @@ class RunController:
         self.sample()  # the charts end where the test ended
         self.taking_records = False
         self.recorder.close()
+        if self.exporter is not None:  # the last word: a scrape sees the final totals before the process ends
+            self.exporter.await_final_scrape()
         self.exit_reason = failures_message(self.recorder.status_by_level, self.settings.max_fail_ratio,
                                             self.load.lost_in_flight,
                                             "rate" if self.settings.mode == "rate" else "level")

@@ -1,9 +1,16 @@
 """tokenswarm's own Prometheus metrics (prometheus-client, its own registry): latency histograms with
 LLM-sized buckets, token and request counters, users, level, per-worker CPU and loop lag. Served by the web
-UI at /metrics, or headless on ``--metrics-port``."""
+UI at /metrics, or headless on ``--metrics-port`` (bound to ``--metrics-bind``: loopback unless told).
+
+The last word: a headless run's figures are digested about once a second, and the process exits when its
+report is written, so a scraper would never see the last second's requests. The run controller digests them
+at the end, before the report, and then holds on until one scrape has been answered with those final totals
+(:meth:`Exporter.await_final_scrape`, at most :data:`LAST_WORD_S`): the last ``/metrics`` answer equals
+requests.csv."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
@@ -18,6 +25,7 @@ if TYPE_CHECKING:
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0,
                 30.0, 60.0)
 TPOT_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
+LAST_WORD_S = 3.0  # how long a headless run's end waits for a scrape of its final totals
 E2E_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0,
                300.0, 600.0)
 
@@ -45,6 +53,8 @@ class Exporter:
         self.lag = Gauge("tokenswarm_worker_loop_lag_seconds", "Load-generator event-loop lag (p99 over 1 s).",
                          ["worker"], registry=reg)
         self.users.set_function(lambda: float(getattr(self.env.runner, "user_count", 0) or 0))
+        self.server: Any = None  # the standalone /metrics server (headless runs), once serving
+        self.scrapes = 0  # /metrics answers given by the standalone server
 
     def observe(self, rows: list[Row]) -> None:
         for row in rows:
@@ -71,9 +81,32 @@ class Exporter:
         return make_wsgi_app(self.registry)
 
     def serve(self, host: str, port: int) -> Any:
-        """A standalone /metrics server (headless runs), on gevent's WSGI server."""
+        """A standalone /metrics server (headless runs) on ``host:port``, on gevent's WSGI server; it counts
+        its answers (:attr:`scrapes`)."""
         from gevent.pywsgi import WSGIServer
 
-        server = WSGIServer((host, port), self.wsgi_app(), log=None)
+        app = self.wsgi_app()
+
+        def counted(environ: Any, start_response: Any) -> Any:
+            body = app(environ, start_response)
+            self.scrapes += 1
+            return body
+
+        server = WSGIServer((host, port), counted, log=None)
         server.start()
+        self.server = server
         return server
+
+    def await_final_scrape(self, timeout_s: float = LAST_WORD_S) -> bool:
+        """Call once the final figures are in: wait (this greenlet) until the standalone server has answered a
+        scrape with them, at most ``timeout_s`` seconds. True when one was answered; False after the timeout
+        or without a standalone server (the web UI's process outlives the test by itself)."""
+        if self.server is None:
+            return False
+        import gevent
+
+        seen = self.scrapes
+        deadline = time.monotonic() + timeout_s
+        while self.scrapes == seen and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        return self.scrapes > seen

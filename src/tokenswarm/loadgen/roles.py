@@ -309,7 +309,7 @@ class WriterRole(Role):
             # the exporter costs CPU per request (histograms): made only when something can scrape it
             self.exporter = Exporter(environment)
             if web_ui is None:
-                self.exporter.serve("0.0.0.0", self.opts.metrics_port)
+                self.exporter.serve(getattr(self.opts, "metrics_bind", "") or "127.0.0.1", self.opts.metrics_port)
         try:
             self.settings = self._settings_at_init()
         except SettingsError as e:

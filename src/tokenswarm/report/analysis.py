@@ -135,6 +135,11 @@ class Analysis:
             "lockstep_levels": saturation.flagged(lv, "lockstep"),
             "capacity": {k: v for k, v in self.capacity.items() if k != "probes"} if self.capacity else None,
             "imprecise_levels": saturation.flagged(lv, "imprecise"),
+            "usage_contradicted_levels": saturation.flagged(lv, "usage_contradicted"),
+            "token_contradictions_by_level": by_level(lv, "token_contradictions"),
+            "lingered_levels": saturation.flagged(lv, "lingered"),
+            "clumped_levels": saturation.flagged(lv, "clumped"),
+            "slo_unjudged_by_level": by_level(lv, "slo_unjudged"),
         }
 
 

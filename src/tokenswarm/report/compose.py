@@ -261,6 +261,39 @@ def flag_items(a: Analysis) -> list[str]:
                      "sends would), so their TTFT and throughput depend on how the waves formed, not only on the "
                      "load. Spread the starts (the default; `--no-stagger` turns it off); a server of very "
                      "regular timing can form waves by itself.")
+    lied = flagged_details(a.levels, "usage_contradicted", lambda x, r: f"{fmt_level(x, a.mode)}: "
+                           f"{tables.cell(r.get('token_contradictions'), '{:.0f}')} requests")
+    if lied:
+        items.append(f"**Token counts contradicted the stream** ({lied}; requests.csv `token_check` says how): the "
+                     "server's usage disagreed with itself or with the events that carried it (reasoning tokens "
+                     "left out of `completion_tokens`, prompt + completion not the total, a usage of 0 after "
+                     "output), or a stream ended without a finish reason (`truncated`). `output_tokens` holds the "
+                     "count used: completion + reasoning when reasoning was left out, the local count (tokenizer, "
+                     "else events) when the usage was made up. A gateway between the client and the engine is the "
+                     "usual cause.")
+    held_open = flagged_details(a.levels, "lingered", lambda x, r: f"{fmt_level(x, a.mode)}: "
+                                f"{tables.cell(r.get('lingered_pct'), '{:.0f}')}%")
+    if held_open:
+        items.append(f"**Streams held open** ({held_open} of complete answers): the server kept the stream open "
+                     "after the answer was complete (finish reason and usage, no `[DONE]` or end of the HTTP "
+                     "message; heartbeats or silence). The client took the answer as complete, freed the user and "
+                     "closed that connection (requests.csv `lingered`); a real client waiting for the end would "
+                     "have been held until the gateway's own timeout.")
+    clumps = flagged_details(a.levels, "clumped", lambda x, r: f"{fmt_level(x, a.mode)}: "
+                             f"{tables.cell(r.get('output_tokens_per_event'), '{:.1f}')} tokens per event, ITL p50 "
+                             f"{tables.cell(r.get('itl_p50_ms'), '{:.1f}')} ms beside TPOT "
+                             f"{tables.cell(r.get('tpot_mean_ms'), '{:.1f}')} ms")
+    if clumps:
+        items.append(f"**Events in clumps** ({clumps}): output arrived in bursts of several tokens per event (a "
+                     "buffering proxy or gateway, an engine's stream interval), so ITL describes how the stream "
+                     "was framed, not the engine's per-token pace; TPOT (from first and last token) still holds. "
+                     "A request whose whole answer came in one event has no TPOT or ITL at all.")
+    unjudged = {k: v for k, v in by_level(a.levels, "slo_unjudged").items() if v}
+    if unjudged:
+        items.append("**Unjudged by the SLO** (" + "; ".join(f"{k}: {v:.0f} requests" for k, v in unjudged.items())
+                     + "): these ok requests had no TPOT (one output token, or their whole answer in one event) or "
+                     "no inter-token gap, so they neither meet nor miss a TPOT or ITL limit; they are left out of "
+                     "the SLO attainment and are not in the goodput.")
     loose = flagged_details(a.levels, "imprecise", lambda x, r: fmt_level(x, a.mode))
     if loose:
         items.append(f"**Imprecise** ({loose}; marked `?`): these levels reached `--max-level-duration` before "

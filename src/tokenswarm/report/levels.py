@@ -100,13 +100,30 @@ req/s) of a run.
 * SLOs (run.json ``settings.slo``, milliseconds, any of ``ttft``, ``tpot``,
   ``e2e``, ``itl``): a request *meets the SLOs* when it is ``ok`` and its TTFT,
   TPOT and E2E are at most their limits and none of its inter-token gaps
-  exceeds the ITL limit (a request with one output token has no TPOT/ITL and
-  passes those two). ``goodput_req_s`` is the rate (above) of requests meeting the
+  exceeds the ITL limit. An ``ok`` request with no TPOT (one output token, or
+  its whole answer in one event: no per-token timing) neither meets nor misses
+  a TPOT limit, and one with no inter-token gap neither meets nor misses an ITL
+  limit: it is *unjudged*, left out of the attainment's sample (counted in
+  ``slo_unjudged``) and not in the goodput. ``goodput_req_s`` is the rate (above) of requests meeting the
   SLOs; ``slo_attainment_pct`` the share (percent) of the level's sample (requests started
-  after warm-up, failures included, cancelled ones not) meeting them;
+  after warm-up, failures included, cancelled and unjudged ones not) meeting them;
   ``meets_slo`` is true when attainment is at least ``settings.slo_attainment``
-  (a fraction, default 0.99: ``slo_attainment_pct`` >= 99) and the level had no failure. Without SLOs these three
+  (a fraction, default 0.99: ``slo_attainment_pct`` >= 99) and the level had no failure. Without SLOs these
   columns are empty.
+* Streams that contradict themselves (:func:`tokenswarm.measure.check_usage`):
+  ``token_contradictions`` counts the level's requests whose usage contradicted
+  itself or the stream, or whose stream ended without a finish reason
+  (requests.csv ``token_check``); the level is flagged ``usage_contradicted``.
+  ``lingered_pct`` is the share of its ``ok`` requests whose server kept the
+  stream open after the complete answer (the client closed it); flagged
+  ``lingered`` from ``LINGER_FLAG_PCT`` (10 %).
+* Clumped events. A level is flagged ``clumped`` when events arrived in clumps
+  (a buffering proxy, an engine sending many tokens per event): more than
+  ``CLUMP_TOKENS_PER_EVENT`` (2) output tokens per output event over its sample
+  (the ``output_tokens_per_event`` of :mod:`tokenswarm.report.engine`), or an ITL p50 under
+  ``CLUMP_ITL_SHARE`` (10 %) of the mean TPOT while that is at least
+  ``CLUMP_MIN_TPOT_MS`` (1 ms). Its ITL then describes the server's framing, not
+  the engine's per-token pace.
 * Lockstep. In a closed loop, users that start together stay together when
   the server's timing is regular: their requests come in waves, each user's
   TTFT depends on the wave, and the level's figures on how it began (40
@@ -169,18 +186,22 @@ LOCKSTEP_MIN_LEVEL = 4  # ... users times their mean (between these bounds) is i
 LATE_BASE_MS = 10.0  # a rate level is late when its p99 send lag exceeds this ...
 LATE_SHARE = 0.05  # ... plus this share of the mean inter-arrival time
 DEFAULT_SLO_ATTAINMENT = 0.99
+LINGER_FLAG_PCT = 10.0  # a level whose server kept this share of complete streams open is flagged
+CLUMP_TOKENS_PER_EVENT = 2.0  # more output tokens per output event than this: clumped
+CLUMP_ITL_SHARE = 0.1  # an ITL p50 under this share of the mean TPOT ...
+CLUMP_MIN_TPOT_MS = 1.0  # ... of at least this: clumped
 OK, CANCELLED = "ok", "cancelled"
 
 NUMERIC: tuple[str, ...] = (
     "start_time", "level", "user", "http_status", "ttft_ms", "ttft_visible_ms", "tpot_ms", "e2e_ms", "close_ms",
     "input_tokens", "output_tokens", "reasoning_tokens", "cached_tokens", "output_events", "scheduled_time",
-    "connect_ms", "backoff_ms", "ttft_error_bound_ms", "e2e_error_bound_ms",
+    "connect_ms", "backoff_ms", "ttft_error_bound_ms", "e2e_error_bound_ms", "lingered",
 )
 #: the columns the report reads; others (ids, errors, prompt ids) are skipped when loading
 READ: tuple[str, ...] = (
     "start_time", "level", "status", "http_status", "ttft_ms", "tpot_ms", "e2e_ms", "close_ms", "input_tokens",
     "output_tokens", "cached_tokens", "output_events", "scheduled_time", "backoff_ms", "itl_ms",
-    "ttft_error_bound_ms", "user", "worker",
+    "ttft_error_bound_ms", "user", "worker", "token_check", "lingered",
 )
 REQUIRED: tuple[str, ...] = ("start_time", "level", "status")
 #: the statistics of each latency in :data:`LATENCIES`: levels.csv has ``<latency>_<stat>_ms`` for each
@@ -225,7 +246,7 @@ def load_requests(path: str, columns: tuple[str, ...] | None = READ) -> pd.DataF
             df[col] = conv.astype("float64")
     for col in columns or ():
         if col not in df.columns:
-            df[col] = "" if col in ("status", "itl_ms") else np.nan
+            df[col] = "" if col in ("status", "itl_ms", "token_check") else np.nan
     return df
 
 
@@ -430,8 +451,19 @@ def check_slo(slo: Mapping[str, Any] | None, where: str = "run.json settings.slo
 
 def slo_mask(df: pd.DataFrame, slo: Mapping[str, float], itl: tuple[np.ndarray, np.ndarray] | None = None
              ) -> np.ndarray:
-    """Per request: ``ok`` and meeting every SLO (see the module docstring for the rules)."""
-    good = np.array(df["status"].to_numpy(object) == OK, dtype=bool)
+    """Per request: ``ok`` and meeting every SLO (see the module docstring for the rules); an unjudged
+    request (:func:`slo_unjudged`) does not meet them."""
+    return slo_masks(df, slo, itl)[0]
+
+
+def slo_masks(df: pd.DataFrame, slo: Mapping[str, float], itl: tuple[np.ndarray, np.ndarray] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Per request: (meets every SLO, unjudged). *Unjudged*: ``ok`` but without the figure a TPOT or ITL
+    limit needs (no TPOT: one output token or one output event; no inter-token gap), so it neither meets nor
+    misses it (module docstring)."""
+    ok = np.array(df["status"].to_numpy(object) == OK, dtype=bool)
+    good = ok.copy()
+    unjudged = np.zeros(len(df), dtype=bool)
     for key, limit in slo.items():
         if key == "itl":
             values, counts = itl if itl is not None else parse_itl(df["itl_ms"])
@@ -440,12 +472,15 @@ def slo_mask(df: pd.DataFrame, slo: Mapping[str, float], itl: tuple[np.ndarray, 
             if has.any():
                 starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[has]
                 worst[has] = np.maximum.reduceat(values, starts)
-            good = good & (worst <= limit)
+            good = good & has & (worst <= limit)
+            unjudged |= ok & ~has
             continue
         col = df[f"{key}_ms"].to_numpy(float)
         with np.errstate(invalid="ignore"):
-            good = good & ((np.isnan(col) | (col <= limit)) if key == "tpot" else (col <= limit))
-    return good
+            good = good & (col <= limit)
+        if key == "tpot":
+            unjudged |= ok & np.isnan(col)
+    return good, unjudged
 
 
 # -- statistics ------------------------------------------------------------------------------
@@ -595,8 +630,12 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
     ok_e = (start + e2e / 1000.0)[is_ok]
     ok_n, ok_in = n_out[is_ok], n_in[is_ok]
     itl = parse_itl(df["itl_ms"]) if "itl_ms" in df.columns else (np.empty(0), np.zeros(len(df), np.int64))
-    good = slo_mask(df, limits, itl) if limits else None
+    good, unjudged = slo_masks(df, limits, itl) if limits else (None, np.zeros(len(df), dtype=bool))
     ok_good = good[is_ok] if good is not None else None
+    checks = df["token_check"].to_numpy(object) if "token_check" in df.columns else np.full(len(df), "", object)
+    contradicted = np.array([bool(c) and isinstance(c, str) for c in checks], dtype=bool)
+    lingered = np.nan_to_num(_col(df, "lingered")) > 0
+    n_events = _col(df, "output_events")
     rows = []
     for w in windows:
         mine = lvl == w.level
@@ -621,10 +660,11 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
         row["output_throughput_tok_s"] = rates.output_tok_s
         row["total_throughput_tok_s"] = rates.input_tok_s + rates.output_tok_s
         if good is not None:
-            judged = in_level & ~is_cancelled
+            judged = in_level & ~is_cancelled & ~unjudged
             attained = (good & judged).sum() / judged.sum() if judged.any() else np.nan
             row["goodput_req_s"] = rates.goodput_req_s
             row["slo_attainment_pct"] = 100.0 * attained
+            row["slo_unjudged"] = int((in_level & unjudged).sum())
             row["meets_slo"] = bool(judged.any() and attained >= slo_attainment and row["failed"] == 0)
         else:
             row["goodput_req_s"] = row["slo_attainment_pct"] = np.nan
@@ -673,13 +713,30 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
         row["lockstep"] = bool(mode != "rate" and w.level >= LOCKSTEP_MIN_LEVEL
                                and row["send_dispersion"] >= lockstep_threshold(w.level))
         row["imprecise"] = bool(w.imprecise)
-        _intervals(row, w, start, sample, in_level & ~is_cancelled, good, itl, df,
+        row["token_contradictions"] = int((mine & contradicted).sum())
+        row["usage_contradicted"] = bool(row["token_contradictions"])
+        n_ok = int((mine & is_ok).sum())
+        row["lingered_pct"] = 100.0 * float((mine & is_ok & lingered).sum()) / n_ok if n_ok else np.nan
+        row["lingered"] = bool(n_ok and row["lingered_pct"] >= LINGER_FLAG_PCT)
+        tokens_sum, events_sum = float(np.nansum(n_out[sample])), float(np.nansum(n_events[sample]))
+        per_event = tokens_sum / events_sum if events_sum > 0 else np.nan
+        row["clumped"] = is_clumped(per_event, row["itl_p50_ms"], row["tpot_mean_ms"])
+        _intervals(row, w, start, sample, in_level & ~is_cancelled & ~unjudged, good, itl, df,
                    (ok_f, ok_e, ok_in, ok_n, ok_good))
         for key, limit in targets.items():  # a level's figure against its target: the point estimate
             row["meets_slo"] = bool(row["meets_slo"] and row.get(f"{key}_ms", np.nan) <= limit)
         row["slo_verdict"] = slo_verdict(row, limits, targets, slo_attainment) if everything else None
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def is_clumped(tokens_per_event: float, itl_p50_ms: float, tpot_mean_ms: float) -> bool:
+    """Did a level's output events arrive in clumps (module docstring: more than :data:`CLUMP_TOKENS_PER_EVENT`
+    output tokens per event, or an ITL p50 under :data:`CLUMP_ITL_SHARE` of a mean TPOT of at least
+    :data:`CLUMP_MIN_TPOT_MS`)? NaN figures decide nothing."""
+    few = tokens_per_event > CLUMP_TOKENS_PER_EVENT  # False for NaN
+    bunched = tpot_mean_ms >= CLUMP_MIN_TPOT_MS and itl_p50_ms < CLUMP_ITL_SHARE * tpot_mean_ms
+    return bool(few or bunched)
 
 
 def _level_users_sent(start: np.ndarray, user: np.ndarray, worker: np.ndarray) -> float:

@@ -279,8 +279,9 @@ def _intervals_of(lf: LiveFigures, key: str, start: float, end: float | None, wa
     share = intervals.share_interval(ok.astype(float), blocks, k)
     out["ok_pct"] = Interval(100 * share.estimate, 100 * share.low, 100 * share.high)
     if good is not None:
-        met = good(mine)
-        share = intervals.share_interval(met.astype(float), blocks, k)
+        met = np.asarray(good(mine), float)
+        judged = ~np.isnan(met)  # NaN: unjudged (no TPOT for a TPOT limit), left out of the share
+        share = intervals.share_interval(met[judged], blocks[judged], k)
         out["slo_attainment_pct"] = Interval(100 * share.estimate, 100 * share.low, 100 * share.high)
     rates = lf.rates.view()
     if len(rates):
@@ -298,7 +299,8 @@ def level_intervals(lf: LiveFigures, key: str, start: float, end: float | None, 
                     now: float | None = None, good: Any = None, opens: float = -math.inf) -> dict[str, Any]:
     """The 95 % intervals (:mod:`tokenswarm.report.intervals`, the report's own method) of a level's figures so
     far: ``{"n": requests judged, "window_s", "blocks", "<figure>": Interval}`` for the figures of
-    :data:`LIVE_FIGURES` and, with ``good`` (rows of the level's sample -> bool array: met every SLO),
+    :data:`LIVE_FIGURES` and, with ``good`` (rows of the level's sample -> array: met every SLO, 1/0, or NaN
+    for a request that cannot be judged),
     ``slo_attainment_pct``. Only requests sent before every one of them has finished are judged (the last
     lifetime's sends are still in flight, the short ones first), so the sample is not biased to short requests.
     ``good`` reads the sample's columns by :data:`S` (``start``, ``ok``, ``ttft``, ``tpot``, ``e2e``, ``close``)."""

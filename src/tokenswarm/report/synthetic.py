@@ -145,6 +145,8 @@ def write_run(run_dir: str, levels: Sequence[float] = (1, 2, 4, 8, 16), mode: st
             "output_events": np.where(ok, out_tok, 0),
             "output_kind": np.where(ok, "content", ""),
             "finish_reason": np.where(ok, "length", ""),
+            "token_check": "",
+            "lingered": "",
             "scheduled_time": sched,
             "connect_ms": "",
             "request_bytes": "",

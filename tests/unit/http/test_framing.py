@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from tokenswarm.http.framing import MAX_HEAD_BYTES, ProtocolError, ResponseReader, request_head
+from tokenswarm.http.framing import MAX_HEAD_BYTES, ProtocolError, ResponseReader, content_decoder, request_head
 from tokenswarm.http.target import Target
 
 CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -118,3 +118,22 @@ def test_a_head_larger_than_the_limit_is_a_protocol_error():
     with pytest.raises(ProtocolError):
         for _ in range(MAX_HEAD_BYTES // 1000 + 2):
             r.feed(b"X-Pad: " + b"a" * 990 + b"\r\n")
+
+
+@pytest.mark.parametrize("coding,wbits", [("gzip", 31), ("x-gzip", 31), ("deflate", 15), ("Deflate", -15)])
+def test_content_decoder_decodes_piece_by_piece(coding, wbits):
+    import zlib
+
+    events = [b"data: %d\n\n" % i for i in range(5)]
+    z = zlib.compressobj(wbits=wbits)
+    parts = [z.compress(e) + z.flush(zlib.Z_SYNC_FLUSH) for e in events]
+    inflate = content_decoder(coding)
+    # every flushed block decodes to exactly its event: events are complete at their own block
+    assert [inflate(p) for p in parts] == events
+
+
+def test_content_decoder_refuses_what_it_cannot_decode_and_names_corrupt_data():
+    assert content_decoder("br") is None and content_decoder("gzip, br") is None
+    assert content_decoder("identity")(b"x") == b"x"
+    with pytest.raises(ProtocolError, match="bad gzip data"):
+        content_decoder("gzip")(b"not gzip at all")

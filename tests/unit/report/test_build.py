@@ -258,6 +258,27 @@ def test_the_report_names_sglangs_benchmark_and_shows_what_the_gpu_spent(tmp_pat
         (300.0 / back["output_throughput_tok_s"]).tolist(), rel=1e-3)
 
 
+def test_contradicted_usage_lingering_streams_and_clumps_are_flagged_in_summary_and_report(tmp_path):
+    run = str(tmp_path / "faults")
+    write_run(run, levels=(1, 2, 4), capacity=8, seed=1)
+    path = os.path.join(run, "requests.csv")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    ok = df["status"] == "ok"
+    level = df["level"].astype(float)
+    lv2, lv4 = ok & (level == 2), ok & (level == 4)
+    df.loc[df.index[lv2][:3], "token_check"] = "reasoning_outside_completion"
+    df.loc[lv4, "lingered"] = "1"
+    df.to_csv(path, index=False)
+    build_report(run)
+    summary = json.loads(Path(run, "summary.json").read_text())
+    assert summary["usage_contradicted_levels"] == [2.0]
+    assert summary["token_contradictions_by_level"] == {"1": 0.0, "2": 3.0, "4": 0.0}
+    assert summary["lingered_levels"] == [4.0] and summary["clumped_levels"] == []
+    md = Path(run, "report.md").read_text()
+    assert "**Token counts contradicted the stream** (2: 3 requests" in md
+    assert "**Streams held open** (4: 100%" in md and "**Events in clumps**" not in md
+
+
 def test_the_report_states_each_levels_client_error_and_load_as_measured(sweep):
     md = Path(os.path.join(sweep, "report.md")).read_text(encoding="utf-8")
     line = next(x for x in md.splitlines() if x.startswith("- **Client self-check**"))

@@ -47,3 +47,59 @@ def test_a_levels_percentile_slo_judges_the_level_and_sets_its_verdict():
     assert row["slo_attainment_ci_low_pct"] <= 100.0
     plain = level_stats(pd.DataFrame(df), [w]).iloc[0]
     assert plain["slo_verdict"] is None and not plain["lockstep"]  # open loop: never lockstep
+
+
+def _requests(n, tpot_ms, events, tokens=60, **cols):
+    """n ok requests of one level, one a second, with the given TPOT (ms or NaN), output events and tokens."""
+    t0 = 1_790_000_000.0
+    start = t0 + np.arange(n, dtype=float)
+    itl = " ".join(["20.000"] * (events - 1)) if events > 1 else ""
+    df = pd.DataFrame({"start_time": start, "level": 2.0, "status": "ok", "http_status": 200.0,
+                       "ttft_ms": 3000.0, "tpot_ms": tpot_ms, "e2e_ms": 3000.0 + 20.0 * max(events - 1, 0),
+                       "close_ms": 3100.0, "input_tokens": 18.0, "output_tokens": float(tokens),
+                       "output_events": float(events), "itl_ms": itl, "token_check": "", "lingered": np.nan})
+    for k, v in cols.items():
+        df[k] = v
+    from tokenswarm.report.levels import Window
+
+    return df, Window(2.0, t0, t0 + n + 5, t0)
+
+
+def test_a_request_without_tpot_neither_meets_nor_misses_a_tpot_slo():
+    # "fake streaming": every answer in one event, no TPOT (field case 18)
+    df, w = _requests(20, np.nan, 1)
+    row = level_stats(df, [w], slo={"tpot": 50.0}).iloc[0]
+    assert row["slo_unjudged"] == 20 and np.isnan(row["slo_attainment_pct"]) and row["goodput_req_s"] == 0
+    assert not row["meets_slo"] and row["slo_verdict"] != HOLDS and np.isnan(row["tpot_mean_ms"])
+    # beside judged requests, the unjudged ones are left out of the share: 10 of 10 judged meet it
+    half, _ = _requests(10, 20.0, 60)
+    both = pd.concat([df.iloc[:10], half.assign(start_time=half["start_time"] + 10)], ignore_index=True)
+    row = level_stats(both, [w], slo={"tpot": 50.0}).iloc[0]
+    assert row["slo_unjudged"] == 10 and row["slo_attainment_pct"] == 100.0
+    # an ITL limit: a request with no gap is unjudged too
+    row = level_stats(both, [w], slo={"itl": 50.0}).iloc[0]
+    assert row["slo_unjudged"] == 10 and row["slo_attainment_pct"] == 100.0
+
+
+def test_clumped_events_contradicted_usage_and_lingering_streams_flag_the_level():
+    even, w = _requests(20, 20.0, 60)
+    row = level_stats(even, [w]).iloc[0]
+    assert not row["clumped"] and not row["usage_contradicted"] and not row["lingered"]
+    assert row["lingered_pct"] == 0.0
+    few, w = _requests(20, 20.0, 10)  # 10 events carried 60 tokens each: a buffering proxy
+    assert level_stats(few, [w]).iloc[0]["clumped"]
+    flagged, w = _requests(20, 20.0, 60, token_check=["reasoning_outside_completion"] * 3 + [""] * 17,
+                           lingered=[1.0] * 5 + [np.nan] * 15)
+    row = level_stats(flagged, [w]).iloc[0]
+    assert row["token_contradictions"] == 3 and row["usage_contradicted"]
+    assert row["lingered_pct"] == 25.0 and row["lingered"]
+
+
+def test_clumped_by_its_itl_beside_its_tpot():
+    from tokenswarm.report.levels import is_clumped
+
+    assert is_clumped(1.0, 0.05, 20.0)  # gaps near 0 beside 20 ms a token: bursts
+    assert not is_clumped(1.0, 19.0, 20.0)
+    assert is_clumped(5.0, 19.0, 20.0)  # five tokens an event
+    assert not is_clumped(1.5, 19.0, 20.0)
+    assert not is_clumped(float("nan"), float("nan"), float("nan"))
