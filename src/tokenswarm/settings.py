@@ -220,7 +220,7 @@ class Settings:
             "slo": self.slo or None,
             "slo_attainment": self.slo_attainment,
             "knee_pct": self.knee_pct,
-            "server_metrics": self.server_metrics or None,
+            "server_metrics": _scrape_url(self.server_metrics) if self.server_metrics else None,  # no userinfo
             "gpu_metrics": _scrape_url(self.gpu_metrics) if self.gpu_metrics else None,
             "tokenswarm_version": __version__,
         }

@@ -415,3 +415,10 @@ def test_gpu_metrics_is_checked_and_recorded_without_userinfo():
     assert from_options(opts()).public()["gpu_metrics"] is None
     with pytest.raises(SettingsError, match=r"bad --gpu-metrics 'ftp://h/m'"):
         from_options(opts(gpu_metrics="ftp://h/m"))
+
+
+def test_the_engines_metrics_url_is_recorded_without_userinfo():
+    s = from_options(opts(engine="vllm", model="m", server_metrics="http://user:pw-secret1@h:8000/metrics?t=1"),
+                     environ={})
+    assert s.server_metrics.startswith("http://user:pw-secret1@")  # the scraper drops userinfo itself
+    assert s.public()["server_metrics"] == "http://h:8000/metrics" and "pw-secret1" not in repr(s.public())
