@@ -84,7 +84,7 @@ def test_report_fits_1400_px_with_its_tables_in_groups(example, tmp_path):
     assert "Throughput and load" in m["groups"]
     assert m["facts"] == ["Date", "tokenswarm", "Command", "Client", "Engine", "Model"] and m["factsAboveResults"]
     if example == "llamacpp-smollm2-cpu":  # it has the engine's gauges, the client's health and cache hits
-        assert {"Engine", "Client"} <= set(m["groups"]) and "Prefix cache" in m["h2"]
+        assert {"Engine", "Client: evidence"} <= set(m["groups"]) and "Prefix cache" in m["h2"]
 
 
 def test_a_run_without_cache_hits_has_no_prefix_cache_section(tmp_path):
