@@ -274,7 +274,7 @@ def _long_table(analyses: Sequence[Analysis], labels: Sequence[str],
                 figures: Sequence[tables.Column] = COMPARED) -> pd.DataFrame:
     """Outer join on level: one row per (level, run), runs in the given order."""
     levels = sorted({float(x) for a in analyses for x in a.levels["level"]})
-    figures = [*COMPARED, *(g for g in GPU_COMPARED if any(
+    figures = [*figures, *(g for g in GPU_COMPARED if any(
         g[0] in a.levels.columns and a.levels[g[0]].notna().any() for a in analyses))]
     frames = []
     for lab, a in zip(labels, analyses):
