@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tokenswarm.report.intervals import Interval, ci_columns
-from tokenswarm.report.verdicts import BETTER, WORSE, compare_figures
+from tokenswarm.report.verdicts import WORSE, compare_figures
 from tokenswarm.simengine.scheduler import Lognormal
 
 TTFT, TPOT, SIGMA_TTFT, SIGMA_TPOT = 100.0, 10.0, 0.3, 0.2
@@ -92,14 +92,18 @@ def test_a_level_agrees_with_itself_whatever_came_before_and_waves_are_flagged(c
         row = _levels(out).set_index("level").loc[40.0]
         low, high = (row[c] for c in ci_columns("ttft_p50_ms"))
         ttft[name] = (Interval(row["ttft_p50_ms"], low, high), bool(row["lockstep"]))
+    # the engine is deterministic, so the phases a level inherits persist: reached from 32 or 48 its TTFT p50 has
+    # read 0.92-1.01 of the level alone (its 95 % interval did not always include 1), where all 40 starting at
+    # once read 5x; a level's history moves it by less than 10 %
     for name in ("from32", "from48"):
         v = compare_figures(ttft["alone"][0], ttft[name][0], lower_is_better=True)
-        assert v.verdict not in (BETTER, WORSE), (name, v)  # the interval of their ratio includes 1
+        assert 0.9 < v.ratio < 1.1, (name, v)
         assert not ttft[name][1]
     assert not ttft["alone"][1]
     # all 40 started at once: they stay in waves, flagged, and the level reads worse
     assert ttft["together"][1]
-    assert compare_figures(ttft["alone"][0], ttft["together"][0], lower_is_better=True).verdict == WORSE
+    v = compare_figures(ttft["alone"][0], ttft["together"][0], lower_is_better=True)
+    assert v.verdict == WORSE and v.ratio > 2, v
 
 
 def test_precision_runs_a_level_until_its_intervals_are_narrow_or_flags_it(cli, sim_factory, tmp_path):
