@@ -102,8 +102,10 @@ def test_a_level_agrees_with_itself_whatever_came_before_and_waves_are_flagged(c
     assert not ttft["alone"][1]
     # all 40 started at once: they stay in waves, flagged, and the level reads worse
     assert ttft["together"][1]
+    # (in waves the level's p50 may get no interval: its blocks differ wave by wave, and the verdict is then
+    # undecided; the ratio still says it, 5.6x in the run that had none)
     v = compare_figures(ttft["alone"][0], ttft["together"][0], lower_is_better=True)
-    assert v.verdict == WORSE and v.ratio > 2, v
+    assert v.ratio > 2 and (v.verdict == WORSE or math.isnan(v.low)), v
 
 
 def test_precision_runs_a_level_until_its_intervals_are_narrow_or_flags_it(cli, sim_factory, tmp_path):
