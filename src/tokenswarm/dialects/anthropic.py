@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tokenswarm.dialects.base import RequestOptions, TypedEvents, finish_error, merge_extra
+from tokenswarm.dialects.base import RequestOptions, TypedEvents, finish_error, with_sampling
 from tokenswarm.measure import NOTHING, Event, Usage
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -95,13 +95,7 @@ class AnthropicMessages(TypedEvents):
             body["messages"] = self.with_media(body["messages"], prompt.media)
         body[self.cap_field(opts)] = prompt.max_tokens or opts.max_tokens
         body["stream"] = opts.stream
-        if opts.temperature is not None:
-            body["temperature"] = opts.temperature
-        if opts.ignore_eos:
-            body["ignore_eos"] = True
-        if opts.extra_body:
-            merge_extra(body, opts.extra_body)
-        return body
+        return with_sampling(body, opts)
 
     def parse(self, obj: dict[str, Any]) -> Event:
         kind = obj.get("type")

@@ -175,6 +175,18 @@ class Dialect:
         return self.parse(obj)
 
 
+def with_sampling(body: dict[str, Any], opts: RequestOptions) -> dict[str, Any]:
+    """``body`` with the fields OpenAI-shaped APIs (chat, completions, Responses, Anthropic Messages) share:
+    ``temperature`` when set, ``ignore_eos`` when asked, then ``--extra-body`` (:func:`merge_extra`)."""
+    if opts.temperature is not None:
+        body["temperature"] = opts.temperature
+    if opts.ignore_eos:
+        body["ignore_eos"] = True
+    if opts.extra_body:
+        merge_extra(body, opts.extra_body)
+    return body
+
+
 def merge_extra(body: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """``body`` with ``--extra-body`` merged in, top-level keys replaced; a key whose value is None (JSON
     ``null``) is removed, so a field a server rejects can be left out: ``{"stream_options": null}``."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenswarm.dialects.base import Dialect, RequestOptions, error_text, finish_error, merge_extra, usage_of
+from tokenswarm.dialects.base import Dialect, RequestOptions, error_text, finish_error, usage_of, with_sampling
 from tokenswarm.measure import Event
 
 
@@ -25,13 +25,7 @@ def _common(body: dict[str, Any], prompt: Any, opts: RequestOptions) -> dict[str
     body["stream"] = opts.stream
     if opts.include_usage and opts.stream:
         body["stream_options"] = {"include_usage": True}
-    if opts.temperature is not None:
-        body["temperature"] = opts.temperature
-    if opts.ignore_eos:
-        body["ignore_eos"] = True
-    if opts.extra_body:
-        merge_extra(body, opts.extra_body)
-    return body
+    return with_sampling(body, opts)
 
 
 def _event(obj: dict[str, Any], text: str, reasoning: str, finish: Any, extra: str = "", kind: str = "") -> Event:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenswarm.dialects.base import RequestOptions, TypedEvents, finish_error, merge_extra
+from tokenswarm.dialects.base import RequestOptions, TypedEvents, finish_error, with_sampling
 from tokenswarm.measure import KIND_CONTENT, KIND_REASONING, NOTHING, Event, Usage
 
 KIND_TOOL_CALLS = "tool_calls"
@@ -97,13 +97,7 @@ class OpenAIResponses(TypedEvents):
             self.cap_field(opts): prompt.max_tokens or opts.max_tokens,
             "stream": opts.stream,
         }
-        if opts.temperature is not None:
-            body["temperature"] = opts.temperature
-        if opts.ignore_eos:
-            body["ignore_eos"] = True
-        if opts.extra_body:
-            merge_extra(body, opts.extra_body)
-        return body
+        return with_sampling(body, opts)
 
     def parse(self, obj: dict[str, Any]) -> Event:
         kind = obj.get("type")
