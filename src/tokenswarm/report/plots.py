@@ -533,17 +533,24 @@ def engine_gauges_plot(levels: pd.DataFrame, out_dir: str, mode: str, title: str
     _level_axis(ax, lv, mode)
     ax.set_ylabel("Requests at the engine (mean)")
     _ylim0(ax)
-    x, y = _xy(levels, "server_kv_cache_usage_pct")
+    _right_axis(ax, levels, "server_kv_cache_usage_pct", "KV cache used (%)", "#8e44ad", (0, 105))
+    _title(ax, "Engine metrics (server_metrics.csv)", title)
+    return _save(fig, os.path.join(out_dir, ENGINE_PLOT))
+
+
+def _right_axis(ax: Any, levels: pd.DataFrame, col: str, label: str, color: str,
+                ylim: tuple[float, float | None]) -> None:
+    """Draw ``col`` against the level on a right-hand axis (when the levels have it), and one legend for both
+    axes' lines."""
+    x, y = _xy(levels, col)
     handles: list[Any] = []
     if len(x):
         ax2 = ax.twinx()
-        handles = ax2.plot(x, y, marker="s", color="#8e44ad", label="KV cache used (%)")
-        ax2.set_ylabel("KV cache used (%)")
-        ax2.set_ylim(0, 105)
+        handles = ax2.plot(x, y, marker="s", color=color, label=label)
+        ax2.set_ylabel(label)
+        ax2.set_ylim(*ylim)
     lines = ax.get_legend_handles_labels()[0] + handles
     ax.legend(lines, [h.get_label() for h in lines], fontsize=8, loc="upper left")
-    _title(ax, "Engine metrics (server_metrics.csv)", title)
-    return _save(fig, os.path.join(out_dir, ENGINE_PLOT))
 
 
 def gpu_plot(levels: pd.DataFrame, out_dir: str, mode: str, title: str = "") -> str | None:
@@ -562,14 +569,6 @@ def gpu_plot(levels: pd.DataFrame, out_dir: str, mode: str, title: str = "") -> 
     _level_axis(ax, lv, mode)
     ax.set_ylabel("Power (W, mean over the window)")
     _ylim0(ax)
-    x, y = _xy(levels, "energy_per_output_token_j")
-    handles: list[Any] = []
-    if len(x):
-        ax2 = ax.twinx()
-        handles = ax2.plot(x, y, marker="s", color="#27ae60", label="J per output token")
-        ax2.set_ylabel("J per output token")
-        ax2.set_ylim(bottom=0)
-    lines = ax.get_legend_handles_labels()[0] + handles
-    ax.legend(lines, [h.get_label() for h in lines], fontsize=8, loc="upper left")
+    _right_axis(ax, levels, "energy_per_output_token_j", "J per output token", "#27ae60", (0, None))
     _title(ax, "What the GPU spent (gpu_metrics.csv)", title)
     return _save(fig, os.path.join(out_dir, GPU_PLOT))
