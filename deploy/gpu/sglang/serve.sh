@@ -47,31 +47,6 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.used,memo
     --format=csv,noheader | sed "s/^/[$_me] GPU: /"
 say "starting on CPUs $SERVER_CPUS: $PY -m sglang.launch_server ${args[*]}"
 say "log: $log"
-pin_prefix "$SERVER_CPUS"
-setsid nohup "${PIN[@]}" "$PY" -m sglang.launch_server "${args[@]}" >"$log" 2>&1 </dev/null &
-pid=$!
-echo "$pid" >"$pidfile"
-say "pid $pid"
-((wait)) || exit 0
-
-t0=$(date +%s)
-while :; do
-    el=$(($(date +%s) - t0))
-    if ! kill -0 "$pid" 2>/dev/null; then
-        say "the server exited after ${el}s; the end of $log:"
-        tail -n 40 "$log"
-        exit 1
-    fi
-    if http_ok "http://$HOST:$PORT/health"; then
-        say "READY after ${el}s: http://$HOST:$PORT (model $SERVED_NAME)"
-        grep -E "KV Cache is allocated|max_total_num_tokens|Capture cuda graph end|max_running_requests|Load weight end" \
-            "$log" | tail -n 8 | sed "s/^/[$_me] log: /" || true
-        exit 0
-    fi
-    if ((el >= WAIT_S)); then
-        say "/health did not answer within ${WAIT_S}s (server pid $pid left running); the end of $log:"
-        tail -n 40 "$log"
-        exit 1
-    fi
-    sleep 3
-done
+ready_lines="KV Cache is allocated|max_total_num_tokens|Capture cuda graph end|max_running_requests|Load weight end"
+launch_and_wait "$log" "$pidfile" "$wait" "$ready_lines" \
+    "$PY" -m sglang.launch_server "${args[@]}"

@@ -71,6 +71,40 @@ EOF
 }
 
 # http_get URL FILE: save URL's body to FILE (exit 1 on failure)
+# launch_and_wait LOG PIDFILE WAIT PATTERN CMD...: start the server CMD on $SERVER_CPUS in its own session,
+# its output in LOG and its pid in PIDFILE; with WAIT 1, wait until http://$HOST:$PORT/health answers (up to
+# $WAIT_S s), then show LOG's lines matching PATTERN; returns 1 when the server exits or never answers
+launch_and_wait() {
+    local log=$1 pidfile=$2 wait_ready=$3 pattern=$4 pid t0 el
+    shift 4
+    pin_prefix "$SERVER_CPUS"
+    setsid nohup "${PIN[@]}" "$@" >"$log" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$pidfile"
+    say "pid $pid"
+    ((wait_ready)) || return 0
+    t0=$(date +%s)
+    while :; do
+        el=$(($(date +%s) - t0))
+        if ! kill -0 "$pid" 2>/dev/null; then
+            say "the server exited after ${el}s; the end of $log:"
+            tail -n 40 "$log"
+            return 1
+        fi
+        if http_ok "http://$HOST:$PORT/health"; then
+            say "READY after ${el}s: http://$HOST:$PORT (model $SERVED_NAME)"
+            grep -E "$pattern" "$log" | tail -n 8 | sed "s/^/[$_me] log: /" || true
+            return 0
+        fi
+        if ((el >= WAIT_S)); then
+            say "/health did not answer within ${WAIT_S}s (server pid $pid left running); the end of $log:"
+            tail -n 40 "$log"
+            return 1
+        fi
+        sleep 3
+    done
+}
+
 http_get() {
     "$PY" - "$1" "$2" <<'EOF'
 import sys, urllib.request

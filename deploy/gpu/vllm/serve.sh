@@ -43,31 +43,6 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.used,memo
 say "starting on CPUs $SERVER_CPUS: $PY -m vllm.entrypoints.cli.main ${args[*]}"
 say "log: $log"
 # `python3 -m vllm.entrypoints.cli.main` is what the `vllm` console script runs
-pin_prefix "$SERVER_CPUS"
-setsid nohup "${PIN[@]}" "$PY" -m vllm.entrypoints.cli.main "${args[@]}" >"$log" 2>&1 </dev/null &
-pid=$!
-echo "$pid" >"$pidfile"
-say "pid $pid"
-((wait)) || exit 0
-
-t0=$(date +%s)
-while :; do
-    el=$(($(date +%s) - t0))
-    if ! kill -0 "$pid" 2>/dev/null; then
-        say "the server exited after ${el}s; the end of $log:"
-        tail -n 40 "$log"
-        exit 1
-    fi
-    if http_ok "http://$HOST:$PORT/health"; then
-        say "READY after ${el}s: http://$HOST:$PORT (model $SERVED_NAME)"
-        grep -E "KV cache|Maximum concurrency|Graph capturing finished|torch.compile takes|Model loading took" \
-            "$log" | tail -n 8 | sed "s/^/[$_me] log: /" || true
-        exit 0
-    fi
-    if ((el >= WAIT_S)); then
-        say "/health did not answer within ${WAIT_S}s (server pid $pid left running); the end of $log:"
-        tail -n 40 "$log"
-        exit 1
-    fi
-    sleep 3
-done
+ready_lines="KV cache|Maximum concurrency|Graph capturing finished|torch.compile takes|Model loading took"
+launch_and_wait "$log" "$pidfile" "$wait" "$ready_lines" \
+    "$PY" -m vllm.entrypoints.cli.main "${args[@]}"
