@@ -36,7 +36,7 @@ mkdir -p "$kit/wheels" "$out"
 rm -rf "$kit/model" "$build/kit.tar" "$out"/part[0-9][0-9]
 
 platforms=()
-for p in manylinux_2_31_x86_64 manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_26_x86_64 \
+for p in manylinux_2_39_x86_64 manylinux_2_35_x86_64 manylinux_2_34_x86_64 manylinux_2_31_x86_64 manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_26_x86_64 \
          manylinux_2_24_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux_2_5_x86_64 manylinux1_x86_64; do
     platforms+=(--platform "$p")
 done
