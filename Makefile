@@ -87,15 +87,17 @@ simengine: install ## serve the simulated engine on 127.0.0.1:$(SIM_PORT) (SIM_A
 real-engine: ## build llama.cpp's llama-server + SmolLM2-135M (CPU) into ~/.cache/tokenswarm/llamacpp (~7 min once; reused)
 	deploy/llamacpp/build.sh
 
-# TEST_PROCS=2 runs the tests in two processes, a test file per process (pytest-xdist): 14 min instead of 27 on
-# 2 cores, but the real CPU engine's test (test_llamacpp) then shares its cores and failed 1 run in 3, so
-# `make test` stays in one process by default; `make test-fast` (no real engine) uses two
-TEST_PROCS ?= 0
+# The tests run in TEST_PROCS processes, a test file per process (pytest-xdist): 14 min instead of 27 on 2
+# cores. Tests marked `solo` (a real CPU engine's throughput, which another test sharing its cores would
+# change) run afterwards on their own. TEST_PROCS=0: everything in one process.
+TEST_PROCS ?= 2
 FAST_PROCS ?= 2
 procs = $(if $(filter 0,$(1)),,-n $(1) --dist loadfile)
 
 test: $(VENV)/.checks ## all tests: unit, integration and the slow end-to-end ones
-	$(BIN)/pytest -q $(call procs,$(TEST_PROCS))
+	@rc=0; $(BIN)/pytest -q -m "not solo" $(call procs,$(TEST_PROCS)) || rc=$$?; \
+	echo "-- tests that need the machine to themselves (marked solo), one process:"; \
+	$(BIN)/pytest -q -m solo || rc=$$?; exit $$rc
 
 test-fast: $(VENV)/.checks ## unit and integration tests, skipping the slow end-to-end ones
 	$(BIN)/pytest -q -m "not slow" $(call procs,$(FAST_PROCS))

@@ -24,7 +24,8 @@ import pytest
 
 from tokenswarm.tokencount import load_tokenizer
 
-pytestmark = pytest.mark.slow
+# solo: the sweep times a real engine on this machine's cores; a test beside it would change its throughput
+pytestmark = [pytest.mark.slow, pytest.mark.solo]
 
 CACHE = os.path.join(os.environ.get("TOKENSWARM_CACHE") or os.path.expanduser("~/.cache/tokenswarm"), "llamacpp")
 SERVER = os.path.join(CACHE, "bin", "llama-server")
@@ -190,22 +191,31 @@ def test_sweep_against_llama_server(llama, cli, tmp_path):
     lv = pd.read_csv(os.path.join(out, "levels.csv")).set_index("level")
     tp = lv["output_throughput_tok_s"]
     assert list(lv.index) == list(LEVELS) and (lv["failed"] == 0).all()
-    # 4 slots decode in one batch, so output throughput grows from 1 to 4 users. The gain is modest on 2 cores
-    # (measured 1.09-1.38x over 6 sweeps; 2 users gave 0.94-1.04x): the CPU is compute-bound (a 4-token decode
-    # step costs ~2.4 one-token steps), every new request's prefill stalls the batch, and the client shares the
-    # cores. 8 users on 4 slots add queueing, not throughput.
-    # one user, closed loop: the level's throughput is what its requests' own lengths and durations give (no
-    # absolute figure: a busy machine may decode slower, the accounting must still agree with itself)
-    one = df[df.level == 1]
-    own = one.output_tokens.sum() / (one.e2e_ms.sum() / 1000)
-    assert 0.8 * own < tp[1] < 1.1 * own, (tp.to_dict(), own)
-    assert tp[4] > 1.05 * tp[1], tp.to_dict()
+    # The level's output throughput is its window's accounting of its own requests (levels.py: each request's
+    # output tokens spread over its generation span, first token to last): at least the tokens of requests whose
+    # span lies inside the window, at most those plus the requests crossing its edges. Exact bounds, not a
+    # speed: whatever else runs on the machine, the accounting must agree with the records.
+    with open(os.path.join(out, "run.json")) as fh:
+        level_end = {int(t["level"]): float(t["end"]) for t in json.load(fh)["timeline"]}
+    first_token = df.start_time + df.ttft_ms / 1000
+    last_token = df.start_time + df.e2e_ms / 1000
+    for level in LEVELS:
+        end = level_end[level]
+        start = end - float(lv.loc[level, "window_s"])
+        inside = (first_token >= start) & (last_token <= end)
+        overlaps = (last_token > start) & (first_token < end)
+        low, high = df.output_tokens[inside].sum(), df.output_tokens[overlaps].sum()
+        counted = tp[level] * lv.loc[level, "window_s"]
+        assert low - 0.5 <= counted <= high + 0.5, (level, low, counted, high)
 
     # the engine's /metrics, scraped every 2 s: llamacpp:requests_processing -> running, :requests_deferred ->
     # waiting (8 users on 4 slots), :tokens_predicted_total -> generation_tokens_total. llama.cpp serves no
     # KV-cache usage metric (kv_cache_usage_ratio is gone from this version), so that column stays empty.
     sm = pd.read_csv(os.path.join(out, "server_metrics.csv"))
     assert len(sm) >= 10, sm
+    # 4 slots decode in one batch: the engine ran 4 at once, and 8 users queued. (Whether batching raised the
+    # throughput is the engine's speed on these cores, which anything else running here changes: measured
+    # 1.09-1.38x from 1 to 4 users on a quiet machine, 0.1x beside a busy benchmark; not asserted.)
     assert sm["running"].max() == 4 and sm["waiting"].max() >= 1, sm.to_string()
     gen = sm["generation_tokens_total"]
     assert gen.is_monotonic_increasing and gen.iloc[-1] > 0.8 * df.output_tokens.sum(), sm.to_string()
