@@ -13,6 +13,7 @@ Nothing here needs a network, a Docker engine or a cluster.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import filecmp
 import glob
@@ -43,7 +44,17 @@ PROMETHEUS_CONFIG = os.path.join(ROOT, "deploy", "prometheus", "prometheus.yml")
 LOCUSTFILES = os.path.join(ROOT, "locustfiles")
 K8S_LOCUSTFILES = os.path.join(K8S, "base", "locustfiles")
 
-SUBCOMMANDS = {"run", "sweep", "ui", "worker", "simengine"}
+
+
+def _subcommands() -> set[str]:
+    """The CLI's own subcommands (run, sweep, report, compare, capacity, ...), read from its parser."""
+    from tokenswarm.cli import build_parser
+
+    actions = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return set(actions[0].choices) if actions else set()
+
+
+SUBCOMMANDS = _subcommands()
 TOKENSWARM_SERVICES = ("simengine", "master", "worker")
 MASTER_PORTS = {5557, 5558, 8089}
 # kustomize roots a user applies; each must render
@@ -862,6 +873,7 @@ def test_every_tokenswarm_subcommand_is_known():
     seen = invocations()
     subs = {inv[0] for _where, inv in seen}
     assert subs >= {"simengine", "ui", "sweep", "worker"}, seen
+    assert {"run", "sweep", "ui", "worker", "simengine", "report", "compare", "capacity", "runs"} <= SUBCOMMANDS
     unknown = [(where, inv[:1]) for where, inv in seen if inv[0] not in SUBCOMMANDS | {"--version", "--help"}]
     assert unknown == []
 
