@@ -1,0 +1,351 @@
+"""--timing capture: response times from a kernel packet capture, whatever the client process is doing.
+
+A late reader loses arrival times: the kernel merges segments that wait in a socket's queue, and every read of
+them carries the newest one's stamp (issue "Exact on a busy machine", item 3). A packet capture sees each
+segment as it passes the interface, stamped by the kernel then. This module keeps, per TCP connection to the
+target, every data segment's byte range and stamp, and answers: when had the connection's byte stream been
+delivered up to byte N (in each direction)?
+
+Parts, each usable on its own:
+
+* :class:`Direction`: one direction of one connection: its initial sequence number (from the SYN or
+  SYN-ACK) and its data segments as byte offsets of the stream (sequence numbers unwrapped past 2^32), with
+  :meth:`Direction.delivered`: for any byte offsets, the moment every byte up to each was there (a segment
+  seen twice counts at its first copy; bytes after a hole count once the hole is filled; a hole not yet
+  filled answers None).
+* :class:`SegmentTable`: the connections, keyed by the client's port and told apart by their SYN (a port used
+  again is a new connection: :meth:`SegmentTable.connection` finds the one whose SYN was sent within a
+  ``connect()`` call's span).
+* :class:`Capture`: an ``AF_PACKET`` socket with a ``TPACKET_V3`` ring and a classic BPF filter (IPv4 TCP to
+  or from the target's port), read block by block in an OS thread (not a greenlet: its stamps are the kernel's
+  whatever it does, and the event loop never waits for it), feeding a :class:`SegmentTable`. Needs root or
+  CAP_NET_RAW (:func:`check` says why not, in one line). Loopback targets only: their segments pass ``lo``.
+
+Times are ``time.perf_counter()`` readings, as every client time (the kernel's CLOCK_REALTIME stamp, moved
+by the wall-minus-perf offset read with each block). Cost measured in bench/packet_capture.py and
+bench/client_overhead.py (``--timing capture``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import mmap
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Direction", "Connection", "SegmentTable", "Capture", "CaptureError", "check", "interface_for"]
+
+WRAP = 1 << 32
+ETH_P_ALL = 0x0003
+ETH_P_IP = 0x0800
+SOL_PACKET = 263
+PACKET_RX_RING = 5
+PACKET_STATISTICS = 6
+PACKET_VERSION = 10
+TPACKET_V3 = 2
+SO_ATTACH_FILTER = 26
+TP_STATUS_USER = 1
+BLOCK_SIZE = 1 << 20
+BLOCK_NR = 16
+FRAME_SIZE = 2048
+RETIRE_MS = 2  # a block is handed over at least this often, full or not: how long a record may wait for it
+SYN, ACK, RST = 0x02, 0x10, 0x04
+#: epochs kept per client port: the newest, and the one before (a record of it may still be waiting)
+EPOCHS_KEPT = 2
+
+
+class CaptureError(Exception):
+    """The capture cannot run here: one line saying why (no CAP_NET_RAW, not Linux, a target not on loopback)."""
+
+
+class Direction:
+    """One direction of one TCP connection: the data segments seen, as byte offsets of its stream.
+
+    ``isn`` is the sequence number of the SYN (its first data byte is ``isn + 1``, offset 0). :meth:`add` takes a
+    segment by its sequence number and payload length, unwrapping sequence numbers past 2^32 towards the
+    highest offset seen (a segment more than 2 GiB from it would be misplaced; TCP's window is far smaller).
+    """
+
+    __slots__ = ("isn", "segs", "top", "floor")
+
+    def __init__(self, isn: int) -> None:
+        self.isn = isn
+        self.segs: list[tuple[int, int, float]] = []  # (start, end, stamp) in arrival order
+        self.top = 0  # the highest end offset seen
+        self.floor = 0  # segments ending at or before this were released (:meth:`release`)
+
+    def add(self, seq: int, size: int, stamp: float) -> None:
+        rel = (seq - self.isn - 1) % WRAP
+        top = self.top
+        start = rel + (top - top % WRAP)
+        if start - top > WRAP // 2 and start >= WRAP:
+            start -= WRAP
+        elif top - start > WRAP // 2:
+            start += WRAP
+        end = start + size
+        if end <= self.floor:
+            return  # a copy of bytes already released: nothing waits for them
+        self.segs.append((start, end, stamp))
+        if end > top:
+            self.top = end
+
+    def delivered(self, offsets: list[int], lo: int = 0) -> list[float | None]:
+        """For each byte offset (ascending), when every byte from ``lo`` up to and including it had arrived: the
+        latest of the first arrivals of those bytes. None for an offset not yet covered without a hole."""
+        out: list[float | None] = []
+        if not offsets:
+            return out
+        covered = lo  # bytes [lo, covered) are there
+        when = float("-inf")
+        it = iter(sorted(self.segs))  # by start, then by stamp: the first copy of a range comes first
+        seg = next(it, None)
+        for off in offsets:
+            while covered <= off and seg is not None:
+                start, end, stamp = seg
+                if start > covered:
+                    break  # a hole
+                if end > covered:
+                    covered = end
+                    if stamp > when:
+                        when = stamp
+                seg = next(it, None)
+            out.append(when if covered > off else None)
+        return out
+
+    def release(self, upto: int) -> None:
+        """Forget segments that end at or before offset ``upto`` (a record no longer needs them)."""
+        if upto > self.floor:
+            self.floor = upto
+            self.segs = [s for s in self.segs if s[1] > upto]
+
+
+class Connection:
+    """One TCP connection the capture saw open: the SYN's stamp, and each direction (``tx``: client to server,
+    ``rx``: server to client; ``rx`` is None until the SYN-ACK was seen)."""
+
+    __slots__ = ("syn_at", "tx", "rx")
+
+    def __init__(self, isn: int, syn_at: float) -> None:
+        self.syn_at = syn_at
+        self.tx = Direction(isn)
+        self.rx: Direction | None = None
+
+
+class SegmentTable:
+    """Connections by client port; a SYN with a new sequence number starts a new one (port reuse)."""
+
+    __slots__ = ("ports", "newest")
+
+    def __init__(self) -> None:
+        self.ports: dict[int, list[Connection]] = {}
+        self.newest = 0.0  # the stamp of the latest packet taken: how far the capture has read
+
+    def syn(self, port: int, isn: int, stamp: float) -> None:
+        conns = self.ports.setdefault(port, [])
+        if conns and conns[-1].tx.isn == isn:
+            return  # the SYN sent again
+        conns.append(Connection(isn, stamp))
+        if len(conns) > EPOCHS_KEPT:
+            del conns[0]
+
+    def synack(self, port: int, isn: int) -> None:
+        conns = self.ports.get(port)
+        if conns and conns[-1].rx is None:
+            conns[-1].rx = Direction(isn)
+
+    def data(self, port: int, to_server: bool, seq: int, size: int, stamp: float) -> None:
+        conns = self.ports.get(port)
+        if not conns:
+            return  # a connection opened before the capture started: its records keep their read times
+        c = conns[-1]
+        d = c.tx if to_server else c.rx
+        if d is not None:
+            d.add(seq, size, stamp)
+
+    def connection(self, port: int, t0: float, t1: float) -> Connection | None:
+        """The connection from client port ``port`` whose SYN was stamped within ``[t0, t1]`` (the span of the
+        ``connect()`` call that opened it); None when the capture saw no such SYN."""
+        for c in reversed(self.ports.get(port, ())):
+            if t0 <= c.syn_at <= t1:
+                return c
+        return None
+
+
+def bpf_tcp_port(port: int) -> bytes:
+    """A classic BPF program: IPv4 TCP segments from or to ``port`` (frames with an Ethernet header, as on
+    ``lo``), at most the headers kept (192 bytes); everything else dropped in the kernel."""
+    prog = [
+        (0x28, 0, 0, 12),  # ldh [12]: ethertype
+        (0x15, 0, 10, ETH_P_IP),  # jeq IPv4
+        (0x30, 0, 0, 23),  # ldb [23]: protocol
+        (0x15, 0, 8, 6),  # jeq TCP
+        (0x28, 0, 0, 20),  # ldh [20]: fragment offset
+        (0x45, 6, 0, 0x1FFF),  # jset: a fragment -> drop
+        (0xB1, 0, 0, 14),  # ldxb 4*([14]&0xf): IP header length
+        (0x48, 0, 0, 14),  # ldh [x+14]: source port
+        (0x15, 2, 0, port),  # jeq port -> keep
+        (0x48, 0, 0, 16),  # ldh [x+16]: destination port
+        (0x15, 0, 1, port),  # jeq port
+        (0x06, 0, 0, 192),  # ret: the headers
+        (0x06, 0, 0, 0),  # ret 0: drop
+    ]
+    return b"".join(struct.pack("HBBI", *ins) for ins in prog)
+
+
+def _open(port: int, iface: str) -> socket.socket:
+    """The AF_PACKET socket with its filter, bound to ``iface``. PermissionError/OSError as the kernel says."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    try:
+        code = bpf_tcp_port(port)
+        prog = ctypes.create_string_buffer(code, len(code))
+        s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HL", len(code) // 8, ctypes.addressof(prog)))
+        s.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
+        s.setsockopt(SOL_PACKET, PACKET_RX_RING, struct.pack("IIIIIII", BLOCK_SIZE, BLOCK_NR, FRAME_SIZE,
+                                                              BLOCK_SIZE * BLOCK_NR // FRAME_SIZE, RETIRE_MS, 0, 0))
+        s.bind((iface, 0))
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def interface_for(host: str) -> str:
+    """The interface whose segments the capture reads for a target at ``host``: ``lo`` for a loopback address.
+    CaptureError for any other (one line): the capture times loopback targets only."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError as e:
+        raise CaptureError(f"--timing capture: cannot resolve {host!r}: {e.strerror or e}") from None
+    addrs = {ipaddress.ip_address(i[4][0]) for i in infos}
+    if addrs and all(a.is_loopback and a.version == 4 for a in addrs):
+        return "lo"
+    raise CaptureError(f"--timing capture times IPv4 loopback targets only (127.0.0.0/8); {host} is "
+                       f"{', '.join(sorted(map(str, addrs)))}: use --timing read")
+
+
+def check(host: str, port: int) -> str:
+    """Can a capture for a target at ``host:port`` run here? Returns its interface; CaptureError (one line)
+    naming what is missing."""
+    iface = interface_for(host)
+    if not hasattr(socket, "AF_PACKET"):
+        raise CaptureError("--timing capture needs Linux (AF_PACKET): use --timing read")
+    try:
+        _open(port, iface).close()
+    except PermissionError:
+        raise CaptureError("--timing capture needs root or CAP_NET_RAW to open a packet socket (run as root, "
+                           "`setcap cap_net_raw+ep` on the Python binary, or a container with NET_RAW): "
+                           "use --timing read") from None
+    except OSError as e:
+        raise CaptureError(f"--timing capture: cannot open a packet socket on {iface}: "
+                           f"{e.strerror or e}") from None
+    return iface
+
+
+class Capture:
+    """The packet capture of one process: a ring on ``iface`` for TCP segments of ``port``, read in an OS
+    thread into :attr:`table`.
+
+    ``start_thread(fn)`` starts ``fn`` in an OS thread and ``wait(fd, s)`` blocks that thread until ``fd`` is
+    readable or ``s`` seconds passed: the standard library's by default; a process whose ``threading`` and
+    ``select`` are cooperative (gevent) passes the originals. :meth:`stats` gives segments taken, the kernel's
+    packet and drop counts and the reader's CPU seconds. CaptureError when the socket cannot be opened.
+    """
+
+    def __init__(self, port: int, iface: str = "lo",
+                 start_thread: Callable[[Callable[[], None]], Any] | None = None,
+                 wait: Callable[[int, float], Any] | None = None) -> None:
+        try:
+            self.sock = _open(port, iface)
+        except PermissionError:
+            raise CaptureError("--timing capture needs root or CAP_NET_RAW to open a packet socket") from None
+        except OSError as e:
+            raise CaptureError(f"--timing capture: cannot open a packet socket on {iface}: "
+                               f"{e.strerror or e}") from None
+        self.port = port
+        self.table = SegmentTable()
+        self.ring = mmap.mmap(self.sock.fileno(), BLOCK_SIZE * BLOCK_NR, mmap.MAP_SHARED,
+                              mmap.PROT_READ | mmap.PROT_WRITE)
+        self.segments = 0
+        self.cpu_s = 0.0
+        self.drops = 0
+        self.packets = 0
+        self._stop = False
+        self._wait = wait or (lambda fd, s: select.select([fd], [], [], s))
+        (start_thread or (lambda fn: threading.Thread(target=fn, name="tokenswarm-capture", daemon=True).start()))(
+            self._loop)
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def stats(self) -> dict[str, float]:
+        try:
+            packets, drops = struct.unpack("II", self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+            self.packets += packets  # the kernel's counters reset on each read
+            self.drops += drops
+        except OSError:
+            pass
+        return {"segments": self.segments, "kernel_packets": self.packets, "kernel_drops": self.drops,
+                "cpu_s": self.cpu_s}
+
+    def _loop(self) -> None:
+        ring = self.ring
+        fd = self.sock.fileno()
+        block = 0
+        cpu = time.thread_time
+        c0 = cpu()
+        try:
+            while not self._stop:
+                base = block * BLOCK_SIZE
+                if not struct.unpack_from("I", ring, base + 8)[0] & TP_STATUS_USER:
+                    self.cpu_s = cpu() - c0
+                    self._wait(fd, 0.05)
+                    continue
+                self._block(base)
+                struct.pack_into("I", ring, base + 8, 0)  # hand the block back to the kernel
+                block = (block + 1) % BLOCK_NR
+        finally:
+            self.cpu_s = cpu() - c0
+            self.sock.close()
+
+    def _block(self, base: int) -> None:
+        ring = self.ring
+        table = self.table
+        port = self.port
+        num, first = struct.unpack_from("II", ring, base + 12)
+        shift = time.time() - time.perf_counter()  # the kernel's CLOCK_REALTIME stamps onto perf_counter
+        unpack_pkt = _PKT.unpack_from
+        unpack_tcp = _TCP.unpack_from
+        off = base + first
+        stamp = 0.0
+        for _ in range(num):
+            nxt, sec, nsec, _snap, _len, _st, _mac, net = unpack_pkt(ring, off)
+            ip = off + net
+            ihl = (ring[ip] & 0x0F) * 4
+            total = struct.unpack_from("!H", ring, ip + 2)[0]
+            sport, dport, seq, _ack, doff, flags = unpack_tcp(ring, ip + ihl)
+            stamp = sec + nsec * 1e-9 - shift
+            to_server = dport == port
+            client = sport if to_server else dport
+            if flags & SYN:
+                if to_server and not flags & ACK:
+                    table.syn(client, seq, stamp)
+                elif not to_server and flags & ACK:
+                    table.synack(client, seq)
+            else:
+                size = total - ihl - (doff >> 4) * 4
+                if size > 0:
+                    self.segments += 1
+                    table.data(client, to_server, seq, size, stamp)
+            off += nxt
+        if stamp:
+            table.newest = stamp
+
+
+_PKT = struct.Struct("IIIIIIHH")  # tpacket3_hdr: next_offset, sec, nsec, snaplen, len, status, mac, net
+_TCP = struct.Struct("!HHIIBB")  # source port, destination port, seq, ack, data offset, flags
