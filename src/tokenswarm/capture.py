@@ -51,8 +51,8 @@ PACKET_VERSION = 10
 TPACKET_V3 = 2
 SO_ATTACH_FILTER = 26
 TP_STATUS_USER = 1
-BLOCK_SIZE = 1 << 20
-BLOCK_NR = 16
+BLOCK_SIZE = 1 << 15  # 32 KiB: ~120 segments (headers only); a block is handed over every RETIRE_MS or when full
+BLOCK_NR = 1024  # 32 MiB: at RETIRE_MS a block, the capture may stall 2 s before the kernel drops
 FRAME_SIZE = 2048
 RETIRE_MS = 2  # a block is handed over at least this often, full or not: how long a record may wait for it
 SYN, ACK, RST = 0x02, 0x10, 0x04
@@ -72,13 +72,14 @@ class Direction:
     highest offset seen (a segment more than 2 GiB from it would be misplaced; TCP's window is far smaller).
     """
 
-    __slots__ = ("isn", "segs", "top", "floor")
+    __slots__ = ("isn", "segs", "top", "floor", "pruned")
 
     def __init__(self, isn: int) -> None:
         self.isn = isn
         self.segs: list[tuple[int, int, float]] = []  # (start, end, stamp) in arrival order
         self.top = 0  # the highest end offset seen
         self.floor = 0  # segments ending at or before this were released (:meth:`release`)
+        self.pruned = 0  # ... and dropped up to this (by :meth:`add`, in the capture's thread)
 
     def add(self, seq: int, size: int, stamp: float) -> None:
         rel = (seq - self.isn - 1) % WRAP
@@ -89,8 +90,12 @@ class Direction:
         elif top - start > WRAP // 2:
             start += WRAP
         end = start + size
-        if end <= self.floor:
+        floor = self.floor
+        if end <= floor:
             return  # a copy of bytes already released: nothing waits for them
+        if floor > self.pruned:  # pruned here, by the one thread that adds: no segment is lost to a race
+            self.pruned = floor
+            self.segs = [s for s in self.segs if s[1] > floor]
         self.segs.append((start, end, stamp))
         if end > top:
             self.top = end
@@ -119,10 +124,10 @@ class Direction:
         return out
 
     def release(self, upto: int) -> None:
-        """Forget segments that end at or before offset ``upto`` (a record no longer needs them)."""
+        """Forget segments that end at or before offset ``upto`` (a record no longer needs them): they go at the
+        next :meth:`add`, which only the capture's thread calls (the list is never replaced under it)."""
         if upto > self.floor:
             self.floor = upto
-            self.segs = [s for s in self.segs if s[1] > upto]
 
 
 class Connection:
