@@ -17,8 +17,8 @@ Parts, each usable on its own:
   again is a new connection: :meth:`SegmentTable.connection` finds the one whose SYN was sent within a
   ``connect()`` call's span).
 * :class:`Capture`: an ``AF_PACKET`` socket with a ``TPACKET_V3`` ring and a classic BPF filter (IPv4 TCP to
-  or from the target's port), read block by block in an OS thread (not a greenlet: its stamps are the kernel's
-  whatever it does, and the event loop never waits for it), feeding a :class:`SegmentTable`. Needs root or
+  or from the target's port), read block by block whenever its owner drains it (its stamps are the kernel's,
+  however late it is read), feeding a :class:`SegmentTable`. Needs root or
   CAP_NET_RAW (:func:`check` says why not, in one line). Loopback targets only: their segments pass ``lo``.
 
 Times are ``time.perf_counter()`` readings, as every client time (the kernel's CLOCK_REALTIME stamp, moved
@@ -36,8 +36,6 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
 __all__ = ["Direction", "Connection", "SegmentTable", "Capture", "CaptureError", "check", "interface_for"]
 
@@ -253,18 +251,21 @@ def check(host: str, port: int) -> str:
 
 
 class Capture:
-    """The packet capture of one process: a ring on ``iface`` for TCP segments of ``port``, read in an OS
-    thread into :attr:`table`.
+    """The packet capture of one process: a ring on ``iface`` for TCP segments of ``port``, read into
+    :attr:`table` by :meth:`drain`.
 
-    ``start_thread(fn)`` starts ``fn`` in an OS thread and ``wait(fd, s)`` blocks that thread until ``fd`` is
-    readable or ``s`` seconds passed: the standard library's by default; a process whose ``threading`` and
-    ``select`` are cooperative (gevent) passes the originals. :meth:`stats` gives segments taken, the kernel's
-    packet and drop counts and the reader's CPU seconds. CaptureError when the socket cannot be opened.
+    The kernel stamps each segment as it passes the tap, so the ring may be read late without changing a stamp:
+    only a record waits for it (:meth:`tokenswarm.client.StreamCall`), and only a ring full for longer than the
+    reader is away drops segments (1024 blocks, each handed over every :data:`RETIRE_MS` or when full: about 2 s
+    at 256 streams). The load generator drains it from its event loop (a greenlet, and each record first), not
+    from an OS thread: a second thread of a starved process held the interpreter's lock while descheduled and
+    stalled the loop by 50-230 ms (measured beside 2 busy processes; see bench/client_overhead.py).
+    :meth:`run_thread` reads it in a thread of its own, for a process with no event loop.
+    :meth:`stats` gives segments taken, the kernel's packet and drop counts and the CPU seconds spent reading.
+    CaptureError when the socket cannot be opened.
     """
 
-    def __init__(self, port: int, iface: str = "lo",
-                 start_thread: Callable[[Callable[[], None]], Any] | None = None,
-                 wait: Callable[[int, float], Any] | None = None) -> None:
+    def __init__(self, port: int, iface: str = "lo") -> None:
         try:
             self.sock = _open(port, iface)
         except PermissionError:
@@ -280,10 +281,35 @@ class Capture:
         self.cpu_s = 0.0
         self.drops = 0
         self.packets = 0
+        self._block_no = 0
         self._stop = False
-        self._wait = wait or (lambda fd, s: select.select([fd], [], [], s))
-        (start_thread or (lambda fn: threading.Thread(target=fn, name="tokenswarm-capture", daemon=True).start()))(
-            self._loop)
+
+    def drain(self) -> int:
+        """Read every block the kernel has handed over; returns how many. Never blocks."""
+        ring = self.ring
+        n = 0
+        c0 = time.thread_time()
+        while True:
+            base = self._block_no * BLOCK_SIZE
+            if not struct.unpack_from("I", ring, base + 8)[0] & TP_STATUS_USER:
+                break
+            self._block(base)
+            struct.pack_into("I", ring, base + 8, 0)  # hand the block back to the kernel
+            self._block_no = (self._block_no + 1) % BLOCK_NR
+            n += 1
+        self.cpu_s += time.thread_time() - c0
+        return n
+
+    def run_thread(self) -> None:
+        """Drain in a daemon thread until :meth:`stop`, waiting on the socket between blocks."""
+        fd = self.sock.fileno()
+
+        def loop() -> None:
+            while not self._stop:
+                if not self.drain():
+                    select.select([fd], [], [], 0.05)
+
+        threading.Thread(target=loop, name="tokenswarm-capture", daemon=True).start()
 
     def stop(self) -> None:
         self._stop = True
@@ -297,26 +323,6 @@ class Capture:
             pass
         return {"segments": self.segments, "kernel_packets": self.packets, "kernel_drops": self.drops,
                 "cpu_s": self.cpu_s}
-
-    def _loop(self) -> None:
-        ring = self.ring
-        fd = self.sock.fileno()
-        block = 0
-        cpu = time.thread_time
-        c0 = cpu()
-        try:
-            while not self._stop:
-                base = block * BLOCK_SIZE
-                if not struct.unpack_from("I", ring, base + 8)[0] & TP_STATUS_USER:
-                    self.cpu_s = cpu() - c0
-                    self._wait(fd, 0.05)
-                    continue
-                self._block(base)
-                struct.pack_into("I", ring, base + 8, 0)  # hand the block back to the kernel
-                block = (block + 1) % BLOCK_NR
-        finally:
-            self.cpu_s = cpu() - c0
-            self.sock.close()
 
     def _block(self, base: int) -> None:
         ring = self.ring

@@ -79,7 +79,7 @@ TIMING_CAPTURE = "capture"  # the packet capture's stamps (--timing capture): ex
 #: --timing capture: how long a finished request waits for the capture to have read its last segment (the ring
 #: hands a block over every few ms), polling this often; past it the request keeps its read times
 CAPTURE_WAIT_S = 0.25
-CAPTURE_POLL_S = 0.002
+CAPTURE_POLL_S = 0.003
 CAPTURE_SLACK_S = 0.005  # the capture's stamps and perf_counter may differ by this much (two clock readings)
 
 perf_counter = time.perf_counter
@@ -403,6 +403,7 @@ class StreamCall:
         raw = b"".join(conn.keep or ())
         if not raw or conn.ssl_context is not None:
             return None
+        conn.capture.drain()
         c = conn.captured
         if c is None:
             t0, t1 = conn.connect_span
@@ -412,6 +413,8 @@ class StreamCall:
             conn.captured = c
         rx = c.rx
         rx0, n = self.rx0, len(raw)
+        if rx.top < rx0 + n or c.tx.top <= self.tx_last:
+            return None  # the capture has not read that far (cheap: asked again every CAPTURE_POLL_S)
         cuts = sorted({e - rx0 for _s, e, _t in list(rx.segs) if rx0 < e < rx0 + n})
         cuts.append(n)
         whens = rx.delivered([rx0 + x - 1 for x in cuts], rx0)

@@ -89,6 +89,11 @@ def test_a_port_used_again_is_a_new_connection_found_by_its_syn_time():
 class FakeCapture:
     def __init__(self) -> None:
         self.table = SegmentTable()
+        self.drained = 0
+
+    def drain(self) -> int:
+        self.drained += 1
+        return 0
 
 
 class ScriptedConn(Connection):

@@ -23,7 +23,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-from gevent import monkey
+import gevent
 from gevent.event import Event
 from gevent.lock import Semaphore
 
@@ -44,29 +44,35 @@ if TYPE_CHECKING:
 
 
 _CAPTURES: dict[int, capture.Capture] = {}  # one packet capture per process and target port
+#: how often the event loop reads the capture's ring (its 1024 blocks hold about 2 s): often enough that a record
+#: seldom waits, and each read is short
+CAPTURE_DRAIN_S = 0.02
 
 
 def process_capture(settings: Settings, worker: str) -> capture.Capture | None:
-    """The process's packet capture for ``settings``' target (--timing capture), started once in an OS thread
-    (gevent's originals: the event loop never waits for it); None for --timing read, or where it cannot run
-    here (a worker without CAP_NET_RAW: it says so in one line and its requests are timed by their reads,
-    requests.csv timing_source ``read``)."""
+    """The process's packet capture for ``settings``' target (--timing capture), opened once and drained by a
+    greenlet every :data:`CAPTURE_DRAIN_S` (each record drains it too: tokenswarm.client); None for --timing read,
+    or where it cannot run here (a worker without CAP_NET_RAW: it says so in one line and its requests are timed
+    by their reads, requests.csv timing_source ``read``)."""
     if settings.timing != "capture":
         return None
     port = settings.target.port
     cap = _CAPTURES.get(port)
     if cap is None:
-        start = monkey.get_original("_thread", "start_new_thread")
-        select = monkey.get_original("select", "select")
         try:
-            cap = capture.Capture(port, capture.interface_for(settings.target.host),
-                                  start_thread=lambda fn: start(fn, ()),
-                                  wait=lambda fd, s: select([fd], [], [], s))
+            cap = capture.Capture(port, capture.interface_for(settings.target.host))
         except capture.CaptureError as e:
             print(f"tokenswarm: {worker}: {e}; this process's requests are timed by their reads", flush=True)
             return None
         _CAPTURES[port] = cap
+        gevent.spawn(_drain, cap)
     return cap
+
+
+def _drain(cap: capture.Capture) -> None:
+    while True:
+        cap.drain()
+        gevent.sleep(CAPTURE_DRAIN_S)
 
 
 class Swarm:
