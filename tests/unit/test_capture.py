@@ -206,3 +206,15 @@ def test_a_target_off_loopback_is_refused_in_one_line():
     with pytest.raises(capture.CaptureError, match="loopback targets only"):
         capture.interface_for("192.0.2.1")
     assert capture.interface_for("127.0.0.1") == "lo"
+
+
+def test_a_segment_split_across_reads_stamps_the_events_it_completes_with_its_own_time():
+    # the server's segments: head at 10.2, then a and b together at 10.3, c + end at 10.4; the client reads the
+    # second segment in two pieces (the first ends inside a), then the third
+    ab = ev("a") + ev("b")
+    parts = [(response_head(), 10.2), (ab, 10.3), (ev("c") + DONE, 10.4)]
+    conn = ScriptedConn([(parts[0][0] + ab[:10], 10.3), (ab[10:], 10.3), (parts[2][0], 10.4)], parts)
+    rec = StreamCall(conn, get_dialect("openai-chat"), HEAD, b"{}", "r").run()
+    assert rec.timing_source == "capture"
+    assert rec.ttft_ms == pytest.approx(300.0) and rec.e2e_ms == pytest.approx(400.0)
+    assert rec.itl_ms == pytest.approx([0.0, 100.0])
