@@ -54,6 +54,7 @@ BLOCK_NR = 1024  # 32 MiB: at RETIRE_MS a block, the capture may stall 2 s befor
 FRAME_SIZE = 2048
 RETIRE_MS = 2  # a block is handed over at least this often, full or not: how long a record may wait for it
 SYN, ACK, RST = 0x02, 0x10, 0x04
+SKF_AD_OFF, SKF_AD_PKTTYPE, PACKET_HOST = -0x1000 & 0xFFFFFFFF, 4, 0  # BPF's ancillary load of skb->pkt_type
 #: epochs kept per client port: the newest, and the one before (a record of it may still be waiting)
 EPOCHS_KEPT = 2
 
@@ -181,23 +182,46 @@ class SegmentTable:
 
 
 def bpf_tcp_port(port: int) -> bytes:
-    """A classic BPF program: IPv4 TCP segments from or to ``port`` (frames with an Ethernet header, as on
-    ``lo``), at most the headers kept (192 bytes); everything else dropped in the kernel."""
-    prog = [
-        (0x28, 0, 0, 12),  # ldh [12]: ethertype
-        (0x15, 0, 10, ETH_P_IP),  # jeq IPv4
-        (0x30, 0, 0, 23),  # ldb [23]: protocol
-        (0x15, 0, 8, 6),  # jeq TCP
-        (0x28, 0, 0, 20),  # ldh [20]: fragment offset
-        (0x45, 6, 0, 0x1FFF),  # jset: a fragment -> drop
-        (0xB1, 0, 0, 14),  # ldxb 4*([14]&0xf): IP header length
-        (0x48, 0, 0, 14),  # ldh [x+14]: source port
-        (0x15, 2, 0, port),  # jeq port -> keep
-        (0x48, 0, 0, 16),  # ldh [x+16]: destination port
-        (0x15, 0, 1, port),  # jeq port
-        (0x06, 0, 0, 192),  # ret: the headers
-        (0x06, 0, 0, 0),  # ret 0: drop
-    ]
+    """A classic BPF program: IPv4 TCP segments from or to ``port`` that carry data or a SYN, as they arrive
+    (frames with an Ethernet header, as on ``lo``), at most the headers kept (192 bytes); everything else (the
+    copy of each segment leaving, other traffic, pure ACKs, fragments) dropped in the kernel."""
+    labels: dict[str, int] = {}
+    code: list[tuple[int, str | int, str | int, int]] = []
+
+    def op(c: int, jt: str | int = 0, jf: str | int = 0, k: int = 0) -> None:
+        code.append((c, jt, jf, k))
+
+    op(0x20, k=SKF_AD_OFF + SKF_AD_PKTTYPE)  # the packet's type: lo shows each segment leaving, then arriving
+    op(0x15, 0, "drop", PACKET_HOST)  # arriving only: stamped as the receive stamp of a read would be
+    op(0x28, k=12)  # ldh [12]: ethertype
+    op(0x15, 0, "drop", ETH_P_IP)  # jeq IPv4
+    op(0x30, k=23)  # ldb [23]: protocol
+    op(0x15, 0, "drop", 6)  # jeq TCP
+    op(0x28, k=20)  # ldh [20]: fragment offset
+    op(0x45, "drop", 0, 0x1FFF)  # jset: a fragment -> drop
+    op(0xB1, k=14)  # ldxb 4*([14]&0xf): X = IP header length
+    op(0x48, k=14)  # ldh [x+14]: source port
+    op(0x15, "ours", 0, port)  # jeq port
+    op(0x48, k=16)  # ldh [x+16]: destination port
+    op(0x15, 0, "drop", port)  # jeq port
+    labels["ours"] = len(code)
+    op(0x50, k=27)  # ldb [x+27]: TCP flags
+    op(0x45, "keep", 0, SYN)  # jset SYN -> keep
+    op(0x50, k=26)  # ldb [x+26]: TCP data offset
+    op(0x54, k=0xF0)  # and 0xf0
+    op(0x74, k=2)  # rsh 2: TCP header length
+    op(0x0C)  # add x: + IP header length
+    op(0x02, k=0)  # st M[0]
+    op(0x61, k=0)  # ldx M[0]
+    op(0x28, k=16)  # ldh [16]: IP total length
+    op(0x1C)  # sub x: payload length
+    op(0x25, "keep", "drop", 0)  # jgt 0
+    labels["keep"] = len(code)
+    op(0x06, k=192)  # ret: the headers
+    labels["drop"] = len(code)
+    op(0x06, k=0)  # ret 0: drop
+    prog = [(c, labels[jt] - i - 1 if isinstance(jt, str) else jt, labels[jf] - i - 1 if isinstance(jf, str) else jf, k)
+            for i, (c, jt, jf, k) in enumerate(code)]
     return b"".join(struct.pack("HBBI", *ins) for ins in prog)
 
 
@@ -331,15 +355,19 @@ class Capture:
         num, first = struct.unpack_from("II", ring, base + 12)
         shift = time.time() - time.perf_counter()  # the kernel's CLOCK_REALTIME stamps onto perf_counter
         unpack_pkt = _PKT.unpack_from
-        unpack_tcp = _TCP.unpack_from
+        unpack_hdrs = _IP_TCP.unpack_from
+        ports = table.ports
         off = base + first
         stamp = 0.0
         for _ in range(num):
             nxt, sec, nsec, _snap, _len, _st, _mac, net = unpack_pkt(ring, off)
             ip = off + net
-            ihl = (ring[ip] & 0x0F) * 4
-            total = struct.unpack_from("!H", ring, ip + 2)[0]
-            sport, dport, seq, _ack, doff, flags = unpack_tcp(ring, ip + ihl)
+            vihl, total, sport, dport, seq, _ack, doff, flags = unpack_hdrs(ring, ip)
+            if vihl != 0x45:  # IP options (never on lo): the TCP header further on
+                ihl = (vihl & 0x0F) * 4
+                sport, dport, seq, _ack, doff, flags = _TCP.unpack_from(ring, ip + ihl)
+            else:
+                ihl = 20
             stamp = sec + nsec * 1e-9 - shift
             to_server = dport == port
             client = sport if to_server else dport
@@ -352,7 +380,11 @@ class Capture:
                 size = total - ihl - (doff >> 4) * 4
                 if size > 0:
                     self.segments += 1
-                    table.data(client, to_server, seq, size, stamp)
+                    conns = ports.get(client)
+                    if conns:  # (a connection opened before the capture started: never seen, never asked)
+                        d = conns[-1].tx if to_server else conns[-1].rx
+                        if d is not None:
+                            d.add(seq, size, stamp)
             off += nxt
         if stamp:
             table.newest = stamp
@@ -360,3 +392,4 @@ class Capture:
 
 _PKT = struct.Struct("IIIIIIHH")  # tpacket3_hdr: next_offset, sec, nsec, snaplen, len, status, mac, net
 _TCP = struct.Struct("!HHIIBB")  # source port, destination port, seq, ack, data offset, flags
+_IP_TCP = struct.Struct("!BxH16xHHIIBB")  # an IPv4 header without options (version+IHL, total length), then _TCP

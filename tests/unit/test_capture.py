@@ -218,3 +218,58 @@ def test_a_segment_split_across_reads_stamps_the_events_it_completes_with_its_ow
     assert rec.timing_source == "capture"
     assert rec.ttft_ms == pytest.approx(300.0) and rec.e2e_ms == pytest.approx(400.0)
     assert rec.itl_ms == pytest.approx([0.0, 100.0])
+
+
+def _can_capture() -> str:
+    try:
+        capture.check("127.0.0.1", 0)
+    except capture.CaptureError as e:
+        return str(e)
+    return ""
+
+
+@pytest.mark.skipif(bool(_can_capture()), reason=_can_capture() or "-")
+def test_a_real_capture_on_lo_sees_the_syn_and_every_data_segment_and_no_pure_ack():
+    import socket
+    import time
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    cap = capture.Capture(port)
+    try:
+        t0 = time.perf_counter()
+        cli = socket.create_connection(("127.0.0.1", port))
+        t1 = time.perf_counter()
+        peer, _ = srv.accept()
+        for sock in (cli, peer):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        cli.sendall(b"x" * 100)
+        sent = []
+        for piece in (b"a" * 10, b"b" * 20):
+            time.sleep(0.02)
+            sent.append(time.perf_counter())
+            peer.sendall(piece)
+        got = b""
+        while len(got) < 30:
+            got += cli.recv(100)
+        deadline = time.monotonic() + 2.0
+        c = None
+        while time.monotonic() < deadline:
+            cap.drain()
+            c = cap.table.connection(cli.getsockname()[1], t0 - 0.005, t1 + 0.005)
+            if c is not None and c.rx is not None and c.rx.top >= 30:
+                break
+            time.sleep(0.01)
+        assert c is not None and c.rx is not None
+        assert c.tx.top == 100
+        first, second = c.rx.delivered([9, 29])
+        assert sent[0] - 0.001 <= first < sent[1] <= second + 0.001  # each segment at its own moment
+        stats = cap.stats()
+        assert stats["segments"] == 3 and stats["kernel_drops"] == 0
+        assert stats["kernel_packets"] == 5  # SYN, SYN-ACK and the 3 data segments: the ACKs stayed in the kernel
+    finally:
+        cap.stop()
+        cap.sock.close()
+        srv.close()
