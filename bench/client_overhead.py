@@ -28,6 +28,13 @@ share whose bound is at most 1 ms; ``short`` the level's
 ``load_shortfall_pct``; ``said`` what the self-check flagged (T: timings not
 exact, L: load short, S: the old CPU/lag "saturated"; ``-``: nothing).
 
+``--timing read,capture`` runs each level once per timing mode, one after the other in the same sitting
+(``--timing capture`` needs root or CAP_NET_RAW); ``captured`` is the share of requests the packet capture
+timed (requests.csv ``timing_source``), ``capture CPU`` the cores its reading took (each process prints it at
+the end; a master's workers' lines are not collected, so it reads 0 with ``--workers``). The rows measured
+read against capture, quiet, beside 2 busy processes, in half a core's quota and at 1024 streams, are in
+docs/metrics.md ("--timing capture").
+
 By default the engine runs on one half of the cores and the client on the
 other (``--no-pin`` to share), users start over one request's duration (a
 steady state; ``--burst`` starts them all at once, so requests end in waves),
@@ -39,6 +46,7 @@ and figures leave out the ramp plus one request.
     python bench/client_overhead.py --plain      # the plain command, as a user types it (see --plain)
     python bench/client_overhead.py --plain --users 256 --busy 2       # beside 2 busy processes
     python bench/client_overhead.py --plain --users 256 --quota 0.5    # in half a core's quota
+    python bench/client_overhead.py --plain --users 256 --busy 2 --timing read,capture  # both timings
 
 It prints figures; nothing here asserts a wall time.
 """
