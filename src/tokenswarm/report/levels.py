@@ -88,9 +88,9 @@ req/s) of a run.
   bound's p99 (the level's timings are exact within it), ``ttft_bound_over_5ms``
   how many may be off by more than 5 ms (each by at most its bound), ``timing_uncertain``
   set when it exceeds 5 ms; ``timing_capture_pct`` the share a packet capture timed (``--timing capture``:
-  bound 0; the rest fell back to their reads' bounds), NaN for a run timed by its reads. ``load_shortfall_pct`` is how far the load fell
-  short: closed loop, 1 - the requests in flight (send to the stream's end,
-  time-averaged from the moment every user had sent its first request,
+  bound 0; the rest fell back to their reads' bounds), NaN for a run timed by its reads.
+  ``load_shortfall_pct`` is how far the load fell short: closed loop, 1 - the requests in flight (send to
+  the stream's end, time-averaged from the moment every user had sent its first request,
   ``load_concurrency``) / target; open loop, 1 -
   requests sent in the window / rate x window (never negative);
   ``load_short`` set above 2 % or when the sends were ``late``.
