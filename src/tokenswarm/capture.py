@@ -54,7 +54,8 @@ BLOCK_NR = 1024  # 32 MiB: at RETIRE_MS a block, the capture may stall 2 s befor
 FRAME_SIZE = 2048
 RETIRE_MS = 2  # a block is handed over at least this often, full or not: how long a record may wait for it
 SYN, ACK, RST = 0x02, 0x10, 0x04
-SKF_AD_OFF, SKF_AD_PKTTYPE, PACKET_HOST = -0x1000 & 0xFFFFFFFF, 4, 0  # BPF's ancillary load of skb->pkt_type
+SKF_AD_OFF, SKF_AD_PKTTYPE = -0x1000 & 0xFFFFFFFF, 4  # BPF's ancillary load of skb->pkt_type
+PACKET_HOST, PACKET_OUTGOING = 0, 4
 #: epochs kept per client port: the newest, and the one before (a record of it may still be waiting)
 EPOCHS_KEPT = 2
 
@@ -182,9 +183,10 @@ class SegmentTable:
 
 
 def bpf_tcp_port(port: int) -> bytes:
-    """A classic BPF program: IPv4 TCP segments from or to ``port`` that carry data or a SYN, as they arrive
-    (frames with an Ethernet header, as on ``lo``), at most the headers kept (192 bytes); everything else (the
-    copy of each segment leaving, other traffic, pure ACKs, fragments) dropped in the kernel."""
+    """A classic BPF program: IPv4 TCP segments that carry data or a SYN, from ``port`` as they arrive and to
+    ``port`` as they leave (frames with an Ethernet header, as on ``lo``, where each segment shows twice), at
+    most the headers kept (192 bytes); everything else (the other copy, other traffic, pure ACKs, fragments)
+    dropped in the kernel."""
     labels: dict[str, int] = {}
     code: list[tuple[int, str | int, str | int, int]] = []
 
@@ -192,7 +194,7 @@ def bpf_tcp_port(port: int) -> bytes:
         code.append((c, jt, jf, k))
 
     op(0x20, k=SKF_AD_OFF + SKF_AD_PKTTYPE)  # the packet's type: lo shows each segment leaving, then arriving
-    op(0x15, 0, "drop", PACKET_HOST)  # arriving only: stamped as the receive stamp of a read would be
+    op(0x02, k=1)  # st M[1]
     op(0x28, k=12)  # ldh [12]: ethertype
     op(0x15, 0, "drop", ETH_P_IP)  # jeq IPv4
     op(0x30, k=23)  # ldb [23]: protocol
@@ -200,8 +202,13 @@ def bpf_tcp_port(port: int) -> bytes:
     op(0x28, k=20)  # ldh [20]: fragment offset
     op(0x45, "drop", 0, 0x1FFF)  # jset: a fragment -> drop
     op(0xB1, k=14)  # ldxb 4*([14]&0xf): X = IP header length
+    op(0x60, k=1)  # ld M[1]: the type
+    op(0x15, "arriving", 0, PACKET_HOST)  # the server's segments as they arrive ...
+    op(0x15, "leaving", "drop", PACKET_OUTGOING)  # ... the client's as they leave (its transmit moment)
+    labels["arriving"] = len(code)
     op(0x48, k=14)  # ldh [x+14]: source port
-    op(0x15, "ours", 0, port)  # jeq port
+    op(0x15, "ours", "drop", port)  # jeq port
+    labels["leaving"] = len(code)
     op(0x48, k=16)  # ldh [x+16]: destination port
     op(0x15, 0, "drop", port)  # jeq port
     labels["ours"] = len(code)
