@@ -273,3 +273,26 @@ def test_a_real_capture_on_lo_sees_the_syn_and_every_data_segment_and_no_pure_ac
         cap.stop()
         cap.sock.close()
         srv.close()
+
+
+def test_a_compressed_stream_read_late_is_read_again_through_its_decoder():
+    import zlib
+
+    z = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)  # gzip, each event flushed as the server writes it
+
+    def gz(data: bytes) -> bytes:
+        return chunk(z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH))
+
+    def raw_ev(text: str) -> bytes:
+        return b'data: {"choices":[{"index":0,"delta":{"content":"%s"}}]}\n\n' % text.encode()
+
+    head = response_head(extra="content-encoding: gzip\r\n")
+    end = (b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n' + b"data: [DONE]\n\n")
+    parts = [(head, 10.2), (gz(raw_ev("a")), 10.3), (gz(raw_ev("b")), 10.35), (gz(raw_ev("c") + end) + b"0\r\n\r\n",
+                                                                             10.4)]
+    conn = ScriptedConn([(b"".join(p for p, _ in parts), 10.4)], parts)  # all in one late read
+    rec = StreamCall(conn, get_dialect("openai-chat"), HEAD, b"{}", "r").run()
+    assert rec.status == "ok", rec.error
+    assert rec.timing_source == "capture"
+    assert rec.ttft_ms == pytest.approx(300.0) and rec.e2e_ms == pytest.approx(400.0)
+    assert rec.itl_ms == pytest.approx([50.0, 50.0])
