@@ -296,3 +296,24 @@ def test_a_compressed_stream_read_late_is_read_again_through_its_decoder():
     assert rec.timing_source == "capture"
     assert rec.ttft_ms == pytest.approx(300.0) and rec.e2e_ms == pytest.approx(400.0)
     assert rec.itl_ms == pytest.approx([50.0, 50.0])
+
+
+def test_a_record_waits_for_a_capture_that_has_not_read_its_last_segment_yet(monkeypatch):
+    monkeypatch.setattr(client, "CAPTURE_POLL_S", 0.001)
+    call, conn = _late_reader_call(seen=3)  # the ring's last block is not handed over yet ...
+    last = conn.segments[3]
+    real = conn.capture
+
+    class Late(FakeCapture):
+        def drain(self):  # ... until the third time the record asks
+            super().drain()
+            if self.drained == 3:
+                self.table.data(conn.PORT, False, last[0] % WRAP, last[1], last[2])
+            return 0
+
+    late = Late()
+    late.table = real.table
+    conn.capture = late
+    rec = call.run()
+    assert rec.timing_source == "capture" and late.drained == 3
+    assert rec.ttft_ms == pytest.approx(300.0) and rec.e2e_ms == pytest.approx(340.0)
