@@ -259,8 +259,10 @@ def interface_for(host: str) -> str:
     addrs = {ipaddress.ip_address(i[4][0]) for i in infos}
     if addrs and all(a.is_loopback and a.version == 4 for a in addrs):
         return "lo"
+    hint = "name the target by 127.0.0.1, or use --timing read" if any(a.is_loopback for a in addrs) else \
+        "use --timing read"
     raise CaptureError(f"--timing capture times IPv4 loopback targets only (127.0.0.0/8); {host} is "
-                       f"{', '.join(sorted(map(str, addrs)))}: use --timing read")
+                       f"{', '.join(sorted(map(str, addrs)))}: {hint}")
 
 
 def check(host: str, port: int) -> str:
