@@ -317,3 +317,42 @@ def test_a_record_waits_for_a_capture_that_has_not_read_its_last_segment_yet(mon
     rec = call.run()
     assert rec.timing_source == "capture" and late.drained == 3
     assert rec.ttft_ms == pytest.approx(300.0) and rec.e2e_ms == pytest.approx(340.0)
+
+
+@pytest.mark.skipif(bool(_can_capture()), reason=_can_capture() or "-")
+def test_a_late_reader_on_a_real_capture_gets_each_tokens_own_arrival():
+    import time
+
+    from test_client_bounds import TOL_MS, TimedServer
+
+    from tokenswarm.measure import EPOCH_OFFSET
+
+    # three tokens 40 ms apart; the client reads only after 300 ms, when the kernel has merged them: under
+    # --timing read the first token would carry the last one's stamp (test_client_bounds), here its own
+    srv = TimedServer([response_head() + ev("a"), ev("b"), ev("c") + DONE], [0.05, 0.04, 0.04])
+    cap = capture.Capture(srv.port)
+    conn = Connection(Target("http", "127.0.0.1", srv.port, ""), read_timeout=5.0, capture=cap)
+    try:
+        conn.open()
+        real = conn.recv
+        first = [True]
+
+        def late(sock):
+            if first[0]:
+                first[0] = False
+                time.sleep(0.3)
+            return real(sock)
+
+        conn.recv = late
+        rec = StreamCall(conn, get_dialect("openai-chat"), HEAD, b"{}", "r").run()
+    finally:
+        conn.close()
+        srv.close()
+        cap.stop()
+        cap.sock.close()
+    assert rec.status == "ok", rec.error
+    assert rec.timing_source == "capture" and rec.ttft_error_bound_ms == 0.0
+    send = rec.start_time - EPOCH_OFFSET
+    for k, ms in ((0, rec.ttft_ms), (2, rec.e2e_ms)):
+        assert (srv.before[k] - send) * 1000 - TOL_MS <= ms <= (srv.after[k] - send) * 1000 + TOL_MS
+    assert rec.itl_ms[0] > 30.0  # the gaps are the server's own, not squeezed into one read
