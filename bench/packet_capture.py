@@ -24,7 +24,8 @@ no drops, the client 0.26. The capture's own CPU fits (a tenth of the client's).
 offset, a table per connection keeps (offsets, stamp) until the request's record is made; drained from the
 event loop, not an OS thread, see its docstring); its cost inside the client is measured by
 ``bench/client_overhead.py --timing read,capture``. This loop keeps the first filter (both copies of each
-segment on lo, pure ACKs included); the mode's filter keeps arriving segments with data or a SYN only.
+segment on lo, pure ACKs included); the mode's filter keeps each segment with data or a SYN once (the
+client's as they leave, the server's as they arrive).
 """
 
 from __future__ import annotations

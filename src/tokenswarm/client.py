@@ -399,9 +399,11 @@ class StreamCall:
     def _from_capture(self) -> tuple[float, list[float]] | None:
         """(the send's stamp, each SSE event's stamp) from the capture, or None while it lacks any byte of them.
 
-        The response's bytes are read again piece by piece, cut where the server's segments ended, so each event
-        gets the stamp of the segment that completed it (framing, compression and line ends as the live read
-        had them); the count of events must match the live read's."""
+        An event completed by a read that lay inside one segment takes that segment's stamp (its last byte came
+        with it). Where such a read spanned the end of one segment and bytes of the next (the client read late),
+        the response's bytes are read again piece by piece, cut where the server's segments ended, so each event
+        gets the stamp of the segment that completed it (framing, compression and line ends as the live read had
+        them); it must give at least the events the live read took."""
         conn = self.conn
         raw = b"".join(conn.keep or ())
         if not raw or conn.ssl_context is not None:
