@@ -35,17 +35,15 @@ def test_capture_times_every_request_from_the_kernels_segment_stamps(cli, sim_fa
     sim.stop()  # its truth log is complete once it stopped
     j = captured.merge(pd.read_csv(truth), on="request_id")
     assert len(j) == len(captured)
-    # the first token's segment is stamped as it passes lo, after the engine noted its write: never before it,
-    # and soon after (the write itself; the engine notes the time just before)
+    # the first token's segment is stamped as it arrives, after the engine noted its write: never before it,
+    # and soon after (the write itself; the engine notes the time just before). A segment matched to the wrong
+    # event would be off by the 20 ms between tokens
     read_side_ms = (j.start_time + j.ttft_ms / 1000.0 - j.first_write) * 1000.0
     assert read_side_ms.min() > -0.5
-    assert read_side_ms.quantile(0.99) < 5.0
-    # the send is the request's segment: the engine reads it after it passed lo
+    assert (read_side_ms < 2.0).mean() >= 0.95 and read_side_ms.median() < 0.5
+    # the send is the request's segment as it left: the engine reads it after that
     send_side_ms = (j.arrival - j.start_time) * 1000.0
     assert send_side_ms.min() > -0.5
-    # TTFT itself within 5 ms of the engine's own at p99, as a loaded 2-core machine allows the engine's read
-    err = j.ttft_ms - (j.first_write - j.arrival) * 1000.0
-    assert err.abs().quantile(0.99) < 5.0 or send_side_ms.quantile(0.99) >= 5.0
 
 
 @pytest.mark.parametrize("args, msg", [  # (the table in docs/commands.md has the other two)
