@@ -28,6 +28,13 @@ share whose bound is at most 1 ms; ``short`` the level's
 ``load_shortfall_pct``; ``said`` what the self-check flagged (T: timings not
 exact, L: load short, S: the old CPU/lag "saturated"; ``-``: nothing).
 
+``--timing read,capture`` runs each level once per timing mode, one after the other in the same sitting
+(``--timing capture`` needs root or CAP_NET_RAW); ``captured`` is the share of requests the packet capture
+timed (requests.csv ``timing_source``), ``capture CPU`` the cores its reading took (each process prints it at
+the end; a master's workers' lines are not collected, so it reads 0 with ``--workers``). The rows measured
+read against capture, quiet, beside 2 busy processes, in half a core's quota and at 1024 streams, are in
+docs/metrics.md ("--timing capture").
+
 By default the engine runs on one half of the cores and the client on the
 other (``--no-pin`` to share), users start over one request's duration (a
 steady state; ``--burst`` starts them all at once, so requests end in waves),
@@ -39,6 +46,7 @@ and figures leave out the ramp plus one request.
     python bench/client_overhead.py --plain      # the plain command, as a user types it (see --plain)
     python bench/client_overhead.py --plain --users 256 --busy 2       # beside 2 busy processes
     python bench/client_overhead.py --plain --users 256 --quota 0.5    # in half a core's quota
+    python bench/client_overhead.py --plain --users 256 --busy 2 --timing read,capture  # both timings
 
 It prints figures; nothing here asserts a wall time.
 """
@@ -168,9 +176,18 @@ def pct(a: np.ndarray, q: float) -> float:
     return float(np.percentile(a, q)) if a.size else float("nan")
 
 
-def one(c: int, workers: int, args: argparse.Namespace, workdir: str) -> dict[str, float]:
-    truth = os.path.join(workdir, f"truth-{c}-{workers}.csv")
-    out = os.path.join(workdir, f"run-{c}-{workers}")
+def capture_cpu(out: str) -> float:
+    """CPU seconds the packet captures of a run's processes said they spent (--timing capture), summed."""
+    total = 0.0
+    for line in out.splitlines():
+        if ": packet capture: " in line and " s of CPU" in line:
+            total += float(line.rsplit(", ", 1)[1].split(" s of CPU")[0])
+    return total
+
+
+def one(c: int, workers: int, args: argparse.Namespace, workdir: str, timing: str = "read") -> dict[str, float]:
+    truth = os.path.join(workdir, f"truth-{c}-{workers}-{timing}.csv")
+    out = os.path.join(workdir, f"run-{c}-{workers}-{timing}")
     sim = SimProcess(["--ttft-ms", str(args.ttft_ms), "--tpot-ms", str(args.tpot_ms), "--truth-log", truth,
                       "--workers", str(args.sim_workers)])
     sim.start()
@@ -183,7 +200,7 @@ def one(c: int, workers: int, args: argparse.Namespace, workdir: str) -> dict[st
         ramp = ["--spawn-rate", f"{c / request_s:.2f}"] if not args.burst else []
         cmd = [sys.executable, "-m", "tokenswarm", "run", "--host", sim.url, "--users", str(c), "--duration",
                args.duration, "--max-tokens", str(args.tokens), "--input-len", str(args.input_len), "--out", out,
-               "--workers", str(workers), *ramp, *args.extra]
+               "--workers", str(workers), "--timing", timing, *ramp, *args.extra]
         quota = args.quota_cg
 
         def prepare() -> None:
@@ -229,6 +246,7 @@ def one(c: int, workers: int, args: argparse.Namespace, workdir: str) -> dict[st
     else:  # a build before the bounds
         covered = exact = float("nan")
     short = float(levels.load_shortfall_pct.iloc[0]) if "load_shortfall_pct" in levels.columns else float("nan")
+    captured = float((df.timing_source == "capture").mean() * 100) if "timing_source" in df.columns else 0.0
     true_tpot = (j.last_write - j.first_write) * 1000.0 / (j.tokens - 1)
     n = args.tokens
     ideal = c * n / ((args.ttft_ms + (n - 1) * args.tpot_ms) / 1000.0)
@@ -256,6 +274,9 @@ def one(c: int, workers: int, args: argparse.Namespace, workdir: str) -> dict[st
         "out_tok_s": float(levels.output_throughput_tok_s.iloc[0]),
         "ideal_tok_s": ideal,
         "client_cpu": (cpu1 - cpu0) / (t1 - t0),
+        "timing": timing,
+        "captured_pct": captured,
+        "capture_cpu": capture_cpu(proc.stdout) / (t1 - t0),
         "sched_p99_ms": sched.get("p99", float("nan")),
         "sched_max_ms": sched.get("max", float("nan")),
     }
@@ -287,6 +308,8 @@ def main() -> None:
     p.add_argument("--busy", type=int, default=0, help="N processes spinning on the client's cores during each run")
     p.add_argument("--quota", type=float, default=0.0, help="a CPU quota of this many cores on the client "
                    "(cgroup v2 cpu.max or v1 cfs quota; skipped with the reason where neither can be made)")
+    p.add_argument("--timing", default="read", help="comma-separated --timing modes, each run in turn at every "
+                   "level (read, capture; e.g. read,capture for both in the same sitting)")
     p.add_argument("extra", nargs="*", help="more `tokenswarm run` options after --")
     args = p.parse_args()
     args.quota_cg = None
@@ -314,18 +337,20 @@ def main() -> None:
           f"{args.duration} per level, {args.workers or 'no'} workers; {pins}{where}; files in {workdir}")
     head = (f"{'users':>6} {'workers':>7} {'reqs':>6} {'TTFT err p50/p99 ms':>20} {'read/send side p99':>19} "
             f"{'TPOT err p50/p99 ms':>20} {'out tok/s':>10} {'% ideal':>8} {'client CPU':>10} {'loop lag ms':>11} "
-            f"{'engine sched p99/max ms':>24} {'>5ms n/bnd':>11} {'exact1ms':>8} {'short':>6} {'said':>4}")
+            f"{'engine sched p99/max ms':>24} {'>5ms n/bnd':>11} {'exact1ms':>8} {'short':>6} {'said':>4} "
+            f"{'timing':>7} {'captured':>8} {'capture CPU':>11}")
     print(head)
     for c in (int(x) for x in args.users.split(",")):
-        for w in (int(x) for x in str(args.workers).split(",")):
-            r = one(c, w, args, workdir)
+        for w, timing in ((int(x), t) for x in str(args.workers).split(",") for t in args.timing.split(",")):
+            r = one(c, w, args, workdir, timing)
             print(f"{r['users']:>6} {r['workers']:>7} {r['requests']:>6} "
                   f"{r['ttft_err_p50']:>9.2f}/{r['ttft_err_p99']:<10.2f}{r['read_side_p99']:>9.2f}/{r['send_side_p99']:<9.2f}"
                   f"{r['tpot_err_p50']:>9.3f}/{r['tpot_err_p99']:<10.3f}"
                   f"{r['out_tok_s']:>10.0f} {100 * r['out_tok_s'] / r['ideal_tok_s']:>7.1f}% {r['client_cpu']:>9.2f}c "
                   f"{r['loop_lag_ms']:>11.1f} {r['sched_p99_ms']:>11.2f}/{r['sched_max_ms']:<8.2f}"
                   f"{r['off_5ms']:>5}/{r['off_5ms_covered_pct']:>5.1f}% {r['exact_1ms_pct']:>7.1f}% "
-                  f"{r['load_short_pct']:>5.1f}% {r['said']:>4}"
+                  f"{r['load_short_pct']:>5.1f}% {r['said']:>4} {r['timing']:>7} {r['captured_pct']:>7.1f}% "
+                  f"{r['capture_cpu']:>10.3f}c"
                   + (f"  throttled {r['throttled']}x" if args.quota_cg else ""), flush=True)
     if args.quota_cg is not None:
         args.quota_cg.remove()

@@ -19,13 +19,13 @@ asserts a wall time.
 Measured on a shared 2-core machine (load average 5-7 from other work), 20 s a level: 256 streams (TPOT
 20 ms) 13,719 segments/s, the capture 0.020 of a core (1.44 us a segment), no drops, the client beside it
 0.20 of a core; 1024 streams (TPOT 100 ms, 64 tokens) 9,492 segments/s, 0.016 of a core (1.70 us a segment),
-no drops, the client 0.26. The capture's own CPU fits (a tenth of the client's). What a capture mode needs
-beyond this loop, and is not built: the connection's initial sequence number (from the SYN-ACK) so a segment
-maps to a byte offset of the connection's stream, the client's byte offset of each event's last byte, a
-per-connection table of (end offset, stamp) kept until the request's record is made, and a capture reader
-that is not itself a greenlet of the busy process (an OS thread, or a process of its own): its stamps are
-the kernel's whatever it does, but the record must wait until the ring has been read past the request's
-last byte.
+no drops, the client 0.26. The capture's own CPU fits (a tenth of the client's). Built since as
+``--timing capture`` (src/tokenswarm/capture.py: the SYN/SYN-ACK's sequence numbers map each segment to a byte
+offset, a table per connection keeps (offsets, stamp) until the request's record is made; drained from the
+event loop, not an OS thread, see its docstring); its cost inside the client is measured by
+``bench/client_overhead.py --timing read,capture``. This loop keeps the first filter (both copies of each
+segment on lo, pure ACKs included); the mode's filter keeps each segment with data or a SYN once (the
+client's as they leave, the server's as they arrive).
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ socket read itself. Where requests go: :mod:`tokenswarm.http.target`.
 
 from __future__ import annotations
 
+import bisect
 import email.utils
+import itertools
 import json
 import re
 import socket
@@ -24,6 +26,7 @@ import ssl
 import struct
 import time
 from collections.abc import Callable
+from typing import Any
 
 from tokenswarm.dialects.base import Dialect, MalformedEvent, error_text
 from tokenswarm.http.framing import ProtocolError, ResponseReader, content_decoder, request_head
@@ -73,6 +76,13 @@ DONE_GRACE_S = 2.0  # after the end marker, how long to wait for the end of the 
 #: them does so at once (the same write, or the next); one that keeps the stream open (heartbeats, silence)
 #: holds no user longer than this
 COMPLETE_GRACE_S = 0.25
+TIMING_READ = "read"  # requests.csv timing_source: the reads' kernel stamps, with their error bounds
+TIMING_CAPTURE = "capture"  # the packet capture's stamps (--timing capture): exact, bound 0
+#: --timing capture: how long a finished request waits for the capture to have read its last segment (the ring
+#: hands a block over every few ms), polling this often; past it the request keeps its read times
+CAPTURE_WAIT_S = 0.25
+CAPTURE_POLL_S = 0.003
+CAPTURE_SLACK_S = 0.005  # the capture's stamps and perf_counter may differ by this much (two clock readings)
 
 perf_counter = time.perf_counter
 wall_time = time.time
@@ -87,8 +97,18 @@ class Connection:
         connect_timeout: float = 10.0,
         read_timeout: float = 120.0,
         ssl_context: ssl.SSLContext | None = None,
+        capture: Any = None,
     ) -> None:
         self.target = target
+        #: the process's packet capture (:class:`tokenswarm.capture.Capture`, --timing capture), else None
+        self.capture = capture
+        self.sent = 0  # bytes written on this socket: the offset of the next request's first byte
+        self.got = 0  # bytes read from this socket: the offset of the next response's first byte
+        self.local_port = 0
+        self.connect_span = (0.0, 0.0)  # perf_counter before and after connect(): the SYN was sent within it
+        self.captured: Any = None  # the capture's record of this socket's connection, once found
+        #: the bytes of each read of the current response, kept for the capture's times (None: not kept)
+        self.keep: list[bytes] | None = None
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.sock: socket.socket | None = None
@@ -109,6 +129,9 @@ class Connection:
         """Connect now; returns the seconds it took."""
         t0 = perf_counter()
         sock = socket.create_connection((self.target.host, self.target.port), timeout=self.connect_timeout)
+        self.connect_span = (t0, perf_counter())
+        self.sent = self.got = 0
+        self.captured = None
         stamped = False
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -125,6 +148,11 @@ class Connection:
             sock.close()
             raise
         self.sock = sock
+        if self.capture is not None:
+            try:
+                self.local_port = sock.getsockname()[1]
+            except (OSError, IndexError):
+                self.local_port = 0
         self.stamped = stamped
         self.tx_stamped = stamped and _loopback(sock) and _tx_stamps_on(sock)
         self.tx_bytes = 0
@@ -137,6 +165,7 @@ class Connection:
         starts the read bounds (:meth:`recv`): no byte of the answer can come before it."""
         before = perf_counter()
         sock.sendall(payload)
+        self.sent += len(payload)
         send = before
         if self.tx_stamped:
             self.tx_bytes += len(payload)
@@ -230,6 +259,9 @@ class Connection:
                         t -= lag
                         kernel = True
                     break
+        self.got += len(data)
+        if self.keep is not None:
+            self.keep.append(data)
         self.floor = floor = self._next_floor
         if len(data) >= RECV_SIZE or (self.ssl_context is not None and sock.pending()):
             self.kernel = False  # bytes were left behind: the stamp may belong to a later segment
@@ -302,10 +334,25 @@ class StreamCall:
         self.connect_s: float | None = None
         self.http_status: int | None = None
         self.received = 0  # bytes read from the socket for this response
+        # --timing capture: the output events' SSE event numbers (None: read timing), the first visible one's,
+        # SSE events taken, the response's first byte on the connection's receive stream, the request's last
+        # byte on its send stream
+        self.marks: list[int] | None = None
+        self.visible_no = -1
+        self.sse_seen = 0
+        self.ev_reads: list[int] = []  # the read (index into Connection.keep) that completed each SSE event
+        self.rx0 = 0
+        self.tx_last = 0
 
     # -- outcome helpers -------------------------------------------------------
-    def _rec(self, status: str, error: str = "", closed: float | None = None) -> RequestRecord:
+    def _rec(self, status: str, error: str = "", closed: float | None = None, wait: bool = True) -> RequestRecord:
         m = self.measure or StreamMeasure(perf_counter())
+        source = TIMING_READ
+        if self.marks is not None:
+            if self.marks and m.times and self._capture_times(m, wait):
+                source = TIMING_CAPTURE
+            self.conn.keep = None
+            self.marks = None
         rec = m.record(
             self.request_id,
             status,
@@ -320,7 +367,111 @@ class StreamCall:
         rec.received_bytes = self.received
         rec.request_bytes = len(self.payload)
         rec.lingered = self.lingered
+        rec.timing_source = source
         return rec
+
+    def _capture_times(self, m: StreamMeasure, wait: bool) -> bool:
+        """Put the packet capture's stamps on ``m`` (--timing capture): the send is when the segment carrying the
+        request's last byte passed the interface, each output event when every byte up to its own last one had
+        (:meth:`tokenswarm.capture.Direction.delivered`); their error bounds become 0. Waits (cooperatively, up
+        to :data:`CAPTURE_WAIT_S` when ``wait``) for the capture to have read that far. False, ``m`` untouched,
+        when the capture has not seen it all (a dropped or missed segment, a connection opened before it
+        started, a TLS stream): the read stamps and their bounds stay."""
+        deadline = perf_counter() + (CAPTURE_WAIT_S if wait else 0.0)
+        while True:
+            got = self._from_capture()
+            if got is not None:
+                break
+            if perf_counter() >= deadline:
+                return False
+            time.sleep(CAPTURE_POLL_S)
+        send, stamps = got
+        assert self.marks is not None
+        times = [stamps[i] for i in self.marks]
+        m.send = send
+        m.times = times
+        m.first = times[0]
+        if self.visible_no >= 0:
+            m.first_visible = stamps[self.visible_no]
+        m.first_bound = m.last_bound = 0.0
+        return True
+
+    def _from_capture(self) -> tuple[float, list[float]] | None:
+        """(the send's stamp, each SSE event's stamp) from the capture, or None while it lacks any byte of them.
+
+        An event completed by a read that lay inside one segment takes that segment's stamp (its last byte came
+        with it). Where such a read spanned the end of one segment and bytes of the next (the client read late),
+        the response's bytes are read again piece by piece, cut where the server's segments ended, so each event
+        gets the stamp of the segment that completed it (framing, compression and line ends as the live read had
+        them); it must give at least the events the live read took."""
+        conn = self.conn
+        raw = b"".join(conn.keep or ())
+        if not raw or conn.ssl_context is not None:
+            return None
+        conn.capture.drain()
+        c = conn.captured
+        if c is None:
+            t0, t1 = conn.connect_span
+            c = conn.capture.table.connection(conn.local_port, t0 - CAPTURE_SLACK_S, t1 + CAPTURE_SLACK_S)
+            if c is None or c.rx is None:
+                return None
+            conn.captured = c
+        rx = c.rx
+        rx0, n = self.rx0, len(raw)
+        if rx.top < rx0 + n or c.tx.top <= self.tx_last:
+            return None  # the capture has not read that far (cheap: asked again every CAPTURE_POLL_S)
+        send = c.tx.delivered([self.tx_last], self.tx_last + 1 - len(self.payload))[0]
+        if send is None:
+            return None
+        cuts = sorted({e - rx0 for _s, e, _t in list(rx.segs) if rx0 < e < rx0 + n})
+        ev_reads = self.ev_reads
+        if len(ev_reads) == self.sse_seen:
+            # the usual case: no read that completed an event held the end of one segment and bytes of the next,
+            # so each event's last byte came with its read's last: that byte's stamp, no reading again
+            ends = list(itertools.accumulate(len(r) for r in conn.keep or ()))
+            used = sorted(set(ev_reads))
+            if all(bisect.bisect_right(cuts, ends[r] - len(conn.keep[r])) == bisect.bisect_left(cuts, ends[r])
+                   for r in used):
+                at = rx.delivered([rx0 + ends[r] - 1 for r in used], rx0)
+                if None in at:
+                    return None
+                by_read = dict(zip(used, at))
+                stamps = [by_read[r] for r in ev_reads]
+                rx.release(rx0 + n)
+                c.tx.release(self.tx_last + 1)
+                return send, stamps  # type: ignore[return-value]
+        cuts.append(n)
+        whens = rx.delivered([rx0 + x - 1 for x in cuts], rx0)
+        if whens[-1] is None:
+            return None
+        reader = ResponseReader(self.method)
+        sse = SSEDecoder()
+        inflate = None
+        decided = False
+        stamps: list[float] = []
+        prev = 0
+        try:
+            for x, when in zip(cuts, whens):
+                body = reader.feed(raw[prev:x])
+                prev = x
+                if not decided and reader.head is not None:
+                    decided = True
+                    coding = reader.head.headers.get("content-encoding")
+                    if coding is not None and coding.strip().lower() not in ("", "identity"):
+                        inflate = content_decoder(coding)
+                if body:
+                    if inflate is not None:
+                        body = inflate(body)
+                    stamps.extend([when] * len(sse.feed(body)))  # type: ignore[list-item]
+        except ProtocolError:
+            return None
+        if sse.close() is not None:
+            stamps.append(whens[-1])
+        if len(stamps) < self.sse_seen:  # (events after the one that ended the request were never taken)
+            return None
+        rx.release(rx0 + n)
+        c.tx.release(self.tx_last + 1)
+        return send, stamps
 
     def text(self) -> str:
         """The generated text received so far (reasoning excluded)."""
@@ -329,7 +480,7 @@ class StreamCall:
     def abort(self, reason: str = "stopped by the client") -> RequestRecord:
         """Record of an interrupted call (the connection is closed, its state unknown)."""
         self.conn.close()
-        return self._rec(STATUS_CANCELLED, reason, closed=perf_counter())
+        return self._rec(STATUS_CANCELLED, reason, closed=perf_counter(), wait=False)
 
     # -- the request -------------------------------------------------------------
     def run(self) -> RequestRecord:
@@ -347,6 +498,14 @@ class StreamCall:
             sock = conn.sock
             assert sock is not None
             self.measure = m = StreamMeasure(perf_counter())
+            if conn.capture is not None:
+                conn.keep = []
+                self.marks = []
+                self.visible_no = -1
+                self.sse_seen = 0
+                self.ev_reads = []
+                self.rx0 = conn.got
+                self.tx_last = conn.sent + len(self.payload) - 1
             try:
                 m.send = conn.send(sock, self.payload)
                 data, t = conn.recv(sock)
@@ -517,6 +676,9 @@ class StreamCall:
         """One server-sent event, arrived at ``t`` (no more than ``bound`` seconds earlier): parsed and fed to
         the measure. Returns the request's record when the event ends it (not JSON, the server's error, the
         client's cancel), else None."""
+        self.sse_seen += 1
+        if self.marks is not None:
+            self.ev_reads.append(len(self.conn.keep or ()) - 1)
         try:
             ev = parse(sev)
         except MalformedEvent as e:
@@ -526,7 +688,17 @@ class StreamCall:
             return None
         m = self.measure
         assert m is not None
-        m.feed(t, ev, bound)
+        marks = self.marks
+        if marks is None:
+            m.feed(t, ev, bound)
+        else:
+            n = len(m.times)
+            visible = m.first_visible
+            m.feed(t, ev, bound)
+            if len(m.times) > n:
+                marks.append(self.sse_seen - 1)
+            if visible is None and m.first_visible is not None:
+                self.visible_no = self.sse_seen - 1
         if m.error is not None:
             self.conn.close()
             return self._rec(SERVER_ERROR_EVENT, m.error, closed=t)
@@ -544,6 +716,7 @@ class StreamCall:
         size = len(first)
         while not reader.complete and size < MAX_ERROR_BODY:
             data = sock.recv(RECV_SIZE)
+            self.conn.got += len(data)
             if not data:
                 reader.eof()
                 break

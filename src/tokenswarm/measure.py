@@ -223,6 +223,9 @@ class RequestRecord:
     connect_ms: float | None = None
     ttft_error_bound_ms: float | None = None  # the first output event arrived no more than this before its stamp
     e2e_error_bound_ms: float | None = None  # the same for the last output event (0: exact, the read's own)
+    #: which clock timed the send and the events: ``read`` (the reads' kernel stamps, with the bounds above) or
+    #: ``capture`` (a kernel packet capture's stamp of each segment, --timing capture: bounds 0)
+    timing_source: str = "read"
     received_bytes: int = 0  # bytes of the response read from the socket, headers included (not a column)
     request_bytes: int = 0  # bytes of the request written, head and body (images and audio included)
 

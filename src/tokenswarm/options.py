@@ -264,6 +264,10 @@ OPTIONS: tuple[Opt, ...] = (
         "realtime (SCHED_RR, where permitted; it starves a server on the same cores); a refused one falls back, and "
         "run.json says what was got",
         group="observe"),
+    Opt("--timing", str, "read", "what times each response: read (the kernel's stamp of each socket read, with "
+        "a per-request error bound when the client reads late) or capture (a kernel packet capture stamps every "
+        "segment as it arrives, exact however late the client reads; loopback targets, needs root or "
+        "CAP_NET_RAW); requests.csv timing_source says which timed each request", group="observe"),
     Opt("--progress-interval", float, 5.0, "headless runs: print a progress line this often (0: never)",
         metavar="S", group="observe", check=Range("must be 0 (off) or more", lo=0)),
     # -- outputs ---------------------------------------------------------------------

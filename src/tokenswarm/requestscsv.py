@@ -5,7 +5,9 @@ inter-token latencies of a request as space-separated milliseconds and comes
 last because it is long. ``token_check`` names what contradicted the server's usage
 (:func:`tokenswarm.measure.check_usage`; empty when nothing did), ``output_tokens`` being the count used and
 ``token_source`` where it came from; ``lingered`` is 1 when the answer was complete but the server kept the
-stream open and the client closed it. Rows are formatted to strings where records are made
+stream open and the client closed it; ``timing_source`` is ``capture`` when a
+kernel packet capture timed the send and the events (``--timing capture``: error bounds 0), else ``read`` (the
+reads' kernel stamps with their ``*_error_bound_ms``). Rows are formatted to strings where records are made
 (on workers), so the process that writes the file only appends them.
 """
 
@@ -34,6 +36,7 @@ COLUMNS: tuple[str, ...] = (
     "close_ms",
     "ttft_error_bound_ms",
     "e2e_error_bound_ms",
+    "timing_source",
     "input_tokens",
     "output_tokens",
     "reasoning_tokens",
@@ -88,6 +91,7 @@ def to_row(r: RequestRecord) -> Row:
         _f(r.close_ms),
         _f(r.ttft_error_bound_ms),
         _f(r.e2e_error_bound_ms),
+        r.timing_source,
         _i(r.input_tokens),
         _i(r.output_tokens),
         _i(r.reasoning_tokens),

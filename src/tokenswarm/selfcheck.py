@@ -40,8 +40,9 @@ LIVE_MIN_REQUESTS = 100  # the live checks judge a level from this many requests
 LIVE_MIN_WINDOW_S = 5.0  # ... over at least this many seconds after its warm-up
 LIVE_CHECK_S = 5.0  # the live checks run this often
 LIVE_KEEP = 20_000  # the live checks read a level's most recent requests, this many at most
-TIMING_ADVICE = ("raise the client's scheduling priority (--priority high, or realtime where permitted), keep "
-                 "busy processes off its cores, or add workers (--workers N)")
+TIMING_ADVICE = ("time the responses from a packet capture (--timing capture: exact however late the client reads; "
+                 "root or CAP_NET_RAW, a loopback target), raise the client's scheduling priority (--priority high, "
+                 "or realtime where permitted), keep busy processes off its cores, or add workers (--workers N)")
 LOAD_ADVICE = ("give the client more CPU (a larger CPU limit or quota, fewer neighbours) or add workers "
                "(--workers N, or more worker processes/pods)")
 

@@ -18,7 +18,7 @@ import typing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tokenswarm import __version__
+from tokenswarm import __version__, capture
 from tokenswarm.datasets import DatasetSpec, validate_spec
 from tokenswarm.dialects import DIALECTS, Dialect, RequestOptions, UnknownDialect, get_dialect
 from tokenswarm.enginemetrics import metrics_url
@@ -31,6 +31,8 @@ from tokenswarm.presets import Preset, UnknownPreset, get_preset
 from tokenswarm.priority import PRIORITIES
 from tokenswarm.strategies import KINDS as ARRIVAL_KINDS
 from tokenswarm.sweep import CONCURRENCY, RATE, SweepPlan, level_str, parse_levels, parse_slo
+
+TIMINGS = ("read", "capture")  # --timing: the reads' kernel stamps; a kernel packet capture (tokenswarm.capture)
 
 REDACTED = "<redacted>"
 #: the share of the shortest timed level that a closed-loop level's first sends may be spread over
@@ -76,6 +78,7 @@ class Settings:
     metrics_bind: str = "127.0.0.1"
     progress_interval: float = 5.0
     priority: str = "normal"  # the load-generating processes' scheduling (tokenswarm.priority)
+    timing: str = "read"  # what times each response: the reads' kernel stamps, or a packet capture (capture.py)
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
     tokenizer: str = ""  # path of a tokenizer.json / model folder ("" : none)
     prefix_len: int = 0  # shared-prefix workload (0: off)
@@ -191,6 +194,7 @@ class Settings:
             "connect_timeout": self.connect_timeout,
             "read_timeout": self.read_timeout,
             "accept_encoding": self.accept_encoding,
+            "timing": self.timing,
             "backoff": self.backoff,
             "max_backoff_s": self.max_backoff_s,
             "seed": self.seed,
@@ -345,12 +349,22 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
             warmups = [0.2 * d for d in plan.level_durations_s]
     if opts.priority not in PRIORITIES:
         raise SettingsError(f"bad --priority {opts.priority!r}: choose one of {', '.join(PRIORITIES)}")
+    if opts.timing not in TIMINGS:
+        raise SettingsError(f"bad --timing {opts.timing!r}: choose one of {', '.join(TIMINGS)}")
     if opts.arrival not in ARRIVAL_KINDS:
         raise SettingsError(f"bad --arrival {opts.arrival!r}: choose one of {', '.join(ARRIVAL_KINDS)}")
     route = Route(host=host or "", endpoint=opts.endpoint, dialect_given=bool(opts.dialect),
                   server_metrics=opts.server_metrics)
     model = opts.model or preset.model
     target, endpoint, server_metrics = route.resolve(preset, dialect, model)
+    if opts.timing == "capture":
+        if target.scheme == "https":
+            raise SettingsError("--timing capture reads plain HTTP (an https stream is encrypted on the wire): "
+                                "use --timing read")
+        try:  # the embedded simulated engine (no --host) listens on 127.0.0.1
+            capture.check(target.host if host else "127.0.0.1", target.port if host else 0)
+        except capture.CaptureError as e:
+            raise SettingsError(str(e)) from None
     request = RequestOptions(
         model=model,
         max_tokens=opts.max_tokens,
@@ -399,6 +413,7 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         metrics_bind=opts.metrics_bind.strip() or "127.0.0.1",
         progress_interval=opts.progress_interval,
         priority=opts.priority,
+        timing=opts.timing,
         dataset=spec,
         tokenizer=opts.tokenizer,
         prefix_len=opts.prefix_len,

@@ -138,6 +138,7 @@ def test_options_round_trip_through_the_environment():
     ({"rates": "1", "level_duration": "5s", "max_concurrency": 0}, "bad --max-concurrency 0"),
     ({"arrival": "uniform"}, "bad --arrival 'uniform'"),
     ({"priority": "urgent"}, "bad --priority 'urgent': choose one of normal, high, realtime"),
+    ({"timing": "sometimes"}, "bad --timing 'sometimes': choose one of read, capture"),
     ({"burstiness": 0.0}, "bad --burstiness"),
     ({"slo": "ttfx=3"}, "bad --slo"),
 ])
@@ -145,6 +146,16 @@ def test_bad_sweep_input(kw, msg):
     with pytest.raises(SettingsError) as e:
         from_options(opts(**kw), environ={})
     assert msg in str(e.value)
+
+
+@pytest.mark.parametrize("host,msg", [
+    ("http://192.0.2.1:8000", "--timing capture times IPv4 loopback targets only (127.0.0.0/8); 192.0.2.1 is"),
+    ("https://127.0.0.1:8443", "--timing capture reads plain HTTP"),
+])
+def test_a_capture_off_loopback_or_over_tls_is_refused_in_one_line(host, msg):
+    with pytest.raises(SettingsError) as e:
+        from_options(opts(timing="capture"), host=host, environ={})
+    assert msg in str(e.value) and "\n" not in str(e.value)
 
 
 def test_sweep_settings_and_default_warmup():

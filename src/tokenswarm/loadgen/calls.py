@@ -38,8 +38,9 @@ class CallFactory:
     file that cannot be read."""
 
     def __init__(self, settings: Settings, worker: str, shard: int, shards: int, tokenizer: Any,
-                 users: Any = lambda: 0, rng: random.Random | None = None) -> None:
+                 users: Any = lambda: 0, rng: random.Random | None = None, capture: Any = None) -> None:
         self.settings = settings
+        self.capture = capture  # the process's packet capture (--timing capture), handed to every connection
         self.tokenizer = tokenizer
         self._users = users
         self._rng = rng or random.Random(settings.seed)
@@ -86,7 +87,7 @@ class CallFactory:
 
     def connection(self) -> Connection:
         s = self.settings
-        return Connection(s.target, s.connect_timeout, s.read_timeout)
+        return Connection(s.target, s.connect_timeout, s.read_timeout, capture=self.capture)
 
     def _prepare(self, prompt: Prompt | None = None) -> tuple[Prompt, bytes]:
         """The next prompt (or ``prompt``) and its request body bytes."""

@@ -92,6 +92,9 @@ class RunController:
         #: print what they got in their logs
         self.client_priority: dict[str, Any] = {"asked": settings.priority, "got": None,
                                                 "why": "applied by each worker; its log says what it got"}
+        #: --timing capture: the process's packet capture's figures at the end (segments, the kernel's drops, CPU
+        #: seconds); a master's workers each print theirs in their logs
+        self.client_capture: Any = None
         self._said: set[tuple[str, str]] = set()
         self._next_check = 0.0
         self.exporter = exporter
@@ -554,4 +557,5 @@ class RunController:
             "exit_reason": self.exit_reason or None,
             "client_checks": self.client_checks,
             "client_priority": self.client_priority,
+            "client_capture": self.client_capture() if callable(self.client_capture) else None,
         })

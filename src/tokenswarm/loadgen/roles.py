@@ -455,6 +455,7 @@ class LocalRole(WriterRole):
                             role=self.name, exporter=self.exporter, dataset_counts=swarm.calls.dataset_counts(),
                             own_selfcheck=True)
         run.client_priority = swarm.priority
+        run.client_capture = swarm.capture.stats if swarm.capture is not None else None
         return run
 
     def _add_rows(self, rows: list[Any]) -> None:

@@ -23,10 +23,11 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
+import gevent
 from gevent.event import Event
 from gevent.lock import Semaphore
 
-from tokenswarm import priority, strategies
+from tokenswarm import capture, priority, strategies
 from tokenswarm.client import Connection, StreamCall
 from tokenswarm.datasets import Prompt
 from tokenswarm.loadgen.budget import Budget, LocalBudget
@@ -40,6 +41,38 @@ from tokenswarm.workloads import TracePrompts, load_trace
 
 if TYPE_CHECKING:
     from locust.env import Environment
+
+
+_CAPTURES: dict[int, capture.Capture] = {}  # one packet capture per process and target port
+#: how often the event loop reads the capture's ring (its 1024 blocks hold about 2 s): often enough that a record
+#: seldom waits, and each read is short
+CAPTURE_DRAIN_S = 0.02
+
+
+def process_capture(settings: Settings, worker: str) -> capture.Capture | None:
+    """The process's packet capture for ``settings``' target (--timing capture), opened once and drained by a
+    greenlet every :data:`CAPTURE_DRAIN_S` (each record drains it too: tokenswarm.client); None for --timing read,
+    or where it cannot run here (a worker without CAP_NET_RAW: it says so in one line and its requests are timed
+    by their reads, requests.csv timing_source ``read``)."""
+    if settings.timing != "capture":
+        return None
+    port = settings.target.port
+    cap = _CAPTURES.get(port)
+    if cap is None:
+        try:
+            cap = capture.Capture(port, capture.interface_for(settings.target.host))
+        except capture.CaptureError as e:
+            print(f"tokenswarm: {worker}: {e}; this process's requests are timed by their reads", flush=True)
+            return None
+        _CAPTURES[port] = cap
+        gevent.spawn(_drain, cap)
+    return cap
+
+
+def _drain(cap: capture.Capture) -> None:
+    while True:
+        cap.drain()
+        gevent.sleep(CAPTURE_DRAIN_S)
 
 
 class Swarm:
@@ -63,8 +96,10 @@ class Swarm:
         self.shards = shards
         self.tokenizer = tokenizer
         self._rng = random.Random(settings.seed * 7919 + self.shard)
+        #: the process's packet capture (--timing capture; None: the reads time the responses)
+        self.capture = process_capture(settings, worker)
         self.calls = CallFactory(settings, worker, self.shard, shards, tokenizer, users=self._user_count,
-                                 rng=self._rng)
+                                 rng=self._rng, capture=self.capture)
         secret = any(len(v) >= 6 for v in settings.headers.values())
         self.records = RecordSink(environment, worker, sink, settings.scrub if secret else None)
         #: may one more request be sent: this process's own (``--requests``), or granted by the master
@@ -221,3 +256,7 @@ class Swarm:
         """The test stopped: stop building bodies and report every queued record."""
         self.calls.close()
         self.records.flush()
+        if self.capture is not None:
+            s = self.capture.stats()
+            print(f"tokenswarm: {self.worker}: packet capture: {s['segments']:.0f} data segments, "
+                  f"{s['kernel_drops']:.0f} dropped by the kernel, {s['cpu_s']:.2f} s of CPU", flush=True)

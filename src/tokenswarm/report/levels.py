@@ -87,9 +87,10 @@ req/s) of a run.
   ``ttft_error_bound_ms``) is at most 1 ms, ``ttft_error_bound_p99_ms`` the
   bound's p99 (the level's timings are exact within it), ``ttft_bound_over_5ms``
   how many may be off by more than 5 ms (each by at most its bound), ``timing_uncertain``
-  set when it exceeds 5 ms. ``load_shortfall_pct`` is how far the load fell
-  short: closed loop, 1 - the requests in flight (send to the stream's end,
-  time-averaged from the moment every user had sent its first request,
+  set when it exceeds 5 ms; ``timing_capture_pct`` the share a packet capture timed (``--timing capture``:
+  bound 0; the rest fell back to their reads' bounds), NaN for a run timed by its reads.
+  ``load_shortfall_pct`` is how far the load fell short: closed loop, 1 - the requests in flight (send to
+  the stream's end, time-averaged from the moment every user had sent its first request,
   ``load_concurrency``) / target; open loop, 1 -
   requests sent in the window / rate x window (never negative);
   ``load_short`` set above 2 % or when the sends were ``late``.
@@ -201,7 +202,7 @@ NUMERIC: tuple[str, ...] = (
 READ: tuple[str, ...] = (
     "start_time", "level", "status", "http_status", "ttft_ms", "tpot_ms", "e2e_ms", "close_ms", "input_tokens",
     "output_tokens", "cached_tokens", "output_events", "scheduled_time", "backoff_ms", "itl_ms",
-    "ttft_error_bound_ms", "user", "worker", "token_check", "lingered",
+    "ttft_error_bound_ms", "user", "worker", "token_check", "lingered", "timing_source",
 )
 REQUIRED: tuple[str, ...] = ("start_time", "level", "status")
 #: the statistics of each latency in :data:`LATENCIES`: levels.csv has ``<latency>_<stat>_ms`` for each
@@ -621,6 +622,7 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
     cached = _col(df, "cached_tokens")
     backoff = _col(df, "backoff_ms")
     bound = _col(df, "ttft_error_bound_ms")
+    captured = (df["timing_source"] == "capture").to_numpy(bool) if "timing_source" in df.columns else None
     user = _col(df, "user")
     worker = df["worker"].to_numpy(object) if "worker" in df.columns else np.full(len(df), "", object)
     pushback = np.isin(_col(df, "http_status"), (429.0, 503.0))
@@ -708,6 +710,9 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
                 np.clip(np.minimum(close_end, w.end) - np.maximum(start, lo), 0, None)[mine].sum() / secs_after
             ) if secs_after > 0 else np.nan
         _client_check(row, bound[sample], mode, w.level)
+        # --timing capture: the share of the sample the packet capture timed (NaN: a run that read its stamps)
+        row["timing_capture_pct"] = (float(100.0 * captured[sample].mean()) if captured is not None
+                                     and captured.any() and sample.any() else np.nan)
         row["send_dispersion"] = send_dispersion(start[in_level & (start < w.end)], w.start, w.end,
                                                  row["e2e_mean_ms"] / 1000.0)
         row["lockstep"] = bool(mode != "rate" and w.level >= LOCKSTEP_MIN_LEVEL

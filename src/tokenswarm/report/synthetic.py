@@ -135,6 +135,7 @@ def write_run(run_dir: str, levels: Sequence[float] = (1, 2, 4, 8, 16), mode: st
             "close_ms": close,
             "ttft_error_bound_ms": np.where(ok, 0.0, np.nan),  # a synthetic client is exact
             "e2e_error_bound_ms": np.where(ok, 0.0, np.nan),
+            "timing_source": "read",
             "input_tokens": pd.array(n_in, dtype="Int64"),
             "output_tokens": pd.array(out_tok, dtype="Int64"),
             "reasoning_tokens": "",

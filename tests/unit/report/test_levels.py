@@ -103,3 +103,14 @@ def test_clumped_by_its_itl_beside_its_tpot():
     assert is_clumped(5.0, 19.0, 20.0)  # five tokens an event
     assert not is_clumped(1.5, 19.0, 20.0)
     assert not is_clumped(float("nan"), float("nan"), float("nan"))
+
+
+def test_the_share_a_packet_capture_timed_is_the_levels_and_empty_for_a_run_timed_by_its_reads():
+    df, w = stochastic_level(4, sigma_state=0.0, seconds=60.0)
+    df = pd.DataFrame(df)
+    assert np.isnan(level_stats(df, [w]).iloc[0]["timing_capture_pct"])  # no timing_source: an older run
+    df["timing_source"] = "read"
+    assert np.isnan(level_stats(df, [w]).iloc[0]["timing_capture_pct"])
+    df["timing_source"] = np.where(np.arange(len(df)) % 4 == 0, "read", "capture")  # a quarter fell back
+    got = level_stats(df, [w]).iloc[0]["timing_capture_pct"]
+    assert 70.0 < got < 80.0
