@@ -40,6 +40,7 @@ LIVE_MIN_REQUESTS = 100  # the live checks judge a level from this many requests
 LIVE_MIN_WINDOW_S = 5.0  # ... over at least this many seconds after its warm-up
 LIVE_CHECK_S = 5.0  # the live checks run this often
 LIVE_KEEP = 20_000  # the live checks read a level's most recent requests, this many at most
+LIVE_USER_KEEP = 200  # ... and each user's, this many at most
 TIMING_ADVICE = ("time the responses from a packet capture (--timing capture: exact however late the client reads; "
                  "root or CAP_NET_RAW, a loopback target), raise the client's scheduling priority (--priority high, "
                  "or realtime where permitted), keep busy processes off its cores, or add workers (--workers N)")
@@ -143,6 +144,8 @@ class LiveCheck:
         #: level -> its most recent requests' (send, close, bound ms or NaN)
         self.levels: dict[str, deque[tuple[float, float, float]]] = {}
         self.first_send: dict[str, dict[tuple[str, str], float]] = {}  # level -> user -> its first send
+        #: level -> user -> its most recent requests' (send, close), in the order they finished
+        self.user_requests: dict[str, dict[tuple[str, str], deque[tuple[float, float]]]] = {}
 
     def add(self, rows: list[list[str]]) -> None:
         i = self._i
@@ -158,6 +161,31 @@ class LiveCheck:
             bound = r[i["ttft_error_bound_ms"]] if status == "ok" else ""
             self.levels.setdefault(r[i["level"]], deque(maxlen=LIVE_KEEP)).append(
                 (start, start + float(r[i["close_ms"]]) / 1000.0, float(bound) if bound else float("nan")))
+            self.user_requests.setdefault(r[i["level"]], {}).setdefault(who, deque(maxlen=LIVE_USER_KEEP)).append(
+                (start, start + float(r[i["close_ms"]]) / 1000.0))
+
+    def _closed_loop_short(self, level: str, since: float, target: float) -> float:
+        """Percent by which the requests in flight fell short of ``target`` users, NaN until it can be known.
+
+        The window opens once every user has sent its first request of the level (and not before ``since``)
+        and closes at the earliest of the users' latest known closes: a user's requests are sequential and
+        its records arrive in order, so up to its latest close everything it did is known, and nothing after
+        it is guessed. (Judging up to "now less the longest lifetime seen" instead read the requests still
+        in flight as missing load: early in a level only its short requests have finished, and at 2048
+        streams on a real engine it said "short by 100 %" of a level that was short by 0.0 %.) No verdict
+        until every one of the ``target`` users has finished a request of the level."""
+        users = self.user_requests.get(level, {})
+        if not target or len(users) < target:
+            return float("nan")
+        lo = max([since, *self.first_send.get(level, {}).values()])
+        hi = min(reqs[-1][1] for reqs in users.values())
+        # where a user's oldest requests were let go (it keeps its latest LIVE_USER_KEEP), the window opens
+        # at its oldest kept send: from there on, everything it did is known
+        lo = max([lo, *(reqs[0][0] for reqs in users.values() if len(reqs) == reqs.maxlen)])
+        if hi - lo < LIVE_MIN_WINDOW_S:
+            return float("nan")
+        held = sum(max(0.0, min(c, hi) - max(s, lo)) for reqs in users.values() for s, c in reqs) / (hi - lo)
+        return max(0.0, 100.0 * (1.0 - held / target))
 
     def check(self, level: str, since: float, now: float, target: float, mode: str = "concurrency"
               ) -> dict[str, object] | None:
@@ -183,11 +211,8 @@ class LiveCheck:
         if mode == "rate":
             sent = sum(1 for s, _c, _b in recs if s < hi)
             short = 100.0 * (1.0 - sent / (target * window)) if target else float("nan")
-        else:  # in flight after the ramp: from the moment every user had sent its first request
-            lo = max([since, *self.first_send.get(level, {}).values()])
-            held = sum(max(0.0, min(c, hi) - max(s, lo)) for s, c, _b in recs if s < hi) / (hi - lo) \
-                if hi - lo >= LIVE_MIN_WINDOW_S else float("nan")
-            short = 100.0 * (1.0 - held / target) if target else float("nan")
+        else:
+            short = self._closed_loop_short(level, since, target)
         short = max(short, 0.0) if short == short else short
         uncertain, timing = timing_verdict(p99, exact, sum(1 for b in bounds if b > UNCERTAIN_MS))
         low, load = load_verdict(short)

@@ -113,3 +113,41 @@ def test_the_timing_verdict_says_how_many_requests_may_be_off_by_more_than_5_ms(
     bad, line = selfcheck.timing_verdict(3.0, 97.0, over=7)
     assert not bad and "7 may be off by more than 5 ms, each by at most its bound" in line
     assert "may be off" not in selfcheck.timing_verdict(0.0, 100.0, over=0)[1]
+
+
+def test_the_live_load_check_does_not_read_requests_in_flight_as_missing_load():
+    # 2048 streams on a real engine (SGLang, H100): requests of 5 to 30 s, so early in a level only its short
+    # ones have finished; judging up to "now less the longest lifetime seen" read the long ones still in flight
+    # as missing load ("short by 100 %" of a level short by 0.0 %). Here 40 users keep a request in flight all
+    # the time; half of them have one 30 s request still open after short ones.
+    from tokenswarm.requestscsv import COLUMNS
+
+    def row(user, start, close_ms):
+        r = [""] * len(COLUMNS)
+        for k, v in {"level": "40", "status": "ok", "start_time": f"{start:.6f}", "close_ms": f"{close_ms:.3f}",
+                     "ttft_error_bound_ms": "0.000", "worker": "w1", "user": str(user)}.items():
+            r[COLUMNS.index(k)] = v
+        return r
+
+    rows = []
+    for u in range(40):
+        t = 100.0 + u * 0.01
+        for _ in range(20 if u % 2 else 8):  # odd users: 20 requests of 1 s; even: 8, then a 30 s one (open)
+            rows.append(row(u, t, 1000.0))
+            t += 1.0
+    live = selfcheck.LiveCheck(transit_s=0.0)
+    live.add(rows[: len(rows) // 2])
+    live.add(rows[len(rows) // 2:])
+    got = live.check("40", 100.0, 130.0, 40.0)
+    assert got is not None and got["load_shortfall_pct"] < 0.5 and not got["load_short"], got
+    # a client that leaves a gap of 0.25 s after every 1 s request holds 0.8 of each user: 20 % short
+    gappy = [row(u, 100.0 + u * 0.01 + k * 1.25, 1000.0) for u in range(40) for k in range(16)]
+    live = selfcheck.LiveCheck(transit_s=0.0)
+    live.add(gappy)
+    got = live.check("40", 100.0, 125.0, 40.0)
+    assert got is not None and 19.0 < got["load_shortfall_pct"] < 21.0 and got["load_short"], got
+    # no verdict while a user has not finished a request of the level yet
+    live = selfcheck.LiveCheck(transit_s=0.0)
+    live.add([r for r in rows if r[COLUMNS.index("user")] != "7"])
+    got = live.check("40", 100.0, 130.0, 40.0)
+    assert got is None or got["load_shortfall_pct"] is None
