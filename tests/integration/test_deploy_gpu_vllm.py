@@ -183,3 +183,25 @@ def test_sweep_sh_dry_run_against_the_simulated_engine(sim_factory, tmp_path):
     if subprocess.run([sys.executable, "-c", "import vllm"], capture_output=True).returncode != 0:
         one_error_line(run("sweep.sh", "--steps", "bench", str(out), env={**env, "SITE": str(tmp_path)}),
                        r"vllm does not import .*--no-bench")
+
+
+def test_install_imports_each_group_in_a_process_of_its_own(tmp_path):
+    # On the GPU machine `import sglang` imported ssl, then Locust's gevent monkey-patching broke it
+    # (RecursionError) in the same process: the server's packages and the client's are checked apart.
+    kit = tmp_path / "kit"
+    kit.mkdir()
+    fake_kit(kit)
+    site = tmp_path / "mods"
+    site.mkdir()
+    (site / "server_side.py").write_text("import os\nSERVER = True\n")
+    (site / "client_side.py").write_text(
+        "import sys\nif 'server_side' in sys.modules:\n    raise RecursionError('patched after the server')\n")
+    py = tmp_path / "python3.12"  # stands for Python 3.12: pip succeeds, scripts run on this Python
+    py.write_text(f"#!/bin/sh\ncase \"$1\" in -c) exit 0 ;; -m) exit 0 ;; esac\nexec {sys.executable} \"$@\"\n")
+    py.chmod(0o755)
+    env = {"PY": str(py), "PYTHONPATH": str(site)}
+    p = run("install.sh", str(kit), str(tmp_path / "site"), env={**env, "KIT_IMPORTS": "server_side|client_side"})
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert "server_side imported" in p.stdout and "client_side imported" in p.stdout
+    p = run("install.sh", str(kit), str(tmp_path / "site"), env={**env, "KIT_IMPORTS": "server_side client_side"})
+    assert p.returncode == 2 and "RecursionError" in p.stderr, (p.stdout, p.stderr)

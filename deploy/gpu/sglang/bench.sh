@@ -43,6 +43,22 @@ for m in ("sglang.bench_serving", "sglang.benchmark.serving"):
     except ImportError:
         continue
 '
+# SGLang 0.5.17's bench imports Hugging Face `datasets` at module level (for its MMMU loader), even for
+# random-ids prompts, and the kit leaves `datasets` out (it pulls pyarrow, ~40 MB): where it does not import, a
+# stand-in whose load_dataset raises goes first on the bench's path (on the H100, without it every level failed
+# with "No module named 'datasets'")
+if ! "$PY" -c 'import datasets' 2>/dev/null; then
+    mkdir -p "$WORK/bench-shim/datasets"
+    cat >"$WORK/bench-shim/datasets/__init__.py" <<'EOF'
+"""Stand-in for Hugging Face datasets, which SGLang's bench imports but random-ids prompts never use."""
+
+
+def load_dataset(*args, **kwargs):
+    raise ImportError("Hugging Face `datasets` is not installed (deploy/gpu/sglang/bench.sh's stand-in)")
+EOF
+    export PYTHONPATH="$PYTHONPATH:$WORK/bench-shim"
+    say "no \`datasets\` package: a stand-in is on the bench's path ($WORK/bench-shim)"
+fi
 module=$("$PY" -c "$find_module" 2>/dev/null || true)
 [ -n "$module" ] || die "neither sglang.bench_serving nor sglang.benchmark.serving imports with PYTHONPATH=$PYTHONPATH: install the kit"
 

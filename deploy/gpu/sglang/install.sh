@@ -10,5 +10,5 @@ set -euo pipefail
 # shellcheck source=deploy/gpu/sglang/common.sh
 . "$(dirname "$0")/common.sh"
 export SITE KIT_DIR PY
-export KIT_IMPORTS="sglang sgl_kernel locust gevent tokenswarm"
+export KIT_IMPORTS="sglang sgl_kernel|locust gevent tokenswarm"
 exec bash "$(dirname "$0")/../vllm/install.sh" "$@"

@@ -7,8 +7,9 @@
 #
 # KIT_DIR holds the parts as they were copied: kit.tar.01 ... and kit.sha256, flat or in part folders.
 # Afterwards: the model folder is $KIT_DIR/kit/model/llama-8b-shape; serve.sh and sweep.sh use SITE.
-# Env: PY (python3: must be Python 3.12, the one with PyTorch); KIT_IMPORTS (what must import afterwards:
-# "vllm locust gevent tokenswarm"; deploy/gpu/sglang/install.sh names sglang's).
+# Env: PY (python3: must be Python 3.12, the one with PyTorch); KIT_IMPORTS (what must import afterwards,
+# groups separated by "|", each group in a process of its own: "vllm|locust gevent tokenswarm";
+# deploy/gpu/sglang/install.sh names sglang's).
 set -euo pipefail
 # shellcheck source=deploy/gpu/vllm/common.sh
 . "$(dirname "$0")/common.sh"
@@ -56,7 +57,11 @@ say "pip install --target $SITE (${#wheels[@]} wheels) ..."
 say "pip done after $(($(date +%s) - t0)) s"
 
 export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
-read -ra imports <<<"${KIT_IMPORTS:-vllm locust gevent tokenswarm}"
+# each group (separated by "|") in a process of its own, as they run: Locust monkey-patches the standard
+# library with gevent on import, which breaks ssl where a server's packages imported it first (RecursionError)
+IFS='|' read -ra groups <<<"${KIT_IMPORTS:-vllm|locust gevent tokenswarm}"
+for group in "${groups[@]}"; do
+read -ra imports <<<"$group"
 "$PY" - "${imports[@]}" <<'EOF' || die "the installed packages do not import (see above)"
 import importlib
 import importlib.metadata as md
@@ -75,4 +80,5 @@ for name in ("torch", "transformers", "tokenizers", "numpy", "pandas", "matplotl
     except md.PackageNotFoundError:
         print(f"[install]   image: {name} NOT INSTALLED")
 EOF
+done
 say "done in $(($(date +%s) - t0)) s; model folder: $KIT_DIR/kit/model/llama-8b-shape"
