@@ -74,7 +74,7 @@ def _check_fits(m: dict, pixels: np.ndarray) -> None:
     assert ink[:, WIDTH - 90:].mean() == 0.0  # ... and nothing reaches into the right margin
 
 
-@pytest.mark.parametrize("example", ["llamacpp-smollm2-cpu", "gpu-vllm-h200"])
+@pytest.mark.parametrize("example", ["llamacpp-smollm2-cpu", "gpu-vllm-h200", "gpu-sglang-h100"])
 def test_report_fits_1400_px_with_its_tables_in_groups(example, tmp_path):
     run = _copy_example(example, tmp_path)
     build_report(run)
