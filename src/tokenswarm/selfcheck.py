@@ -41,6 +41,8 @@ LIVE_MIN_WINDOW_S = 5.0  # ... over at least this many seconds after its warm-up
 LIVE_CHECK_S = 5.0  # the live checks run this often
 LIVE_KEEP = 20_000  # the live checks read a level's most recent requests, this many at most
 LIVE_USER_KEEP = 200  # ... and each user's, this many at most
+LIVE_JUDGE_S = 10.0  # a closed-loop level's load is judged over its latest this many seconds (a check's cost
+# follows the requests in them, not the level's length: 2048 users x 200 requests stalled the loop 130 ms)
 TIMING_ADVICE = ("time the responses from a packet capture (--timing capture: exact however late the client reads; "
                  "root or CAP_NET_RAW, a loopback target), raise the client's scheduling priority (--priority high, "
                  "or realtime where permitted), keep busy processes off its cores, or add workers (--workers N)")
@@ -179,13 +181,18 @@ class LiveCheck:
             return float("nan")
         lo = max([since, *self.first_send.get(level, {}).values()])
         hi = min(reqs[-1][1] for reqs in users.values())
-        # where a user's oldest requests were let go (it keeps its latest LIVE_USER_KEEP), the window opens
-        # at its oldest kept send: from there on, everything it did is known
-        lo = max([lo, *(reqs[0][0] for reqs in users.values() if len(reqs) == reqs.maxlen)])
+        # the latest LIVE_JUDGE_S seconds; and where a user's oldest requests were let go (it keeps its latest
+        # LIVE_USER_KEEP), the window opens at its oldest kept send: from there on, everything it did is known
+        lo = max([lo, hi - LIVE_JUDGE_S, *(reqs[0][0] for reqs in users.values() if len(reqs) == reqs.maxlen)])
         if hi - lo < LIVE_MIN_WINDOW_S:
             return float("nan")
-        held = sum(max(0.0, min(c, hi) - max(s, lo)) for reqs in users.values() for s, c in reqs) / (hi - lo)
-        return max(0.0, 100.0 * (1.0 - held / target))
+        held = 0.0
+        for reqs in users.values():  # newest first: a user's requests end in order, so stop at the window's start
+            for s, c in reversed(reqs):
+                if c <= lo:
+                    break
+                held += max(0.0, min(c, hi) - max(s, lo))  # (a request after hi: nothing)
+        return max(0.0, 100.0 * (1.0 - held / (hi - lo) / target))
 
     def check(self, level: str, since: float, now: float, target: float, mode: str = "concurrency"
               ) -> dict[str, object] | None:
