@@ -219,7 +219,13 @@ OPTIONS: tuple[Opt, ...] = (
         "--level-duration is then the shortest a level runs (0: off)", metavar="PCT", group="sweep",
         web_ui="run each level until its figures' 95% interval is within this % (0: off)", web_for="sweep",
         check=Range("must be 0 (off) or more", lo=0)),
-    Opt("--max-level-duration", str, "", "with --precision or a capacity search: the longest a level runs "
+    Opt("--min-lifetimes", float, 0.0, "run each level until its measurement window holds this many mean request "
+        "lifetimes (E2E; the report flags a level under 3 as short, its throughput still carrying the ramp); "
+        "--level-duration is then the shortest a level runs (0: off)", metavar="N", group="sweep",
+        web_ui="run each level until its window holds this many request lifetimes (3: the report's steady; 0: off)",
+        web_for="sweep", check=Range("must be 0 (off) or more", lo=0)),
+    Opt("--max-level-duration", str, "", "with --precision, --min-lifetimes or a capacity search: the longest a "
+        "level runs "
         "(default: 10 times --level-duration, at least 2m); a level that ends here first is flagged", metavar="SPAN",
         group="sweep"),
     Opt("--capacity", None, False, "search the highest level whose --slo holds instead of stepping every level: "

@@ -97,7 +97,8 @@ class Settings:
     max_probes: int = 20
     resolution_pct: float = 5.0
     precision_pct: float = 0.0  # run each level until its intervals are this narrow (0: off)
-    max_level_duration_s: float | None = None  # --precision, capacity: the longest a level runs
+    min_lifetimes: float = 0.0  # run each level until its window holds this many mean request lifetimes (0: off)
+    max_level_duration_s: float | None = None  # --precision, --min-lifetimes, capacity: the longest a level runs
     preflight: bool = True  # check the target before the load starts (cleared once a check passed)
     #: what was run, from where, against what (:mod:`tokenswarm.provenance`): run.json's ``provenance``
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -218,6 +219,7 @@ class Settings:
             "starts": ("spread over a request lifetime, at most a fifth of a level" if self.stagger else "together")
             if self.mode != RATE else "scheduled",
             "precision_pct": self.precision_pct or None,
+            "min_lifetimes": self.min_lifetimes or None,
             "capacity": {"bracket": [level_str(v) for v in self.plan.levels], "max_probes": self.max_probes,
                          "resolution_pct": self.resolution_pct} if self.capacity and self.plan else None,
             "max_level_duration_s": self.max_level_duration_s,
@@ -341,6 +343,10 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
     if getattr(opts, "capacity", False) and (plan is None or not plan.capacity):
         raise SettingsError("a capacity search (--capacity) needs its bracket: --levels LOW,HIGH (users) or "
                             "--rates LOW,HIGH (req/s), and --level-duration or --level-requests")
+    for flag, value in (("--precision", opts.precision), ("--min-lifetimes", getattr(opts, "min_lifetimes", 0.0))):
+        if value and plan is None:
+            raise SettingsError(f"{flag} {value:g} ends each level of a sweep: give --levels or --rates with "
+                                "--level-duration (for one level: --levels N)")
     warmup = opts.warmup
     warmups = None
     if warmup < 0:
@@ -431,6 +437,7 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
         max_probes=opts.max_probes,
         resolution_pct=opts.resolution,
         precision_pct=opts.precision,
+        min_lifetimes=getattr(opts, "min_lifetimes", 0.0) or 0.0,
         max_level_duration_s=_max_level_duration(opts, plan),
         preflight=not opts.no_preflight,
         media=media,
@@ -631,11 +638,12 @@ def with_trace(settings: Settings) -> Settings:
 
 
 def _max_level_duration(opts: Any, plan: SweepPlan | None) -> float | None:
-    """--max-level-duration in seconds; with --precision or a capacity search and none given: 10 times the longest
-    level duration, at least 120 s (a probe whose intervals never decide must still end). SettingsError for a bad
-    span, or one shorter than --level-duration."""
+    """--max-level-duration in seconds; with --precision, --min-lifetimes or a capacity search and none given: 10
+    times the longest level duration, at least 120 s (a probe whose intervals never decide must still end).
+    SettingsError for a bad span, or one shorter than --level-duration."""
     raw = str(getattr(opts, "max_level_duration", "") or "").strip()
-    if not raw and not getattr(opts, "precision", 0) and not getattr(opts, "capacity", False):
+    if not raw and not getattr(opts, "precision", 0) and not getattr(opts, "min_lifetimes", 0) \
+            and not getattr(opts, "capacity", False):
         return None
     longest = max(plan.level_durations_s or [plan.level_duration_s or 0.0]) if plan is not None else 0.0
     if not raw:

@@ -187,6 +187,8 @@ def test_sweep_sh_dry_run_against_the_simulated_engine_with_gpu_metrics(sim_fact
     with open(work / "run" / "run.json", encoding="utf-8") as fh:
         settings = json.load(fh)["settings"]
     assert settings["engine"] == "sglang" and settings["gpu_metrics"] == env["GPU_METRICS"]
+    # levels too short for 3 request lifetimes run on, into the budget's slack at most: 540 - 60 - 2 x 3 s
+    assert settings["min_lifetimes"] == 3 and settings["max_level_duration_s"] == 3 + 540 - 60 - 6
 
 
 FAKE_PYNVML = '''

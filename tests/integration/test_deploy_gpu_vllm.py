@@ -83,6 +83,7 @@ def test_bad_input_is_refused_in_one_line(tmp_path):
     one_error_line(run("sweep.sh"), r"usage: .*OUT_DIR")
     one_error_line(run("sweep.sh", "--steps", "sweep,plot", str(tmp_path)), r"unknown step 'plot'")
     one_error_line(run("sweep.sh", str(tmp_path), env={"LEVELS": "1,2,x"}), r"LEVELS=1,2,x")
+    one_error_line(run("sweep.sh", str(tmp_path), env={"MIN_LIFETIMES": "three"}), r"MIN_LIFETIMES=three")
     one_error_line(run("sweep.sh", str(tmp_path), env={"PORT": "9", "WORK": str(tmp_path / "w")}),
                    r"no server answers at http://127.0.0.1:9/health")
 

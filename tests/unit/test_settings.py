@@ -141,6 +141,10 @@ def test_options_round_trip_through_the_environment():
     ({"timing": "sometimes"}, "bad --timing 'sometimes': choose one of read, capture"),
     ({"burstiness": 0.0}, "bad --burstiness"),
     ({"slo": "ttfx=3"}, "bad --slo"),
+    ({"min_lifetimes": 3.0}, "--min-lifetimes 3 ends each level of a sweep: give --levels or --rates"),
+    ({"precision": 5.0}, "--precision 5 ends each level of a sweep"),
+    ({"levels": "1,2", "level_duration": "5s", "min_lifetimes": 3.0, "max_level_duration": "4s"},
+     "bad --max-level-duration '4s': shorter than --level-duration (5 s)"),
 ])
 def test_bad_sweep_input(kw, msg):
     with pytest.raises(SettingsError) as e:

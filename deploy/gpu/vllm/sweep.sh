@@ -23,7 +23,9 @@
 #
 # Env (defaults in common.sh and here): LEVELS (1,2,4,...,2048), LEVEL_DURATION (a span per level: 10 s up to
 # 64, then 15, 20, 40, 75 and 160 s: each level several request lifetimes, its 20 % warm-up over the queue
-# building up), WORKERS (8), INPUT_LEN (128), MAX_TOKENS (128), METRICS_INTERVAL (1), ENGINE (vllm), RUN_NAME
+# building up), MIN_LIFETIMES (3: a level whose window holds fewer mean request lifetimes runs on, by
+# --min-lifetimes, for at most the budget's slack, SWEEP_BUDGET_S minus a minute minus the planned levels, beyond
+# the longest level; 0: off), WORKERS (8), INPUT_LEN (128), MAX_TOKENS (128), METRICS_INTERVAL (1), ENGINE (vllm), RUN_NAME
 # (vllm-h200), SWEEP_BUDGET_S (540: refuse a plan whose levels last longer than this minus 60 s), BENCH_LEVELS
 # (LEVELS), BENCH_PROMPTS_PER_USER (3), BENCH_MIN_PROMPTS (10), BENCH_BUDGET_S (480), BENCH_SEED (1000, plus C),
 # PACK_MIB (15); HOST, PORT, SERVED_NAME, MODEL_DIR, SITE, WORK, CLIENT_CPUS, PY.
@@ -38,6 +40,7 @@ LEVELS=${LEVELS:-$DEFAULT_LEVELS}
 if [ -z "${LEVEL_DURATION:-}" ]; then
     if [ "$LEVELS" = "$DEFAULT_LEVELS" ]; then LEVEL_DURATION=$DEFAULT_DURATIONS; else LEVEL_DURATION=10s; fi
 fi
+MIN_LIFETIMES=${MIN_LIFETIMES:-3}
 WORKERS=${WORKERS:-8}
 INPUT_LEN=${INPUT_LEN:-128}
 MAX_TOKENS=${MAX_TOKENS:-128}
@@ -73,6 +76,7 @@ for v in WORKERS INPUT_LEN MAX_TOKENS SWEEP_BUDGET_S BENCH_PROMPTS_PER_USER BENC
          BENCH_SEED PACK_MIB; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v=${!v}: must be a whole number"
 done
+[[ $MIN_LIFETIMES =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "MIN_LIFETIMES=$MIN_LIFETIMES: must be a number, 0 or more"
 [[ $LEVELS =~ ^[0-9]+(,[0-9]+)*$ ]] || die "LEVELS=$LEVELS: must be whole numbers separated by commas"
 [[ $BENCH_LEVELS =~ ^[0-9]+(,[0-9]+)*$ ]] || die "BENCH_LEVELS=$BENCH_LEVELS: must be whole numbers separated by commas"
 
@@ -90,17 +94,17 @@ if has sweep || has bench; then
     http_ok "$base/health" || die "no server answers at $base/health: start it with serve.sh (or set HOST/PORT)"
 fi
 
-# seconds of a span list (10s,2m,...), summed
+# seconds of a span list (10s,2m,...), summed; span_total LIST max: the longest span
 span_total() {
-    "$PY" - "$1" <<'EOF'
+    "$PY" - "$1" "${2:-sum}" <<'EOF'
 import re, sys
-total = 0.0
+spans = []
 for s in sys.argv[1].split(","):
     m = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m|h)?", s.strip())
     if not m:
         sys.exit(f"bad span {s!r} in LEVEL_DURATION")
-    total += float(m.group(1)) * {"s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
-print(int(total))
+    spans.append(float(m.group(1)) * {"s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)])
+print(int(max(spans) if sys.argv[2] == "max" else sum(spans)))
 EOF
 }
 
@@ -141,6 +145,12 @@ if has sweep; then
         || die "LEVEL_DURATION has $n_spans spans for $n_levels levels"
     ((planned + 60 <= SWEEP_BUDGET_S)) \
         || die "the levels last ${planned}s; with a minute to drain and report that is over SWEEP_BUDGET_S=$SWEEP_BUDGET_S"
+    lifetime_args=()
+    if [ "$(awk -v n="$MIN_LIFETIMES" 'BEGIN { print (n > 0) }')" = 1 ]; then
+        longest=$(span_total "$LEVEL_DURATION" max)
+        slack=$((SWEEP_BUDGET_S - 60 - planned))
+        lifetime_args=(--min-lifetimes "$MIN_LIFETIMES" --max-level-duration "$((longest + slack))s")
+    fi
     mkdir -p "$RUN"
     {
         echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -177,7 +187,7 @@ EOF
         --tokenizer "$MODEL_DIR" --levels "$LEVELS" --level-duration "$LEVEL_DURATION" --workers "$WORKERS" \
         --input-len "$INPUT_LEN" --max-tokens "$MAX_TOKENS" --ignore-eos --server-metrics "$base/metrics" \
         --server-metrics-interval "$METRICS_INTERVAL" --read-timeout 600 --stop-timeout 120 \
-        --max-fail-ratio 0.01 --run-name "$RUN_NAME" --out "$RUN" "${GPU_ARGS[@]}" "$@"
+        --max-fail-ratio 0.01 --run-name "$RUN_NAME" --out "$RUN" "${GPU_ARGS[@]}" "${lifetime_args[@]}" "$@"
     sweep_rc=$?
     set -e
     stop_samplers

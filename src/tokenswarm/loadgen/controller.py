@@ -14,6 +14,7 @@ the exit code. Load shapes and the web UI talk to it through its public methods.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -281,17 +282,19 @@ class RunController:
 
     def level_over(self, index: int, elapsed_s: float) -> bool:
         """Has the running level (at ``index`` of the plan, begun ``elapsed_s`` ago) done its part? Its
-        ``--level-duration``/``--level-requests`` first; then, with ``--precision``, until the figures that
-        matter are that precise; in a capacity search, until its intervals tell whether the SLOs hold; either
+        ``--level-duration``/``--level-requests`` first; then, with ``--min-lifetimes N``, until its window
+        holds N mean request lifetimes (:meth:`_lifetimes`); with ``--precision``, until the figures that
+        matter are that precise; in a capacity search, until its intervals tell whether the SLOs hold; each
         ends at ``--max-level-duration``, the level then flagged ``imprecise`` in the timeline (a capacity
-        probe takes its point estimate's verdict, ``decided`` false). A capacity probe's verdict goes into its
-        timeline segment (``verdict``)."""
+        probe takes its point estimate's verdict, ``decided`` false; a level short of its lifetimes is flagged
+        by the report, ``short_window``). A capacity probe's verdict goes into its timeline segment
+        (``verdict``)."""
         assert self.plan is not None
         seg = self.levels.current
         if seg is None or not self.plan.level_done(index, elapsed_s, self.finished_at(seg["level"])):
             return False
         s = self.settings
-        if not s.precision_pct and not s.capacity:
+        if not s.precision_pct and not s.capacity and not s.min_lifetimes:
             return True
         now = time.monotonic()
         longest = s.max_level_duration_s
@@ -300,6 +303,8 @@ class RunController:
             return False
         self._judged_at = now
         figures = self.live.intervals(seg, s.warmup_at(index), good=self._meets_slo)
+        if s.min_lifetimes and not self._long_enough(seg, figures, elapsed_s):
+            return out_of_time  # at its longest the level ends all the same: the report flags its window short
         precise = not s.precision_pct or self._precise(figures)
         if s.capacity:
             verdict = self._verdict(figures)
@@ -321,6 +326,30 @@ class RunController:
         if out_of_time:
             seg["imprecise"] = True
             return True
+        return False
+
+    def _lifetimes(self, figures: dict[str, Any], now: float) -> float:
+        """How many mean request lifetimes (E2E) the running level's window holds if it ends at epoch ``now``:
+        the report's ``window_lifetimes`` (:func:`tokenswarm.report.levels.lifetimes`), with the mean E2E of
+        the requests the intervals judge (those sent before every one of them has finished, so the long ones
+        still in flight do not leave it reading short). NaN before any is judged."""
+        iv = figures.get("e2e_mean")
+        e2e_ms = iv.estimate if isinstance(iv, Interval) else math.nan
+        if not figures.get("n") or not e2e_ms > 0:
+            return math.nan
+        return (now - figures["opened"]) / (e2e_ms / 1000.0)
+
+    def _long_enough(self, seg: dict[str, Any], figures: dict[str, Any], elapsed_s: float) -> bool:
+        """The level's window holds ``--min-lifetimes`` mean request lifetimes; says once per level that it
+        runs on past its ``--level-duration`` for them."""
+        held = self._lifetimes(figures, time.time())
+        if held >= self.settings.min_lifetimes:
+            return True
+        if not seg.get("lengthened"):
+            seg["lengthened"] = True
+            so_far = f"{held:.1f} so far" if math.isfinite(held) else "none judged yet"
+            self.say(f"tokenswarm: level {level_str(seg['level'])} runs on after {elapsed_s:.0f} s until its window "
+                     f"holds {self.settings.min_lifetimes:g} request lifetimes ({so_far})")
         return False
 
     def _targets(self) -> tuple[dict[str, float], dict[str, float]]:

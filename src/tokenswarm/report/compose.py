@@ -239,8 +239,9 @@ def flag_items(a: Analysis) -> list[str]:
                      f"{MIN_LIFETIMES:g} request lifetimes (mean E2E) or fewer than {MIN_COMPLETED} completed "
                      "requests, so their throughput still carries the ramp and the window's edges and their "
                      "percentiles rest on few requests (measured on vLLM at 1024 streams: 30 s levels of 16 s "
-                     "requests read 8,936 tok/s, 100 s levels 9,440). Lengthen them: `--level-duration` or "
-                     "`--level-requests` take one value per level.")
+                     "requests read 8,936 tok/s, 100 s levels 9,440). Lengthen them: `--min-lifetimes 3` runs each "
+                     "level on until it holds them, and `--level-duration` or `--level-requests` take one value "
+                     "per level.")
     ratios = flagged_details(a.levels, "served_from_cache",
                              lambda x, r: f"{fmt_level(x, a.mode)}: {r['cache_hit_pct']:.0f}%")
     if ratios:

@@ -261,7 +261,7 @@ def _intervals_of(lf: LiveFigures, key: str, start: float, end: float | None, wa
     sent_by = now - (longest if math.isfinite(longest) else 0.0) - IN_TRANSIT_S
     hi = min(end, sent_by) if end is not None else sent_by
     mine = d[(d[:, S["start"]] >= lo) & (d[:, S["start"]] < hi)]
-    out: dict[str, Any] = {"n": int(len(mine)), "window_s": max(hi - lo, 0.0)}
+    out: dict[str, Any] = {"n": int(len(mine)), "window_s": max(hi - lo, 0.0), "opened": lo}
     if not len(mine) or not hi > lo:
         return out
     ok = mine[:, S["ok"]] > 0
@@ -298,7 +298,8 @@ def _intervals_of(lf: LiveFigures, key: str, start: float, end: float | None, wa
 def level_intervals(lf: LiveFigures, key: str, start: float, end: float | None, warmup_s: float,
                     now: float | None = None, good: Any = None, opens: float = -math.inf) -> dict[str, Any]:
     """The 95 % intervals (:mod:`tokenswarm.report.intervals`, the report's own method) of a level's figures so
-    far: ``{"n": requests judged, "window_s", "blocks", "<figure>": Interval}`` for the figures of
+    far: ``{"n": requests judged, "window_s", "opened" (epoch s the level's measurement window opened), "blocks",
+    "<figure>": Interval}`` for the figures of
     :data:`LIVE_FIGURES` and, with ``good`` (rows of the level's sample -> array: met every SLO, 1/0, or NaN
     for a request that cannot be judged),
     ``slo_attainment_pct``. Only requests sent before every one of them has finished are judged (the last
