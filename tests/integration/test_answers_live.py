@@ -157,6 +157,15 @@ def test_min_lifetimes_runs_each_level_on_until_the_report_calls_it_steady(cli, 
     assert spans[64] > 2 * spans[16], spans  # run on, not ended by time
     assert {seg["level"] for seg in meta["timeline"] if seg.get("lengthened")} >= {32, 64}
     assert "level 64 runs on after" in stdout and "until its window holds 3 request lifetimes" in stdout
+    # a level whose requests all fail has no lifetime to count: it ends by its duration, not at the 2 min cap
+    failing = sim_factory("--fault", "http_500=1")
+    out = str(tmp_path / "failing")
+    p = cli("sweep", "--host", failing.url, "--levels", "2", "--level-duration", "1s", "--min-lifetimes", "3",
+            "--max-tokens", "8", "--progress-interval", "0", "--out", out)
+    assert p.returncode == 1, p.stderr[-3000:]  # every request failed: above --max-fail-ratio
+    with open(os.path.join(out, "run.json")) as fh:
+        seg = json.load(fh)["timeline"][0]
+    assert seg["end"] - seg["start"] < 10 and not seg.get("lengthened")
 
 
 def test_compare_names_the_slower_engine_and_repeats_report_their_spread(cli, sim_factory, tmp_path):

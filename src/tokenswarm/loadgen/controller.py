@@ -340,10 +340,12 @@ class RunController:
         return (now - figures["opened"]) / (e2e_ms / 1000.0)
 
     def _long_enough(self, seg: dict[str, Any], figures: dict[str, Any], elapsed_s: float) -> bool:
-        """The level's window holds ``--min-lifetimes`` mean request lifetimes; says once per level that it
-        runs on past its ``--level-duration`` for them."""
+        """The level's window holds ``--min-lifetimes`` mean request lifetimes, or none of its judged requests
+        was ok (no lifetime to count: running on would only add failures); says once per level that it runs on
+        past its ``--level-duration`` for them."""
         held = self._lifetimes(figures, time.time())
-        if held >= self.settings.min_lifetimes:
+        none_ok = bool(figures.get("n")) and math.isnan(held)
+        if held >= self.settings.min_lifetimes or none_ok:
             return True
         if not seg.get("lengthened"):
             seg["lengthened"] = True

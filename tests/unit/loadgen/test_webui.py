@@ -37,8 +37,8 @@ def test_a_sweep_form_asks_for_levels_not_a_duration_and_keeps_other_plugins_fie
     other = {"my_plugin_flag": {"default_value": "x", "help_text": "a plugin's own", "choices": None}}
     fields = form_fields({**locust_fields(levels="1,2,4"), **other}, sweep=True)
     assert list(fields) == ["engine", "model", "max_tokens", "dataset", "dataset_path", "input_len", "levels",
-                            "rates", "level_duration", "level_requests", "precision", "min_lifetimes", "capacity", "slo",
-                            "my_plugin_flag"]
+                            "rates", "level_duration", "level_requests", "precision", "min_lifetimes", "capacity",
+                            "slo", "my_plugin_flag"]
     assert "req/s" in fields["rates"]["help_text"] and fields["levels"]["default_value"] == "1,2,4"
     assert fields["my_plugin_flag"] == other["my_plugin_flag"]
 
