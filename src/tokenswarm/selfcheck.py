@@ -141,12 +141,13 @@ class LiveCheck:
         from tokenswarm.requestscsv import COLUMN_INDEX
 
         self._i = {k: COLUMN_INDEX[k] for k in ("level", "status", "start_time", "close_ms", "ttft_error_bound_ms",
-                                                "worker", "user")}
+                                                "worker", "user", "backoff_ms")}
         self.transit_s = transit_s
         #: level -> its most recent requests' (send, close, bound ms or NaN)
         self.levels: dict[str, deque[tuple[float, float, float]]] = {}
         self.first_send: dict[str, dict[tuple[str, str], float]] = {}  # level -> user -> its first send
-        #: level -> user -> its most recent requests' (send, close), in the order they finished
+        #: level -> user -> its most recent requests' (send, close plus the wait before its next after a 429/503
+        #: or failures: the server set that pace), in the order they finished
         self.user_requests: dict[str, dict[tuple[str, str], deque[tuple[float, float]]]] = {}
 
     def add(self, rows: list[list[str]]) -> None:
@@ -163,11 +164,14 @@ class LiveCheck:
             bound = r[i["ttft_error_bound_ms"]] if status == "ok" else ""
             self.levels.setdefault(r[i["level"]], deque(maxlen=LIVE_KEEP)).append(
                 (start, start + float(r[i["close_ms"]]) / 1000.0, float(bound) if bound else float("nan")))
+            wait_s = float(r[i["backoff_ms"]]) / 1000.0 if r[i["backoff_ms"]] else 0.0
             self.user_requests.setdefault(r[i["level"]], {}).setdefault(who, deque(maxlen=LIVE_USER_KEEP)).append(
-                (start, start + float(r[i["close_ms"]]) / 1000.0))
+                (start, start + float(r[i["close_ms"]]) / 1000.0 + wait_s))
 
-    def _closed_loop_short(self, level: str, since: float, target: float) -> float:
-        """Percent by which the requests in flight fell short of ``target`` users, NaN until it can be known.
+    def _closed_loop_short(self, level: str, since: float, now: float, target: float) -> float:
+        """Percent by which the requests in flight fell short of ``target`` users, NaN until it can be known. A
+        user waiting before its next request because the server answered 429/503 (or failed, and it backs off)
+        holds its place: the server set that pace, not the client.
 
         The window opens once every user has sent its first request of the level (and not before ``since``)
         and closes at the earliest of the users' latest known closes: a user's requests are sequential and
@@ -180,7 +184,7 @@ class LiveCheck:
         if not target or len(users) < target:
             return float("nan")
         lo = max([since, *self.first_send.get(level, {}).values()])
-        hi = min(reqs[-1][1] for reqs in users.values())
+        hi = min(now, *(reqs[-1][1] for reqs in users.values()))  # a wait may reach past now
         # the latest LIVE_JUDGE_S seconds; and where a user's oldest requests were let go (it keeps its latest
         # LIVE_USER_KEEP), the window opens at its oldest kept send: from there on, everything it did is known
         lo = max([lo, hi - LIVE_JUDGE_S, *(reqs[0][0] for reqs in users.values() if len(reqs) == reqs.maxlen)])
@@ -219,7 +223,7 @@ class LiveCheck:
             sent = sum(1 for s, _c, _b in recs if s < hi)
             short = 100.0 * (1.0 - sent / (target * window)) if target else float("nan")
         else:
-            short = self._closed_loop_short(level, since, target)
+            short = self._closed_loop_short(level, since, now, target)
         short = max(short, 0.0) if short == short else short
         uncertain, timing = timing_verdict(p99, exact, sum(1 for b in bounds if b > UNCERTAIN_MS))
         low, load = load_verdict(short)

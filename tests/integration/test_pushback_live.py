@@ -32,6 +32,14 @@ def test_users_wait_what_retry_after_says(cli, sim_factory, tmp_path):
     gaps = _gaps(df)
     assert len(gaps) > 0 and gaps.min() >= 0.95  # each user waited its second before the next request
     assert len(df) <= 4 * (3 + 2)  # about one request a second per user, not thousands
+    # the users held their places, waiting as the server asked: the client's load check does not call that
+    # short (it read 99.8 % short when a wait counted as missing load), the report names the rate limit
+    lv = pd.read_csv(os.path.join(str(tmp_path / "run"), "levels.csv")).iloc[0]
+    assert lv.backoff_pct > 90 and lv.achieved_concurrency < 0.1
+    assert lv.load_shortfall_pct < 2.0 and not lv.load_short and not lv.under_target
+    with open(os.path.join(str(tmp_path / "run"), "report.md"), encoding="utf-8") as fh:
+        report = fh.read()
+    assert "**Rate-limited**" in report and "**Load short**" not in report and "**Under target**" not in report
 
 
 def test_turned_off_it_still_backs_off_and_stays_bounded(cli, sim_factory, tmp_path):

@@ -151,3 +151,36 @@ def test_the_live_load_check_does_not_read_requests_in_flight_as_missing_load():
     live.add([r for r in rows if r[COLUMNS.index("user")] != "7"])
     got = live.check("40", 100.0, 130.0, 40.0)
     assert got is None or got["load_shortfall_pct"] is None
+
+
+def test_a_user_waiting_what_the_server_asked_for_holds_its_place_in_the_live_load_check():
+    # a gateway answers every fourth request 429 with Retry-After 1: the user waits 1 s before its next request.
+    # The client did not fall short, the server set the pace; the same gaps without a recorded wait are the
+    # client's own and read short.
+    from tokenswarm.requestscsv import COLUMNS
+
+    def row(user, start, close_ms, backoff_ms):
+        r = [""] * len(COLUMNS)
+        for k, v in {"level": "8", "status": "http_error" if backoff_ms else "ok", "start_time": f"{start:.6f}",
+                     "close_ms": f"{close_ms:.3f}", "ttft_error_bound_ms": "" if backoff_ms else "0.000",
+                     "worker": "w1", "user": str(user), "backoff_ms": f"{backoff_ms:.1f}" if backoff_ms else ""
+                     }.items():
+            r[COLUMNS.index(k)] = v
+        return r
+
+    def users(wait_recorded):
+        rows = []
+        for u in range(8):
+            t = 100.0 + u * 0.01
+            for k in range(30):
+                limited = k % 4 == 3  # a 429 answered in 2 ms, then the wait
+                rows.append(row(u, t, 2.0 if limited else 500.0, 1000.0 if limited and wait_recorded else 0.0))
+                t += 1.002 if limited else 0.5
+        return rows
+
+    for recorded, short in ((True, (0.0, 0.5)), (False, (39.0, 41.0))):  # 1 - 1.502 / 2.502 s held: 40 %
+        live = selfcheck.LiveCheck(transit_s=0.0)
+        live.add(users(recorded))
+        got = live.check("8", 100.0, 125.0, 8.0)
+        assert got is not None and short[0] <= got["load_shortfall_pct"] <= short[1], (recorded, got)
+        assert got["load_short"] is not recorded

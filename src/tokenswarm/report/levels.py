@@ -90,14 +90,16 @@ req/s) of a run.
   set when it exceeds 5 ms; ``timing_capture_pct`` the share a packet capture timed (``--timing capture``:
   bound 0; the rest fell back to their reads' bounds), NaN for a run timed by its reads.
   ``load_shortfall_pct`` is how far the load fell short: closed loop, 1 - the requests in flight (send to
-  the stream's end, time-averaged from the moment every user had sent its first request,
-  ``load_concurrency``) / target; open loop, 1 -
+  the stream's end, and the wait before the user's next request where the server asked for one with 429/503
+  or failures made it back off: the server set that pace, ``backoff_pct`` says how much; time-averaged from
+  the moment every user had sent its first request, ``load_concurrency``) / target; open loop, 1 -
   requests sent in the window / rate x window (never negative);
   ``load_short`` set above 2 % or when the sends were ``late``.
 * Achieved concurrency is the time-averaged number of requests in flight
   inside the window (from each request's send and close times). A closed-loop
-  level holding less than ``UNDER_TARGET`` (95 %) of its target is flagged
-  ``under_target``: the client, not the server, set the pace.
+  level holding less than ``UNDER_TARGET`` (95 %) of its target, counting the
+  users' waits after 429/503 and failures as held (the server set that pace),
+  is flagged ``under_target``: the client, not the server, set the pace.
 * SLOs (run.json ``settings.slo``, milliseconds, any of ``ttft``, ``tpot``,
   ``e2e``, ``itl``): a request *meets the SLOs* when it is ``ok`` and its TTFT,
   TPOT and E2E are at most their limits and none of its inter-token gaps
@@ -627,6 +629,9 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
     worker = df["worker"].to_numpy(object) if "worker" in df.columns else np.full(len(df), "", object)
     pushback = np.isin(_col(df, "http_status"), (429.0, 503.0))
     close_end = start + np.nan_to_num(close) / 1000.0
+    # a user's time given to each request: send to close, then the wait before its next that the server asked
+    # for (429/503) or the backoff after failures chose; the client's own checks count the wait as load held
+    held_end = close_end + np.nan_to_num(backoff) / 1000.0
     # the rates count ok requests only, by their span first token .. last token
     ok_f = (start + ttft / 1000.0)[is_ok]
     ok_e = (start + e2e / 1000.0)[is_ok]
@@ -700,14 +705,15 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
             row["late_threshold_ms"] = late_threshold_ms(w.level)
             row["late"] = bool(lag.size and row["send_lag_p99_ms"] > row["late_threshold_ms"])
         else:
-            ach = row["achieved_concurrency"]
-            row["under_target"] = bool(not np.isnan(ach) and ach < UNDER_TARGET * w.level)
+            held = float(np.clip(np.minimum(held_end, w.end) - np.maximum(start, w.start), 0, None).sum() / secs) \
+                if secs else np.nan
+            row["under_target"] = bool(not np.isnan(held) and held < UNDER_TARGET * w.level)
         if mode != "rate":  # the load after the ramp: from the moment every user had sent its first request
             ramp_end = _level_users_sent(start[mine], user[mine], worker[mine])
             lo = max(w.start, ramp_end)
             secs_after = w.end - lo
             row["load_concurrency"] = float(
-                np.clip(np.minimum(close_end, w.end) - np.maximum(start, lo), 0, None)[mine].sum() / secs_after
+                np.clip(np.minimum(held_end, w.end) - np.maximum(start, lo), 0, None)[mine].sum() / secs_after
             ) if secs_after > 0 else np.nan
         _client_check(row, bound[sample], mode, w.level)
         # --timing capture: the share of the sample the packet capture timed (NaN: a run that read its stamps)
