@@ -244,8 +244,9 @@ def test_a_sweep_started_from_the_form_keeps_its_run_folder_report_and_marks_in_
             with pytest.raises(urllib.error.HTTPError) as e:
                 urllib.request.urlopen(wrong, timeout=10)
             assert e.value.code == 404
-    # the level table keeps the report's marks, and says what they mean
-    assert "1*" in cells and "2*" in cells, cells
+    # the level table keeps the report's marks, and says what they mean (a busy machine may add others: "2*!")
+    marked = {m.group(1): m.group(2) for m in (re.fullmatch(r"(\d+)(\D*)", c) for c in cells) if m}
+    assert "*" in marked.get("1", "") and "*" in marked.get("2", ""), cells
     assert marks.startswith("Marks in the table below: * not steady"), marks
     # Locust's header RPS is another figure than the table's Req/s: the tab says how
     assert "Locust's RPS in the header is its own rolling figure" in caption

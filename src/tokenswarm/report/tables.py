@@ -93,7 +93,8 @@ def published(levels: pd.DataFrame) -> tuple[Column, ...]:
 #: (levels.csv flag column, mark after the level's number, what it means) for the published tables
 MARKS: tuple[tuple[str, str, str], ...] = (
     ("short_window", "*", "not steady: the window held fewer than 3 request lifetimes (mean E2E) or fewer than "
-     "10 completed requests; lengthen the level (--level-duration, or --level-requests per level)"),
+     "10 completed requests; lengthen the level (--min-lifetimes 3, --level-duration, or --level-requests per "
+     "level)"),
     ("served_from_cache", "^", "the engine served these prompts from its prefix cache although the workload "
      "asked for unique prompts (a repeated --seed?): TTFT and input throughput read better than fresh prompts "
      "would"),
