@@ -168,7 +168,10 @@ def test_sweep_against_llama_server(llama, cli, tmp_path):
     assert p.stdout.strip().splitlines()[-1] == out
 
     df = pd.read_csv(os.path.join(out, "requests.csv"))
-    assert len(df) > 40, context
+    # every user of a level sent a request in it, however slow the engine (not a speed: beside a busy process
+    # the engine ran 5 tok/s a slot and the sweep finished 33 requests, where a quiet machine finished over 40)
+    per_level = df.groupby("level").size()
+    assert all(per_level.get(n, 0) >= n for n in LEVELS), (per_level.to_dict(), context)
     assert (df.status == "ok").all(), df[df.status != "ok"][["status", "error"]].head().to_string()
     assert (df.output_tokens > 0).all() and (df.token_source == "usage").all()
     assert (df.input_tokens > 0).all() and df.ttft_ms.notna().all()
