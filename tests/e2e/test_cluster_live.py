@@ -53,7 +53,14 @@ def test_a_worker_killed_mid_run_is_reported_and_every_request_accounted_for(tmp
                                     env=env_clean(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                    for _ in range(3)]
         try:
-            time.sleep(6)
+            # kill a worker once every user has finished about 3 requests (0.43 s each) and a shipment of records
+            # (each second) has passed since: a fixed 6 s after the start once came before the victim had shipped
+            # any on a loaded machine
+            deadline = time.monotonic() + 60
+            while sim.stats()["finished"] < 90:
+                assert time.monotonic() < deadline and master.poll() is None, "the load did not start"
+                time.sleep(0.2)
+            time.sleep(2.0)
             victim = workers[0]
             victim.send_signal(signal.SIGKILL)
             victim.wait()
