@@ -168,3 +168,18 @@ def run_stream(pieces: list[bytes], dialect, delays: list[float] | None = None, 
         return call.run(), srv
     finally:
         srv.stop()
+
+
+def late_first_read(conn: Connection, late_s: float) -> None:
+    """Make ``conn``'s first read wait ``late_s`` seconds first: the client is busy elsewhere (the event loop
+    serving other streams), and what came meanwhile waits in the socket, merged by the kernel."""
+    real = conn.recv
+    first = [True]
+
+    def late(sock: socket.socket) -> tuple[bytes, float]:
+        if first[0]:
+            first[0] = False
+            time.sleep(late_s)
+        return real(sock)
+
+    conn.recv = late  # type: ignore[method-assign]

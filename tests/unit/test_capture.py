@@ -3,7 +3,7 @@ again), the client's events timed by the segment that completed each, and the fa
 
 import pytest
 
-from streamserver import chunk, response_head
+from streamserver import chunk, late_first_read, response_head
 from tokenswarm import capture, client
 from tokenswarm.capture import WRAP, Direction, SegmentTable
 from tokenswarm.client import Connection, StreamCall
@@ -321,8 +321,6 @@ def test_a_record_waits_for_a_capture_that_has_not_read_its_last_segment_yet(mon
 
 @pytest.mark.skipif(bool(_can_capture()), reason=_can_capture() or "-")
 def test_a_late_reader_on_a_real_capture_gets_each_tokens_own_arrival():
-    import time
-
     from test_client_bounds import TOL_MS, TimedServer
 
     from tokenswarm.measure import EPOCH_OFFSET
@@ -334,16 +332,7 @@ def test_a_late_reader_on_a_real_capture_gets_each_tokens_own_arrival():
     conn = Connection(Target("http", "127.0.0.1", srv.port, ""), read_timeout=5.0, capture=cap)
     try:
         conn.open()
-        real = conn.recv
-        first = [True]
-
-        def late(sock):
-            if first[0]:
-                first[0] = False
-                time.sleep(0.3)
-            return real(sock)
-
-        conn.recv = late
+        late_first_read(conn, 0.3)
         rec = StreamCall(conn, get_dialect("openai-chat"), HEAD, b"{}", "r").run()
     finally:
         conn.close()

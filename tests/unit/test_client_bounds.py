@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from streamserver import LoopbackServer, chunk, response_head
+from streamserver import LoopbackServer, chunk, late_first_read, response_head
 from tokenswarm import client
 from tokenswarm.client import Connection, StreamCall
 from tokenswarm.dialects import get_dialect
@@ -64,16 +64,7 @@ def _run(srv: TimedServer, late_s: float = 0.0):
     conn = Connection(Target("http", "127.0.0.1", srv.port, ""), read_timeout=5.0)
     conn.open()
     if late_s:
-        real = conn.recv
-        first = [True]
-
-        def late(sock):
-            if first[0]:
-                first[0] = False
-                time.sleep(late_s)  # the client is busy elsewhere: what came meanwhile waits in the socket
-            return real(sock)
-
-        conn.recv = late
+        late_first_read(conn, late_s)
     try:
         rec = StreamCall(conn, get_dialect("openai-chat"), HEAD, b"{}", "r").run()
     finally:

@@ -4,7 +4,7 @@ kernel receive times."""
 import socket
 import threading
 
-from streamserver import LoopbackServer
+from streamserver import LoopbackServer, late_first_read
 from tokenswarm.client import Connection, StreamCall
 from tokenswarm.dialects import get_dialect
 from tokenswarm.http.target import Target
@@ -102,16 +102,7 @@ def test_event_times_are_when_bytes_arrived_not_when_a_busy_client_read_them():
     c = Connection(Target("http", "127.0.0.1", port, ""), read_timeout=5.0)
     call = StreamCall(c, get_dialect("openai-chat"), b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n", b"{}", "r")
     c.open()
-    real_recv = c.recv
-    first = [True]
-
-    def busy_then_recv(sock):
-        if first[0]:
-            first[0] = False
-            time.sleep(0.3)  # the event loop is serving other streams
-        return real_recv(sock)
-
-    c.recv = busy_then_recv
+    late_first_read(c, 0.3)  # the event loop is serving other streams
     try:
         rec = call.run()
     finally:
