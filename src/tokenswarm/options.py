@@ -225,9 +225,8 @@ OPTIONS: tuple[Opt, ...] = (
         web_ui="run each level until its window holds this many request lifetimes (3: the report's steady; 0: off)",
         web_for="sweep", check=Range("must be 0 (off) or more", lo=0)),
     Opt("--max-level-duration", str, "", "with --precision, --min-lifetimes or a capacity search: the longest a "
-        "level runs "
-        "(default: 10 times --level-duration, at least 2m); a level that ends here first is flagged", metavar="SPAN",
-        group="sweep"),
+        "level runs (default: 10 times --level-duration, at least 2m); a level that ends here first is flagged",
+        metavar="SPAN", group="sweep"),
     Opt("--capacity", None, False, "search the highest level whose --slo holds instead of stepping every level: "
         "--levels LOW,HIGH (users) or --rates LOW,HIGH (req/s) is the bracket to start from; each probe runs "
         "until its intervals decide (tokenswarm capacity)", action="store_true", group="sweep",

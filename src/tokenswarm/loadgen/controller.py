@@ -33,7 +33,7 @@ from tokenswarm.loadgen.load import Load
 from tokenswarm.loadgen.recorder import RunRecorder
 from tokenswarm.loadgen.timeline import DURATION, TIMED_OUT, Ending, LevelTimeline
 from tokenswarm.report.intervals import Interval
-from tokenswarm.report.levels import SLO_KEYS, judge
+from tokenswarm.report.levels import SLO_KEYS, judge, lifetimes
 from tokenswarm.report.live import S as SAMPLE
 from tokenswarm.requestscsv import Row
 from tokenswarm.runfolder import LEVELS_CSV, REPORT_HTML
@@ -334,10 +334,9 @@ class RunController:
         the requests the intervals judge (those sent before every one of them has finished, so the long ones
         still in flight do not leave it reading short). NaN before any is judged."""
         iv = figures.get("e2e_mean")
-        e2e_ms = iv.estimate if isinstance(iv, Interval) else math.nan
-        if not figures.get("n") or not e2e_ms > 0:
+        if not figures.get("n") or not isinstance(iv, Interval):
             return math.nan
-        return (now - figures["opened"]) / (e2e_ms / 1000.0)
+        return lifetimes(now - figures["opened"], iv.estimate)
 
     def _long_enough(self, seg: dict[str, Any], figures: dict[str, Any], elapsed_s: float) -> bool:
         """The level's window holds ``--min-lifetimes`` mean request lifetimes, or none of its judged requests
