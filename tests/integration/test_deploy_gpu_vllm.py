@@ -113,6 +113,37 @@ def fake_kit(folder, n_parts: int = 3) -> list[str]:
     return names
 
 
+# One transfer to the GPU machine takes the checkout and one part of the kit together. Counted as 64 MiB it
+# should have taken 6.8 MiB beside a 56.9 MiB part (63.7 MiB); that transfer was refused, so the bound here is
+# the stricter reading, 64 million bytes.
+TRANSFER_BYTES = 64_000_000
+
+
+def part_fits(checkout_bytes: int, part_mib: int) -> str | None:
+    """Why a kit part of PART_MIB MiB and a checkout of CHECKOUT_BYTES do not fit one transfer, or None."""
+    total = checkout_bytes + part_mib * 1048576
+    if total <= TRANSFER_BYTES:
+        return None
+    return (f"a {part_mib} MiB part beside a {checkout_bytes / 1e6:.1f} MB checkout is {total / 1e6:.1f} MB, "
+            f"over {TRANSFER_BYTES / 1e6:.0f} MB: lower build_kit.sh's PART_MIB default")
+
+
+def test_part_fits_catches_a_part_too_large_for_the_checkout():
+    assert part_fits(7_117_512, 57) is not None  # what happened: this checkout beside a 57 MiB part
+    assert part_fits(7_117_512, 52) is None
+
+
+def test_a_default_kit_part_and_this_checkout_fit_one_transfer():
+    with open(os.path.join(HERE, "build_kit.sh"), encoding="utf-8") as fh:
+        part_mib = int(re.search(r"PART_MIB=\$\{PART_MIB:-(\d+)\}", fh.read())[1])
+    p = subprocess.run(["git", "ls-files", "-z"], capture_output=True, cwd=ROOT, timeout=60)
+    if p.returncode != 0:
+        pytest.skip(f"not a git checkout: {p.stderr.decode(errors='replace').strip()}")
+    names = [n for n in p.stdout.decode().split("\0") if n]
+    checkout = sum(os.path.getsize(os.path.join(ROOT, n)) for n in names if os.path.isfile(os.path.join(ROOT, n)))
+    assert part_fits(checkout, part_mib) is None, part_fits(checkout, part_mib)
+
+
 def test_install_checks_the_parts_before_anything_else(tmp_path):
     kit = tmp_path / "kit"
     kit.mkdir()

@@ -5,11 +5,11 @@
 # rewritten without FlashAttention 3 and the other libraries a Llama on the triton backend never loads
 # (strip_kernel.py: 383 MB -> about 15 MB, reproducibly; the hashes before and after are in wheels/STRIPPED.txt),
 # a tokenswarm wheel from this checkout and the Llama-3-8B-shaped model folder. The packing is the vLLM kit's
-# (../vllm/build_kit.sh): one tar in parts of at most PART_MIB MiB (57: 3 parts), each with kit.sha256.
+# (../vllm/build_kit.sh): one tar in parts of at most PART_MIB MiB (52: 3 parts), each with kit.sha256.
 #
 #   deploy/gpu/sglang/build_kit.sh [OUT]        (default: .kit-sglang in the repository, ignored by git)
 #
-# Env: PART_MIB (57), PY (.venv/bin/python, else python3).
+# Env: PART_MIB (52), PY (.venv/bin/python, else python3).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../.." && pwd)

@@ -4,11 +4,12 @@
 # tokenswarm wheel built from this checkout and a Llama-3-8B-shaped model folder (no weights: vLLM's
 # --load-format dummy), packed as one tar split into parts of at most PART_MIB MiB, each in its own folder
 # (OUT/part01, OUT/part02, ...) with the manifest kit.sha256, so each part can travel on its own. The default,
-# 57 MiB, gives 6 parts and leaves room for a checkout of up to ~6 MiB beside a part under a 64 MiB limit.
+# 52 MiB, gives 6 or 7 parts and leaves room for a checkout of up to 9 MB beside a part in a 64 MB transfer
+# (tests/integration/test_deploy_gpu_vllm.py holds the checkout to that; at 57 MiB a 7.1 MB one no longer fit).
 #
 #   deploy/gpu/vllm/build_kit.sh [OUT]        (default: .kit in the repository, ignored by git)
 #
-# Env: PART_MIB (57), PY (the Python that runs pip and trains the tokenizer: .venv/bin/python, else python3).
+# Env: PART_MIB (52), PY (the Python that runs pip and trains the tokenizer: .venv/bin/python, else python3).
 # Wheels are pinned with their hashes in requirements-vllm.txt and requirements-client.txt (pip checks them).
 # Another engine's kit (deploy/gpu/sglang/build_kit.sh) sets KIT_REQUIREMENTS (its requirement files, space
 # separated) and KIT_AFTER_DOWNLOAD (a command run with the wheels folder as its last argument, e.g. to rewrite
@@ -17,7 +18,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
 out=${1:-$repo/.kit}
-PART_MIB=${PART_MIB:-57}
+PART_MIB=${PART_MIB:-52}
 if [ -z "${PY:-}" ]; then
     PY=python3
     [ -x "$repo/.venv/bin/python" ] && PY=$repo/.venv/bin/python
