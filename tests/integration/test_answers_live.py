@@ -156,6 +156,10 @@ def test_min_lifetimes_runs_each_level_on_until_the_report_calls_it_steady(cli, 
     spans = {seg["level"]: seg["end"] - seg["start"] for seg in meta["timeline"]}
     assert spans[64] > 2 * spans[16], spans  # run on, not ended by time
     assert {seg["level"] for seg in meta["timeline"] if seg.get("lengthened")} >= {32, 64}
+    assert steady.loc[[32, 64], "lengthened"].all() and not fixed["lengthened"].any()  # levels.csv says so too
+    with open(os.path.join(tmp_path, "steady", "report.md")) as fh:
+        item = next(ln for ln in fh if "**Lengthened**" in ln)
+    assert "64: " in item and "held 3 request lifetimes" in item, item
     assert "level 64 runs on after" in stdout and "until its window holds 3 request lifetimes" in stdout
     # a level whose requests all fail has no lifetime to count: it ends by its duration, not at the 2 min cap
     failing = sim_factory("--fault", "http_500=1")

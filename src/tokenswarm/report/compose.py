@@ -300,6 +300,15 @@ def flag_items(a: Analysis) -> list[str]:
         items.append(f"**Imprecise** ({loose}; marked `?`): these levels reached `--max-level-duration` before "
                      "the intervals of the figures that matter were as narrow as `--precision` asked; read their "
                      "`±` before comparing them.")
+    longer = flagged_details(a.levels, "lengthened", lambda x, r: (
+        f"{fmt_level(x, a.mode)}: {tables.cell(r.get('window_lifetimes'), '{:.1f}')} in "
+        f"{tables.cell(r.get('window_s'), '{:.0f}')} s"))
+    if longer:
+        asked = (a.meta.get("settings") or {}).get("min_lifetimes")
+        asked = f"{asked:g}" if isinstance(asked, (int, float)) else "the asked"
+        items.append(f"**Lengthened** (request lifetimes in the window: {longer}): these levels ran past their "
+                     f"`--level-duration` until their windows held {asked} request lifetimes (`--min-lifetimes`), "
+                     "or until `--max-level-duration`; a level still short of them is marked `*`.")
     if a.source == SOURCE_REQUESTS and "failed" in a.levels.columns and a.levels["failed"].sum() > 0:
         bad = a.levels[a.levels["failed"] > 0]
         parts = []

@@ -142,7 +142,8 @@ req/s) of a run.
   keeps even a spread start's phases (2-4 at 8-32 users), under the bound.
   ``imprecise`` marks a level that reached ``--max-level-duration`` before
   its intervals were as narrow as ``--precision`` asked (run.json's timeline
-  says so).
+  says so); ``lengthened`` one that ran past its ``--level-duration`` for
+  ``--min-lifetimes`` (likewise).
 * Rate mode: ``send_lag_*_ms`` is actual send minus scheduled send
   (``start_time - scheduled_time``) over the level's sample; the level is
   ``late`` when the p99 lag exceeds ``LATE_BASE_MS`` (10 ms) plus
@@ -263,6 +264,7 @@ class Window:
     end: float
     level_start: float
     imprecise: bool = False  # ended at --max-level-duration before --precision was reached
+    lengthened: bool = False  # ran past its --level-duration for --min-lifetimes
 
     @property
     def seconds(self) -> float:
@@ -310,7 +312,8 @@ def windows_from(df: pd.DataFrame, timeline: list[dict[str, Any]] | None, warmup
                 opens = max(opens, _ramp_end(first_sends, start, end))
             if i and level < _level_of(timeline[i - 1]):
                 opens = max(opens, _last_end_before(df, start))
-            out.append(Window(level, min(opens, end), end, start, bool(seg.get("imprecise"))))
+            out.append(Window(level, min(opens, end), end, start, bool(seg.get("imprecise")),
+                              bool(seg.get("lengthened"))))
         return out
     if df.empty:
         return out
@@ -724,6 +727,7 @@ def level_stats(df: pd.DataFrame, windows: list[Window], slo: Mapping[str, Any] 
         row["lockstep"] = bool(mode != "rate" and w.level >= LOCKSTEP_MIN_LEVEL
                                and row["send_dispersion"] >= lockstep_threshold(w.level))
         row["imprecise"] = bool(w.imprecise)
+        row["lengthened"] = bool(w.lengthened)
         row["token_contradictions"] = int((mine & contradicted).sum())
         row["usage_contradicted"] = bool(row["token_contradictions"])
         n_ok = int((mine & is_ok).sum())
