@@ -21,9 +21,11 @@
 #   pack   the files of $WORK/run new since the last pack, with the server's log, as OUT_DIR/<RUN_NAME>-<time>.tar.gz,
 #          split into pieces of PACK_MIB MiB when larger (join them with cat).
 #
-# Env (defaults in common.sh and here): LEVELS (1,2,4,...,2048), LEVEL_DURATION (a span per level: 10 s up to
-# 64, then 15, 20, 40, 75 and 160 s: each level several request lifetimes, its 20 % warm-up over the queue
-# building up), MIN_LIFETIMES (3: a level whose window holds fewer mean request lifetimes runs on, by
+# Env (defaults in common.sh and here): LEVELS (1,2,4,...,2048), LEVEL_DURATION (a span per level: 6 s up to
+# 64, then 8, 15, 30, 60 and 120 s, 275 s in all: 3 request lifetimes after the 20 % warm-up at the mean E2E
+# measured on SGLang/H100 and vLLM/H200, where MIN_LIFETIMES lengthens a level that needs more; before, 10 s up to
+# 64, then 15, 20, 40, 75 and 160 s, 380 s), MIN_LIFETIMES (3: a level whose window holds fewer mean request
+# lifetimes runs on, by
 # --min-lifetimes, for at most the budget's slack, SWEEP_BUDGET_S minus a minute minus the planned levels, beyond
 # the longest level; 0: off), WORKERS (8), INPUT_LEN (128), MAX_TOKENS (128), METRICS_INTERVAL (1), ENGINE (vllm), RUN_NAME
 # (vllm-h200), SWEEP_BUDGET_S (540: refuse a plan whose levels last longer than this minus 60 s), BENCH_LEVELS
@@ -35,7 +37,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/../../.." && pwd)
 
 DEFAULT_LEVELS=1,2,4,8,16,32,64,128,256,512,1024,2048
-DEFAULT_DURATIONS=10s,10s,10s,10s,10s,10s,10s,15s,20s,40s,75s,160s
+DEFAULT_DURATIONS=6s,6s,6s,6s,6s,6s,6s,8s,15s,30s,60s,120s
 LEVELS=${LEVELS:-$DEFAULT_LEVELS}
 if [ -z "${LEVEL_DURATION:-}" ]; then
     if [ "$LEVELS" = "$DEFAULT_LEVELS" ]; then LEVEL_DURATION=$DEFAULT_DURATIONS; else LEVEL_DURATION=10s; fi
