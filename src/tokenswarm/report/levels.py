@@ -334,13 +334,22 @@ def _first_send(df: pd.DataFrame, level: float, after: float, before: float) -> 
     return float(t[mine].min()) if mine.any() else after
 
 
-def _first_sends(df: pd.DataFrame) -> np.ndarray:
-    """Each user's (``worker``, ``user``) first send of the run (epoch s); none without user ids (an old run
-    folder: its windows open as they did, at the first send plus the warm-up)."""
-    if df.empty or "user" not in df.columns or df["user"].isna().all():
+def _first_send_per_user(start: np.ndarray, user: np.ndarray, worker: np.ndarray) -> np.ndarray:
+    """Each user's (``worker``, ``user`` number) first send among these records, epoch s; the records without a
+    user number (NaN or negative: an old run folder's, or not a user's) left out; empty when none has one."""
+    known = ~np.isnan(user) & (user >= 0)
+    if not known.any():
         return np.empty(0)
-    keys = [df["user"].to_numpy()] + ([df["worker"].astype(str).to_numpy()] if "worker" in df.columns else [])
-    return df["start_time"].groupby(keys).min().to_numpy(float)
+    return pd.Series(start[known]).groupby([worker[known].astype(str), user[known]]).min().to_numpy(float)
+
+
+def _first_sends(df: pd.DataFrame) -> np.ndarray:
+    """Each user's first send of the run (epoch s); none without user ids (an old run folder: its windows open
+    as they did, at the first send plus the warm-up)."""
+    if df.empty or "user" not in df.columns:
+        return np.empty(0)
+    worker = df["worker"].to_numpy(object) if "worker" in df.columns else np.full(len(df), "", object)
+    return _first_send_per_user(df["start_time"].to_numpy(float), _col(df, "user"), worker)
 
 
 def _ramp_end(first_sends: np.ndarray, after: float, before: float) -> float:
@@ -757,11 +766,8 @@ def is_clumped(tokens_per_event: float, itl_p50_ms: float, tpot_mean_ms: float) 
 def _level_users_sent(start: np.ndarray, user: np.ndarray, worker: np.ndarray) -> float:
     """Epoch seconds when the last of a level's users (a worker's user number) sent its first request of the
     level (-inf when the records do not say which user sent them)."""
-    known = ~np.isnan(user) & (user >= 0)
-    if not known.any():
-        return -math.inf
-    firsts = pd.Series(start[known]).groupby([worker[known].astype(str), user[known]]).min()
-    return float(firsts.max())
+    firsts = _first_send_per_user(start, user, worker)
+    return float(firsts.max()) if firsts.size else -math.inf
 
 
 def _client_check(row: dict[str, Any], bound: np.ndarray, mode: str, target: float) -> None:
