@@ -193,3 +193,19 @@ def test_compare_names_the_slower_engine_and_repeats_report_their_spread(cli, si
     tpot = next(v for v in cmp["verdicts"] if v["figure"] == "tpot_mean_ms")
     assert tpot["verdict"] == WORSE and 1.05 < tpot["ratio"] < 1.15 and tpot["ci_low"] > 1
     assert "4: slow vs fast: " in p.stdout and "Mean TPOT (ms) worse" in p.stdout
+
+
+def test_a_probe_with_no_estimate_at_its_longest_counts_as_failing(cli, sim_factory, tmp_path):
+    # TTFT 20 s against --max-level-duration 3 s: no request of the first probe ends, so at its longest it has
+    # no estimate to judge by. It once reached the search as 'undecided' and raised (a traceback from the load
+    # shape, twice); a probe that cannot show it holds now counts as failing, and the search goes on below it
+    sim = sim_factory("--ttft-ms", "20000")
+    out = str(tmp_path / "cap")
+    p = cli("capacity", "--host", sim.url, "--slo", "ttft_mean=300", "--levels", "2,4", "--level-duration", "1s",
+            "--max-level-duration", "3s", "--max-tokens", "4", "--read-timeout", "30", "--progress-interval", "0",
+            "--out", out, timeout=300)
+    assert "Traceback" not in p.stdout + p.stderr and "ValueError" not in p.stdout + p.stderr, p.stderr[-3000:]
+    assert "counted as failing the SLOs: no estimate of them within --max-level-duration" in p.stdout, p.stdout
+    with open(os.path.join(out, "capacity.json")) as fh:
+        c = json.load(fh)
+    assert c["status"] == "none", c  # the smallest level fails: no level meets the SLOs

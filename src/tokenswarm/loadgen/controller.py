@@ -316,7 +316,13 @@ class RunController:
             if out_of_time:
                 point = {k: Interval(v.estimate, v.estimate, v.estimate) for k, v in figures.items()
                          if isinstance(v, Interval)}
-                seg.update(verdict=self._verdict(point), decided=False, imprecise=True)
+                verdict = self._verdict(point)
+                if verdict == capacity.UNDECIDED:  # not even an estimate (no request judged): not shown to hold
+                    seg.update(verdict=capacity.FAILS, decided=False, imprecise=True)
+                    self.say(f"tokenswarm: level {level_str(seg['level'])}: counted as failing the SLOs: no estimate "
+                             f"of them within --max-level-duration ({figures.get('n', 0)} requests judged)")
+                    return True
+                seg.update(verdict=verdict, decided=False, imprecise=True)
                 self.say(f"tokenswarm: level {level_str(seg['level'])}: the SLOs {seg['verdict']} by the estimate "
                          "alone: its intervals did not decide within --max-level-duration")
                 return True
