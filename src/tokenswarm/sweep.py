@@ -29,7 +29,8 @@ def level_str(level: float) -> str:
 
 
 def parse_levels(text: str, option: str = "--levels", integers: bool = True) -> list[float]:
-    """``1,2,4`` -> [1, 2, 4]; a bad item is a SettingsError naming the option and the item."""
+    """``1,2,4`` -> [1, 2, 4]; a bad item (not a number, not above zero, a fraction of a user, a level given
+    twice) is a SettingsError naming the option and the item."""
     items = [t.strip() for t in str(text).split(",")]
     if not text or not any(items):
         raise SettingsError(f"bad {option} {text!r}: give comma-separated numbers, e.g. 1,2,4,8")
@@ -43,6 +44,9 @@ def parse_levels(text: str, option: str = "--levels", integers: bool = True) -> 
             raise SettingsError(f"bad {option} {text!r}: {item!r} must be more than zero")
         if integers and v != int(v):
             raise SettingsError(f"bad {option} {text!r}: {item!r} must be a whole number of users")
+        if v in out:  # a level is a row of levels.csv and a window of the report: it runs once a sweep
+            raise SettingsError(f"bad {option} {text!r}: {item!r} appears twice; each level runs once a sweep "
+                                "(--repeat N runs the whole sweep again)")
         out.append(int(v) if integers else v)
     return out
 

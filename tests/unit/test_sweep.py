@@ -19,6 +19,7 @@ def test_parse_levels():
     ("1,-2", "'-2' must be more than zero"),
     ("1,0", "'0' must be more than zero"),
     ("1.5", "must be a whole number of users"),
+    ("1,2,1", "'1' appears twice; each level runs once a sweep"),  # once broke the report (no report.md)
 ])
 def test_bad_levels_name_the_item(text, msg):
     with pytest.raises(SettingsError, match="bad --levels") as e:
