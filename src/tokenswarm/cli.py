@@ -156,13 +156,29 @@ def _target(args: argparse.Namespace, settings: Settings, stack: ExitStack) -> t
     and the settings aimed at it)."""
     if settings.preset.name != "sim" or args.host:
         return args.host, None, settings
-    from tokenswarm.simengine import SimProcess
+    sim = _start_sim(args.sim_args, stack)
+    return sim.url, sim, with_host(settings, sim.url)
 
-    sim = SimProcess(shlex.split(args.sim_args))
-    sim.start()
+
+def _start_sim(sim_args: str, stack: ExitStack) -> Any:
+    """Start the embedded simulated engine with ``--sim-args`` (stopped when ``stack`` closes); arguments it
+    refuses are a SettingsError naming them and its reason (one line, exit 2)."""
+    from tokenswarm.simengine import SimExitError, SimProcess
+
+    try:
+        argv = shlex.split(sim_args or "")
+    except ValueError as e:
+        raise SettingsError(f"bad --sim-args {sim_args!r}: {e}") from None
+    sim = SimProcess(argv)
+    try:
+        sim.start()
+    except SimExitError as e:
+        if e.code == 2:
+            raise SettingsError(f"bad --sim-args {sim_args!r}: {e.reason}") from None
+        raise
     stack.callback(sim.stop)
     print(f"tokenswarm: embedded simulated engine at {sim.url}", flush=True)
-    return sim.url, sim, with_host(settings, sim.url)
+    return sim
 
 
 def _preflight(args: argparse.Namespace, settings: Settings) -> Settings:
@@ -250,12 +266,7 @@ def _resume(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         settings, sim, host = r.settings, None, args.host or r.host
         if r.embedded_sim and not args.host:
-            from tokenswarm.simengine import SimProcess
-
-            sim = SimProcess(shlex.split(args.sim_args))
-            sim.start()
-            stack.callback(sim.stop)
-            print(f"tokenswarm: embedded simulated engine at {sim.url}", flush=True)
+            sim = _start_sim(args.sim_args, stack)
             host = sim.url
         if host:
             settings = with_host(settings, host)

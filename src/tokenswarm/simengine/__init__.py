@@ -6,7 +6,7 @@ the tests use). It imports neither locust nor gevent.
 """
 
 from tokenswarm.simengine.handler import SimConfig, SimEngine
-from tokenswarm.simengine.process import SimProcess, serve
+from tokenswarm.simengine.process import SimExitError, SimProcess, serve
 from tokenswarm.simengine.scheduler import BatchModel
 
-__all__ = ["BatchModel", "SimConfig", "SimEngine", "SimProcess", "serve"]
+__all__ = ["BatchModel", "SimConfig", "SimEngine", "SimExitError", "SimProcess", "serve"]

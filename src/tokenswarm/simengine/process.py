@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -140,6 +141,17 @@ def _urlhost(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+class SimExitError(RuntimeError):
+    """The simulated engine exited before it was ready: ``code`` its exit status (2: its arguments were bad),
+    ``reason`` its last line of output without the program's prefix."""
+
+    def __init__(self, code: int, lines: list[str]) -> None:
+        last = next((ln.strip() for ln in reversed(lines) if ln.strip()), "no output")
+        self.code = code
+        self.reason = re.sub(r"^tokenswarm(?: simengine)?: error: ", "", last)
+        super().__init__(f"simulated engine exited with code {code}: {''.join(lines)[-2000:]}")
+
+
 class SimProcess:
     """The simulated engine in a child process on a free loopback port; a context manager.
 
@@ -174,7 +186,7 @@ class SimProcess:
             line = self.proc.stdout.readline()
             if not line:
                 code = self.proc.wait()
-                raise RuntimeError(f"simulated engine exited with code {code}: {''.join(self.lines)[-2000:]}")
+                raise SimExitError(code, self.lines)
             self.lines.append(line)
             if line.startswith(READY_PREFIX):
                 self.url = line[len(READY_PREFIX):].split()[0]
