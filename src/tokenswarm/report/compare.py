@@ -177,9 +177,13 @@ def compare(run_dirs: list[str], labels: list[str] | None = None, out_dir: str |
     """Put the runs in ``run_dirs`` side by side; writes compare.csv/.md/.html/.json and compare_*.png to
     ``out_dir`` (default :func:`default_out_dir`); each run after the first gets verdicts against the first,
     ``margin_pct`` being what counts as no difference. ReportError for a folder that is not a run, or bad
-    labels."""
+    labels, a negative or non-finite ``margin_pct``, or an ``out_dir`` that is a file."""
     if not run_dirs:
         raise ReportError("compare needs at least one run folder")
+    if not (math.isfinite(margin_pct) and margin_pct >= 0):
+        raise ReportError(f"--margin {margin_pct:g}: must be 0 or more (percent of the first run's figure)")
+    if out_dir and os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ReportError(f"--out {out_dir}: is a file, not a folder")
     analyses = []
     for d in run_dirs:
         if not os.path.isdir(d):

@@ -88,6 +88,13 @@ def test_labels_default_and_errors(runs, tmp_path):
         compare([a, str(not_a_run)], None, str(tmp_path / "o"))
     with pytest.raises(ReportError, match="no such folder"):
         compare([a, str(tmp_path / "missing")], None, str(tmp_path / "o"))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    with pytest.raises(ReportError, match="a-file: is a file, not a folder"):  # was FileExistsError's traceback
+        compare([a, b], None, str(a_file))
+    for margin in (-3.0, float("nan")):  # a negative margin left every verdict undecided, with exit 0
+        with pytest.raises(ReportError, match="--margin .*: must be 0 or more"):
+            compare([a, b], None, str(tmp_path / "o"), margin_pct=margin)
 
 
 def test_a_fresh_levels_csv_is_reused_and_a_stale_one_is_not(tmp_path):
