@@ -9,6 +9,7 @@ sees half a file.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -61,14 +62,29 @@ def remove_if_unused(run_dir: str) -> bool:
     return True
 
 
+def strict_json(data: Any) -> Any:
+    """``data`` with every float that JSON (RFC 8259) cannot hold, NaN and the infinities, as None (null), in
+    dicts, lists and tuples at any depth; numpy floats included. Python's json writes them as bare NaN and
+    Infinity, which strict parsers (JavaScript's JSON.parse, jq) refuse."""
+    if isinstance(data, float):  # numpy.float64 is a float too
+        return float(data) if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: strict_json(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict_json(v) for v in data]
+    if type(data).__module__ == "numpy" and hasattr(data, "item"):  # numpy scalars other than float64
+        return strict_json(data.item())
+    return data
+
+
 def write_json(path: str, data: Any) -> None:
-    """Write JSON atomically."""
+    """Write JSON atomically, strict: NaN and the infinities as null (:func:`strict_json`)."""
     folder = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
     os.chmod(tmp, 0o644)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, default=str)
+            json.dump(strict_json(data), fh, indent=2, default=str, allow_nan=False)
             fh.write("\n")
         os.replace(tmp, path)
     except BaseException:
