@@ -349,6 +349,10 @@ def from_options(opts: Any, host: str | None = None, environ: dict[str, str] | N
                                 "--level-duration (for one level: --levels N)")
     warmup = opts.warmup
     warmups = None
+    shortest = plan.shortest() if plan is not None else duration_s
+    if warmup >= 0 and shortest and warmup >= shortest:
+        raise SettingsError(f"bad --warmup {warmup:g}: the shortest level lasts {shortest:g} s, so no request would "
+                            "be measured; give a warm-up shorter than every level (default: 20 % of each)")
     if warmup < 0:
         warmup = 0.2 * plan.shortest() if plan is not None and plan.shortest() else 0.0
         if plan is not None and plan.level_durations_s:
