@@ -31,7 +31,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 from typing import Any, NoReturn
 
-from tokenswarm import __version__, provenance, runfolder
+from tokenswarm import __version__, children, provenance, runfolder
 from tokenswarm.exitstatus import ExitStatus
 from tokenswarm.options import AT_LEAST_1, OPTIONS, POSITIVE, ZERO_OR_MORE, Range, add_options, to_argv, to_env
 from tokenswarm.settings import (
@@ -508,7 +508,7 @@ def _launch(args: argparse.Namespace, cmd: list[str], env: dict[str, str], run_d
             log = open(os.path.join(run_dir, f"worker-{i}.log") if run_dir else os.devnull, "wb")  # noqa: SIM115
             logs.append(log)
             procs.append(subprocess.Popen(worker, env=worker_env, stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True))
+                                          **children.popen_kwargs()))
         print(f"tokenswarm: master and {args.workers} local workers (pids "
               f"{', '.join(str(p.pid) for p in procs)})", flush=True)
         return run_child(master, env)
@@ -527,7 +527,7 @@ def run_child(cmd: list[str], env: dict[str, str], group: bool = False) -> int:
     """Run a Locust process in its own session and pass it our SIGINT/SIGTERM, one for one: the first Ctrl-C
     makes it stop and write its outputs (exit 130), a second makes it exit at once. ``group``: signal its whole
     process group (SIGTERM, then SIGKILL) and wait for the processes it forked (see :func:`run_worker`)."""
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env, **children.popen_kwargs())
     interrupts = 0
 
     def forward(sig: int, _frame: Any) -> None:

@@ -4,6 +4,7 @@ secrets echoed, no tracebacks, no empty run folders, and tokenswarm's table rath
 import csv
 import io
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -96,3 +97,59 @@ def test_a_sweep_cut_by_ctrl_c_says_so_on_the_console_as_report_md_does(sim_fixe
     report = (out / "report.md").read_text()
     assert reason in report and "did not complete" in report
     assert f"`tokenswarm sweep --resume {out}` runs the rest" in stderr
+
+
+def _descendants(pid: int) -> set[int]:
+    """The processes below ``pid`` (Linux's /proc/PID/task/TID/children), at any depth."""
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children") as fh:
+                    kids = [int(x) for x in fh.read().split()]
+            except OSError:
+                continue
+            out.update(kids)
+            todo.extend(kids)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_client_killed_outright_leaves_no_load_running(tmp_path):
+    # SIGKILL gives tokenswarm no chance to stop its children: the Locust process used to send the rest of the
+    # plan with no client in sight, and the embedded engine lived on under init. Each child now ends with it
+    out = tmp_path / "r"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSWARM_", "LOCUST_"))}
+    p = subprocess.Popen([sys.executable, "-m", "tokenswarm", "sweep", "--levels", "1,2,4", "--level-duration",
+                          "20s", "--max-tokens", "16", "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 90
+    kids: set[int] = set()
+    while time.monotonic() < deadline:  # requests are being sent (requests.csv is flushed every second)
+        kids |= _descendants(p.pid)
+        if (out / "requests.csv").exists() and (out / "requests.csv").stat().st_size > 500:
+            break
+        time.sleep(0.3)
+    kids |= _descendants(p.pid)
+    assert len(kids) >= 2, kids  # the Locust process and the simulated engine
+    p.kill()
+    p.wait(timeout=30)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(_alive(k) for k in kids):
+        time.sleep(0.3)
+    left = [k for k in kids if _alive(k)]
+    assert not left, [pathlib.Path(f"/proc/{k}/cmdline").read_bytes() for k in left]

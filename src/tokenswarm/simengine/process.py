@@ -14,6 +14,7 @@ import threading
 import time
 from typing import IO, Any
 
+from tokenswarm import children
 from tokenswarm.simengine.handler import TRUTH_HEADER, SimConfig, SimEngine
 
 READY_PREFIX = "tokenswarm simengine listening on "
@@ -179,7 +180,7 @@ class SimProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         # its own session: a Ctrl-C meant for the load test must not stop the engine under requests in flight
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                     start_new_session=True)
+                                     **children.popen_kwargs())
         deadline = time.monotonic() + self.startup_timeout
         assert self.proc.stdout is not None
         while True:
