@@ -131,8 +131,15 @@ def prepare(run_dir: str, api_key: str, header_lines: list[str]) -> Resumption:
                    level_durations_s=plan.level_durations_s[start:] if plan.level_durations_s else None,
                    level_requests_each=plan.level_requests_each[start:] if plan.level_requests_each else None)
     part_dir = os.path.join(run_dir, f"{PART_PREFIX}{n}")
-    seed = settings.dataset.seed + n - 1
-    settings = replace(settings, plan=rest, headers=headers, out=part_dir,
+    base = settings.seed
+    if settings.seed_drawn:  # resume.json was written before the seed was drawn: run.json holds the one it ran with
+        recorded = ((run.get("settings") or {}).get("dataset") or {}).get("seed")
+        if not isinstance(recorded, int) or isinstance(recorded, bool) or recorded <= 0:
+            raise SettingsError(f"bad --resume {run_dir!r}: run.json records no seed (settings.dataset.seed "
+                                f"{recorded!r}), so the continuation's prompts cannot follow the first part's")
+        base = recorded
+    seed = base + n - 1
+    settings = replace(settings, plan=rest, headers=headers, out=part_dir, seed=base, seed_drawn=False,
                        warmups_s=settings.warmups_s[start:] if settings.warmups_s else None,
                        dataset=replace(settings.dataset, seed=seed), preflight=True, model_from_server=False)
     return Resumption(run_dir, part_dir, n, settings, str(info.get("host") or ""), bool(info.get("embedded_sim")),

@@ -17,10 +17,10 @@ def env():
     return {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSWARM_", "LOCUST_"))}
 
 
-def interrupted_sweep(host, out, *more):
+def interrupted_sweep(host, out, *more, seed=("--seed", "7")):
     """A sweep over 1,2,4 stopped by Ctrl-C once level 2 has begun."""
     p = subprocess.Popen([sys.executable, "-m", "tokenswarm", "sweep", "--host", host, "--levels", "1,2,4",
-                          "--level-duration", "3s", "--max-tokens", "8", "--seed", "7", "--out", str(out), *more],
+                          "--level-duration", "3s", "--max-tokens", "8", *seed, "--out", str(out), *more],
                          env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -99,3 +99,16 @@ def test_the_key_is_never_written_down_and_a_resume_without_it_says_so(cli, sim_
     assert p.returncode == 0, p.stderr[-2000:]
     assert [s["level"] for s in json.loads((out / "run.json").read_text())["timeline"]] == [1, 2]
     assert "sk-resume-key-789" not in p.stdout + p.stderr
+
+
+def test_a_sweep_with_a_drawn_seed_resumes_on_that_seeds_next_stream(cli, sim_fixed, tmp_path):
+    # without --seed the first part draws one when it starts, after resume.json is written: the continuation
+    # once drew a fresh seed of its own, so part 2 did not follow part 1's prompts as docs/commands.md says
+    out = tmp_path / "sweep"
+    interrupted_sweep(sim_fixed.url, out, seed=())
+    p = cli("sweep", "--resume", str(out), env={"OPENAI_API_KEY": ""})
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    s1 = json.loads((out / "part-1" / "run.json").read_text())["settings"]
+    s2 = json.loads((out / "part-2" / "run.json").read_text())["settings"]
+    assert s1["seed_drawn"] is True and s1["dataset"]["seed"] > 0
+    assert s2["seed"] == s1["dataset"]["seed"] and s2["dataset"]["seed"] == s1["dataset"]["seed"] + 1, (s1, s2)
