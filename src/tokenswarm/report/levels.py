@@ -780,15 +780,17 @@ def _client_check(row: dict[str, Any], bound: np.ndarray, mode: str, target: flo
     row["ttft_error_bound_p99_ms"] = float(np.percentile(known, 99)) if known.size else np.nan
     row["ttft_bound_over_5ms"] = int((known > selfcheck.UNCERTAIN_MS).sum())
     row["timing_uncertain"] = selfcheck.timing_verdict(row["ttft_error_bound_p99_ms"], row["ttft_exact_1ms_pct"])[0]
+    noise = 0.0
     if mode == "rate":
         asked = target * row["window_s"]
         sent = row["send_rate_req_s"] * row["window_s"]
         short = 100.0 * (1.0 - sent / asked) if asked else np.nan
+        noise = selfcheck.arrival_noise_pct(asked)  # random arrivals alone fall this short
     else:
         ach = row.get("load_concurrency", row["achieved_concurrency"])
         short = 100.0 * (1.0 - ach / target) if target and not np.isnan(ach) else np.nan
     row["load_shortfall_pct"] = max(short, 0.0) if not np.isnan(short) else np.nan
-    row["load_short"] = selfcheck.load_verdict(row["load_shortfall_pct"], bool(row.get("late", False)))[0]
+    row["load_short"] = selfcheck.load_verdict(row["load_shortfall_pct"], bool(row.get("late", False)), noise)[0]
 
 
 HOLDS, FAILS, UNDECIDED = "holds", "fails", "undecided"
