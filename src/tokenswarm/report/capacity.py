@@ -128,8 +128,14 @@ def answer_line(c: dict[str, Any]) -> str:
     if status == "undecided" or c.get("max_level") is None:
         return f"{what} meeting {slo}: undecided ({c.get('reason') or 'the search did not narrow its bracket'}){took}"
     ci = ""
-    if c.get("ci_low") is not None and c.get("ci_high") is not None:
-        ci = f" (95 % CI {c['ci_low']:g}-{c['ci_high']:g})"
+    lo, hi = c.get("ci_low"), c.get("ci_high")
+    if lo is not None and hi is not None:
+        ci = f" (95 % CI {lo:g}-{hi:g})"
+        if not lo <= c["max_level"] <= hi and c.get("estimate") is not None:
+            # the interval is of where the SLOs are crossed; the answer is the highest probe that held, and the
+            # two disagree (a probe's verdict and the curve through all probes' figures): say both
+            ci = (f" (the highest probe that held; the probes' figures cross the SLOs at {c['estimate']:g}{unit}, "
+                  f"95 % CI {lo:g}-{hi:g})")
     at_least = "at least " if status == "at_least" else ""
     return f"{what} meeting {slo}: {at_least}{c['max_level']:g}{unit}{ci}{took}"
 

@@ -49,3 +49,15 @@ def test_a_search_cut_short_says_so_and_other_runs_have_no_answer(tmp_path):
 def test_the_slo_in_words():
     assert capacity.slo_text({"ttft": 250.0, "tpot_p90": 50.0}, 0.99) == \
         "TTFT <= 250 ms, TPOT p90 <= 50 ms (for 99 % of requests)"
+
+
+def test_an_answer_outside_the_crossings_interval_says_what_each_is():
+    # a rate search once printed "24.38 req/s (95 % CI 24.6-28.18)": the highest probe that held, beside the
+    # interval of where the probes' figures cross the SLOs, which lay above it. The line now says which is which
+    c = {"mode": "rate", "slo": {"ttft_mean": 300.0}, "status": "found", "max_level": 24.38, "estimate": 25.0,
+         "ci_low": 24.6, "ci_high": 28.18, "probes": [{}] * 6, "seconds": 40}
+    line = capacity.answer_line(c)
+    assert line.startswith("max request rate meeting TTFT mean <= 300 ms: 24.38 req/s (the highest probe that held; "
+                           "the probes' figures cross the SLOs at 25 req/s, 95 % CI 24.6-28.18)"), line
+    c.update(max_level=25.0)  # inside its interval: the short form
+    assert "(95 % CI 24.6-28.18); 6 probes" in capacity.answer_line(c)
