@@ -76,6 +76,7 @@ def test_capacity_finds_the_engines_slots_from_three_brackets(cli, sim_factory, 
     assert c["status"] == "found" and c["max_level"] == 16, c
     assert c["ci_low"] <= 16 <= c["ci_high"], c
     assert "max concurrency meeting TTFT <= 240 ms (for 90 % of requests): 16 (95 % CI" in stdout
+    assert ": meets the SLOs" in stdout and ": misses the SLOs" in stdout  # each probe's verdict, in words
 
 
 @pytest.mark.slow

@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
     from tokenswarm.loadgen.exporter import Exporter
 
+#: a capacity probe's verdict in the console's words
+MEETS = {capacity.HOLDS: "meets", capacity.FAILS: "misses"}
+
 log = logging.getLogger("tokenswarm")
 
 FLUSH_S = 1.0  # requests.csv is flushed at least this often
@@ -310,7 +313,7 @@ class RunController:
             verdict = self._verdict(figures)
             if verdict != capacity.UNDECIDED and precise:
                 seg.update(verdict=verdict, decided=True)
-                self.say(f"tokenswarm: level {level_str(seg['level'])}: the SLOs {verdict} "
+                self.say(f"tokenswarm: level {level_str(seg['level'])}: {MEETS[verdict]} the SLOs "
                          f"({figures.get('n', 0)} requests judged, {elapsed_s:.0f} s)")
                 return True
             if out_of_time:
@@ -323,7 +326,7 @@ class RunController:
                              f"of them within --max-level-duration ({figures.get('n', 0)} requests judged)")
                     return True
                 seg.update(verdict=verdict, decided=False, imprecise=True)
-                self.say(f"tokenswarm: level {level_str(seg['level'])}: the SLOs {seg['verdict']} by the estimate "
+                self.say(f"tokenswarm: level {level_str(seg['level'])}: {MEETS[verdict]} the SLOs by the estimate "
                          "alone: its intervals did not decide within --max-level-duration")
                 return True
             return False
