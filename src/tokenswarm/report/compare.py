@@ -202,13 +202,18 @@ def compare(run_dirs: list[str], labels: list[str] | None = None, out_dir: str |
             raise ReportError(f"--labels {','.join(labels)!r}: {dup!r} appears twice; labels must be distinct")
     out_dir = out_dir or default_out_dir()
     os.makedirs(out_dir, exist_ok=True)
-    modes = {a.mode for a in analyses}
+    all_modes = [a.mode for a in analyses]
+    modes = set(all_modes)
     mode = modes.pop() if len(modes) == 1 else "concurrency"
     figs = compared(analyses)
     table = _long_table(analyses, labels, figs)
     result = CompareResult(labels, table, out_dir, mode=mode, figures=figs)
     facts = [run_facts(a) for a in analyses]
     result.warnings, result.notes = differences(facts, labels)
+    if len(set(all_modes)) > 1:  # a level is a user count in one and a request rate in the other
+        result.warnings.insert(0, f"The runs step through different axes ({_listing(labels, all_modes)}): a level "
+                               "is a number of users in a concurrency run and requests per second in a rate run, so "
+                               "the same number is not the same load; compare runs of one mode.")
     result.verdicts = judge_runs(analyses, labels, margin_pct / 100.0, figs)
     path = os.path.join(out_dir, COMPARE_CSV)
     table.to_csv(path, index=False, float_format="%.4f")

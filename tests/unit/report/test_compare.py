@@ -191,3 +191,16 @@ def test_what_the_gpu_spent_is_compared_when_a_run_has_it(tmp_path):
     assert "gpu_power_w" not in plain.table.columns
     assert "What the GPU spent" not in Path(tmp_path / "out2" / "compare.md").read_text()
     assert "compare_energy.png" not in {os.path.basename(f) for f in plain.files}
+
+
+def test_a_concurrency_run_beside_a_rate_run_is_warned_about(tmp_path):
+    # level 4 is 4 users in one and 4 req/s in the other: compare once said "the runs agree"
+    users, rate = str(tmp_path / "users"), str(tmp_path / "rate")
+    write_run(users, levels=(2, 4), requests_per_level=30)
+    write_run(rate, levels=(2, 4), mode="rate")
+    result = compare([users, rate], ["users", "rate"], str(tmp_path / "o"))
+    assert result.warnings and result.warnings[0].startswith(
+        "The runs step through different axes (users: concurrency, rate: rate)"), result.warnings
+    assert "The runs agree" not in (tmp_path / "o" / "compare.md").read_text()
+    same = compare([users, users], ["a", "b"], str(tmp_path / "o2"))
+    assert not any("different axes" in w for w in same.warnings)
