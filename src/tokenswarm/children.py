@@ -27,10 +27,10 @@ def popen_kwargs() -> dict[str, Any]:
     if not sys.platform.startswith("linux"):
         return {"start_new_session": True}
     parent = os.getpid()
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: the child between fork and exec only calls it
 
-    def end_with_parent() -> None:  # runs in the child between fork and exec: no Python objects of the parent's
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    def end_with_parent() -> None:  # runs in the child between fork and exec
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         if os.getppid() != parent:  # the parent died before the request took effect
             os.kill(os.getpid(), signal.SIGTERM)
 
