@@ -199,7 +199,7 @@ def test_an_open_loops_random_arrivals_alone_are_not_flagged_short_and_a_real_sh
         noise = selfcheck.arrival_noise_pct(asked)
         flagged = np.mean([selfcheck.load_verdict(x, noise_pct=noise)[0] for x in short])
         assert flagged <= 0.003, (asked, flagged)  # about 0.1 % by the normal approximation
-        assert np.mean(short > selfcheck.SHORT_PCT) > 0.15  # what the 2 % bar alone flagged: 19-44 %
+        assert np.mean(short > selfcheck.SHORT_PCT) > 0.15  # what the 2 % bar alone flagged: 19-48 %
     # a client that sent 80 % of a large level's schedule is still caught, and 2 % stays the floor
     assert selfcheck.load_verdict(20.0, noise_pct=selfcheck.arrival_noise_pct(1000))[0]
     assert selfcheck.load_verdict(3.0, noise_pct=selfcheck.arrival_noise_pct(10**7))[0]
