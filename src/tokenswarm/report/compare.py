@@ -203,14 +203,14 @@ def compare(run_dirs: list[str], labels: list[str] | None = None, out_dir: str |
     out_dir = out_dir or default_out_dir()
     os.makedirs(out_dir, exist_ok=True)
     all_modes = [a.mode for a in analyses]
-    modes = set(all_modes)
-    mode = modes.pop() if len(modes) == 1 else "concurrency"
+    mixed = len(set(all_modes)) > 1  # a level is a user count in one and a request rate in the other
+    mode = "concurrency" if mixed else all_modes[0]
     figs = compared(analyses)
     table = _long_table(analyses, labels, figs)
     result = CompareResult(labels, table, out_dir, mode=mode, figures=figs)
     facts = [run_facts(a) for a in analyses]
     result.warnings, result.notes = differences(facts, labels)
-    if len(set(all_modes)) > 1:  # a level is a user count in one and a request rate in the other
+    if mixed:
         result.warnings.insert(0, f"The runs step through different axes ({_listing(labels, all_modes)}): a level "
                                "is a number of users in a concurrency run and requests per second in a rate run, so "
                                "the same number is not the same load; compare runs of one mode.")
