@@ -56,6 +56,10 @@ class WorkerWatch:
         self.missing: set[str] = set()
         self.greenlet = gevent.spawn(self._loop)
         workarounds.watch_master_messages(runner, self.on_message, self.stop)  # no "left" line at the master's quit
+        # a worker may have joined before this watch: Locust's listener runs from the runner's start, and the
+        # master's start can yield before tokenswarm's init (seen with 4 containers: w0 joined unannounced)
+        for cid in workarounds.worker_states(runner):
+            self.on_message(cid, "client_ready")
 
     def _loop(self) -> None:
         while True:
