@@ -15,7 +15,9 @@ first, with the reason. The answer's interval inverts the probes' intervals: acr
 pessimistic bound of each SLO's figure (the upper bound of a latency, the lower bound of an attainment) is
 joined by straight lines, and so is the optimistic one; where they cross the limit are the interval's low
 and high ends (the point estimates' crossing is the estimate). The SLO that binds first sets the answer.
-Pure: the load shape (:class:`tokenswarm.loadgen.shapes.LevelShape`) drives it during a run, and the report
+Pure: the load shape (:class:`tokenswarm.loadgen.shapes.LevelShape`) drives it during a run (in rate mode it
+waits between a failing probe and a lower one until the failing probe's requests have ended:
+:meth:`tokenswarm.loadgen.controller.RunController.hold`), and the report
 (:mod:`tokenswarm.report.capacity`) writes capacity.json from the levels' final intervals.
 """
 

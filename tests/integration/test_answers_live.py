@@ -210,3 +210,27 @@ def test_a_probe_with_no_estimate_at_its_longest_counts_as_failing(cli, sim_fact
     with open(os.path.join(out, "capacity.json")) as fh:
         c = json.load(fh)
     assert c["status"] == "none", c  # the smallest level fails: no level meets the SLOs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("more", [(), ("--workers", "2")])
+def test_a_lower_rate_probe_starts_once_the_failing_probes_requests_have_ended(cli, sim_factory, tmp_path, more):
+    # 16 slots and 0.55 s requests serve about 29 req/s. A probe at 40 req/s fails and leaves a queue; the
+    # probe at 20 req/s after it once began behind that queue (its requests waited for the earlier ones) and
+    # failed too: a search answered 19.4 req/s where, with the wait, it answers 25. Now no request is sent
+    # between the two probes until every earlier one has ended; on a master, as its workers report.
+    sim = sim_factory("--max-num-seqs", "16", "--ttft-ms", "50", "--tpot-ms", "20")
+    out = str(tmp_path / "cap")
+    p = cli("capacity", "--host", sim.url, "--slo", "ttft_p99=200", "--rates", "40,80", "--level-duration", "3s",
+            "--max-level-duration", "6s", "--max-probes", "2", "--output-len", "25", "--progress-interval", "0",
+            "--out", out, *more, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "no new requests until those in flight have ended" in p.stdout, p.stdout
+    with open(os.path.join(out, "run.json")) as fh:
+        timeline = json.load(fh)["timeline"]
+    assert [seg["level"] for seg in timeline] == [40, 20] and timeline[0].get("verdict") == "fails", timeline
+    df = pd.read_csv(os.path.join(out, "requests.csv"))
+    first, second = df[df["level"] == 40], df[df["level"] == 20]
+    last_end = (first["start_time"] + first["close_ms"] / 1000.0).max()
+    assert len(second) > 10 and second["start_time"].min() >= last_end, (second["start_time"].min(), last_end)
+    assert timeline[1]["start"] >= last_end - 0.05  # the probe's clock and window begin after the wait

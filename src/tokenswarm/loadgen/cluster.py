@@ -153,6 +153,16 @@ class WorkerLedger:
     def alive(self) -> list[str]:
         return [cid for cid, state in workarounds.worker_states(self.runner).items() if state != workarounds.MISSING]
 
+    def idle_since(self, since: float) -> bool:
+        """Every live worker said it has no request in flight, in a report received at least one shipping
+        interval (:data:`SHIP_S`) after epoch ``since`` (a report sent before the worker heard of a hold could
+        still be followed by sends)."""
+        for cid in self.alive():
+            info = self._info(cid)
+            if info.get("last_seen", 0.0) < since + SHIP_S or info["in_flight"] > 0:
+                return False
+        return True
+
     def all_drained(self) -> bool:
         return all(cid in self.drained for cid in self.alive())
 

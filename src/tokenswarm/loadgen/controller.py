@@ -110,6 +110,7 @@ class RunController:
         self.engine_metrics: EngineMetricsSampler | None = None  # scrapes /metrics, also at each level's edges
         self.gpu_metrics: EngineMetricsSampler | None = None  # scrapes the DCGM exporter, likewise
         self._judged_at = 0.0  # when the current level's intervals were last looked at
+        self._hold_since: tuple[float, float] | None = None  # a hold between probes began (epoch, monotonic s)
         self._greenlets: list[gevent.Greenlet] = []
         self._samplers: list[Any] = []
 
@@ -408,6 +409,36 @@ class RunController:
         seg = self.levels.current
         failed = self.live.failed(seg["level"]) if seg is not None else 0
         return judge(named, targets, self.settings.slo_attainment if limits else None, failed)
+
+    def hold(self) -> None:
+        """A capacity search steps down from a failing rate probe: its window ends now and no new request is
+        sent until those in flight have ended (:meth:`hold_over`), so the lower probe does not inherit the
+        failing one's queue. (An open loop keeps sending while the server is behind: without the hold, the
+        lower probe's first requests waited behind that backlog, and a rate the engine serves could fail.)"""
+        self.stopping()
+        self._hold_since = (time.time(), time.monotonic())
+        self.load.announce(0, self._hold_since[0])
+        self.say("tokenswarm: no new requests until those in flight have ended: the next, lower probe must "
+                 "not inherit this one's queue")
+
+    def hold_over(self) -> bool:
+        """The hold (:meth:`hold`) may end: every request in flight has ended, or it has lasted
+        ``--max-level-duration`` (else ``--read-timeout``): requests still in flight then stay, said once."""
+        if self._hold_since is None:
+            return True
+        since, began = self._hold_since
+        if self.load.idle(since):
+            self._hold_since = None
+            log.info("tokenswarm: requests in flight ended after %.1f s; the next probe begins",
+                     time.monotonic() - began)
+            return True
+        longest = self.settings.max_level_duration_s or self.settings.read_timeout
+        if time.monotonic() - began >= longest:
+            self._hold_since = None
+            self.say(f"tokenswarm: requests still in flight after {longest:g} s of waiting; the next probe "
+                     "begins beside them")
+            return True
+        return False
 
     def end_of_levels(self) -> None:
         """The sweep's last level is done: no new requests; those in flight finish, then the test stops."""

@@ -49,6 +49,11 @@ class Load(Protocol):
         """Requests sent so far (a master: as its workers last said, up to a heartbeat old)."""
         ...
 
+    def idle(self, since: float) -> bool:
+        """No request is in flight, as known after epoch ``since`` (a master: as every live worker said in a
+        report it sent at least one shipping interval after ``since``, so after it heard of a hold)."""
+        ...
+
     def abort(self) -> None:
         """The run was interrupted: the coming stop cancels requests in flight."""
         ...
@@ -101,6 +106,9 @@ class LocalLoad:
     def sent(self) -> int:
         return self.swarm.started
 
+    def idle(self, since: float) -> bool:
+        return self.swarm.in_flight == 0
+
     def abort(self) -> None:
         pass
 
@@ -149,6 +157,9 @@ class ClusterLoad:
 
     def sent(self) -> int:
         return sum(w["sent"] for w in self.ledger.workers.values())
+
+    def idle(self, since: float) -> bool:
+        return self.ledger.idle_since(since)
 
     def abort(self) -> None:
         messages.send(self.runner, Abort())

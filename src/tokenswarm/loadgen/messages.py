@@ -128,7 +128,8 @@ class RunSettings(Message):
 @dataclass
 class Level(Message):
     """New requests belong to ``level`` (users, or req/s), begun at epoch ``start`` on the master's clock;
-    ``workers`` share it (rate mode: each sends ``level / workers`` req/s)."""
+    ``workers`` share it (rate mode: each sends ``level / workers`` req/s). Level 0 holds an open loop: no new
+    sends until the next level (:meth:`tokenswarm.loadgen.swarm.Swarm.set_level`)."""
 
     NAME: ClassVar[str] = "tokenswarm_level"
     level: float

@@ -60,6 +60,7 @@ class LevelShape(LoadTestShape):
         self.level_started = 0.0
         self.started = 0.0
         self.search: CapacitySearch | None = None
+        self.held: float | None = None  # the next probe, while the requests of the one before end (RunController.hold)
         self._run: RunController | None = None
 
     @classmethod
@@ -96,6 +97,7 @@ class LevelShape(LoadTestShape):
         self._run = run
         self.plan = plan
         self.search = None
+        self.held = None
         self.started = time.monotonic()
         if plan.capacity:
             s = run.settings
@@ -130,12 +132,20 @@ class LevelShape(LoadTestShape):
             return self._first_tick()
         plan = self.plan
         assert plan is not None and self.index is not None
-        if not run.draining and run.level_over(self.index, time.monotonic() - self.level_started):
+        if self.held is not None:
+            if run.draining or run.hold_over():
+                nxt, self.held = self.held, None
+                if not run.draining:
+                    self._begin(self.index + 1, nxt)
+        elif not run.draining and run.level_over(self.index, time.monotonic() - self.level_started):
             nxt = self._next()
-            if nxt is not None:
-                self._begin(self.index + 1, nxt)
-            else:
+            if nxt is None:
                 run.end_of_levels()
+            elif plan.mode == RATE and self.search is not None and nxt < self.level:
+                self.held = nxt  # an open loop's backlog: the lower probe starts once it has drained
+                run.hold()
+            else:
+                self._begin(self.index + 1, nxt)
         users = plan.users_at(self.level)
         return users, float(max(users, 1))  # each level's users start within a second (their sends spread)
 

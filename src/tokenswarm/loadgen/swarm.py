@@ -133,7 +133,15 @@ class Swarm:
     def set_level(self, level: float, workers: int = 1, start: float | None = None) -> None:
         """New requests belong to ``level``, which began at epoch ``start`` (the master's clock; None: now),
         shared by ``workers`` processes. Its strategy (:func:`tokenswarm.strategies.for_level`) paces the
-        sends from now on; a trace's schedule runs once, from its level's start."""
+        sends from now on; a trace's schedule runs once, from its level's start. Level 0 holds an open loop:
+        no new sends until the next level (a capacity search waits so for a failing rate probe's requests to
+        end before it probes a lower rate)."""
+        if level <= 0:
+            if self.trace is None:
+                self.level, self.schedule = 0, None  # next_send waits; the next level takes a fresh schedule
+                self._wake.set()
+                self._wake = Event()
+            return
         changed = level != self.level or workers != self._workers
         self.level = level
         self._workers = workers

@@ -125,3 +125,38 @@ def test_a_capacity_search_probes_the_levels_its_verdicts_ask_for():
     assert res["levels"] == [4, 8, 16, 32, 24, 20, 18, 17]
     assert res["last"] == ["end"] and res["users"] == [[4, 4.0], [8, 8.0], [16, 16.0]]
     assert res["probes"][-1] == [17, "fails"]
+
+
+def test_a_rate_capacity_search_waits_for_a_failing_probes_requests_before_a_lower_one():
+    # an open loop keeps sending while the server is behind: the lower probe began behind that backlog, and a
+    # rate the engine serves failed (a search answered 19.4 req/s on an engine that serves 25 within the SLO)
+    res = locust_child(PRELUDE + dedent("""
+        class HoldingRun(Run):
+            in_flight_ticks = 0
+            def hold(self):
+                self.events.append(["hold", self.level])
+                self.in_flight_ticks = 3  # the requests in flight end over three ticks
+            def hold_over(self):
+                self.in_flight_ticks -= 1
+                self.events.append(["waiting"] if self.in_flight_ticks > 0 else ["over"])
+                return self.in_flight_ticks <= 0
+        shape, run = shapes.SweepShape(), HoldingRun(verdicts=lambda level: "holds" if level <= 24 else "fails")
+        attach(shape, run, SweepPlan(RATE, [10.0, 40.0], level_duration_s=5.0, capacity=True, max_concurrency=64))
+        shape.tick()
+        while not run.draining:
+            clock.t += 5
+            users = shape.tick()
+            assert users == (64, 64.0), users  # the users stay: only their sends wait
+        print(json.dumps({"events": run.events}))
+    """))
+    ev = [e[0] if e[0] != "begin" else e[2] for e in res["events"]]
+    # up while the probes hold; each step down (after a failing probe) waits until the hold is over
+    assert ev[:4] == [10.0, 20.0, 40.0, "hold"], ev
+    assert ev[4:7] == ["waiting", "waiting", "over"] and ev[7] == 30.0, ev
+    prev = ev[0]
+    for before, e in zip(ev, ev[1:]):
+        if isinstance(e, float):
+            # a step down (after a failing probe) follows the end of a hold; a step up (after one that held) not
+            assert (before == "over") == (e < prev), ev
+            prev = e
+    assert ev[-1] == "end"
