@@ -183,6 +183,11 @@ class RunController:
                 print(self.progress_line(time.monotonic() - t0), flush=True)
 
     def progress_line(self, elapsed: float) -> str:
+        if self._hold_since is not None:  # between two capacity probes: no level runs
+            m, s = divmod(int(elapsed), 60)
+            waited = time.monotonic() - self._hold_since[1]
+            return (f"tokenswarm {m:02d}:{s:02d} | between probes | waiting {waited:.0f} s so far for the requests in "
+                    f"flight to end | ok {self.live.totals['ok']} failed {self.live.totals['failed']}")
         index = ""
         if self.plan is not None and self.level_index is not None:
             index = (f" (probe {self.level_index + 1})" if self.plan.capacity
