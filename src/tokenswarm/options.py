@@ -210,7 +210,9 @@ OPTIONS: tuple[Opt, ...] = (
         "a level should last several times its requests' latency", metavar="SPAN", group="sweep",
         web_ui="how long each level lasts, e.g. 30s, 2m: several times a request's latency", web_for="sweep"),
     Opt("--level-requests", str, "", "end each level once this many of its requests finished, or one count "
-        "per level (50,50,200; 0: that level ends by --level-duration)", metavar="N", group="sweep",
+        "per level (50,50,200; 0: that level ends by --level-duration); the requests in flight then finish in "
+        "it too (up to its users more; with workers, also what they send while their records travel, up to a "
+        "second)", metavar="N", group="sweep",
         web_ui="or end each level after this many of its requests finished; 0: by time", web_for="sweep"),
     Opt("--warmup", float, -1.0, "seconds trimmed from the start of each level's measurement window (negative: "
         "20%% of --level-duration in sweeps, none otherwise)", metavar="S", group="sweep"),

@@ -37,6 +37,19 @@ def test_level_requests_sweep_stamps_each_record_with_its_level(cli, sim_fixed, 
     assert (df.status == "ok").all()
 
 
+def test_a_level_ends_within_moments_of_its_request_count(cli, sim_fixed, tmp_path):
+    # 16 users of 4-token requests (about 70 ms each) finish some 200 a second. Locust ticks a shape once a second,
+    # and a level ended at the tick after its count: 109 requests where 40 were asked. The run controller's
+    # watcher now steps such a level: its count, the users' requests in flight then, and what ~50 ms adds
+    out = str(tmp_path / "run")
+    p = cli("sweep", "--host", sim_fixed.url, "--levels", "4,16", "--level-requests", "10,40", "--max-tokens", "4",
+            "--progress-interval", "0", "--out", out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    _, df = load(out)
+    counts = df.groupby("level").size()
+    assert 10 <= counts[4] <= 10 + 4 + 12 and 40 <= counts[16] <= 40 + 16 + 30, counts.to_dict()
+
+
 def test_rate_sweep_keeps_schedule_and_send_times(cli, sim_fixed, tmp_path):
     out = str(tmp_path / "run")
     p = cli("sweep", "--host", sim_fixed.url, "--rates", "10,40", "--level-duration", "3s", "--arrival", "constant",

@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -116,6 +117,8 @@ class RunController:
         self.gpu_metrics: EngineMetricsSampler | None = None  # scrapes the DCGM exporter, likewise
         self._judged_at = 0.0  # when the current level's intervals were last looked at
         self._hold_since: tuple[float, float] | None = None  # a hold between probes began (epoch, monotonic s)
+        #: called every watcher tick while the test sends (the load shape steps levels that end by a count)
+        self.on_watch: Callable[[], None] | None = None
         self._greenlets: list[gevent.Greenlet] = []
         self._samplers: list[Any] = []
 
@@ -495,6 +498,8 @@ class RunController:
             if runner is None:
                 continue
             self.load.poll()
+            if self.on_watch is not None and not self.draining:
+                self.on_watch()
             if self.plan is None and self.levels.running:
                 target = runner.target_user_count
                 if target != self.levels.level:
