@@ -243,8 +243,10 @@ def _present(levels: pd.DataFrame, col: str) -> bool:
 
 def rows(levels: pd.DataFrame, columns: Sequence[Column] | None = None, mode: str | None = None,
          drop_empty: bool = False) -> tuple[list[str], list[list[str]]]:
-    """(headings, formatted rows) for the columns the table has (None: :func:`published`'s); the level heading
-    follows ``mode``."""
+    """(headings, formatted rows) for the columns the table has (None: :func:`published`'s), a row per level in
+    ascending order (a capacity search's levels.csv is in probe order); the level heading follows ``mode``."""
+    if "level" in levels.columns and pd.api.types.is_numeric_dtype(levels["level"]):
+        levels = levels.sort_values("level", kind="stable")
     columns = published(levels) if columns is None else columns
     mode = mode or mode_of(levels)
     cols = [c for c in columns if c[0] in levels.columns and (not drop_empty or c[0] == "level" or

@@ -45,3 +45,12 @@ def test_whole_answers_get_their_own_columns_and_say_ttft_is_not_a_figure():
     assert "Batch" not in heads and "Output Throughput (tok/s)" in heads
     streamed = chat.assign(ttft_mean_ms=[12.0])
     assert t.published(streamed) == t.PUBLISHED and t.notes(streamed) == []
+
+
+def test_a_capacity_searchs_probes_print_in_ascending_level_order():
+    # levels.csv holds a capacity search's probes in the order they ran (40, 20, 30, 25): the tables read up
+    levels = pd.DataFrame({"level": [40.0, 20.0, 30.0, 25.0], "output_throughput_tok_s": [750.0, 520.0, 749.0, 630.0]})
+    heads, body = tables.rows(levels, mode="rate")
+    assert heads[0] == "Rate (req/s)" and [r[0].strip() for r in body] == ["20", "25", "30", "40"]
+    assert [r[1] for r in body] == ["520.0", "630.0", "749.0", "750.0"]  # each row keeps its own figures
+    assert list(levels["level"]) == [40.0, 20.0, 30.0, 25.0]  # the frame itself is left as it was
