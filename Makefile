@@ -34,6 +34,7 @@ TARGET_FLAGS = --engine $(ENGINE) $(if $(DIALECT),--dialect $(DIALECT)) $(if $(H
 help: ## list the targets and knobs
 	@echo "tokenswarm make targets. Knobs: ENGINE=$(ENGINE) DIALECT= HOST= MODEL= LEVELS=$(LEVELS) LEVEL_DURATION=$(LEVEL_DURATION)"
 	@echo "  USERS= DURATION=$(DURATION) (one level instead of a sweep) WORKERS= (local worker processes) ARGS= (more options)"
+	@echo "  SIM_ARGS= (the embedded engine's options, e.g. SIM_ARGS='--ttft-ms 200 --tpot-ms 20')"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 check-python:
@@ -55,7 +56,10 @@ $(VENV)/.checks: $(VENV)/.installed
 
 # the first run, against the embedded engine: 16 batch slots and 32-token answers, so the 1..64 sweep shows the
 # knee (throughput flat past 16 streams while TTFT climbs) and every level holds several request lifetimes
-DEMO_FLAGS = $(if $(and $(filter sim,$(ENGINE)),$(if $(HOST),,1)),--max-tokens 32 --sim-args '--max-num-seqs 16')
+# SIM_ARGS reach the embedded engine of every target (after the demo's, so they win)
+EMBEDDED = $(and $(filter sim,$(ENGINE)),$(if $(HOST),,1))
+DEMO_FLAGS = $(if $(EMBEDDED),--max-tokens 32 --sim-args '--max-num-seqs 16$(if $(SIM_ARGS), $(SIM_ARGS))')
+SIM_FLAGS = $(if $(and $(EMBEDDED),$(SIM_ARGS)),--sim-args '$(SIM_ARGS)')
 
 loadtest: install ## short sweep (LEVELS, LEVEL_DURATION) or one level (USERS, DURATION); prints the table, then the run folder
 	$(BIN)/tokenswarm $(if $(USERS),run --users $(USERS) --duration $(DURATION),sweep --levels $(LEVELS) --level-duration $(LEVEL_DURATION)) $(TARGET_FLAGS) $(DEMO_FLAGS) $(ARGS)
@@ -65,10 +69,10 @@ capacity: install ## the highest concurrency meeting SLO, with its 95 % interval
 	$(BIN)/tokenswarm capacity --slo $(SLO) $(TARGET_FLAGS) $(DEMO_FLAGS) $(ARGS)
 
 run: install ## one concurrency level: USERS (default 16) for DURATION
-	$(BIN)/tokenswarm run --users $(or $(USERS),16) --duration $(DURATION) $(TARGET_FLAGS) $(ARGS)
+	$(BIN)/tokenswarm run --users $(or $(USERS),16) --duration $(DURATION) $(TARGET_FLAGS) $(SIM_FLAGS) $(ARGS)
 
 sweep: install ## full concurrency sweep: SWEEP_LEVELS (1..1024), SWEEP_LEVEL_DURATION each, with the report
-	$(BIN)/tokenswarm sweep --levels $(SWEEP_LEVELS) --level-duration $(SWEEP_LEVEL_DURATION) $(TARGET_FLAGS) $(ARGS)
+	$(BIN)/tokenswarm sweep --levels $(SWEEP_LEVELS) --level-duration $(SWEEP_LEVEL_DURATION) $(TARGET_FLAGS) $(SIM_FLAGS) $(ARGS)
 
 report: install ## rebuild a run folder's report: make report RUN=reports/<run_id>
 	@test -n "$(RUN)" || { echo "usage: make report RUN=reports/<run_id>"; exit 2; }
@@ -79,7 +83,7 @@ compare: install ## engines side by side: make compare RUNS="reports/a reports/b
 	$(BIN)/tokenswarm compare $(RUNS) $(if $(LABELS),--labels $(LABELS))
 
 ui: install ## Locust web UI on http://127.0.0.1:8089 (ENGINE=sim starts the simulated engine)
-	$(BIN)/tokenswarm ui $(TARGET_FLAGS) $(ARGS)
+	$(BIN)/tokenswarm ui $(TARGET_FLAGS) $(SIM_FLAGS) $(ARGS)
 
 simengine: install ## serve the simulated engine on 127.0.0.1:$(SIM_PORT) (SIM_ARGS='--ttft-ms 200 --tpot-ms 20')
 	$(BIN)/tokenswarm simengine --port $(SIM_PORT) $(SIM_ARGS)
