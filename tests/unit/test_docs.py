@@ -69,3 +69,31 @@ def test_one_way_to_type_the_command():
         for para in re.sub(r"```.*?```", "", text, flags=re.S).split("\n\n"):
             if ".venv/bin/tokenswarm" in para:
                 assert "source .venv/bin/activate" in para, (path, para[:200])
+
+
+def test_reports_readme_names_every_column_a_run_writes():
+    # the column contract other tools read: requests.csv's columns, and levels.csv's as the code writes them
+    # (a synthetic level with an SLO) and as a GPU example's has them (engine and GPU columns); a latency's
+    # statistics and the interval bounds are named by their patterns
+    import numpy as np
+    import pandas as pd
+
+    from tokenswarm import requestscsv
+    from tokenswarm.report.levels import LATENCIES, Window, level_stats
+
+    with open(os.path.join(ROOT, "reports", "README.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    req = text.split("## requests.csv columns", 1)[1].split("## levels.csv columns", 1)[0]
+    assert [c for c in requestscsv.COLUMNS if f"`{c}`" not in req] == []
+    t0 = 1_790_000_000.0
+    df = pd.DataFrame({"start_time": t0 + np.arange(20.0), "level": 2.0, "status": "ok", "ttft_ms": 300.0,
+                       "tpot_ms": 20.0, "e2e_ms": 1500.0, "close_ms": 1510.0, "input_tokens": 18.0,
+                       "output_tokens": 60.0, "output_events": 60.0, "itl_ms": "20.0 20.0"})
+    written = list(level_stats(df, [Window(2.0, t0, t0 + 25, t0)], slo={"ttft": 500.0}).columns)
+    example = os.path.join(ROOT, "reports", "examples", "gpu-sglang-h100", "levels.csv")
+    written += list(pd.read_csv(example, nrows=1).columns)
+    stats = {f"{m}_{s}" for m in LATENCIES for s in ("mean_ms", "std_ms", "min_ms", "max_ms", "p50_ms", "p90_ms",
+                                                     "p95_ms", "p99_ms", "p999_ms")}
+    lv = text.split("## levels.csv columns", 1)[1]
+    missing = sorted({c for c in written if c not in stats and "_ci_" not in c and f"`{c}`" not in lv})
+    assert missing == [], missing
