@@ -24,6 +24,8 @@ is written to the socket):
 * TPOT: ``(E2E - TTFT) / (output_tokens - 1)``, only when output_tokens > 1
   and the stream carried at least two output events: an answer delivered in
   one event has no per-token timing, so TPOT is undefined (None), never 0.
+  Reasoning the usage counts but the stream never carried (hidden reasoning)
+  came before TTFT: its tokens are left out of that output_tokens.
 * ITL: gaps between consecutive output-carrying events; an event carrying
   k > 1 tokens (known from per-event token counts) splits its gap in k parts.
   Fewer than two output events: no gap, no ITL.
@@ -389,6 +391,13 @@ class StreamMeasure:
         reasoning_tokens = usage.reasoning_tokens if usage is not None else None
         if reasoning_tokens is None and self.reasoning and count_tokens is not None:
             reasoning_tokens = count_tokens("".join(self.reasoning))
+        # hidden reasoning (counted in the usage, never streamed: OpenAI's reasoning models, gateways that drop
+        # it) was generated before the first output event seen, so inside TTFT: TPOT spreads the time after TTFT
+        # over the tokens after it (100 hidden of 105 made a 20 ms TPOT read 0.8 ms)
+        timed_tokens = out_tokens
+        if (source == SOURCE_USAGE and not self.reasoning and out_tokens is not None and reasoning_tokens
+                and 0 < reasoning_tokens < out_tokens):
+            timed_tokens = out_tokens - reasoning_tokens
         return RequestRecord(
             request_id=self.response_id or request_id,
             start_time=epoch(send),
@@ -396,7 +405,7 @@ class StreamMeasure:
             http_status=http_status,
             ttft_ms=ttft,
             ttft_visible_ms=ttft_vis,
-            tpot_ms=tpot_ms(e2e, ttft, out_tokens, len(self.times)),
+            tpot_ms=tpot_ms(e2e, ttft, timed_tokens, len(self.times)),
             e2e_ms=e2e,
             close_ms=(closed - send) * 1000.0 if closed is not None else None,
             itl_ms=itl_ms(self.times, self.ktokens),

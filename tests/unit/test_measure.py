@@ -157,3 +157,19 @@ def test_one_output_event_has_no_tpot_whatever_the_usage_says():
     rec = m.record("c", "ok")
     assert rec.output_tokens == 60 and rec.output_events == 1
     assert rec.tpot_ms is None and rec.itl_ms == [] and rec.ttft_ms == pytest.approx(3000.0)
+
+
+def test_hidden_reasoning_is_inside_ttft_and_out_of_tpot():
+    # a reasoning model whose reasoning is counted but not streamed (OpenAI's, or a gateway that drops it): 100
+    # hidden reasoning tokens, then 5 content tokens 20 ms apart. TPOT over all 105 read 0.8 ms
+    m = StreamMeasure(send=0.0)
+    feed(m, [(1.0 + 0.02 * i, Event(text="tok")) for i in range(5)]
+         + [(1.1, Event(finish="stop")), (1.1, Event(usage=Usage(10, 105, reasoning_tokens=100)))])
+    r = m.record("id", "ok")
+    assert r.output_tokens == 105 and r.reasoning_tokens == 100  # the usage's count stays the record's
+    assert r.ttft_ms == pytest.approx(1000.0) and r.tpot_ms == pytest.approx(80.0 / 4)
+    # streamed reasoning is timed from its first event (the previous test): all its tokens count
+    m = StreamMeasure(send=0.0)
+    feed(m, [(0.1, Event(reasoning="think")), (0.5, Event(text="answer")),
+             (0.6, Event(usage=Usage(3, 6, reasoning_tokens=5)))])
+    assert m.record("id", "ok").tpot_ms == pytest.approx((500.0 - 100.0) / 5)
