@@ -58,8 +58,8 @@ $(VENV)/.checks: $(VENV)/.installed
 # knee (throughput flat past 16 streams while TTFT climbs) and every level holds several request lifetimes
 # SIM_ARGS reach the embedded engine of every target (after the demo's, so they win)
 EMBEDDED = $(and $(filter sim,$(ENGINE)),$(if $(HOST),,1))
-DEMO_FLAGS = $(if $(EMBEDDED),--max-tokens 32 --sim-args '--max-num-seqs 16$(if $(SIM_ARGS), $(SIM_ARGS))')
-SIM_FLAGS = $(if $(and $(EMBEDDED),$(SIM_ARGS)),--sim-args '$(SIM_ARGS)')
+DEMO_FLAGS = $(if $(EMBEDDED),--max-tokens 32 --sim-args='--max-num-seqs 16$(if $(SIM_ARGS), $(SIM_ARGS))')
+SIM_FLAGS = $(if $(and $(EMBEDDED),$(SIM_ARGS)),--sim-args='$(SIM_ARGS)')
 
 loadtest: install ## short sweep (LEVELS, LEVEL_DURATION) or one level (USERS, DURATION); prints the table, then the run folder
 	$(BIN)/tokenswarm $(if $(USERS),run --users $(USERS) --duration $(DURATION),sweep --levels $(LEVELS) --level-duration $(LEVEL_DURATION)) $(TARGET_FLAGS) $(DEMO_FLAGS) $(ARGS)

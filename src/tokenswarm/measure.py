@@ -393,10 +393,12 @@ class StreamMeasure:
             reasoning_tokens = count_tokens("".join(self.reasoning))
         # hidden reasoning (counted in the usage, never streamed: OpenAI's reasoning models, gateways that drop
         # it) was generated before the first output event seen, so inside TTFT: TPOT spreads the time after TTFT
-        # over the tokens after it (100 hidden of 105 made a 20 ms TPOT read 0.8 ms)
+        # over the tokens after it (100 hidden of 105 made a 20 ms TPOT read 0.8 ms). Hidden only where the stream
+        # had no more output events than the tokens left: reasoning streamed inside the content (<think>...)
+        # comes after TTFT and its events outnumber the answer's tokens
         timed_tokens = out_tokens
         if (source == SOURCE_USAGE and not self.reasoning and out_tokens is not None and reasoning_tokens
-                and 0 < reasoning_tokens < out_tokens):
+                and 0 < reasoning_tokens < out_tokens and len(self.times) <= out_tokens - reasoning_tokens):
             timed_tokens = out_tokens - reasoning_tokens
         return RequestRecord(
             request_id=self.response_id or request_id,

@@ -234,4 +234,5 @@ def test_a_lower_rate_probe_starts_once_the_failing_probes_requests_have_ended(c
     first, second = df[df["level"] == 40], df[df["level"] == 20]
     last_end = (first["start_time"] + first["close_ms"] / 1000.0).max()
     assert len(second) > 10 and second["start_time"].min() >= last_end, (second["start_time"].min(), last_end)
+    assert sorted(df["level"].unique()) == [20, 40]  # none sent during the wait (a level 0), none lost
     assert timeline[1]["start"] >= last_end - 0.05  # the probe's clock and window begin after the wait

@@ -168,6 +168,12 @@ def test_hidden_reasoning_is_inside_ttft_and_out_of_tpot():
     r = m.record("id", "ok")
     assert r.output_tokens == 105 and r.reasoning_tokens == 100  # the usage's count stays the record's
     assert r.ttft_ms == pytest.approx(1000.0) and r.tpot_ms == pytest.approx(80.0 / 4)
+    # reasoning streamed inside the content (<think>...</think>), usage counting it as reasoning: it came after
+    # TTFT, and its events (one a token) outnumber the 5 answer tokens, so all 105 tokens count
+    m = StreamMeasure(send=0.0)
+    feed(m, [(1.0 + 0.02 * i, Event(text="tok")) for i in range(105)]
+         + [(3.2, Event(finish="stop")), (3.2, Event(usage=Usage(10, 105, reasoning_tokens=100)))])
+    assert m.record("id", "ok").tpot_ms == pytest.approx(0.02 * 104 * 1000 / 104)
     # streamed reasoning is timed from its first event (the previous test): all its tokens count
     m = StreamMeasure(send=0.0)
     feed(m, [(0.1, Event(reasoning="think")), (0.5, Event(text="answer")),

@@ -159,6 +159,8 @@ class WorkerLedger:
         still be followed by sends)."""
         for cid in self.alive():
             info = self._info(cid)
+            if "last_seen" not in info and time.time() >= since + 2 * SHIP_S:
+                continue  # never shipped, two intervals into the hold: it sends nothing (its test never started)
             if info.get("last_seen", 0.0) < since + SHIP_S or info["in_flight"] > 0:
                 return False
         return True

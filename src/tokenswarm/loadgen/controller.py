@@ -186,7 +186,7 @@ class RunController:
                 print(self.progress_line(time.monotonic() - t0), flush=True)
 
     def progress_line(self, elapsed: float) -> str:
-        if self._hold_since is not None:  # between two capacity probes: no level runs
+        if self._hold_since is not None and not self.draining:  # between two capacity probes: no level runs
             m, s = divmod(int(elapsed), 60)
             waited = time.monotonic() - self._hold_since[1]
             return (f"tokenswarm {m:02d}:{s:02d} | between probes | waiting {waited:.0f} s so far for the requests in "
@@ -499,7 +499,11 @@ class RunController:
                 continue
             self.load.poll()
             if self.on_watch is not None and not self.draining:
-                self.on_watch()
+                try:
+                    self.on_watch()
+                except Exception:  # Locust's tick (once a second) still steps the levels; the end must not stop
+                    log.exception("tokenswarm: stepping the levels from the watcher failed; left to Locust's tick")
+                    self.on_watch = None
             if self.plan is None and self.levels.running:
                 target = runner.target_user_count
                 if target != self.levels.level:

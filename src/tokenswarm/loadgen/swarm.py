@@ -114,6 +114,7 @@ class Swarm:
         self.in_flight = 0  # requests sent and not yet finished
         self.started = 0  # requests started
         self.draining = False  # the test is ending: no new requests
+        self.held = False  # level 0: an open loop's sends wait for the next level (set_level)
         self._stopping = Event()  # set when the test ends: users waiting (backoff, grants) give up
         self._users = itertools.count(0)
         self._gate = Semaphore(1)  # open loop: one user at a time waits for the next planned send
@@ -127,7 +128,8 @@ class Swarm:
 
     @property
     def open_loop(self) -> bool:
-        return self.strategy is not None and self.strategy.open_loop
+        """Sends wait for planned times (:meth:`next_send`): a rate level, or a hold (:meth:`set_level` 0)."""
+        return self.held or (self.strategy is not None and self.strategy.open_loop)
 
     # -- levels ------------------------------------------------------------------------------------
     def set_level(self, level: float, workers: int = 1, start: float | None = None) -> None:
@@ -138,10 +140,13 @@ class Swarm:
         end before it probes a lower rate)."""
         if level <= 0:
             if self.trace is None:
-                self.level, self.schedule = 0, None  # next_send waits; the next level takes a fresh schedule
+                # next_send waits (also on a swarm that starts during the hold: no strategy yet); the next
+                # level takes a fresh schedule
+                self.level, self.schedule, self.held = 0, None, True
                 self._wake.set()
                 self._wake = Event()
             return
+        self.held = False
         changed = level != self.level or workers != self._workers
         self.level = level
         self._workers = workers

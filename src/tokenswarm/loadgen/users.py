@@ -82,6 +82,9 @@ class LLMUser(User):
             scheduled, prompt = due
         if not swarm.take_ticket():  # on a worker: granted by the master before it is sent
             raise StopUser()
+        if swarm.held:  # a hold began while the grant was on its way: this send waits for the next level
+            swarm.budget.release()
+            return
         conv = None
         conversations = swarm.calls.conversations
         if conversations is not None:

@@ -509,7 +509,9 @@ def report_document(a: Analysis, plot_paths: list[str]) -> Document:
             doc.image(p, f"{runfolder.PLOTS}/{name}", PLOT_CAPTIONS.get(name, name))
     doc.heading("How these figures are computed")
     doc.bullets([
-        "TTFT: first output-carrying event minus send; TPOT: (E2E - TTFT) / (output tokens - 1); ITL: gaps "
+        "TTFT: first output-carrying event minus send; TPOT: (E2E - TTFT) / (output tokens - 1), hidden "
+        "reasoning tokens (counted by the server, never streamed: requests.csv reasoning_tokens with no "
+        "reasoning in output_kind) left out of those output tokens; ITL: gaps "
         "between output events; E2E: last output event minus send. Client clock, per request.",
         "Window: from the level's first request sent plus the warm-up to the level's end. Every rate (Req/s, "
         "input and output tok/s, goodput) counts each ok request by the share of its span, first to last token, "

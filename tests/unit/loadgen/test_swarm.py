@@ -66,3 +66,29 @@ def test_stopping_gives_back_an_unused_ticket_and_wakes_waiters():
                           "ticket": s.take_ticket()}))
     """))
     assert res == {"first": True, "late": None, "ticket": False}
+
+
+def test_a_hold_keeps_an_open_loops_sends_waiting_even_on_a_swarm_that_starts_during_it():
+    # level 0 (a capacity search waits for a failing rate probe's requests): sends wait for the next level. A
+    # worker that joined during the hold once took level 0 as "no strategy": a closed loop sending back to back
+    res = locust_child(PRELUDE + dedent("""
+        import gevent
+        s = Swarm(env, settings(rates="1000", level_duration="5s"), "w0", shard=0, sink=rows.extend)
+        s.set_level(0, 2, 0.0)  # its first word from the master: the hold
+        fresh = [s.open_loop, s.held]
+        waiting = gevent.spawn(s.next_send)
+        gevent.sleep(0.3)
+        during = waiting.ready()
+        s.set_level(500.0, 2, 0.0)  # the next probe: 250 req/s here
+        first = waiting.get(timeout=2)
+        after = [s.open_loop, s.held, s.level]
+        s.set_level(0, 2, 0.0)  # a hold while running: the next send waits again
+        again = gevent.spawn(s.next_send)
+        gevent.sleep(0.3)
+        print(json.dumps({"fresh": fresh, "during": during, "first": first is not None, "after": after,
+                          "again": again.ready(), "held": [s.held, s.level]}))
+        again.kill()
+    """))
+    assert res["fresh"] == [True, True] and res["during"] is False  # no send during the hold
+    assert res["first"] and res["after"] == [True, False, 500.0]
+    assert res["again"] is False and res["held"] == [True, 0]
