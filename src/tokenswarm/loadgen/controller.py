@@ -217,7 +217,10 @@ class RunController:
         key = level_str(seg["level"])
         # after the level's warm-up, as the report: the ramp spawning users stalls no measured request
         since = seg["start"] + self.settings.warmup_at(self.level_index)
-        got = self.live_check.check(key, since, time.time(), float(seg["level"]), self.settings.mode)
+        # a closed level (between capacity probes, or draining at the end) is judged up to its end: nothing is
+        # sent after it, and that is not the load falling short
+        until = seg["end"] if seg.get("end") is not None else time.time()
+        got = self.live_check.check(key, since, until, float(seg["level"]), self.settings.mode)
         if got is None:  # not enough yet: again at the next flush
             return
         self._next_check = now + selfcheck.LIVE_CHECK_S
