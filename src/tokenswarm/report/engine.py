@@ -10,7 +10,8 @@ Three opinions of one level's latency: the client's records, the engine's own hi
   in between (``engine_ttft_mean_ms`` ... ``engine_tpot_mean_ms``). Beside it,
   the client's mean over the *same* population: requests whose first token
   (TTFT) or last token (E2E) came between those two scrapes, as the engine
-  observes TTFT at the first token and E2E at the last. Their difference,
+  observes TTFT at the first token and E2E at the last (TTFT: every request
+  with a first token, whatever became of it later; E2E: the ``ok`` ones). Their difference,
   ``outside_engine_ttft_ms``, is the time outside the engine (network, the API
   server's HTTP and streaming work, the client). It also says how each level's
   streams were framed: ``output_events_mean`` and the share of ``ok`` requests
@@ -196,14 +197,17 @@ def engine_levels(server: pd.DataFrame | None, requests: pd.DataFrame, windows: 
     figures without it). ``windows``: :func:`tokenswarm.report.levels.windows_from`.
 
     For each window, the scrapes nearest its start and end (within ``tolerance_s``) bound the engine's
-    figures (``engine_from``, ``engine_to``); ``client_ttft_mean_ms`` averages the ``ok`` requests whose
-    first token came in ``[engine_from, engine_to)``, ``client_e2e_mean_ms`` those whose last token did;
+    figures (``engine_from``, ``engine_to``); ``client_ttft_mean_ms`` averages the requests whose first token
+    came in ``[engine_from, engine_to)`` (cancelled or failed later or not: the engine's histogram has them),
+    ``client_e2e_mean_ms`` the ``ok`` ones whose last token did;
     ``outside_engine_*_ms`` is client minus engine. Returns :data:`ENGINE_COLUMNS`.
     """
     df = requests
     start = df["start_time"].to_numpy(float) if len(df) else np.array([])
     ok = (df["status"].to_numpy() == "ok") if len(df) else np.array([], bool)
-    ttft = np.where(ok, df["ttft_ms"].to_numpy(float), np.nan) if len(df) else np.array([])
+    # the engine observes TTFT at the first token whatever becomes of the request: a request cancelled or failed
+    # after its first token is in its histogram, so in the client's population too (E2E: the ok ones)
+    ttft = df["ttft_ms"].to_numpy(float) if len(df) else np.array([])
     e2e = np.where(ok, df["e2e_ms"].to_numpy(float), np.nan) if len(df) else np.array([])
     first_at, last_at = start + np.nan_to_num(ttft, nan=0.0) / 1000.0, start + np.nan_to_num(e2e, nan=0.0) / 1000.0
     times = server["time"].to_numpy(float) if server is not None and len(server) else np.array([])

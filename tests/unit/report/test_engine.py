@@ -50,7 +50,10 @@ def test_engine_levels_pairs_the_nearest_scrapes_with_the_same_client_population
         (100.0, "ok", 100.0, 900.0, 10, 10),  # first token 100.1: before the first scrape (100.2); last 100.9 in
         (101.0, "ok", 300.0, 1000.0, 10, 10),  # first 101.3, last 102.0: counted
         (102.0, "ok", 500.0, 9000.0, 10, 1),  # first 102.5 counted; last 111.0 after the last scrape (110.1)
-        (103.0, "http_error", 5.0, 5.0, 0, 0),  # not ok: left out everywhere
+        (103.0, "http_error", NAN, NAN, 0, 0),  # no first token: in no population
+        # cancelled after its first token (103.9): the engine's TTFT histogram has it, so the client's mean too
+        # (a sweep cut at 2048 streams on SGLang read -267 ms outside the engine without it, +82 ms with it)
+        (103.5, "cancelled", 400.0, NAN, 3, 3),
         (104.0, "ok", 700.0, 2000.0, 2, 2),  # two tokens in two events: not coalesced (too short)
     ])
     out = engine.engine_levels(server, df, [Window(4, 100.0, 110.0, 90.0)])
@@ -59,9 +62,9 @@ def test_engine_levels_pairs_the_nearest_scrapes_with_the_same_client_population
     assert (r.engine_from, r.engine_to) == (100.2, 110.1)
     assert r.engine_ttft_mean_ms == pytest.approx(3.0 / 6 * 1000) and r.engine_ttft_count == 6
     assert r.engine_e2e_mean_ms == pytest.approx(10.0 / 3 * 1000) and r.engine_e2e_count == 3
-    assert r.client_ttft_count == 3 and r.client_ttft_mean_ms == pytest.approx(500.0)  # 300, 500, 700
-    assert r.client_e2e_count == 3 and r.client_e2e_mean_ms == pytest.approx(1300.0)  # 900, 1000, 2000
-    assert r.outside_engine_ttft_ms == pytest.approx(500.0 - 500.0)
+    assert r.client_ttft_count == 4 and r.client_ttft_mean_ms == pytest.approx(475.0)  # 300, 500, 700, 400
+    assert r.client_e2e_count == 3 and r.client_e2e_mean_ms == pytest.approx(1300.0)  # 900, 1000, 2000: ok ones
+    assert r.outside_engine_ttft_ms == pytest.approx(475.0 - 500.0)
     assert r.outside_engine_e2e_ms == pytest.approx(1300.0 - 10000.0 / 3)
     # framing over the level's sample (ok requests started in [100, 110)): events 10, 10, 1, 2
     assert r.output_events_mean == pytest.approx(23 / 4)
