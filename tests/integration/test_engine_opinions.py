@@ -73,3 +73,8 @@ def test_engine_and_client_ttft_agree_per_level(sim_factory, cli, tmp_path):
     with open(os.path.join(run, "report.md")) as fh:
         md = fh.read()
     assert "## Three opinions per level" in md and "outside engine" in md
+    # ours beside the engine's are over the engine's requests (E2E too, not the level's sample)
+    table = md.split("## Three opinions per level", 1)[1]
+    row = next(ln for ln in table.splitlines() if ln.startswith("| 8 |")).split("|")[1:-1]
+    assert row[1].strip() == f"{lv.loc[8.0].client_ttft_mean_ms:,.1f}"
+    assert row[4].strip() == f"{lv.loc[8.0].client_e2e_mean_ms:,.1f}", row

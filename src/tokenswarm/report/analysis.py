@@ -41,7 +41,7 @@ TOKENIZER_TOLERANCE_PCT = 2.0  # usage and the local tokenizer may differ this m
 
 #: engine_levels' columns that join levels.csv: the engine's opinion beside ours, and the streams' framing
 ENGINE_LEVEL_COLUMNS = ("engine_ttft_mean_ms", "engine_e2e_mean_ms", "engine_queue_mean_ms", "engine_itl_mean_ms",
-                        "engine_tpot_mean_ms", "client_ttft_mean_ms", "outside_engine_ttft_ms",
+                        "engine_tpot_mean_ms", "client_ttft_mean_ms", "client_e2e_mean_ms", "outside_engine_ttft_ms",
                         "outside_engine_e2e_ms", "output_events_mean", "output_tokens_per_event", "coalesced_pct")
 
 
