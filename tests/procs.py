@@ -66,6 +66,34 @@ class Proc:
             self.p.wait()
 
 
+#: for :func:`locust_child`, before a test's own (dedented) code: a Locust master (``menv``, ``master``) and one worker
+#: (``wenv``, ``worker``) connected over loopback, the worker already among the master's clients; user class ``U``,
+#: ``w`` = tokenswarm.loadgen.workarounds
+MASTER_AND_WORKER = """
+import gevent, socket
+from locust import User, constant, task
+from locust.env import Environment
+from tokenswarm.loadgen import workarounds as w
+
+class U(User):
+    wait_time = constant(1)
+    @task
+    def t(self):
+        pass
+
+with socket.socket() as _s:
+    _s.bind(("127.0.0.1", 0))
+    port = _s.getsockname()[1]
+menv, wenv = Environment(user_classes=[U]), Environment(user_classes=[U])
+master = menv.create_master_runner("127.0.0.1", port)
+worker = wenv.create_worker_runner("127.0.0.1", port)
+for _ in range(100):
+    if w.worker_states(master):
+        break
+    gevent.sleep(0.05)
+"""
+
+
 def locust_child(code: str, timeout: float = 120) -> dict:
     """Run ``code`` in a fresh Python with gevent's monkey patching first (as Locust needs), and return the JSON
     object its last line of output prints. Tests of the modules that import Locust run this way."""

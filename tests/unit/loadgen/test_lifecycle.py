@@ -1,31 +1,16 @@
 """What a master says of its workers (tokenswarm.loadgen.lifecycle), on the installed Locust, in a child
 process (importing Locust needs gevent's monkey patching)."""
 
-from procs import locust_child
+from textwrap import dedent
+
+from procs import MASTER_AND_WORKER, locust_child
 
 
 def test_a_worker_that_joined_before_the_watch_is_announced_once():
     # the compose test with 4 containers once read 3 joins: w0's ready message came before the watch existed
-    res = locust_child("""
-        import contextlib, io, json, socket
-        import gevent
-        from locust import User, constant, task
-        from locust.env import Environment
-        from tokenswarm.loadgen import workarounds as w
+    res = locust_child(MASTER_AND_WORKER + dedent("""
+        import contextlib, io, json
         from tokenswarm.loadgen.lifecycle import WorkerWatch
-        class U(User):
-            wait_time = constant(1)
-            @task
-            def t(self):
-                pass
-        s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-        menv, wenv = Environment(user_classes=[U]), Environment(user_classes=[U])
-        master = menv.create_master_runner("127.0.0.1", port)
-        worker = wenv.create_worker_runner("127.0.0.1", port)
-        for _ in range(100):
-            if w.worker_states(master):
-                break
-            gevent.sleep(0.05)
         before = len(w.worker_states(master))
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
@@ -35,7 +20,7 @@ def test_a_worker_that_joined_before_the_watch_is_announced_once():
         worker.quit()
         master.quit()
         print(json.dumps({"before": before, "said": err.getvalue().splitlines()}))
-    """)
+    """))
     assert res["before"] == 1
     assert len(res["said"]) == 1 and res["said"][0].startswith("tokenswarm: worker w0 joined from "), res["said"]
     assert res["said"][0].endswith("; 1 connected"), res["said"]

@@ -1,9 +1,11 @@
 """Every Locust workaround (tokenswarm.loadgen.workarounds), checked on the installed Locust. Each runs in a
 separate process: importing Locust needs gevent's monkey patching."""
 
+from textwrap import dedent
+
 import pytest
 
-from procs import locust_child
+from procs import MASTER_AND_WORKER, locust_child
 
 run = locust_child
 
@@ -152,28 +154,10 @@ def test_the_runner_greenlet_check_tells_the_runners_own_greenlets_from_others()
 def test_every_workaround_finds_what_it_needs_on_the_installed_locusts_real_classes(tmp_path):
     # Real Locust objects, not stand-ins: a master and a worker connected over loopback, a web UI, a stats CSV
     # writer. A renamed internal makes a workaround's guard switch it off; this test then fails instead.
-    res = run(f"""
-        import json, socket, gevent
-        from locust import User, constant, task, stats, argument_parser
-        from locust.env import Environment
+    res = run(MASTER_AND_WORKER + dedent(f"""
+        import json
+        from locust import stats, argument_parser
         from locust.runners import STATE_MISSING
-        from tokenswarm.loadgen import workarounds as w
-
-        class U(User):
-            wait_time = constant(1)
-            @task
-            def t(self): pass
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        menv, wenv = Environment(user_classes=[U]), Environment(user_classes=[U])
-        master = menv.create_master_runner("127.0.0.1", port)
-        worker = wenv.create_worker_runner("127.0.0.1", port)
-        for _ in range(100):
-            if w.worker_states(master):
-                break
-            gevent.sleep(0.05)
         states = w.worker_states(master)
         cid = next(iter(states), "")
         sent = w.report_to_master(worker, "boom from a worker", "tb")
@@ -211,7 +195,7 @@ def test_every_workaround_finds_what_it_needs_on_the_installed_locusts_real_clas
         worker.quit()
         master.quit()
         print(json.dumps(out))
-    """)
+    """))
     assert all(res["guards"].values()), {k: v for k, v in res["guards"].items() if not v}
     assert res["states"] == ["ready"] and res["missing"] and res["index"] == 0 and res["host"]
     assert res["exception_sent"] and res["exceptions"] == ["boom from a worker"]
