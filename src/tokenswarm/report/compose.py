@@ -72,6 +72,11 @@ def opinions_section(a: Analysis) -> tuple[str, tuple[list[str], list[list[str]]
     def get(df: pd.DataFrame | None, level: float, col: str) -> Any:
         return df.loc[level, col] if df is not None and level in df.index and col in df.columns else None
 
+    def matched(level: float, col: str, fallback: str) -> Any:
+        """Ours over the engine's requests (``col``), else over the level's sample (a run without its histograms)."""
+        v = get(ours, level, col)
+        return v if v is not None and v == v else get(ours, level, fallback)
+
     heads = [tables.LEVEL_HEADING[a.mode], "TTFT mean (ms): ours", "engine", "outside engine",
              "E2E mean (ms): ours", "engine", "Engine queue (ms)", "Events / request", "Coalesced",
              "Output tok/s: ours"]
@@ -83,14 +88,10 @@ def opinions_section(a: Analysis) -> tuple[str, tuple[list[str], list[list[str]]
                   f"{peer} output tok/s", f"{peer} events / request"]
     rows = []
     for level in levels:
-        ttft = get(ours, level, "client_ttft_mean_ms")
-        ttft = ttft if ttft is not None and ttft == ttft else get(ours, level, "ttft_mean_ms")
-        e2e = get(ours, level, "client_e2e_mean_ms")  # over the engine's requests, as the intro says
-        e2e = e2e if e2e is not None and e2e == e2e else get(ours, level, "e2e_mean_ms")
-        row = [f"{level:g}", tables.cell(ttft, "{:,.1f}"),
+        row = [f"{level:g}", tables.cell(matched(level, "client_ttft_mean_ms", "ttft_mean_ms"), "{:,.1f}"),
                tables.cell(get(ours, level, "engine_ttft_mean_ms"), "{:,.1f}"),
                tables.cell(get(ours, level, "outside_engine_ttft_ms"), "{:+,.1f}"),
-               tables.cell(e2e, "{:,.1f}"),
+               tables.cell(matched(level, "client_e2e_mean_ms", "e2e_mean_ms"), "{:,.1f}"),
                tables.cell(get(ours, level, "engine_e2e_mean_ms"), "{:,.1f}"),
                tables.cell(get(ours, level, "engine_queue_mean_ms"), "{:,.1f}"),
                tables.cell(get(ours, level, "output_events_mean"), "{:.1f}"),
